@@ -1,0 +1,234 @@
+"""Command-line interface (thin: parses options, calls the pipeline, prints, maps errors to exit codes).
+
+Exit codes: 0 success; 1 a step of the run failed (the other steps' outputs are complete);
+2 bad input (layers, plan file, options), with the message and no traceback.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from kaizhou_gis import __version__
+from kaizhou_gis.errors import KaizhouGISError
+
+log = logging.getLogger("kaizhou_gis")
+
+
+def _setup_logging(verbose: int, quiet: int) -> None:
+    level = logging.WARNING - 10 * verbose + 10 * quiet
+    logging.basicConfig(level=max(logging.DEBUG, min(logging.CRITICAL, level)),
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.secho(f"Error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn):
+    """Turn the library's errors into exit code 2 with the message, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KaizhouGISError as e:
+            _fail(str(e))
+        except KeyboardInterrupt:
+            _fail("interrupted; files already written are complete, none is half-written.", 130)
+    return wrapper
+
+
+def layer_options(fn):
+    """Options every command that reads layers shares."""
+    opts = [
+        click.option("--layers", "layers_path", type=click.Path(path_type=Path), default=None,
+                     help="GeoPackage, folder of per-layer files, or TOML mapping of layer files "
+                          "(default: the shipped Kaizhou layers in layers/)."),
+        click.option("--plan", "plan_path", type=click.Path(path_type=Path), default=None,
+                     help="Plan file (TOML; default: the shipped Kaizhou plan)."),
+        click.option("--crs", default=None,
+                     help="CRS of input layers that declare none, e.g. EPSG:4490."),
+        click.option("--encoding", default=None,
+                     help="Text encoding of Shapefile .dbf files without a .cpg (e.g. GBK)."),
+        click.option("--coords", type=click.Choice(["wgs84", "gcj02"]), default="wgs84",
+                     show_default=True,
+                     help="gcj02: input coordinates are GCJ-02 (Gaode/AMap); convert to WGS84 first."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def out_option(fn):
+    fn = click.option("--header", type=click.Choice(["en", "zh", "both"]), default="en",
+                      show_default=True,
+                      help="Table headers: English snake_case, Chinese labels, or both.")(fn)
+    return click.option("--out", "out_dir", type=click.Path(path_type=Path),
+                        default=Path("outputs"), show_default=True,
+                        help="Output folder.")(fn)
+
+
+def _load(layers_path, plan_path, crs, encoding, coords, overrides=None):
+    from kaizhou_gis.layers import load_layers
+    from kaizhou_gis.plan import load_plan
+
+    plan = load_plan(plan_path, overrides=overrides)
+    layers = load_layers(layers_path, plan=plan, crs=crs, encoding=encoding, coords=coords)
+    return layers, plan
+
+
+def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, header,
+         options=None, overrides=None, title="kaizhou-gis run"):
+    from kaizhou_gis.pipeline import Context, resolve_township, run_steps
+
+    t0 = time.perf_counter()
+    click.echo(f"{title}: loading layers and plan ...")
+    layers, plan = _load(layers_path, plan_path, crs, encoding, coords, overrides)
+    opts = dict(options or {})
+    opts["township"] = resolve_township(layers, opts.get("township"))
+    opts["header"] = header
+    ctx = Context(layers=layers, plan=plan, options=opts)
+    click.echo(f"  layers: {layers.source}  plan: {plan.path}")
+    n = len(steps)
+    counter = {"i": 0}
+
+    def on_start(name, step_title):
+        counter["i"] += 1
+        click.echo(f"[{counter['i']}/{n}] {step_title} ...", nl=False)
+
+    def on_done(oc):
+        if oc.status == "ok":
+            click.secho(f" done in {oc.seconds:.1f} s ({len(oc.paths)} files)", fg="green")
+            for line in oc.summary.get("headline", []):
+                click.echo(f"      {line}")
+        elif oc.status == "skipped":
+            click.secho(f" skipped: {oc.message}", fg="yellow")
+        else:
+            click.secho(" FAILED", fg="red")
+            for line in oc.message.splitlines():
+                click.secho(f"      {line}", fg="red", err=True)
+
+    outcomes = run_steps(ctx, steps, out_dir, on_start=on_start, on_done=on_done)
+    failed = [o for o in outcomes if o.status == "failed"]
+    click.echo(f"Finished in {time.perf_counter() - t0:.1f} s. Outputs in {Path(out_dir).resolve()}:")
+    for o in outcomes:
+        for p in o.paths[:6]:
+            click.echo(f"  {p}")
+        if len(o.paths) > 6:
+            click.echo(f"  ... and {len(o.paths) - 6} more files of step '{o.name}'")
+    if failed:
+        _fail(f"{len(failed)} step(s) failed: {', '.join(o.name for o in failed)}; the outputs of "
+              f"the other steps are complete.", code=1)
+    return outcomes
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kaizhou-gis")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", count=True, help="Less log output.")
+def main(verbose: int, quiet: int) -> None:
+    """kaizhou-gis: relocation candidates, road access, industry projects and offline maps for a
+    district poverty-alleviation plan (default: Kaizhou District, Chongqing)."""
+    _setup_logging(verbose, quiet)
+
+
+@main.command()
+@layer_options
+@handle_errors
+def validate(layers_path, plan_path, crs, encoding, coords):
+    """Check the layers and the plan file; print a per-layer summary (exit 2 on problems)."""
+    from kaizhou_gis.layers import check_layers
+    from kaizhou_gis.plan import load_plan
+
+    plan = load_plan(plan_path)
+    report = check_layers(layers_path, plan=plan, crs=crs, encoding=encoding, coords=coords)
+    click.echo(report.format())
+    if not report.ok:
+        _fail(report.problem_text())
+    click.secho(f"OK: layers and plan '{plan.name}' ({plan.path}) are valid.", fg="green")
+
+
+@main.command()
+@layer_options
+@out_option
+@handle_errors
+def run(layers_path, plan_path, crs, encoding, coords, out_dir, header):
+    """The main job: validate, then every analysis, the maps and the report."""
+    from kaizhou_gis.layers import check_layers
+    from kaizhou_gis.pipeline import available_steps
+    from kaizhou_gis.plan import load_plan
+
+    plan = load_plan(plan_path)
+    report = check_layers(layers_path, plan=plan, crs=crs, encoding=encoding, coords=coords)
+    click.echo(report.format())
+    if not report.ok:
+        _fail(report.problem_text())
+    _run(available_steps(), layers_path=layers_path, plan_path=plan_path, crs=crs,
+         encoding=encoding, coords=coords, out_dir=out_dir, header=header)
+
+
+def _step_command(name: str, help_text: str, extra=()):
+    def command(layers_path, plan_path, crs, encoding, coords, out_dir, header, **kw):
+        overrides = {}
+        if kw.get("threshold_m") is not None:
+            overrides["relocation.threshold_m"] = float(kw.pop("threshold_m"))
+        kw.pop("threshold_m", None)
+        _run([name], layers_path=layers_path, plan_path=plan_path, crs=crs, encoding=encoding,
+             coords=coords, out_dir=out_dir, header=header, options=kw, overrides=overrides,
+             title=f"kaizhou-gis {name}")
+
+    command.__name__ = name
+    command.__doc__ = help_text
+    fn = handle_errors(command)
+    for o in reversed(extra):
+        fn = o(fn)
+    fn = out_option(fn)
+    fn = layer_options(fn)
+    return main.command(name=name)(fn)
+
+
+_township = click.option("--township", default=None,
+                         help="Limit to one township: name (大进镇) or 9-digit code.")
+
+_step_command("relocation", "Relocation candidates above the plan's threshold, sites, assignment, schedule.",
+              [click.option("--threshold-m", type=float, default=None,
+                            help="Elevation threshold in metres (default: the plan's, 800)."),
+               _township])
+_step_command("access", "Road access (通达/通畅), scorecard against the plan, works that close the gaps.",
+              [_township])
+_step_command("industry", "The plan's industry projects placed on their host villages.")
+_step_command("maps", "Offline folium HTML maps for the district and each township (+ PNG).",
+              [_township,
+               click.option("--basemap", type=click.Choice(["offline", "osm", "tianditu", "gaode"]),
+                            default="offline", show_default=True,
+                            help="Basemap shown first; offline = hillshade from the DEM."),
+               click.option("--tianditu-key", default=None, help="Tianditu API key (tianditu basemap).")])
+_step_command("report", "The plan scorecard: report.html, report.md, report.json.")
+
+
+@main.command("demo-layers")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("layers"),
+              show_default=True, help="Folder for kaizhou.gpkg and dem.tif.")
+@click.option("--seed", type=int, default=None, help="Random seed (default: the shipped layers' seed).")
+@click.option("--scale", type=int, default=1, show_default=True,
+              help="Build a synthetic district K times larger (benchmarks; no real parts).")
+@handle_errors
+def demo_layers(out_dir, seed, scale):
+    """Rebuild the shipped Kaizhou default layers (real sources + labelled synthesized parts)."""
+    from kaizhou_gis.demo import build_demo_layers
+
+    t0 = time.perf_counter()
+    paths = build_demo_layers(out_dir, seed=seed, scale=scale)
+    click.echo(f"Built in {time.perf_counter() - t0:.1f} s:")
+    for p in paths:
+        click.echo(f"  {p}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,225 @@
+"""Every file kaizhou-gis writes goes through here, atomically.
+
+A file is first written to a hidden temporary name in its target folder and then renamed over
+the target (``os.replace``), so an interrupted run never leaves a half-written file: a reader sees
+the previous complete file or the new complete one.
+
+:func:`write_products` takes ``{relative path: object}`` and picks the writer by the file's
+extension: ``.csv`` (UTF-8 with BOM so Excel shows Chinese), ``.xlsx``, ``.gpkg`` (one
+GeoDataFrame or ``{layer name: GeoDataFrame}``), ``.json``, ``.html`` (text or a folium map),
+``.md``/``.txt``, ``.png`` (bytes).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+#: Header styles for tables: English snake_case, Chinese labels, or both ("elevation_m 海拔(米)").
+HEADER_STYLES = ("en", "zh", "both")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(suffix or path.suffix) + ".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    tmp.unlink()  # writers (GDAL especially) want to create the file themselves
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _labels(df: pd.DataFrame, header: str) -> list[str]:
+    labels = df.attrs.get("labels_zh", {}) or {}
+    if header == "zh":
+        return [labels.get(c, c) for c in df.columns]
+    if header == "both":
+        return [f"{c} {labels[c]}" if c in labels else c for c in df.columns]
+    return [str(c) for c in df.columns]
+
+
+def _plain_table(df: pd.DataFrame) -> pd.DataFrame:
+    df = pd.DataFrame(df.drop(columns="geometry", errors="ignore"))
+    for c in df.columns:
+        if df[c].dtype == object:
+            df[c] = df[c].map(lambda v: "; ".join(map(str, v)) if isinstance(v, (list, tuple, set)) else v)
+    return df
+
+
+def write_csv(df: pd.DataFrame, path: str | Path, *, header: str = "en") -> Path:
+    """CSV in UTF-8 with BOM (Excel opens Chinese text correctly); geometry is left out."""
+    table = _plain_table(df)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, encoding="utf-8-sig", header=_labels(df, header))
+    return Path(path)
+
+
+def write_xlsx(df: pd.DataFrame | dict[str, pd.DataFrame], path: str | Path, *,
+               header: str = "en") -> Path:
+    """XLSX workbook: one sheet per table (``{sheet: df}``) or one sheet "data"."""
+    sheets = df if isinstance(df, dict) else {"data": df}
+    with atomic_path(path) as tmp:
+        with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
+            for name, table in sheets.items():
+                plain = _plain_table(table)
+                plain.columns = _labels(table, header)
+                plain.to_excel(xw, sheet_name=str(name)[:31], index=False)
+                ws = xw.sheets[str(name)[:31]]
+                ws.freeze_panes = "A2"
+    return Path(path)
+
+
+def _gpkg_ready(gdf):
+    gdf = gdf.copy()
+    for c in gdf.columns:
+        if c == gdf.geometry.name:
+            continue
+        if gdf[c].dtype == object:
+            gdf[c] = gdf[c].map(lambda v: "; ".join(map(str, v)) if isinstance(v, (list, tuple, set))
+                                else (None if v is None or (isinstance(v, float) and math.isnan(v)) else v))
+    return gdf
+
+
+def write_gpkg(layers, path: str | Path) -> Path:
+    """GeoPackage with one layer (a GeoDataFrame, named after the file) or several (a dict)."""
+    path = Path(path)
+    if not isinstance(layers, dict):
+        layers = {path.stem: layers}
+    with atomic_path(path) as tmp:
+        for name, gdf in layers.items():
+            _gpkg_ready(gdf).to_file(tmp, layer=name, driver="GPKG", engine="pyogrio")
+    return path
+
+
+class _Encoder(json.JSONEncoder):
+    def default(self, o: Any) -> Any:
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return None if not np.isfinite(o) else float(o)
+        if isinstance(o, np.bool_):
+            return bool(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, (set, tuple)):
+            return list(o)
+        if isinstance(o, (Path,)):
+            return str(o)
+        if isinstance(o, (_dt.date, _dt.datetime, pd.Timestamp)):
+            return o.isoformat()
+        if isinstance(o, (pd.DataFrame,)):
+            return json.loads(o.to_json(orient="records", force_ascii=False))
+        if isinstance(o, pd.Series):
+            return o.tolist()
+        return super().default(o)
+
+
+def _nan_to_none(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {str(k): _nan_to_none(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_nan_to_none(v) for v in o]
+    return o
+
+
+def to_json_text(obj: Any) -> str:
+    """JSON text as written by :func:`write_json` (NaN becomes null, numpy types become Python)."""
+    return json.dumps(_nan_to_none(obj), cls=_Encoder, ensure_ascii=False, indent=2)
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    return write_text(to_json_text(obj) + "\n", path)
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes(data: bytes, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_html(obj: Any, path: str | Path) -> Path:
+    """An HTML page: text, or a folium/branca object rendered to a standalone page."""
+    if not isinstance(obj, str):
+        obj = obj.get_root().render()
+    return write_text(obj, path)
+
+
+def write_product(out_dir: str | Path, relpath: str, obj: Any, *, header: str = "en") -> Path:
+    """Write one product under ``out_dir`` choosing the writer by extension."""
+    path = Path(out_dir) / relpath
+    ext = path.suffix.lower()
+    if ext == ".csv":
+        return write_csv(obj, path, header=header)
+    if ext == ".xlsx":
+        return write_xlsx(obj, path, header=header)
+    if ext == ".gpkg":
+        return write_gpkg(obj, path)
+    if ext == ".json":
+        return write_json(obj, path)
+    if ext in (".html", ".htm"):
+        return write_html(obj, path)
+    if ext in (".md", ".txt"):
+        return write_text(obj, path)
+    if ext in (".png", ".jpg", ".pdf", ".tif"):
+        if isinstance(obj, (bytes, bytearray)):
+            return write_bytes(bytes(obj), path)
+        if isinstance(obj, (str, Path)) and Path(obj).exists():  # a finished temp file to move in
+            with atomic_path(path) as tmp:
+                Path(tmp).write_bytes(Path(obj).read_bytes())
+            return path
+    raise TypeError(f"no writer for {relpath} ({type(obj).__name__})")
+
+
+def write_products(out_dir: str | Path, files: dict[str, Any], *, header: str = "en") -> list[Path]:
+    """Write every product of a step; returns the paths written, in order."""
+    written = []
+    for rel, obj in files.items():
+        written.append(write_product(out_dir, rel, obj, header=header))
+        log.debug("wrote %s", written[-1])
+    return written
+
+
+def write_geotiff(array: np.ndarray, path: str | Path, *, transform, crs, nodata=None,
+                  tags: dict | None = None) -> Path:
+    """Single-band GeoTIFF (deflate, tiled), written atomically."""
+    import rasterio
+
+    profile = dict(driver="GTiff", height=array.shape[0], width=array.shape[1], count=1,
+                   dtype=array.dtype, crs=crs, transform=transform, nodata=nodata,
+                   compress="deflate", predictor=2, tiled=True, blockxsize=256, blockysize=256)
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as ds:
+            ds.write(array, 1)
+            if tags:
+                ds.update_tags(**tags)
+    return Path(path)

@@ -1,0 +1,172 @@
+"""Chains the analysis steps.
+
+Each analysis module exposes ``run(ctx: Context) -> StepResult``. A step returns the files it
+wants written (``{path relative to --out: object}``), in-memory data for later steps, and a
+summary of figures. :meth:`Context.result` runs a step on first use and caches it, so a step that
+needs another (relocation needs road access) gets it whether or not that step was asked for;
+only the requested steps' files are written, by :func:`run_steps` through :mod:`outputs`.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from kaizhou_gis.errors import KaizhouGISError, OptionError, StepError
+from kaizhou_gis.layers import Layers
+from kaizhou_gis.plan import Plan
+
+log = logging.getLogger(__name__)
+
+#: Steps of the main job, in run order: (name, "module:function", title).
+STEPS: list[tuple[str, str, str]] = [
+    ("industry", "kaizhou_gis.industry:run", "Industry projects / 产业项目"),
+    ("access", "kaizhou_gis.access:run", "Road access / 道路通达通畅"),
+    ("relocation", "kaizhou_gis.relocation:run", "Relocation / 高山生态扶贫搬迁"),
+    ("maps", "kaizhou_gis.maps:run", "Maps / 地图"),
+    ("report", "kaizhou_gis.report:run", "Plan scorecard / 规划指标"),
+]
+
+
+@dataclass
+class StepResult:
+    """What one step produced."""
+
+    name: str
+    files: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """Everything a step may use: the layers, the plan, the options, earlier results."""
+
+    layers: Layers
+    plan: Plan
+    options: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, StepResult] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def result(self, name: str) -> StepResult:
+        """The result of step ``name``, running it now if it has not run."""
+        if name in self.results:
+            return self.results[name]
+        if name in self.failed:
+            raise StepError(f"step '{name}' failed earlier: {self.failed[name]}")
+        fn = step_function(name)
+        if fn is None:
+            raise StepError(f"step '{name}' is not available in this installation.")
+        log.info("running step %s", name)
+        try:
+            res = fn(self)
+        except KaizhouGISError as e:
+            self.failed[name] = str(e)
+            raise
+        self.results[name] = res
+        return res
+
+    @property
+    def township(self) -> str | None:
+        """The township code the run is limited to (``--township``), or None for the district."""
+        return self.options.get("township")
+
+
+def step_function(name: str) -> Callable[[Context], StepResult] | None:
+    for n, target, _ in STEPS:
+        if n == name:
+            mod, fn = target.split(":")
+            try:
+                module = importlib.import_module(mod)
+            except ModuleNotFoundError as e:
+                if e.name == mod:
+                    return None
+                raise
+            return getattr(module, fn)
+    raise OptionError(f"unknown step '{name}'; steps: {', '.join(n for n, _, _ in STEPS)}")
+
+
+def available_steps() -> list[str]:
+    return [n for n, _, _ in STEPS if step_function(n) is not None]
+
+
+def resolve_township(layers: Layers, text: str | None) -> str | None:
+    """Township code for a name or code given by the user (``大进镇``, ``大进``, ``500154118``)."""
+    if text is None or str(text).strip() == "":
+        return None
+    t = str(text).strip()
+    tw = layers.townships
+    codes = tw["township_code"].astype(str)
+    hit = tw[(codes == t) | (codes == t[:9]) | (tw["name"].astype(str) == t)]
+    if hit.empty:
+        stem = t.rstrip("镇乡街道")
+        hit = tw[tw["name"].astype(str).str.replace(r"(镇|乡|街道)$", "", regex=True) == stem]
+    if len(hit) == 1:
+        return str(hit["township_code"].iloc[0])
+    names = ", ".join(f"{n} ({c})" for c, n in zip(codes, tw["name"]))
+    if hit.empty:
+        raise OptionError(f"--township {t}: no township with that name or code in the townships "
+                          f"layer; use one of: {names}")
+    raise OptionError(f"--township {t}: matches several townships "
+                      f"({', '.join(hit['name'].astype(str))}); give the 9-digit code instead.")
+
+
+@dataclass
+class StepOutcome:
+    name: str
+    title: str
+    status: str  # "ok", "failed", "skipped"
+    seconds: float = 0.0
+    peak_mb: float = 0.0
+    paths: list[Path] = field(default_factory=list)
+    message: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def run_steps(ctx: Context, names: list[str], out_dir: str | Path, *,
+              on_start: Callable[[str, str], None] | None = None,
+              on_done: Callable[[StepOutcome], None] | None = None,
+              track_memory: bool = False) -> list[StepOutcome]:
+    """Run the named steps in order and write their files under ``out_dir``.
+
+    A failing step is reported and the next steps still run (those that need the failed one fail
+    with a message naming it). Files are written atomically, so each file of ``out_dir`` is either
+    the complete new one or the complete old one.
+    """
+    from kaizhou_gis import outputs
+
+    outcomes = []
+    titles = {n: t for n, _, t in STEPS}
+    for name in names:
+        title = titles.get(name, name)
+        if on_start:
+            on_start(name, title)
+        if step_function(name) is None:
+            oc = StepOutcome(name, title, "skipped", message="not available in this installation")
+        else:
+            t0 = time.perf_counter()
+            if track_memory:
+                tracemalloc.start()
+            try:
+                res = ctx.result(name)
+                paths = outputs.write_products(out_dir, res.files, header=ctx.options.get("header", "en"))
+                oc = StepOutcome(name, title, "ok", paths=paths, summary=res.summary)
+            except KaizhouGISError as e:
+                oc = StepOutcome(name, title, "failed", message=str(e))
+                ctx.failed.setdefault(name, str(e))
+            except Exception as e:  # an unexpected bug in one step must not lose the others
+                log.debug("step %s crashed", name, exc_info=True)
+                oc = StepOutcome(name, title, "failed", message=f"{type(e).__name__}: {e}")
+                ctx.failed.setdefault(name, oc.message)
+            oc.seconds = time.perf_counter() - t0
+            if track_memory:
+                oc.peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
+                tracemalloc.stop()
+        outcomes.append(oc)
+        if on_done:
+            on_done(oc)
+    return outcomes

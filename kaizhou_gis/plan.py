@@ -1,0 +1,278 @@
+"""Plan files: every threshold and target an analysis uses, with where it comes from.
+
+A plan file is TOML. Each setting is an inline table ``{ value = ..., source = "..." }`` where
+``source`` cites the plan chapter (``"ch.5"``), says how it was derived (``"derived: ..."``) or
+marks it as an assumption (``"assumption: ..."``). The shipped Kaizhou plan
+(``kaizhou_gis/plans/kaizhou.toml``) is also the schema: a user plan file must have the same keys
+with values of the same types.
+"""
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from kaizhou_gis.errors import PlanError
+
+DEFAULT_PLAN = "kaizhou"
+_LEAF_KEYS = {"value", "source"}
+
+
+def _is_leaf(node: Any) -> bool:
+    return isinstance(node, dict) and _LEAF_KEYS <= set(node) and set(node) <= _LEAF_KEYS | {"note"}
+
+
+def _type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "table"
+    return type(v).__name__
+
+
+def _same_type(default: Any, given: Any) -> bool:
+    if isinstance(default, bool) or isinstance(given, bool):
+        return isinstance(default, bool) and isinstance(given, bool)
+    if isinstance(default, int) and not isinstance(default, bool):
+        # an integer setting (a count) must stay integral
+        return isinstance(given, int) or (isinstance(given, float) and given.is_integer())
+    return _type_name(default) == _type_name(given)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A loaded, validated plan file.
+
+    Use ``plan["relocation.threshold_m"]`` for a value, ``plan.source(key)`` for its provenance and
+    ``plan.section("relocation.sites")`` for a dict of a section's values.
+    """
+
+    data: dict
+    path: str
+    _flat: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        flat: dict[str, dict] = {}
+
+        def walk(node: dict, prefix: str) -> None:
+            for k, v in node.items():
+                key = f"{prefix}{k}"
+                if _is_leaf(v):
+                    flat[key] = v
+                elif isinstance(v, dict):
+                    walk(v, key + ".")
+
+        walk({k: v for k, v in self.data.items() if k != "indicators"}, "")
+        object.__setattr__(self, "_flat", flat)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._flat[key]["value"]
+        except KeyError:
+            raise PlanError(f"plan {self.path}: no setting '{key}'") from None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._flat
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._flat[key]["value"] if key in self._flat else default
+
+    def source(self, key: str) -> str:
+        return self._flat[key]["source"]
+
+    def is_assumption(self, key: str) -> bool:
+        return self.source(key).startswith("assumption")
+
+    def section(self, name: str) -> dict[str, Any]:
+        """Values of one section (leaves directly under it), e.g. ``section("access")``."""
+        prefix = name + "."
+        return {k[len(prefix):]: v["value"] for k, v in self._flat.items()
+                if k.startswith(prefix) and "." not in k[len(prefix):]}
+
+    def settings(self, prefix: str = "") -> dict[str, dict]:
+        """Every setting under ``prefix`` as ``{key: {"value": ..., "source": ...}}`` (for reports)."""
+        return {k: dict(v) for k, v in self._flat.items() if k.startswith(prefix)}
+
+    @property
+    def indicators(self) -> list[dict]:
+        return [dict(i) for i in self.data.get("indicators", [])]
+
+    @property
+    def work_crs(self) -> str:
+        return self["crs.work"]
+
+    @property
+    def name(self) -> str:
+        return self["meta.district_name"]
+
+
+def _read_toml(path: str | Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise PlanError(f"plan file {path} does not exist; pass an existing TOML file to --plan "
+                        f"(copy kaizhou_gis/plans/kaizhou.toml to start one).") from None
+    except tomllib.TOMLDecodeError as e:
+        raise PlanError(f"plan file {path} is not valid TOML: {e}; fix the syntax.") from None
+
+
+def default_plan_path() -> Path:
+    return Path(str(resources.files("kaizhou_gis") / "plans" / f"{DEFAULT_PLAN}.toml"))
+
+
+def _check(default: Any, given: Any, where: str, problems: list[str]) -> None:
+    if _is_leaf(default):
+        if not isinstance(given, dict) or "value" not in given:
+            problems.append(f"{where}: must be a table {{ value = ..., source = \"...\" }}; "
+                            f"got {given!r}.")
+            return
+        unknown = set(given) - _LEAF_KEYS - {"note"}
+        if unknown:
+            problems.append(f"{where}: unknown key(s) {sorted(unknown)}; allowed: value, source, note.")
+        if "source" not in given:
+            problems.append(f"{where}: missing 'source'; cite the plan chapter or write "
+                            f"\"assumption: ...\".")
+        dv, gv = default["value"], given["value"]
+        if isinstance(dv, dict):
+            if not isinstance(gv, dict):
+                problems.append(f"{where}.value: expected a table like {dv!r}; got {gv!r}.")
+                return
+            if not all(k.isdigit() for k in dv):  # year-keyed tables may list other years
+                missing, extra = set(dv) - set(gv), set(gv) - set(dv)
+                if missing or extra:
+                    problems.append(f"{where}.value: keys must be {sorted(dv)}; "
+                                    f"missing {sorted(missing)}, unknown {sorted(extra)}.")
+            elif not all(str(k).isdigit() for k in gv):
+                problems.append(f"{where}.value: keys must be years like {sorted(dv)}; got {sorted(gv)}.")
+            for k, v in gv.items():
+                ref = next(iter(dv.values())) if dv else v
+                if not _same_type(ref, v):
+                    problems.append(f"{where}.value.{k}: expected a {_type_name(ref)}; got {v!r}.")
+            return
+        if isinstance(dv, list):
+            if not isinstance(gv, list):
+                problems.append(f"{where}.value: expected an array; got {gv!r}.")
+            elif dv and any(not _same_type(dv[0], x) for x in gv):
+                problems.append(f"{where}.value: every item must be a {_type_name(dv[0])}; got {gv!r}.")
+            return
+        if not _same_type(dv, gv):
+            problems.append(f"{where}.value: expected a {_type_name(dv)} (like {dv!r}); got {gv!r}.")
+        return
+    if isinstance(default, dict):
+        if not isinstance(given, dict):
+            problems.append(f"{where}: expected a table; got {given!r}.")
+            return
+        for k in sorted(set(given) - set(default)):
+            problems.append(f"{where + '.' if where else ''}{k}: unknown key; remove it or check "
+                            f"the spelling against kaizhou_gis/plans/kaizhou.toml.")
+        for k in sorted(set(default) - set(given)):
+            problems.append(f"{where + '.' if where else ''}{k}: missing; copy it from "
+                            f"kaizhou_gis/plans/kaizhou.toml and set the district's value.")
+        for k in sorted(set(default) & set(given)):
+            _check(default[k], given[k], f"{where + '.' if where else ''}{k}", problems)
+        return
+    if isinstance(default, list):  # arrays of tables (indicators)
+        if not isinstance(given, list) or not given:
+            problems.append(f"{where}: expected a non-empty array of tables.")
+            return
+        ref = default[0]
+        for i, item in enumerate(given):
+            if not isinstance(item, dict):
+                problems.append(f"{where}[{i}]: expected a table.")
+                continue
+            for k in sorted(set(ref) - set(item)):
+                problems.append(f"{where}[{i}].{k}: missing.")
+            for k in sorted(set(item) - set(ref)):
+                problems.append(f"{where}[{i}].{k}: unknown key.")
+            for k in sorted(set(ref) & set(item)):
+                if not _same_type(ref[k], item[k]):
+                    problems.append(f"{where}[{i}].{k}: expected a {_type_name(ref[k])}; got {item[k]!r}.")
+
+
+def _check_values(plan: Plan, problems: list[str]) -> None:
+    """Range checks that the types alone do not catch."""
+    for key, leaf in plan._flat.items():
+        v = leaf["value"]
+        vals = v.values() if isinstance(v, dict) else [v]
+        for x in vals:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or math.isnan(x):
+                continue
+            if key.endswith("_pct") and not 0 <= x <= 100:
+                problems.append(f"{key}.value: {x} is not a percentage between 0 and 100.")
+            elif (key.endswith(("_m", "_km", "_deg", "_kmh", "_yuan_per_km", "_mb"))
+                  or "_min" in key or "capacity" in key) and x < 0:
+                problems.append(f"{key}.value: {x} must not be negative.")
+    weights = [k for k in plan._flat if k.endswith("weights")]
+    for k in weights:
+        w = plan[k]
+        if w and abs(sum(w.values()) - 1.0) > 1e-6:
+            problems.append(f"{k}.value: weights must add up to 1; they add up to "
+                            f"{sum(w.values()):g}.")
+    yearly = plan.get("relocation.yearly_people")
+    if yearly and sum(yearly.values()) != plan["relocation.people_target"]:
+        problems.append(f"relocation.yearly_people: the yearly quotas add up to "
+                        f"{sum(yearly.values())}, not relocation.people_target = "
+                        f"{plan['relocation.people_target']}; make them agree.")
+    try:
+        from pyproj import CRS
+        for key in ("crs.work", "crs.map"):
+            CRS.from_user_input(plan[key])
+    except Exception as e:  # pyproj raises CRSError
+        problems.append(f"crs: {e}; use an EPSG code like \"EPSG:4545\".")
+
+
+def load_plan(path: str | Path | None = None, *, overrides: dict[str, Any] | None = None) -> Plan:
+    """Load and validate a plan file (the shipped Kaizhou plan when ``path`` is None).
+
+    ``overrides`` replaces values by dotted key (``{"relocation.threshold_m": 900.0}``), as the
+    CLI's ``--threshold-m`` does; they are validated like the file.
+    """
+    default = _read_toml(default_plan_path())
+    if path is None:
+        data, where = default, str(default_plan_path())
+    else:
+        data, where = _read_toml(path), str(path)
+        problems: list[str] = []
+        _check(default, data, "", problems)
+        if problems:
+            raise PlanError(_format(where, problems))
+    if overrides:
+        data = _apply_overrides(data, overrides, where)
+    plan = Plan(data=data, path=where)
+    problems = []
+    _check_values(plan, problems)
+    if problems:
+        raise PlanError(_format(where, problems))
+    return plan
+
+
+def _apply_overrides(data: dict, overrides: dict[str, Any], where: str) -> dict:
+    import copy
+    data = copy.deepcopy(data)
+    for key, value in overrides.items():
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.get(p, {})
+        leaf = node.get(parts[-1]) if isinstance(node, dict) else None
+        if not _is_leaf(leaf):
+            raise PlanError(f"plan {where}: cannot override '{key}': no such setting.")
+        leaf["value"] = value
+        leaf["source"] = f"command-line override (plan file: {leaf['source']})"
+    return data
+
+
+def _format(where: str, problems: list[str]) -> str:
+    n = len(problems)
+    head = f"plan file {where}: {n} problem{'s' if n != 1 else ''}:"
+    return "\n".join([head] + [f"  - {p}" for p in problems])
