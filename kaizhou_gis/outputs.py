@@ -30,34 +30,74 @@ log = logging.getLogger(__name__)
 HEADER_STYLES = ("en", "zh", "both")
 
 
+def _temp_dir_for(folder: Path) -> Path:
+    """A folder for temporary files on the same filesystem as ``folder`` but outside it.
+
+    The system temp folder when it shares the filesystem (so a killed run leaves nothing in the
+    output folder), else ``folder`` itself (hidden ``.name.*.tmp`` files, removed by the next run).
+    """
+    sys_tmp = Path(tempfile.gettempdir())
+    try:
+        if os.stat(sys_tmp).st_dev == os.stat(folder).st_dev:
+            return sys_tmp
+    except OSError:
+        pass
+    return folder
+
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+    """Yield a temporary path; on success rename it over ``path`` (atomic on one filesystem).
 
     On any exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(suffix or path.suffix) + ".tmp",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + (suffix or path.suffix),
+                               dir=_temp_dir_for(path.parent))
     os.close(fd)
     tmp = Path(tmp)
     tmp.unlink()  # writers (GDAL especially) want to create the file themselves
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for leftover in (tmp, *tmp.parent.glob(tmp.name + "-*")):  # e.g. SQLite journals
+            if leftover.exists():
+                leftover.unlink()
+
+
+def clean_stale_temp(out_dir: str | Path) -> list[Path]:
+    """Remove temporary files that a killed earlier run left in ``out_dir`` (``.<name>.*.tmp.<ext>``).
+
+    A process killed with SIGKILL cannot clean up; the next run calls this before writing, so no
+    partial file survives in the output folder. Only files matching our own temp pattern go.
+    """
+    out_dir = Path(out_dir)
+    removed = []
+    if out_dir.is_dir():
+        for p in out_dir.rglob(".*.tmp*"):
+            if p.is_file():
+                p.unlink()
+                removed.append(p)
+    if removed:
+        log.info("removed %d stale temporary file(s) of an interrupted run in %s", len(removed), out_dir)
+    return removed
 
 
 def _labels(df: pd.DataFrame, header: str) -> list[str]:
     labels = df.attrs.get("labels_zh", {}) or {}
+    cols = [c for c in df.columns if c != "geometry"]
     if header == "zh":
-        return [labels.get(c, c) for c in df.columns]
+        return [labels.get(c, c) for c in cols]
     if header == "both":
-        return [f"{c} {labels[c]}" if c in labels else c for c in df.columns]
-    return [str(c) for c in df.columns]
+        return [f"{c} {labels[c]}" if c in labels else c for c in cols]
+    return [str(c) for c in cols]
 
 
 def _plain_table(df: pd.DataFrame) -> pd.DataFrame:

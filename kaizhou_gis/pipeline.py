@@ -139,6 +139,7 @@ def run_steps(ctx: Context, names: list[str], out_dir: str | Path, *,
     """
     from kaizhou_gis import outputs
 
+    outputs.clean_stale_temp(out_dir)
     outcomes = []
     titles = {n: t for n, _, t in STEPS}
     for name in names:
