@@ -1,0 +1,85 @@
+"""Writers: encodings, header labels, atomicity."""
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+import pytest
+from shapely.geometry import Point
+
+from kaizhou_gis import outputs
+
+
+@pytest.fixture()
+def table():
+    gdf = gpd.GeoDataFrame(
+        {"village_code": ["500154118201", "500154118202"], "name": ["杨柳村", "中山村"],
+         "tags": [["a", "b"], None], "elevation_m": [812.5, float("nan")]},
+        geometry=[Point(108.4, 31.2), Point(108.5, 31.3)], crs="EPSG:4326")
+    gdf.attrs["labels_zh"] = {"village_code": "村代码", "name": "名称"}
+    return gdf
+
+
+def test_csv_is_utf8_with_bom_and_keeps_leading_zeros(tmp_path, table):
+    p = outputs.write_csv(table, tmp_path / "t.csv")
+    raw = p.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    back = pd.read_csv(p, encoding="utf-8-sig", dtype=str)
+    assert list(back.columns) == ["village_code", "name", "tags", "elevation_m"]
+    assert back.loc[0, "name"] == "杨柳村"
+    assert back.loc[0, "tags"] == "a; b"
+
+
+@pytest.mark.parametrize("header, first", [("zh", "村代码"), ("both", "village_code 村代码"),
+                                           ("en", "village_code")])
+def test_header_styles(tmp_path, table, header, first):
+    p = outputs.write_csv(table, tmp_path / "t.csv", header=header)
+    cols = pd.read_csv(p, encoding="utf-8-sig", nrows=0).columns
+    assert cols[0] == first and cols[2] == "tags"
+
+
+def test_xlsx_sheets_and_gpkg_layers(tmp_path, table):
+    outputs.write_xlsx({"candidates": table, "villages": pd.DataFrame({"n": [1]})}, tmp_path / "t.xlsx")
+    sheets = pd.read_excel(tmp_path / "t.xlsx", sheet_name=None)
+    assert set(sheets) == {"candidates", "villages"}
+    assert sheets["candidates"]["name"].tolist() == ["杨柳村", "中山村"]
+    outputs.write_gpkg({"a": table, "b": table.iloc[:1]}, tmp_path / "t.gpkg")
+    layers = dict(pyogrio.list_layers(tmp_path / "t.gpkg"))
+    assert set(layers) == {"a", "b"}
+    assert len(gpd.read_file(tmp_path / "t.gpkg", layer="b")) == 1
+
+
+def test_json_turns_nan_into_null(tmp_path):
+    import numpy as np
+    outputs.write_json({"x": float("nan"), "n": np.int64(3), "a": np.array([1.5])}, tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text()) == {"x": None, "n": 3, "a": [1.5]}
+
+
+def test_failed_write_leaves_previous_file_and_no_temp(tmp_path):
+    target = tmp_path / "out" / "report.md"
+    outputs.write_text("old complete text", target)
+    with pytest.raises(RuntimeError):
+        with outputs.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old complete text"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["report.md"]
+
+
+def test_stale_temp_files_are_cleaned(tmp_path):
+    stale = tmp_path / "maps" / ".overview.html.abc123.tmp.html"
+    stale.parent.mkdir()
+    stale.write_text("partial")
+    keep = tmp_path / "maps" / "overview.html"
+    keep.write_text("complete")
+    assert outputs.clean_stale_temp(tmp_path) == [stale]
+    assert not stale.exists() and keep.exists()
+
+
+def test_write_product_picks_writer_by_extension(tmp_path, table):
+    paths = outputs.write_products(tmp_path, {"a/x.csv": table, "a/x.json": {"k": 1}, "a/x.md": "# t"})
+    assert [p.name for p in paths] == ["x.csv", "x.json", "x.md"]
+    with pytest.raises(TypeError):
+        outputs.write_product(tmp_path, "a/x.bin", object())
