@@ -1,0 +1,177 @@
+"""Tests of kaizhou_gis.terrain on small DEMs whose answers are known."""
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from rasterio.transform import Affine
+from shapely.geometry import Point, box
+
+from kaizhou_gis import terrain
+
+NODATA = -32768
+
+
+def from_origin(west, north, xsize, ysize):
+    """North-up transform (rasterio's own still uses the deprecated ``*``)."""
+    return Affine.translation(west, north) @ Affine.scale(xsize, -ysize)
+
+
+def write_dem(path, array, transform, crs, nodata=NODATA, dtype=None):
+    array = np.asarray(array)
+    dtype = dtype or array.dtype
+    with rasterio.open(path, "w", driver="GTiff", height=array.shape[0], width=array.shape[1],
+                       count=1, dtype=dtype, crs=crs, transform=transform, nodata=nodata) as ds:
+        ds.write(array.astype(dtype), 1)
+    return path
+
+
+@pytest.fixture
+def tiny_dem(tmp_path):
+    """3 x 3 cells of 0.01 degree, values 100..900, centre cell nodata."""
+    z = np.array([[100, 200, 300], [400, NODATA, 600], [700, 800, 900]], dtype="int16")
+    return write_dem(tmp_path / "tiny.tif", z, from_origin(108.0, 31.03, 0.01, 0.01), "EPSG:4326")
+
+
+def test_sample_elevation_values_nodata_and_outside(tiny_dem):
+    pts = gpd.GeoSeries([Point(108.005, 31.025), Point(108.025, 31.005), Point(108.015, 31.015),
+                         Point(107.5, 31.0), Point(108.015, 31.029)], crs="EPSG:4326",
+                        index=[10, 11, 12, 13, 14])
+    with rasterio.open(tiny_dem) as ds:
+        z = terrain.sample_elevation(pts, ds)
+    assert list(z.index) == [10, 11, 12, 13, 14]
+    assert z[10] == 100 and z[11] == 900 and z[14] == 200
+    assert math.isnan(z[12])  # nodata cell
+    assert math.isnan(z[13])  # outside the raster: NaN, not 0
+
+
+def test_sample_elevation_reprojects_points(tiny_dem):
+    pts = gpd.GeoSeries([Point(108.025, 31.015)], crs="EPSG:4326").to_crs("EPSG:4545")
+    with rasterio.open(tiny_dem) as ds:
+        assert terrain.sample_elevation(pts, ds).iloc[0] == 600
+
+
+def test_read_block_pads_outside_with_nan(tiny_dem):
+    with rasterio.open(tiny_dem) as ds:
+        z, tr = terrain.read_block(ds, -1, 2, 3, 3)
+    assert z.shape == (3, 3)
+    assert np.isnan(z[0]).all()  # row -1 is outside
+    assert z[1, 0] == 300 and np.isnan(z[1, 1]) and z[2, 0] == 600
+    assert tr.c == pytest.approx(108.02) and tr.f == pytest.approx(31.04)
+
+
+def test_cell_size_geographic_shrinks_with_latitude():
+    tr = from_origin(108.0, 60.0, 1 / 1200, 1 / 1200)
+    dx, dy = terrain.cell_size_m(tr, "EPSG:4326", 36000)  # 60N .. 30N
+    assert dx[0] == pytest.approx(46.5, abs=0.5)  # 3" at 60N
+    assert dx[-1] == pytest.approx(80.3, abs=0.5)  # 3" at 30N
+    assert dy[-1] == pytest.approx(92.4, abs=0.3)
+
+
+def _surface(x, y, x0, y0):
+    """A tilted plane with a gentle hill, in metres of EPSG:4545."""
+    return (1000.0 + 0.30 * (x - x0) + 0.10 * (y - y0)
+            + 100.0 * np.sin(2 * np.pi * (x - x0) / 8000.0) * np.cos(2 * np.pi * (y - y0) / 9000.0))
+
+
+def _slope_true(x, y, x0, y0):
+    gx = 0.30 + 100.0 * 2 * np.pi / 8000.0 * np.cos(2 * np.pi * (x - x0) / 8000.0) * np.cos(2 * np.pi * (y - y0) / 9000.0)
+    gy = 0.10 - 100.0 * 2 * np.pi / 9000.0 * np.sin(2 * np.pi * (x - x0) / 8000.0) * np.sin(2 * np.pi * (y - y0) / 9000.0)
+    return np.degrees(np.arctan(np.hypot(gx, gy)))
+
+
+def test_slope_geographic_agrees_with_projected(tmp_path):
+    to_proj = Transformer.from_crs("EPSG:4326", "EPSG:4545", always_xy=True)
+    x0, y0 = to_proj.transform(108.0, 31.2)
+    # geographic DEM: 3 arc-second cells around 108E 31.2N
+    res = 1 / 1200
+    tr_g = from_origin(107.95, 31.25, res, res)
+    lon = 107.95 + (np.arange(120) + 0.5) * res
+    lat = 31.25 - (np.arange(120) + 0.5) * res
+    LON, LAT = np.meshgrid(lon, lat)
+    X, Y = to_proj.transform(LON, LAT)
+    zg = _surface(X, Y, x0, y0)
+    # projected DEM: 90 m cells over the same ground
+    tr_p = from_origin(x0 - 5000, y0 + 5000, 90, 90)
+    xs = x0 - 5000 + (np.arange(112) + 0.5) * 90
+    ys = y0 + 5000 - (np.arange(112) + 0.5) * 90
+    XP, YP = np.meshgrid(xs, ys)
+    zp = _surface(XP, YP, x0, y0)
+    sg = terrain.slope_deg(zg, tr_g, "EPSG:4326")
+    sp = terrain.slope_deg(zp, tr_p, "EPSG:4545")
+    # both agree with the analytic slope at their own cell centres
+    assert np.abs(sg[2:-2, 2:-2] - _slope_true(X, Y, x0, y0)[2:-2, 2:-2]).max() < 0.5
+    assert np.abs(sp[2:-2, 2:-2] - _slope_true(XP, YP, x0, y0)[2:-2, 2:-2]).max() < 0.5
+    # and with each other at the same places (local mean slope, via files and point_terrain)
+    gpath = write_dem(tmp_path / "g.tif", zg, tr_g, "EPSG:4326", nodata=-9999.0, dtype="float32")
+    ppath = write_dem(tmp_path / "p.tif", zp, tr_p, "EPSG:4545", nodata=-9999.0, dtype="float32")
+    rng = np.random.default_rng(1)
+    pts = gpd.GeoSeries(gpd.points_from_xy(x0 + rng.uniform(-3500, 3500, 40),
+                                           y0 + rng.uniform(-3500, 3500, 40)), crs="EPSG:4545")
+    with rasterio.open(gpath) as g, rasterio.open(ppath) as p:
+        tg = terrain.point_terrain(pts, g, slope_radius_m=150, relief_radius_m=500)
+        tp = terrain.point_terrain(pts, p, slope_radius_m=150, relief_radius_m=500)
+    diff = (tg["slope_deg"] - tp["slope_deg"]).abs()
+    assert diff.max() < 0.5
+    assert tg["slope_deg"].min() > 10  # the plane alone is 17.5 degrees; not a flat artefact
+    # a naive slope that takes degrees for metres (or ignores the latitude) would be far off
+    naive = np.degrees(np.arctan(np.hypot(*np.gradient(zg, 92.4, 92.4))))
+    assert np.abs(naive - sg).max() > 2
+
+
+def test_point_terrain_plane_valley_and_blocks(tmp_path, monkeypatch):
+    # projected 30 m grid: a V valley along x = 0 with walls of 40 % grade, floor at 500 m
+    n = 101
+    xs = (np.arange(n) - 50) * 30.0
+    X = np.tile(xs, (n, 1))
+    z = 500.0 + 0.4 * np.abs(X)
+    tr = from_origin(500000 - 50 * 30 - 15, 3450000 + 50 * 30 + 15, 30, 30)
+    path = write_dem(tmp_path / "v.tif", z, tr, "EPSG:4545", nodata=-9999.0, dtype="float32")
+    pts = gpd.GeoSeries([Point(500000, 3450000), Point(500000 + 600, 3450000),
+                         Point(400000, 3450000)], crs="EPSG:4545", index=["floor", "wall", "out"])
+    with rasterio.open(path) as ds:
+        t = terrain.point_terrain(pts, ds, slope_radius_m=100, relief_radius_m=600)
+        monkeypatch.setattr(terrain, "MAX_BLOCK_CELLS", 900)
+        t_small = terrain.point_terrain(pts, ds, slope_radius_m=100, relief_radius_m=600)
+    assert t.loc["floor", "elevation_m"] == pytest.approx(500.0)
+    assert t.loc["floor", "local_max_m"] == pytest.approx(500 + 0.4 * 600)
+    assert t.loc["floor", "valley_depth_m"] == pytest.approx(240.0)
+    assert t.loc["wall", "slope_deg"] == pytest.approx(math.degrees(math.atan(0.4)), abs=0.01)
+    assert t.loc["wall", "local_min_m"] == pytest.approx(500.0)
+    assert t.loc["out"].isna().all()
+    # the floor's mean slope mixes the two walls with the Horn-smoothed floor cell
+    assert 15 < t.loc["floor", "slope_deg"] < math.degrees(math.atan(0.4))
+    pd_equal = (t.fillna(-1) == t_small.fillna(-1)).all().all()
+    assert pd_equal  # reading in small blocks gives the same answer
+
+
+def test_zonal_stats_coverage_weighted(tmp_path):
+    # 4 x 4 cells of 100 m, value = 100 * (col + 1) + 1000 * row
+    z = (100 * (np.arange(4)[None, :] + 1) + 1000 * np.arange(4)[:, None]).astype("float32")
+    z[3, 3] = -9999.0
+    tr = from_origin(0, 400, 100, 100)
+    path = write_dem(tmp_path / "z.tif", z, tr, "EPSG:4545", nodata=-9999.0, dtype="float32")
+    polys = gpd.GeoSeries([
+        box(0, 300, 200, 400),      # cells (0,0)=100 and (0,1)=200 exactly
+        box(10, 310, 20, 320),      # tiny, inside cell (0,0)
+        box(50, 300, 200, 400),     # half of (0,0) and all of (0,1): mean (0.5*100+200)/1.5
+        box(300, 0, 400, 200),      # (2,3)=2400 and nodata (3,3)
+        box(1000, 1000, 1100, 1100),  # outside
+    ], crs="EPSG:4545")
+    with rasterio.open(path) as ds:
+        s = terrain.zonal_stats(polys, ds, threshold_m=150)
+    assert s.loc[0, "mean_m"] == pytest.approx(150.0)
+    assert s.loc[0, "min_m"] == 100 and s.loc[0, "max_m"] == 200
+    assert s.loc[0, "share_above_pct"] == pytest.approx(50.0)
+    assert s.loc[1, "mean_m"] == pytest.approx(100.0)
+    assert s.loc[1, "covered_cells"] == pytest.approx(0.01, abs=0.01)
+    assert s.loc[2, "mean_m"] == pytest.approx((50 + 200) / 1.5)
+    assert s.loc[2, "share_above_pct"] == pytest.approx(100 / 1.5)
+    assert s.loc[3, "mean_m"] == pytest.approx(2400.0)
+    assert s.loc[3, "nodata_pct"] == pytest.approx(50.0)
+    assert s.loc[4, ["min_m", "mean_m", "max_m", "share_above_pct"]].isna().all()
+    assert s.loc[4, "nodata_pct"] == 100.0 and s.loc[4, "covered_cells"] == 0.0
