@@ -1,0 +1,518 @@
+"""Road lines → a noded road graph with lengths, surfaces, grades and travel times.
+
+How lines are joined
+--------------------
+* Every line end point is a node. An interior vertex is a node when another line (or the same
+  line a second time) passes through the same coordinate (compared after rounding to
+  ``precision_m``, 1 mm by default).
+* Digitizing gaps: an end point within ``snap_tolerance_m`` of a vertex of another line is merged
+  into that vertex; an end point within the tolerance of the interior of another line's segment
+  (an undershoot at a T-junction) gets a new vertex inserted into that line at the projection,
+  and the two are joined there.
+* Two lines that cross without a shared vertex are **not** joined: bridges and overpasses are
+  not junctions.
+
+Lines are then cut at their nodes into edges. Each edge carries ``length_m`` (work CRS metres),
+``road_id``/``road_class``/``surface`` of its road, ``paved``, ``speed_kmh`` and ``travel_min``
+(class speed from the plan file), ``grade_pct`` (mean absolute grade along the edge from DEM
+samples every ``grade_sample_m``), ``max_grade_pct``, ``terrain_slope_deg`` (mean terrain slope
+at those samples) and ``terrain`` (flat / hilly / mountain, for unit costs). Nodes of degree 1
+are reported as dangles; connected components are computed for the whole graph and for the
+paved-only graph.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+import scipy.sparse as sp
+import shapely
+from pyproj import CRS, Transformer
+from rasterio.transform import Affine, rowcol
+from rasterio.windows import Window, from_bounds
+from scipy.sparse.csgraph import connected_components
+
+from kaizhou_gis.errors import LayerError, format_ids
+from kaizhou_gis.terrain import slope_deg
+
+log = logging.getLogger(__name__)
+
+ROAD_CLASSES = ("trunk", "county", "township", "village", "track", "other")
+
+
+# --------------------------------------------------------------------------------------------
+# DEM grid held in memory
+# --------------------------------------------------------------------------------------------
+@dataclass
+class DemGrid:
+    """A north-up DEM window in memory: elevations (NaN = no data), transform and CRS.
+
+    Built once per run (:meth:`from_dataset`) and shared by the network (edge grades), the access
+    step and the new-link search, so the DEM is read once.
+    """
+
+    values: np.ndarray
+    transform: Affine
+    crs: Any
+    _slope: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_dataset(cls, ds: rasterio.io.DatasetReader, bounds: tuple[float, float, float, float],
+                     bounds_crs, *, margin_m: float = 0.0, band: int = 1) -> "DemGrid":
+        """Read the part of ``ds`` covering ``bounds`` (in ``bounds_crs``) plus ``margin_m``."""
+        minx, miny, maxx, maxy = bounds
+        minx, miny, maxx, maxy = minx - margin_m, miny - margin_m, maxx + margin_m, maxy + margin_m
+        tr = Transformer.from_crs(CRS(bounds_crs), CRS(ds.crs), always_xy=True)
+        xs = np.array([minx, maxx, maxx, minx, (minx + maxx) / 2, (minx + maxx) / 2, minx, maxx])
+        ys = np.array([miny, miny, maxy, maxy, miny, maxy, (miny + maxy) / 2, (miny + maxy) / 2])
+        dx, dy = tr.transform(xs, ys)
+        win = from_bounds(min(dx), min(dy), max(dx), max(dy), transform=ds.transform)
+        win = win.round_offsets(op="floor").round_lengths(op="ceil")
+        col0, row0 = max(0, int(win.col_off) - 1), max(0, int(win.row_off) - 1)
+        col1 = min(ds.width, int(win.col_off + win.width) + 1)
+        row1 = min(ds.height, int(win.row_off + win.height) + 1)
+        if col1 <= col0 or row1 <= row0:
+            raise LayerError(f"dem: the DEM {ds.name} does not cover the layers (bounds "
+                             f"{bounds} in {bounds_crs}); use a DEM that covers the district.")
+        win = Window(col0, row0, col1 - col0, row1 - row0)
+        z = ds.read(band, window=win).astype("float64")
+        if ds.nodata is not None and np.isfinite(ds.nodata):
+            z[z == ds.nodata] = np.nan
+        z[~np.isfinite(z)] = np.nan
+        return cls(values=z, transform=ds.window_transform(win), crs=CRS(ds.crs))
+
+    @property
+    def slope(self) -> np.ndarray:
+        """Slope in degrees of every cell (computed on first use)."""
+        if self._slope is None:
+            self._slope = slope_deg(self.values, self.transform, self.crs)
+        return self._slope
+
+    def cells(self, x: np.ndarray, y: np.ndarray, xy_crs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row, column and inside-flag of points given in ``xy_crs``."""
+        x = np.asarray(x, dtype="float64")
+        y = np.asarray(y, dtype="float64")
+        if xy_crs is not None and CRS(xy_crs) != CRS(self.crs):
+            x, y = Transformer.from_crs(CRS(xy_crs), CRS(self.crs), always_xy=True).transform(x, y)
+        rows = np.full(len(x), -1, dtype=np.int64)
+        cols = np.full(len(x), -1, dtype=np.int64)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.any():
+            r, c = rowcol(self.transform, x[ok], y[ok], op=np.floor)
+            rows[ok], cols[ok] = np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)
+        h, w = self.values.shape
+        inside = ok & (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+        return rows, cols, inside
+
+    def sample(self, x: np.ndarray, y: np.ndarray, xy_crs, *, what: str = "elevation") -> np.ndarray:
+        """Elevation (m) or slope (deg) of the cell holding each point; NaN outside / no data."""
+        rows, cols, inside = self.cells(x, y, xy_crs)
+        grid = self.values if what == "elevation" else self.slope
+        out = np.full(len(rows), np.nan)
+        out[inside] = grid[rows[inside], cols[inside]]
+        return out
+
+
+def terrain_class(slope_deg_values: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    """'flat' / 'hilly' / 'mountain' from mean slope and the plan's ``terrain_slope_deg``.
+
+    Unknown slope (NaN, no DEM) counts as 'mountain', so unit costs err on the high side.
+    """
+    s = np.asarray(slope_deg_values, dtype="float64")
+    out = np.where(s >= thresholds["mountain"], "mountain",
+                   np.where(s >= thresholds["hilly"], "hilly", "flat")).astype(object)
+    out[~np.isfinite(s)] = "mountain"
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------
+@dataclass
+class RoadNetwork:
+    """A noded road graph.
+
+    Attributes
+    ----------
+    nodes : GeoDataFrame
+        ``node_id`` (= row position), ``degree``, ``component``, ``paved_component``, ``dangle``.
+    edges : GeoDataFrame
+        ``edge_id`` (= row position), ``u``, ``v``, ``road_index`` (index label of the road row),
+        ``road_id``, ``road_class``, ``surface``, ``paved``, ``length_m``, ``speed_kmh``,
+        ``travel_min``, ``grade_pct``, ``max_grade_pct``, ``terrain_slope_deg``, ``terrain``,
+        ``component``.
+    report : dict
+        Counts: roads used / skipped (with ids), edges, nodes, components, dangles, snaps.
+    """
+
+    nodes: gpd.GeoDataFrame
+    edges: gpd.GeoDataFrame
+    report: dict
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.nodes)
+
+    def matrix(self, weight: np.ndarray, *, mask: np.ndarray | None = None,
+               extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+               n_extra_nodes: int = 0) -> sp.csr_matrix:
+        """Undirected sparse graph (upper triangle) of the edges with the given weights.
+
+        ``mask`` keeps only some edges; ``extra`` = (i, j, w) adds edges, e.g. to virtual nodes
+        numbered from ``n_nodes``. Weights must be > 0 (use a tiny epsilon for 'free' edges).
+        Parallel edges keep the smallest weight.
+        """
+        u = self.edges["u"].to_numpy()
+        v = self.edges["v"].to_numpy()
+        w = np.asarray(weight, dtype="float64")
+        keep = u != v
+        if mask is not None:
+            keep &= np.asarray(mask, dtype=bool)
+        i, j, w = u[keep], v[keep], w[keep]
+        if extra is not None:
+            i = np.concatenate([i, extra[0]])
+            j = np.concatenate([j, extra[1]])
+            w = np.concatenate([w, extra[2]])
+        n = self.n_nodes + n_extra_nodes
+        a, b = np.minimum(i, j), np.maximum(i, j)
+        # parallel edges: keep the smallest weight (a sparse sum would add them up)
+        order = np.lexsort((w, b, a))
+        a, b, w = a[order], b[order], w[order]
+        first = np.ones(len(a), dtype=bool)
+        first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+        return sp.csr_matrix((w[first], (a[first], b[first])), shape=(n, n))
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def find(self, a: int) -> int:
+        p = self.parent
+        root = a
+        while p[root] != root:
+            root = p[root]
+        while p[a] != root:
+            p[a], a = root, p[a]
+        return root
+
+    def union(self, child: int, target: int) -> bool:
+        """Merge ``child``'s set into ``target``'s (the target's root stays); False if already one."""
+        rc, rt = self.find(child), self.find(target)
+        if rc != rt:
+            self.parent[rc] = rt
+            return True
+        return False
+
+    def roots(self) -> np.ndarray:
+        p = self.parent.copy()
+        while True:
+            q = p[p]
+            if np.array_equal(q, p):
+                return p
+            p = q
+
+
+def _road_lines(roads: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Single LineStrings of the roads layer and the row position each came from."""
+    geoms = roads.geometry.to_numpy()
+    bad_rows = []
+    types = shapely.get_type_id(geoms)
+    ok = np.isin(types, (1, 5)) & ~shapely.is_empty(geoms)  # LineString, MultiLineString
+    if "road_id" in roads.columns:
+        ids = roads["road_id"].astype(str).to_numpy()
+    else:
+        ids = np.array([str(i) for i in roads.index])
+    bad_rows = list(ids[~ok])
+    parts, row = shapely.get_parts(geoms[ok], return_index=True)
+    row = np.flatnonzero(ok)[row]
+    keep = (shapely.get_num_coordinates(parts) >= 2) & (shapely.length(parts) > 0)
+    bad_rows += [i for i in ids[np.setdiff1d(np.flatnonzero(ok), row[keep])]]
+    return parts[keep], row[keep], bad_rows
+
+
+def _insert_vertices(lines: np.ndarray, inserts: dict[int, list[tuple[float, np.ndarray]]]) -> np.ndarray:
+    """Lines with extra vertices inserted at given distances along them."""
+    lines = lines.copy()
+    for li, items in inserts.items():
+        xy = shapely.get_coordinates(lines[li])
+        seg = np.hypot(np.diff(xy[:, 0]), np.diff(xy[:, 1]))
+        along = np.concatenate([[0.0], np.cumsum(seg)])
+        new_d = np.array([d for d, _ in items])
+        new_p = np.array([p for _, p in items])
+        pos = np.searchsorted(along, new_d, side="right")
+        pos = np.clip(pos, 1, len(xy) - 1)  # never before the first or after the last vertex
+        xy2 = np.insert(xy, pos, new_p, axis=0)
+        lines[li] = shapely.linestrings(xy2)
+    return lines
+
+
+def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
+                  paved_surfaces: list[str], speed_kmh: dict[str, float],
+                  dem: DemGrid | None = None, grade_sample_m: float = 90.0,
+                  terrain_slope_deg: dict[str, float] | None = None,
+                  precision_m: float = 0.001) -> RoadNetwork:
+    """Join road lines into a graph (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    roads : GeoDataFrame
+        LineStrings in a metric CRS with ``road_id``, ``road_class``, ``surface``.
+    snap_tolerance_m : float
+        End points closer than this to another line's vertex or segment are joined to it.
+    paved_surfaces : list of str
+        Surface values that count as hardened (case-insensitive).
+    speed_kmh : dict
+        Speed by road class; classes not listed use ``speed_kmh["other"]``.
+    dem : DemGrid, optional
+        For grades and terrain; without it those columns are NaN and terrain is 'mountain'.
+    grade_sample_m : float
+        Spacing of DEM samples along an edge.
+    terrain_slope_deg : dict, optional
+        ``{"hilly": deg, "mountain": deg}`` thresholds for the terrain class.
+    precision_m : float
+        Coordinates equal after rounding to this are the same node.
+
+    Returns
+    -------
+    RoadNetwork
+    """
+    if snap_tolerance_m < 0:
+        raise LayerError(f"roads: snap tolerance {snap_tolerance_m} m is negative; set "
+                         f"access.snap_tolerance_m >= 0 in the plan file.")
+    for col in ("road_class", "surface"):
+        if col not in roads.columns:
+            raise LayerError(f"roads: column '{col}' is missing; add it (see the layer contract: "
+                             f"road_id, road_class, surface).")
+    if roads.crs is not None and not CRS(roads.crs).is_projected:
+        raise LayerError("roads: the layer is in a geographic CRS; reproject it to the plan's work "
+                         "CRS (metres) first (layers.load_layers does this).")
+    terrain_slope_deg = terrain_slope_deg or {"hilly": 8.0, "mountain": 20.0}
+    lines, line_row, skipped = _road_lines(roads)
+    if skipped:
+        log.warning("roads: %d row(s) without a usable line geometry are left out of the network: %s",
+                    len(skipped), format_ids(skipped))
+    n_lines = len(lines)
+    if n_lines == 0:
+        raise LayerError("roads: no usable LineString geometry; the roads layer must hold lines.")
+
+    # --- 1. end point → segment interior (undershoot) snaps: insert a vertex there -------------
+    coords, cidx = shapely.get_coordinates(lines, return_index=True)
+    starts = np.r_[0, np.flatnonzero(np.diff(cidx)) + 1]
+    ends = np.r_[starts[1:] - 1, len(coords) - 1]
+    end_pos = np.concatenate([starts, ends])
+    end_line = cidx[end_pos]
+    end_pts = shapely.points(coords[end_pos])
+    n_seg_snaps = n_vertex_snaps = 0
+    if snap_tolerance_m > 0:
+        vtree = shapely.STRtree(shapely.points(coords))
+        vi, vt = vtree.query(end_pts, predicate="dwithin", distance=snap_tolerance_m)
+        other = cidx[vt] != end_line[vi]
+        has_vertex = np.zeros(len(end_pos), dtype=bool)
+        has_vertex[vi[other]] = True
+        need = np.flatnonzero(~has_vertex)
+        ltree = shapely.STRtree(lines)
+        li_, lt_ = ltree.query(end_pts[need], predicate="dwithin", distance=snap_tolerance_m)
+        ei, lt_ = need[li_], lt_
+        other = lt_ != end_line[ei]
+        ei, lt_ = ei[other], lt_[other]
+        if len(ei):
+            d = shapely.distance(end_pts[ei], lines[lt_])
+            order = np.lexsort((d, ei))
+            ei, lt_, d = ei[order], lt_[order], d[order]
+            first = np.r_[True, ei[1:] != ei[:-1]]
+            ei, lt_ = ei[first], lt_[first]
+            along = shapely.line_locate_point(lines[lt_], end_pts[ei])
+            proj = shapely.get_coordinates(shapely.line_interpolate_point(lines[lt_], along))
+            inserts: dict[int, list] = {}
+            moved: dict[int, list] = {}
+            for e, l, a, p in zip(ei, lt_, along, proj):
+                inserts.setdefault(int(l), []).append((float(a), p))
+                k = 0 if e < n_lines else -1  # first half of end_pos: starts; second: ends
+                moved.setdefault(int(end_line[e]), []).append((k, p))
+            lines = _insert_vertices(lines, inserts)
+            for l, items in moved.items():  # move the end points onto the inserted vertices
+                xy = shapely.get_coordinates(lines[l])
+                for k, p in items:
+                    xy[k] = p
+                lines[l] = shapely.linestrings(xy)
+            n_seg_snaps = len(ei)
+        coords, cidx = shapely.get_coordinates(lines, return_index=True)
+        starts = np.r_[0, np.flatnonzero(np.diff(cidx)) + 1]
+        ends = np.r_[starts[1:] - 1, len(coords) - 1]
+        end_pos = np.concatenate([starts, ends])
+        end_line = cidx[end_pos]
+        end_pts = shapely.points(coords[end_pos])
+
+    # --- 2. vertex identity after rounding, plus end point → vertex snaps ----------------------
+    keys = np.round(coords / precision_m).astype(np.int64)
+    ukeys, vid = np.unique(keys, axis=0, return_inverse=True)
+    vid = vid.ravel()
+    uf = _UnionFind(len(ukeys))
+    if snap_tolerance_m > 0:
+        vtree = shapely.STRtree(shapely.points(coords))
+        vi, vt = vtree.query(end_pts, predicate="dwithin", distance=snap_tolerance_m)
+        other = (cidx[vt] != end_line[vi]) & (vid[vt] != vid[end_pos[vi]])
+        vi, vt = vi[other], vt[other]
+        if len(vi):
+            d = shapely.distance(end_pts[vi], shapely.points(coords[vt]))
+            order = np.lexsort((d, vi))
+            vi, vt = vi[order], vt[order]
+            first = np.r_[True, vi[1:] != vi[:-1]]
+            for e, t in zip(vi[first], vt[first]):
+                n_vertex_snaps += uf.union(int(vid[end_pos[e]]), int(vid[t]))
+    root = uf.roots()[vid]  # node key per coordinate
+    rep_xy = np.full((len(ukeys), 2), np.nan)
+    rep_xy[vid] = coords  # any coordinate of each key ...
+    node_xy_all = rep_xy[root]  # ... and of its root: where merged points go
+
+    # --- 3. which coordinates are nodes --------------------------------------------------------
+    is_node = np.zeros(len(coords), dtype=bool)
+    is_node[end_pos] = True
+    pair = root.astype(np.int64) * (n_lines + 1) + cidx
+    upair, pair_count = np.unique(pair, return_counts=True)
+    lines_per_root = np.bincount((upair // (n_lines + 1)).astype(np.int64), minlength=len(ukeys))
+    uses_per_root = np.bincount(root, minlength=len(ukeys))
+    multi = (lines_per_root >= 2) | (uses_per_root > lines_per_root)
+    is_node |= multi[root]
+    node_roots, node_id_of_coord = np.unique(root[is_node], return_inverse=True)
+    node_of = np.full(len(coords), -1, dtype=np.int64)
+    node_of[is_node] = node_id_of_coord.ravel()
+    xy = coords.copy()
+    xy[is_node] = node_xy_all[is_node]
+
+    # --- 4. edges: runs between consecutive nodes of a line ------------------------------------
+    npos = np.flatnonzero(is_node)
+    a, b = npos[:-1], npos[1:]
+    same = cidx[a] == cidx[b]
+    a, b = a[same], b[same]
+    counts = b - a + 1
+    eid = np.repeat(np.arange(len(a)), counts)
+    offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    geoms = shapely.linestrings(xy[np.repeat(a, counts) + offs], indices=eid)
+    length = shapely.length(geoms)
+    good = length > 0
+    a, b, geoms, length = a[good], b[good], geoms[good], length[good]
+    road_pos = line_row[cidx[a]]
+
+    paved_set = {str(s).strip().lower() for s in paved_surfaces}
+    rsurf = roads["surface"].astype(str).str.strip().to_numpy()[road_pos]
+    rclass = roads["road_class"].astype(str).str.strip().to_numpy()[road_pos]
+    rid = (roads["road_id"].astype(str).to_numpy()[road_pos] if "road_id" in roads.columns
+           else np.array([str(i) for i in roads.index[road_pos]]))
+    default_speed = speed_kmh.get("other", min(speed_kmh.values()))
+    speed = np.array([speed_kmh.get(c, default_speed) for c in rclass], dtype="float64")
+    edges = gpd.GeoDataFrame({
+        "edge_id": np.arange(len(a)),
+        "u": node_of[a], "v": node_of[b],
+        "road_index": roads.index.to_numpy()[road_pos],
+        "road_id": rid, "road_class": rclass, "surface": rsurf,
+        "paved": np.array([s.lower() in paved_set for s in rsurf], dtype=bool),
+        "length_m": length, "speed_kmh": speed,
+        "travel_min": length / 1000.0 / speed * 60.0,
+    }, geometry=geoms, crs=roads.crs)
+    _add_grades(edges, dem, grade_sample_m=grade_sample_m, terrain_slope_deg=terrain_slope_deg)
+
+    # --- 5. nodes, components, dangles ---------------------------------------------------------
+    n_nodes = len(node_roots)
+    first_coord = np.full(n_nodes, -1, dtype=np.int64)
+    first_coord[node_of[npos][::-1]] = npos[::-1]
+    nxy = xy[first_coord]
+    deg = np.bincount(edges["u"], minlength=n_nodes) + np.bincount(edges["v"], minlength=n_nodes)
+    net = RoadNetwork(nodes=gpd.GeoDataFrame({"node_id": np.arange(n_nodes), "degree": deg},
+                                             geometry=shapely.points(nxy), crs=roads.crs),
+                      edges=edges, report={})
+    ones = np.ones(len(edges))
+    _, comp = connected_components(net.matrix(ones), directed=False)
+    _, pcomp = connected_components(net.matrix(ones, mask=edges["paved"].to_numpy()), directed=False)
+    net.nodes["component"] = comp
+    net.nodes["paved_component"] = pcomp
+    net.nodes["dangle"] = deg == 1
+    edges["component"] = comp[edges["u"].to_numpy()]
+    comp_km = edges.groupby("component")["length_m"].sum().sort_values(ascending=False) / 1000.0
+    n_comp = int(edges["component"].nunique())
+    net.report = {
+        "roads_in": int(len(roads)),
+        "roads_skipped": len(skipped),
+        "roads_skipped_ids": skipped[:20],
+        "lines": int(n_lines),
+        "edges": int(len(edges)),
+        "nodes": int(n_nodes),
+        "km_total": round(float(edges["length_m"].sum()) / 1000.0, 3),
+        "km_paved": round(float(edges.loc[edges["paved"], "length_m"].sum()) / 1000.0, 3),
+        "components": n_comp,
+        "largest_component_km": round(float(comp_km.iloc[0]), 3) if len(comp_km) else 0.0,
+        "largest_component_share_pct": (round(float(comp_km.iloc[0] / comp_km.sum() * 100.0), 2)
+                                        if len(comp_km) else 0.0),
+        "dangles": int((deg == 1).sum()),
+        "endpoints_snapped_to_vertex": int(n_vertex_snaps),
+        "endpoints_snapped_to_segment": int(n_seg_snaps),
+        "snap_tolerance_m": float(snap_tolerance_m),
+    }
+    log.info("network: %d edges, %d nodes, %d components, %d dangles, %d+%d end points snapped",
+             len(edges), n_nodes, n_comp, net.report["dangles"], n_vertex_snaps, n_seg_snaps)
+    return net
+
+
+def _add_grades(edges: gpd.GeoDataFrame, dem: DemGrid | None, *, grade_sample_m: float,
+                terrain_slope_deg: dict[str, float]) -> None:
+    """Add grade_pct, max_grade_pct, terrain_slope_deg and terrain columns (vectorized)."""
+    n = len(edges)
+    if dem is None or n == 0:
+        edges["grade_pct"] = np.nan
+        edges["max_grade_pct"] = np.nan
+        edges["terrain_slope_deg"] = np.nan
+        edges["terrain"] = terrain_class(np.full(n, np.nan), terrain_slope_deg)
+        return
+    length = edges["length_m"].to_numpy()
+    nseg = np.maximum(1, np.ceil(length / max(grade_sample_m, 1e-6)).astype(np.int64))
+    npts = nseg + 1
+    eid = np.repeat(np.arange(n), npts)
+    k = np.arange(npts.sum()) - np.repeat(np.cumsum(npts) - npts, npts)
+    frac = k / np.repeat(nseg, npts)
+    pts = shapely.line_interpolate_point(edges.geometry.to_numpy()[eid], frac, normalized=True)
+    pxy = shapely.get_coordinates(pts)
+    z = dem.sample(pxy[:, 0], pxy[:, 1], edges.crs)
+    s = dem.sample(pxy[:, 0], pxy[:, 1], edges.crs, what="slope")
+    dz = np.abs(np.diff(z))
+    step_ok = eid[1:] == eid[:-1]
+    dz = np.where(step_ok, dz, np.nan)
+    seg_eid = eid[:-1][step_ok]
+    seg_dz = dz[step_ok]
+    valid = np.isfinite(seg_dz)
+    rise = np.bincount(seg_eid[valid], weights=seg_dz[valid], minlength=n)
+    nvalid = np.bincount(seg_eid[valid], minlength=n)
+    seg_len = length / nseg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        grade = np.where(nvalid > 0, rise / (nvalid * seg_len) * 100.0, np.nan)
+        mx = np.full(n, -np.inf)
+        np.maximum.at(mx, seg_eid[valid], seg_dz[valid] / seg_len[seg_eid[valid]] * 100.0)
+        mx[~np.isfinite(mx)] = np.nan
+        sv = np.isfinite(s)
+        ssum = np.bincount(eid[sv], weights=s[sv], minlength=n)
+        scnt = np.bincount(eid[sv], minlength=n)
+        smean = np.where(scnt > 0, ssum / np.maximum(scnt, 1), np.nan)
+    edges["grade_pct"] = grade
+    edges["max_grade_pct"] = mx
+    edges["terrain_slope_deg"] = smean
+    edges["terrain"] = terrain_class(smean, terrain_slope_deg)
+
+
+def network_settings(plan) -> dict[str, Any]:
+    """Keyword arguments of :func:`build_network` from a plan."""
+    return dict(snap_tolerance_m=float(plan["access.snap_tolerance_m"]),
+                paved_surfaces=list(plan["access.paved_surfaces"]),
+                speed_kmh=dict(plan["access.speed_kmh"]),
+                grade_sample_m=float(plan["access.grade_sample_m"]),
+                terrain_slope_deg=dict(plan["links.terrain_slope_deg"]))
+
+
+def dangles_frame(net: RoadNetwork) -> gpd.GeoDataFrame:
+    """The dangling nodes (degree 1) with their component, for the GeoPackage."""
+    d = net.nodes[net.nodes["dangle"]]
+    return d[["node_id", "component", "paved_component", "geometry"]].reset_index(drop=True)

@@ -1,0 +1,120 @@
+"""Road lines → graph, on hand-made networks where the right answer is known."""
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from rasterio.transform import from_origin
+from shapely.geometry import LineString, MultiLineString, Point
+
+from kaizhou_gis.errors import LayerError
+from kaizhou_gis.network import DemGrid, build_network, dangles_frame, terrain_class
+
+CRS = "EPSG:4545"
+X0, Y0 = 500_000.0, 3_400_000.0
+SPEEDS = {"trunk": 60.0, "county": 40.0, "township": 30.0, "village": 20.0, "track": 10.0, "other": 20.0}
+PAVED = ["paved", "水泥"]
+
+
+def roads(lines, surfaces=None, classes=None, ids=None):
+    n = len(lines)
+    return gpd.GeoDataFrame({
+        "road_id": ids or [f"R{i}" for i in range(n)],
+        "road_class": classes or ["village"] * n,
+        "surface": surfaces or ["paved"] * n,
+    }, geometry=[LineString([(X0 + x, Y0 + y) for x, y in ln]) if not isinstance(ln, MultiLineString)
+                 else ln for ln in lines], crs=CRS)
+
+
+def build(gdf, **kw):
+    kw.setdefault("snap_tolerance_m", 5.0)
+    return build_network(gdf, paved_surfaces=PAVED, speed_kmh=SPEEDS, **kw)
+
+
+def test_shared_end_points_and_shared_vertex_are_junctions():
+    # A: 0→1000 along x; B: starts at A's end; C: passes through A's interior vertex (500, 0).
+    net = build(roads([[(0, 0), (500, 0), (1000, 0)], [(1000, 0), (1000, 800)],
+                       [(500, -300), (500, 0), (500, 300)]]))
+    # nodes: (0,0), (500,0), (1000,0), (1000,800), (500,-300), (500,300)
+    assert net.report["nodes"] == 6
+    assert net.report["edges"] == 5
+    assert net.report["components"] == 1
+    assert net.report["dangles"] == 4
+    assert net.edges["length_m"].sum() == pytest.approx(1000 + 800 + 600)
+    assert sorted(net.nodes["degree"]) == [1, 1, 1, 1, 2, 4]
+
+
+def test_overpass_crossing_is_not_a_junction():
+    # Two roads cross at (500, 0) without a shared vertex: a bridge over the other road.
+    net = build(roads([[(0, 0), (1000, 0)], [(500, -400), (500, 400)]]))
+    assert net.report["edges"] == 2
+    assert net.report["nodes"] == 4
+    assert net.report["components"] == 2
+
+
+def test_three_metre_gap_between_end_points_is_closed():
+    net = build(roads([[(0, 0), (1000, 0)], [(1003, 0), (1003, 900)]]))
+    assert net.report["components"] == 1
+    assert net.report["endpoints_snapped_to_vertex"] == 1
+    assert net.report["nodes"] == 3
+
+
+def test_three_metre_undershoot_onto_segment_interior_is_closed():
+    # T-junction: the stem ends 3 m short of the middle of the bar (no vertex there).
+    net = build(roads([[(0, 0), (1000, 0)], [(400, 3), (400, 700)]]))
+    assert net.report["components"] == 1
+    assert net.report["endpoints_snapped_to_segment"] == 1
+    assert net.report["edges"] == 3  # the bar is split at the junction
+    bar = net.edges[net.edges["road_id"] == "R0"].sort_values("length_m")
+    assert bar["length_m"].tolist() == pytest.approx([400.0, 600.0])
+
+
+def test_gap_wider_than_tolerance_stays_open_and_is_a_dangle():
+    net = build(roads([[(0, 0), (1000, 0)], [(1008, 0), (1008, 900)]]))
+    assert net.report["components"] == 2
+    assert net.report["dangles"] == 4
+    assert len(dangles_frame(net)) == 4
+
+
+def test_surface_class_speed_and_paved_components():
+    net = build(roads([[(0, 0), (1000, 0)], [(1000, 0), (2000, 0)], [(2000, 0), (3000, 0)]],
+                      surfaces=["水泥", "unpaved", "paved"], classes=["county", "track", "unknown"]))
+    e = net.edges.sort_values("road_id")
+    assert e["paved"].tolist() == [True, False, True]
+    assert e["travel_min"].tolist() == pytest.approx([1.5, 6.0, 3.0])  # 40, 10, 'other' 20 km/h
+    assert net.report["components"] == 1
+    # paved-only graph: the unpaved middle splits it in two
+    pc = net.nodes.set_index("node_id")["paved_component"]
+    assert pc[e["u"].iloc[0]] != pc[e["v"].iloc[2]]
+
+
+def test_grade_from_dem_and_terrain_class():
+    # DEM rising 10 m per 100 m eastwards: an east-west road has a 10 % grade.
+    cols = np.arange(40)
+    z = np.tile(100.0 + 10.0 * cols, (20, 1))
+    dem = DemGrid(values=z, transform=from_origin(X0 - 100, Y0 + 1000, 100.0, 100.0), crs=CRS)
+    net = build(roads([[(0, 0), (2000, 0)], [(500, 100), (500, 900)]]), dem=dem, grade_sample_m=100.0)
+    e = net.edges.set_index("road_id")
+    assert e.loc["R0", "grade_pct"] == pytest.approx(10.0)
+    assert e.loc["R0", "max_grade_pct"] == pytest.approx(10.0)
+    assert e.loc["R1", "grade_pct"] == pytest.approx(0.0)  # along a contour
+    assert e.loc["R0", "terrain_slope_deg"] == pytest.approx(np.degrees(np.arctan(0.1)), abs=0.01)
+    assert e.loc["R0", "terrain"] == "flat"
+    assert list(terrain_class(np.array([3.0, 9.0, 25.0, np.nan]), {"hilly": 8.0, "mountain": 20.0})) == \
+        ["flat", "hilly", "mountain", "mountain"]
+
+
+def test_multilines_and_bad_rows():
+    ml = MultiLineString([[(X0, Y0), (X0 + 100, Y0)], [(X0 + 100, Y0), (X0 + 100, Y0 + 100)]])
+    gdf = roads([[(0, 0), (10, 0)], [(0, 0), (0, 50)]])
+    gdf.loc[0, "geometry"] = ml
+    gdf.loc[len(gdf)] = ["R9", "village", "paved", Point(X0, Y0)]
+    net = build(gdf)
+    assert net.report["roads_skipped"] == 1 and net.report["roads_skipped_ids"] == ["R9"]
+    assert net.report["edges"] == 3 and net.report["components"] == 1
+
+
+def test_geographic_crs_is_rejected():
+    gdf = roads([[(0, 0), (10, 0)]]).set_crs("EPSG:4326", allow_override=True)
+    with pytest.raises(LayerError, match="geographic"):
+        build(gdf)
