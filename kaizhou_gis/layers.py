@@ -3,19 +3,39 @@
 Only this module opens input paths. :func:`load_layers` returns a :class:`Layers` whose vector
 layers are in the plan's work CRS (EPSG:4545 by default); the DEM stays in its own CRS and is
 opened on demand with :meth:`Layers.open_dem`.
+
+Inputs may be
+
+* a GeoPackage holding the contract's layer names (``boundary``, ``townships``, ...), with the DEM
+  next to it (``dem.tif``, any GDAL raster named ``dem.*``, or an SRTM ``*.hgt``);
+* a folder holding such a GeoPackage and/or one file per layer named after the layer
+  (``villages.shp``, ``roads.osm``, ``settlements.geojson``, ``townships.parquet``, ``dem.tif``);
+* a TOML file mapping layer names to files: ``villages = "村.shp"`` or
+  ``villages = { path = "data.gpkg", layer = "cun", encoding = "GBK", crs = "EPSG:4490",
+  coords = "gcj02" }`` (paths relative to the TOML file).
+
+:func:`check_layers` collects every problem of every layer and returns a :class:`LayerReport`;
+:func:`load_layers` raises one :class:`~kaizhou_gis.errors.LayerError` listing them all.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
 import rasterio
+import shapely
+from pyproj import CRS, Transformer
 
-from kaizhou_gis.errors import LayerError
+from kaizhou_gis.errors import LayerError, format_ids
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +43,64 @@ log = logging.getLogger(__name__)
 VECTOR_LAYERS = ("boundary", "townships", "township_seats", "villages", "settlements", "roads")
 OPTIONAL_LAYERS = ("sites",)
 DEFAULT_LAYERS_DIR = Path(__file__).resolve().parent.parent / "layers"
+
+#: File suffixes tried for per-layer vector files in a folder, in order of preference.
+VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".parquet", ".geoparquet", ".fgb",
+                   ".osm", ".pbf", ".gml", ".kml", ".tab", ".sqlite")
+#: File suffixes tried for the DEM in a folder.
+RASTER_SUFFIXES = (".tif", ".tiff", ".hgt", ".img", ".vrt", ".asc", ".dem", ".bil", ".nc")
+
+_POLYGON, _POINT, _LINE = "polygon", "point", "line"
+_GEOM_TYPES = {
+    _POLYGON: ({"Polygon", "MultiPolygon"}, "Polygon or MultiPolygon"),
+    _POINT: ({"Point"}, "Point"),
+    _LINE: ({"LineString", "MultiLineString"}, "LineString"),
+}
+_TRUE = {"是", "true", "t", "yes", "y", "1", "1.0", "有", "√"}
+_FALSE = {"否", "false", "f", "no", "n", "0", "0.0", "无", "", "nan", "none", "null"}
+
+
+@dataclass(frozen=True)
+class _Col:
+    """One column of the layer contract."""
+
+    name: str
+    kind: str  # "str", "code", "int", "float", "bool"
+    required: bool = True
+    digits: int | None = None
+
+
+#: The layer contract: geometry kind, id column, columns.
+SCHEMA: dict[str, tuple[str, str | None, tuple[_Col, ...]]] = {
+    "boundary": (_POLYGON, "code", (
+        _Col("code", "str", False), _Col("name", "str", False))),
+    "townships": (_POLYGON, "township_code", (
+        _Col("township_code", "code", True, 9), _Col("name", "str"),
+        _Col("kind", "str", False), _Col("source", "str", False))),
+    "township_seats": (_POINT, "township_code", (
+        _Col("township_code", "code", True, 9), _Col("name", "str", False),
+        _Col("elevation_m", "float", False), _Col("source", "str", False))),
+    "villages": (_POINT, "village_code", (
+        _Col("village_code", "code", True, 12), _Col("name", "str"),
+        _Col("township_code", "code", True, 9), _Col("kind", "str", False),
+        _Col("households", "int"), _Col("population", "int"),
+        _Col("poverty_village", "bool", False), _Col("deep_poverty", "bool", False),
+        _Col("poverty_source", "str", False), _Col("source", "str", False))),
+    "settlements": (_POINT, "settlement_id", (
+        _Col("settlement_id", "code"), _Col("name", "str", False),
+        _Col("village_code", "code", True, 12),
+        _Col("households", "int"), _Col("population", "int"), _Col("source", "str", False))),
+    "roads": (_LINE, "road_id", (
+        _Col("road_id", "code", False), _Col("road_class", "str"),
+        _Col("surface", "str", False), _Col("source", "str", False))),
+    "sites": (_POINT, "site_id", (
+        _Col("site_id", "code"), _Col("name", "str", False),
+        _Col("township_code", "code", True, 9),
+        _Col("capacity_households", "int", False))),
+}
+_TOWNSHIP_KINDS = ("街道", "镇", "乡")
+_VILLAGE_KINDS = ("村", "社区")
+ROAD_CLASSES = ("trunk", "county", "township", "village", "track", "other")
 
 
 @dataclass
@@ -40,12 +118,20 @@ class Layers:
     source: str = ""
     attribution: str = ""
     notes: list[str] = field(default_factory=list)
+    #: CRS given with ``--crs`` for a DEM that declares none (then :meth:`open_dem` assigns it).
+    dem_crs: str | None = None
 
     @contextlib.contextmanager
     def open_dem(self) -> Iterator[rasterio.io.DatasetReader]:
         """Open the DEM for reading (windowed reads; nothing is loaded until asked)."""
         with rasterio.open(self.dem_path) as ds:
-            yield ds
+            if self.dem_crs is not None and ds.crs is None:
+                from rasterio.vrt import WarpedVRT
+                with WarpedVRT(ds, src_crs=self.dem_crs, crs=self.dem_crs,
+                               transform=ds.transform, width=ds.width, height=ds.height) as vrt:
+                    yield vrt
+            else:
+                yield ds
 
     def vector(self, name: str) -> gpd.GeoDataFrame | None:
         return getattr(self, name)
@@ -53,3 +139,996 @@ class Layers:
     @property
     def crs(self):
         return self.villages.crs
+
+
+@dataclass
+class LayerReport:
+    """What :func:`check_layers` found.
+
+    Attributes
+    ----------
+    ok : bool
+        True when no layer has a problem (notes do not count).
+    layers : Layers or None
+        The loaded layers when ``ok``.
+    rows : list of dict
+        One per layer: layer, file, rows, crs, bounds (lon/lat), problems (count).
+    problems : list of str
+        Every problem, each naming layer, column, up to 5 ids and the fix.
+    notes : list of str
+        Repairs and assumptions made while reading (not failures).
+    """
+
+    ok: bool
+    layers: Layers | None
+    rows: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def format(self) -> str:
+        """A readable per-layer table, then the notes."""
+        head = ("layer", "rows", "crs", "bounds (lon/lat)", "problems", "file")
+        lines = [[str(r.get("layer", "")), str(r.get("rows", "")), str(r.get("crs", "")),
+                  _fmt_bounds(r.get("bounds")), str(r.get("problems", 0)), str(r.get("file", ""))]
+                 for r in self.rows]
+        widths = [max(len(h), *(len(x[i]) for x in lines)) if lines else len(h)
+                  for i, h in enumerate(head)]
+        out = [f"Layers: {self.source}" if self.source else "Layers:"]
+        out.append("  " + "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
+        for x in lines:
+            out.append("  " + "  ".join(v.ljust(w) for v, w in zip(x, widths)).rstrip())
+        if self.notes:
+            out.append(f"Notes ({len(self.notes)}):")
+            out.extend(f"  - {n}" for n in self.notes)
+        return "\n".join(out)
+
+    def problem_text(self) -> str:
+        """Every problem, one per line, under a header with the count."""
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in the layers ({self.source}):"
+        return "\n".join([head] + [f"  - {p}" for p in self.problems])
+
+
+def _fmt_bounds(b) -> str:
+    if b is None:
+        return "-"
+    return "{:.4f}, {:.4f} .. {:.4f}, {:.4f}".format(*b)
+
+
+# --------------------------------------------------------------------------------------------
+# finding the files
+
+
+@dataclass
+class _Source:
+    """Where one layer comes from."""
+
+    path: Path
+    layer: str | None = None
+    crs: str | None = None
+    encoding: str | None = None
+    coords: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.path.name}" + (f":{self.layer}" if self.layer else "")
+
+
+def _gpkg_layers(path: Path) -> list[str]:
+    try:
+        return [str(x[0]) for x in pyogrio.list_layers(path)]
+    except Exception as e:  # pyogrio raises DataSourceError and friends
+        log.debug("cannot list layers of %s: %s", path, e)
+        return []
+
+
+def _find_dem(folder: Path) -> Path | None:
+    for suffix in RASTER_SUFFIXES:
+        p = folder / f"dem{suffix}"
+        if p.exists():
+            return p
+    hgts = sorted(folder.glob("*.hgt")) + sorted(folder.glob("*.HGT"))
+    if hgts:
+        return hgts[0]
+    for suffix in RASTER_SUFFIXES:
+        p = folder / f"DEM{suffix}"
+        if p.exists():
+            return p
+    return None
+
+
+def _resolve(path: Path, problems: list[str]) -> tuple[dict[str, _Source], _Source | None, Path]:
+    """Layer name → source, the DEM source and the folder holding README.md."""
+    sources: dict[str, _Source] = {}
+    if not path.exists():
+        hint = (" Build the shipped layers with `kaizhou-gis demo-layers` or pass --layers."
+                if path.resolve() == DEFAULT_LAYERS_DIR else "")
+        problems.append(f"layers: {path} does not exist; pass an existing GeoPackage, folder or "
+                        f"TOML mapping to --layers.{hint}")
+        return sources, None, path.parent
+    if path.is_file() and path.suffix.lower() == ".toml":
+        return _resolve_toml(path, problems)
+    if path.is_file():
+        folder = path.parent
+        names = _gpkg_layers(path)
+        for name in VECTOR_LAYERS + OPTIONAL_LAYERS:
+            if name in names:
+                sources[name] = _Source(path, name)
+        if not names:
+            problems.append(f"layers: {path} is not a readable multi-layer vector file; pass a "
+                            f"GeoPackage holding the layers {', '.join(VECTOR_LAYERS)}, a folder, "
+                            f"or a TOML mapping.")
+        dem = _find_dem(folder)
+        return sources, (_Source(dem) if dem else None), folder
+    folder = path
+    gpkgs = sorted(folder.glob("*.gpkg"))
+    gpkgs.sort(key=lambda p: p.name != "kaizhou.gpkg")  # the shipped name first
+    for g in gpkgs:
+        if g.stem in VECTOR_LAYERS + OPTIONAL_LAYERS:
+            continue  # a per-layer file, handled below
+        names = _gpkg_layers(g)
+        for name in VECTOR_LAYERS + OPTIONAL_LAYERS:
+            if name in names and name not in sources:
+                sources[name] = _Source(g, name)
+    for name in VECTOR_LAYERS + OPTIONAL_LAYERS:
+        for suffix in VECTOR_SUFFIXES:
+            hits = [p for p in (folder / f"{name}{suffix}", folder / f"{name}{suffix.upper()}")
+                    if p.exists()]
+            if hits:
+                sources[name] = _Source(hits[0])  # a per-layer file wins over a layer in a GeoPackage
+                break
+    dem = _find_dem(folder)
+    return sources, (_Source(dem) if dem else None), folder
+
+
+def _resolve_toml(path: Path, problems: list[str]) -> tuple[dict[str, _Source], _Source | None, Path]:
+    folder = path.parent
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        problems.append(f"layers: {path} is not valid TOML: {e}; fix the syntax.")
+        return {}, None, folder
+    if isinstance(data.get("layers"), dict):
+        data = data["layers"]
+    sources: dict[str, _Source] = {}
+    dem: _Source | None = None
+    allowed = set(VECTOR_LAYERS) | set(OPTIONAL_LAYERS) | {"dem"}
+    for name, spec in data.items():
+        if name not in allowed:
+            problems.append(f"layers: {path}: unknown layer '{name}'; use "
+                            f"{', '.join(sorted(allowed))}.")
+            continue
+        if isinstance(spec, str):
+            spec = {"path": spec}
+        if not isinstance(spec, dict) or "path" not in spec:
+            problems.append(f"layers: {path}: '{name}' must be a file path or a table "
+                            f"{{ path = \"...\", layer = \"...\" }}.")
+            continue
+        extra = set(spec) - {"path", "layer", "crs", "encoding", "coords"}
+        if extra:
+            problems.append(f"layers: {path}: '{name}' has unknown key(s) {sorted(extra)}; "
+                            f"allowed: path, layer, crs, encoding, coords.")
+        p = Path(spec["path"]).expanduser()
+        if not p.is_absolute():
+            p = folder / p
+        coords = spec.get("coords")
+        if coords is not None and coords not in ("wgs84", "gcj02"):
+            problems.append(f"layers: {path}: '{name}'.coords = {coords!r}; use \"wgs84\" or \"gcj02\".")
+            coords = None
+        src = _Source(p, spec.get("layer"), spec.get("crs"), spec.get("encoding"), coords)
+        if not p.exists():
+            problems.append(f"{name}: file {p} (from {path.name}) does not exist; fix the path "
+                            f"in {path.name}.")
+            continue
+        if name == "dem":
+            dem = src
+        else:
+            if src.layer is None and p.suffix.lower() == ".gpkg":
+                names = _gpkg_layers(p)
+                src.layer = name if name in names else (names[0] if len(names) == 1 else None)
+            sources[name] = src
+    return sources, dem, folder
+
+
+def _attribution(folder: Path) -> str:
+    """The attribution section of README.md next to the layers ("" when there is none)."""
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return ""
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    out: list[str] = []
+    level = None
+    for line in lines:
+        m = re.match(r"^(#+)\s+(.*)$", line)
+        if m and level is not None and len(m.group(1)) <= level:
+            break
+        if m and level is None and re.search(r"attribution|署名|数据来源|licen[cs]e", m.group(2), re.I):
+            level = len(m.group(1))
+            continue
+        if level is not None:
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def _guess_dbf_encoding(shp: Path) -> str | None:
+    """Encoding for a Shapefile whose .dbf has neither a .cpg nor a language-driver id.
+
+    GDAL then assumes ISO-8859-1, which garbles Chinese. Returns ``"UTF-8"`` or ``"GB18030"``
+    (a superset of GBK) when the text bytes say so, None when GDAL's own choice is right.
+    """
+    if any(shp.with_suffix(s).exists() for s in (".cpg", ".CPG")):
+        return None
+    dbf = next((shp.with_suffix(s) for s in (".dbf", ".DBF") if shp.with_suffix(s).exists()), None)
+    if dbf is None:
+        return None
+    with open(dbf, "rb") as f:
+        head = f.read(32)
+        if len(head) < 32 or head[29] != 0:  # GDAL honours a language-driver id
+            return None
+        header_len = int.from_bytes(head[8:10], "little")
+        f.seek(header_len)
+        body = f.read(4_000_000)
+    if all(b < 0x80 for b in body):
+        return None
+    try:
+        body.decode("utf-8")
+        return "UTF-8"
+    except UnicodeDecodeError as e:
+        if e.start > len(body) - 4:  # cut in the middle of a character
+            return "UTF-8"
+    try:
+        body.decode("gb18030")
+        return "GB18030"
+    except UnicodeDecodeError:
+        return None
+
+
+def _read_vector(name: str, src: _Source, encoding: str | None, notes: list[str]) -> gpd.GeoDataFrame:
+    suffix = src.path.suffix.lower()
+    enc = src.encoding or encoding
+    if suffix in (".parquet", ".geoparquet"):
+        try:
+            return gpd.read_parquet(src.path)
+        except ImportError as e:
+            raise LayerError(f"{name}: reading GeoParquet ({src.path.name}) needs pyarrow: {e}; "
+                             f"`pip install pyarrow`, or convert the file to GeoPackage.") from None
+    if suffix in (".osm", ".pbf"):
+        raw = pyogrio.read_dataframe(src.path, layer=src.layer or "lines")
+        return gpd.GeoDataFrame(raw, geometry=raw.geometry.name, crs=raw.crs)
+    if suffix == ".shp" and enc is None:
+        enc = _guess_dbf_encoding(src.path)
+        if enc is not None:
+            notes.append(f"{name}: {src.path.name} has no .cpg; its text was read as {enc} "
+                         f"(pass --encoding if names look wrong).")
+    kwargs: dict[str, Any] = {}
+    if src.layer is not None:
+        kwargs["layer"] = src.layer
+    if enc is not None:
+        kwargs["encoding"] = enc
+    return pyogrio.read_dataframe(src.path, **kwargs)
+
+
+_OSM_TAG = re.compile(r'"((?:[^"\\]|\\.)*)"=>"((?:[^"\\]|\\.)*)"')
+
+
+def _osm_tag(other_tags: pd.Series, key: str) -> pd.Series:
+    def get(text):
+        if not isinstance(text, str):
+            return None
+        for k, v in _OSM_TAG.findall(text):
+            if k == key:
+                return v
+        return None
+    return other_tags.map(get)
+
+
+def osm_to_roads(lines: gpd.GeoDataFrame, *, notes: list[str] | None = None) -> gpd.GeoDataFrame:
+    """OSM ``lines`` (as read by GDAL's OSM driver) to the roads contract's raw columns.
+
+    Keeps ways with a ``highway`` tag; ``road_class`` holds the raw highway value (mapped to a
+    contract class later, like any road file) and ``surface`` the raw surface tag ("" if absent).
+    """
+    if "highway" not in lines.columns:
+        raise LayerError("roads: the OSM file has no ways tagged highway=*; pass a road extract "
+                         "(e.g. from Geofabrik) or another road file.")
+    keep = lines["highway"].notna()
+    dropped = int((~keep).sum())
+    if dropped and notes is not None:
+        notes.append(f"roads: {dropped} OSM line(s) without a highway tag (rivers, power lines, "
+                     f"...) are not roads and were left out.")
+    w = lines[keep]
+    other = w["other_tags"] if "other_tags" in w.columns else pd.Series(None, index=w.index)
+    surface = _osm_tag(other, "surface").fillna("")
+    osm_id = w["osm_id"].astype(str) if "osm_id" in w.columns else pd.Series(
+        [str(i) for i in range(len(w))], index=w.index)
+    out = gpd.GeoDataFrame({
+        "road_id": "osm" + osm_id,
+        "name": w["name"].fillna("") if "name" in w.columns else "",
+        "road_class": w["highway"].astype(str),
+        "surface": surface,
+        "source": "OpenStreetMap",
+    }, geometry=w.geometry.values, crs=lines.crs)
+    return out.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# column handling
+
+
+def _apply_aliases(gdf: gpd.GeoDataFrame, name: str, aliases: dict[str, list[str]],
+                   notes: list[str]) -> gpd.GeoDataFrame:
+    """Rename columns with known Chinese/English aliases to the contract's names."""
+    wanted = [c.name for c in SCHEMA[name][2]]
+    present = set(gdf.columns)
+    lower = {str(c).strip().lower(): c for c in gdf.columns if c != gdf.geometry.name}
+    rename: dict[str, str] = {}
+    for col in wanted:
+        if col in present:
+            continue
+        for cand in [col] + list(aliases.get(col, [])):
+            hit = lower.get(str(cand).strip().lower())
+            if hit is not None and hit not in rename and hit not in wanted:
+                rename[hit] = col
+                break
+    if rename:
+        notes.append(f"{name}: columns renamed: " +
+                     ", ".join(f"{a} → {b}" for a, b in rename.items()) + ".")
+        gdf = gdf.rename(columns=rename)
+    return gdf
+
+
+def _ids(gdf: pd.DataFrame, mask, id_col: str | None) -> list[str]:
+    idx = np.flatnonzero(np.asarray(mask, dtype=bool))
+    if id_col and id_col in gdf.columns:
+        vals = gdf[id_col].iloc[idx]
+        return [str(v) if _present(v) else f"row {i + 1}" for i, v in zip(idx, vals)]
+    return [f"row {i + 1}" for i in idx]
+
+
+def _present(v) -> bool:
+    if v is None:
+        return False
+    if isinstance(v, float) and np.isnan(v):
+        return False
+    if v is pd.NA or v is pd.NaT:
+        return False
+    return str(v).strip() != ""
+
+
+def _to_code(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Codes as text: ints and integral floats without ".0"; missing → None. Also the missing mask."""
+    def conv(v):
+        if not _present(v):
+            return None
+        if isinstance(v, (float, np.floating)):
+            return str(int(v)) if float(v).is_integer() else str(v)
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        t = str(v).strip()
+        if re.fullmatch(r"\d+\.0+", t):
+            t = t.split(".")[0]
+        return t
+    out = s.map(conv).astype(object)
+    return out, out.isna().to_numpy()
+
+
+def _to_number(s: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Numbers, the mask of missing values and the mask of non-numeric text."""
+    present = s.map(_present).to_numpy()
+    num = pd.to_numeric(s.map(lambda v: str(v).strip().replace(",", "") if isinstance(v, str) else v),
+                        errors="coerce")
+    bad = present & num.isna().to_numpy()
+    return num.astype(float), ~present, bad
+
+
+def _to_bool(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    def conv(v):
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        if not _present(v):
+            return False
+        t = str(v).strip().lower()
+        if t in _TRUE:
+            return True
+        if t in _FALSE:
+            return False
+        return None
+    vals = s.map(conv)
+    bad = vals.isna().to_numpy()
+    return vals.fillna(False).astype(bool), bad
+
+
+def _check_columns(name: str, gdf: gpd.GeoDataFrame, plan, problems: list[str],
+                   notes: list[str]) -> gpd.GeoDataFrame:
+    """Coerce the contract's columns to their types, collecting problems; fill optional ones."""
+    _, id_col, cols = SCHEMA[name]
+    out = gdf.copy()
+    for col in cols:
+        if col.name not in out.columns:
+            if col.required:
+                aka = plan.get(f"aliases.{col.name}", [])
+                problems.append(
+                    f"{name}.{col.name}: required column missing (columns present: "
+                    f"{', '.join(map(str, [c for c in gdf.columns if c != gdf.geometry.name][:12]))}); "
+                    f"add it or rename a column to '{col.name}'"
+                    + (f" (recognized aliases: {', '.join(aka)})" if aka else "") + ".")
+                continue
+            out[col.name] = _default(name, col.name, out, plan, notes)
+            continue
+        s = out[col.name]
+        if col.kind == "code":
+            vals, missing = _to_code(s)
+            if missing.any():
+                problems.append(f"{name}.{col.name}: missing value in {missing.sum()} row(s) "
+                                f"({format_ids(_ids(out, missing, None))}); give every row a code.")
+            if col.digits:
+                wrong = np.array([v is not None and not (v.isdigit() and len(v) == col.digits)
+                                  for v in vals])
+                if wrong.any():
+                    problems.append(
+                        f"{name}.{col.name}: not a {col.digits}-digit code in {wrong.sum()} row(s) "
+                        f"({format_ids(vals[wrong].tolist())}); use the {col.digits}-digit "
+                        f"统计用区划代码 (store codes as text to keep leading zeros).")
+            out[col.name] = vals
+        elif col.kind in ("int", "float"):
+            num, missing, bad = _to_number(s)
+            if bad.any():
+                problems.append(f"{name}.{col.name}: not a number in {bad.sum()} row(s) "
+                                f"({format_ids(_ids(out, bad, id_col))}: "
+                                f"{format_ids(s[bad].astype(str).tolist(), 3)}); write plain numbers.")
+            if col.kind == "int":
+                if missing.any():
+                    problems.append(f"{name}.{col.name}: missing value in {missing.sum()} row(s) "
+                                    f"({format_ids(_ids(out, missing, id_col))}); fill in a "
+                                    f"number (0 if none).")
+                neg = (num < 0).to_numpy()
+                if neg.any():
+                    problems.append(f"{name}.{col.name}: negative in {neg.sum()} row(s) "
+                                    f"({format_ids(_ids(out, neg, id_col))}); counts must be ≥ 0.")
+                ok = num.notna().to_numpy()
+                frac = ok & (np.abs(num - np.round(num)) > 1e-9).to_numpy()
+                if frac.any():
+                    notes.append(f"{name}.{col.name}: {frac.sum()} non-integer count(s) rounded "
+                                 f"({format_ids(_ids(out, frac, id_col))}).")
+                if not (bad.any() or missing.any() or neg.any()):
+                    out[col.name] = np.round(num).astype("int64")
+                else:
+                    out[col.name] = num
+            else:
+                out[col.name] = num
+        elif col.kind == "bool":
+            vals, bad = _to_bool(s)
+            if bad.any():
+                problems.append(f"{name}.{col.name}: not a yes/no value in {bad.sum()} row(s) "
+                                f"({format_ids(_ids(out, bad, id_col))}: "
+                                f"{format_ids(s[bad].astype(str).tolist(), 3)}); use 是/否, 1/0 or "
+                                f"true/false.")
+            out[col.name] = vals
+        else:
+            filled = s.map(lambda v: str(v).strip() if _present(v) else "")
+            if col.required:
+                missing = (filled == "").to_numpy()
+                if missing.any():
+                    problems.append(f"{name}.{col.name}: empty in {missing.sum()} row(s) "
+                                    f"({format_ids(_ids(out, missing, id_col))}); fill it in.")
+            out[col.name] = filled.astype(object)
+    return out
+
+
+def _default(name: str, col: str, gdf: gpd.GeoDataFrame, plan, notes: list[str]) -> Any:
+    """Value of an optional column the input lacks (noted)."""
+    n = len(gdf)
+    if name == "boundary" and col == "code":
+        value: Any = plan.get("meta.district_code", "")
+    elif name == "boundary" and col == "name":
+        value = plan.get("meta.district_name", "")
+    elif col == "kind" and name in ("townships", "villages") and "name" in gdf.columns:
+        names = gdf["name"].astype(str)
+        if name == "townships":
+            value = names.map(lambda t: next((k for k in _TOWNSHIP_KINDS if t.endswith(k)), "")).tolist()
+        else:
+            value = np.where(names.str.endswith("社区"), "社区", "村").tolist()
+        notes.append(f"{name}.kind: no column; derived from the names.")
+        return value
+    elif col in ("poverty_village", "deep_poverty"):
+        notes.append(f"{name}.{col}: no column; every village counts as not {col.replace('_', ' ')}.")
+        return np.zeros(n, dtype=bool)
+    elif col == "elevation_m":
+        return np.full(n, np.nan)
+    elif col == "capacity_households":
+        value = plan.get("relocation.sites.capacity_households", 0)
+        notes.append(f"{name}.capacity_households: no column; every site takes {value} households "
+                     f"(relocation.sites.capacity_households).")
+        return np.full(n, int(value), dtype="int64")
+    elif col == "name":
+        key = SCHEMA[name][1]
+        return gdf[key].astype(str).tolist() if key in gdf.columns else [""] * n
+    elif col == "road_id":
+        notes.append(f"{name}.road_id: no column; ids r1..r{n} assigned in file order.")
+        return [f"r{i + 1}" for i in range(n)]
+    elif col == "surface":
+        return [""] * n  # filled from the class in _normalize_roads
+    else:
+        value = ""
+    return [value] * n
+
+
+def _normalize_roads(roads: gpd.GeoDataFrame, plan, problems: list[str],
+                     notes: list[str]) -> gpd.GeoDataFrame:
+    """Map road classes and surfaces to the contract's values."""
+    out = roads.copy()
+    table = plan.get("layers.road_class_values", {}) or {}
+    lookup = {str(v).strip().lower(): cls for cls, vals in table.items() for v in vals}
+    for cls in ROAD_CLASSES:
+        lookup.setdefault(cls, cls)
+    raw = out["road_class"].astype(str).str.strip()
+    mapped = raw.str.lower().map(lookup)
+    unknown = mapped.isna() & (raw != "")
+    if unknown.any():
+        vals = sorted(raw[unknown].unique())
+        notes.append(f"roads.road_class: {int(unknown.sum())} road(s) with unrecognized classes "
+                     f"({format_ids(vals)}) count as 'other' (map them in the plan's "
+                     f"layers.road_class_values).")
+    out["road_class"] = mapped.fillna("other")
+    paved_words = {str(v).strip().lower() for v in plan.get("access.paved_surfaces", ["paved"])}
+    defaults = plan.get("layers.default_surface", {}) or {}
+    surf = out["surface"].astype(str).str.strip()
+    given = surf != ""
+    normalized = np.where(surf.str.lower().isin(paved_words), "paved", "unpaved")
+    fallback = out["road_class"].map(lambda c: defaults.get(c, "unpaved"))
+    out["surface"] = np.where(given, normalized, fallback)
+    if (~given).any():
+        notes.append(f"roads.surface: {int((~given).sum())} road(s) without a surface got the "
+                     f"default of their class (layers.default_surface).")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# geometry
+
+
+def _check_geometry(name: str, gdf: gpd.GeoDataFrame, problems: list[str],
+                    notes: list[str]) -> gpd.GeoDataFrame:
+    """Null/empty/invalid/wrong-type geometries; repairs invalid ones with make_valid."""
+    kind, id_col, _ = SCHEMA[name]
+    allowed, label = _GEOM_TYPES[kind]
+    geom = gdf.geometry.values.copy()
+    missing = shapely.is_missing(geom) | shapely.is_empty(geom)
+    if missing.any():
+        problems.append(f"{name}.geometry: empty or missing in {missing.sum()} row(s) "
+                        f"({format_ids(_ids(gdf, missing, id_col))}); give each row a location "
+                        f"or remove it.")
+    present = ~missing
+    invalid = present & ~shapely.is_valid(geom)
+    if invalid.any():
+        fixed = shapely.make_valid(geom[invalid])
+        if kind == _POLYGON:
+            fixed = np.array([_polygonal(g) for g in fixed], dtype=object)
+        elif kind == _LINE:
+            fixed = np.array([_lineal(g) for g in fixed], dtype=object)
+        geom[invalid] = fixed
+        still = invalid & (shapely.is_missing(geom) | shapely.is_empty(geom) | ~shapely.is_valid(geom))
+        repaired = invalid & ~still
+        if repaired.any():
+            notes.append(f"{name}.geometry: {repaired.sum()} invalid geometr"
+                         f"{'y' if repaired.sum() == 1 else 'ies'} repaired with make_valid "
+                         f"({format_ids(_ids(gdf, repaired, id_col))}).")
+        if still.any():
+            problems.append(f"{name}.geometry: invalid and not repairable in {still.sum()} row(s) "
+                            f"({format_ids(_ids(gdf, still, id_col))}); redraw them.")
+            present = present & ~still
+    types = shapely.get_type_id(geom)
+    names = np.array(["" if t < 0 else _TYPE_NAMES[t] for t in types])
+    if kind == _POINT:
+        multi1 = present & (names == "MultiPoint") & (shapely.get_num_geometries(geom) == 1)
+        if multi1.any():
+            geom[multi1] = shapely.get_geometry(geom[multi1], 0)
+            names[multi1] = "Point"
+    wrong = present & ~np.isin(names, list(allowed))
+    if wrong.any():
+        found = sorted(set(names[wrong]))
+        problems.append(f"{name}.geometry: wrong geometry type {', '.join(found)} in {wrong.sum()} "
+                        f"row(s) ({format_ids(_ids(gdf, wrong, id_col))}); the {name} layer "
+                        f"must hold {label} features.")
+    out = gdf.copy()
+    out[gdf.geometry.name] = gpd.GeoSeries(geom, index=gdf.index, crs=gdf.crs)
+    return out
+
+
+_TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "MultiPoint",
+               5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
+
+
+def _polygonal(g):
+    if g is None:
+        return g
+    if g.geom_type in ("Polygon", "MultiPolygon"):
+        return g
+    parts = [p for p in getattr(g, "geoms", []) if p.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else shapely.Polygon()
+
+
+def _lineal(g):
+    if g is None:
+        return g
+    if g.geom_type in ("LineString", "MultiLineString"):
+        return g
+    parts = [p for p in getattr(g, "geoms", []) if p.geom_type in ("LineString", "MultiLineString")]
+    return shapely.line_merge(shapely.union_all(parts)) if parts else shapely.LineString()
+
+
+def _explode_roads(roads: gpd.GeoDataFrame, notes: list[str]) -> gpd.GeoDataFrame:
+    """MultiLineStrings split into LineStrings; parts get ids ``<road_id>-1``, ``-2``, ..."""
+    multi = (roads.geom_type == "MultiLineString").to_numpy()
+    if not multi.any():
+        return roads.reset_index(drop=True)
+    n_parts = shapely.get_num_geometries(roads.geometry.values)
+    ex = roads.explode(index_parts=True)
+    part = ex.index.get_level_values(1).to_numpy()
+    is_multi = np.repeat(multi & (n_parts > 1), np.maximum(n_parts, 1))[:len(ex)]
+    ex = ex.reset_index(drop=True)
+    ex.loc[is_multi, "road_id"] = (ex.loc[is_multi, "road_id"].astype(str) + "-"
+                                   + (part[is_multi] + 1).astype(str))
+    notes.append(f"roads: {multi.sum()} MultiLineString road(s) split into their parts "
+                 f"(ids get -1, -2, ...).")
+    return ex
+
+
+# --------------------------------------------------------------------------------------------
+# the whole check
+
+
+def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None,
+                 encoding: str | None = None, coords: str = "wgs84") -> LayerReport:
+    """Read and check every layer; collect every problem instead of stopping at the first.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        GeoPackage, folder or TOML mapping (see the module docstring); None for
+        :data:`DEFAULT_LAYERS_DIR`.
+    plan : Plan
+        Gives the work CRS, the column aliases and the checking tolerances.
+    crs : str, optional
+        CRS of layers (and a DEM) that declare none, e.g. ``"EPSG:4490"``.
+    encoding : str, optional
+        Text encoding of Shapefiles without a ``.cpg`` (e.g. ``"GBK"``).
+    coords : {"wgs84", "gcj02"}
+        ``"gcj02"``: vector coordinates are GCJ-02 (Gaode/AMap) and are converted to WGS84 first.
+
+    Returns
+    -------
+    LayerReport
+    """
+    from kaizhou_gis.errors import OptionError
+
+    if coords not in ("wgs84", "gcj02"):
+        raise OptionError(f"--coords {coords}: use wgs84 or gcj02.")
+    if crs is not None:
+        try:
+            CRS.from_user_input(crs)
+        except Exception as e:  # pyproj CRSError
+            raise OptionError(f"--crs {crs}: not a CRS ({e}); use an EPSG code like EPSG:4490.") from None
+    path = Path(path) if path is not None else DEFAULT_LAYERS_DIR
+    problems: list[str] = []
+    notes: list[str] = []
+    sources, dem_src, folder = _resolve(path, problems)
+    description = str(path)
+    report_rows: list[dict] = []
+    work_crs = plan.work_crs
+    aliases = plan.section("aliases")
+    loaded: dict[str, gpd.GeoDataFrame] = {}
+    if sources or dem_src is not None or not problems:
+        for name in VECTOR_LAYERS:
+            if name not in sources:
+                problems.append(f"{name}: layer not found in {path}; add a '{name}' layer to the "
+                                f"GeoPackage, a {name}.<shp|gpkg|geojson|...> file to the folder, "
+                                f"or a '{name} = \"file\"' line to the TOML mapping.")
+    for name in VECTOR_LAYERS + OPTIONAL_LAYERS:
+        src = sources.get(name)
+        if src is None:
+            continue
+        n_before = len(problems)
+        row: dict[str, Any] = {"layer": name, "file": src.describe(), "rows": 0, "crs": "",
+                               "bounds": None}
+        gdf = _load_one(name, src, plan=plan, crs=crs, encoding=encoding, coords=coords,
+                        aliases=aliases, problems=problems, notes=notes, row=row)
+        if gdf is not None:
+            loaded[name] = gdf
+        row["_n0"] = n_before
+        report_rows.append(row)
+    dem_row: dict[str, Any] = {"layer": "dem", "file": dem_src.describe() if dem_src else "",
+                               "rows": "", "crs": "", "bounds": None}
+    n_before = len(problems)
+    dem_info = _check_dem(dem_src, path, crs=crs, problems=problems, notes=notes, row=dem_row)
+    dem_row["_n0"] = n_before
+    _cross_checks(loaded, dem_info, plan, problems, notes)
+    # count problems per layer by their "layer." / "layer:" prefix
+    for row in report_rows + [dem_row]:
+        row.pop("_n0", None)
+        row["problems"] = sum(1 for p in problems if re.match(rf"^{row['layer']}[.:\s]", p))
+    report_rows.append(dem_row)
+    ok = not problems
+    layers = None
+    if ok:
+        layers = Layers(
+            boundary=loaded["boundary"], townships=loaded["townships"],
+            township_seats=loaded["township_seats"], villages=loaded["villages"],
+            settlements=loaded["settlements"], roads=loaded["roads"],
+            dem_path=str(dem_info["path"]), sites=loaded.get("sites"),
+            source=description, attribution=_attribution(folder), notes=list(notes),
+            dem_crs=dem_info.get("assigned_crs"))
+    for n in notes:
+        log.info("%s", n)
+    return LayerReport(ok=ok, layers=layers, rows=report_rows, problems=problems, notes=notes,
+                       source=description)
+
+
+def load_layers(path: str | Path | None = None, *, plan, crs: str | None = None,
+                encoding: str | None = None, coords: str = "wgs84") -> Layers:
+    """Read, check and reproject the input layers; raise one LayerError listing every problem.
+
+    Parameters are those of :func:`check_layers`.
+
+    Returns
+    -------
+    Layers
+        Vector layers in ``plan.work_crs`` with the contract's columns and types.
+
+    Raises
+    ------
+    LayerError
+        When any layer is missing, unreadable or breaks the layer contract.
+    """
+    report = check_layers(path, plan=plan, crs=crs, encoding=encoding, coords=coords)
+    if not report.ok:
+        raise LayerError(report.problem_text())
+    return report.layers
+
+
+def _lonlat_bounds(gdf: gpd.GeoDataFrame) -> tuple[float, float, float, float] | None:
+    if gdf.empty:
+        return None
+    b = gdf.total_bounds
+    if not np.all(np.isfinite(b)):
+        return None
+    t = Transformer.from_crs(gdf.crs, "EPSG:4326", always_xy=True)
+    return tuple(float(x) for x in t.transform_bounds(*b))
+
+
+def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, problems,
+              notes, row) -> gpd.GeoDataFrame | None:
+    try:
+        raw = _read_vector(name, src, encoding, notes)
+    except LayerError as e:
+        problems.append(str(e))
+        return None
+    except Exception as e:  # GDAL/pyogrio errors come in many types
+        problems.append(f"{name}: cannot read {src.describe()} ({type(e).__name__}: {e}); "
+                        f"check that GDAL can open it (ogrinfo) and that the layer name is right.")
+        return None
+    if not isinstance(raw, gpd.GeoDataFrame) or raw.geometry.name not in raw.columns:
+        problems.append(f"{name}: {src.describe()} has no geometry column; give the layer "
+                        f"geometries (for a table with lon/lat columns, save it as GeoJSON first).")
+        return None
+    if src.path.suffix.lower() in (".osm", ".pbf"):
+        if name != "roads":
+            problems.append(f"{name}: OSM files are read as roads only; give {name} as "
+                            f"GeoPackage, Shapefile or GeoJSON.")
+            return None
+        try:
+            raw = osm_to_roads(raw, notes=notes)
+        except LayerError as e:
+            problems.append(str(e))
+            return None
+    row["rows"] = len(raw)
+    layer_crs = src.crs or None
+    if raw.crs is None:
+        given = layer_crs or crs
+        if given is None:
+            problems.append(f"{name}: no CRS ({src.describe()} declares none); pass --crs (e.g. "
+                            f"--crs EPSG:4490 for CGCS2000 lon/lat) or add a .prj / set the CRS "
+                            f"in the file.")
+            row["crs"] = "none"
+        else:
+            raw = raw.set_crs(given)
+            notes.append(f"{name}: no CRS in the file; using {given}.")
+    elif layer_crs is not None:
+        raw = raw.set_crs(layer_crs, allow_override=True)
+    if raw.crs is not None:
+        row["crs"] = _crs_label(raw.crs)
+    gdf = _apply_aliases(raw, name, aliases, notes)
+    gdf = _check_geometry(name, gdf, problems, notes)
+    if name == "roads" and "road_id" not in gdf.columns:
+        gdf["road_id"] = [f"r{i + 1}" for i in range(len(gdf))]
+        notes.append(f"roads.road_id: no column; ids r1..r{len(gdf)} assigned in file order.")
+    gdf = _check_columns(name, gdf, plan, problems, notes)
+    if name == "roads" and "road_class" in gdf.columns:
+        gdf = _normalize_roads(gdf, plan, problems, notes)
+    if name == "townships" and "kind" in gdf.columns:
+        bad = ~gdf["kind"].isin(_TOWNSHIP_KINDS).to_numpy()
+        if bad.any():
+            problems.append(f"townships.kind: not 街道/镇/乡 in {bad.sum()} row(s) "
+                            f"({format_ids(_ids(gdf, bad, 'township_code'))}); use 街道, 镇 or 乡.")
+    if name == "villages" and "kind" in gdf.columns:
+        bad = ~gdf["kind"].isin(_VILLAGE_KINDS).to_numpy()
+        if bad.any():
+            problems.append(f"villages.kind: not 村/社区 in {bad.sum()} row(s) "
+                            f"({format_ids(_ids(gdf, bad, 'village_code'))}); use 村 or 社区.")
+    if gdf.crs is None:
+        return gdf
+    use_gcj = (src.coords or coords) == "gcj02"
+    usable = ~(shapely.is_missing(gdf.geometry.values) | shapely.is_empty(gdf.geometry.values))
+    if use_gcj:
+        from kaizhou_gis.coords import convert_gcj02_to_wgs84
+        gdf = gdf.copy()
+        if usable.any():
+            sub = gdf.loc[usable]
+            gdf.loc[usable, gdf.geometry.name] = convert_gcj02_to_wgs84(sub.geometry).values
+        notes.append(f"{name}: coordinates converted from GCJ-02 to WGS84.")
+    if usable.any():
+        row["bounds"] = _lonlat_bounds(gdf.loc[usable])
+    try:
+        gdf = gdf.to_crs(plan.work_crs)
+    except Exception as e:  # pyproj errors
+        problems.append(f"{name}: cannot reproject from {_crs_label(gdf.crs)} to {plan.work_crs} "
+                        f"({e}); check the layer's CRS.")
+        return None
+    if name == "roads":
+        gdf = _explode_roads(gdf, notes)
+    ordered = [c.name for c in SCHEMA[name][2] if c.name in gdf.columns]
+    rest = [c for c in gdf.columns if c not in ordered and c != gdf.geometry.name]
+    gdf = gdf[ordered + rest + [gdf.geometry.name]]
+    if gdf.geometry.name != "geometry":
+        gdf = gdf.rename_geometry("geometry")
+    return gdf.reset_index(drop=True)
+
+
+def _crs_label(crs) -> str:
+    try:
+        epsg = crs.to_epsg()
+    except Exception:  # pyproj may fail on odd WKT
+        epsg = None
+    return f"EPSG:{epsg}" if epsg else crs.name
+
+
+def _check_dem(src: _Source | None, path: Path, *, crs, problems, notes, row) -> dict:
+    info: dict[str, Any] = {"path": None}
+    if src is None:
+        problems.append(f"dem: no DEM found with the layers ({path}); put a GeoTIFF named dem.tif "
+                        f"(or an SRTM .hgt such as N31E108.hgt) next to them, or a 'dem = \"...\"' "
+                        f"line in the TOML mapping.")
+        return info
+    try:
+        ds = rasterio.open(src.path)
+    except Exception as e:  # rasterio.errors.RasterioIOError and friends
+        problems.append(f"dem: cannot read {src.path.name} ({e}); give a raster GDAL reads "
+                        f"(GeoTIFF, SRTM .hgt).")
+        return info
+    with ds:
+        info["path"] = src.path
+        row["rows"] = f"{ds.width}x{ds.height}"
+        dem_crs = ds.crs
+        if dem_crs is None:
+            given = src.crs or crs
+            if given is None:
+                problems.append(f"dem: {src.path.name} has no CRS; pass --crs (e.g. EPSG:4326 for "
+                                f"SRTM lon/lat) or set it with gdal_edit.py -a_srs.")
+                row["crs"] = "none"
+            else:
+                dem_crs = CRS.from_user_input(given)
+                info["assigned_crs"] = str(given)
+                notes.append(f"dem: no CRS in the file; using {given}.")
+        if dem_crs is not None:
+            row["crs"] = _crs_label(dem_crs)
+            info["crs"] = dem_crs
+            b = ds.bounds
+            info["bounds"] = (b.left, b.bottom, b.right, b.top)
+            t = Transformer.from_crs(dem_crs, "EPSG:4326", always_xy=True)
+            row["bounds"] = tuple(float(x) for x in t.transform_bounds(*info["bounds"]))
+        # all-nodata check on a decimated read (cheap for any size)
+        h = min(ds.height, 512)
+        w = min(ds.width, 512)
+        band = ds.read(1, out_shape=(h, w), masked=True)
+        if band.mask.all() if np.ndim(band.mask) else bool(band.mask):
+            problems.append(f"dem: {src.path.name} holds only nodata ({ds.nodata}); give a DEM "
+                            f"with elevations.")
+        info["nodata"] = ds.nodata
+    return info
+
+
+def _cross_checks(layers: dict[str, gpd.GeoDataFrame], dem: dict, plan, problems: list[str],
+                  notes: list[str]) -> None:
+    """Duplicates, references between layers, features outside the boundary or the DEM."""
+    dup_cols = {"townships": "township_code", "township_seats": "township_code",
+                "villages": "village_code", "settlements": "settlement_id",
+                "roads": "road_id", "sites": "site_id"}
+    for name, col in dup_cols.items():
+        gdf = layers.get(name)
+        if gdf is None or col not in gdf.columns:
+            continue
+        vals = gdf[col]
+        dup = vals.notna() & vals.duplicated(keep=False)
+        if dup.any():
+            ids = sorted(set(vals[dup].astype(str)))
+            problems.append(f"{name}.{col}: duplicate codes ({len(ids)}: {format_ids(ids)}); "
+                            f"every {col} must be unique.")
+    refs = [("villages", "township_code", "townships", "township_code", "village_code"),
+            ("township_seats", "township_code", "townships", "township_code", "township_code"),
+            ("settlements", "village_code", "villages", "village_code", "settlement_id"),
+            ("sites", "township_code", "townships", "township_code", "site_id")]
+    for child, ccol, parent, pcol, id_col in refs:
+        c, p = layers.get(child), layers.get(parent)
+        if c is None or p is None or ccol not in c.columns or pcol not in p.columns:
+            continue
+        known = set(p[pcol].dropna().astype(str))
+        bad = (c[ccol].notna() & ~c[ccol].astype(str).isin(known)).to_numpy()
+        if bad.any():
+            unknown = sorted(set(c.loc[bad, ccol].astype(str)))
+            problems.append(f"{child}.{ccol}: {bad.sum()} row(s) ({format_ids(_ids(c, bad, id_col))}) "
+                            f"point to unknown {parent} ({format_ids(unknown)}); add them to the "
+                            f"{parent} layer or correct the codes.")
+    seats, tw = layers.get("township_seats"), layers.get("townships")
+    if seats is not None and tw is not None and "township_code" in tw.columns \
+            and "township_code" in seats.columns:
+        missing = sorted(set(tw["township_code"].dropna().astype(str))
+                         - set(seats["township_code"].dropna().astype(str)))
+        if missing:
+            problems.append(f"township_seats.township_code: no seat for {len(missing)} township(s) "
+                            f"({format_ids(missing)}); add one seat point per township.")
+    points = [("township_seats", "township_code"), ("villages", "village_code"),
+              ("settlements", "settlement_id"), ("sites", "site_id")]
+    boundary = layers.get("boundary")
+    if boundary is not None and not boundary.empty and boundary.crs is not None:
+        tol = float(plan.get("layers.boundary_tolerance_m", 100.0))
+        geoms = boundary.geometry.values
+        geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
+        if len(geoms):
+            area = shapely.buffer(shapely.union_all(geoms), tol)
+            shapely.prepare(area)
+            for name, id_col in points:
+                g = layers.get(name)
+                if g is None or g.crs is None:
+                    continue
+                pts = g.geometry.values
+                usable = ~(shapely.is_missing(pts) | shapely.is_empty(pts))
+                pts_rep = shapely.point_on_surface(pts[usable])
+                out = np.zeros(len(g), dtype=bool)
+                out[usable] = ~shapely.covers(area, pts_rep)
+                if out.any():
+                    problems.append(f"{name}.geometry: {out.sum()} feature(s) outside the district "
+                                    f"boundary (more than {tol:g} m; "
+                                    f"{format_ids(_ids(g, out, id_col))}); check their "
+                                    f"coordinates and CRS (GCJ-02 data needs --coords gcj02).")
+            if tw is not None and tw.crs is not None and not tw.empty:
+                polys = tw.geometry.values
+                usable = ~(shapely.is_missing(polys) | shapely.is_empty(polys))
+                out = np.zeros(len(tw), dtype=bool)
+                out[usable] = ~shapely.covers(area, shapely.point_on_surface(polys[usable]))
+                if out.any():
+                    problems.append(f"townships.geometry: {out.sum()} township(s) outside the "
+                                    f"district boundary ({format_ids(_ids(tw, out, 'township_code'))}); "
+                                    f"check their coordinates and CRS.")
+    if dem.get("bounds") is not None and dem.get("crs") is not None:
+        x0, y0, x1, y1 = dem["bounds"]
+        for name, id_col in points:
+            g = layers.get(name)
+            if g is None or g.crs is None or g.empty:
+                continue
+            pts = g.geometry.values
+            usable = ~(shapely.is_missing(pts) | shapely.is_empty(pts))
+            xy = shapely.get_coordinates(shapely.point_on_surface(pts[usable]))
+            t = Transformer.from_crs(g.crs, dem["crs"], always_xy=True)
+            x, y = t.transform(xy[:, 0], xy[:, 1])
+            out = np.zeros(len(g), dtype=bool)
+            out[usable] = ~((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
+            if out.any():
+                problems.append(f"{name}.geometry: {out.sum()} feature(s) outside the DEM "
+                                f"({format_ids(_ids(g, out, id_col))}); give a DEM that covers "
+                                f"the whole district (merge SRTM tiles with gdal_merge.py).")
