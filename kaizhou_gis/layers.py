@@ -846,7 +846,9 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     dem_row: dict[str, Any] = {"layer": "dem", "file": dem_src.describe() if dem_src else "",
                                "rows": "", "crs": "", "bounds": None}
     n_before = len(problems)
-    dem_info = _check_dem(dem_src, path, crs=crs, problems=problems, notes=notes, row=dem_row)
+    dem_info: dict[str, Any] = {"path": None}
+    if path.exists():
+        dem_info = _check_dem(dem_src, path, crs=crs, problems=problems, notes=notes, row=dem_row)
     dem_row["_n0"] = n_before
     _cross_checks(loaded, dem_info, plan, problems, notes)
     # count problems per layer by their "layer." / "layer:" prefix

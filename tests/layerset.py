@@ -15,7 +15,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import rasterio
-from rasterio.transform import from_origin
+from affine import Affine
 from shapely.geometry import LineString, Point, box
 
 #: District box (lon/lat) and DEM box (a little larger).
@@ -84,13 +84,14 @@ def dem_array() -> tuple[np.ndarray, object]:
     h = int(round((y1 - y0) / DEM_RES_DEG))
     lon = x0 + (np.arange(w) + 0.5) * DEM_RES_DEG
     arr = np.repeat(np.round(dem_elevation(lon))[None, :], h, axis=0).astype("int16")
-    return arr, from_origin(x0, y1, DEM_RES_DEG, DEM_RES_DEG)
+    return arr, Affine(DEM_RES_DEG, 0.0, x0, 0.0, -DEM_RES_DEG, y1)
 
 
 def write_dem(path: str | Path, array: np.ndarray | None = None, *, crs: str | None = "EPSG:4326",
-              nodata: int = -32768) -> Path:
-    """Write the test DEM (or ``array`` on the same grid) as a GeoTIFF."""
-    arr, transform = dem_array()
+              nodata: int = -32768, transform=None) -> Path:
+    """Write the test DEM (or ``array``, on the same grid unless ``transform`` is given) as a GeoTIFF."""
+    arr, default_transform = dem_array()
+    transform = default_transform if transform is None else transform
     if array is not None:
         arr = array
     path = Path(path)
