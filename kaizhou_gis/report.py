@@ -529,14 +529,23 @@ def industry_section(plan, frames: _Frames, res: StepResult | None, why: str) ->
             units = {}
             for u, gg in g.assign(_s=scale).groupby(g.get("unit", pd.Series("", g.index))
                                                      .fillna("").astype(str)):
-                units[u] = _num(gg["_s"].sum())
+                total = _num(gg["_s"].sum(min_count=1))
+                if u.strip() and total:
+                    units[u] = total
             placed = int(hosts_per.reindex(g["project_id"]).fillna(0).sum()) \
                 if "project_id" in g else 0
-            named = int(pd.to_numeric(g.get("n_hosts"), errors="coerce").fillna(0).sum()) \
-                if "n_hosts" in g else None
+            named_col = next((c for c in ("n_hosts_named", "n_hosts") if c in g), None)
+            named = (int(pd.to_numeric(g[named_col], errors="coerce").fillna(0).sum())
+                     if named_col else None)
             cats.append({"category": cat, "projects": int(len(g)), "scale_by_unit": units,
                          "hosts_named": named, "hosts_placed": placed})
     out["by_category"] = cats
+    totals = res.data.get("totals")
+    cols = ["category", "product", "product_en", "unit", "plan_total", "n_hosts_named", "n_hosts",
+            "n_unresolved", "placed_scale"]
+    if totals is not None and len(totals) and frames.township is None:
+        t = pd.DataFrame(totals)
+        out["products"] = _records(t[[c for c in cols if c in t]])
     if len(unresolved) and frames.township is None and "reason" in unresolved:
         out["unresolved_reasons"] = {str(k): int(v) for k, v in
                                      unresolved["reason"].astype(str).value_counts().items()}
@@ -907,7 +916,7 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
                     [["项目 / item", "规划 / plan", "图层计算 / layers", "备注 / note"], rows]))
         out.append(("", "chart", ["elevation", "自然村海拔分布与搬迁阈值 / settlement elevations "
                                                 "and the plan's threshold"]))
-        sched = [[r["year"], r["plan_people"], r["settlements"], r["households"], r["people"]]
+        sched = [[str(r["year"]), r["plan_people"], r["settlements"], r["households"], r["people"]]
                  for r in rel["schedule"]]
         out.append(("搬迁年度安排 / Yearly schedule", "table",
                     [["年份 / year", "规划人数 / plan people", "自然村 / settlements",
@@ -978,11 +987,21 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
         lines = [f"projects / 项目: {ind['projects']}, host villages / 承载村: "
                  f"{ind['host_villages']}"]
         if ind.get("unresolved_names") is not None:
-            lines.append(f"place names not found in the layers / 未匹配地名: "
-                         f"{ind['unresolved_names']}"
-                         + (f" ({_txt(ind['unresolved_reasons'])})"
-                            if ind.get("unresolved_reasons") else ""))
+            lines.append(f"place names of the plan not placed on the layers / 未定位地名: "
+                         f"{ind['unresolved_names']} (industry/unresolved.csv lists each with "
+                         f"its reason)")
+            for reason, n in list((ind.get("unresolved_reasons") or {}).items())[:3]:
+                short = reason if len(reason) <= 90 else reason[:87] + "..."
+                lines.append(f"{n} × {short}")
         out.append(("", "text", lines))
+        if ind.get("products"):
+            prow = [[p.get("category"), f"{p.get('product', '')} / {p.get('product_en', '')}",
+                     p.get("plan_total"), p.get("unit"), p.get("n_hosts_named"), p.get("n_hosts"),
+                     p.get("placed_scale")] for p in ind["products"]]
+            out.append(("产业规模与落地 / Plan totals and placement by product", "table",
+                        [["类别 / category", "产品 / product", "规划规模 / plan total",
+                          "单位 / unit", "点名村 / named", "已定位 / placed",
+                          "已分配规模 / placed scale"], prow]))
     else:
         out.append(("四、产业扶贫 / Industry projects vs the plan (ch.3)", "text",
                     [ind["message"], ind["message_zh"]]))
