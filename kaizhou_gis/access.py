@@ -1,0 +1,521 @@
+"""Road access of every administrative village and settlement: 通达 / 通畅, distances, scorecard.
+
+Method
+------
+1. The roads become a graph (:func:`kaizhou_gis.network.build_network`).
+2. Every village, settlement and township seat is snapped to its nearest road **edge**: the point
+   is projected onto the line (an STRtree ``query_nearest`` over all edges at once), giving the
+   edge, the snap distance and the position along the edge. A point farther than
+   ``access.reach_distance_m`` from every road is not reached.
+3. Each seat becomes a virtual node joined to both ends of its edge with the partial lengths, so
+   distances start exactly at the seat. One multi-source Dijkstra call
+   (:func:`scipy.sparse.csgraph.dijkstra` with all seats as ``indices``) gives network distances
+   from every seat to every node; a point's distance to a seat is the smaller of (distance to the
+   edge's start node + position along) and (distance to its end node + rest of the edge).
+4. 通达 (tongda): the point's edge is in the same connected component (any surface) as the edge
+   of its **own** township's seat. 通畅 (tongchang): the point's edge is paved and in the same
+   paved-only component as the paved edge nearest to its seat. A point on an unpaved spur is
+   therefore 通达 but not 通畅 even where the spur touches a paved road.
+5. The scorecard compares the shares with the plan's targets (ch.1): administrative villages
+   100 % 通畅; settlements with ≥ 30 households or ≥ 100 people 100 % 通达 and 80 % 通畅;
+   overall and per township, with the parameters used.
+
+:func:`run` also proposes the works that close the gaps (:mod:`kaizhou_gis.links`), applies
+them to the roads and re-runs the analysis for the "after" scorecard.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from scipy.sparse.csgraph import dijkstra
+
+from kaizhou_gis.errors import LayerError, OptionError, format_ids
+from kaizhou_gis.network import DemGrid, RoadNetwork, build_network, dangles_frame, network_settings
+
+log = logging.getLogger(__name__)
+
+_EPS = 1e-9
+
+LABELS_ZH = {
+    "village_code": "行政村代码", "settlement_id": "自然村编号", "name": "名称",
+    "township_code": "乡镇代码", "township_name": "乡镇", "village_name": "行政村",
+    "kind": "类型", "households": "户数", "population": "人口", "poverty_village": "贫困村",
+    "target_group": "30户或100人以上", "tongda": "通达", "tongchang": "通畅",
+    "snap_distance_m": "距最近道路(米)", "network_km_to_seat": "至乡镇驻地路网距离(公里)",
+    "network_km_to_county": "至区政府驻地路网距离(公里)", "travel_min_to_seat": "至乡镇驻地行车时间(分钟)",
+    "road_id": "最近道路编号", "road_surface": "最近道路路面", "reason": "未通达/未通畅原因",
+    "reason_zh": "原因", "tongda_after": "实施后通达", "tongchang_after": "实施后通畅",
+    "work_ids": "相关工程编号",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Snapping
+# --------------------------------------------------------------------------------------------
+def snap_to_edges(points: gpd.GeoSeries, edges: gpd.GeoDataFrame, *,
+                  mask: np.ndarray | None = None) -> pd.DataFrame:
+    """Nearest edge of every point, by projection onto the lines (not nearest vertex).
+
+    Parameters
+    ----------
+    points : GeoSeries
+        Points in the edges' CRS.
+    edges : GeoDataFrame
+        The network's edges.
+    mask : bool array, optional
+        Only these edges are candidates (e.g. paved ones).
+
+    Returns
+    -------
+    DataFrame aligned with ``points``
+        ``edge`` (row position in ``edges``, -1 when the point is empty or there is no
+        candidate), ``snap_distance_m``, ``along_m`` (position of the projection along the edge).
+    """
+    out = pd.DataFrame({"edge": np.full(len(points), -1, dtype=np.int64),
+                        "snap_distance_m": np.nan, "along_m": np.nan}, index=points.index)
+    cand = np.arange(len(edges)) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
+    geoms = points.to_numpy()
+    ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if len(cand) == 0 or not ok.any():
+        return out
+    lines = edges.geometry.to_numpy()[cand]
+    tree = shapely.STRtree(lines)
+    pts = geoms[ok]
+    (pi, ti), dist = tree.query_nearest(pts, return_distance=True, all_matches=False)
+    e = cand[ti]
+    along = shapely.line_locate_point(edges.geometry.to_numpy()[e], pts[pi])
+    rows = np.flatnonzero(ok)[pi]
+    out.iloc[rows, 0] = e
+    out.iloc[rows, 1] = dist
+    out.iloc[rows, 2] = along
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Seats and shortest paths
+# --------------------------------------------------------------------------------------------
+@dataclass
+class SeatPaths:
+    """Township seats on the network and the network distances from each seat to every node.
+
+    ``seats`` has one row per seat (index 0..S-1): ``township_code``, ``name``, ``edge``,
+    ``snap_distance_m``, ``along_m``, ``on_network`` (snapped within reach), ``component``,
+    ``paved_edge``, ``paved_along_m``, ``paved_on_network``, ``paved_component``.
+    ``dist_m`` and ``time_min`` are (S, n_nodes) arrays (inf where unreachable).
+    """
+
+    seats: pd.DataFrame
+    dist_m: np.ndarray
+    time_min: np.ndarray
+    row_of: dict[str, int]
+
+
+def seat_paths(net: RoadNetwork, seats: gpd.GeoDataFrame, *, reach_distance_m: float) -> SeatPaths:
+    """Snap the township seats and run one multi-source Dijkstra from all of them."""
+    if "township_code" not in seats.columns:
+        raise LayerError("township_seats: column 'township_code' is missing; add the 9-digit code "
+                         "of each seat's township.")
+    s = seats.reset_index(drop=True)
+    codes = s["township_code"].astype(str)
+    dup = codes[codes.duplicated()].unique()
+    if len(dup):
+        raise LayerError(f"township_seats: township_code must be unique (one seat per township); "
+                         f"duplicated: {format_ids(dup)}. Keep one seat per township.")
+    snap = snap_to_edges(s.geometry, net.edges)
+    psnap = snap_to_edges(s.geometry, net.edges, mask=net.edges["paved"].to_numpy())
+    e = net.edges
+    u, v = e["u"].to_numpy(), e["v"].to_numpy()
+    comp = net.nodes["component"].to_numpy()
+    pcomp = net.nodes["paved_component"].to_numpy()
+    info = pd.DataFrame({"township_code": codes,
+                         "name": s["name"].astype(str) if "name" in s.columns else codes,
+                         "edge": snap["edge"].to_numpy(), "snap_distance_m": snap["snap_distance_m"].to_numpy(),
+                         "along_m": snap["along_m"].to_numpy(),
+                         "paved_edge": psnap["edge"].to_numpy(),
+                         "paved_snap_distance_m": psnap["snap_distance_m"].to_numpy(),
+                         "paved_along_m": psnap["along_m"].to_numpy()})
+    info["on_network"] = (info["edge"] >= 0) & (info["snap_distance_m"] <= reach_distance_m)
+    info["paved_on_network"] = (info["paved_edge"] >= 0) & (info["paved_snap_distance_m"] <= reach_distance_m)
+    info["component"] = np.where(info["on_network"], comp[u[np.maximum(info["edge"], 0)]], -1)
+    info["paved_component"] = np.where(info["paved_on_network"],
+                                       pcomp[u[np.maximum(info["paved_edge"], 0)]], -1)
+    n = net.n_nodes
+    S = len(info)
+    ok = info["on_network"].to_numpy()
+    se = info["edge"].to_numpy()[ok]
+    sa = info["along_m"].to_numpy()[ok]
+    vn = n + np.flatnonzero(ok)
+    L = e["length_m"].to_numpy()
+    T = e["travel_min"].to_numpy()
+    ex_i = np.concatenate([vn, vn])
+    ex_j = np.concatenate([u[se], v[se]])
+    frac_a = np.concatenate([sa / L[se], 1.0 - sa / L[se]])
+    ex_len = np.maximum(frac_a * np.concatenate([L[se], L[se]]), _EPS)
+    ex_time = np.maximum(frac_a * np.concatenate([T[se], T[se]]), _EPS)
+    dist = np.full((S, n), np.inf)
+    tmin = np.full((S, n), np.inf)
+    if ok.any():
+        g_len = net.matrix(np.maximum(L, _EPS), extra=(ex_i, ex_j, ex_len), n_extra_nodes=S)
+        g_time = net.matrix(np.maximum(T, _EPS), extra=(ex_i, ex_j, ex_time), n_extra_nodes=S)
+        d = dijkstra(g_len, directed=False, indices=vn)
+        t = dijkstra(g_time, directed=False, indices=vn)
+        dist[ok] = d[:, :n]
+        tmin[ok] = t[:, :n]
+    bad = info.loc[~info["on_network"], "township_code"].tolist()
+    if bad:
+        log.warning("township seats with no road within %g m: %s", reach_distance_m, format_ids(bad))
+    return SeatPaths(seats=info, dist_m=dist, time_min=tmin,
+                     row_of={c: i for i, c in enumerate(info["township_code"])})
+
+
+def _along_network(net: RoadNetwork, node_values: np.ndarray, rows: np.ndarray, edge: np.ndarray,
+                   along: np.ndarray, weight: np.ndarray, seat_edge: np.ndarray,
+                   seat_along: np.ndarray) -> np.ndarray:
+    """Network value from a seat row to points on edges (partial edges at both ends)."""
+    out = np.full(len(rows), np.inf)
+    ok = (rows >= 0) & (edge >= 0)
+    if not ok.any():
+        return out
+    r, e, a = rows[ok], edge[ok], along[ok]
+    u = net.edges["u"].to_numpy()[e]
+    v = net.edges["v"].to_numpy()[e]
+    L = net.edges["length_m"].to_numpy()[e]
+    w = weight[e]
+    frac = np.clip(a / L, 0.0, 1.0)
+    best = np.minimum(node_values[r, u] + frac * w, node_values[r, v] + (1.0 - frac) * w)
+    same = seat_edge[r] == e
+    if same.any():
+        direct = np.abs(frac - np.clip(seat_along[r] / L, 0.0, 1.0)) * w
+        best = np.where(same, np.minimum(best, direct), best)
+    out[ok] = best
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Access of points
+# --------------------------------------------------------------------------------------------
+def point_access(points: gpd.GeoSeries, township_codes: pd.Series, net: RoadNetwork,
+                 seats: SeatPaths, *, reach_distance_m: float, county_seat_code: str | None = None
+                 ) -> pd.DataFrame:
+    """通达/通畅, snap distance, network distances and travel time of points.
+
+    Parameters
+    ----------
+    points : GeoSeries
+        Villages or settlements in the network's CRS.
+    township_codes : Series
+        Township code of each point (aligned with ``points``); the point is measured against the
+        seat of this township.
+    net, seats
+        The network and :func:`seat_paths` on it.
+    reach_distance_m : float
+        A point farther than this from every road is not reached.
+    county_seat_code : str, optional
+        Township code of the county seat for ``network_km_to_county``.
+
+    Returns
+    -------
+    DataFrame aligned with ``points``: ``tongda``, ``tongchang``, ``snap_distance_m``,
+    ``edge_id``, ``road_id``, ``road_surface``, ``network_km_to_seat``, ``network_km_to_county``,
+    ``travel_min_to_seat``, ``reason``, ``reason_zh``.
+    """
+    snap = snap_to_edges(points, net.edges)
+    e = snap["edge"].to_numpy()
+    d = snap["snap_distance_m"].to_numpy()
+    a = snap["along_m"].to_numpy()
+    codes = township_codes.astype(str).reindex(points.index).to_numpy()
+    rows = np.array([seats.row_of.get(c, -1) for c in codes], dtype=np.int64)
+    si = seats.seats
+    has_edge = e >= 0
+    within = has_edge & (d <= reach_distance_m)
+    eu = net.edges["u"].to_numpy()[np.maximum(e, 0)]
+    comp = net.nodes["component"].to_numpy()[eu]
+    pcomp = net.nodes["paved_component"].to_numpy()[eu]
+    paved = net.edges["paved"].to_numpy()[np.maximum(e, 0)] & has_edge
+    r0 = np.maximum(rows, 0)
+    seat_known = rows >= 0
+    seat_on = seat_known & si["on_network"].to_numpy()[r0]
+    seat_paved_on = seat_known & si["paved_on_network"].to_numpy()[r0]
+    tongda = within & seat_on & (comp == si["component"].to_numpy()[r0])
+    tongchang = tongda & paved & seat_paved_on & (pcomp == si["paved_component"].to_numpy()[r0])
+
+    L = net.edges["length_m"].to_numpy()
+    T = net.edges["travel_min"].to_numpy()
+    seat_edge = si["edge"].to_numpy()
+    seat_along = si["along_m"].to_numpy()
+    use = np.where(within, rows, -1)
+    km = _along_network(net, seats.dist_m, use, np.where(within, e, -1), a, L, seat_edge, seat_along) / 1000.0
+    tm = _along_network(net, seats.time_min, use, np.where(within, e, -1), a, T, seat_edge, seat_along)
+    crow = seats.row_of.get(str(county_seat_code), -1) if county_seat_code else -1
+    if crow >= 0:
+        ck = _along_network(net, seats.dist_m, np.where(within, crow, -1), np.where(within, e, -1), a, L,
+                            seat_edge, seat_along) / 1000.0
+    else:
+        ck = np.full(len(e), np.inf)
+    km = np.where(tongda & np.isfinite(km), km, np.nan)
+    tm = np.where(tongda & np.isfinite(tm), tm, np.nan)
+    ck = np.where(within & np.isfinite(ck), ck, np.nan)
+
+    reason = np.full(len(e), "", dtype=object)
+    reason_zh = np.full(len(e), "", dtype=object)
+    geoms = points.to_numpy()
+    nogeom = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+
+    def put(mask, en, zh):
+        m = mask & (reason == "")
+        reason[m] = en if isinstance(en, str) else en[m]
+        reason_zh[m] = zh if isinstance(zh, str) else zh[m]
+
+    put(nogeom, "no location (empty geometry)", "无坐标")
+    put(~seat_known, "its township has no seat in township_seats", "所属乡镇无驻地点")
+    far = ~within & ~nogeom
+    dtxt = np.array([f"{x:.0f}" if np.isfinite(x) else "?" for x in d], dtype=object)
+    put(far, np.array([f"no road within {reach_distance_m:g} m (nearest {t} m)" for t in dtxt], dtype=object),
+        np.array([f"{reach_distance_m:g}米内无道路（最近{t}米）" for t in dtxt], dtype=object))
+    put(~seat_on, "its township seat is not on the road network", "乡镇驻地不在路网上")
+    put(~tongda, "only on a road fragment not connected to the township seat",
+        "所在道路与乡镇驻地路网不连通")
+    put(tongda & ~paved, "通达 only: the nearest road is unpaved", "仅通达：最近道路未硬化")
+    put(tongda & ~seat_paved_on, "通达 only: the township seat has no paved road",
+        "仅通达：乡镇驻地无硬化道路")
+    put(tongda & ~tongchang, "通达 only: the paved road is not linked to the township seat by paved roads",
+        "仅通达：硬化道路未与乡镇驻地硬化路网相连")
+
+    e_safe = np.maximum(e, 0)
+    return pd.DataFrame({
+        "tongda": tongda, "tongchang": tongchang,
+        "snap_distance_m": np.round(d, 1),
+        "edge_id": np.where(has_edge, e, -1),
+        "road_id": np.where(has_edge, net.edges["road_id"].to_numpy()[e_safe], None),
+        "road_surface": np.where(has_edge, net.edges["surface"].to_numpy()[e_safe], None),
+        "along_m": a,
+        "network_km_to_seat": np.round(km, 3), "network_km_to_county": np.round(ck, 3),
+        "travel_min_to_seat": np.round(tm, 1),
+        "reason": reason, "reason_zh": reason_zh,
+    }, index=points.index)
+
+
+def settlement_township(settlements: pd.DataFrame, villages: pd.DataFrame) -> pd.Series:
+    """Township code of each settlement (via its village; the code's first 9 digits otherwise)."""
+    vmap = dict(zip(villages["village_code"].astype(str), villages["township_code"].astype(str)))
+    vc = settlements["village_code"].astype(str)
+    return vc.map(vmap).fillna(vc.str[:9]).astype(str)
+
+
+def target_group(settlements: pd.DataFrame, *, households_min: float, population_min: float) -> pd.Series:
+    """Settlements of the plan's target group: ≥ households_min households or ≥ population_min people."""
+    hh = pd.to_numeric(settlements.get("households"), errors="coerce").fillna(0)
+    pop = pd.to_numeric(settlements.get("population"), errors="coerce").fillna(0)
+    return ((hh >= households_min) | (pop >= population_min)).rename("target_group")
+
+
+@dataclass
+class AccessResult:
+    """Access of the villages and settlements on one network."""
+
+    net: RoadNetwork
+    seats: SeatPaths
+    villages: pd.DataFrame
+    settlements: pd.DataFrame
+
+
+def analyse(layers, plan, *, dem: DemGrid | None, roads: gpd.GeoDataFrame | None = None) -> AccessResult:
+    """Network + access of every village and settlement (the whole district).
+
+    ``roads`` replaces the layers' roads (e.g. with works applied).
+    """
+    p = plan.section("access")
+    net = build_network(layers.roads if roads is None else roads, dem=dem, **network_settings(plan))
+    seats = seat_paths(net, layers.township_seats, reach_distance_m=float(p["reach_distance_m"]))
+    kw = dict(reach_distance_m=float(p["reach_distance_m"]), county_seat_code=str(p["county_seat_code"]))
+    v = layers.villages
+    s = layers.settlements
+    va = point_access(v.geometry, v["township_code"].astype(str), net, seats, **kw)
+    sa = point_access(s.geometry, settlement_township(s, v), net, seats, **kw)
+    return AccessResult(net=net, seats=seats, villages=va, settlements=sa)
+
+
+# --------------------------------------------------------------------------------------------
+# Scorecard
+# --------------------------------------------------------------------------------------------
+def _pct(num: int, den: int) -> float | None:
+    return round(100.0 * num / den, 2) if den else None
+
+
+def scorecard(villages: pd.DataFrame, settlements: pd.DataFrame, plan, *,
+              township_names: dict[str, str] | None = None) -> dict:
+    """Shares against the plan's targets, overall and per township.
+
+    Parameters
+    ----------
+    villages : DataFrame
+        ``township_code``, ``tongchang`` (and ``tongda``).
+    settlements : DataFrame
+        ``township_code``, ``target_group``, ``tongda``, ``tongchang``.
+    plan : Plan
+    township_names : dict, optional
+        Code → name for the per-township list.
+    """
+    p = plan.section("access")
+    names = township_names or {}
+
+    def figures(v: pd.DataFrame, s: pd.DataFrame) -> dict:
+        t = s[s["target_group"].astype(bool)]
+        f = {
+            "villages": int(len(v)),
+            "villages_tongda": int(v["tongda"].sum()),
+            "villages_tongchang": int(v["tongchang"].sum()),
+            "village_tongchang_pct": _pct(int(v["tongchang"].sum()), len(v)),
+            "target_settlements": int(len(t)),
+            "target_settlements_tongda": int(t["tongda"].sum()),
+            "target_settlements_tongchang": int(t["tongchang"].sum()),
+            "settlement_tongda_pct": _pct(int(t["tongda"].sum()), len(t)),
+            "settlement_tongchang_pct": _pct(int(t["tongchang"].sum()), len(t)),
+        }
+        f["met"] = {
+            "village_tongchang": _met(f["village_tongchang_pct"], p["village_tongchang_target_pct"]),
+            "settlement_tongda": _met(f["settlement_tongda_pct"], p["settlement_tongda_target_pct"]),
+            "settlement_tongchang": _met(f["settlement_tongchang_pct"], p["settlement_tongchang_target_pct"]),
+        }
+        return f
+
+    out = figures(villages, settlements)
+    per = []
+    codes = sorted(set(villages["township_code"].astype(str)) | set(settlements["township_code"].astype(str)))
+    vg = villages.groupby(villages["township_code"].astype(str))
+    sg = settlements.groupby(settlements["township_code"].astype(str))
+    empty_v, empty_s = villages.iloc[:0], settlements.iloc[:0]
+    for c in codes:
+        v = vg.get_group(c) if c in vg.groups else empty_v
+        s = sg.get_group(c) if c in sg.groups else empty_s
+        per.append({"township_code": c, "township_name": names.get(c, ""), **figures(v, s)})
+    out["per_township"] = per
+    return out
+
+
+def _met(pct: float | None, target: float) -> bool:
+    return True if pct is None else bool(pct + 1e-9 >= target)
+
+
+def parameters(plan) -> dict:
+    """The plan settings the access analysis used, with their sources."""
+    return {k: v for k, v in plan.settings("access.").items()} | \
+        {k: v for k, v in plan.settings("links.").items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Pipeline step
+# --------------------------------------------------------------------------------------------
+def read_dem(layers, plan) -> DemGrid:
+    """The DEM window covering every layer plus the longest new link searched."""
+    frames = [layers.roads, layers.villages, layers.settlements, layers.township_seats]
+    b = np.array([f.total_bounds for f in frames if len(f)])
+    bounds = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+    with layers.open_dem() as ds:
+        return DemGrid.from_dataset(ds, bounds, layers.roads.crs,
+                                    margin_m=float(plan["links.max_new_link_km"]) * 1000.0)
+
+
+def _table(base: gpd.GeoDataFrame, cols: list[str], acc: pd.DataFrame, extra: dict) -> gpd.GeoDataFrame:
+    t = base[[c for c in cols if c in base.columns]].copy()
+    for k, val in extra.items():
+        t[k] = val
+    for c in ("tongda", "tongchang", "snap_distance_m", "network_km_to_seat", "network_km_to_county",
+              "travel_min_to_seat", "road_id", "road_surface", "reason", "reason_zh"):
+        t[c] = acc[c]
+    return gpd.GeoDataFrame(t, geometry=base.geometry, crs=base.crs)
+
+
+def run(ctx) -> "StepResult":
+    """Pipeline step ``access``: tables, GeoPackages, scorecard before/after, works, cost curve."""
+    from kaizhou_gis import links
+    from kaizhou_gis.pipeline import StepResult
+
+    layers, plan = ctx.layers, ctx.plan
+    p = plan.section("access")
+    for name, col in (("villages", "village_code"), ("settlements", "settlement_id"),
+                      ("settlements", "village_code"), ("villages", "township_code")):
+        if col not in getattr(layers, name).columns:
+            raise LayerError(f"{name}: column '{col}' is missing; see the layer contract.")
+    dem = read_dem(layers, plan)
+    before = analyse(layers, plan, dem=dem)
+    v, s = layers.villages, layers.settlements
+    s_town = settlement_township(s, v)
+    tg = target_group(s, households_min=p["settlement_households_min"],
+                      population_min=p["settlement_population_min"])
+    names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"].astype(str)))
+    vin = pd.Series(True, index=v.index)
+    sin = pd.Series(True, index=s.index)
+    if ctx.township:
+        code = str(ctx.township)
+        vin = v["township_code"].astype(str) == code
+        sin = s_town == code
+        if not vin.any() and not sin.any():
+            raise OptionError(f"--township {code}: no village or settlement of this township in the layers.")
+
+    vt = _table(v, ["village_code", "name", "township_code", "kind", "households", "population",
+                    "poverty_village", "deep_poverty"], before.villages,
+                {"township_name": v["township_code"].astype(str).map(names).fillna("")})
+    st = _table(s, ["settlement_id", "name", "village_code", "households", "population"], before.settlements,
+                {"township_code": s_town, "township_name": s_town.map(names).fillna(""), "target_group": tg})
+    vt, st = vt[vin.to_numpy()], st[sin.to_numpy()]
+
+    plan_out = links.plan_works(before, vt, st, plan=plan, dem=dem)
+    works = plan_out.works
+    roads_after = links.apply_works(layers.roads, works, plan=plan)
+    after = analyse(layers, plan, dem=dem, roads=roads_after)
+    vt["tongda_after"] = after.villages.loc[vt.index, "tongda"]
+    vt["tongchang_after"] = after.villages.loc[vt.index, "tongchang"]
+    st["tongda_after"] = after.settlements.loc[st.index, "tongda"]
+    st["tongchang_after"] = after.settlements.loc[st.index, "tongchang"]
+    vt["work_ids"] = plan_out.work_ids.reindex(vt["village_code"].astype(str)).fillna("").to_numpy()
+    st["work_ids"] = plan_out.work_ids.reindex(st["settlement_id"].astype(str)).fillna("").to_numpy()
+    vt.attrs["labels_zh"] = LABELS_ZH
+    st.attrs["labels_zh"] = LABELS_ZH
+
+    sc_before = scorecard(vt, st, plan, township_names=names)
+    after_v = vt.assign(tongda=vt["tongda_after"], tongchang=vt["tongchang_after"])
+    after_s = st.assign(tongda=st["tongda_after"], tongchang=st["tongchang_after"])
+    sc_after = scorecard(after_v, after_s, plan, township_names=names)
+    totals = plan_out.totals
+    sc = {"district": plan.name, "township": ctx.township, "parameters": parameters(plan),
+          "network": before.net.report, "before": sc_before, "after": sc_after, "works": totals,
+          "unresolved": plan_out.unresolved.to_dict(orient="records")}
+
+    edges = before.net.edges.drop(columns=["road_index"])
+    curve = plan_out.cost_curve
+    files = {
+        "access/villages.csv": vt, "access/settlements.csv": st,
+        "access/access.gpkg": {"villages": vt, "settlements": st, "edges": edges,
+                               "dangles": dangles_frame(before.net)},
+        "access/scorecard.json": sc,
+        "access/works.gpkg": works,
+        "access/cost_curve.csv": curve,
+    }
+    b, a = sc_before, sc_after
+    fmt = lambda x: "n/a" if x is None else f"{x:.1f}%"  # noqa: E731
+    headline = [
+        f"villages 通畅 {fmt(b['village_tongchang_pct'])} → {fmt(a['village_tongchang_pct'])} "
+        f"(target {p['village_tongchang_target_pct']:g}%)",
+        f"settlements ≥{p['settlement_households_min']}户/{p['settlement_population_min']}人: 通达 "
+        f"{fmt(b['settlement_tongda_pct'])} → {fmt(a['settlement_tongda_pct'])}, 通畅 "
+        f"{fmt(b['settlement_tongchang_pct'])} → {fmt(a['settlement_tongchang_pct'])}",
+        f"works: {totals['new_links']} new links {totals['new_km']:.1f} km + {totals['upgrades']} upgrades "
+        f"{totals['upgrade_km']:.1f} km, {totals['cost_yuan'] / 1e8:.2f} 亿元 "
+        f"({totals['share_of_plan_km_pct']:.0f}% of the plan's {totals['plan_roads_km']:g} km)",
+    ]
+    if len(plan_out.unresolved):
+        headline.append(f"{len(plan_out.unresolved)} village(s)/settlement(s) without a feasible work "
+                        f"(see scorecard.json 'unresolved')")
+    summary = {"headline": headline, "before": {k: b[k] for k in b if k != "per_township"},
+               "after": {k: a[k] for k in a if k != "per_township"}, "works": totals,
+               "network": before.net.report}
+    data = {"villages": vt, "settlements": st, "edges": before.net.edges, "works": works,
+            "scorecard": {"before": sc_before, "after": sc_after}, "cost_curve": curve,
+            "network": before.net, "unresolved": plan_out.unresolved}
+    return StepResult(name="access", files=files, data=data, summary=summary)

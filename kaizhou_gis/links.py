@@ -1,0 +1,557 @@
+"""Gap closing: the cheapest road works that bring villages and settlements to the plan's targets.
+
+Options for a point (village or settlement) that is not 通畅
+------------------------------------------------------------
+(a) **Upgrade**: harden the unpaved edges on its cheapest path to its township seat's paved
+    network. Edge weights are the upgrade cost (``links.cost_upgrade_yuan_per_km`` by the edge's
+    terrain class; paved edges cost nothing but a token 0.001 yuan/m that prefers short paths).
+    One Dijkstra call from all seats gives every point's cheapest path; the paths of one township
+    form a shortest-path tree, so points along the same track share its upgrade. The point's own
+    edge is upgraded whole if it is unpaved. Only possible when the point is already 通达.
+(b) **New link**: a new hardened road from the point to the nearest (cheapest) point of its
+    seat's paved network, by a least-cost path over the DEM under ``links.max_grade_pct``
+    (:func:`kaizhou_gis.costpath.grade_limited_paths`: one multi-source search per township over
+    a window of ``links.max_new_link_km`` around its points). No feasible path, or one longer
+    than ``max_new_link_km``, means no link ("no new link under 12 % grade within 15 km").
+    Cost = length × ``links.cost_new_yuan_per_km`` for the link's terrain class.
+
+Choosing the works (a Steiner-tree-like covering problem, solved by a documented heuristic)
+--------------------------------------------------------------------------------------------
+1. *Targets of 100 %* force a work for every administrative village not 通畅 and every
+   settlement of the target group not 通达. These are taken cheapest first; each is given the
+   cheaper of its new link and the **marginal** cost of its upgrade path (edges already chosen
+   for an earlier point cost nothing, so shared works are counted once). A point whose whole
+   upgrade path has been chosen for others is covered for free.
+2. *Target of 80 %* (settlements 通畅): the remaining target-group settlements that are 通达 but
+   not 通畅 are added greedily by lowest marginal cost (recomputed after every choice, so
+   sharing is accounted for) until the share reaches the target. Since every settlement counts
+   the same towards the share, taking the cheapest marginal first is the natural greedy rule for
+   covering a count at least cost.
+The cost curve lists every choice with the cumulative km and cost and the shares reached.
+Points with no feasible option are reported as unresolved with the reason.
+
+:func:`apply_works` turns the works into road changes (new links become paved roads, upgraded
+edges are cut out of their road lines and made paved) so the analysis can be re-run on them.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import shapely
+from pyproj import CRS, Transformer
+from rasterio.windows import transform as window_transform
+from scipy.sparse.csgraph import dijkstra
+from shapely.geometry import LineString
+from shapely.ops import substring
+
+from kaizhou_gis.errors import LayerError, format_ids
+from kaizhou_gis.network import DemGrid, terrain_class
+
+log = logging.getLogger(__name__)
+
+_TOKEN_YUAN_PER_M = 1e-3
+
+WORK_LABELS_ZH = {"work_id": "工程编号", "type": "类型", "km": "里程(公里)", "cost_yuan": "投资(元)",
+                  "beneficiaries": "受益村/自然村", "terrain": "地形", "road_id": "道路编号",
+                  "phase": "阶段", "step": "顺序", "max_grade_pct": "最大纵坡(%)",
+                  "township_code": "乡镇代码"}
+CURVE_LABELS_ZH = {"step": "顺序", "phase": "阶段", "work_ids": "工程编号", "cumulative_km": "累计里程(公里)",
+                   "cumulative_cost_yuan": "累计投资(元)", "village_tongchang_pct": "行政村通畅率(%)",
+                   "settlement_tongda_pct": "集中居住地通达率(%)",
+                   "settlement_tongchang_pct": "集中居住地通畅率(%)"}
+
+
+@dataclass
+class WorksPlan:
+    """Proposed works and how they were chosen."""
+
+    works: gpd.GeoDataFrame
+    cost_curve: pd.DataFrame
+    unresolved: pd.DataFrame
+    totals: dict
+    work_ids: pd.Series  # point id → "U0001;N0002"
+    choices: pd.DataFrame
+
+
+# --------------------------------------------------------------------------------------------
+# Candidates
+# --------------------------------------------------------------------------------------------
+def _candidates(before, vt: pd.DataFrame, st: pd.DataFrame) -> pd.DataFrame:
+    """Points not 通畅 that a target concerns, with their access facts."""
+    rows = []
+    va = before.villages.loc[vt.index]
+    sa = before.settlements.loc[st.index]
+    for kind, tab, acc, idcol in (("village", vt, va, "village_code"), ("settlement", st, sa, "settlement_id")):
+        tg = tab["target_group"].astype(bool) if kind == "settlement" else pd.Series(True, index=tab.index)
+        need = tg & ~tab["tongchang"].astype(bool)
+        t = tab[need]
+        a = acc[need]
+        rows.append(pd.DataFrame({
+            "pid": t[idcol].astype(str).to_numpy(), "kind": kind,
+            "township_code": t["township_code"].astype(str).to_numpy(),
+            "tongda": t["tongda"].astype(bool).to_numpy(),
+            "mandatory": (np.ones(len(t), bool) if kind == "village" else ~t["tongda"].astype(bool).to_numpy()),
+            "edge": a["edge_id"].to_numpy(), "along_m": a["along_m"].to_numpy(),
+            "geometry": t.geometry.to_numpy(),
+        }))
+    c = pd.concat(rows, ignore_index=True)
+    return c
+
+
+def _upgrade_options(net, seats, cand: pd.DataFrame, cost_per_km: dict) -> tuple[np.ndarray, list, np.ndarray]:
+    """Cheapest upgrade path of every 通达 candidate: (standalone cost, edge lists, edge costs)."""
+    e = net.edges
+    n = net.n_nodes
+    L = e["length_m"].to_numpy()
+    unit = np.array([cost_per_km[t] for t in e["terrain"]], dtype="float64")
+    cost = np.where(e["paved"].to_numpy(), 0.0, L / 1000.0 * unit)
+    w = cost + _TOKEN_YUAN_PER_M * L
+    si = seats.seats
+    rows_needed = sorted({seats.row_of[c] for c in cand["township_code"] if c in seats.row_of})
+    ok_rows = [r for r in rows_needed if si["paved_on_network"].iloc[r]]
+    paths: list = [None] * len(cand)
+    std = np.full(len(cand), np.inf)
+    if not ok_rows:
+        return std, paths, cost
+    S = len(si)
+    pe = si["paved_edge"].to_numpy()
+    u, v = e["u"].to_numpy(), e["v"].to_numpy()
+    vn = n + np.asarray(ok_rows)
+    ex_i = np.concatenate([vn, vn])
+    ex_j = np.concatenate([u[pe[ok_rows]], v[pe[ok_rows]]])
+    ex_w = np.full(len(ex_i), 1e-9)
+    g = net.matrix(np.maximum(w, 1e-9), extra=(ex_i, ex_j, ex_w), n_extra_nodes=S)
+    dist, pred = dijkstra(g, directed=False, indices=vn, return_predecessors=True)
+    row_pos = {r: k for k, r in enumerate(ok_rows)}
+    # (min node, max node) -> cheapest edge between them (the one the matrix kept)
+    key = np.minimum(u, v).astype(np.int64) * (n + S) + np.maximum(u, v)
+    order = np.lexsort((w, key))
+    k_sorted = key[order]
+    first = np.r_[True, k_sorted[1:] != k_sorted[:-1]]
+    edge_of = dict(zip(k_sorted[first].tolist(), order[first].tolist()))
+    for i, c in enumerate(cand.itertuples(index=False)):
+        r = seats.row_of.get(c.township_code, -1)
+        if not c.tongda or r not in row_pos or c.edge < 0:
+            continue
+        k = row_pos[r]
+        ce = int(c.edge)
+        a, b = int(u[ce]), int(v[ce])
+        da, db = dist[k, a], dist[k, b]
+        if not (np.isfinite(da) or np.isfinite(db)):
+            continue
+        x = a if da <= db else b
+        edges = [ce] if cost[ce] > 0 else []
+        guard = 0
+        while x < n and guard <= n:
+            px = int(pred[k, x])
+            if px < 0 or px >= n:
+                break
+            eid = edge_of[min(x, px) * (n + S) + max(x, px)]
+            if cost[eid] > 0:
+                edges.append(eid)
+            x = px
+            guard += 1
+        paths[i] = sorted(set(edges))
+        std[i] = float(cost[paths[i]].sum())
+    return std, paths, cost
+
+
+def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_grade_pct: float,
+                  max_link_km: float, slope_weight: float, sample_m: float,
+                  cost_per_km: dict, terrain_slope_deg: dict) -> list:
+    """Least-cost new link of every candidate (dict or None with a reason)."""
+    from kaizhou_gis.costpath import grade_limited_paths, window_for
+
+    out: list = [None] * len(cand)
+    if dem is None:
+        return [{"reason": "no DEM to route new links on"}] * len(cand)
+    e = net.edges
+    crs = e.crs
+    to_dem = Transformer.from_crs(CRS(crs), CRS(dem.crs), always_xy=True)
+    from_dem = Transformer.from_crs(CRS(dem.crs), CRS(crs), always_xy=True)
+    si = seats.seats
+    pcomp_node = net.nodes["paved_component"].to_numpy()
+    e_pcomp = np.where(e["paved"].to_numpy(), pcomp_node[e["u"].to_numpy()], -1)
+    L = e["length_m"].to_numpy()
+    geoms = e.geometry.to_numpy()
+    for town, idx in cand.groupby("township_code").groups.items():
+        idx = np.asarray(idx)
+        r = seats.row_of.get(town, -1)
+        if r < 0 or not si["paved_on_network"].iloc[r]:
+            for i in idx:
+                out[i] = {"reason": "the township seat has no paved road to link to"}
+            continue
+        comp = si["paved_component"].iloc[r]
+        sel = np.flatnonzero(e_pcomp == comp)
+        txy = shapely.get_coordinates(cand.geometry.to_numpy()[idx])
+        tx, ty = to_dem.transform(txy[:, 0], txy[:, 1])
+        win = window_for(list(zip(tx, ty)), max_link_km * 1000.0, transform=dem.transform, crs=dem.crs,
+                         shape=dem.values.shape)
+        # sources: points every sample_m along the paved edges of the seat's paved network
+        bx = shapely.box(*shapely.bounds(shapely.multipoints(txy)))
+        near = sel[shapely.dwithin(geoms[sel], bx, max_link_km * 1000.0)]
+        if len(near) == 0:
+            for i in idx:
+                out[i] = {"reason": f"no paved road of the seat's network within {max_link_km:g} km"}
+            continue
+        nseg = np.maximum(1, np.ceil(L[near] / sample_m).astype(np.int64))
+        npts = nseg + 1
+        rep = np.repeat(near, npts)
+        k = np.arange(npts.sum()) - np.repeat(np.cumsum(npts) - npts, npts)
+        pts = shapely.line_interpolate_point(geoms[rep], k / np.repeat(nseg, npts), normalized=True)
+        sxy = shapely.get_coordinates(pts)
+        sxy = np.unique(np.round(sxy, 3), axis=0)
+        sx, sy = to_dem.transform(sxy[:, 0], sxy[:, 1])
+        r0, c0 = int(win.row_off), int(win.col_off)
+        sub = dem.values[r0:r0 + int(win.height), c0:c0 + int(win.width)]
+        tr = window_transform(win, dem.transform)
+        paths = grade_limited_paths(sub, tr, dem.crs, list(zip(sx, sy)), list(zip(tx, ty)),
+                                    max_grade_pct=max_grade_pct, slope_weight=slope_weight)
+        slope_sub = dem.slope[r0:r0 + int(win.height), c0:c0 + int(win.width)]
+        for j, (i, pth) in enumerate(zip(idx, paths)):
+            if pth is None:
+                out[i] = {"reason": f"no new link under {max_grade_pct:g} % grade within {max_link_km:g} km"}
+                continue
+            if pth.length_m > max_link_km * 1000.0:
+                out[i] = {"reason": f"the shortest new link under {max_grade_pct:g} % grade is "
+                                    f"{pth.length_m / 1000:.1f} km, longer than {max_link_km:g} km"}
+                continue
+            cxy = np.asarray(pth.coords, dtype="float64")
+            wx, wy = from_dem.transform(cxy[:, 0], cxy[:, 1])
+            wxy = np.column_stack([wx, wy])
+            wxy[0] = sxy[pth.source_index]
+            wxy[-1] = txy[j]
+            line = LineString(wxy)
+            if line.length <= 0:
+                out[i] = {"reason": "zero-length link"}
+                continue
+            cells = np.asarray(pth.cells, dtype=np.int64)
+            sl = slope_sub[cells[:, 0], cells[:, 1]]
+            mean_slope = float(np.nanmean(sl)) if np.isfinite(sl).any() else np.nan
+            terr = terrain_class(np.array([mean_slope]), terrain_slope_deg)[0]
+            km = line.length / 1000.0
+            out[i] = {"geometry": line, "km": km, "terrain": terr,
+                      "cost": km * cost_per_km[terr], "max_grade_pct": float(pth.max_grade_pct),
+                      "reason": ""}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Choice
+# --------------------------------------------------------------------------------------------
+def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid | None) -> WorksPlan:
+    """Choose the works that meet the 100 % targets and the 80 % target at least cost.
+
+    Parameters
+    ----------
+    before : access.AccessResult
+        The analysis on the current roads.
+    vt, st : GeoDataFrame
+        Villages and settlements in scope (``tongda``, ``tongchang``, ``township_code``,
+        settlements ``target_group``), index aligned with ``before``.
+    plan : Plan
+    dem : DemGrid or None
+    """
+    p, q = plan.section("access"), plan.section("links")
+    net, seats = before.net, before.seats
+    cand = _candidates(before, vt, st)
+    n_v = len(vt)
+    tgt = st[st["target_group"].astype(bool)]
+    n_t = len(tgt)
+    v_ok0 = int(vt["tongchang"].sum())
+    t_da0 = int(tgt["tongda"].sum())
+    t_ch0 = int(tgt["tongchang"].sum())
+
+    std, paths, ecost = _upgrade_options(net, seats, cand, q["cost_upgrade_yuan_per_km"])
+    links = _link_options(net, seats, cand, dem, max_grade_pct=float(q["max_grade_pct"]),
+                          max_link_km=float(q["max_new_link_km"]), slope_weight=float(q["slope_weight"]),
+                          sample_m=float(p["grade_sample_m"]), cost_per_km=q["cost_new_yuan_per_km"],
+                          terrain_slope_deg=q["terrain_slope_deg"])
+    lcost = np.array([lk["cost"] if lk and "cost" in lk else np.inf for lk in links])
+    K, E = len(cand), len(net.edges)
+    has_up = np.array([pth is not None for pth in paths], dtype=bool)
+    ri = np.concatenate([np.full(len(pth), i) for i, pth in enumerate(paths) if pth] or [np.zeros(0, int)])
+    ci = np.concatenate([np.asarray(pth, dtype=np.int64) for pth in paths if pth] or [np.zeros(0, int)])
+    P = sp.csr_matrix((np.ones(len(ri)), (ri, ci)), shape=(K, E))
+    Pc = P.tocsc()
+    rem = np.where(has_up, P @ ecost, np.inf)
+    chosen = np.zeros(E, dtype=bool)
+    edge_step = np.full(E, -1)
+    edge_phase = np.empty(E, dtype=object)
+    covered = np.zeros(K, dtype=bool)
+    option = np.full(K, "", dtype=object)
+    cand_step = np.full(K, -1)
+    is_v = (cand["kind"] == "village").to_numpy()
+    is_t = ~is_v
+    was_da = cand["tongda"].to_numpy()
+    curve = [{"step": 0, "phase": "before", "work_ids": "", "cumulative_km": 0.0, "cumulative_cost_yuan": 0.0}]
+    state = {"km": 0.0, "cost": 0.0}
+    new_links: list[tuple[int, int, str]] = []  # (candidate, step, phase)
+
+    def shares() -> dict:
+        cv = covered
+        return {"village_tongchang_pct": _pct(v_ok0 + int((cv & is_v).sum()), n_v),
+                "settlement_tongda_pct": _pct(t_da0 + int((cv & is_t & ~was_da).sum()), n_t),
+                "settlement_tongchang_pct": _pct(t_ch0 + int((cv & is_t).sum()), n_t)}
+
+    curve[0].update(shares())
+
+    def take(k: int, phase: str, step: int) -> str:
+        m = rem[k]
+        if has_up[k] and m <= lcost[k]:
+            new_e = np.array([x for x in paths[k] if not chosen[x]], dtype=np.int64)
+            option[k] = "upgrade"
+            if len(new_e):
+                chosen[new_e] = True
+                edge_step[new_e] = step
+                edge_phase[new_e] = phase
+                state["km"] += float(net.edges["length_m"].to_numpy()[new_e].sum()) / 1000.0
+                state["cost"] += float(ecost[new_e].sum())
+                dec = Pc[:, new_e] @ ecost[new_e]
+                rem[:] = np.where(has_up, rem - dec, np.inf)
+            ids = f"edges:{len(new_e)}"
+        else:
+            option[k] = "new"
+            new_links.append((k, step, phase))
+            state["km"] += links[k]["km"]
+            state["cost"] += links[k]["cost"]
+            ids = "new"
+        covered[k] = True
+        cand_step[k] = step
+        free = ~covered & has_up & (rem <= 1e-6)
+        option[free] = "free"
+        cand_step[free] = step
+        covered[free] = True
+        return ids
+
+    unresolved = []
+    best0 = np.minimum(rem, lcost)
+    step = 0
+    mand = np.flatnonzero(cand["mandatory"].to_numpy())
+    for k in mand[np.argsort(best0[mand], kind="stable")]:
+        if covered[k]:
+            continue
+        if not np.isfinite(min(rem[k], lcost[k])):
+            unresolved.append(k)
+            continue
+        step += 1
+        take(int(k), "100% targets", step)
+        curve.append({"step": step, "phase": "100% targets", "cand": int(k),
+                      "cumulative_km": state["km"], "cumulative_cost_yuan": state["cost"], **shares()})
+    need_t = math.ceil(float(p["settlement_tongchang_target_pct"]) / 100.0 * n_t - 1e-9)
+    opt = np.flatnonzero(is_t & was_da)
+    while t_ch0 + int((covered & is_t).sum()) < need_t:
+        left = opt[~covered[opt]]
+        if len(left) == 0:
+            break
+        c = np.minimum(rem[left], lcost[left])
+        j = int(np.argmin(c))
+        if not np.isfinite(c[j]):
+            unresolved.extend(left.tolist())
+            break
+        step += 1
+        take(int(left[j]), "80% target", step)
+        curve.append({"step": step, "phase": "80% target", "cand": int(left[j]),
+                      "cumulative_km": state["km"], "cumulative_cost_yuan": state["cost"], **shares()})
+
+    # ---- works table ----
+    edges = net.edges
+    rows = []
+    up_idx = np.flatnonzero(chosen)
+    up_idx = up_idx[np.argsort(edge_step[up_idx], kind="stable")]
+    wid_of_edge = {}
+    for n_, ei in enumerate(up_idx, 1):
+        wid_of_edge[int(ei)] = f"U{n_:04d}"
+    benef: dict[str, list[str]] = {}
+    work_ids: dict[str, list[str]] = {}
+    for k in range(K):
+        if option[k] in ("upgrade", "free"):
+            for ei in paths[k]:
+                wid = wid_of_edge[int(ei)]
+                benef.setdefault(wid, []).append(cand["pid"].iloc[k])
+                work_ids.setdefault(cand["pid"].iloc[k], []).append(wid)
+    for ei in up_idx:
+        wid = wid_of_edge[int(ei)]
+        rows.append({"work_id": wid, "type": "upgrade", "km": edges["length_m"].iloc[ei] / 1000.0,
+                     "cost_yuan": float(ecost[ei]), "beneficiaries": ";".join(benef.get(wid, [])),
+                     "terrain": edges["terrain"].iloc[ei], "road_id": edges["road_id"].iloc[ei],
+                     "edge_id": int(ei), "max_grade_pct": float(edges["max_grade_pct"].iloc[ei]),
+                     "township_code": "", "phase": edge_phase[ei], "step": int(edge_step[ei]),
+                     "geometry": edges.geometry.iloc[ei]})
+    for n_, (k, stp, ph) in enumerate(new_links, 1):
+        wid = f"N{n_:04d}"
+        lk = links[k]
+        pid = cand["pid"].iloc[k]
+        work_ids.setdefault(pid, []).append(wid)
+        rows.append({"work_id": wid, "type": "new", "km": lk["km"], "cost_yuan": float(lk["cost"]),
+                     "beneficiaries": pid, "terrain": lk["terrain"], "road_id": "", "edge_id": -1,
+                     "max_grade_pct": lk["max_grade_pct"], "township_code": cand["township_code"].iloc[k],
+                     "phase": ph, "step": stp, "geometry": lk["geometry"]})
+    cols = ["work_id", "type", "km", "cost_yuan", "beneficiaries", "terrain", "road_id", "edge_id",
+            "max_grade_pct", "township_code", "phase", "step", "geometry"]
+    works = gpd.GeoDataFrame(pd.DataFrame(rows, columns=cols), geometry="geometry", crs=edges.crs)
+    works = works.sort_values(["step", "work_id"], kind="stable").reset_index(drop=True)
+    works["km"] = works["km"].round(3)
+    works["cost_yuan"] = works["cost_yuan"].round(0)
+    works.attrs["labels_zh"] = WORK_LABELS_ZH
+
+    # ---- cost curve with work ids per step ----
+    step_works: dict[int, list[str]] = {}
+    for w, s_ in zip(works["work_id"], works["step"]):
+        step_works.setdefault(int(s_), []).append(w)
+    for r in curve:
+        r["work_ids"] = ";".join(step_works.get(r["step"], []))
+        k = r.pop("cand", None)
+        r["beneficiary"] = "" if k is None else cand["pid"].iloc[k]
+    cc = pd.DataFrame(curve, columns=["step", "phase", "beneficiary", "work_ids", "cumulative_km",
+                                      "cumulative_cost_yuan", "village_tongchang_pct",
+                                      "settlement_tongda_pct", "settlement_tongchang_pct"])
+    cc["cumulative_km"] = cc["cumulative_km"].round(3)
+    cc["cumulative_cost_yuan"] = cc["cumulative_cost_yuan"].round(0)
+    cc.attrs["labels_zh"] = CURVE_LABELS_ZH | {"beneficiary": "受益村/自然村"}
+
+    # ---- unresolved ----
+    ur = []
+    for k in sorted(set(unresolved)):
+        lk = links[k] or {}
+        why_up = ("not 通达 (no upgrade possible)" if not cand["tongda"].iloc[k]
+                  else "no upgrade path to the seat's paved network")
+        ur.append({"id": cand["pid"].iloc[k], "kind": cand["kind"].iloc[k],
+                   "township_code": cand["township_code"].iloc[k],
+                   "need": "100% target" if cand["mandatory"].iloc[k] else "80% target",
+                   "reason": f"{why_up}; {lk.get('reason', 'no new link')}"})
+    unresolved_df = pd.DataFrame(ur, columns=["id", "kind", "township_code", "need", "reason"])
+    if len(unresolved_df):
+        log.warning("%d point(s) have no feasible work: %s", len(unresolved_df),
+                    format_ids(unresolved_df["id"]))
+
+    new_km = float(works.loc[works["type"] == "new", "km"].sum())
+    up_km = float(works.loc[works["type"] == "upgrade", "km"].sum())
+    plan_km = float(p["roads_km_2020"])
+    totals = {
+        "new_links": int((works["type"] == "new").sum()), "new_km": round(new_km, 3),
+        "upgrades": int((works["type"] == "upgrade").sum()), "upgrade_km": round(up_km, 3),
+        "total_km": round(new_km + up_km, 3), "cost_yuan": float(works["cost_yuan"].sum()),
+        "cost_100pct_targets_yuan": float(works.loc[works["phase"] == "100% targets", "cost_yuan"].sum()),
+        "cost_80pct_target_yuan": float(works.loc[works["phase"] == "80% target", "cost_yuan"].sum()),
+        "plan_roads_km": plan_km,
+        "share_of_plan_km_pct": round((new_km + up_km) / plan_km * 100.0, 1) if plan_km else None,
+        "plan_poverty_village_roads_km": float(p["poverty_village_roads_km"]),
+        "unresolved": int(len(unresolved_df)),
+        "points_considered": int(K),
+        "method": "100% targets: every forced point cheapest first, cheaper of new link and marginal "
+                  "upgrade cost; 80% target: greedy lowest marginal cost; shared upgrades counted once",
+    }
+    choices = cand.drop(columns="geometry").assign(option=option, step=cand_step,
+                                                   upgrade_cost=std, link_cost=lcost)
+    return WorksPlan(works=works, cost_curve=cc, unresolved=unresolved_df, totals=totals,
+                     work_ids=pd.Series({k: ";".join(v) for k, v in work_ids.items()}, dtype=object),
+                     choices=choices)
+
+
+def _pct(num: int, den: int) -> float | None:
+    return round(100.0 * num / den, 2) if den else None
+
+
+# --------------------------------------------------------------------------------------------
+# Applying works
+# --------------------------------------------------------------------------------------------
+def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None) -> gpd.GeoDataFrame:
+    """The roads with the works built: new links added as paved roads, upgraded stretches paved.
+
+    Parameters
+    ----------
+    roads : GeoDataFrame
+        Road lines (``road_id``, ``road_class``, ``surface``), in the works' CRS.
+    works : GeoDataFrame
+        As made by :func:`plan_works`: ``work_id``, ``type`` ("new"/"upgrade"), ``road_id`` of
+        upgrades, geometry.
+    plan : Plan, optional
+        For the surface value of hardened roads (first of ``access.paved_surfaces``) and the class
+        of new links; "paved" and "village" otherwise.
+
+    Returns
+    -------
+    GeoDataFrame
+        A new roads layer; an upgraded road is cut at the upgraded stretches into pieces with
+        ids ``<road_id>#1``, ``#2``, ... Input rows are never modified.
+    """
+    paved = plan["access.paved_surfaces"][0] if plan is not None else "paved"
+    new_class = plan["links.new_link_road_class"] if plan is not None else "village"
+    if len(works) == 0:
+        return roads.copy()
+    if roads.crs is not None and works.crs is not None and CRS(roads.crs) != CRS(works.crs):
+        works = works.to_crs(roads.crs)
+    bad = works.loc[~works["type"].isin(["new", "upgrade"]), "work_id"]
+    if len(bad):
+        raise LayerError(f"works: type must be 'new' or 'upgrade'; rows {format_ids(bad)} have another.")
+    out = roads.copy()
+    if "source" not in out.columns:
+        out["source"] = ""
+    up = works[works["type"] == "upgrade"]
+    pieces = []
+    drop = []
+    rid = out["road_id"].astype(str)
+    for road_id, grp in up.groupby(up["road_id"].astype(str)):
+        rows = out.index[rid == road_id]
+        if len(rows) == 0:
+            raise LayerError(f"works: upgrade {format_ids(grp['work_id'])} names road_id {road_id}, "
+                             f"which is not in the roads layer; apply works to the roads they were made for.")
+        for ix in rows:
+            geom = out.geometry.loc[ix]
+            parts = shapely.get_parts(geom)
+            mine = grp[shapely.distance(shapely.line_interpolate_point(grp.geometry.to_numpy(), 0.5,
+                                                                      normalized=True), geom) < 0.01]
+            if len(mine) == 0:
+                continue
+            drop.append(ix)
+            n = 0
+            for part in parts:
+                cuts, spans = _spans(part, mine.geometry.to_numpy())
+                for a, b in zip(cuts[:-1], cuts[1:]):
+                    if b - a <= 1e-9:
+                        continue
+                    seg = substring(part, a, b)
+                    mid = (a + b) / 2
+                    is_up = any(lo - 1e-6 <= mid <= hi + 1e-6 for lo, hi in spans)
+                    n += 1
+                    row = out.loc[ix].copy()
+                    row["road_id"] = f"{road_id}#{n}"
+                    if is_up:
+                        row["surface"] = paved
+                        wids = mine.loc[[lo - 1e-6 <= mid <= hi + 1e-6 for lo, hi in
+                                         (_span(part, g) for g in mine.geometry)], "work_id"]
+                        row["source"] = f"upgraded by {';'.join(wids)}"
+                    row["geometry"] = seg
+                    pieces.append(row)
+    out = out.drop(index=drop)
+    new = works[works["type"] == "new"]
+    add = gpd.GeoDataFrame({"road_id": new["work_id"].astype(str).to_numpy(), "road_class": new_class,
+                            "surface": paved, "source": [f"proposed new link {w}" for w in new["work_id"]]},
+                           geometry=new.geometry.to_numpy(), crs=out.crs)
+    frames = [out]
+    if pieces:
+        frames.append(gpd.GeoDataFrame(pieces, geometry="geometry", crs=out.crs))
+    if len(add):
+        frames.append(add)
+    res = pd.concat(frames, ignore_index=True)
+    return gpd.GeoDataFrame(res, geometry="geometry", crs=roads.crs)
+
+
+def _span(line, g) -> tuple[float, float]:
+    xy = shapely.get_coordinates(g)
+    a = line.project(shapely.Point(xy[0]))
+    b = line.project(shapely.Point(xy[-1]))
+    return (min(a, b), max(a, b))
+
+
+def _spans(line, geoms) -> tuple[list[float], list[tuple[float, float]]]:
+    spans = [_span(line, g) for g in geoms if shapely.distance(g.interpolate(0.5, normalized=True), line) < 0.01]
+    cuts = sorted({0.0, float(line.length)} | {x for s in spans for x in s})
+    return cuts, spans
