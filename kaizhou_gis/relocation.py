@@ -1,0 +1,921 @@
+"""High-mountain ecological poverty relocation (高山生态扶贫搬迁, plan ch.5).
+
+For every settlement (自然村) the step measures the terrain from the DEM, takes road access from
+the ``access`` step when it is available, and flags the plan's criteria as separate columns:
+
+``above_threshold``
+    ``elevation_m > relocation.threshold_m`` (strictly greater: a settlement at exactly 800 m is
+    not above 800 m). The plan's own count (340 natural villages above 800 m) uses this criterion.
+``steep_terrain``
+    mean slope within ``relocation.slope_window_m`` greater than ``relocation.steep_slope_deg``.
+``deep_valley``
+    the ground within ``relocation.relief_window_m`` rises at least
+    ``relocation.deep_valley_relief_m`` above the settlement (深山峡谷).
+``remote``
+    no hardened road (not 通畅), or a hardened road but more than ``relocation.remote_km_to_seat``
+    km by road to the township seat (高寒边远). Unknown (NA) when the access step is unavailable.
+``in_poverty_village``
+    the settlement's administrative village is a poverty village.
+
+A settlement is a **relocation candidate** when it is above the threshold, or (when
+``relocation.include_terrain_remote`` is true) when its terrain is steep or a deep valley *and* it
+is remote; with ``relocation.require_poverty_village`` it must also lie in a poverty village. A
+settlement without elevation (outside the DEM or on nodata) is never a candidate and has status
+``no_elevation``.
+
+The **priority** (0-100) is a weighted sum (``relocation.priority_weights``) of four parts in
+[0, 1]: elevation (0 at the threshold, 1 at ``priority_elevation_span_m`` above it), terrain (the
+larger of slope / steep_slope_deg and valley depth / deep_valley_relief_m), remoteness (1 without a
+hardened road, else road km to the seat / remote_km_to_seat) and poverty (1 in a poverty village).
+
+Candidates are **scheduled** to the plan's years (``relocation.yearly_people``) in priority order,
+whole settlements only, so that the people of each year stay within its quota; what does not fit
+is the remainder. **Resettlement sites** are points of a grid (``relocation.sites``) inside the
+district, vetoed when above the elevation threshold, steeper than ``max_slope_deg`` or outside the
+boundary, and ranked by a weighted suitability; or the user's ``sites`` layer. Candidate
+**households are assigned** to sites by a transportation linear program (HiGHS dual simplex):
+minimum total distance (straight line, km, plus ``other_township_penalty_km`` for a site in another
+township) subject to site capacity, only pairs within ``max_distance_km``. Households of one
+settlement may be split over several sites. Leaving a household unplaced costs more than any
+placement, so as many households as possible are placed; when capacity is short the households of
+lower-priority settlements are left out first. Unplaced households are listed with the reason.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from kaizhou_gis.errors import KaizhouGISError, LayerError, StepError, format_ids
+from kaizhou_gis.plan import Plan
+from kaizhou_gis.terrain import point_terrain
+
+log = logging.getLogger(__name__)
+
+#: Chinese header labels of the output tables (``--header zh`` / ``both``).
+LABELS_ZH: dict[str, str] = {
+    "settlement_id": "自然村编号", "name": "名称", "village_code": "行政村代码",
+    "village_name": "行政村", "township_code": "乡镇代码", "township_name": "乡镇",
+    "households": "户数", "population": "人口", "source": "数据来源",
+    "elevation_m": "海拔(米)", "slope_deg": "平均坡度(度)", "valley_depth_m": "周边高差(米)",
+    "local_max_m": "周边最高(米)", "above_threshold": "海拔超过阈值", "steep_terrain": "陡坡",
+    "deep_valley": "深山峡谷", "remote": "边远", "tongda": "通达", "tongchang": "通畅",
+    "network_km_to_seat": "至乡镇驻地路网距离(公里)", "in_poverty_village": "位于贫困村",
+    "deep_poverty_village": "位于深度贫困村", "relocation_candidate": "搬迁对象",
+    "candidate_basis": "认定依据", "priority": "优先级", "reasons_zh": "原因",
+    "reasons_en": "reasons", "status": "状态", "schedule_year": "计划搬迁年度",
+    "assigned_households": "已安置户数", "site_ids": "安置点",
+    "site_id": "安置点编号", "suitability": "适宜性评分", "capacity_households": "容量(户)",
+    "rank": "排名", "vetoes": "否决原因", "road_distance_m": "距硬化路(米)",
+    "seat_distance_m": "距乡镇驻地(米)", "village_distance_m": "距最近行政村(米)",
+    "distance_km": "距离(公里)", "same_township": "同乡镇", "reason": "原因",
+    "reason_zh": "原因", "settlements": "自然村数", "settlements_with_elevation": "有高程的自然村数",
+    "above_threshold_settlements": "超过阈值的自然村数", "candidates": "搬迁对象自然村数",
+    "candidate_households": "搬迁户数", "candidate_population": "搬迁人口",
+    "scheduled_population": "已排期人口", "poverty_village": "贫困村", "sites": "安置点数",
+    "site_capacity_households": "安置容量(户)", "max_elevation_m": "最高海拔(米)",
+    "year": "年度", "quota_people": "计划人数", "people": "人数",
+    "assigned_households_total": "已安置户数", "unassigned_households": "未安置户数",
+}
+
+_STATUS = ("candidate", "not_candidate", "no_elevation")
+
+
+def _labelled(df: pd.DataFrame) -> pd.DataFrame:
+    df.attrs["labels_zh"] = {c: LABELS_ZH[c] for c in df.columns if c in LABELS_ZH}
+    return df
+
+
+def _fmt(v: float, decimals: int = 0) -> str:
+    return f"{v:,.{decimals}f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------
+
+def settlement_table(settlements: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
+                     townships: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Settlements with their administrative village and township attached.
+
+    Parameters
+    ----------
+    settlements, villages, townships
+        Layers of the layer contract (any CRS; the settlements' CRS is kept).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        A copy of ``settlements`` (same index) with ``village_name``, ``township_code``,
+        ``township_name``, ``in_poverty_village`` and ``deep_poverty_village``. A settlement whose
+        ``village_code`` is not in the villages layer gets empty names and False flags.
+    """
+    need = [c for c in ("settlement_id", "village_code", "households", "population")
+            if c not in settlements.columns]
+    if need:
+        raise LayerError(f"settlements: missing column(s) {', '.join(need)}; the relocation step "
+                         f"needs settlement_id, village_code, households and population.")
+    s = settlements.copy()
+    vil = pd.DataFrame(villages.drop(columns=villages.geometry.name)).drop_duplicates("village_code")
+    vil = vil.set_index(vil["village_code"].astype(str))
+    code = s["village_code"].astype(str)
+    s["village_name"] = code.map(vil["name"]).fillna("").astype(str)
+    s["township_code"] = code.map(vil["township_code"].astype(str)).fillna("").astype(str)
+    tw = pd.Series(townships["name"].astype(str).to_numpy(),
+                   index=townships["township_code"].astype(str))
+    tw = tw[~tw.index.duplicated()]
+    s["township_name"] = s["township_code"].map(tw).fillna("").astype(str)
+    for src, dst in (("poverty_village", "in_poverty_village"), ("deep_poverty", "deep_poverty_village")):
+        flag = vil[src].fillna(False).astype(bool) if src in vil.columns else pd.Series(False, index=vil.index)
+        s[dst] = code.map(flag).fillna(False).astype(bool)
+    for c in ("households", "population"):
+        s[c] = pd.to_numeric(s[c], errors="coerce").fillna(0).astype("int64")
+    missing = s.loc[s["township_code"] == "", "settlement_id"].astype(str).tolist()
+    if missing:
+        log.warning("settlements: %d settlement(s) whose village_code is not in the villages layer "
+                    "(kept, without township): %s", len(missing), format_ids(missing))
+    return s
+
+
+def access_columns(ctx, settlements: gpd.GeoDataFrame) -> tuple[pd.DataFrame | None, str]:
+    """Road access of each settlement from the ``access`` step, or None with the reason.
+
+    Returns
+    -------
+    (table, note)
+        ``table`` aligned to ``settlements.index`` with ``tongda``, ``tongchang`` and
+        ``network_km_to_seat``; ``note`` says where remoteness came from or why it is unknown.
+    """
+    try:
+        res = ctx.result("access")
+        acc = res.data["settlements"]
+    except KaizhouGISError as e:
+        return None, f"road access unavailable (access step: {e}); remoteness unknown"
+    except Exception as e:  # a bug in another step must not stop the relocation list
+        log.warning("access step crashed; relocation continues without remoteness", exc_info=True)
+        return None, f"road access unavailable (access step crashed: {type(e).__name__}: {e}); remoteness unknown"
+    need = {"tongchang", "network_km_to_seat"}
+    if acc is None or not need <= set(acc.columns):
+        return None, "road access unavailable (access data lacks tongchang/network_km_to_seat); remoteness unknown"
+    if "settlement_id" in acc.columns:
+        acc = pd.DataFrame(acc).drop_duplicates("settlement_id").set_index(acc["settlement_id"].astype(str)
+                                                                           .drop_duplicates())
+        key = settlements["settlement_id"].astype(str)
+        table = pd.DataFrame({c: key.map(acc[c]) if c in acc.columns else np.nan
+                              for c in ("tongda", "tongchang", "network_km_to_seat")},
+                             index=settlements.index)
+    else:
+        table = pd.DataFrame(acc).reindex(settlements.index)[
+            [c for c in ("tongda", "tongchang", "network_km_to_seat") if c in acc.columns]]
+        if "tongda" not in table.columns:
+            table["tongda"] = np.nan
+    missing = table["tongchang"].isna()
+    if missing.all() and len(table):
+        return None, "road access unavailable (no settlement matched the access results); remoteness unknown"
+    if missing.any():
+        log.warning("access results lack %d settlement(s): %s", int(missing.sum()),
+                    format_ids(settlements.loc[missing, "settlement_id"].tolist()))
+    table["tongda"] = table["tongda"].astype("boolean")
+    table["tongchang"] = table["tongchang"].astype("boolean")
+    table["network_km_to_seat"] = pd.to_numeric(table["network_km_to_seat"], errors="coerce")
+    return table, "from the access step (通畅 and road km to the township seat)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Criteria, priority, reasons
+# ---------------------------------------------------------------------------------------------
+
+def flag_settlements(s: pd.DataFrame, plan: Plan, *, access: pd.DataFrame | None) -> pd.DataFrame:
+    """The plan's criteria, the candidate flag, the priority, the reasons and the status.
+
+    Parameters
+    ----------
+    s
+        Settlements with ``elevation_m``, ``slope_deg``, ``valley_depth_m`` and
+        ``in_poverty_village`` (and optionally ``deep_poverty_village``).
+    plan
+        The plan (section ``relocation``).
+    access
+        Road access aligned to ``s.index`` (``tongda``, ``tongchang``, ``network_km_to_seat``),
+        or None when unknown.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``s`` with ``above_threshold``, ``steep_terrain``, ``deep_valley``, ``remote``
+        (nullable boolean; NA when road access is unknown), ``tongda``, ``tongchang``,
+        ``network_km_to_seat``, ``relocation_candidate``, ``candidate_basis``, ``priority``,
+        ``reasons_zh``, ``reasons_en`` and ``status``.
+    """
+    r = plan.section("relocation")
+    thr = float(r["threshold_m"])
+    out = s.copy()
+    elev = out["elevation_m"].astype("float64")
+    has_elev = elev.notna()
+    out["above_threshold"] = (elev > thr).fillna(False).astype(bool)
+    out["steep_terrain"] = (out["slope_deg"] > r["steep_slope_deg"]).fillna(False).astype(bool)
+    out["deep_valley"] = (out["valley_depth_m"] >= r["deep_valley_relief_m"]).fillna(False).astype(bool)
+    if access is None:
+        out["tongda"] = pd.array([pd.NA] * len(out), dtype="boolean")
+        out["tongchang"] = pd.array([pd.NA] * len(out), dtype="boolean")
+        out["network_km_to_seat"] = np.nan
+    else:
+        out["tongda"] = access["tongda"].astype("boolean")
+        out["tongchang"] = access["tongchang"].astype("boolean")
+        out["network_km_to_seat"] = access["network_km_to_seat"].astype("float64")
+    far = (out["network_km_to_seat"] > r["remote_km_to_seat"]).astype("boolean")
+    remote = (~out["tongchang"]) | (out["tongchang"] & far)
+    # reached by a hardened road with an unknown seat distance counts as not remote
+    remote = remote.where(~(out["tongchang"].fillna(False) & out["network_km_to_seat"].isna()), False)
+    out["remote"] = remote.astype("boolean")
+    hard = out["steep_terrain"] | out["deep_valley"]
+    by_terrain = hard & out["remote"].fillna(False).astype(bool) & bool(r["include_terrain_remote"])
+    cand = (out["above_threshold"] | by_terrain) & has_elev
+    if r["require_poverty_village"]:
+        cand &= out["in_poverty_village"].astype(bool)
+    out["relocation_candidate"] = cand.astype(bool)
+    basis = np.where(out["above_threshold"] & by_terrain, "elevation+terrain_remote",
+                     np.where(out["above_threshold"], "elevation",
+                              np.where(by_terrain, "terrain_remote", "")))
+    out["candidate_basis"] = np.where(cand, basis, "")
+
+    w = r["priority_weights"]
+    e_part = ((elev - thr) / float(r["priority_elevation_span_m"])).clip(0, 1)
+    t_part = np.fmax((out["slope_deg"] / float(r["steep_slope_deg"])).clip(0, 1),
+                     (out["valley_depth_m"] / float(r["deep_valley_relief_m"])).clip(0, 1)).fillna(0)
+    r_part = pd.Series(0.0, index=out.index)
+    if access is not None:
+        by_km = (out["network_km_to_seat"] / float(r["remote_km_to_seat"])).clip(0, 1).fillna(0)
+        r_part = pd.Series(np.where(~out["tongchang"].fillna(True).astype(bool), 1.0, by_km),
+                           index=out.index)
+    p_part = out["in_poverty_village"].astype(float)
+    prio = 100.0 * (w["elevation"] * e_part + w["terrain"] * t_part + w["remoteness"] * r_part
+                    + w["poverty"] * p_part)
+    out["priority"] = prio.where(has_elev).round(1)
+
+    zh, en = [], []
+    deep_pov = out.get("deep_poverty_village", pd.Series(False, index=out.index))
+    for i in out.index:
+        rz, re_ = _reasons(out.loc[i], r, known=access is not None and pd.notna(out.at[i, "tongchang"]),
+                           deep_poverty=bool(deep_pov.get(i, False)))
+        zh.append("; ".join(rz))
+        en.append("; ".join(re_))
+    out["reasons_zh"] = zh
+    out["reasons_en"] = en
+    out["status"] = np.where(~has_elev, "no_elevation",
+                             np.where(out["relocation_candidate"], "candidate", "not_candidate"))
+    return out
+
+
+def _reasons(row: pd.Series, r: dict, *, known: bool, deep_poverty: bool) -> tuple[list[str], list[str]]:
+    """Chinese and English reason phrases of one settlement (criteria it meets)."""
+    zh: list[str] = []
+    en: list[str] = []
+    thr = float(r["threshold_m"])
+    if pd.isna(row["elevation_m"]):
+        return (["无高程(不在DEM范围内或无数据)"], ["no elevation (outside the DEM or nodata)"])
+    if row["above_threshold"]:
+        zh.append(f"海拔 {_fmt(row['elevation_m'])} m > {_fmt(thr)} m")
+        en.append(f"elevation {_fmt(row['elevation_m'])} m > {_fmt(thr)} m")
+    if row["steep_terrain"]:
+        zh.append(f"坡度 {row['slope_deg']:.1f}° > {r['steep_slope_deg']:g}°")
+        en.append(f"slope {row['slope_deg']:.1f}° > {r['steep_slope_deg']:g}°")
+    if row["deep_valley"]:
+        zh.append(f"深山峡谷: {_fmt(r['relief_window_m'])} m 内地势高出 {_fmt(row['valley_depth_m'])} m")
+        en.append(f"deep valley: ground rises {_fmt(row['valley_depth_m'])} m within "
+                  f"{_fmt(r['relief_window_m'])} m")
+    if not known:
+        zh.append("道路通达情况未知")
+        en.append("road access unknown")
+    elif not bool(row["tongchang"]):
+        if pd.notna(row.get("tongda")) and not bool(row["tongda"]):
+            zh.append("不通公路")
+            en.append("no motorable road")
+        else:
+            zh.append("无硬化路")
+            en.append("no hardened road")
+    elif bool(row["remote"]):
+        zh.append(f"距乡镇驻地 {row['network_km_to_seat']:.1f} km > {r['remote_km_to_seat']:g} km")
+        en.append(f"{row['network_km_to_seat']:.1f} km by road to the township seat > "
+                  f"{r['remote_km_to_seat']:g} km")
+    if deep_poverty:
+        zh.append("深度贫困村")
+        en.append("deep-poverty village")
+    elif row["in_poverty_village"]:
+        zh.append("贫困村")
+        en.append("poverty village")
+    return zh, en
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedule
+# ---------------------------------------------------------------------------------------------
+
+def schedule_years(candidates: pd.DataFrame, quotas: dict[str, int]) -> pd.Series:
+    """Year of relocation of each candidate settlement, by priority, within the yearly quotas.
+
+    Settlements are taken in order of falling ``priority`` (then falling elevation, then
+    ``settlement_id``). Each year is filled in that order: a settlement goes into the first year
+    whose remaining quota still holds all its people (whole settlements only); one that fits no
+    year is left unscheduled (the remainder). No year's people exceed its quota, and a settlement
+    is only passed over for a lower-priority one when it no longer fits the remaining quota.
+
+    Parameters
+    ----------
+    candidates
+        Candidate settlements with ``settlement_id``, ``population``, ``priority`` and
+        ``elevation_m``.
+    quotas
+        People per year, e.g. ``{"2016": 7600, "2017": 7000, "2018": 2300}``.
+
+    Returns
+    -------
+    pandas.Series
+        ``Int64`` years aligned to ``candidates.index``; NA for the remainder.
+    """
+    years = sorted(quotas, key=int)
+    left = {y: int(quotas[y]) for y in years}
+    order = candidates.assign(_e=candidates["elevation_m"].fillna(-1e9),
+                              _id=candidates["settlement_id"].astype(str)).sort_values(
+        ["priority", "_e", "_id"], ascending=[False, False, True], kind="mergesort")
+    out = pd.Series(pd.NA, index=candidates.index, dtype="Int64")
+    for idx, people in zip(order.index, order["population"].astype(int)):
+        for y in years:
+            if people <= left[y]:
+                out[idx] = int(y)
+                left[y] -= people
+                break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Sites
+# ---------------------------------------------------------------------------------------------
+
+def _paved(roads: gpd.GeoDataFrame, plan: Plan) -> gpd.GeoDataFrame:
+    paved = {str(v).strip().lower() for v in plan["access.paved_surfaces"]}
+    return roads[roads["surface"].astype(str).str.strip().str.lower().isin(paved)]
+
+
+def _nearest_distance(points: gpd.GeoSeries, targets: gpd.GeoSeries) -> np.ndarray:
+    """Distance from each point to the nearest target geometry (NaN when there are none)."""
+    out = np.full(len(points), np.nan)
+    targets = targets[~(targets.isna() | targets.is_empty)]
+    if len(points) == 0 or len(targets) == 0:
+        return out
+    (ip, it), dist = targets.sindex.nearest(points, return_distance=True, return_all=False)
+    out[ip] = dist
+    return out
+
+
+def grid_sites(boundary: gpd.GeoDataFrame, *, spacing_m: float) -> gpd.GeoSeries:
+    """Points of a square grid of ``spacing_m`` over the boundary's bounding box (work CRS)."""
+    if spacing_m <= 0:
+        raise StepError(f"relocation.sites.candidate_spacing_m must be positive; got {spacing_m}.")
+    minx, miny, maxx, maxy = boundary.total_bounds
+    xs = np.arange(minx + spacing_m / 2, maxx, spacing_m)
+    ys = np.arange(maxy - spacing_m / 2, miny, -spacing_m)
+    X, Y = np.meshgrid(xs, ys)
+    return gpd.GeoSeries(gpd.points_from_xy(X.ravel(), Y.ravel()), crs=boundary.crs)
+
+
+def evaluate_sites(points: gpd.GeoDataFrame, *, layers, plan: Plan, dem) -> gpd.GeoDataFrame:
+    """Vetoes and suitability of candidate resettlement sites.
+
+    Parameters
+    ----------
+    points
+        Site points in the work CRS; a ``township_code`` column is used when present, otherwise
+        the township polygon holding the point (or the nearest one) gives it.
+    layers
+        The :class:`~kaizhou_gis.layers.Layers` (boundary, townships, seats, villages, roads).
+    plan
+        The plan (``relocation`` and ``relocation.sites``).
+    dem
+        Open DEM dataset.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        A copy of ``points`` with ``township_code``, ``elevation_m``, ``slope_deg``,
+        ``road_distance_m``, ``seat_distance_m``, ``village_distance_m``, ``vetoes`` (text, ""
+        when none) and ``suitability`` (0-100, weighted by ``relocation.sites.weights``).
+    """
+    sp = plan.section("relocation.sites")
+    thr = float(plan["relocation.threshold_m"])
+    g = points.copy()
+    tw = layers.townships[["township_code", layers.townships.geometry.name]].copy()
+    tw["township_code"] = tw["township_code"].astype(str)
+    if "township_code" not in g.columns or g["township_code"].isna().all():
+        g["township_code"] = ""
+    g["township_code"] = g["township_code"].fillna("").astype(str)
+    blank = g["township_code"] == ""
+    if blank.any():
+        j = gpd.sjoin_nearest(g.loc[blank, [g.geometry.name]], tw, how="left")
+        j = j[~j.index.duplicated()]
+        g.loc[blank, "township_code"] = j["township_code"].reindex(g.index[blank]).fillna("").astype(str)
+    t = point_terrain(g.geometry, dem, slope_radius_m=float(plan["relocation.slope_window_m"]),
+                      relief_radius_m=float(plan["relocation.slope_window_m"]))
+    g["elevation_m"] = t["elevation_m"]
+    g["slope_deg"] = t["slope_deg"].round(2)
+    g["road_distance_m"] = _nearest_distance(g.geometry, _paved(layers.roads, plan).geometry).round(1)
+    seats = layers.township_seats.copy()
+    seats["township_code"] = seats["township_code"].astype(str)
+    seat_geom = seats.drop_duplicates("township_code").set_index("township_code").geometry
+    own_seat = gpd.GeoSeries(g["township_code"].map(seat_geom), index=g.index, crs=g.crs)
+    d_seat = np.asarray(g.geometry.distance(own_seat, align=False), dtype="float64")
+    no_seat = ~np.isfinite(d_seat)
+    if no_seat.any():
+        d_seat[no_seat] = _nearest_distance(g.geometry[no_seat], seats.geometry)
+    g["seat_distance_m"] = np.round(d_seat, 1)
+    g["village_distance_m"] = _nearest_distance(g.geometry, layers.villages.geometry).round(1)
+    inside = shapely.contains_xy(shapely.union_all(layers.boundary.geometry.to_numpy()),
+                                 g.geometry.x.to_numpy(), g.geometry.y.to_numpy())
+    vetoes = []
+    for k, i in enumerate(g.index):
+        v = []
+        if not inside[k]:
+            v.append("outside the boundary")
+        e = g.at[i, "elevation_m"]
+        if pd.isna(e):
+            v.append("no elevation")
+        elif e > thr:
+            v.append(f"elevation {_fmt(e)} m > {_fmt(thr)} m")
+        s = g.at[i, "slope_deg"]
+        if pd.notna(s) and s > sp["max_slope_deg"]:
+            v.append(f"slope {s:.1f}° > {sp['max_slope_deg']:g}°")
+        vetoes.append("; ".join(v))
+    g["vetoes"] = vetoes
+    w = sp["weights"]
+    parts = {
+        "slope": (1 - g["slope_deg"] / float(sp["max_slope_deg"])).clip(0, 1),
+        "road": (1 - g["road_distance_m"] / float(sp["road_distance_scale_m"])).clip(0, 1),
+        "seat": (1 - g["seat_distance_m"] / float(sp["seat_distance_scale_m"])).clip(0, 1),
+        "villages": (1 - g["village_distance_m"] / float(sp["village_distance_scale_m"])).clip(0, 1),
+    }
+    g["suitability"] = (100.0 * sum(w[k] * parts[k].fillna(0) for k in w)).round(1)
+    return g
+
+
+def select_sites(evaluated: gpd.GeoDataFrame, *, top_n: int, min_spacing_m: float,
+                 capacity_households: int) -> gpd.GeoDataFrame:
+    """The best unvetoed sites of each township, at least ``min_spacing_m`` apart.
+
+    Returns a GeoDataFrame with ``site_id`` (``S<township_code>-<rank>``), ``rank`` and
+    ``capacity_households`` added, ordered by township and rank.
+    """
+    ok = evaluated[evaluated["vetoes"] == ""].sort_values(
+        ["township_code", "suitability"], ascending=[True, False], kind="mergesort")
+    keep: list[Any] = []
+    ranks: list[int] = []
+    for code, grp in ok.groupby("township_code", sort=True):
+        chosen: list[Any] = []
+        for i in grp.index:
+            if len(chosen) >= top_n:
+                break
+            p = grp.geometry[i]
+            if all(p.distance(grp.geometry[j]) >= min_spacing_m for j in chosen):
+                chosen.append(i)
+        keep += chosen
+        ranks += list(range(1, len(chosen) + 1))
+    out = ok.loc[keep].copy()
+    out["rank"] = ranks
+    out["site_id"] = [f"S{c}-{k}" for c, k in zip(out["township_code"], out["rank"])]
+    out["name"] = [f"候选安置点 {c}-{k}" for c, k in zip(out["township_code"], out["rank"])]
+    out["capacity_households"] = int(capacity_households)
+    out["source"] = "generated"
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Assignment (transportation problem)
+# ---------------------------------------------------------------------------------------------
+
+def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_distance_km: float,
+                      other_township_penalty_km: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Assign households of settlements to sites at minimum total distance within capacity.
+
+    A transportation linear program solved with HiGHS (dual simplex): variables are the
+    households moved from settlement *i* to site *j* for every pair within ``max_distance_km``
+    (straight line), plus the households of *i* left unplaced. Cost per household is the distance
+    in km, plus ``other_township_penalty_km`` when the site is in another township; an unplaced
+    household costs more than any chain of placements, so the number placed is maximal, and among
+    unplaced households those of higher ``priority`` cost more (they are placed first). The
+    constraint matrix is totally unimodular and the supplies and capacities are integers, so the
+    simplex vertex solution is integral.
+
+    Parameters
+    ----------
+    demand
+        Settlements with ``settlement_id``, ``township_code``, ``households`` (int >= 0) and
+        optionally ``priority`` (0-100), in a metric CRS.
+    sites
+        Sites with ``site_id``, ``township_code``, ``capacity_households``, same CRS.
+    max_distance_km
+        Longest allowed move.
+    other_township_penalty_km
+        Extra cost of a site in another township.
+
+    Returns
+    -------
+    (assignment, unassigned)
+        ``assignment``: settlement_id, site_id, households, distance_km, same_township (one row
+        per pair with households > 0). ``unassigned``: settlement_id, households, reason,
+        reason_zh (one row per settlement with unplaced households).
+    """
+    from scipy.optimize import linprog
+    from scipy.sparse import coo_matrix
+
+    cols_a = ["settlement_id", "site_id", "households", "distance_km", "same_township"]
+    cols_u = ["settlement_id", "households", "reason", "reason_zh"]
+    d = demand[demand["households"] > 0]
+    h = d["households"].astype(int).to_numpy()
+    n, m = len(d), len(sites)
+    cap = sites["capacity_households"].astype(int).to_numpy() if m else np.zeros(0, dtype=int)
+    if (cap < 0).any():
+        bad = sites.loc[cap < 0, "site_id"].tolist()
+        raise LayerError(f"sites: column capacity_households is negative for {format_ids(bad)}; "
+                         f"give a capacity of 0 or more households.")
+    max_m = max_distance_km * 1000.0
+    if n and m:
+        ii, jj = sites.sindex.query(d.geometry, predicate="dwithin", distance=max_m)
+    else:
+        ii = jj = np.zeros(0, dtype=int)
+    dist_km = (np.asarray(d.geometry.iloc[ii].distance(sites.geometry.iloc[jj], align=False),
+                          dtype="float64") / 1000.0) if len(ii) else np.zeros(0)
+    keep = dist_km <= max_distance_km
+    ii, jj, dist_km = ii[keep], jj[keep], dist_km[keep]
+    same = (d["township_code"].astype(str).to_numpy()[ii] == sites["township_code"].astype(str).to_numpy()[jj])
+    cost = dist_km + np.where(same, 0.0, other_township_penalty_km)
+    x_pairs = np.zeros(len(ii))
+    unplaced = h.astype(float)
+    if n and len(ii):
+        c_max = max_distance_km + other_township_penalty_km + 1.0
+        big = (m + 1) * c_max
+        prio = (d["priority"].fillna(0).to_numpy(dtype=float) if "priority" in d.columns
+                else np.zeros(n))
+        c = np.concatenate([cost, big * (1.0 + prio / 100.0)])
+        k = len(ii)
+        a_eq = coo_matrix((np.ones(k + n), (np.concatenate([ii, np.arange(n)]),
+                                            np.arange(k + n))), shape=(n, k + n)).tocsr()
+        a_ub = coo_matrix((np.ones(k), (jj, np.arange(k))), shape=(m, k + n)).tocsr()
+        sol = linprog(c, A_ub=a_ub, b_ub=cap.astype(float), A_eq=a_eq, b_eq=h.astype(float),
+                      bounds=(0, None), method="highs-ds")
+        if sol.status != 0:
+            raise StepError(f"relocation: the assignment problem could not be solved "
+                            f"({sol.message}); check site capacities and settlement households.")
+        x = sol.x
+        if np.abs(x - np.round(x)).max() > 1e-6:
+            raise StepError("relocation: the assignment solver returned a fractional solution; "
+                            "report this as a bug.")
+        x = np.round(x)
+        x_pairs, unplaced = x[:k], x[k:]
+    sid = d["settlement_id"].astype(str).to_numpy()
+    site_ids = sites["site_id"].astype(str).to_numpy() if m else np.zeros(0, dtype=object)
+    used = x_pairs > 0
+    assignment = pd.DataFrame({
+        "settlement_id": sid[ii[used]], "site_id": site_ids[jj[used]],
+        "households": x_pairs[used].astype("int64"), "distance_km": dist_km[used].round(2),
+        "same_township": same[used]}, columns=cols_a)
+    assignment = assignment.sort_values(["settlement_id", "distance_km"], kind="mergesort").reset_index(drop=True)
+    rows = []
+    n_reach = np.bincount(ii, minlength=n) if n else np.zeros(0, dtype=int)
+    cap_reach = np.bincount(ii, weights=cap[jj].astype(float), minlength=n) if n else np.zeros(0)
+    for t in np.flatnonzero(unplaced > 0):
+        if n_reach[t] == 0:
+            reason = f"no site within {max_distance_km:g} km"
+            reason_zh = f"{max_distance_km:g} 公里内无安置点"
+        else:
+            reason = (f"sites within {max_distance_km:g} km are full ({int(n_reach[t])} site(s), "
+                      f"{int(cap_reach[t]):,} households of capacity)")
+            reason_zh = (f"{max_distance_km:g} 公里内安置点已满({int(n_reach[t])}个, "
+                         f"容量 {int(cap_reach[t]):,} 户)")
+        rows.append((sid[t], int(unplaced[t]), reason, reason_zh))
+    unassigned = pd.DataFrame(rows, columns=cols_u)
+    return _labelled(assignment), _labelled(unassigned)
+
+
+# ---------------------------------------------------------------------------------------------
+# Roll-ups and the plan comparison
+# ---------------------------------------------------------------------------------------------
+
+def rollup_villages(s: pd.DataFrame, villages: pd.DataFrame) -> pd.DataFrame:
+    """Settlements, candidates, households and people per administrative village."""
+    v = villages.drop(columns=villages.geometry.name) if isinstance(villages, gpd.GeoDataFrame) else villages
+    v = pd.DataFrame(v).drop_duplicates("village_code")
+    base = pd.DataFrame({"village_code": v["village_code"].astype(str),
+                         "village_name": v["name"].astype(str),
+                         "township_code": v["township_code"].astype(str),
+                         "poverty_village": v.get("poverty_village", False)})
+    g = _group(s, "village_code")
+    out = base.merge(g, on="village_code", how="outer")
+    # settlements whose village is not in the villages layer keep a row of their own
+    out["village_name"] = out["village_name"].fillna("")
+    out["township_code"] = out["township_code"].fillna("")
+    out["poverty_village"] = out["poverty_village"].fillna(False).astype(bool)
+    out = _fill_counts(out)
+    return _labelled(out.sort_values(["township_code", "village_code"], kind="mergesort")
+                     .reset_index(drop=True))
+
+
+def rollup_townships(s: pd.DataFrame, townships: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
+    """Settlements, candidates, households, people and sites per township."""
+    base = pd.DataFrame({"township_code": townships["township_code"].astype(str),
+                         "township_name": townships["name"].astype(str)}).drop_duplicates("township_code")
+    out = base.merge(_group(s, "township_code"), on="township_code", how="outer")
+    out["township_name"] = out["township_name"].fillna("")
+    if len(sites):
+        sg = sites.groupby(sites["township_code"].astype(str)).agg(
+            sites=("site_id", "size"), site_capacity_households=("capacity_households", "sum"))
+        out = out.merge(sg, left_on="township_code", right_index=True, how="left")
+    else:
+        out["sites"] = 0
+        out["site_capacity_households"] = 0
+    out = _fill_counts(out)
+    return _labelled(out.sort_values("township_code", kind="mergesort").reset_index(drop=True))
+
+
+def _group(s: pd.DataFrame, key: str) -> pd.DataFrame:
+    c = s["relocation_candidate"].astype(bool)
+    t = pd.DataFrame({
+        key: s[key].astype(str),
+        "settlements": 1,
+        "settlements_with_elevation": s["elevation_m"].notna().astype(int),
+        "above_threshold_settlements": s["above_threshold"].astype(int),
+        "candidates": c.astype(int),
+        "candidate_households": s["households"].where(c, 0),
+        "candidate_population": s["population"].where(c, 0),
+        "scheduled_population": s["population"].where(s["schedule_year"].notna(), 0),
+        "max_elevation_m": s["elevation_m"],
+    })
+    agg = {k: "sum" for k in t.columns if k not in (key, "max_elevation_m")}
+    agg["max_elevation_m"] = "max"
+    return t.groupby(key, sort=True).agg(agg).reset_index()
+
+
+def _fill_counts(df: pd.DataFrame) -> pd.DataFrame:
+    for col in ("settlements", "settlements_with_elevation", "above_threshold_settlements",
+                "candidates", "candidate_households", "candidate_population",
+                "scheduled_population", "sites", "site_capacity_households"):
+        if col in df.columns:
+            df[col] = df[col].fillna(0).astype("int64")
+    return df
+
+
+def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dict[str, Any]:
+    """The step's figures beside the plan's (ch.5), with what the comparison means."""
+    r = plan.section("relocation")
+    n = len(s)
+    n_elev = int(s["elevation_m"].notna().sum())
+    above = s["above_threshold"].astype(bool)
+    cand = s["relocation_candidate"].astype(bool)
+    synthetic = int((s.get("source", pd.Series("", index=s.index)).astype(str) == "synthetic").sum())
+    share = 100.0 * above.sum() / n_elev if n_elev else float("nan")
+    people_above = int(s.loc[above, "population"].sum())
+    people_cand = int(s.loc[cand, "population"].sum())
+    notes = [
+        f"The plan counts {r['outmigration_natural_villages']:,} natural villages in the out-migration "
+        f"area ({r['outmigration_townships']} townships, {r['outmigration_villages']} administrative "
+        f"villages), {r['natural_villages_above_threshold']} of them ({r['share_above_threshold_pct']} %) "
+        f"above {r['threshold_m']:g} m. Here every settlement of the layer is tested, so the shares "
+        f"have different denominators; the count above the threshold is the comparable figure.",
+        f"The plan's {r['people_target']:,} people are registered poor people to be moved; the "
+        f"people counted here are all residents of the candidate settlements, of whom only part "
+        f"are registered poor. Treat the population figure as an upper bound of the people "
+        f"concerned, not as an estimate of the plan's number.",
+    ]
+    if synthetic:
+        notes.append(f"{synthetic:,} of the {n:,} settlements are synthesized (source = synthetic); "
+                     f"their positions, households and people are illustrative, not surveyed.")
+    if township:
+        notes.append(f"Limited to township {township}: the plan's figures are for the whole "
+                     f"district, so the comparison only shows this township's part.")
+    return {
+        "settlements_tested": n,
+        "settlements_with_elevation": n_elev,
+        "above_threshold": {"layer": int(above.sum()), "plan": r["natural_villages_above_threshold"]},
+        "share_above_threshold_pct": {
+            "layer": None if math.isnan(share) else round(share, 1),
+            "plan": r["share_above_threshold_pct"],
+            "layer_count_over_plan_base": round(100.0 * above.sum() / r["outmigration_natural_villages"], 1)},
+        "candidates": {"layer": int(cand.sum()), "by_elevation": int((cand & above).sum()),
+                       "by_terrain_and_remoteness_only": int((cand & ~above).sum())},
+        "people": {"plan_target": r["people_target"], "candidate_population": people_cand,
+                   "above_threshold_population": people_above,
+                   "candidate_over_plan_pct": round(100.0 * people_cand / r["people_target"], 1)
+                   if r["people_target"] else None},
+        "notes": notes,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The step
+# ---------------------------------------------------------------------------------------------
+
+def _site_points(ctx, dem) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, str]:
+    """(selected sites, every evaluated site, origin) for the step."""
+    plan, layers = ctx.plan, ctx.layers
+    sp = plan.section("relocation.sites")
+    user = getattr(layers, "sites", None)
+    if user is not None and len(user):
+        need = [c for c in ("site_id", "capacity_households") if c not in user.columns]
+        if need:
+            raise LayerError(f"sites: missing column(s) {', '.join(need)}; a sites layer needs "
+                             f"site_id and capacity_households (and township_code, name).")
+        u = user.copy()
+        u["site_id"] = u["site_id"].astype(str)
+        dup = u.loc[u["site_id"].duplicated(), "site_id"].tolist()
+        if dup:
+            raise LayerError(f"sites: column site_id has duplicates: {format_ids(dup)}; make them unique.")
+        u["capacity_households"] = pd.to_numeric(u["capacity_households"], errors="coerce")
+        bad = u.loc[u["capacity_households"].isna() | (u["capacity_households"] < 0), "site_id"].tolist()
+        if bad:
+            raise LayerError(f"sites: column capacity_households is missing or negative for "
+                             f"{format_ids(bad)}; give each site a capacity in households (>= 0).")
+        u["capacity_households"] = u["capacity_households"].astype("int64")
+        ev = evaluate_sites(u, layers=layers, plan=plan, dem=dem)
+        if ctx.township:
+            ev = ev[ev["township_code"] == ctx.township]
+        ev = ev.sort_values(["township_code", "suitability"], ascending=[True, False], kind="mergesort")
+        ev["rank"] = ev.groupby("township_code").cumcount() + 1
+        if "name" not in ev.columns:
+            ev["name"] = ev["site_id"]
+        ev["source"] = "user"
+        return ev, ev, "user sites layer"
+    grid = gpd.GeoDataFrame(geometry=grid_sites(layers.boundary, spacing_m=float(sp["candidate_spacing_m"])))
+    tw = layers.townships[["township_code", layers.townships.geometry.name]].copy()
+    tw["township_code"] = tw["township_code"].astype(str)
+    j = gpd.sjoin(grid, tw, how="left", predicate="within")
+    j = j[~j.index.duplicated()]
+    grid["township_code"] = j["township_code"].reindex(grid.index).fillna("").astype(str)
+    inside_any = shapely.contains_xy(shapely.union_all(layers.boundary.geometry.to_numpy()),
+                                     grid.geometry.x.to_numpy(), grid.geometry.y.to_numpy())
+    grid = grid[inside_any | (grid["township_code"] != "")]
+    if ctx.township:
+        grid = grid[grid["township_code"] == ctx.township]
+    grid = grid.reset_index(drop=True)
+    ev = evaluate_sites(grid, layers=layers, plan=plan, dem=dem)
+    sel = select_sites(ev, top_n=int(sp["top_n_per_township"]),
+                       min_spacing_m=float(sp["min_site_spacing_m"]),
+                       capacity_households=int(sp["capacity_households"]))
+    ev = ev.copy()
+    ev["selected"] = ev.index.isin(sel.index)
+    return sel, ev, f"generated grid ({sp['candidate_spacing_m']:g} m spacing)"
+
+
+def run(ctx) -> "StepResult":  # noqa: F821 - imported lazily to avoid a cycle
+    """The relocation step: candidates, schedule, sites, assignment, roll-ups, plan comparison."""
+    from kaizhou_gis.pipeline import StepResult
+
+    plan, layers = ctx.plan, ctx.layers
+    r = plan.section("relocation")
+    sp = plan.section("relocation.sites")
+    s = settlement_table(layers.settlements, layers.villages, layers.townships)
+    if ctx.township:
+        s = s[s["township_code"] == str(ctx.township)]
+    with layers.open_dem() as dem:
+        t = point_terrain(s.geometry, dem, slope_radius_m=float(r["slope_window_m"]),
+                          relief_radius_m=float(r["relief_window_m"]))
+        s["elevation_m"] = t["elevation_m"]
+        s["slope_deg"] = t["slope_deg"].round(2)
+        s["local_max_m"] = t["local_max_m"]
+        s["valley_depth_m"] = t["valley_depth_m"]
+        access, access_note = access_columns(ctx, s)
+        s = flag_settlements(s, plan, access=access)
+        cand = s["relocation_candidate"]
+        s["schedule_year"] = pd.Series(pd.NA, index=s.index, dtype="Int64")
+        s.loc[cand, "schedule_year"] = schedule_years(s[cand], r["yearly_people"])
+        sites, evaluated, site_origin = _site_points(ctx, dem)
+    assignment, unassigned = assign_households(
+        s[cand], sites, max_distance_km=float(sp["max_distance_km"]),
+        other_township_penalty_km=float(sp["other_township_penalty_km"]))
+    per_s = assignment.groupby("settlement_id")
+    s["assigned_households"] = s["settlement_id"].astype(str).map(per_s["households"].sum()).fillna(0).astype("int64")
+    s["site_ids"] = s["settlement_id"].astype(str).map(
+        per_s["site_id"].agg(lambda v: ";".join(v))).fillna("")
+    sites = sites.copy()
+    sites["assigned_households"] = sites["site_id"].map(
+        assignment.groupby("site_id")["households"].sum()).fillna(0).astype("int64")
+
+    cols = ["settlement_id", "name", "village_code", "village_name", "township_code", "township_name",
+            "households", "population", "elevation_m", "slope_deg", "valley_depth_m",
+            "above_threshold", "steep_terrain", "deep_valley", "remote", "tongda", "tongchang",
+            "network_km_to_seat", "in_poverty_village", "deep_poverty_village",
+            "relocation_candidate", "candidate_basis", "priority", "reasons_zh", "reasons_en",
+            "status", "schedule_year", "assigned_households", "site_ids", "source"]
+    cols = [c for c in cols if c in s.columns]
+    full = gpd.GeoDataFrame(s[cols + [s.geometry.name]], geometry=s.geometry.name, crs=s.crs)
+    _labelled(full)
+    candidates = pd.DataFrame(full[full["relocation_candidate"]].drop(columns=full.geometry.name))
+    candidates = candidates.sort_values(["township_code", "priority", "settlement_id"],
+                                        ascending=[True, False, True], kind="mergesort")
+    _labelled(candidates)
+    villages = rollup_villages(full, layers.villages if not ctx.township else
+                               layers.villages[layers.villages["township_code"].astype(str) == ctx.township])
+    tws = layers.townships if not ctx.township else \
+        layers.townships[layers.townships["township_code"].astype(str) == ctx.township]
+    townships = rollup_townships(full, tws, sites)
+
+    years = sorted(r["yearly_people"], key=int)
+    sched_rows = []
+    for y in years:
+        sel = (full["schedule_year"] == int(y)).fillna(False).astype(bool)
+        sched_rows.append({"year": int(y), "quota_people": int(r["yearly_people"][y]),
+                           "settlements": int(sel.sum()),
+                           "households": int(full.loc[sel, "households"].sum()),
+                           "people": int(full.loc[sel, "population"].sum())})
+    rest = full["relocation_candidate"] & full["schedule_year"].isna()
+    schedule = _labelled(pd.DataFrame(sched_rows))
+    remainder = {"settlements": int(rest.sum()), "households": int(full.loc[rest, "households"].sum()),
+                 "people": int(full.loc[rest, "population"].sum()),
+                 "largest_settlement_people": int(full.loc[rest, "population"].max()) if rest.any() else 0}
+
+    site_cols = ["site_id", "name", "township_code", "rank", "elevation_m", "slope_deg",
+                 "road_distance_m", "seat_distance_m", "village_distance_m", "suitability", "vetoes",
+                 "capacity_households", "assigned_households", "source"]
+    sites_out = gpd.GeoDataFrame(sites[[c for c in site_cols if c in sites.columns] + [sites.geometry.name]],
+                                 geometry=sites.geometry.name, crs=sites.crs)
+    _labelled(sites_out)
+    ev_cols = ["township_code", "elevation_m", "slope_deg", "road_distance_m", "seat_distance_m",
+               "village_distance_m", "suitability", "vetoes", "selected"]
+    evaluated_out = gpd.GeoDataFrame(evaluated[[c for c in ev_cols if c in evaluated.columns]
+                                               + [evaluated.geometry.name]],
+                                     geometry=evaluated.geometry.name, crs=evaluated.crs)
+
+    cand_hh = int(candidates["households"].sum())
+    assigned_hh = int(assignment["households"].sum())
+    unassigned_hh = int(unassigned["households"].sum())
+    comparison = plan_comparison(full, plan, township=ctx.township)
+    user_vetoed = int((sites_out["vetoes"] != "").sum()) if site_origin.startswith("user") else 0
+    summary: dict[str, Any] = {
+        "township": ctx.township,
+        "settlements": len(full),
+        "status_counts": {k: int((full["status"] == k).sum()) for k in _STATUS},
+        "above_threshold": int(full["above_threshold"].sum()),
+        "steep_terrain": int(full["steep_terrain"].sum()),
+        "deep_valley": int(full["deep_valley"].sum()),
+        "remote": None if access is None else int(full["remote"].fillna(False).sum()),
+        "candidates": int(full["relocation_candidate"].sum()),
+        "candidate_households": cand_hh,
+        "candidate_population": int(candidates["population"].sum()),
+        "candidates_in_poverty_villages": int(candidates["in_poverty_village"].sum()),
+        "remoteness": access_note,
+        "candidate_rule": ("above threshold_m" + (" OR ((steep_terrain OR deep_valley) AND remote)"
+                                                  if r["include_terrain_remote"] else "")
+                           + (" AND in a poverty village" if r["require_poverty_village"] else "")),
+        "plan_comparison": comparison,
+        "schedule": {"years": sched_rows, "remainder": remainder,
+                     "rule": "by priority, whole settlements, each year's people <= its quota "
+                             "(all residents of a settlement are counted)"},
+        "sites": {"origin": site_origin, "selected": len(sites_out),
+                  "evaluated": len(evaluated_out),
+                  "vetoed": int((evaluated_out["vetoes"] != "").sum()),
+                  "capacity_households": int(sites_out["capacity_households"].sum()),
+                  "townships_with_sites": int(sites_out["township_code"].nunique()),
+                  "user_sites_breaking_a_veto": user_vetoed},
+        "assignment": {"candidate_households": cand_hh, "assigned_households": assigned_hh,
+                       "unassigned_households": unassigned_hh,
+                       "unassigned_settlements": len(unassigned),
+                       "same_township_households": int(assignment.loc[assignment["same_township"], "households"].sum()),
+                       "mean_distance_km": round(float((assignment["households"] * assignment["distance_km"]).sum()
+                                                       / assigned_hh), 2) if assigned_hh else None,
+                       "solver": "scipy.optimize.linprog (HiGHS dual simplex), transportation problem",
+                       "split_settlements": "households of one settlement may go to several sites"},
+        "parameters": plan.settings("relocation"),
+    }
+    pc = comparison
+    headline = [
+        f"{len(full):,} settlements: {pc['above_threshold']['layer']:,} above {r['threshold_m']:g} m "
+        f"(plan: {r['natural_villages_above_threshold']:,}); {summary['candidates']:,} candidates, "
+        f"{summary['candidate_population']:,} people (plan: {r['people_target']:,} registered poor)",
+        "schedule: " + ", ".join(f"{x['year']} {x['people']:,}/{x['quota_people']:,}" for x in sched_rows)
+        + f"; left over {remainder['settlements']:,} settlements, {remainder['people']:,} people",
+        f"sites: {len(sites_out):,} ({site_origin}), {summary['sites']['capacity_households']:,} households "
+        f"capacity; placed {assigned_hh:,} of {cand_hh:,} households, {unassigned_hh:,} unplaced",
+        f"remoteness: {access_note}",
+    ]
+    summary["headline"] = headline
+    files = {
+        "relocation/settlements.gpkg": full,
+        "relocation/candidates.csv": candidates,
+        "relocation/candidates.xlsx": {"candidates": candidates, "villages": villages,
+                                       "townships": townships, "schedule": schedule,
+                                       "sites": pd.DataFrame(sites_out.drop(columns=sites_out.geometry.name)),
+                                       "assignment": assignment, "unassigned": unassigned},
+        "relocation/villages.csv": villages,
+        "relocation/townships.csv": townships,
+        "relocation/sites.gpkg": {"sites": sites_out, "evaluated": evaluated_out},
+        "relocation/assignment.csv": assignment,
+        "relocation/unassigned.csv": unassigned,
+        "relocation/summary.json": {k: v for k, v in summary.items()},
+    }
+    data = {"settlements": full, "sites": sites_out, "assignment": assignment,
+            "unassigned": unassigned, "villages": villages, "townships": townships,
+            "schedule": schedule}
+    log.info("relocation: %s", headline[0])
+    return StepResult(name="relocation", files=files, data=data, summary=summary)

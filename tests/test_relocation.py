@@ -1,0 +1,330 @@
+"""Tests of kaizhou_gis.relocation on a tiny layer set whose answers are known."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from pyproj import Transformer
+from rasterio.transform import Affine
+from shapely.geometry import LineString, Point, box
+
+from kaizhou_gis import outputs, relocation
+from kaizhou_gis.layers import Layers
+from kaizhou_gis.pipeline import Context, StepResult
+from kaizhou_gis.plan import load_plan
+
+WORK = "EPSG:4545"
+RES = 1 / 1200  # 3 arc-seconds
+ORIGIN = (108.0, 31.1)
+NODATA = -32768
+TO_WORK = Transformer.from_crs("EPSG:4326", WORK, always_xy=True)
+
+
+def cell_lonlat(row: int, col: int) -> tuple[float, float]:
+    return ORIGIN[0] + (col + 0.5) * RES, ORIGIN[1] - (row + 0.5) * RES
+
+
+def work_point(lon: float, lat: float) -> Point:
+    return Point(*TO_WORK.transform(lon, lat))
+
+
+def work_box(x0, y0, x1, y1):
+    return gpd.GeoSeries([box(x0, y0, x1, y1)], crs="EPSG:4326").to_crs(WORK).iloc[0]
+
+
+#: settlement_id: (row, col) of its DEM cell or (lon, lat) when outside; village; households; people
+SETTLEMENTS = {
+    "s800": ((20, 20), "500154101001", 10, 30),     # plateau at exactly 800 m
+    "s801": ((20, 50), "500154101001", 12, 40),     # plateau at 801 m
+    "s1200": ((20, 80), "500154102001", 20, 70),    # plateau at 1,200 m
+    "snodata": ((45, 15), "500154101001", 5, 15),   # on DEM nodata
+    "ssteep": ((80, 45), "500154101002", 8, 25),    # 525 m on a ~30 degree ramp in a deep valley
+    "slow": ((110, 110), "500154102001", 30, 100),  # 600 m, flat
+    "soutside": ((108.15, 31.05), "500154102001", 6, 20),  # east of the DEM
+}
+
+
+def make_dem(path: Path) -> Path:
+    z = np.full((120, 120), 600, dtype="int16")
+    z[10:30, 10:30] = 800
+    z[10:30, 40:60] = 801
+    z[10:30, 70:90] = 1200
+    z[40:50, 10:20] = NODATA
+    z[60:100, 40:80] = (300 + 45 * (np.arange(40, 80) - 40))[None, :]
+    tr = Affine.translation(*ORIGIN) @ Affine.scale(RES, -RES)
+    with rasterio.open(path, "w", driver="GTiff", height=120, width=120, count=1, dtype="int16",
+                       crs="EPSG:4326", transform=tr, nodata=NODATA) as ds:
+        ds.write(z, 1)
+    return path
+
+
+@pytest.fixture
+def layers(tmp_path) -> Layers:
+    dem = make_dem(tmp_path / "dem.tif")
+    boundary = gpd.GeoDataFrame({"code": ["500154"], "name": ["开州区"]},
+                                geometry=[work_box(107.98, 30.98, 108.17, 31.12)], crs=WORK)
+    townships = gpd.GeoDataFrame(
+        {"township_code": ["500154101", "500154102"], "name": ["甲镇", "乙镇"], "kind": ["镇", "镇"],
+         "source": ["test", "test"]},
+        geometry=[work_box(107.98, 30.98, 108.05, 31.12), work_box(108.05, 30.98, 108.17, 31.12)], crs=WORK)
+    seats = gpd.GeoDataFrame(
+        {"township_code": ["500154101", "500154102"], "name": ["甲镇", "乙镇"],
+         "elevation_m": [np.nan, np.nan], "source": ["test", "test"]},
+        geometry=[work_point(108.02, 31.03), work_point(108.08, 31.03)], crs=WORK)
+    villages = gpd.GeoDataFrame(
+        {"village_code": ["500154101001", "500154101002", "500154102001"],
+         "name": ["一村", "二村", "三村"], "township_code": ["500154101", "500154101", "500154102"],
+         "kind": ["村", "村", "村"], "households": [100, 100, 100], "population": [300, 300, 300],
+         "poverty_village": [True, False, False], "deep_poverty": [False, False, False],
+         "poverty_source": ["plan", "", ""], "source": ["test"] * 3},
+        geometry=[work_point(108.02, 31.06), work_point(108.03, 31.02), work_point(108.08, 31.06)], crs=WORK)
+    rows = []
+    for sid, (where, vcode, hh, pop) in SETTLEMENTS.items():
+        lon, lat = cell_lonlat(*where) if isinstance(where[0], int) else where
+        rows.append({"settlement_id": sid, "name": sid, "village_code": vcode, "households": hh,
+                     "population": pop, "source": "test", "geometry": work_point(lon, lat)})
+    settlements = gpd.GeoDataFrame(rows, geometry="geometry", crs=WORK)
+    roads = gpd.GeoDataFrame(
+        {"road_id": ["r1", "r2"], "road_class": ["county", "track"], "surface": ["paved", "unpaved"]},
+        geometry=[LineString([TO_WORK.transform(107.99, 31.05), TO_WORK.transform(108.16, 31.05)]),
+                  LineString([TO_WORK.transform(108.03, 31.0), TO_WORK.transform(108.03, 31.1)])], crs=WORK)
+    return Layers(boundary=boundary, townships=townships, township_seats=seats, villages=villages,
+                  settlements=settlements, roads=roads, dem_path=str(dem))
+
+
+def fake_access(layers: Layers, *, no_road: tuple[str, ...] = (), far: dict | None = None) -> StepResult:
+    s = layers.settlements.copy()
+    s["tongda"] = True
+    s["tongchang"] = ~s["settlement_id"].isin(no_road)
+    s["network_km_to_seat"] = [(far or {}).get(i, 3.0) for i in s["settlement_id"]]
+    return StepResult("access", data={"settlements": s})
+
+
+def run_step(layers, plan=None, township=None, access=None):
+    ctx = Context(layers=layers, plan=plan or load_plan(), options={"township": township})
+    if access is not None:
+        ctx.results["access"] = access
+    else:
+        ctx.failed["access"] = "not run in this test"
+    return relocation.run(ctx)
+
+
+def test_elevation_criterion_strict_and_dem_agreement(layers, tmp_path):
+    res = run_step(layers)
+    paths = outputs.write_products(tmp_path / "out", res.files)
+    assert {p.name for p in paths} >= {"settlements.gpkg", "candidates.csv", "candidates.xlsx",
+                                       "villages.csv", "sites.gpkg", "assignment.csv", "summary.json"}
+    s = gpd.read_file(tmp_path / "out" / "relocation" / "settlements.gpkg").set_index("settlement_id")
+    # every input settlement exactly once
+    assert sorted(s.index) == sorted(SETTLEMENTS) and s.index.is_unique
+    # elevation equals an independent read of the DEM cell
+    with rasterio.open(layers.dem_path) as ds:
+        for sid, (where, *_rest) in SETTLEMENTS.items():
+            if sid in ("snodata", "soutside"):
+                continue
+            expected = float(ds.read(1)[where])
+            assert s.loc[sid, "elevation_m"] == pytest.approx(expected, abs=0.01)
+    assert s.loc["s800", "elevation_m"] == 800 and s.loc["s801", "elevation_m"] == 801
+    # the elevation criterion is exactly elevation_m > threshold
+    thr = 800.0
+    assert (s["above_threshold"].astype(bool) == (s["elevation_m"] > thr).fillna(False)).all()
+    assert not s.loc["s800", "relocation_candidate"]  # exactly 800 m is not above 800 m
+    assert s.loc["s801", "relocation_candidate"] and s.loc["s1200", "relocation_candidate"]
+    # outside the DEM and on nodata: NaN, not flagged, status no_elevation
+    for sid in ("snodata", "soutside"):
+        assert math.isnan(s.loc[sid, "elevation_m"])
+        assert not s.loc[sid, "above_threshold"] and not s.loc[sid, "relocation_candidate"]
+        assert s.loc[sid, "status"] == "no_elevation"
+    assert s.loc["s1200", "reasons_zh"].startswith("海拔 1,200 m > 800 m")
+    assert "elevation 801 m > 800 m" in s.loc["s801", "reasons_en"]
+    assert "poverty village" in s.loc["s801", "reasons_en"]  # village 500154101001 is poor
+    # without road access, remoteness is unknown and said so
+    assert "road access unknown" in s.loc["ssteep", "reasons_en"]
+    assert s.loc["ssteep", "steep_terrain"] and s.loc["ssteep", "deep_valley"]
+    assert not s.loc["ssteep", "relocation_candidate"]
+    assert "unavailable" in res.summary["remoteness"]
+    csv = pd.read_csv(tmp_path / "out" / "relocation" / "candidates.csv", encoding="utf-8-sig")
+    assert list(csv["settlement_id"]) == ["s801", "s1200"]  # township 101 first, then 102
+    assert csv.columns[0] == "settlement_id"
+
+
+def test_threshold_override_moves_candidates(layers):
+    res = run_step(layers, plan=load_plan(overrides={"relocation.threshold_m": 799.0}))
+    s = res.data["settlements"].set_index("settlement_id")
+    assert s.loc["s800", "relocation_candidate"] and s.loc["s800", "above_threshold"]
+    assert "海拔 800 m > 799 m" in s.loc["s800", "reasons_zh"]
+
+
+def test_terrain_and_remoteness_from_access(layers):
+    res = run_step(layers, access=fake_access(layers, no_road=("ssteep",)))
+    s = res.data["settlements"].set_index("settlement_id")
+    assert s.loc["ssteep", "slope_deg"] == pytest.approx(29.5, abs=1.0)
+    assert s.loc["ssteep", "valley_depth_m"] >= 300
+    assert s.loc["ssteep", "remote"] and s.loc["ssteep", "relocation_candidate"]
+    assert s.loc["ssteep", "candidate_basis"] == "terrain_remote"
+    assert "无硬化路" in s.loc["ssteep", "reasons_zh"]
+    assert not s.loc["slow", "remote"]
+    assert "from the access step" in res.summary["remoteness"]
+    # far from the seat by road also makes a settlement remote
+    res2 = run_step(layers, access=fake_access(layers, far={"ssteep": 40.0}))
+    s2 = res2.data["settlements"].set_index("settlement_id")
+    assert s2.loc["ssteep", "remote"] and "40.0 km by road" in s2.loc["ssteep", "reasons_en"]
+    # priority: s1200 = 0.4 * 400/600 (elevation) + 0.2 * 3/15 (remoteness) = 30.7
+    assert s2.loc["s1200", "priority"] == pytest.approx(100 * (0.4 * 400 / 600 + 0.2 * 3 / 15), abs=0.05)
+    # without the terrain rule only the elevation criterion counts
+    plan = load_plan(overrides={"relocation.include_terrain_remote": False})
+    s3 = run_step(layers, plan=plan, access=fake_access(layers, no_road=("ssteep",))).data["settlements"]
+    assert not s3.set_index("settlement_id").loc["ssteep", "relocation_candidate"]
+
+
+def test_township_filter(layers):
+    res = run_step(layers, township="500154102")
+    s = res.data["settlements"]
+    assert sorted(s["settlement_id"]) == ["s1200", "slow", "soutside"]
+    assert set(res.data["sites"]["township_code"]) <= {"500154102"}
+    assert list(res.data["townships"]["township_code"]) == ["500154102"]
+
+
+def test_rollups_and_summary(layers):
+    res = run_step(layers)
+    v = res.data["villages"].set_index("village_code")
+    assert v.loc["500154101001", "settlements"] == 3
+    assert v.loc["500154101001", "candidates"] == 1
+    assert v.loc["500154101001", "candidate_households"] == 12
+    assert v.loc["500154102001", "candidate_population"] == 70
+    t = res.data["townships"].set_index("township_code")
+    assert t.loc["500154101", "candidate_population"] == 40 and t.loc["500154102", "candidates"] == 1
+    pc = res.summary["plan_comparison"]
+    assert pc["above_threshold"] == {"layer": 2, "plan": 340}
+    assert pc["people"]["candidate_population"] == 110 and pc["people"]["plan_target"] == 16900
+    assert pc["share_above_threshold_pct"]["layer"] == pytest.approx(100 * 2 / 5, abs=0.05)
+    assert any("registered poor" in n for n in pc["notes"])
+    assert res.summary["parameters"]["relocation.threshold_m"]["value"] == 800.0
+    assert len(res.summary["headline"]) == 4
+
+
+def test_sites_vetoes_and_assignment_on_layers(layers):
+    plan = load_plan(overrides={"relocation.sites.capacity_households": 15})
+    res = run_step(layers, plan=plan)
+    sites = res.data["sites"]
+    assert len(sites) > 0 and (sites["vetoes"] == "").all()
+    assert (sites["elevation_m"] <= 800).all() and (sites["slope_deg"] <= 25).all()
+    assert (sites.groupby("township_code").size() <= 3).all()
+    assert sites["site_id"].is_unique
+    a, u = res.data["assignment"], res.data["unassigned"]
+    cap = sites.set_index("site_id")["capacity_households"]
+    used = a.groupby("site_id")["households"].sum()
+    assert (used <= cap.reindex(used.index)).all()
+    cand = res.data["settlements"]
+    cand = cand[cand["relocation_candidate"]]
+    assert a["households"].sum() + u["households"].sum() == cand["households"].sum() == 32
+    assert (a["distance_km"] <= 30).all()
+
+
+def test_user_sites_layer(layers):
+    layers.sites = gpd.GeoDataFrame(
+        {"site_id": ["U1", "U2"], "name": ["甲安置点", "乙安置点"], "township_code": ["500154101", "500154102"],
+         "capacity_households": [5, 100]},
+        geometry=[work_point(108.02, 31.08), cell_lonlat_point(20, 80)], crs=WORK)
+    res = run_step(layers)
+    sites = res.data["sites"].set_index("site_id")
+    assert list(sites.index) == ["U1", "U2"]
+    assert "elevation 1,200 m > 800 m" in sites.loc["U2", "vetoes"]  # flagged, still used
+    assert res.summary["sites"]["user_sites_breaking_a_veto"] == 1
+    a = res.data["assignment"]
+    assert a.loc[a["site_id"] == "U1", "households"].sum() <= 5
+    assert a["households"].sum() == 32
+
+
+def cell_lonlat_point(row, col):
+    return work_point(*cell_lonlat(row, col))
+
+
+def test_schedule_respects_quotas_by_priority():
+    c = pd.DataFrame({"settlement_id": list("abcdefg"),
+                      "population": [5000, 3000, 2600, 2000, 400, 7001, 100],
+                      "priority": [90, 80, 70, 60, 50, 95, 10.0],
+                      "elevation_m": [1000.0] * 7})
+    years = relocation.schedule_years(c, {"2016": 7600, "2017": 7000, "2018": 2300})
+    got = dict(zip(c["settlement_id"], years))
+    # by priority: f (7,001) -> 2016 (599 left); a (5,000) -> 2017 (2,000 left); b (3,000) and
+    # c (2,600) fit no remaining quota -> remainder; d (2,000) -> 2017; e, g -> 2016
+    assert got["f"] == 2016 and got["a"] == 2017 and got["e"] == 2016 and got["g"] == 2016
+    assert got["d"] == 2017
+    assert pd.isna(got["b"]) and pd.isna(got["c"])
+    per_year = c.assign(y=years).groupby("y")["population"].sum()
+    assert per_year[2016] <= 7600 and per_year[2017] <= 7000 and per_year[2018] <= 2300
+
+
+def _min_cost_networkx(demand, sites, max_km, penalty):
+    g = nx.DiGraph()
+    total = int(demand["households"].sum())
+    g.add_node("src", demand=-total)
+    g.add_node("sink", demand=total)
+    for _, d in demand.iterrows():
+        g.add_edge("src", d.settlement_id, capacity=int(d.households), weight=0)
+        g.add_edge(d.settlement_id, "sink", capacity=total, weight=10**7)  # unplaced
+        for _, s in sites.iterrows():
+            km = d.geometry.distance(s.geometry) / 1000
+            if km <= max_km:
+                w = int(round(1000 * (km + (0 if d.township_code == s.township_code else penalty))))
+                g.add_edge(d.settlement_id, s.site_id, capacity=total, weight=w)
+    for _, s in sites.iterrows():
+        g.add_edge(s.site_id, "sink", capacity=int(s.capacity_households), weight=0)
+    flow = nx.min_cost_flow(g)
+    return sum(flow[d][s] * g[d][s]["weight"] for d in flow for s in flow[d]
+               if s in set(sites["site_id"]) and d != "src") / 1000.0
+
+
+def test_assignment_optimal_capacity_and_conservation():
+    rng = np.random.default_rng(7)
+    n, m = 25, 6
+    demand = gpd.GeoDataFrame({
+        "settlement_id": [f"d{i}" for i in range(n)],
+        "township_code": rng.choice(["A", "B"], n),
+        "households": rng.integers(0, 40, n)},
+        geometry=gpd.points_from_xy(rng.uniform(0, 40000, n), rng.uniform(0, 40000, n)), crs=WORK)
+    demand.loc[0, "geometry"] = Point(200000, 200000)  # nothing within reach
+    sites = gpd.GeoDataFrame({
+        "site_id": [f"S{j}" for j in range(m)], "township_code": rng.choice(["A", "B"], m),
+        "capacity_households": rng.integers(20, 80, m)},
+        geometry=gpd.points_from_xy(rng.uniform(0, 40000, m), rng.uniform(0, 40000, m)), crs=WORK)
+    a, u = relocation.assign_households(demand, sites, max_distance_km=20, other_township_penalty_km=10)
+    cap = sites.set_index("site_id")["capacity_households"]
+    used = a.groupby("site_id")["households"].sum()
+    assert (used <= cap.reindex(used.index)).all()
+    assert a["households"].sum() + u["households"].sum() == demand["households"].sum()
+    per_settlement = a.groupby("settlement_id")["households"].sum().add(
+        u.set_index("settlement_id")["households"], fill_value=0)
+    want = demand.set_index("settlement_id")["households"]
+    assert (per_settlement.reindex(want[want > 0].index) == want[want > 0]).all()
+    assert (a["distance_km"] <= 20).all()
+    row0 = u.set_index("settlement_id").loc["d0"]
+    if demand.loc[0, "households"] > 0:
+        assert row0["reason"] == "no site within 20 km"
+    # same total cost as an independent min-cost-flow solution, and the same number placed
+    reach = demand.copy()
+    cost = (a["distance_km"] + np.where(a["same_township"], 0, 10)) * a["households"]
+    ref = _min_cost_networkx(demand[demand["households"] > 0], sites, 20, 10)
+    assert cost.sum() == pytest.approx(ref, abs=0.05 * a["households"].sum() / 1000 + 0.5)
+    assert int(sum(cap)) >= a["households"].sum()
+    del reach
+
+
+def test_assignment_full_sites_reason():
+    demand = gpd.GeoDataFrame({"settlement_id": ["x", "y"], "township_code": ["A", "A"],
+                               "households": [30, 30], "priority": [90.0, 10.0]},
+                              geometry=[Point(0, 0), Point(1000, 0)], crs=WORK)
+    sites = gpd.GeoDataFrame({"site_id": ["S"], "township_code": ["A"], "capacity_households": [40]},
+                             geometry=[Point(500, 0)], crs=WORK)
+    a, u = relocation.assign_households(demand, sites, max_distance_km=5, other_township_penalty_km=10)
+    assert a.set_index("settlement_id")["households"].to_dict() == {"x": 30, "y": 10}  # priority first
+    assert u.to_dict("records")[0]["settlement_id"] == "y"
+    assert u.to_dict("records")[0]["households"] == 20
+    assert "full" in u.to_dict("records")[0]["reason"]
