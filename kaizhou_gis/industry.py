@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from kaizhou_gis.errors import LayerError, OptionError, PlanError, format_ids
+from kaizhou_gis.pipeline import Context, StepResult
 
 log = logging.getLogger(__name__)
 
@@ -197,18 +198,22 @@ class _TownshipIndex:
     def resolve(self, text: str) -> tuple[str | None, str, str]:
         """``(code, how, note)``; code None when not found or ambiguous (``how`` says which)."""
         t = text.strip()
-        for how, table, key in (("exact", self.by_name, t), ("stem", self.by_stem, _stem(t))):
-            codes = table.get(key, [])
-            if len(codes) == 1:
-                return codes[0], how, ""
-            if len(codes) > 1:
-                return None, "ambiguous", ", ".join(f"{self.code_to_name[c]} ({c})" for c in codes)
-        if t in self.alias or _stem(t) in self.alias:
+        codes = self.by_name.get(t, [])
+        if len(codes) == 1:
+            return codes[0], "exact", ""
+        if not codes and (t in self.alias or _stem(t) in self.alias):
             new, note = self.alias.get(t) or self.alias[_stem(t)]
             codes = self.by_name.get(new, [])
             if len(codes) == 1:
                 return codes[0], "alias", f"{t} → {new}" + (f" ({note})" if note else "")
             return None, "alias_missing", new
+        if not codes:
+            codes = self.by_stem.get(_stem(t), [])
+            if len(codes) == 1:
+                name = self.code_to_name[codes[0]]
+                return codes[0], "stem", f"{t} → {name} (the plan writes the name without 镇/乡/街道)"
+        if len(codes) > 1:
+            return None, "ambiguous", ", ".join(f"{self.code_to_name[c]} ({c})" for c in codes)
         return None, "missing", ""
 
 
@@ -340,8 +345,8 @@ def resolve_hosts(projects: pd.DataFrame, villages: gpd.GeoDataFrame, townships:
         if level == "poverty_villages":
             scale, basis, assumed = _split_scale(p, 0, split)
             if "poverty_village" not in villages.columns:
-                unresolved_row(p, "135个贫困村" if pd.isna(p["n_villages_stated"])
-                               else f"{int(p['n_villages_stated'])}个贫困村", "", "", "",
+                stated = p["n_villages_stated"]
+                unresolved_row(p, "贫困村" if pd.isna(stated) else f"{int(stated)}个贫困村", "", "", "",
                                "the villages layer has no poverty_village column, so the poverty "
                                "villages this project covers cannot be placed.")
                 continue
@@ -373,7 +378,7 @@ def resolve_hosts(projects: pd.DataFrame, villages: gpd.GeoDataFrame, townships:
                 unresolved_row(p, token, tw_text, v_text, "", township_reason(tw_text, how, detail))
                 continue
             tw_name = tindex.code_to_name[code]
-            tw_note = detail if how == "alias" else ""
+            tw_note = detail if how in ("alias", "stem") else ""
             if level == "township":
                 if code in seat_point:
                     geom, where = seat_point[code], "township seat"
@@ -388,7 +393,8 @@ def resolve_hosts(projects: pd.DataFrame, villages: gpd.GeoDataFrame, townships:
                               "location": where, "geometry": geom})
                 continue
             hit = by_key.get((code, v_text), [])
-            match, notes = ("alias", [tw_note]) if tw_note else ("exact", [])
+            match = "alias" if how == "alias" else "exact"
+            notes = [tw_note] if tw_note else []
             if not hit and (tw_name, v_text) in valias:
                 new, note = valias[(tw_name, v_text)]
                 hit = by_key.get((code, new), [])
@@ -507,15 +513,13 @@ def product_totals(projects: pd.DataFrame, hosts: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # pipeline step
 # --------------------------------------------------------------------------------------------
-def run(ctx) -> "StepResult":
+def run(ctx: Context) -> StepResult:
     """Pipeline step ``industry``: the project table, the host points and what could not be placed.
 
     Files (relative to ``--out``): ``industry/projects.csv``, ``industry/projects.gpkg`` (layer
     ``industry_hosts``), ``industry/unresolved.csv``, ``industry/totals.csv``. With ``--township``
     only the projects with a host in that township are kept, with that township's hosts.
     """
-    from kaizhou_gis.pipeline import StepResult
-
     split = ctx.options.get("split") or ctx.plan.get("industry.split", "none")
     layers = ctx.layers
     projects = load_projects()

@@ -216,7 +216,11 @@ def test_old_township_names_and_spelling_aliases(projects, villages, townships):
     assert h["village_code"].tolist() == ["500154105207"] and h["match"].tolist() == ["alias"]
     assert "团保村 → 团包村" in h["match_note"].iloc[0]
     h = _host(hosts, "IND21", "满月乡+马营村")
-    assert h["village_code"].tolist() == ["500154126204"]
+    assert h["village_code"].tolist() == ["500154126204"] and h["match"].tolist() == ["alias"]
+    assert "满月乡 → 满月镇" in h["match_note"].iloc[0]
+    h = _host(hosts, "IND27", "大进")
+    assert h["township_code"].tolist() == ["500154109"]
+    assert "大进 → 大进镇" in h["match_note"].iloc[0]
     # bare township stems of the plan (大进、镇安 ...) at township level
     h = _host(hosts, "IND27", "镇安")
     assert h["township_code"].tolist() == ["500154008"] and h["village_code"].tolist() == [""]
@@ -377,3 +381,28 @@ def test_resolution_on_shipped_layers(projects):
     n_poverty = int(layers.villages["poverty_village"].sum())
     assert (hosts["project_id"] == "IND34").sum() == n_poverty
     assert np.isfinite(hosts.geometry.x).all()
+
+
+def test_broken_project_table_is_reported_once(monkeypatch):
+    from kaizhou_gis.errors import PlanError
+
+    real = industry._read_data_csv
+    good = real("industry_projects.csv")
+
+    def fake(name):
+        if name != "industry_projects.csv":
+            return real(name)
+        bad = good.copy()
+        bad.loc[1, "project_id"] = bad.loc[0, "project_id"]      # duplicate id
+        bad.loc[2, "host_level"] = "county"                      # unknown level
+        bad.loc[3, "hosts_text"] = "镇东街道安居村"               # village host without '+'
+        bad.loc[4, "scale"] = "about 10000"                      # not a number
+        return bad
+
+    monkeypatch.setattr(industry, "_read_data_csv", fake)
+    with pytest.raises(PlanError) as e:
+        load_projects()
+    msg = str(e.value)
+    assert "4 problem(s)" in msg
+    assert "duplicated ids IND01" in msg and "host_level: unknown in IND03" in msg
+    assert "镇名+村名 in IND04" in msg and "scale: not a number in IND05" in msg
