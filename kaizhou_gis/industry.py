@@ -552,10 +552,16 @@ def run(ctx: Context) -> StepResult:
     named = table.loc[table["host_level"].isin(["village", "township", "place"]), "n_hosts_named"].sum()
     named_villages = int(table.loc[table["host_level"].eq("village"), "n_hosts_named"].sum())
     placed_named = int((hosts["host_level"].isin(["village", "township"])).sum())
-    where = f" in {tw}" if tw else ""
+    where = ""
+    if tw:
+        names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"]))
+        where = f" in {names.get(str(tw), tw)}"
+    place_ids = set(projects.loc[projects["host_level"].eq("place"), "project_id"])
+    n_places = int(unresolved["project_id"].isin(place_ids).sum())
     headline = [
         f"{len(table)} plan projects (ch.3){where}; {int(named)} named hosts: {placed_named} placed, "
-        f"{len(unresolved)} unresolved (industry/unresolved.csv)",
+        f"{len(unresolved)} not ({len(unresolved) - n_places} names not found, {n_places} "
+        f"mountain/scenic places; see industry/unresolved.csv)",
     ]
     pv = hosts[hosts["host_level"].eq("poverty_villages")]
     if len(pv):
