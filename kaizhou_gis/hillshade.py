@@ -1,0 +1,159 @@
+"""Hillshade images from the DEM, for map backgrounds that need no tiles.
+
+:func:`hillshade` turns an elevation grid into shaded relief (0-255) with metric cell sizes, so a
+geographic DEM is shaded correctly; :func:`read_hillshade` reads a (downsampled) window of the DEM
+for a lon/lat box and shades it; :func:`to_web_mercator_rows` resamples the rows of a
+geographic image so that it lines up on a Web-Mercator (Leaflet) map; :func:`encode_png` makes the
+bytes for an image overlay.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from pyproj import CRS, Transformer
+from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
+from rasterio.transform import from_bounds
+from rasterio.windows import from_bounds as window_from_bounds
+
+from kaizhou_gis.terrain import cell_size_m
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hillshade:
+    """A shaded-relief image in EPSG:4326.
+
+    ``shade`` is float 0-1 (NaN where the DEM has no data), north-up; ``bounds`` is
+    (west, south, east, north) in degrees of the image's outer edges.
+    """
+
+    shade: np.ndarray
+    bounds: tuple[float, float, float, float]
+
+
+def hillshade(elevation: np.ndarray, transform, crs, *, azimuth_deg: float,
+              altitude_deg: float, z_factor: float = 1.0) -> np.ndarray:
+    """Shaded relief in 0-1 of a north-up elevation grid; NaN where the elevation is NaN.
+
+    Cell sizes come from :func:`kaizhou_gis.terrain.cell_size_m` (metres on the ellipsoid for a
+    geographic grid). The illumination follows the usual cartographic model: a sun at
+    ``azimuth_deg`` (clockwise from north) and ``altitude_deg`` above the horizon; a flat cell gets
+    ``sin(altitude)``.
+    """
+    z = np.asarray(elevation, dtype="float64") * z_factor
+    dx, dy = cell_size_m(transform, crs, z.shape[0])
+    p = np.pad(z, 1, mode="edge")
+    # central differences; east and north positive (rows run southwards)
+    dzdx = (p[1:-1, 2:] - p[1:-1, :-2]) / (2.0 * dx[:, None])
+    dzdy = (p[:-2, 1:-1] - p[2:, 1:-1]) / (2.0 * dy[:, None])
+    slope = np.arctan(np.hypot(dzdx, dzdy))
+    # direction the surface faces (downhill), clockwise from north
+    aspect = np.arctan2(-dzdx, -dzdy)
+    zen = math.radians(90.0 - altitude_deg)
+    az = math.radians(azimuth_deg)
+    shade = np.cos(zen) * np.cos(slope) + np.sin(zen) * np.sin(slope) * np.cos(az - aspect)
+    return np.clip(shade, 0.0, 1.0)
+
+
+def read_hillshade(dem: DatasetReader, bounds_lonlat: tuple[float, float, float, float], *,
+                   width_px: int, azimuth_deg: float, altitude_deg: float) -> Hillshade | None:
+    """Hillshade of the DEM over a lon/lat box, at most ``width_px`` wide.
+
+    The DEM is read averaged down to the target size (a windowed read), shaded with metric cell
+    sizes, and returned in EPSG:4326. Returns None when the box does not overlap the DEM.
+    """
+    west, south, east, north = bounds_lonlat
+    dem_crs = CRS(dem.crs) if dem.crs is not None else CRS.from_epsg(4326)
+    if not dem_crs.equals(CRS.from_epsg(4326)):
+        tr = Transformer.from_crs(4326, dem_crs, always_xy=True)
+        xs, ys = tr.transform([west, east, west, east], [south, south, north, north])
+        box = (min(xs), min(ys), max(xs), max(ys))
+    else:
+        box = (west, south, east, north)
+    db = dem.bounds
+    box = (max(box[0], db.left), max(box[1], db.bottom), min(box[2], db.right), min(box[3], db.top))
+    if box[0] >= box[2] or box[1] >= box[3]:
+        return None
+    win = window_from_bounds(*box, transform=dem.transform).round_offsets().round_lengths()
+    if win.width < 2 or win.height < 2:
+        return None
+    out_w = int(max(2, min(width_px, win.width)))
+    out_h = int(max(2, round(win.height * out_w / win.width)))
+    data = dem.read(1, window=win, out_shape=(out_h, out_w), masked=True,
+                    resampling=Resampling.average)
+    z = data.astype("float64").filled(np.nan)
+    if dem.nodata is not None:
+        z[z == dem.nodata] = np.nan
+    wb = dem.window_bounds(win)
+    transform = from_bounds(*wb, out_w, out_h)
+    filled = np.where(np.isfinite(z), z, np.nanmean(z) if np.isfinite(z).any() else 0.0)
+    shade = hillshade(filled, transform, dem_crs, azimuth_deg=azimuth_deg, altitude_deg=altitude_deg)
+    shade[~np.isfinite(z)] = np.nan
+    if not dem_crs.equals(CRS.from_epsg(4326)):
+        shade, wb = _to_geographic(shade, transform, dem_crs)
+    return Hillshade(shade=shade, bounds=(wb[0], wb[1], wb[2], wb[3]))
+
+
+def _to_geographic(shade: np.ndarray, transform, crs) -> tuple[np.ndarray, tuple]:
+    """Nearest-neighbour warp of a projected image to a lon/lat grid of the same size."""
+    from rasterio.warp import Resampling as R, calculate_default_transform, reproject
+
+    h, w = shade.shape
+    left, top = transform.c, transform.f
+    right, bottom = left + transform.a * w, top + transform.e * h
+    dst_t, dw, dh = calculate_default_transform(crs, "EPSG:4326", w, h, left, bottom, right, top)
+    dst = np.full((dh, dw), np.nan, dtype="float64")
+    reproject(shade, dst, src_transform=transform, src_crs=crs, dst_transform=dst_t,
+              dst_crs="EPSG:4326", resampling=R.nearest, src_nodata=np.nan, dst_nodata=np.nan)
+    west, north = dst_t.c, dst_t.f
+    return dst, (west, north + dst_t.e * dh, west + dst_t.a * dw, north)
+
+
+def _merc_y(lat_deg: np.ndarray) -> np.ndarray:
+    lat = np.radians(np.clip(lat_deg, -85.0, 85.0))
+    return np.log(np.tan(np.pi / 4 + lat / 2))
+
+
+def to_web_mercator_rows(img: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """Resample the rows of a lon/lat image so its rows are evenly spaced in Web-Mercator y.
+
+    Leaflet stretches an image overlay linearly between its corners in Web-Mercator; a lon/lat
+    image must therefore be resampled in the north-south direction (columns are already linear).
+    """
+    h = img.shape[0]
+    _, south, _, north = bounds
+    y_n, y_s = _merc_y(np.array(north)), _merc_y(np.array(south))
+    centres = y_n + (np.arange(h) + 0.5) / h * (y_s - y_n)
+    lat = np.degrees(2 * np.arctan(np.exp(centres)) - np.pi / 2)
+    src_row = np.clip(((north - lat) / (north - south) * h).astype(int), 0, h - 1)
+    return img[src_row]
+
+
+def shade_to_rgba(shade: np.ndarray, *, inside: np.ndarray | None = None,
+                  outside_alpha: float = 0.45) -> np.ndarray:
+    """Grey shaded relief as an RGBA uint8 image: transparent where NaN, faded outside ``inside``."""
+    grey = np.nan_to_num(shade, nan=0.0)
+    # lift the darks a little so overlays stay readable
+    v = (70 + 185 * grey).astype(np.uint8)
+    alpha = np.where(np.isfinite(shade), 255, 0).astype(np.uint8)
+    if inside is not None:
+        alpha = np.where(inside, alpha, (alpha * outside_alpha).astype(np.uint8))
+    return np.dstack([v, v, v, alpha])
+
+
+def encode_png(rgba: np.ndarray) -> bytes:
+    """PNG bytes of an RGBA uint8 image (optimized, palette-quantized to keep maps small)."""
+    from PIL import Image
+
+    im = Image.fromarray(rgba, mode="RGBA")
+    # 64 grey levels are plenty for relief and shrink the file ~3x
+    im = im.quantize(colors=64, method=Image.Quantize.FASTOCTREE)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()

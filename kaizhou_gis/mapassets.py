@@ -1,0 +1,133 @@
+"""Offline map assets: the vendored Leaflet files inlined into each HTML map.
+
+folium's templates load Leaflet, jQuery, Bootstrap and plugins from CDNs. A reviewer on an
+intranet has no internet, so :class:`OfflineMap` drops every CDN link and :func:`inline_assets`
+puts the few files the maps need into the page itself: Leaflet 1.9.4 and Leaflet.markercluster
+1.5.3 (vendored from the npm registry with their licences, see ``assets/README.md``) and the
+project's own small runtime ``assets/kaizhou-maps.js``/``.css``. Images referenced by Leaflet's
+CSS become ``data:`` URIs. The page makes no network request unless the user switches on an
+online tile layer.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import re
+from importlib import resources
+from typing import Any
+
+import folium
+from branca.element import Element
+
+LEAFLET_DIR = "leaflet-1.9.4"
+CLUSTER_DIR = "leaflet.markercluster-1.5.3"
+
+
+def _asset_text(*parts: str) -> str:
+    return (resources.files("kaizhou_gis") / "assets").joinpath(*parts).read_text(encoding="utf-8")
+
+
+def _asset_bytes(*parts: str) -> bytes:
+    return (resources.files("kaizhou_gis") / "assets").joinpath(*parts).read_bytes()
+
+
+def _strip_source_map(js: str) -> str:
+    return re.sub(r"//# sourceMappingURL=\S+\s*$", "", js.rstrip()) + "\n"
+
+
+def _safe_in_tag(text: str, tag: str) -> str:
+    """Make text safe inside <script>/<style>: no closing tag can end the element early."""
+    return re.sub(rf"</(?={tag})", r"<\\/", text, flags=re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=None)
+def leaflet_js() -> str:
+    js = _strip_source_map(_asset_text(LEAFLET_DIR, "leaflet.js"))
+    # Leaflet's attribution prefix links to its web site; keep the credit, drop the outbound link
+    # so that the offline page holds no http(s) reference at all.
+    js = js.replace('href="https://leafletjs.com"', 'href="#leaflet"')
+    return _safe_in_tag(js, "script")
+
+
+@functools.lru_cache(maxsize=None)
+def leaflet_css() -> str:
+    css = _asset_text(LEAFLET_DIR, "leaflet.css")
+
+    def data_uri(m: re.Match) -> str:
+        name = m.group(1)
+        b64 = base64.b64encode(_asset_bytes(LEAFLET_DIR, "images", name)).decode("ascii")
+        return f"url(data:image/png;base64,{b64})"
+
+    css = re.sub(r"url\(images/([\w.-]+\.png)\)", data_uri, css)
+    return _safe_in_tag(css, "style")
+
+
+@functools.lru_cache(maxsize=None)
+def cluster_js() -> str:
+    return _safe_in_tag(_strip_source_map(_asset_text(CLUSTER_DIR, "leaflet.markercluster.js")), "script")
+
+
+@functools.lru_cache(maxsize=None)
+def cluster_css() -> str:
+    return _safe_in_tag(_asset_text(CLUSTER_DIR, "MarkerCluster.css") + "\n"
+                        + _asset_text(CLUSTER_DIR, "MarkerCluster.Default.css"), "style")
+
+
+@functools.lru_cache(maxsize=None)
+def runtime_js() -> str:
+    return _safe_in_tag(_asset_text("kaizhou-maps.js"), "script")
+
+
+@functools.lru_cache(maxsize=None)
+def runtime_css() -> str:
+    return _safe_in_tag(_asset_text("kaizhou-maps.css"), "style")
+
+
+def script_json(obj: Any) -> str:
+    """JSON text that is safe inside an inline <script>: ``<``, ``>``, ``&`` and line separators
+    are written as ``\\u`` escapes, so no data can close the script element or open a tag."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+class OfflineMap(folium.Map):
+    """A folium Map that links no CDN file; :func:`inline_assets` supplies the code inline."""
+
+    default_js: list = []
+    default_css: list = []
+
+
+def inline_assets(m: folium.Map, *, cluster: bool = True) -> None:
+    """Add Leaflet (and, if ``cluster``, MarkerCluster) plus the runtime inline to the page header."""
+    root = m.get_root()
+    parts = [("kz_leaflet_css", f"<style>{leaflet_css()}</style>")]
+    if cluster:
+        parts.append(("kz_cluster_css", f"<style>{cluster_css()}</style>"))
+    parts.append(("kz_runtime_css", f"<style>{runtime_css()}</style>"))
+    parts.append(("kz_leaflet_js", f"<script>{leaflet_js()}</script>"))
+    if cluster:
+        parts.append(("kz_cluster_js", f"<script>{cluster_js()}</script>"))
+    parts.append(("kz_runtime_js", f"<script>{runtime_js()}</script>"))
+    for name, html_text in parts:
+        root.header.add_child(Element(html_text), name=name)
+
+
+#: Strings whose presence in an offline page would mean a network fetch of code, style or font.
+REMOTE_REFERENCE_PATTERNS = (
+    re.compile(r"""<script[^>]+src\s*=\s*["']?\s*(https?:)?//""", re.IGNORECASE),
+    re.compile(r"""<link[^>]+href\s*=\s*["']?\s*(https?:)?//""", re.IGNORECASE),
+    re.compile(r"""(src|href)\s*=\s*["']\s*https?://""", re.IGNORECASE),
+    re.compile(r"""url\(\s*["']?\s*(https?:)?//""", re.IGNORECASE),
+    re.compile(r"""@import""", re.IGNORECASE),
+)
+
+
+def remote_references(html_text: str) -> list[str]:
+    """Snippets of ``html_text`` that reference a remote script, stylesheet, image or font."""
+    found = []
+    for pat in REMOTE_REFERENCE_PATTERNS:
+        for mt in pat.finditer(html_text):
+            found.append(html_text[max(0, mt.start() - 20): mt.end() + 40])
+    return found
