@@ -445,7 +445,7 @@ def resolve_hosts(projects: pd.DataFrame, villages: gpd.GeoDataFrame, townships:
     hosts_gdf.attrs["labels_zh"] = dict(HOST_LABELS_ZH)
     unresolved_df = pd.DataFrame(unresolved, columns=list(UNRESOLVED_LABELS_ZH))
     unresolved_df.attrs["labels_zh"] = dict(UNRESOLVED_LABELS_ZH)
-    log.info("industry: %d hosts placed, %d unresolved", len(hosts_gdf), len(unresolved_df))
+    log.info("%d hosts placed, %d unresolved", len(hosts_gdf), len(unresolved_df))
     return hosts_gdf, unresolved_df
 
 
@@ -494,7 +494,7 @@ def product_totals(projects: pd.DataFrame, hosts: pd.DataFrame) -> pd.DataFrame:
         elif h["scale_assumed_split"].any():
             basis = "assumed even split"
         else:
-            basis = "plan: figure per village"
+            basis = "; ".join(sorted(set(h.loc[h["scale"].notna(), "scale_basis"])))
         stated = g["n_villages_stated"].dropna()
         rows.append({"category": cat, "product": prod, "product_en": g["product_en"].iloc[0],
                      "unit": unit, "plan_total": float(g["scale"].sum()),
@@ -535,7 +535,7 @@ def run(ctx: Context) -> StepResult:
     if n_poverty is not None and len(stated_poverty) and int(stated_poverty.max()) != n_poverty:
         notes.append(f"the plan puts some projects on {int(stated_poverty.max())} poverty villages; "
                      f"the villages layer flags {n_poverty}, and those are used.")
-        log.warning("industry: %s", notes[-1])
+        log.warning("%s", notes[-1])
 
     tw = ctx.township
     if tw:
