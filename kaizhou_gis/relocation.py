@@ -259,10 +259,13 @@ def flag_settlements(s: pd.DataFrame, plan: Plan, *, access: pd.DataFrame | None
     out["priority"] = prio.where(has_elev).round(1)
 
     zh, en = [], []
-    deep_pov = out.get("deep_poverty_village", pd.Series(False, index=out.index))
-    for i in out.index:
-        rz, re_ = _reasons(out.loc[i], r, known=access is not None and pd.notna(out.at[i, "tongchang"]),
-                           deep_poverty=bool(deep_pov.get(i, False)))
+    deep_pov = out.get("deep_poverty_village", pd.Series(False, index=out.index)).astype(bool)
+    fields = ["elevation_m", "above_threshold", "steep_terrain", "slope_deg", "deep_valley",
+              "valley_depth_m", "tongda", "tongchang", "remote", "network_km_to_seat",
+              "in_poverty_village"]
+    for row, dp in zip(out[fields].to_dict("records"), deep_pov):
+        rz, re_ = _reasons(row, r, known=access is not None and not pd.isna(row["tongchang"]),
+                           deep_poverty=bool(dp))
         zh.append("; ".join(rz))
         en.append("; ".join(re_))
     out["reasons_zh"] = zh
@@ -272,7 +275,7 @@ def flag_settlements(s: pd.DataFrame, plan: Plan, *, access: pd.DataFrame | None
     return out
 
 
-def _reasons(row: pd.Series, r: dict, *, known: bool, deep_poverty: bool) -> tuple[list[str], list[str]]:
+def _reasons(row: dict, r: dict, *, known: bool, deep_poverty: bool) -> tuple[list[str], list[str]]:
     """Chinese and English reason phrases of one settlement (criteria it meets)."""
     zh: list[str] = []
     en: list[str] = []
@@ -293,13 +296,13 @@ def _reasons(row: pd.Series, r: dict, *, known: bool, deep_poverty: bool) -> tup
         zh.append("道路通达情况未知")
         en.append("road access unknown")
     elif not bool(row["tongchang"]):
-        if pd.notna(row.get("tongda")) and not bool(row["tongda"]):
+        if not pd.isna(row.get("tongda")) and not bool(row["tongda"]):
             zh.append("不通公路")
             en.append("no motorable road")
         else:
             zh.append("无硬化路")
             en.append("no hardened road")
-    elif bool(row["remote"]):
+    elif not pd.isna(row["remote"]) and bool(row["remote"]):
         zh.append(f"距乡镇驻地 {row['network_km_to_seat']:.1f} km > {r['remote_km_to_seat']:g} km")
         en.append(f"{row['network_km_to_seat']:.1f} km by road to the township seat > "
                   f"{r['remote_km_to_seat']:g} km")
@@ -692,6 +695,10 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
     if synthetic:
         notes.append(f"{synthetic:,} of the {n:,} settlements are synthesized (source = synthetic); "
                      f"their positions, households and people are illustrative, not surveyed.")
+    if plan.source("relocation.threshold_m").startswith("command-line override"):
+        notes.append(f"The threshold was set on the command line to {r['threshold_m']:g} m; the plan's "
+                     f"{r['natural_villages_above_threshold']} natural villages and "
+                     f"{r['share_above_threshold_pct']} % refer to the plan's own threshold.")
     if township:
         notes.append(f"Limited to township {township}: the plan's figures are for the whole "
                      f"district, so the comparison only shows this township's part.")
