@@ -583,6 +583,9 @@ def run(ctx: Context) -> StepResult:
         "poverty_villages_in_layer": n_poverty,
         "split": split,
         "totals": totals_records,
+        "projects_per_township": {str(k): int(v) for k, v in
+                                  hosts.groupby(hosts["township_code"].astype(str))["project_id"]
+                                  .nunique().items()},
         "notes": notes,
     }
     files = {

@@ -343,6 +343,10 @@ def test_run_writes_tables_and_layer(tmp_path, villages, townships, seats):
     assert "500154103203" in set(layer["village_code"])
     unres = pd.read_csv(tmp_path / "industry/unresolved.csv", encoding="utf-8-sig", dtype=str)
     assert "铁桥镇+龙王村" in set(unres["host_text"])
+    per_tw = res.summary["projects_per_township"]
+    # 大进镇: vegetables, tea (township host), fish, biogas, demo village, manors, e-commerce, PV
+    assert per_tw["500154109"] == 8
+    assert per_tw["500154103"] == 3  # 金峰镇 中山村: citrus, grain, biogas
     totals = {t["product"]: t["plan_total"] for t in res.summary["totals"]}
     assert totals["山羊"] == 16890 and totals["村级光伏电站"] == 40500
 
@@ -352,6 +356,7 @@ def test_run_for_one_township_and_even_split_option(villages, townships, seats):
     assert sorted(res.data["projects"]["project_id"]) == ["IND01", "IND08", "IND13"]
     assert set(res.data["hosts"]["township_code"]) == {"500154103"}
     assert res.data["unresolved"].empty
+    assert res.summary["projects_per_township"] == {"500154103": 3}
     res = industry.run(_context(villages, townships, seats, split="even"))
     h = res.data["hosts"]
     assert h.loc[h["project_id"] == "IND09", "scale"].tolist() == [pytest.approx(16890 / 32)]
