@@ -280,85 +280,116 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
     ci = np.concatenate([np.asarray(pth, dtype=np.int64) for pth in paths if pth] or [np.zeros(0, int)])
     P = sp.csr_matrix((np.ones(len(ri)), (ri, ci)), shape=(K, E))
     Pc = P.tocsc()
-    rem = np.where(has_up, P @ ecost, np.inf)
-    chosen = np.zeros(E, dtype=bool)
-    edge_step = np.full(E, -1)
-    edge_phase = np.empty(E, dtype=object)
-    covered = np.zeros(K, dtype=bool)
-    option = np.full(K, "", dtype=object)
-    cand_step = np.full(K, -1)
+    rem0 = np.where(has_up, P @ ecost, np.inf)
     is_v = (cand["kind"] == "village").to_numpy()
     is_t = ~is_v
     was_da = cand["tongda"].to_numpy()
-    curve = [{"step": 0, "phase": "before", "work_ids": "", "cumulative_km": 0.0, "cumulative_cost_yuan": 0.0}]
-    state = {"km": 0.0, "cost": 0.0}
-    new_links: list[tuple[int, int, str]] = []  # (candidate, step, phase)
+    L_e = net.edges["length_m"].to_numpy()
+    st_: dict = {}
 
     def shares() -> dict:
-        cv = covered
+        cv = st_["covered"]
         return {"village_tongchang_pct": _pct(v_ok0 + int((cv & is_v).sum()), n_v),
                 "settlement_tongda_pct": _pct(t_da0 + int((cv & is_t & ~was_da).sum()), n_t),
                 "settlement_tongchang_pct": _pct(t_ch0 + int((cv & is_t).sum()), n_t)}
 
-    curve[0].update(shares())
+    def reset() -> None:
+        st_.update(rem=rem0.copy(), chosen=np.zeros(E, dtype=bool), edge_step=np.full(E, -1),
+                   edge_phase=np.empty(E, dtype=object), covered=np.zeros(K, dtype=bool),
+                   option=np.full(K, "", dtype=object), cand_step=np.full(K, -1), km=0.0, cost=0.0,
+                   new_links=[], curve=[], decisions=[])
+        st_["curve"].append({"step": 0, "phase": "before", "cand": None, "cumulative_km": 0.0,
+                             "cumulative_cost_yuan": 0.0, **shares()})
 
-    def take(k: int, phase: str, step: int) -> str:
-        m = rem[k]
-        if has_up[k] and m <= lcost[k]:
-            new_e = np.array([x for x in paths[k] if not chosen[x]], dtype=np.int64)
+    def add_edges(k: int, step: int, phase: str) -> None:
+        chosen, rem = st_["chosen"], st_["rem"]
+        new_e = np.array([x for x in paths[k] if not chosen[x]], dtype=np.int64)
+        if len(new_e):
+            chosen[new_e] = True
+            st_["edge_step"][new_e] = step
+            st_["edge_phase"][new_e] = phase
+            st_["km"] += float(L_e[new_e].sum()) / 1000.0
+            st_["cost"] += float(ecost[new_e].sum())
+            rem[:] = np.where(has_up, rem - Pc[:, new_e] @ ecost[new_e], np.inf)
+
+    def take(k: int, phase: str, step: int, force: str | None = None) -> None:
+        """Give point k a work (upgrade path or new link), then mark everyone it covers."""
+        rem, covered, option = st_["rem"], st_["covered"], st_["option"]
+        up = (force == "upgrade") if force else bool(has_up[k] and rem[k] <= lcost[k])
+        if up:
+            add_edges(k, step, phase)
             option[k] = "upgrade"
-            if len(new_e):
-                chosen[new_e] = True
-                edge_step[new_e] = step
-                edge_phase[new_e] = phase
-                state["km"] += float(net.edges["length_m"].to_numpy()[new_e].sum()) / 1000.0
-                state["cost"] += float(ecost[new_e].sum())
-                dec = Pc[:, new_e] @ ecost[new_e]
-                rem[:] = np.where(has_up, rem - dec, np.inf)
-            ids = f"edges:{len(new_e)}"
         else:
             option[k] = "new"
-            new_links.append((k, step, phase))
-            state["km"] += links[k]["km"]
-            state["cost"] += links[k]["cost"]
-            ids = "new"
+            st_["new_links"].append((k, step, phase))
+            st_["km"] += links[k]["km"]
+            st_["cost"] += links[k]["cost"]
         covered[k] = True
-        cand_step[k] = step
+        st_["cand_step"][k] = step
         free = ~covered & has_up & (rem <= 1e-6)
         option[free] = "free"
-        cand_step[free] = step
+        st_["cand_step"][free] = step
         covered[free] = True
-        return ids
+        st_["decisions"].append((k, phase))
+        st_["curve"].append({"step": step, "phase": phase, "cand": int(k), "cumulative_km": st_["km"],
+                             "cumulative_cost_yuan": st_["cost"], **shares()})
 
+    # pass 1: 100 % targets, forced points cheapest first
+    reset()
     unresolved = []
-    best0 = np.minimum(rem, lcost)
+    best0 = np.minimum(rem0, lcost)
     step = 0
     mand = np.flatnonzero(cand["mandatory"].to_numpy())
     for k in mand[np.argsort(best0[mand], kind="stable")]:
-        if covered[k]:
+        if st_["covered"][k]:
             continue
-        if not np.isfinite(min(rem[k], lcost[k])):
-            unresolved.append(k)
+        if not np.isfinite(min(st_["rem"][k], lcost[k])):
+            unresolved.append(int(k))
             continue
         step += 1
         take(int(k), "100% targets", step)
-        curve.append({"step": step, "phase": "100% targets", "cand": int(k),
-                      "cumulative_km": state["km"], "cumulative_cost_yuan": state["cost"], **shares()})
+    # pass 2: 80 % target, greedy by marginal cost
     need_t = math.ceil(float(p["settlement_tongchang_target_pct"]) / 100.0 * n_t - 1e-9)
     opt = np.flatnonzero(is_t & was_da)
-    while t_ch0 + int((covered & is_t).sum()) < need_t:
-        left = opt[~covered[opt]]
+    while t_ch0 + int((st_["covered"] & is_t).sum()) < need_t:
+        left = opt[~st_["covered"][opt]]
         if len(left) == 0:
             break
-        c = np.minimum(rem[left], lcost[left])
+        c = np.minimum(st_["rem"][left], lcost[left])
         j = int(np.argmin(c))
         if not np.isfinite(c[j]):
             unresolved.extend(left.tolist())
             break
         step += 1
         take(int(left[j]), "80% target", step)
-        curve.append({"step": step, "phase": "80% target", "cand": int(left[j]),
-                      "cumulative_km": state["km"], "cumulative_cost_yuan": state["cost"], **shares()})
+    # pass 3: a point given a new link early may have become cheaper to serve through upgrades
+    # chosen later for others: switch it (cheapest remaining upgrade first), then replay the
+    # decisions in their order so the works' steps and the cost curve match the final choice.
+    force = {k: ("new" if st_["option"][k] == "new" else "upgrade") for k, _ in st_["decisions"]}
+    rem_f = st_["rem"].copy()
+    chosen_f = st_["chosen"].copy()
+    switched = 0
+    for k, _, _ in sorted(st_["new_links"], key=lambda t: rem_f[t[0]]):
+        if has_up[k] and rem_f[k] <= lcost[k]:
+            force[k] = "upgrade"
+            switched += 1
+            new_e = np.array([x for x in paths[k] if not chosen_f[x]], dtype=np.int64)
+            if len(new_e):
+                chosen_f[new_e] = True
+                rem_f = np.where(has_up, rem_f - Pc[:, new_e] @ ecost[new_e], np.inf)
+    if switched:
+        decisions = list(st_["decisions"])
+        reset()
+        step = 0
+        for k, ph in decisions:
+            if st_["covered"][k]:
+                continue
+            step += 1
+            take(k, ph, step, force=force[k])
+        log.info("links: %d new link(s) replaced by shared upgrades", switched)
+    chosen, edge_step, edge_phase = st_["chosen"], st_["edge_step"], st_["edge_phase"]
+    option, new_links, curve = st_["option"], st_["new_links"], st_["curve"]
+    cand_step = st_["cand_step"]
 
     # ---- works table ----
     edges = net.edges

@@ -1,0 +1,193 @@
+"""Road access (通达/通畅) on hand-made networks where the answer is known, and the access step."""
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from rasterio.transform import from_origin
+from shapely.geometry import LineString, Point
+
+from kaizhou_gis import access
+from kaizhou_gis.layers import Layers
+from kaizhou_gis.network import DemGrid
+from kaizhou_gis.plan import load_plan
+
+CRS = "EPSG:4545"
+X0, Y0 = 500_000.0, 3_400_000.0
+SEAT = "500154001"
+
+
+def L(*pts):
+    return LineString([(X0 + x, Y0 + y) for x, y in pts])
+
+
+def P(x, y):
+    return Point(X0 + x, Y0 + y)
+
+
+def scenario() -> tuple[Layers, DemGrid]:
+    """One township; seat at the west end of a 5 km paved road.
+
+    R0 paved main road (vertices every km); R1 unpaved spur from the main road's vertex at 2 km;
+    R2 a paved fragment 5 km north; R3 a paved road crossing R0 at x = 3 km WITHOUT a shared vertex
+    (an overpass), so it is a separate fragment.
+    """
+    roads = gpd.GeoDataFrame(
+        {"road_id": ["R0", "R1", "R2", "R3"], "road_class": ["county", "track", "village", "village"],
+         "surface": ["paved", "unpaved", "paved", "paved"]},
+        geometry=[L((0, 0), (1000, 0), (2000, 0), (3000, 0), (4000, 0), (5000, 0)),
+                  L((2000, 0), (2000, 2000)), L((0, 5000), (1000, 5000)),
+                  L((3000, -1000), (3000, 1000))], crs=CRS)
+    seats = gpd.GeoDataFrame({"township_code": [SEAT], "name": ["汉丰街道"]}, geometry=[P(0, 0)], crs=CRS)
+    villages = gpd.GeoDataFrame(
+        {"village_code": [f"500154001{i:03d}" for i in range(1, 7)], "name": list("ABCDEF"),
+         "township_code": SEAT, "kind": "村", "households": 100, "population": 300},
+        geometry=[P(1500, 100),   # A: beside the paved main road
+                  P(2100, 1500),  # B: beside the unpaved spur
+                  P(500, 5100),   # C: beside the disconnected fragment
+                  P(4000, 900),   # D: 900 m from any road
+                  P(4500, 300),   # E: 300 m from the edge, 583 m from its nearest vertex
+                  P(3050, 800)],  # F: beside the overpass road
+        crs=CRS)
+    settlements = gpd.GeoDataFrame(
+        {"settlement_id": ["S1", "S2", "S3"], "name": ["一组", "二组", "三组"],
+         "village_code": ["500154001001", "500154001002", "500154001003"],
+         "households": [40, 10, 5], "population": [120, 20, 100]},
+        geometry=[P(1500, -50), P(2050, 1900), P(900, 4950)], crs=CRS)
+    tw = gpd.GeoDataFrame({"township_code": [SEAT], "name": ["汉丰街道"], "kind": ["街道"]},
+                          geometry=[P(2500, 2500).buffer(9000)], crs=CRS)
+    layers = Layers(boundary=tw, townships=tw, township_seats=seats, villages=villages,
+                    settlements=settlements, roads=roads, dem_path="")
+    z = np.full((100, 100), 300.0) + np.arange(100)[None, :] * 0.5
+    dem = DemGrid(values=z, transform=from_origin(X0 - 2000, Y0 + 8000, 100.0, 100.0), crs=CRS)
+    return layers, dem
+
+
+@pytest.fixture(scope="module")
+def result():
+    layers, dem = scenario()
+    return access.analyse(layers, load_plan(), dem=dem)
+
+
+def by_name(res, layers):
+    return res.villages.set_axis(layers.villages["name"])
+
+
+def test_village_on_paved_road_is_tongda_and_tongchang(result):
+    v = by_name(result, scenario()[0]).loc["A"]
+    assert v["tongda"] and v["tongchang"]
+    assert v["snap_distance_m"] == pytest.approx(100.0)
+    assert v["network_km_to_seat"] == pytest.approx(1.5)
+    assert v["network_km_to_county"] == pytest.approx(1.5)
+    assert v["travel_min_to_seat"] == pytest.approx(1.5 / 40 * 60, abs=0.05)  # county road 40 km/h
+    assert v["reason"] == ""
+
+
+def test_village_on_unpaved_spur_is_tongda_not_tongchang(result):
+    v = by_name(result, scenario()[0]).loc["B"]
+    assert v["tongda"] and not v["tongchang"]
+    assert v["road_id"] == "R1"
+    # 2 km along the main road, then 1.5 km up the spur to the projection point
+    assert v["network_km_to_seat"] == pytest.approx(3.5)
+    assert "unpaved" in v["reason"]
+
+
+def test_fragment_not_connected_to_seat_is_neither(result):
+    v = by_name(result, scenario()[0]).loc["C"]
+    assert not v["tongda"] and not v["tongchang"]
+    assert np.isnan(v["network_km_to_seat"])
+    assert "fragment" in v["reason"]
+
+
+def test_overpass_road_does_not_connect(result):
+    v = by_name(result, scenario()[0]).loc["F"]
+    assert v["road_id"] == "R3" and v["snap_distance_m"] == pytest.approx(50.0)
+    assert not v["tongda"] and "fragment" in v["reason"]
+
+
+def test_beyond_reach_distance_says_so(result):
+    v = by_name(result, scenario()[0]).loc["D"]
+    assert not v["tongda"] and not v["tongchang"]
+    assert v["snap_distance_m"] == pytest.approx(900.0)
+    assert v["reason"] == "no road within 500 m (nearest 900 m)"
+
+
+def test_snapping_picks_nearest_edge_not_vertex(result):
+    v = by_name(result, scenario()[0]).loc["E"]
+    # nearest vertex is 583 m away (beyond reach); the edge itself is 300 m away
+    assert v["snap_distance_m"] == pytest.approx(300.0)
+    assert v["tongchang"]
+    assert v["network_km_to_seat"] == pytest.approx(4.5)
+
+
+def test_every_input_row_once_with_reason_when_not_reached(result):
+    layers, _ = scenario()
+    assert result.villages.index.equals(layers.villages.index)
+    assert result.settlements.index.equals(layers.settlements.index)
+    not_reached = ~result.villages["tongchang"]
+    assert (result.villages.loc[not_reached, "reason"] != "").all()
+    assert (result.villages.loc[~not_reached, "reason"] == "").all()
+
+
+def test_snap_to_edges_projection_and_mask():
+    layers, _ = scenario()
+    from kaizhou_gis.network import build_network, network_settings
+    net = build_network(layers.roads, **network_settings(load_plan()))
+    pts = gpd.GeoSeries([P(1000, 1500), Point()], crs=CRS)
+    s = access.snap_to_edges(pts, net.edges)
+    e = net.edges.iloc[s["edge"].iloc[0]]
+    assert e["road_id"] == "R1" and s["along_m"].iloc[0] == pytest.approx(1500.0)
+    assert s["snap_distance_m"].iloc[0] == pytest.approx(1000.0)
+    assert s["edge"].iloc[1] == -1 and np.isnan(s["snap_distance_m"].iloc[1])
+    sp = access.snap_to_edges(pts, net.edges, mask=net.edges["paved"].to_numpy())
+    assert net.edges.iloc[sp["edge"].iloc[0]]["road_id"] == "R0"
+    assert sp["snap_distance_m"].iloc[0] == pytest.approx(1500.0)
+
+
+def test_settlement_target_group_and_scorecard(result):
+    layers, _ = scenario()
+    plan = load_plan()
+    s = layers.settlements
+    tg = access.target_group(s, households_min=30, population_min=100)
+    assert tg.tolist() == [True, False, True]  # 40 households; 10/20; 5 households but 100 people
+    st = result.settlements.assign(township_code=access.settlement_township(s, layers.villages), target_group=tg)
+    vt = result.villages.assign(township_code=layers.villages["township_code"])
+    sc = access.scorecard(vt, st, plan, township_names={SEAT: "汉丰街道"})
+    assert sc["villages"] == 6 and sc["villages_tongchang"] == 2
+    assert sc["village_tongchang_pct"] == pytest.approx(33.33)
+    # S1 beside the main road (通畅), S3 on the fragment (neither)
+    assert sc["target_settlements"] == 2
+    assert sc["settlement_tongda_pct"] == pytest.approx(50.0)
+    assert sc["settlement_tongchang_pct"] == pytest.approx(50.0)
+    assert sc["met"] == {"village_tongchang": False, "settlement_tongda": False, "settlement_tongchang": False}
+    assert sc["per_township"][0]["township_name"] == "汉丰街道"
+    assert sc["per_township"][0]["villages_tongchang"] == 2
+
+
+def test_own_township_seat_is_used():
+    layers, dem = scenario()
+    # a second township whose seat is on the fragment R2: village C belongs to it -> reached
+    seats = pd.concat([layers.township_seats, gpd.GeoDataFrame(
+        {"township_code": ["500154118"], "name": ["大进镇"]}, geometry=[P(0, 5000)], crs=CRS)],
+        ignore_index=True)
+    villages = layers.villages.copy()
+    villages.loc[2, "township_code"] = "500154118"
+    lay = Layers(**{**layers.__dict__, "township_seats": gpd.GeoDataFrame(seats, crs=CRS),
+                    "villages": villages})
+    res = access.analyse(lay, load_plan(), dem=dem)
+    c = res.villages.loc[2]
+    assert c["tongda"] and c["tongchang"]
+    assert c["network_km_to_seat"] == pytest.approx(0.5)
+    assert np.isnan(c["network_km_to_county"])  # the county seat is on another component
+    # village A stays measured against 汉丰街道
+    assert res.villages.loc[0, "network_km_to_seat"] == pytest.approx(1.5)
+
+
+def test_missing_seat_gives_reason():
+    layers, dem = scenario()
+    villages = layers.villages.copy()
+    villages.loc[0, "township_code"] = "500154999"
+    res = access.analyse(Layers(**{**layers.__dict__, "villages": villages}), load_plan(), dem=dem)
+    assert not res.villages.loc[0, "tongda"]
+    assert "no seat" in res.villages.loc[0, "reason"]

@@ -1,0 +1,193 @@
+"""Gap-closing works: options, choice, cost curve, apply_works, and targets met after the works."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from rasterio.transform import from_origin
+from shapely.geometry import LineString
+
+from kaizhou_gis import access, links
+from kaizhou_gis.layers import Layers
+from kaizhou_gis.network import DemGrid
+from kaizhou_gis.plan import load_plan
+
+from test_access import CRS, SEAT, X0, Y0, L, P, scenario
+
+
+def tables(layers, res, plan):
+    p = plan.section("access")
+    s = layers.settlements
+    tg = access.target_group(s, households_min=p["settlement_households_min"],
+                             population_min=p["settlement_population_min"])
+    vt = layers.villages.join(res.villages[["tongda", "tongchang"]])
+    st = s.assign(township_code=access.settlement_township(s, layers.villages), target_group=tg) \
+        .join(res.settlements[["tongda", "tongchang"]])
+    return vt, st
+
+
+@pytest.fixture(scope="module")
+def planned():
+    layers, dem = scenario()
+    plan = load_plan()
+    res = access.analyse(layers, plan, dem=dem)
+    vt, st = tables(layers, res, plan)
+    return layers, dem, plan, res, links.plan_works(res, vt, st, plan=plan, dem=dem)
+
+
+def test_unpaved_spur_is_upgraded_and_cut_off_points_get_new_links(planned):
+    layers, dem, plan, res, wp = planned
+    w = wp.works
+    up = w[w["type"] == "upgrade"]
+    # village B: upgrading the 2 km spur (flat terrain, 400,000 yuan/km) beats a 1.5 km new link
+    assert up["road_id"].tolist() == ["R1"]
+    assert up["km"].iloc[0] == pytest.approx(2.0)
+    assert up["cost_yuan"].iloc[0] == pytest.approx(800_000.0)
+    assert up["beneficiaries"].iloc[0] == "500154001002"
+    new = w[w["type"] == "new"].set_index("beneficiaries")
+    # C and settlement S3 (fragment), D (900 m from a road) and F (overpass fragment) need new links
+    assert sorted(new.index) == ["500154001003", "500154001004", "500154001006", "S3"]
+    # D: straight north-south over flat ground to the main road 900 m away
+    assert new.loc["500154001004", "km"] == pytest.approx(0.9, abs=0.05)
+    assert new.loc["500154001004", "cost_yuan"] == pytest.approx(new.loc["500154001004", "km"] * 800_000.0, rel=1e-3)
+    assert (w["max_grade_pct"].fillna(0) <= plan["links.max_grade_pct"] + 1e-9).all()
+    assert wp.unresolved.empty
+
+
+def test_cost_curve_runs_from_before_to_targets(planned):
+    *_, wp = planned
+    cc = wp.cost_curve
+    assert cc["step"].tolist() == list(range(len(cc)))
+    assert cc["cumulative_cost_yuan"].is_monotonic_increasing
+    assert cc["village_tongchang_pct"].iloc[0] == pytest.approx(33.33)
+    assert cc["village_tongchang_pct"].iloc[-1] == pytest.approx(100.0)
+    assert cc["settlement_tongda_pct"].iloc[-1] == pytest.approx(100.0)
+    assert cc["cumulative_cost_yuan"].iloc[-1] == pytest.approx(wp.works["cost_yuan"].sum(), abs=2)
+    assert wp.totals["total_km"] == pytest.approx(wp.works["km"].sum(), abs=1e-3)
+    assert wp.totals["plan_roads_km"] == 2200.0
+
+
+def test_applying_works_meets_targets(planned):
+    layers, dem, plan, res, wp = planned
+    roads2 = links.apply_works(layers.roads, wp.works, plan=plan)
+    assert len(layers.roads) == 4  # input untouched
+    r1 = roads2[roads2["road_id"].str.startswith("R1")]
+    assert r1["surface"].tolist() == ["paved"] and r1["source"].iloc[0] == "upgraded by U0001"
+    after = access.analyse(layers, plan, dem=dem, roads=roads2)
+    assert after.villages["tongchang"].all()
+    vt, st = tables(layers, after, plan)
+    sc = access.scorecard(vt, st, plan)
+    assert all(sc["met"].values())
+
+
+def test_shared_upgrade_counted_once():
+    layers, dem = scenario()
+    plan = load_plan()
+    # two more villages along the spur share its upgrade
+    extra = gpd.GeoDataFrame({"village_code": ["500154001007", "500154001008"], "name": ["G", "H"],
+                              "township_code": SEAT, "kind": "村", "households": 50, "population": 150},
+                             geometry=[P(1950, 800), P(2060, 1950)], crs=CRS)
+    v = pd.concat([layers.villages, extra], ignore_index=True)
+    lay = Layers(**{**layers.__dict__, "villages": gpd.GeoDataFrame(v, crs=CRS)})
+    res = access.analyse(lay, plan, dem=dem)
+    vt, st = tables(lay, res, plan)
+    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    up = wp.works[wp.works["type"] == "upgrade"]
+    assert len(up) == 1 and up["cost_yuan"].sum() == pytest.approx(800_000.0)
+    assert sorted(up["beneficiaries"].iloc[0].split(";")) == ["500154001002", "500154001007", "500154001008"]
+
+
+def test_eighty_percent_target_takes_cheapest_settlements_first():
+    layers, dem = scenario()
+    plan = load_plan()
+    # five target settlements: one on the main road (通畅), four on unpaved spurs of growing length
+    roads = pd.concat([layers.roads, gpd.GeoDataFrame(
+        {"road_id": [f"T{i}" for i in range(4)], "road_class": "track", "surface": "unpaved"},
+        geometry=[L((x, 0), (x, -length)) for x, length in ((500, 300), (1500, 600), (2500, 900), (3500, 1200))],
+        crs=CRS)], ignore_index=True)
+    # the main road needs vertices where the spurs join
+    roads.loc[0, "geometry"] = L((0, 0), (500, 0), (1000, 0), (1500, 0), (2000, 0), (2500, 0), (3000, 0),
+                                 (3500, 0), (4000, 0), (5000, 0))
+    st = gpd.GeoDataFrame({"settlement_id": ["A", "B", "C", "D", "E"], "name": list("abcde"),
+                           "village_code": "500154001001", "households": 50, "population": 150},
+                          geometry=[P(1200, -20), P(520, -300), P(1520, -600), P(2520, -900), P(3520, -1200)],
+                          crs=CRS)
+    village = layers.villages.iloc[[0]].copy()
+    village["geometry"] = [P(1200, 60)]  # beside the paved main road only
+    lay = Layers(**{**layers.__dict__, "roads": gpd.GeoDataFrame(roads, crs=CRS), "settlements": st,
+                    "villages": village})
+    res = access.analyse(lay, plan, dem=dem)
+    assert res.settlements["tongchang"].tolist() == [True, False, False, False, False]
+    vt, st2 = tables(lay, res, plan)
+    wp = links.plan_works(res, vt, st2, plan=plan, dem=dem)
+    # 80 % of 5 = 4: the three cheapest spurs (300, 600, 900 m) are upgraded, not the 1.2 km one
+    assert sorted(wp.works["road_id"]) == ["T0", "T1", "T2"]
+    assert wp.works["phase"].unique().tolist() == ["80% target"]
+    assert wp.cost_curve["settlement_tongchang_pct"].tolist() == [20.0, 40.0, 60.0, 80.0]
+    assert wp.totals["cost_yuan"] == pytest.approx(1.8 * 400_000.0)
+
+
+def test_no_link_over_a_wall_is_reported():
+    layers, _ = scenario()
+    plan = load_plan()
+    # village D sits in a pit walled in by cliffs far steeper than the maximum grade
+    z = np.full((100, 100), 300.0)
+    rr, cc = np.mgrid[0:100, 0:100]
+    x = X0 - 2000 + (cc + 0.5) * 100
+    y = Y0 + 8000 - (rr + 0.5) * 100
+    ring = (np.abs(x - (X0 + 4000)) <= 300) & (np.abs(y - (Y0 + 900)) <= 300)
+    inner = (np.abs(x - (X0 + 4000)) <= 100) & (np.abs(y - (Y0 + 900)) <= 100)
+    z[ring & ~inner] = 900.0
+    dem = DemGrid(values=z, transform=from_origin(X0 - 2000, Y0 + 8000, 100.0, 100.0), crs=CRS)
+    res = access.analyse(layers, plan, dem=dem)
+    vt, st = tables(layers, res, plan)
+    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    u = wp.unresolved.set_index("id")
+    assert list(u.index) == ["500154001004"]
+    assert "no new link under 12 % grade" in u.loc["500154001004", "reason"]
+    assert "500154001004" not in ";".join(wp.works["beneficiaries"])
+
+
+def test_apply_works_cuts_road_at_upgraded_stretch():
+    roads = gpd.GeoDataFrame({"road_id": ["R"], "road_class": ["village"], "surface": ["unpaved"]},
+                             geometry=[L((0, 0), (1000, 0), (2000, 0), (3000, 0))], crs=CRS)
+    works = gpd.GeoDataFrame({"work_id": ["U0001", "N0001"], "type": ["upgrade", "new"], "road_id": ["R", ""]},
+                             geometry=[L((1000, 0), (2000, 0)), L((3000, 0), (3000, 500))], crs=CRS)
+    out = links.apply_works(roads, works)
+    assert out["road_id"].tolist() == ["R#1", "R#2", "R#3", "N0001"]
+    assert out["surface"].tolist() == ["unpaved", "paved", "unpaved", "paved"]
+    assert out.length.round(6).tolist() == [1000.0, 1000.0, 1000.0, 500.0]
+    assert out.geometry.iloc[1].coords[0] == (X0 + 1000, Y0)
+    with pytest.raises(ValueError, match="road_id X"):
+        links.apply_works(roads, works.assign(road_id=["X", ""]))
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "layers" / "kaizhou.gpkg"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED.exists(), reason="shipped layers not built")
+def test_shipped_layers_meet_targets_after_works():
+    from kaizhou_gis.layers import load_layers
+    from kaizhou_gis.pipeline import Context
+
+    plan = load_plan()
+    layers = load_layers(None, plan=plan)
+    res = access.run(Context(layers=layers, plan=plan))
+    works = res.data["works"]
+    roads2 = links.apply_works(layers.roads, works, plan=plan)
+    dem = access.read_dem(layers, plan)
+    after = access.analyse(layers, plan, dem=dem, roads=roads2)
+    vt, st = res.data["villages"], res.data["settlements"]
+    unresolved = set(res.data["unresolved"]["id"])
+    v_ok = after.villages.loc[vt.index, "tongchang"] | vt["village_code"].isin(unresolved)
+    assert v_ok.all()
+    tg = st["target_group"]
+    s_da = after.settlements.loc[st.index, "tongda"] | st["settlement_id"].isin(unresolved)
+    assert s_da[tg].all()
+    assert after.settlements.loc[st.index[tg], "tongchang"].mean() * 100 >= 80.0 - 1e-9
+    new = works[works["type"] == "new"]
+    assert (new["max_grade_pct"] <= plan["links.max_grade_pct"] + 1e-9).all()
