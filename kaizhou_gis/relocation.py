@@ -53,7 +53,7 @@ import shapely
 
 from kaizhou_gis.errors import KaizhouGISError, LayerError, StepError, format_ids
 from kaizhou_gis.plan import Plan
-from kaizhou_gis.terrain import point_terrain
+from kaizhou_gis.terrain import point_terrain, zonal_stats
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ LABELS_ZH: dict[str, str] = {
     "site_capacity_households": "安置容量(户)", "max_elevation_m": "最高海拔(米)",
     "year": "年度", "quota_people": "计划人数", "people": "人数",
     "assigned_households_total": "已安置户数", "unassigned_households": "未安置户数",
+    "mean_elevation_m": "平均海拔(米)", "area_above_threshold_pct": "超过阈值的面积比例(%)",
 }
 
 _STATUS = ("candidate", "not_candidate", "no_elevation")
@@ -798,6 +799,10 @@ def run(ctx) -> "StepResult":  # noqa: F821 - imported lazily to avoid a cycle
         s["schedule_year"] = pd.Series(pd.NA, index=s.index, dtype="Int64")
         s.loc[cand, "schedule_year"] = schedule_years(s[cand], r["yearly_people"])
         sites, evaluated, site_origin = _site_points(ctx, dem)
+        tws = layers.townships if not ctx.township else \
+            layers.townships[layers.townships["township_code"].astype(str) == ctx.township]
+        tw_terrain = zonal_stats(tws.geometry, dem, threshold_m=float(r["threshold_m"]))
+        tw_terrain.index = tws["township_code"].astype(str).to_numpy()
     assignment, unassigned = assign_households(
         s[cand], sites, max_distance_km=float(sp["max_distance_km"]),
         other_township_penalty_km=float(sp["other_township_penalty_km"]))
@@ -824,9 +829,12 @@ def run(ctx) -> "StepResult":  # noqa: F821 - imported lazily to avoid a cycle
     _labelled(candidates)
     villages = rollup_villages(full, layers.villages if not ctx.township else
                                layers.villages[layers.villages["township_code"].astype(str) == ctx.township])
-    tws = layers.townships if not ctx.township else \
-        layers.townships[layers.townships["township_code"].astype(str) == ctx.township]
     townships = rollup_townships(full, tws, sites)
+    tw_terrain = tw_terrain[~tw_terrain.index.duplicated()]
+    townships["mean_elevation_m"] = townships["township_code"].map(tw_terrain["mean_m"]).round(1)
+    townships["area_above_threshold_pct"] = townships["township_code"].map(
+        tw_terrain["share_above_pct"]).round(1)
+    _labelled(townships)
 
     years = sorted(r["yearly_people"], key=int)
     sched_rows = []
@@ -912,7 +920,7 @@ def run(ctx) -> "StepResult":  # noqa: F821 - imported lazily to avoid a cycle
         "relocation/candidates.csv": candidates,
         "relocation/candidates.xlsx": {"candidates": candidates, "villages": villages,
                                        "townships": townships, "schedule": schedule,
-                                       "sites": pd.DataFrame(sites_out.drop(columns=sites_out.geometry.name)),
+                                       "sites": _labelled(pd.DataFrame(sites_out.drop(columns=sites_out.geometry.name))),
                                        "assignment": assignment, "unassigned": unassigned},
         "relocation/villages.csv": villages,
         "relocation/townships.csv": townships,

@@ -200,6 +200,11 @@ def test_rollups_and_summary(layers):
     assert v.loc["500154102001", "candidate_population"] == 70
     t = res.data["townships"].set_index("township_code")
     assert t.loc["500154101", "candidate_population"] == 40 and t.loc["500154102", "candidates"] == 1
+    # township 102 (108.05-108.17E) holds DEM cells 60-119 of rows 0-119 (the rest is off the DEM):
+    # of its 7,200 cells on the DEM, 400 are the 1,200 m plateau and 40 x 20 ramp cells exceed 800 m
+    ramp = 300 + 45 * (np.arange(60, 80) - 40)
+    expected = 100 * (400 + 40 * (ramp > 800).sum()) / 7200
+    assert t.loc["500154102", "area_above_threshold_pct"] == pytest.approx(expected, abs=0.3)
     pc = res.summary["plan_comparison"]
     assert pc["above_threshold"] == {"layer": 2, "plan": 340}
     assert pc["people"]["candidate_population"] == 110 and pc["people"]["plan_target"] == 16900
