@@ -61,6 +61,8 @@ def snap_to_edges(points: gpd.GeoSeries, edges: gpd.GeoDataFrame, *,
                   mask: np.ndarray | None = None) -> pd.DataFrame:
     """Nearest edge of every point, by projection onto the lines (not nearest vertex).
 
+    Among edges at exactly the same distance (a point on a junction) a paved one is taken.
+
     Parameters
     ----------
     points : GeoSeries
@@ -86,8 +88,14 @@ def snap_to_edges(points: gpd.GeoSeries, edges: gpd.GeoDataFrame, *,
     lines = edges.geometry.to_numpy()[cand]
     tree = shapely.STRtree(lines)
     pts = geoms[ok]
-    (pi, ti), dist = tree.query_nearest(pts, return_distance=True, all_matches=False)
+    (pi, ti), dist = tree.query_nearest(pts, return_distance=True, all_matches=True)
     e = cand[ti]
+    # equidistant edges (a point on a node where roads meet): paved first, then lowest id
+    paved = edges["paved"].to_numpy()[e] if "paved" in edges.columns else np.zeros(len(e), bool)
+    order = np.lexsort((e, ~paved, pi))
+    pi, e, dist = pi[order], e[order], dist[order]
+    first = np.r_[True, pi[1:] != pi[:-1]]
+    pi, e, dist = pi[first], e[first], dist[first]
     along = shapely.line_locate_point(edges.geometry.to_numpy()[e], pts[pi])
     rows = np.flatnonzero(ok)[pi]
     out.iloc[rows, 0] = e

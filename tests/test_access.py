@@ -191,3 +191,41 @@ def test_missing_seat_gives_reason():
     res = access.analyse(Layers(**{**layers.__dict__, "villages": villages}), load_plan(), dem=dem)
     assert not res.villages.loc[0, "tongda"]
     assert "no seat" in res.villages.loc[0, "reason"]
+
+
+def test_step_on_tiny_layer_set(tmp_path):
+    from layerset import write_layerset
+
+    from kaizhou_gis import outputs
+    from kaizhou_gis.layers import load_layers
+    from kaizhou_gis.pipeline import Context
+
+    plan = load_plan()
+    layers = load_layers(write_layerset(tmp_path / "layers"), plan=plan)
+    res = access.run(Context(layers=layers, plan=plan))
+    assert set(res.files) == {"access/villages.csv", "access/settlements.csv", "access/access.gpkg",
+                              "access/scorecard.json", "access/works.gpkg", "access/cost_curve.csv"}
+    v, s = res.data["villages"], res.data["settlements"]
+    assert v.index.equals(layers.villages.index) and s.index.equals(layers.settlements.index)
+    assert v["village_code"].is_unique and s["settlement_id"].is_unique
+    # 红旗村 sits on the junction of paved R3 and unpaved R5: the paved road wins the tie
+    hq = v.set_index("village_code").loc["500154118201"]
+    assert hq["tongchang"] and hq["snap_distance_m"] == pytest.approx(0.0, abs=0.01)
+    # 白泉村 lies on the unpaved R4 only
+    bq = v.set_index("village_code").loc["500154118202"]
+    assert bq["tongda"] and not bq["tongchang"] and bq["work_ids"].startswith("U")
+    assert (v.loc[~v["tongchang"], "reason"] != "").all()
+    sc = res.files["access/scorecard.json"]
+    assert sc["before"]["village_tongchang_pct"] == pytest.approx(66.67)
+    assert all(sc["after"]["met"].values())
+    assert sc["parameters"]["access.reach_distance_m"]["value"] == 500.0
+    assert {"before", "after"} <= set(res.data["scorecard"])
+    assert res.summary["headline"][0].startswith("villages 通畅 66.7% → 100.0%")
+    paths = outputs.write_products(tmp_path / "out", res.files)
+    assert len(paths) == 6
+    back = gpd.read_file(tmp_path / "out" / "access" / "access.gpkg", layer="edges")
+    assert {"length_m", "surface", "road_class", "grade_pct", "travel_min"} <= set(back.columns)
+    # township filter: only 大进镇's rows
+    res2 = access.run(Context(layers=layers, plan=plan, options={"township": "500154118"}))
+    assert set(res2.data["villages"]["township_code"]) == {"500154118"}
+    assert set(res2.data["settlements"]["township_code"]) == {"500154118"}
