@@ -1,0 +1,258 @@
+"""Assemble the default layers: real administrative parts + synthesized terrain, places, roads."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from rasterio.features import geometry_mask
+from shapely.geometry import Point, Polygon
+from shapely.ops import nearest_points
+
+from kaizhou_gis import outputs
+from kaizhou_gis.demo import admin as adm
+from kaizhou_gis.demo import dem as demmod
+from kaizhou_gis.demo import noise
+from kaizhou_gis.demo import roads as roadmod
+from kaizhou_gis.demo import settle
+from kaizhou_gis.terrain import slope_deg
+
+log = logging.getLogger(__name__)
+
+#: Where the main river leaves the district (澎溪河 towards 云阳; approximate) and its level.
+OUTLET_NEAR_LONLAT = (108.68, 31.08)
+OUTLET_ELEVATION_M = 145.0
+SRC_VILLAGE = "NBS 2023 (code, name); location, households, population: synthetic"
+SRC_SETTLEMENT = "synthetic (location, name, households, population)"
+SRC_TOWNSHIP = "NBS 2023 (code, name); polygon: synthetic (Voronoi of seats clipped to boundary, approximate)"
+SRC_ROAD = "synthetic (least-cost path over the synthetic DEM)"
+
+
+@dataclass
+class Built:
+    """Everything the build produced (EPSG:4326 vector layers, int16 DEM)."""
+
+    layers: dict[str, gpd.GeoDataFrame]
+    dem: np.ndarray
+    grid: demmod.Grid
+    stats: dict = field(default_factory=dict)
+
+
+def _fill_elevations(ll: np.ndarray, elev: np.ndarray) -> np.ndarray:
+    """Unknown seat elevations: mean of the three nearest known seats (river nodes only)."""
+    out = elev.copy()
+    known = np.isfinite(elev)
+    for i in np.flatnonzero(~known):
+        d = np.hypot(*(ll[known] - ll[i]).T)
+        out[i] = float(np.mean(elev[known][np.argsort(d)[:3]]))
+    return out
+
+
+def _synthetic_admin(scale: int, rng: np.random.Generator) -> tuple[adm.Admin, np.ndarray]:
+    """A purely synthetic district ``scale`` times Kaizhou's size (no real parts)."""
+    area_km2 = 3964.0 * scale
+    lon0, lat0 = 108.4, 31.25
+    # wobbly ellipse of the right area (equirectangular metres)
+    kx = 111_320.0 * np.cos(np.radians(lat0))
+    ky = 110_574.0
+    th = np.linspace(0, 2 * np.pi, 361)[:-1]
+    ph = rng.uniform(0, 2 * np.pi, 2)
+    wob = 1.0 + 0.12 * np.sin(3 * th + ph[0]) + 0.06 * np.sin(5 * th + ph[1])
+    base_area = 0.5 * np.sum(wob ** 2) * (2 * np.pi / len(th))  # area of r = wob (unit R)
+    R = np.sqrt(area_km2 * 1e6 / base_area)
+    xs, ys = R * wob * np.cos(th) * 1.2, R * wob * np.sin(th) / 1.2
+    poly = Polygon(np.column_stack([lon0 + xs / kx, lat0 + ys / ky]))
+    boundary = gpd.GeoDataFrame({"code": ["900000"], "name": [f"合成区x{scale}"],
+                                 "source": [f"synthetic (benchmark district, scale {scale})"]},
+                                geometry=[poly], crs="EPSG:4326")
+    n_t = 40 * scale
+    pts = []
+    minx, miny, maxx, maxy = poly.bounds
+    while len(pts) < n_t:
+        x, y = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
+        if poly.buffer(-0.02).contains(Point(x, y)):
+            if all(np.hypot(x - a, y - b) > 0.03 for a, b in pts):
+                pts.append((x, y))
+    kinds = ["街道"] * (2 * scale) + ["镇"] * (33 * scale) + ["乡"] * (5 * scale)
+    codes = [f"{900000000 + i + 1}" for i in range(n_t)]
+    names = [f"合成{i + 1}{k}" for i, k in enumerate(kinds)]
+    townships = pd.DataFrame({"township_code": codes, "name": names, "kind": kinds})
+    seats = gpd.GeoDataFrame({"township_code": codes, "name": names,
+                              "elevation_m": np.nan, "source": "synthetic"},
+                             geometry=[Point(x, y) for x, y in pts], crs="EPSG:4326")
+    per = rng.multinomial(535 * scale - 2 * n_t, np.full(n_t, 1.0 / n_t)) + 2
+    rows = []
+    for code, k_t, n_v in zip(codes, kinds, per):
+        n_c = max(1, int(round(n_v * (0.6 if k_t == "街道" else 0.12))))
+        for j in range(n_v):
+            is_c = j < n_c
+            vc = f"{code}{j + 1:03d}"
+            nm = f"合成{j + 1}{'社区' if is_c else '村'}"
+            rows.append({"village_code": vc, "name": nm,
+                         "name_full": nm + ("居民委员会" if is_c else "村民委员会"),
+                         "township_code": code, "kind": "社区" if is_c else "村"})
+    villages = pd.DataFrame(rows)
+    empty = pd.DataFrame(columns=["township", "village", "township_code", "village_code", "sentence"])
+    return adm.Admin(boundary, townships, seats, villages, empty), np.zeros(0)
+
+
+def build_layers(*, seed: int, scale: int = 1) -> Built:
+    """Build every layer in memory (no file is written here)."""
+    ss = np.random.SeedSequence(seed)
+    r_admin, r_dem, r_village, r_settle, r_roads = (np.random.default_rng(s) for s in ss.spawn(5))
+    real = scale == 1
+    if real:
+        a = adm.read_admin()
+    else:
+        a, _ = _synthetic_admin(scale, r_admin)
+    bpoly = a.boundary.geometry.iloc[0]
+    grid = demmod.grid_for_bounds(*bpoly.bounds)
+    inside = ~geometry_mask([bpoly], out_shape=grid.shape, transform=grid.transform)
+    if real:
+        coarse, ctr = adm.itur_trend_source()
+        trend = demmod.trend_from_coarse(grid, coarse, ctr)
+    else:
+        f = noise.fractal(grid.shape, r_dem, beta=3.0)
+        trend = 650.0 + 380.0 * f
+    seats = a.seats
+    ll = np.column_stack([seats.geometry.x, seats.geometry.y])
+    if not real:
+        r, c = grid.cell_of(ll[:, 0], ll[:, 1])
+        seats = seats.copy()
+        seats["elevation_m"] = np.round(160.0 + 0.45 * np.maximum(trend[r, c] - 300.0, 0.0))
+        a.seats = seats
+    elev = seats["elevation_m"].to_numpy(dtype=float)
+    node_elev = _fill_elevations(ll, elev)
+    op = nearest_points(bpoly.exterior, Point(*OUTLET_NEAR_LONLAT))[0] if real else \
+        nearest_points(bpoly.exterior, Point(bpoly.bounds[2], bpoly.centroid.y))[0]
+    cx, cy = bpoly.centroid.x, bpoly.centroid.y
+    vx, vy = op.x - cx, op.y - cy
+    norm = float(np.hypot(vx, vy))
+    outlet = (op.x + 0.02 * vx / norm, op.y + 0.02 * vy / norm)
+    nodes = np.vstack([ll, [outlet]])
+    nodes_e = np.concatenate([node_elev, [OUTLET_ELEVATION_M]])
+    params = demmod.DemParams()
+    z = demmod.synthesize(grid, trend, nodes, nodes_e, ll, elev, inside, r_dem, params)
+    dem = np.round(z).astype(np.int16)
+    zf = dem.astype(float)
+    slope = slope_deg(zf, grid.transform, "EPSG:4326")
+
+    # townships, villages, settlements
+    tpolys = settle.township_polygons(seats, a.boundary)
+    townships = a.townships.copy()
+    tgdf = gpd.GeoDataFrame(townships.assign(source=SRC_TOWNSHIP if real else "synthetic"),
+                            geometry=tpolys.to_numpy(), crs="EPSG:4326")
+    sp = settle.SettleParams()
+    villages = a.villages.copy()
+    vrc, tid = settle.place_villages(grid, zf, slope, tgdf, seats, villages, r_village, sp)
+    kind = townships.set_index("township_code")["kind"]
+    sizes = settle.village_sizes(villages, kind, r_village, sp)
+    villages = villages.join(sizes)
+    vlon, vlat = settle._jitter(grid, vrc["row"].to_numpy(), vrc["col"].to_numpy(),
+                                tgdf.set_index("township_code").geometry.reindex(villages["township_code"]).to_numpy(),
+                                r_village)
+    sets = settle.place_settlements(grid, zf, slope, tid, tgdf, villages, vrc, r_settle, sp)
+    spoly = tgdf.set_index("township_code").geometry.reindex(
+        villages["township_code"].to_numpy()[sets["vidx"]]).to_numpy()
+    slon, slat = settle._jitter(grid, sets["row"].to_numpy(), sets["col"].to_numpy(), spoly, r_settle)
+    # keep settlement households below the village total (the rest lives at the village centre)
+    vh = villages["households"].to_numpy()
+    tot = sets.groupby("vidx")["households"].sum()
+    cap = pd.Series(0.85 * vh[tot.index], index=tot.index)
+    f = (cap / tot).clip(upper=1.0)
+    sf = sets["vidx"].map(f).to_numpy()
+    sets["households"] = np.maximum(np.floor(sets["households"] * sf), 1).astype(np.int64)
+    sets["population"] = np.maximum(np.floor(sets["population"] * sf), 1).astype(np.int64)
+
+    # poverty: plan-named + ranking of elevation and remoteness
+    county = seats.index[seats["township_code"] == (adm.COUNTY_SEAT_CODE if real else seats["township_code"].iat[0])][0]
+    cxy = grid.to_xy_m(seats.geometry.x.loc[county], seats.geometry.y.loc[county])[0]
+    vxy = grid.to_xy_m(vlon, vlat)
+    v_elev = zf[vrc["row"], vrc["col"]]
+    s_elev = pd.Series(zf[sets["row"], sets["col"]]).groupby(sets["vidx"]).mean()
+    mean_elev = pd.Series(v_elev, index=range(len(villages)))
+    mean_elev.loc[s_elev.index] = (mean_elev.loc[s_elev.index] + 2 * s_elev) / 3
+    dist_km = np.hypot(vxy[:, 0] - cxy[0], vxy[:, 1] - cxy[1]) / 1000.0
+    score = pd.Series(0.6 * mean_elev.rank(pct=True).to_numpy()
+                      + 0.4 * pd.Series(dist_km).rank(pct=True).to_numpy(), index=villages.index)
+    sp_n = settle.SettleParams(n_poverty=135 * scale, n_deep=34 * scale)
+    pov = settle.poverty_flags(villages, a.plan_poverty, score, sp_n)
+    villages = villages.join(pov)
+
+    # roads
+    W = grid.shape[1]
+    sr, sc = grid.cell_of(ll[:, 0], ll[:, 1])
+    seat_cells = sr * W + sc
+    village_cells = vrc["row"].to_numpy() * W + vrc["col"].to_numpy()
+    settle_cells = sets["row"].to_numpy() * W + sets["col"].to_numpy()
+    unpave_order = np.lexsort((-score.to_numpy(), ~villages["poverty_village"].to_numpy(),
+                               (villages["kind"] != "村").to_numpy()))
+    s_xy = grid.to_xy_m(slon, slat)
+    own = vxy[sets["vidx"].to_numpy()]
+    s_rem = (pd.Series(zf[sets["row"], sets["col"]]).rank(pct=True).to_numpy()
+             + pd.Series(np.hypot(*(s_xy - own).T)).rank(pct=True).to_numpy())
+    remote_order = np.argsort(-s_rem, kind="stable")
+    target = ((sets["households"] >= 30) | (sets["population"] >= 100)).to_numpy()
+    rp = roadmod.RoadParams()
+    rr = roadmod.build_roads(grid, zf, seat_cells, ll, int(np.flatnonzero(seats.index == county)[0]),
+                             village_cells, np.column_stack([vlon, vlat]), unpave_order,
+                             settle_cells, np.column_stack([slon, slat]), target, remote_order,
+                             r_roads, rp)
+
+    # assemble layers
+    seats_out = seats.copy()
+    seats_out["is_county_seat"] = seats_out.index == county
+    vg = gpd.GeoDataFrame({
+        "village_code": villages["village_code"], "name": villages["name"],
+        "name_full": villages["name_full"], "township_code": villages["township_code"],
+        "township_name": villages["township_code"].map(townships.set_index("township_code")["name"]),
+        "kind": villages["kind"], "households": villages["households"].astype("int64"),
+        "population": villages["population"].astype("int64"),
+        "poverty_village": villages["poverty_village"].astype(bool),
+        "deep_poverty": villages["deep_poverty"].astype(bool),
+        "poverty_source": villages["poverty_source"],
+        "source": SRC_VILLAGE if real else "synthetic"},
+        geometry=gpd.points_from_xy(vlon, vlat), crs="EPSG:4326")
+    vname = villages["name"].to_numpy()[sets["vidx"]]
+    sg = gpd.GeoDataFrame({
+        "settlement_id": sets["settlement_id"],
+        "name": [f"{n}{k}组" for n, k in zip(vname, sets["seq"])],
+        "village_code": sets["village_code"], "households": sets["households"].astype("int64"),
+        "population": sets["population"].astype("int64"), "source": SRC_SETTLEMENT},
+        geometry=gpd.points_from_xy(slon, slat), crs="EPSG:4326")
+    roads = rr.roads.assign(source=SRC_ROAD)
+    stats = {
+        "villages_tongchang_pct": 100 * float(rr.village_tongchang.mean()),
+        "villages_tongda_pct": 100 * float(rr.village_tongda.mean()),
+        "settlements_target_tongda_pct": 100 * float(rr.settlement_tongda[target].mean()),
+        "settlements_target_tongchang_pct": 100 * float(rr.settlement_tongchang[target].mean()),
+        "settlements": len(sg),
+        "roads_km": float(roads["length_km"].sum()),
+        "seats_connected": rr.seats_connected,
+    }
+    log.info("demo layers: %s", stats)
+    layers = {"boundary": a.boundary, "townships": tgdf, "township_seats": seats_out,
+              "villages": vg, "settlements": sg, "roads": roads}
+    if real:
+        pp = a.plan_poverty.copy()
+        layers_extra = pp  # kept for the README / tests (not a layer)
+        stats["plan_poverty_unmatched"] = pp.loc[pp["village_code"] == "", ["township", "village"]].values.tolist()
+        del layers_extra
+    return Built(layers, dem, grid, stats)
+
+
+def write_layers(built: Built, out_dir: Path) -> list[Path]:
+    """Write ``kaizhou.gpkg`` and ``dem.tif`` through :mod:`kaizhou_gis.outputs`."""
+    from kaizhou_gis.demo import DEM_NAME, GPKG_NAME
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layers = {name: gdf.reset_index(drop=True) for name, gdf in built.layers.items()}
+    gpkg = outputs.write_gpkg(layers, out_dir / GPKG_NAME)
+    tif = outputs.write_geotiff(built.dem, out_dir / DEM_NAME, transform=built.grid.transform,
+                                crs="EPSG:4326", nodata=demmod.NODATA,
+                                tags={"source": "synthetic DEM (kaizhou-gis demo-layers); see layers/README.md",
+                                      "units": "metre"})
+    return [gpkg, tif]

@@ -1,0 +1,352 @@
+"""Synthetic road network routed over the synthetic DEM with a maximum grade.
+
+Three rounds of least-cost routing (:mod:`kaizhou_gis.costpath`, one multi-source Dijkstra each):
+
+1. county seat -> every township seat (paved; cells used by two or more seat routes are ``trunk``,
+   the rest ``county``);
+2. trunk network -> every village (``township`` where three or more village routes share a cell
+   step, else ``village``); a share of the village routes stays unpaved;
+3. road network -> settlements: paved routes start from paved cells, unpaved ones (``track``)
+   from any road; some settlements get no road.
+
+Which villages stay unpaved and which settlements stay unpaved or without a road is chosen
+greedily, most remote / poorest first, until the measured shares (a point counts as reached when
+a road cell lies within the reach distance) match the plan's 2015 baseline (~80 % of villages
+reached by a paved road) and the issue's ranges for settlements of 30+ households.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+from shapely.geometry import LineString
+
+from kaizhou_gis import costpath
+from kaizhou_gis.demo.dem import Grid
+
+log = logging.getLogger(__name__)
+
+CLASSES = ("trunk", "county", "township", "village", "track")
+
+
+@dataclass
+class RoadParams:
+    """Knobs of the synthetic road network (documented in layers/README.md)."""
+
+    max_grade_pct: float = 30.0       # between 3" cell centres (switchbacks are finer than a cell)
+    slope_weight: float = 6.0
+    reach_m: float = 500.0            # plan access.reach_distance_m
+    village_paved_share: float = 0.80
+    target_tongda_share: float = 0.90
+    target_tongchang_share: float = 0.57
+    small_tongda_share: float = 0.72
+    small_tongchang_share: float = 0.30
+    township_min_users: int = 3
+
+
+class _Edges:
+    """Undirected cell edges with the best class rank and paved flag seen."""
+
+    def __init__(self) -> None:
+        self.rank: dict[tuple[int, int], int] = {}
+        self.paved: dict[tuple[int, int], bool] = {}
+
+    def add_path(self, cells: list[int], rank: int, paved: bool) -> None:
+        for a, b in zip(cells[:-1], cells[1:]):
+            key = (a, b) if a < b else (b, a)
+            if key in self.rank:
+                self.rank[key] = min(self.rank[key], rank)
+                self.paved[key] = self.paved[key] or paved
+            else:
+                self.rank[key] = rank
+                self.paved[key] = paved
+
+    def cells(self, paved_only: bool = False) -> np.ndarray:
+        out = set()
+        for k, p in self.paved.items():
+            if p or not paved_only:
+                out.update(k)
+        return np.fromiter(out, dtype=np.int64, count=len(out))
+
+
+def _path_edges(cells: list[int]) -> list[tuple[int, int]]:
+    return [(a, b) if a < b else (b, a) for a, b in zip(cells[:-1], cells[1:])]
+
+
+def _xy_of_cells(grid: Grid, cells: np.ndarray) -> np.ndarray:
+    r, c = np.divmod(np.asarray(cells, dtype=np.int64), grid.shape[1])
+    return grid.to_xy_m(grid.lon[c], grid.lat[r])
+
+
+def _reached(grid: Grid, cells: np.ndarray, pts_xy: np.ndarray, reach: float) -> np.ndarray:
+    if len(cells) == 0 or len(pts_xy) == 0:
+        return np.zeros(len(pts_xy), bool)
+    d, _ = cKDTree(_xy_of_cells(grid, cells)).query(pts_xy, distance_upper_bound=reach)
+    return np.isfinite(d)
+
+
+@dataclass
+class RoadResult:
+    roads: gpd.GeoDataFrame
+    village_tongda: np.ndarray
+    village_tongchang: np.ndarray
+    settlement_tongda: np.ndarray
+    settlement_tongchang: np.ndarray
+    seats_connected: bool
+
+
+def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.ndarray,
+                county_idx: int, village_cells: np.ndarray, village_ll: np.ndarray,
+                village_unpave_order: np.ndarray, settle_cells: np.ndarray, settle_ll: np.ndarray,
+                settle_target: np.ndarray, settle_remote_order: np.ndarray,
+                rng: np.random.Generator, p: RoadParams) -> RoadResult:
+    """Route the network and return road lines (EPSG:4326) and by-construction access flags.
+
+    ``*_cells`` are flat indices into the grid; ``*_ll`` exact lon/lat of the points;
+    ``village_unpave_order`` ranks villages to leave unpaved first; ``settle_remote_order`` ranks
+    settlements to leave without a road / unpaved first.
+    """
+    graph = costpath.build_cell_graph(z, grid.transform, "EPSG:4326",
+                                      max_grade_pct=p.max_grade_pct, slope_weight=p.slope_weight)
+    edges = _Edges()
+    # 1. county seat -> seats
+    _, pred, _ = costpath.search(graph, [seat_cells[county_idx]])
+    use = defaultdict(int)
+    seat_paths = []
+    for i, c in enumerate(seat_cells):
+        cells = costpath.trace(pred, int(c))
+        if i != county_idx and len(cells) == 1:
+            raise RuntimeError(f"township seat {i} is not reachable at {p.max_grade_pct} % grade")
+        seat_paths.append(cells)
+        for e in _path_edges(cells):
+            use[e] += 1
+    for cells in seat_paths:
+        for e in _path_edges(cells):
+            rank = 0 if use[e] >= 2 else 1
+            edges.add_path(list(e), rank, True)
+    # 2. trunk -> villages
+    src = edges.cells()
+    _, pred, _ = costpath.search(graph, src)
+    vpaths = []
+    use = defaultdict(int)
+    for c in village_cells:
+        cells = costpath.trace(pred, int(c))
+        vpaths.append(cells)
+        for e in _path_edges(cells):
+            use[e] += 1
+    unreachable = [i for i, cl in enumerate(vpaths) if len(cl) == 1 and cl[0] not in set(src.tolist())]
+    if unreachable:
+        log.warning("%d villages unreachable at %s %% grade", len(unreachable), p.max_grade_pct)
+    vxy = _xy_of_cells(grid, village_cells)
+    paved_v = np.ones(len(village_cells), bool)
+    trunk_cells = edges.cells()
+
+    def paved_cells_villages() -> np.ndarray:
+        cs = set(trunk_cells.tolist())
+        for i in np.flatnonzero(paved_v):
+            cs.update(vpaths[i])
+        return np.fromiter(cs, dtype=np.int64, count=len(cs))
+
+    n_target = int(round(p.village_paved_share * len(village_cells)))
+    for i in village_unpave_order:
+        paved_v[i] = False
+        got = _reached(grid, paved_cells_villages(), vxy, p.reach_m).sum()
+        if got < n_target:
+            paved_v[i] = True
+        if got <= n_target:
+            break
+    for i, cells in enumerate(vpaths):
+        for e in _path_edges(cells):
+            rank = 2 if use[e] >= p.township_min_users else 3
+            edges.add_path(list(e), rank, bool(paved_v[i]))
+    # 3. settlements
+    any_src = edges.cells()
+    paved_src = edges.cells(paved_only=True)
+    _, pred_any, _ = costpath.search(graph, any_src)
+    _, pred_paved, _ = costpath.search(graph, paved_src)
+    sp_any = [costpath.trace(pred_any, int(c)) for c in settle_cells]
+    sp_paved = [costpath.trace(pred_paved, int(c)) for c in settle_cells]
+    sxy = _xy_of_cells(grid, settle_cells)
+    n = len(settle_cells)
+    state = np.full(n, 1, dtype=np.int8)   # 0 none, 1 unpaved, 2 paved
+    base_any = set(any_src.tolist())
+    base_paved = set(paved_src.tolist())
+
+    def measure() -> tuple[np.ndarray, np.ndarray]:
+        a, pv = set(base_any), set(base_paved)
+        for i in range(n):
+            if state[i] == 1:
+                a.update(sp_any[i])
+            elif state[i] == 2:
+                a.update(sp_paved[i])
+                pv.update(sp_paved[i])
+        ac = np.fromiter(a, dtype=np.int64, count=len(a))
+        pc = np.fromiter(pv, dtype=np.int64, count=len(pv))
+        return _reached(grid, ac, sxy, p.reach_m), _reached(grid, pc, sxy, p.reach_m)
+
+    # paving, nearest / least remote first, separately for the target group and the rest
+    pave_order = settle_remote_order[::-1]
+    for group, share in ((settle_target, p.target_tongchang_share),
+                         (~settle_target, p.small_tongchang_share)):
+        idx = [i for i in pave_order if group[i]]
+        want = int(round(share * group.sum()))
+        # paving is incremental: track paved cells and test only the new ones
+        _, tc = measure()
+        paved_now = set(base_paved)
+        for i in range(n):
+            if state[i] == 2:
+                paved_now.update(sp_paved[i])
+        have = int(tc[group].sum())
+        reached_pv = tc.copy()
+        for i in idx:
+            if have >= want:
+                break
+            if reached_pv[i]:
+                continue
+            state[i] = 2
+            new = np.fromiter(set(sp_paved[i]) - paved_now, dtype=np.int64)
+            paved_now.update(sp_paved[i])
+            hit = _reached(grid, new, sxy, p.reach_m)
+            reached_pv |= hit
+            have = int(reached_pv[group].sum())
+    # dropping roads, most remote first
+    for group, share in ((settle_target, p.target_tongda_share),
+                         (~settle_target, p.small_tongda_share)):
+        want = int(round(share * group.sum()))
+        idx = [i for i in settle_remote_order if group[i] and state[i] == 1]
+        ta, _ = measure()
+        have = int(ta[group].sum())
+        batch = max(1, int(group.sum()) // 200)
+        k = 0
+        while have > want and k < len(idx):
+            chunk = idx[k:k + batch]
+            k += batch
+            for i in chunk:
+                state[i] = 0
+            ta, _ = measure()
+            new_have = int(ta[group].sum())
+            if new_have < want:
+                for i in chunk:
+                    state[i] = 1
+                if batch == 1:
+                    break
+                batch = 1
+                k -= len(chunk)
+                continue
+            have = new_have
+    for i in range(n):
+        if state[i] == 1:
+            edges.add_path(sp_any[i], 4, False)
+        elif state[i] == 2:
+            edges.add_path(sp_paved[i], 3, True)
+    ta, tc = measure()
+    all_any = edges.cells()
+    all_paved = edges.cells(paved_only=True)
+    v_any = _reached(grid, all_any, vxy, p.reach_m)
+    v_paved = _reached(grid, all_paved, vxy, p.reach_m)
+    # point stubs: every seat, village and settlement with a road cell at its own cell
+    stubs = []
+    road_cell_set = set(all_any.tolist())
+    for cells_, ll in ((seat_cells, seat_ll), (village_cells, village_ll), (settle_cells, settle_ll)):
+        for c, (lon, lat) in zip(cells_, ll):
+            if int(c) in road_cell_set:
+                stubs.append((int(c), float(lon), float(lat)))
+    roads = _lines(grid, edges, stubs)
+    connected = all(int(c) in road_cell_set for c in seat_cells)
+    log.info("roads: %d features, %.0f km; villages paved-reached %.1f %%; settlements>=30hh "
+             "tongda %.1f %% tongchang %.1f %%", len(roads), roads["length_km"].sum(),
+             100 * v_paved.mean(), 100 * ta[settle_target].mean(), 100 * tc[settle_target].mean())
+    return RoadResult(roads, v_any, v_paved, ta, tc, connected)
+
+
+def _lines(grid: Grid, edges: _Edges, stubs: list[tuple[int, float, float]]) -> gpd.GeoDataFrame:
+    """Merge cell edges into polylines broken at junctions and attribute changes."""
+    W = grid.shape[1]
+    attr: dict[tuple[int, int], tuple[int, bool]] = {
+        k: (edges.rank[k], edges.paved[k]) for k in edges.rank}
+    coords: dict[int, tuple[float, float]] = {}
+
+    def node_xy(n: int) -> tuple[float, float]:
+        if n not in coords:
+            r, c = divmod(n, W)
+            coords[n] = (float(grid.lon[c]), float(grid.lat[r]))
+        return coords[n]
+
+    adj: dict[int, list[int]] = defaultdict(list)
+    for a, b in attr:
+        adj[a].append(b)
+        adj[b].append(a)
+    # stubs: a pseudo node per point (negative ids), same attributes as an incident edge
+    for j, (cell, lon, lat) in enumerate(stubs):
+        if cell not in adj:
+            continue
+        nid = -(j + 1)
+        coords[nid] = (lon, lat)
+        nb = adj[cell][0]
+        key = (cell, nb) if cell < nb else (nb, cell)
+        skey = (nid, cell)
+        attr[skey] = attr[key]
+        adj[nid].append(cell)
+        adj[cell].append(nid)
+
+    def ekey(a: int, b: int) -> tuple[int, int]:
+        return (a, b) if a < b else (b, a)
+
+    def is_break(n: int) -> bool:
+        nb = adj[n]
+        if len(nb) != 2:
+            return True
+        return attr[ekey(n, nb[0])] != attr[ekey(n, nb[1])]
+
+    seen: set[tuple[int, int]] = set()
+    rows = []
+    starts = sorted(n for n in adj if is_break(n))
+    for s in starts:
+        for nb in sorted(adj[s]):
+            if ekey(s, nb) in seen:
+                continue
+            chain = [s, nb]
+            seen.add(ekey(s, nb))
+            a0 = attr[ekey(s, nb)]
+            while not is_break(chain[-1]):
+                cur = chain[-1]
+                nxt = [x for x in adj[cur] if ekey(cur, x) not in seen]
+                if not nxt:
+                    break
+                seen.add(ekey(cur, nxt[0]))
+                chain.append(nxt[0])
+            rows.append((chain, a0))
+    for k in sorted(attr):  # loops without a break node
+        if k not in seen:
+            a, b = k
+            chain = [a, b]
+            seen.add(k)
+            while True:
+                cur = chain[-1]
+                nxt = [x for x in adj[cur] if ekey(cur, x) not in seen]
+                if not nxt:
+                    break
+                seen.add(ekey(cur, nxt[0]))
+                chain.append(nxt[0])
+            rows.append((chain, attr[k]))
+    tol = 0.45 * abs(grid.transform.a)
+    geoms, cls, surf = [], [], []
+    for chain, (rank, paved) in rows:
+        line = LineString([node_xy(n) for n in chain])
+        if len(chain) > 2:
+            line = line.simplify(tol, preserve_topology=False)
+        geoms.append(line)
+        cls.append(CLASSES[rank])
+        surf.append("paved" if paved else "unpaved")
+    gdf = gpd.GeoDataFrame({"road_class": cls, "surface": surf}, geometry=geoms, crs="EPSG:4326")
+    order = np.lexsort((gdf.geometry.bounds["miny"].to_numpy(), gdf.geometry.bounds["minx"].to_numpy(),
+                        gdf["road_class"].map(CLASSES.index).to_numpy()))
+    gdf = gdf.iloc[order].reset_index(drop=True)
+    gdf.insert(0, "road_id", [f"R{i + 1:06d}" for i in range(len(gdf))])
+    gdf["length_km"] = gdf.to_crs("EPSG:4545").length / 1000.0
+    return gdf
