@@ -333,3 +333,77 @@ def test_assignment_full_sites_reason():
     assert u.to_dict("records")[0]["settlement_id"] == "y"
     assert u.to_dict("records")[0]["households"] == 20
     assert "full" in u.to_dict("records")[0]["reason"]
+
+
+def test_picks_up_the_real_access_step(tmp_path):
+    """On the shared tiny layer set, remoteness comes from the access step when it exists."""
+    pytest.importorskip("kaizhou_gis.access", reason="access step not installed")
+    import layerset
+    from kaizhou_gis.layers import load_layers
+
+    plan = load_plan()
+    lay = load_layers(layerset.write_layerset(tmp_path / "ls"), plan=plan)
+    ctx = Context(layers=lay, plan=plan, options={"township": None})
+    res = relocation.run(ctx)
+    if "access" in ctx.failed:
+        pytest.skip(f"access step failed on the tiny layer set: {ctx.failed['access']}")
+    s = res.data["settlements"]
+    assert "from the access step" in res.summary["remoteness"]
+    assert s["tongchang"].notna().all()
+    acc = ctx.result("access").data["settlements"].set_index("settlement_id")
+    for row in s.itertuples():
+        expected = (not acc.loc[row.settlement_id, "tongchang"]) or (
+            acc.loc[row.settlement_id, "network_km_to_seat"] > plan["relocation.remote_km_to_seat"])
+        assert bool(row.remote) == bool(expected)
+    # elevations agree with an independent read and with the layer set's DEM formula
+    ll = s.geometry.to_crs("EPSG:4326")
+    with rasterio.open(lay.dem_path) as ds:
+        read = np.array([v[0] for v in ds.sample(list(zip(ll.x, ll.y)))], dtype=float)
+    assert np.allclose(s["elevation_m"], read, atol=0.01)
+    assert np.allclose(s["elevation_m"], layerset.dem_elevation(ll.x), atol=5.0)  # within a cell
+    assert (s["above_threshold"] == (s["elevation_m"] > 800)).all()
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "layers"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHIPPED / "kaizhou.gpkg").exists() or not (SHIPPED / "dem.tif").exists(),
+                    reason="shipped layers (layers/kaizhou.gpkg, layers/dem.tif) not built yet")
+def test_end_to_end_on_shipped_layers(tmp_path):
+    from kaizhou_gis.layers import load_layers
+
+    plan = load_plan()
+    lay = load_layers(None, plan=plan)
+    ctx = Context(layers=lay, plan=plan, options={"township": None})
+    res = relocation.run(ctx)
+    outputs.write_products(tmp_path, res.files)
+    s = gpd.read_file(tmp_path / "relocation" / "settlements.gpkg")
+    assert len(s) == len(lay.settlements) and s["settlement_id"].is_unique
+    assert set(s["settlement_id"]) == set(lay.settlements["settlement_id"].astype(str))
+    # elevation equals an independent read of the DEM at the settlement
+    pts = lay.settlements.set_index("settlement_id").geometry.to_crs("EPSG:4326")
+    with rasterio.open(lay.dem_path) as ds:
+        inside = [(sid, p) for sid, p in pts.items()
+                  if ds.bounds.left <= p.x < ds.bounds.right and ds.bounds.bottom < p.y <= ds.bounds.top]
+        read = dict(zip([sid for sid, _ in inside], (float(v[0]) for v in ds.sample([(p.x, p.y) for _, p in inside]))))
+        nodata = ds.nodata
+    el = s.set_index("settlement_id")["elevation_m"]
+    for sid, v in read.items():
+        if v == nodata:
+            assert math.isnan(el[sid])
+        else:
+            assert el[sid] == pytest.approx(v, abs=0.01)
+    assert el.drop(list(read)).isna().all()
+    thr = plan["relocation.threshold_m"]
+    assert (s["above_threshold"].astype(bool) == (s["elevation_m"] > thr).fillna(False)).all()
+    assert (s.loc[s["elevation_m"].isna(), "status"] == "no_elevation").all()
+    assert s["relocation_candidate"].astype(bool).sum() > 0
+    a, u = res.data["assignment"], res.data["unassigned"]
+    cap = res.data["sites"].set_index("site_id")["capacity_households"]
+    used = a.groupby("site_id")["households"].sum()
+    assert (used <= cap.reindex(used.index)).all()
+    cand = s[s["relocation_candidate"].astype(bool)]
+    assert a["households"].sum() + u["households"].sum() == cand["households"].sum()
+    years = res.summary["schedule"]["years"]
+    assert all(y["people"] <= y["quota_people"] for y in years)
