@@ -871,6 +871,9 @@ def _indicator_rows(report: dict) -> tuple[list[str], list[list[Any]]]:
             if i.get("computed_after") is not None:
                 val += f" → {_txt(i['computed_after'])}"
             why = i.get("comment", "")
+        elif i["status"] == "not_derivable" and str(i.get("reason", "")).startswith(NOT_DERIVABLE):
+            val = "–"
+            why = f"{NOT_DERIVABLE_ZH} / {NOT_DERIVABLE} *"
         else:
             val = "–"
             why = i.get("reason", "")
@@ -899,6 +902,13 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
         intro.append(f"step {n}: {s}")
     out.append(("概况 / Overview", "text", intro))
     out.append(("一、主要指标 / Main indicators (ch.1 专栏)", "table", list(_indicator_rows(report))))
+    if any(i["status"] == "not_derivable" for i in report["indicators"]):
+        out.append(("", "text", ["* These indicators need survey or administrative statistics "
+                                 "(registered poor, income, water supply, housing, schooling, "
+                                 "health, village finances); the layers hold places, households, "
+                                 "population, poverty-village flags, roads and elevation only. / "
+                                 "这些指标需要统计调查数据，图层只包含位置、户数、人口、贫困村标识、"
+                                 "道路和高程。"]))
 
     rel = report["relocation"]
     p = rel["plan"]
@@ -1038,8 +1048,9 @@ max-width:1100px;color:#222;line-height:1.45;padding:0 1em}
 h1{font-size:1.5em;border-bottom:2px solid #a33;padding-bottom:.3em}
 h2{font-size:1.15em;margin-top:1.8em;color:#a33}
 table{border-collapse:collapse;margin:.6em 0;font-size:.86em;width:100%}
-th,td{border:1px solid #ccc;padding:3px 6px;vertical-align:top}
-th{background:#f3ecec;text-align:left}
+th,td{border:1px solid #ccc;padding:3px 6px;vertical-align:top;overflow-wrap:break-word}
+th{background:#f3ecec;text-align:left;overflow-wrap:anywhere}
+table.wide{font-size:.78em}
 td:nth-child(n+2){font-variant-numeric:tabular-nums}
 img{max-width:100%;display:block;margin:.6em 0}
 .caption{font-size:.85em;color:#555}
@@ -1059,7 +1070,8 @@ def render_html(report: dict, tw: pd.DataFrame, charts: dict[str, bytes]) -> str
             parts.append(f"<h2>{html.escape(heading)}</h2>")
         if kind == "table":
             header, rows = content
-            parts.append(_table_html([html.escape(h) for h in header], rows))
+            parts.append(_table_html([html.escape(h) for h in header], rows,
+                                     "wide" if len(header) > 9 else ""))
         elif kind == "text":
             parts.append("<div class='note'>" + "".join(f"<p>{_h(x)}</p>" for x in content)
                          + "</div>")
