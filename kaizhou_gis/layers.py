@@ -505,19 +505,22 @@ def _present(v) -> bool:
 
 def _to_code(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Codes as text: ints and integral floats without ".0"; missing → None. Also the missing mask."""
-    def conv(v):
-        if not _present(v):
-            return None
-        if isinstance(v, (float, np.floating)):
-            return str(int(v)) if float(v).is_integer() else str(v)
-        if isinstance(v, (int, np.integer)):
-            return str(int(v))
-        t = str(v).strip()
-        if re.fullmatch(r"\d+\.0+", t):
-            t = t.split(".")[0]
-        return t
-    out = s.map(conv).astype(object)
-    return out, out.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(s):
+        t = s.astype("string")
+    elif pd.api.types.is_integer_dtype(s):
+        t = s.astype("Int64").astype("string")
+    elif pd.api.types.is_float_dtype(s):
+        integral = s.notna() & (s == np.round(s))
+        t = s.astype("string")
+        t[integral] = s[integral].astype("int64").astype("string")
+    else:
+        t = s.map(lambda v: v if v is None or isinstance(v, str) else
+                  (str(int(v)) if isinstance(v, (float, np.floating)) and np.isfinite(v)
+                   and float(v).is_integer() else str(v)), na_action="ignore").astype("string")
+    t = t.str.strip().str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+    missing = (t.isna() | (t == "")).to_numpy(dtype=bool)
+    out = t.astype(object).where(~missing, None)
+    return out, missing
 
 
 def _to_number(s: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
@@ -613,7 +616,7 @@ def _check_columns(name: str, gdf: gpd.GeoDataFrame, plan, problems: list[str],
                                 f"true/false.")
             out[col.name] = vals
         else:
-            filled = s.map(lambda v: str(v).strip() if _present(v) else "")
+            filled = s.astype("string").str.strip().fillna("")
             if col.required:
                 missing = (filled == "").to_numpy()
                 if missing.any():
