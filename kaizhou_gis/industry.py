@@ -549,20 +549,22 @@ def run(ctx: Context) -> StepResult:
         unresolved.attrs["labels_zh"] = dict(UNRESOLVED_LABELS_ZH)
 
     totals = product_totals(table, hosts)
-    named = table.loc[table["host_level"].isin(["village", "township", "place"]), "n_hosts_named"].sum()
-    named_villages = int(table.loc[table["host_level"].eq("village"), "n_hosts_named"].sum())
+    # every named host is either placed or unresolved (also within one township)
     placed_named = int((hosts["host_level"].isin(["village", "township"])).sum())
+    named = placed_named + len(unresolved)
+    named_villages = int(hosts["host_level"].eq("village").sum()
+                         + unresolved["village_text"].ne("").sum())
     where = ""
     if tw:
         names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"]))
         where = f" in {names.get(str(tw), tw)}"
     place_ids = set(projects.loc[projects["host_level"].eq("place"), "project_id"])
     n_places = int(unresolved["project_id"].isin(place_ids).sum())
-    headline = [
-        f"{len(table)} plan projects (ch.3){where}; {int(named)} named hosts: {placed_named} placed, "
-        f"{len(unresolved)} not ({len(unresolved) - n_places} names not found, {n_places} "
-        f"mountain/scenic places; see industry/unresolved.csv)",
-    ]
+    line = f"{len(table)} plan projects (ch.3){where}; {named} named hosts{where}: {placed_named} placed"
+    if len(unresolved):
+        line += (f", {len(unresolved)} not ({len(unresolved) - n_places} names not found, "
+                 f"{n_places} mountain/scenic places; see industry/unresolved.csv)")
+    headline = [line]
     pv = hosts[hosts["host_level"].eq("poverty_villages")]
     if len(pv):
         headline.append(f"{pv['village_code'].nunique()} poverty villages carry the per-village "

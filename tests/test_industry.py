@@ -332,6 +332,10 @@ def test_run_writes_tables_and_layer(tmp_path, villages, townships, seats):
                               "industry/unresolved.csv", "industry/totals.csv"}
     assert {"projects", "hosts", "unresolved"} <= set(res.data)
     assert res.summary["n_projects"] == 37 and res.summary["split"] == "none"
+    # 69 named hosts in the table; 18 of the small layer's villages, so most are not found
+    assert res.summary["n_named_hosts"] == 69
+    assert res.summary["n_named_hosts_placed"] + res.summary["n_unresolved"] == 69
+    assert res.summary["n_named_villages"] == 50  # 12 township and 7 place names besides
     assert 1 <= len(res.summary["headline"]) <= 4
     outputs.write_products(tmp_path, res.files)
     raw = (tmp_path / "industry/projects.csv").read_bytes()
@@ -357,6 +361,8 @@ def test_run_for_one_township_and_even_split_option(villages, townships, seats):
     assert set(res.data["hosts"]["township_code"]) == {"500154103"}
     assert res.data["unresolved"].empty
     assert res.summary["projects_per_township"] == {"500154103": 3}
+    assert res.summary["headline"][0] == ("3 plan projects (ch.3) in 金峰镇; 3 named hosts in 金峰镇: "
+                                          "3 placed")
     res = industry.run(_context(villages, townships, seats, split="even"))
     h = res.data["hosts"]
     assert h.loc[h["project_id"] == "IND09", "scale"].tolist() == [pytest.approx(16890 / 32)]
