@@ -202,7 +202,11 @@ _step_command("relocation", "Relocation candidates above the plan's threshold, s
                _township])
 _step_command("access", "Road access (通达/通畅), scorecard against the plan, works that close the gaps.",
               [_township])
-_step_command("industry", "The plan's industry projects placed on their host villages.")
+_step_command("industry", "The plan's industry projects placed on their host villages.",
+              [_township,
+               click.option("--split", type=click.Choice(["none", "even"]), default=None,
+                            help="Per-village scale where the plan gives only a total: none (keep the "
+                                 "total on the project) or even (labelled as assumed). Default: the plan file's.")])
 _step_command("maps", "Offline folium HTML maps for the district and each township (+ PNG).",
               [_township,
                click.option("--basemap", type=click.Choice(["offline", "osm", "tianditu", "gaode"]),
