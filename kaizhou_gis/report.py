@@ -242,7 +242,8 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
         target = _num(ind.get("target_2018"))
         if target is None:
             target = _num(ind.get("target_2020"))
-        comment = f"{int(people):,} people in {int(cand.sum())} candidate settlements ({scope})"
+        comment = (f"{int(people):,} people in {int(cand.sum())} candidate settlements ({scope}; "
+                   f"every resident, while the plan counts registered poor people only)")
         if target:
             comment += f"; {100 * value / target:.1f} % of the plan's {target:g} {unit}"
         return {"status": "computed", "computed": round(value, 4), "computed_after": None,
