@@ -156,10 +156,13 @@ def access_columns(ctx, settlements: gpd.GeoDataFrame) -> tuple[pd.DataFrame | N
         res = ctx.result("access")
         acc = res.data["settlements"]
     except KaizhouGISError as e:
-        return None, f"road access unavailable (access step: {e}); remoteness unknown"
+        return None, f"road access unavailable (access step: {' '.join(str(e).split())}); remoteness unknown"
     except Exception as e:  # a bug in another step must not stop the relocation list
-        log.warning("access step crashed; relocation continues without remoteness", exc_info=True)
-        return None, f"road access unavailable (access step crashed: {type(e).__name__}: {e}); remoteness unknown"
+        msg = " ".join(str(e).split())
+        log.warning("access step crashed (%s: %s); relocation continues without remoteness",
+                    type(e).__name__, msg)
+        log.debug("access step traceback", exc_info=True)
+        return None, f"road access unavailable (access step crashed: {type(e).__name__}: {msg}); remoteness unknown"
     need = {"tongchang", "network_km_to_seat"}
     if acc is None or not need <= set(acc.columns):
         return None, "road access unavailable (access data lacks tongchang/network_km_to_seat); remoteness unknown"
@@ -441,17 +444,13 @@ def evaluate_sites(points: gpd.GeoDataFrame, *, layers, plan: Plan, dem) -> gpd.
     inside = shapely.contains_xy(shapely.union_all(layers.boundary.geometry.to_numpy()),
                                  g.geometry.x.to_numpy(), g.geometry.y.to_numpy())
     vetoes = []
-    for k, i in enumerate(g.index):
-        v = []
-        if not inside[k]:
-            v.append("outside the boundary")
-        e = g.at[i, "elevation_m"]
-        if pd.isna(e):
+    for ins, e, s in zip(inside, g["elevation_m"].to_numpy(), g["slope_deg"].to_numpy()):
+        v = [] if ins else ["outside the boundary"]
+        if np.isnan(e):
             v.append("no elevation")
         elif e > thr:
             v.append(f"elevation {_fmt(e)} m > {_fmt(thr)} m")
-        s = g.at[i, "slope_deg"]
-        if pd.notna(s) and s > sp["max_slope_deg"]:
+        if not np.isnan(s) and s > sp["max_slope_deg"]:
             v.append(f"slope {s:.1f}° > {sp['max_slope_deg']:g}°")
         vetoes.append("; ".join(v))
     g["vetoes"] = vetoes
@@ -682,6 +681,7 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
     share = 100.0 * above.sum() / n_elev if n_elev else float("nan")
     people_above = int(s.loc[above, "population"].sum())
     people_cand = int(s.loc[cand, "population"].sum())
+    incidence = float(plan["baseline.poverty_incidence_pct"])
     notes = [
         f"The plan counts {r['outmigration_natural_villages']:,} natural villages in the out-migration "
         f"area ({r['outmigration_townships']} townships, {r['outmigration_villages']} administrative "
@@ -690,8 +690,10 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
         f"have different denominators; the count above the threshold is the comparable figure.",
         f"The plan's {r['people_target']:,} people are registered poor people to be moved; the "
         f"people counted here are all residents of the candidate settlements, of whom only part "
-        f"are registered poor. Treat the population figure as an upper bound of the people "
-        f"concerned, not as an estimate of the plan's number.",
+        f"are registered poor. Read the population figure as the people living in the flagged "
+        f"settlements, not as an estimate of the plan's number. At the district's average poverty "
+        f"incidence ({incidence:g} %) they would hold about {round(people_cand * incidence / 100.0):,} "
+        f"registered poor; poverty is more frequent in high villages, so the true figure is likely higher.",
     ]
     if synthetic:
         notes.append(f"{synthetic:,} of the {n:,} settlements are synthesized (source = synthetic); "
@@ -714,6 +716,9 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
         "candidates": {"layer": int(cand.sum()), "by_elevation": int((cand & above).sum()),
                        "by_terrain_and_remoteness_only": int((cand & ~above).sum())},
         "people": {"plan_target": r["people_target"], "candidate_population": people_cand,
+                   "estimated_registered_poor": round(people_cand * incidence / 100.0),
+                   "estimate_basis": f"candidate population x district poverty incidence "
+                                     f"{incidence:g} % (baseline.poverty_incidence_pct)",
                    "above_threshold_population": people_above,
                    "candidate_over_plan_pct": round(100.0 * people_cand / r["people_target"], 1)
                    if r["people_target"] else None},
