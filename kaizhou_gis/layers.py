@@ -839,26 +839,34 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
         src = sources.get(name)
         if src is None:
             continue
-        n_before = len(problems)
         row: dict[str, Any] = {"layer": name, "file": src.describe(), "rows": 0, "crs": "",
                                "bounds": None}
-        gdf = _load_one(name, src, plan=plan, crs=crs, encoding=encoding, coords=coords,
-                        aliases=aliases, problems=problems, notes=notes, row=row)
+        try:
+            gdf = _load_one(name, src, plan=plan, crs=crs, encoding=encoding, coords=coords,
+                            aliases=aliases, problems=problems, notes=notes, row=row)
+        except Exception as e:  # a file this module did not foresee: report it, never a traceback
+            log.debug("reading %s failed", name, exc_info=True)
+            problems.append(f"{name}: cannot use {src.describe()} ({type(e).__name__}: {e}); "
+                            f"check the file against the layer contract (see DESIGN.md).")
+            gdf = None
         if gdf is not None:
             loaded[name] = gdf
-        row["_n0"] = n_before
         report_rows.append(row)
     dem_row: dict[str, Any] = {"layer": "dem", "file": dem_src.describe() if dem_src else "",
                                "rows": "", "crs": "", "bounds": None}
-    n_before = len(problems)
     dem_info: dict[str, Any] = {"path": None}
     if path.exists():
-        dem_info = _check_dem(dem_src, path, crs=crs, problems=problems, notes=notes, row=dem_row)
-    dem_row["_n0"] = n_before
+        try:
+            dem_info = _check_dem(dem_src, path, crs=crs, problems=problems, notes=notes,
+                                  row=dem_row)
+        except Exception as e:  # rasterio errors on odd rasters
+            log.debug("checking the DEM failed", exc_info=True)
+            problems.append(f"dem: cannot use {dem_src.describe() if dem_src else path} "
+                            f"({type(e).__name__}: {e}); give a single-band elevation raster.")
+            dem_info = {"path": None}
     _cross_checks(loaded, dem_info, plan, problems, notes)
     # count problems per layer by their "layer." / "layer:" prefix
     for row in report_rows + [dem_row]:
-        row.pop("_n0", None)
         row["problems"] = sum(1 for p in problems if re.match(rf"^{row['layer']}[.:\s]", p))
     report_rows.append(dem_row)
     ok = not problems

@@ -1,9 +1,11 @@
 """`kaizhou-gis validate`: exit 0 on a clean layer set, exit 2 naming each kind of problem."""
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from shapely.geometry import LineString, Point, Polygon
 
@@ -18,10 +20,33 @@ def validate(folder, *extra):
     return r
 
 
-def write(tmp_path, frames, **kw):
+BASE: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _base_layerset(tmp_path_factory):
+    """The valid layer set, written once; tests copy it and add only the layers they change."""
+    BASE["dir"] = write_layerset(tmp_path_factory.mktemp("base"))
+    BASE["frames"] = layer_frames()
+
+
+def write(tmp_path, frames, *, dem: bool = True):
+    """A layer folder: the base GeoPackage plus a per-layer file for each changed layer."""
+    folder = tmp_path / "ls"
+    frames = BASE["frames"] if frames is None else frames
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # writing a layer without a CRS warns
-        return write_layerset(tmp_path / "ls", frames, **kw)
+        if set(frames) != set(BASE["frames"]):
+            return write_layerset(folder, frames, dem=dem)
+        folder.mkdir(parents=True)
+        shutil.copy(BASE["dir"] / "kaizhou.gpkg", folder / "kaizhou.gpkg")
+        if dem:
+            shutil.copy(BASE["dir"] / "dem.tif", folder / "dem.tif")
+        for name, gdf in frames.items():
+            ref = BASE["frames"][name]
+            if not (gdf.crs == ref.crs and gdf.equals(ref)):
+                gdf.to_file(folder / f"{name}.gpkg", driver="GPKG")
+    return folder
 
 
 def test_clean_layer_set_exits_0_with_per_layer_summary(tmp_path):
