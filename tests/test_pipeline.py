@@ -240,3 +240,40 @@ def test_killed_run_leaves_no_partial_file(tmp_path, mode, plan, fake_steps):
         assert _temp_files(out) == [partial]
         run_steps(_ctx(plan), ["alpha"], out)
         assert _temp_files(out) == []
+
+
+def test_cli_run_reports_a_failed_step_and_keeps_the_others(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kaizhou_gis.cli import main
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        import layerset
+    finally:
+        sys.path.pop(0)
+    layers_dir = layerset.write_layerset(tmp_path / "layers")
+    mod = types.ModuleType(FAKE)
+
+    def broken(ctx):
+        raise RuntimeError("injected failure in the middle of the run")
+
+    mod.broken = broken
+    monkeypatch.setitem(sys.modules, FAKE, mod)
+    monkeypatch.setattr(pipeline, "STEPS", [
+        ("industry", "kaizhou_gis.industry:run", "Industry"),
+        ("broken", f"{FAKE}:broken", "Broken step"),
+        ("report", "kaizhou_gis.report:run", "Report")])
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["run", "--layers", str(layers_dir), "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    assert "[2/3] Broken step ... FAILED" in res.output
+    assert "injected failure" in res.output
+    assert "1 step(s) failed: broken" in res.output
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["steps"]["industry"] == "ok"
+    assert report["steps"]["access"].startswith("unavailable")
+    assert len(report["indicators"]) == 10
+    assert (out / "industry" / "projects.csv").stat().st_size > 0
+    assert (out / "report.html").read_text(encoding="utf-8").rstrip().endswith("</html>")
+    assert _temp_files(out) == []
