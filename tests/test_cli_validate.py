@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from shapely.geometry import LineString, Point, Polygon
 
 from kaizhou_gis.cli import main
+from kaizhou_gis.layers import DEFAULT_LAYERS_DIR
 from layerset import DEM_RES_DEG, dem_array, layer_frames, write_dem, write_layerset
 
 
@@ -272,3 +273,15 @@ def test_gcj02_layers_outside_the_dem_pass_with_coords_gcj02(tmp_path):
     r2 = validate(folder, "--coords", "gcj02")
     assert r2.exit_code == 0, r2.output
     assert "villages: coordinates converted from GCJ-02 to WGS84." in r2.output
+
+
+@pytest.mark.skipif(not (DEFAULT_LAYERS_DIR / "kaizhou.gpkg").exists(),
+                    reason="the shipped layers are not built (kaizhou-gis demo-layers)")
+def test_shipped_layers_validate_clean():
+    r = CliRunner().invoke(main, ["validate"])
+    assert r.exit_code == 0, r.output
+    rows = {ln.split()[0]: ln.split() for ln in r.output.splitlines() if ln.startswith("  ")
+            and not ln.startswith("  -")}
+    assert rows["villages"][1] == "535"  # 535 villages and communities of 开州区 (NBS 2023)
+    assert rows["townships"][1] == "40"
+    assert all(rows[n][-2] == "0" for n in ("boundary", "townships", "villages", "roads", "dem"))
