@@ -287,3 +287,17 @@ OSM_XML = """<?xml version="1.0" encoding="UTF-8"?>
   <way id="105" version="1"><nd ref="1"/><nd ref="5"/><tag k="waterway" v="stream"/></way>
 </osm>
 """
+
+
+def test_dem_without_crs_uses_the_crs_option(tmp_path, plan):
+    folder = write_layerset(tmp_path, dem=False)
+    write_dem(folder / "dem.tif", crs=None)
+    with pytest.raises(LayerError, match="dem: dem.tif has no CRS"):
+        load_layers(folder, plan=plan)
+    layers = load_layers(folder, plan=plan, crs="EPSG:4326")
+    assert layers.dem_crs == "EPSG:4326"
+    with layers.open_dem() as ds:
+        assert ds.crs.to_epsg() == 4326
+        assert ds.width == 288 and ds.height == 288
+        z = next(ds.sample([(108.3505, 31.2)]))[0]
+    assert abs(z - dem_elevation(108.3505)) < 4
