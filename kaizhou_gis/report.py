@@ -242,13 +242,17 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
         target = _num(ind.get("target_2018"))
         if target is None:
             target = _num(ind.get("target_2020"))
+        incidence = float(frames.ctx.plan["baseline.poverty_incidence_pct"])
+        poor = round(people * incidence / 100.0)
         comment = (f"{int(people):,} people in {int(cand.sum())} candidate settlements ({scope}; "
                    f"every resident, while the plan counts registered poor people only)")
         if target:
             comment += f"; {100 * value / target:.1f} % of the plan's {target:g} {unit}"
+        comment += (f"; at the district's poverty incidence ({incidence:g} %) about {poor:,} of "
+                    f"them would be registered poor")
         return {"status": "computed", "computed": round(value, 4), "computed_after": None,
                 "compare_with": "target_2018", "basis": MEASURES[measure], "comment": comment,
-                "people": int(people)}
+                "people": int(people), "estimated_registered_poor": poor}
     if measure == "village_tongchang_pct":
         acc = steps["access"]
         before = after = None
@@ -341,7 +345,12 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
         "candidate_households": int(hh[cand].sum()),
         "candidate_people": int(pop[cand].sum()),
         "candidate_people_vs_target_pct": _pct(float(pop[cand].sum()), rel["people_target"]),
+        "estimated_registered_poor": round(float(pop[cand].sum())
+                                           * float(plan["baseline.poverty_incidence_pct"]) / 100.0),
     })
+    notes = ((res.summary or {}).get("plan_comparison") or {}).get("notes")
+    if isinstance(notes, list):
+        out["notes"] = [str(n) for n in notes]
     if "status" in s:
         out["by_status"] = {str(k): int(v) for k, v in s["status"].astype(str).value_counts().items()}
     flags = {}
@@ -916,6 +925,9 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
     if rel.get("status") == "ok":
         rows = [["搬迁人口 / people to relocate", p["people_target"], rel["candidate_people"],
                  f"{_txt(rel['candidate_people_vs_target_pct'])} % of plan"],
+                ["其中估计建档立卡贫困人口 / of whom registered poor (estimate)", p["people_target"],
+                 rel["estimated_registered_poor"], "candidates' people × district poverty "
+                                                    "incidence (baseline.poverty_incidence_pct)"],
                 ["搬迁候选自然村 / candidate settlements", None, rel["candidates"],
                  f"{rel['candidate_households']:,} households"],
                 [f"海拔{p['threshold_m']:g}米以上自然村 / settlements above {p['threshold_m']:g} m",
@@ -948,9 +960,12 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
         if "unassigned" in rel:
             u = rel["unassigned"]
             extra.append(f"unassigned / 未分配: {u['settlements']} settlements, "
-                         f"{u['households']:,} households ({_txt(u['reasons']) or '–'})")
+                         f"{u['households']:,} households (relocation/ lists each with its reason)")
+            for reason, n in list(u["reasons"].items())[:3]:
+                extra.append(f"{n} × {reason if len(reason) <= 90 else reason[:87] + '...'}")
         if rel.get("candidate_flags"):
             extra.append("candidate reasons / 候选原因: " + _txt(rel["candidate_flags"]))
+        extra += rel.get("notes", [])
         if extra:
             out.append(("", "text", extra))
     else:

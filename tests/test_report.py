@@ -167,6 +167,7 @@ def test_computed_values_match_the_step_results(full):
     assert _ind(rep, 2)["computed"] == 3
     assert _ind(rep, 4)["computed"] == pytest.approx(0.05)
     assert _ind(rep, 4)["people"] == 500
+    assert _ind(rep, 4)["estimated_registered_poor"] == round(500 * 10.45 / 100)
     assert _ind(rep, 5)["computed"] == 50.0
     assert _ind(rep, 5)["computed_after"] == 75.0
     assert full.summary["indicators_computed"] == 3
