@@ -18,8 +18,8 @@ the ``access`` step when it is available, and flags the plan's criteria as separ
     the settlement's administrative village is a poverty village.
 
 A settlement is a **relocation candidate** when it is above the threshold, or (when
-``relocation.include_terrain_remote`` is true) when its terrain is steep or a deep valley *and* it
-is remote; with ``relocation.require_poverty_village`` it must also lie in a poverty village. A
+``relocation.include_terrain_remote`` is true) when it is on steep ground *and* in a deep valley
+*and* remote (the plan's 深山峡谷 where infrastructure is hard to provide); with ``relocation.require_poverty_village`` it must also lie in a poverty village. A
 settlement without elevation (outside the DEM or on nodata) is never a candidate and has status
 ``no_elevation``.
 
@@ -237,7 +237,7 @@ def flag_settlements(s: pd.DataFrame, plan: Plan, *, access: pd.DataFrame | None
     # reached by a hardened road with an unknown seat distance counts as not remote
     remote = remote.where(~(out["tongchang"].fillna(False) & out["network_km_to_seat"].isna()), False)
     out["remote"] = remote.astype("boolean")
-    hard = out["steep_terrain"] | out["deep_valley"]
+    hard = out["steep_terrain"] & out["deep_valley"]
     by_terrain = hard & out["remote"].fillna(False).astype(bool) & bool(r["include_terrain_remote"])
     cand = (out["above_threshold"] | by_terrain) & has_elev
     if r["require_poverty_village"]:
@@ -868,6 +868,9 @@ def run(ctx) -> "StepResult":  # noqa: F821 - imported lazily to avoid a cycle
                                      geometry=evaluated.geometry.name, crs=evaluated.crs)
 
     cand_hh = int(candidates["households"].sum())
+    scheduled = full["schedule_year"].notna()
+    sched_hh = int(full.loc[scheduled, "households"].sum())
+    sched_placed = int(full.loc[scheduled, "assigned_households"].sum())
     assigned_hh = int(assignment["households"].sum())
     unassigned_hh = int(unassigned["households"].sum())
     comparison = plan_comparison(full, plan, township=ctx.township)
@@ -885,7 +888,7 @@ def run(ctx) -> "StepResult":  # noqa: F821 - imported lazily to avoid a cycle
         "candidate_population": int(candidates["population"].sum()),
         "candidates_in_poverty_villages": int(candidates["in_poverty_village"].sum()),
         "remoteness": access_note,
-        "candidate_rule": ("above threshold_m" + (" OR ((steep_terrain OR deep_valley) AND remote)"
+        "candidate_rule": ("above threshold_m" + (" OR (steep_terrain AND deep_valley AND remote)"
                                                   if r["include_terrain_remote"] else "")
                            + (" AND in a poverty village" if r["require_poverty_village"] else "")),
         "plan_comparison": comparison,
@@ -901,6 +904,8 @@ def run(ctx) -> "StepResult":  # noqa: F821 - imported lazily to avoid a cycle
         "assignment": {"candidate_households": cand_hh, "assigned_households": assigned_hh,
                        "unassigned_households": unassigned_hh,
                        "unassigned_settlements": len(unassigned),
+                       "scheduled_households": sched_hh,
+                       "scheduled_households_placed": sched_placed,
                        "same_township_households": int(assignment.loc[assignment["same_township"], "households"].sum()),
                        "mean_distance_km": round(float((assignment["households"] * assignment["distance_km"]).sum()
                                                        / assigned_hh), 2) if assigned_hh else None,
@@ -916,7 +921,8 @@ def run(ctx) -> "StepResult":  # noqa: F821 - imported lazily to avoid a cycle
         "schedule: " + ", ".join(f"{x['year']} {x['people']:,}/{x['quota_people']:,}" for x in sched_rows)
         + f"; left over {remainder['settlements']:,} settlements, {remainder['people']:,} people",
         f"sites: {len(sites_out):,} ({site_origin}), {summary['sites']['capacity_households']:,} households "
-        f"capacity; placed {assigned_hh:,} of {cand_hh:,} households, {unassigned_hh:,} unplaced",
+        f"capacity; placed {assigned_hh:,} of {cand_hh:,} households ({sched_placed:,} of the "
+        f"{sched_hh:,} scheduled), {unassigned_hh:,} unplaced",
         f"remoteness: {access_note}",
     ]
     summary["headline"] = headline
