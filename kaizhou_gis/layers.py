@@ -868,7 +868,8 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     # count problems per layer by their "layer." / "layer:" prefix
     for row in report_rows + [dem_row]:
         row["problems"] = sum(1 for p in problems if re.match(rf"^{row['layer']}[.:\s]", p))
-    report_rows.append(dem_row)
+    if path.exists():
+        report_rows.append(dem_row)
     ok = not problems
     layers = None
     if ok:
