@@ -248,6 +248,10 @@ def load_plan(path: str | Path | None = None, *, overrides: dict[str, Any] | Non
             raise PlanError(_format(where, problems))
     if overrides:
         data = _apply_overrides(data, overrides, where)
+        problems = []
+        _check(default, data, "", problems)  # an override must keep the setting's type
+        if problems:
+            raise PlanError(_format(where, problems))
     plan = Plan(data=data, path=where)
     problems = []
     _check_values(plan, problems)

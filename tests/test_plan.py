@@ -129,6 +129,8 @@ def test_override_is_validated_and_cited():
         load_plan(overrides={"relocation.nope_m": 1.0})
     with pytest.raises(PlanError, match="access.village_tongchang_target_pct"):
         load_plan(overrides={"access.village_tongchang_target_pct": 101.0})
+    with pytest.raises(PlanError, match=r"relocation\.threshold_m\.value: expected a number"):
+        load_plan(overrides={"relocation.threshold_m": "high"})
 
 
 def test_missing_and_broken_files(tmp_path):
