@@ -38,7 +38,7 @@ minimum total distance (straight line, km, plus ``other_township_penalty_km`` fo
 township) subject to site capacity, only pairs within ``max_distance_km``. Households of one
 settlement may be split over several sites. Leaving a household unplaced costs more than any
 placement, so as many households as possible are placed; when capacity is short the households of
-lower-priority settlements are left out first. Unplaced households are listed with the reason.
+unscheduled, then of lower-priority settlements are left out first. Unplaced households are listed with the reason.
 """
 from __future__ import annotations
 
@@ -507,8 +507,9 @@ def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_
     households moved from settlement *i* to site *j* for every pair within ``max_distance_km``
     (straight line), plus the households of *i* left unplaced. Cost per household is the distance
     in km, plus ``other_township_penalty_km`` when the site is in another township; an unplaced
-    household costs more than any chain of placements, so the number placed is maximal, and among
-    unplaced households those of higher ``priority`` cost more (they are placed first). The
+    household costs more than any chain of placements, so the number placed is maximal; households
+    of scheduled settlements (``schedule_year`` given) are placed before unscheduled ones, and
+    among the rest those of higher ``priority`` are placed first. The
     constraint matrix is totally unimodular and the supplies and capacities are integers, so the
     simplex vertex solution is integral.
 
@@ -516,7 +517,7 @@ def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_
     ----------
     demand
         Settlements with ``settlement_id``, ``township_code``, ``households`` (int >= 0) and
-        optionally ``priority`` (0-100), in a metric CRS.
+        optionally ``priority`` (0-100) and ``schedule_year``, in a metric CRS.
     sites
         Sites with ``site_id``, ``township_code``, ``capacity_households``, same CRS.
     max_distance_km
@@ -560,9 +561,11 @@ def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_
     if n and len(ii):
         c_max = max_distance_km + other_township_penalty_km + 1.0
         big = (m + 1) * c_max
-        prio = (d["priority"].fillna(0).to_numpy(dtype=float) if "priority" in d.columns
+        prio = (d["priority"].fillna(0).to_numpy(dtype=float).clip(0, 100) if "priority" in d.columns
                 else np.zeros(n))
-        c = np.concatenate([cost, big * (1.0 + prio / 100.0)])
+        tier = (d["schedule_year"].notna().to_numpy(dtype=float) if "schedule_year" in d.columns
+                else np.zeros(n))
+        c = np.concatenate([cost, big * (1.0 + prio / 100.0 + 2.0 * tier)])
         k = len(ii)
         a_eq = coo_matrix((np.ones(k + n), (np.concatenate([ii, np.arange(n)]),
                                             np.arange(k + n))), shape=(n, k + n)).tocsr()

@@ -333,6 +333,10 @@ def test_assignment_full_sites_reason():
     assert u.to_dict("records")[0]["settlement_id"] == "y"
     assert u.to_dict("records")[0]["households"] == 20
     assert "full" in u.to_dict("records")[0]["reason"]
+    # a scheduled settlement is placed before an unscheduled one of higher priority
+    demand["schedule_year"] = pd.array([pd.NA, 2016], dtype="Int64")
+    a, u = relocation.assign_households(demand, sites, max_distance_km=5, other_township_penalty_km=10)
+    assert a.set_index("settlement_id")["households"].to_dict() == {"x": 10, "y": 30}
 
 
 def test_picks_up_the_real_access_step(tmp_path):
