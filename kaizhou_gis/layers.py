@@ -51,6 +51,9 @@ VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".parquet", ".geoparque
 #: File suffixes tried for the DEM in a folder.
 RASTER_SUFFIXES = (".tif", ".tiff", ".hgt", ".img", ".vrt", ".asc", ".dem", ".bil", ".nc")
 
+#: DEMs up to this many cells are read whole to find points on nodata (64 M int16 = 128 MB).
+MAX_DEM_CELLS_IN_MEMORY = 64_000_000
+
 _POLYGON, _POINT, _LINE = "polygon", "point", "line"
 _GEOM_TYPES = {
     _POLYGON: ({"Polygon", "MultiPolygon"}, "Polygon or MultiPolygon"),
@@ -1070,6 +1073,14 @@ def _check_dem(src: _Source | None, path: Path, *, crs, problems, notes, row) ->
     return info
 
 
+def _dem_band(path) -> tuple[np.ma.MaskedArray | None, Any]:
+    """The whole DEM band (masked at nodata) when it is small enough to hold, else None."""
+    with rasterio.open(path) as ds:
+        if ds.width * ds.height > MAX_DEM_CELLS_IN_MEMORY:
+            return None, ds.transform
+        return ds.read(1, masked=True), ds.transform
+
+
 def _cross_checks(layers: dict[str, gpd.GeoDataFrame], dem: dict, plan, problems: list[str],
                   notes: list[str]) -> None:
     """Duplicates, references between layers, features outside the boundary or the DEM."""
@@ -1144,6 +1155,7 @@ def _cross_checks(layers: dict[str, gpd.GeoDataFrame], dem: dict, plan, problems
                                     f"check their coordinates and CRS.")
     if dem.get("bounds") is not None and dem.get("crs") is not None:
         x0, y0, x1, y1 = dem["bounds"]
+        band, dem_transform = _dem_band(dem["path"])
         for name, id_col in points:
             g = layers.get(name)
             if g is None or g.crs is None or g.empty:
@@ -1159,3 +1171,15 @@ def _cross_checks(layers: dict[str, gpd.GeoDataFrame], dem: dict, plan, problems
                 problems.append(f"{name}.geometry: {out.sum()} feature(s) outside the DEM "
                                 f"({format_ids(_ids(g, out, id_col))}); give a DEM that covers "
                                 f"the whole district (merge SRTM tiles with gdal_merge.py).")
+            inside = np.zeros(len(g), dtype=bool)
+            inside[usable] = ~out[usable]
+            if band is not None and inside.any():
+                rows, cols = rasterio.transform.rowcol(dem_transform, x, y)
+                rows = np.clip(np.asarray(rows), 0, band.shape[0] - 1)
+                cols = np.clip(np.asarray(cols), 0, band.shape[1] - 1)
+                void = np.zeros(len(g), dtype=bool)
+                void[usable] = np.ma.getmaskarray(band)[rows, cols] & inside[usable]
+                if void.any():
+                    notes.append(f"{name}: {void.sum()} feature(s) on DEM nodata (voids: "
+                                 f"{format_ids(_ids(g, void, id_col))}); their elevation is "
+                                 f"unknown (NaN) unless the DEM is filled.")

@@ -301,3 +301,20 @@ def test_dem_without_crs_uses_the_crs_option(tmp_path, plan):
         assert ds.width == 288 and ds.height == 288
         z = next(ds.sample([(108.3505, 31.2)]))[0]
     assert abs(z - dem_elevation(108.3505)) < 4
+
+
+def test_points_on_dem_voids_are_noted(tmp_path, plan):
+    from layerset import DEM_BOX, DEM_RES_DEG, dem_array
+
+    folder = write_layerset(tmp_path, dem=False)
+    arr, transform = dem_array()
+    # a void around settlement S5 (108.46E, 31.28N)
+    r = int((DEM_BOX[3] - 31.28) / DEM_RES_DEG)
+    c = int((108.46 - DEM_BOX[0]) / DEM_RES_DEG)
+    arr[r - 2:r + 3, c - 2:c + 3] = -32768
+    write_dem(folder / "dem.tif", arr)
+    report = check_layers(folder, plan=plan)
+    assert report.ok
+    assert any(n.startswith("settlements: 1 feature(s) on DEM nodata (voids: S5)")
+               for n in report.notes)
+    assert not any(n.startswith("villages: ") and "nodata" in n for n in report.notes)
