@@ -919,8 +919,9 @@ def run(ctx) -> "StepResult":  # noqa: F821 - imported lazily to avoid a cycle
     pc = comparison
     headline = [
         f"{len(full):,} settlements: {pc['above_threshold']['layer']:,} above {r['threshold_m']:g} m "
-        f"(plan: {r['natural_villages_above_threshold']:,}); {summary['candidates']:,} candidates, "
-        f"{summary['candidate_population']:,} people (plan: {r['people_target']:,} registered poor)",
+        f"({'district ' if ctx.township else ''}plan: {r['natural_villages_above_threshold']:,}); "
+        f"{summary['candidates']:,} candidates, {summary['candidate_population']:,} people "
+        f"({'district ' if ctx.township else ''}plan: {r['people_target']:,} registered poor)",
         "schedule: " + ", ".join(f"{x['year']} {x['people']:,}/{x['quota_people']:,}" for x in sched_rows)
         + f"; left over {remainder['settlements']:,} settlements, {remainder['people']:,} people",
         f"sites: {len(sites_out):,} ({site_origin}), {summary['sites']['capacity_households']:,} households "
