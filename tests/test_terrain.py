@@ -175,3 +175,26 @@ def test_zonal_stats_coverage_weighted(tmp_path):
     assert s.loc[3, "nodata_pct"] == pytest.approx(50.0)
     assert s.loc[4, ["min_m", "mean_m", "max_m", "share_above_pct"]].isna().all()
     assert s.loc[4, "nodata_pct"] == 100.0 and s.loc[4, "covered_cells"] == 0.0
+
+
+def test_small_windows_give_the_same_answers(tiny_dem, tmp_path, monkeypatch):
+    """A DEM larger than the read budget is read in pieces with the same results."""
+    pts = gpd.GeoSeries([Point(108.005, 31.025), Point(108.025, 31.005), Point(108.015, 31.015),
+                         Point(107.5, 31.0)], crs="EPSG:4326")
+    z = (np.arange(40 * 40).reshape(40, 40) % 97 + 100).astype("float32")
+    big = write_dem(tmp_path / "big.tif", z, from_origin(0, 4000, 100, 100), "EPSG:4545",
+                    nodata=-9999.0, dtype="float32")
+    polys = gpd.GeoSeries([box(50, 50, 3950, 3950), box(1234, 2345, 2789, 3456)], crs="EPSG:4545")
+    with rasterio.open(tiny_dem) as ds, rasterio.open(big) as bg:
+        whole = terrain.sample_elevation(pts, ds)
+        zs_whole = terrain.zonal_stats(polys, bg, threshold_m=150)
+        monkeypatch.setattr(terrain, "MAX_WINDOW_CELLS", 1)
+        monkeypatch.setattr(terrain, "MAX_BLOCK_CELLS", 64 * 7)  # 7-cell tiles
+        pieces = terrain.sample_elevation(pts, ds)
+        zs_pieces = terrain.zonal_stats(polys, bg, threshold_m=150)
+    assert whole.equals(pieces)
+    for col in ("min_m", "mean_m", "max_m", "share_above_pct", "covered_cells"):
+        assert np.allclose(zs_whole[col], zs_pieces[col], rtol=1e-9, atol=1e-9), col
+    # the big polygon covers 39 x 39 cells' worth of area: all cells, the border ones by half
+    assert zs_whole.loc[0, "covered_cells"] == pytest.approx(39 * 39)
+    assert zs_whole.loc[0, "min_m"] == 100 and zs_whole.loc[0, "max_m"] == 196
