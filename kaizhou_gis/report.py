@@ -789,9 +789,13 @@ def make_charts(report: dict, townships: pd.DataFrame, chart_data: dict) -> dict
                               ("settlement_tongda_pct", "自然村通达率", "settlement 通达 %"),
                               ("settlement_tongchang_pct", "自然村通畅率", "settlement 通畅 %")):
                 if col in curve:
-                    ax.plot(x, pd.to_numeric(curve[col], errors="coerce"), marker=".",
-                            label=lab(z, e) if zh else e.replace("通畅", "tongchang")
-                            .replace("通达", "tongda"))
+                    line, = ax.plot(x, pd.to_numeric(curve[col], errors="coerce"),
+                                    marker="." if len(curve) <= 60 else None,
+                                    label=lab(z, e) if zh else e.replace("通畅", "tongchang")
+                                    .replace("通达", "tongda"))
+                    target = _num((report.get("access", {}).get("targets") or {}).get(col))
+                    if target is not None:  # the plan's target as a dotted line
+                        ax.axhline(target, ls=":", lw=1, color=line.get_color())
             ax.set_xlabel(lab("累计投资(亿元)", "cumulative cost (100 M yuan)"))
             ax.set_ylabel("%")
             ax.set_ylim(0, 101)
