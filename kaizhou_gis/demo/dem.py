@@ -28,6 +28,7 @@ from rasterio.transform import Affine, from_origin, rowcol
 from scipy.interpolate import RegularGridInterpolator
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 from scipy.sparse.csgraph import minimum_spanning_tree
+from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 from kaizhou_gis.demo import noise
@@ -198,24 +199,39 @@ def river_network(grid: Grid, nodes_xy: np.ndarray, nodes_elev: np.ndarray,
     order = np.argsort(d0, kind="stable")
     lo_g, hi_g = params.tributary_grade
     tmin, tmax = float(np.percentile(trend, 5)), float(np.percentile(trend, 95))
+    tree = cKDTree(net_xy)
+    tree_e = net_e
+    recent_xy = np.zeros((0, 2))
+    recent_e = np.zeros(0)
     for k in order:
         sp = springs[k]
-        d = np.hypot(net_xy[:, 0] - sp[0], net_xy[:, 1] - sp[1])
-        j = int(np.argmin(d))
-        if d[j] < 0.45 * params.spring_spacing_m:
+        d_t, j_t = tree.query(sp)
+        if len(recent_xy):
+            d_r = np.hypot(recent_xy[:, 0] - sp[0], recent_xy[:, 1] - sp[1])
+            j_r = int(np.argmin(d_r))
+        if len(recent_xy) and d_r[j_r] < d_t:
+            dj, p0, e0 = float(d_r[j_r]), recent_xy[j_r], float(recent_e[j_r])
+        else:
+            dj, p0, e0 = float(d_t), tree.data[j_t], float(tree_e[j_t])
+        if dj < 0.45 * params.spring_spacing_m:
             continue
-        pts = _meander(net_xy[j], sp, rng, amplitude=0.15)
+        pts = _meander(np.asarray(p0, float), sp, rng, amplitude=0.15)
         r = int(np.clip(-sp[1] / dy, 0, H - 1))
         c = int(np.clip(sp[0] / dx, 0, W - 1))
         u = (trend[r, c] - tmin) / max(tmax - tmin, 1.0)
         grade = lo_g + (hi_g - lo_g) * float(np.clip(u, 0, 1))
         along = np.concatenate([[0.0], np.cumsum(np.hypot(*(pts[1:] - pts[:-1]).T))])
-        bed = net_e[j] + grade * along
+        bed = e0 + grade * along
         xs.append(pts)
         es.append(bed)
         trunk.append(np.zeros(len(pts), bool))
-        net_xy = np.vstack([net_xy, pts])
-        net_e = np.concatenate([net_e, bed])
+        recent_xy = np.vstack([recent_xy, pts])
+        recent_e = np.concatenate([recent_e, bed])
+        if len(recent_xy) > 20_000:
+            all_xy = np.vstack([tree.data, recent_xy])
+            tree_e = np.concatenate([tree_e, recent_e])
+            tree = cKDTree(all_xy)
+            recent_xy, recent_e = np.zeros((0, 2)), np.zeros(0)
     return Rivers(np.vstack(xs), np.concatenate(es), np.concatenate(trunk))
 
 

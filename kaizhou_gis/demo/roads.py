@@ -142,120 +142,100 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
     unreachable = [i for i, cl in enumerate(vpaths) if len(cl) == 1 and cl[0] not in set(src.tolist())]
     if unreachable:
         log.warning("%d villages unreachable at %s %% grade", len(unreachable), p.max_grade_pct)
-    vxy = _xy_of_cells(grid, village_cells)
-    paved_v = np.ones(len(village_cells), bool)
-    trunk_cells = edges.cells()
-
-    def paved_cells_villages() -> np.ndarray:
-        cs = set(trunk_cells.tolist())
-        for i in np.flatnonzero(paved_v):
-            cs.update(vpaths[i])
-        return np.fromiter(cs, dtype=np.int64, count=len(cs))
-
-    n_target = int(round(p.village_paved_share * len(village_cells)))
+    # Every reached point gets its own stub at distance 0, so the surface of its own route decides
+    # its 通畅 status (the analysis snaps a point to its nearest road); the shares are therefore
+    # set by designation: the most remote / poorest villages keep unpaved routes.
+    has_road_v = np.array([len(cl) > 1 or cl[0] in set(src.tolist()) for cl in vpaths])
+    n_unpaved = max(int(round((1.0 - p.village_paved_share) * len(village_cells)))
+                    - int((~has_road_v).sum()), 0)
+    paved_v = has_road_v.copy()
+    cnt = 0
     for i in village_unpave_order:
-        paved_v[i] = False
-        got = _reached(grid, paved_cells_villages(), vxy, p.reach_m).sum()
-        if got < n_target:
-            paved_v[i] = True
-        if got <= n_target:
+        if cnt >= n_unpaved:
             break
+        if paved_v[i]:
+            paved_v[i] = False
+            cnt += 1
     for i, cells in enumerate(vpaths):
+        if not has_road_v[i]:
+            continue
         for e in _path_edges(cells):
             rank = 2 if use[e] >= p.township_min_users else 3
             edges.add_path(list(e), rank, bool(paved_v[i]))
-    # 3. settlements
+    # 3. settlements: paved routes start on paved roads, unpaved ones on any road
     any_src = edges.cells()
     paved_src = edges.cells(paved_only=True)
     _, pred_any, _ = costpath.search(graph, any_src)
     _, pred_paved, _ = costpath.search(graph, paved_src)
+    any_set, paved_set = set(any_src.tolist()), set(paved_src.tolist())
     sp_any = [costpath.trace(pred_any, int(c)) for c in settle_cells]
     sp_paved = [costpath.trace(pred_paved, int(c)) for c in settle_cells]
+    ok_any = np.array([len(cl) > 1 or cl[0] in any_set for cl in sp_any])
+    ok_paved = np.array([len(cl) > 1 or cl[0] in paved_set for cl in sp_paved])
     sxy = _xy_of_cells(grid, settle_cells)
     n = len(settle_cells)
-    state = np.full(n, 1, dtype=np.int8)   # 0 none, 1 unpaved, 2 paved
-    base_any = set(any_src.tolist())
-    base_paved = set(paved_src.tolist())
-
-    def measure() -> tuple[np.ndarray, np.ndarray]:
-        a, pv = set(base_any), set(base_paved)
-        for i in range(n):
-            if state[i] == 1:
-                a.update(sp_any[i])
-            elif state[i] == 2:
-                a.update(sp_paved[i])
-                pv.update(sp_paved[i])
-        ac = np.fromiter(a, dtype=np.int64, count=len(a))
-        pc = np.fromiter(pv, dtype=np.int64, count=len(pv))
-        return _reached(grid, ac, sxy, p.reach_m), _reached(grid, pc, sxy, p.reach_m)
-
-    # paving, nearest / least remote first, separately for the target group and the rest
+    state = np.where(ok_any, 1, 0).astype(np.int8)   # 0 none, 1 unpaved, 2 paved
     pave_order = settle_remote_order[::-1]
     for group, share in ((settle_target, p.target_tongchang_share),
                          (~settle_target, p.small_tongchang_share)):
-        idx = [i for i in pave_order if group[i]]
         want = int(round(share * group.sum()))
-        # paving is incremental: track paved cells and test only the new ones
-        _, tc = measure()
-        paved_now = set(base_paved)
-        for i in range(n):
-            if state[i] == 2:
-                paved_now.update(sp_paved[i])
-        have = int(tc[group].sum())
-        reached_pv = tc.copy()
-        for i in idx:
-            if have >= want:
+        got = 0
+        for i in pave_order:
+            if got >= want:
                 break
-            if reached_pv[i]:
-                continue
-            state[i] = 2
-            new = np.fromiter(set(sp_paved[i]) - paved_now, dtype=np.int64)
-            paved_now.update(sp_paved[i])
-            hit = _reached(grid, new, sxy, p.reach_m)
-            reached_pv |= hit
-            have = int(reached_pv[group].sum())
-    # dropping roads, most remote first
+            if group[i] and ok_paved[i]:
+                state[i] = 2
+                got += 1
+
+    def road_cells() -> np.ndarray:
+        cs = set(any_set)
+        for i in np.flatnonzero(state == 1):
+            cs.update(sp_any[i])
+        for i in np.flatnonzero(state == 2):
+            cs.update(sp_paved[i])
+        return np.fromiter(cs, dtype=np.int64, count=len(cs))
+
     for group, share in ((settle_target, p.target_tongda_share),
                          (~settle_target, p.small_tongda_share)):
-        want = int(round(share * group.sum()))
-        idx = [i for i in settle_remote_order if group[i] and state[i] == 1]
-        ta, _ = measure()
-        have = int(ta[group].sum())
-        batch = max(1, int(group.sum()) // 200)
+        want_off = int(round((1.0 - share) * group.sum()))
+        cand = [i for i in settle_remote_order if group[i] and state[i] == 1]
         k = 0
-        while have > want and k < len(idx):
-            chunk = idx[k:k + batch]
-            k += batch
+        reached = _reached(grid, road_cells(), sxy, p.reach_m)
+        while k < len(cand):
+            off = int((group & ~reached).sum())
+            if off >= want_off:
+                break
+            chunk = cand[k:k + max(1, min(12, (want_off - off) // 2))]
+            k += len(chunk)
             for i in chunk:
                 state[i] = 0
-            ta, _ = measure()
-            new_have = int(ta[group].sum())
-            if new_have < want:
-                for i in chunk:
+            reached = _reached(grid, road_cells(), sxy, p.reach_m)
+            for i in chunk:   # still near another road: keep its own track (predictable status)
+                if reached[i]:
                     state[i] = 1
-                if batch == 1:
-                    break
-                batch = 1
-                k -= len(chunk)
-                continue
-            have = new_have
     for i in range(n):
         if state[i] == 1:
             edges.add_path(sp_any[i], 4, False)
         elif state[i] == 2:
             edges.add_path(sp_paved[i], 3, True)
-    ta, tc = measure()
     all_any = edges.cells()
     all_paved = edges.cells(paved_only=True)
-    v_any = _reached(grid, all_any, vxy, p.reach_m)
-    v_paved = _reached(grid, all_paved, vxy, p.reach_m)
-    # point stubs: every seat, village and settlement with a road cell at its own cell
+    near_any = _reached(grid, all_any, sxy, p.reach_m)
+    ta = (state > 0) | near_any
+    tc = state == 2
+    v_any = has_road_v
+    v_paved = paved_v
+    # point stubs: every seat, village and settlement with a route, with its route's surface
     stubs = []
     road_cell_set = set(all_any.tolist())
-    for cells_, ll in ((seat_cells, seat_ll), (village_cells, village_ll), (settle_cells, settle_ll)):
-        for c, (lon, lat) in zip(cells_, ll):
-            if int(c) in road_cell_set:
-                stubs.append((int(c), float(lon), float(lat)))
+    for c, (lon, lat) in zip(seat_cells, seat_ll):
+        stubs.append((int(c), float(lon), float(lat), 0, True))
+    for i, (c, (lon, lat)) in enumerate(zip(village_cells, village_ll)):
+        if has_road_v[i]:
+            stubs.append((int(c), float(lon), float(lat), 3, bool(paved_v[i])))
+    for i, (c, (lon, lat)) in enumerate(zip(settle_cells, settle_ll)):
+        if state[i] > 0:
+            stubs.append((int(c), float(lon), float(lat), 3 if state[i] == 2 else 4, state[i] == 2))
     roads = _lines(grid, edges, stubs)
     connected = all(int(c) in road_cell_set for c in seat_cells)
     log.info("roads: %d features, %.0f km; villages paved-reached %.1f %%; settlements>=30hh "
@@ -264,7 +244,8 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
     return RoadResult(roads, v_any, v_paved, ta, tc, connected)
 
 
-def _lines(grid: Grid, edges: _Edges, stubs: list[tuple[int, float, float]]) -> gpd.GeoDataFrame:
+def _lines(grid: Grid, edges: _Edges, stubs: list[tuple[int, float, float, int, bool]]
+           ) -> gpd.GeoDataFrame:
     """Merge cell edges into polylines broken at junctions and attribute changes."""
     W = grid.shape[1]
     attr: dict[tuple[int, int], tuple[int, bool]] = {
@@ -281,16 +262,14 @@ def _lines(grid: Grid, edges: _Edges, stubs: list[tuple[int, float, float]]) -> 
     for a, b in attr:
         adj[a].append(b)
         adj[b].append(a)
-    # stubs: a pseudo node per point (negative ids), same attributes as an incident edge
-    for j, (cell, lon, lat) in enumerate(stubs):
+    # stubs: a pseudo node per point (negative ids) joined to its cell centre
+    for j, (cell, lon, lat, rank, paved) in enumerate(stubs):
         if cell not in adj:
             continue
         nid = -(j + 1)
         coords[nid] = (lon, lat)
-        nb = adj[cell][0]
-        key = (cell, nb) if cell < nb else (nb, cell)
         skey = (nid, cell)
-        attr[skey] = attr[key]
+        attr[skey] = (rank, bool(paved))
         adj[nid].append(cell)
         adj[cell].append(nid)
 
@@ -337,9 +316,14 @@ def _lines(grid: Grid, edges: _Edges, stubs: list[tuple[int, float, float]]) -> 
     tol = 0.45 * abs(grid.transform.a)
     geoms, cls, surf = [], [], []
     for chain, (rank, paved) in rows:
-        line = LineString([node_xy(n) for n in chain])
+        pts = [node_xy(n) for n in chain]
+        if len(set(pts)) < 2:
+            continue  # a point exactly on its cell centre needs no stub
+        line = LineString(pts)
         if len(chain) > 2:
-            line = line.simplify(tol, preserve_topology=False)
+            simple = line.simplify(tol, preserve_topology=False)
+            if simple.is_valid and not simple.is_empty and simple.length > 0:
+                line = simple
         geoms.append(line)
         cls.append(CLASSES[rank])
         surf.append("paved" if paved else "unpaved")

@@ -229,28 +229,26 @@ def place_settlements(grid: Grid, z: np.ndarray, slope: np.ndarray, tid: np.ndar
     ks = [k for k in cand for _ in range(n_set[k])]
     ph = np.array([(cand[k][1] * cand[k][2]).sum() / cand[k][1].sum() for k in ks])
     outside = np.array([kind_of[villages["township_code"].iat[k]] != "街道" for k in ks])
+    # no site at or below the threshold in the territory: the settlement is high whatever happens
+    forced = np.array([not (~cand[k][2]).any() for k in ks])
     lo, hi = 0.0, 50.0
     for _ in range(60):
         lam = 0.5 * (lo + hi)
-        q = np.minimum(1.0, lam * ph)
+        q = np.where(forced, 1.0, np.minimum(1.0, lam * ph))
         if q[outside].mean() < p.high_share:
             lo = lam
         else:
             hi = lam
-    q = np.minimum(1.0, 0.5 * (lo + hi) * ph)
-    # stratified draw: the expected count becomes the realized count (low variance)
-    u = (rng.permutation(len(ks)) + rng.uniform(0, 1, len(ks))) / len(ks)
-    order = np.argsort(q / np.maximum(u, 1e-9))[::-1]
-    n_high = int(round(q[outside].sum() / max(outside.sum(), 1) * outside.sum()))
-    want_high = np.zeros(len(ks), bool)
-    # choose high sites among the outside-街道 settlements in proportion to q
-    cnt = 0
-    for j in order:
-        if cnt >= n_high:
-            break
-        if outside[j] and q[j] > 0:
-            want_high[j] = True
-            cnt += 1
+    q = np.where(forced, 1.0, np.minimum(1.0, 0.5 * (lo + hi) * ph))
+    # draw without replacement in proportion to q (Efraimidis-Spirakis keys), so the realized
+    # count outside the 街道 equals the target
+    n_high = int(round(p.high_share * outside.sum()))
+    want_high = forced.copy()
+    quota = n_high - int((forced & outside).sum())
+    free_idx = np.flatnonzero(outside & ~forced & (q > 0))
+    keys = rng.uniform(0, 1, len(free_idx)) ** (1.0 / np.maximum(q[free_idx], 1e-12))
+    pick = free_idx[np.argsort(-keys, kind="stable")[:max(quota, 0)]]
+    want_high[pick] = True
     rows = []
     used: set[int] = set()
     for j, k in enumerate(ks):
