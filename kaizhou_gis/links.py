@@ -10,8 +10,9 @@ Options for a point (village or settlement) that is not 通畅
     edge is upgraded whole if it is unpaved. Only possible when the point is already 通达.
 (b) **New link**: a new hardened road from the point to the nearest (cheapest) point of its
     seat's paved network, by a least-cost path over the DEM under ``links.max_grade_pct``
-    (:func:`kaizhou_gis.costpath.grade_limited_paths`: one multi-source search per township over
-    a window of ``links.max_new_link_km`` around its points). No feasible path, or one longer
+    (:func:`kaizhou_gis.costpath.grade_limited_paths`: one multi-source search for all points
+    whose seats share a paved network, over the DEM window of their bounding box plus
+    ``links.max_new_link_km``). No feasible path, or one longer
     than ``max_new_link_km``, means no link ("no new link under 12 % grade within 15 km").
     Cost = length × ``links.cost_new_yuan_per_km`` for the link's terrain class.
 
@@ -51,7 +52,7 @@ from shapely.geometry import LineString
 from shapely.ops import substring
 
 from kaizhou_gis.errors import LayerError, format_ids
-from kaizhou_gis.network import DemGrid, terrain_class
+from kaizhou_gis.network import DemGrid, terrain_class, transformer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ _TOKEN_YUAN_PER_M = 1e-3
 WORK_LABELS_ZH = {"work_id": "工程编号", "type": "类型", "km": "里程(公里)", "cost_yuan": "投资(元)",
                   "beneficiaries": "受益村/自然村", "terrain": "地形", "road_id": "道路编号",
                   "phase": "阶段", "step": "顺序", "max_grade_pct": "最大纵坡(%)",
-                  "township_code": "乡镇代码"}
+                  "township_code": "乡镇代码", "max_terrain_grade_pct": "最大地形坡度(%)",
+                  "hairpin_km": "回头弯加长(公里)", "path_m": "村社便道(米)", "edge_id": "路段编号"}
 CURVE_LABELS_ZH = {"step": "顺序", "phase": "阶段", "work_ids": "工程编号", "cumulative_km": "累计里程(公里)",
                    "cumulative_cost_yuan": "累计投资(元)", "village_tongchang_pct": "行政村通畅率(%)",
                    "settlement_tongda_pct": "集中居住地通达率(%)",
@@ -98,6 +100,7 @@ def _candidates(before, vt: pd.DataFrame, st: pd.DataFrame) -> pd.DataFrame:
             "tongda": t["tongda"].astype(bool).to_numpy(),
             "mandatory": (np.ones(len(t), bool) if kind == "village" else ~t["tongda"].astype(bool).to_numpy()),
             "edge": a["edge_id"].to_numpy(), "along_m": a["along_m"].to_numpy(),
+            "snap_distance_m": a["snap_distance_m"].to_numpy(),
             "geometry": t.geometry.to_numpy(),
         }))
     c = pd.concat(rows, ignore_index=True)
@@ -163,34 +166,53 @@ def _upgrade_options(net, seats, cand: pd.DataFrame, cost_per_km: dict) -> tuple
 
 
 def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_grade_pct: float,
-                  max_link_km: float, slope_weight: float, sample_m: float,
-                  cost_per_km: dict, terrain_slope_deg: dict) -> list:
-    """Least-cost new link of every candidate (dict or None with a reason)."""
-    from kaizhou_gis.costpath import grade_limited_paths, window_for
+                  max_link_km: float, slope_weight: float, sample_m: float, end_max_m: float,
+                  switchback_terrain_max_pct: float, snap_tolerance_m: float,
+                  reach_distance_m: float, cost_per_km: dict, terrain_slope_deg: dict) -> list:
+    """Least-cost new link of every candidate: a dict (geometry, km, cost, ...) or {"reason": ...}.
+
+    The link runs from the nearest (cheapest) point of the seat's paved network to the point; when
+    the point's own DEM cell cannot be reached under the maximum grade, to the reachable cell
+    nearest to it within ``end_max_m`` (and nearer than any road the point already snaps to, so
+    the point then snaps to the new link); the rest is a village path (``path_m``).
+    """
+    from kaizhou_gis.costpath import cell_centres, points_to_cells, search, trace
 
     out: list = [None] * len(cand)
     if dem is None:
-        return [{"reason": "no DEM to route new links on"}] * len(cand)
+        return [{"reason": "no DEM to route new links on"} for _ in range(len(cand))]
     e = net.edges
     crs = e.crs
-    to_dem = Transformer.from_crs(CRS(crs), CRS(dem.crs), always_xy=True)
-    from_dem = Transformer.from_crs(CRS(dem.crs), CRS(crs), always_xy=True)
+    noop = Transformer.from_pipeline("+proj=noop")
+    to_dem = transformer(crs, dem.crs) or noop
+    from_dem = transformer(dem.crs, crs) or noop
     si = seats.seats
     pcomp_node = net.nodes["paved_component"].to_numpy()
     e_pcomp = np.where(e["paved"].to_numpy(), pcomp_node[e["u"].to_numpy()], -1)
     L = e["length_m"].to_numpy()
     geoms = e.geometry.to_numpy()
-    for town, idx in cand.groupby("township_code").groups.items():
-        idx = np.asarray(idx)
-        r = seats.row_of.get(town, -1)
-        if r < 0 or not si["paved_on_network"].iloc[r]:
-            for i in idx:
-                out[i] = {"reason": "the township seat has no paved road to link to"}
-            continue
-        comp = si["paved_component"].iloc[r]
+    no_link = f"no new link under {max_grade_pct:g} % grade within {max_link_km:g} km"
+    # one search per paved network holding seats (usually one for the whole district)
+    seat_comp = np.array([si["paved_component"].iloc[seats.row_of[c]]
+                          if c in seats.row_of and si["paved_on_network"].iloc[seats.row_of[c]] else -1
+                          for c in cand["township_code"]])
+    for i in np.flatnonzero(seat_comp < 0):
+        out[i] = {"reason": "the township seat has no paved road to link to"}
+    snap = cand["snap_distance_m"].to_numpy(dtype="float64")
+    # a point (almost) on a road it is connected by: a link ending there would be joined to that
+    # road by the snapping rules and the point would still snap to it; upgrade that road instead
+    on_road = cand["tongda"].to_numpy() & np.isfinite(snap) & (snap <= snap_tolerance_m + 0.5)
+    for i in np.flatnonzero(on_road):
+        out[i] = {"reason": f"lies on an existing road ({snap[i]:.1f} m): upgrade it rather than link"}
+    seat_comp = np.where(on_road, -2, seat_comp)
+    limit = np.where(np.isfinite(snap) & (snap <= reach_distance_m), snap - 1.0, reach_distance_m)
+    limit = np.minimum(limit, end_max_m)
+    for comp in np.unique(seat_comp[seat_comp >= 0]):
+        idx = np.flatnonzero(seat_comp == comp)
         sel = np.flatnonzero(e_pcomp == comp)
         txy = shapely.get_coordinates(cand.geometry.to_numpy()[idx])
         tx, ty = to_dem.transform(txy[:, 0], txy[:, 1])
+        from kaizhou_gis.costpath import window_for
         win = window_for(list(zip(tx, ty)), max_link_km * 1000.0, transform=dem.transform, crs=dem.crs,
                          shape=dem.values.shape)
         # sources: points every sample_m along the paved edges of the seat's paved network
@@ -206,40 +228,124 @@ def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gr
         k = np.arange(npts.sum()) - np.repeat(np.cumsum(npts) - npts, npts)
         pts = shapely.line_interpolate_point(geoms[rep], k / np.repeat(nseg, npts), normalized=True)
         sxy = shapely.get_coordinates(pts)
-        sxy = np.unique(np.round(sxy, 3), axis=0)
         sx, sy = to_dem.transform(sxy[:, 0], sxy[:, 1])
         r0, c0 = int(win.row_off), int(win.col_off)
-        sub = dem.values[r0:r0 + int(win.height), c0:c0 + int(win.width)]
+        h, w = int(win.height), int(win.width)
+        sub = dem.values[r0:r0 + h, c0:c0 + w]
         tr = window_transform(win, dem.transform)
-        paths = grade_limited_paths(sub, tr, dem.crs, list(zip(sx, sy)), list(zip(tx, ty)),
-                                    max_grade_pct=max_grade_pct, slope_weight=slope_weight)
-        slope_sub = dem.slope[r0:r0 + int(win.height), c0:c0 + int(win.width)]
-        for j, (i, pth) in enumerate(zip(idx, paths)):
-            if pth is None:
-                out[i] = {"reason": f"no new link under {max_grade_pct:g} % grade within {max_link_km:g} km"}
+        graph, road_len, road_grade = _switchback_graph(sub, tr, dem.crs, max_grade_pct=max_grade_pct,
+                                                        terrain_max_pct=switchback_terrain_max_pct,
+                                                        slope_weight=slope_weight)
+        src_cells = points_to_cells(np.column_stack([sx, sy]), tr, (h, w))
+        dist, pred, nearest = search(graph, src_cells)
+        src_of_cell: dict[int, int] = {}
+        for si_, c in enumerate(src_cells.tolist()):
+            if c >= 0 and c not in src_of_cell:
+                src_of_cell[c] = si_
+        # candidate end cells: the point's own cell and the cells around it within the limit
+        cell0 = points_to_cells(np.column_stack([tx, ty]), tr, (h, w))
+        csize = float(np.nanmin([abs(v) for v in _cell_metres(tr, dem.crs, h)]))
+        R = int(math.ceil(end_max_m / max(csize, 1e-6)))
+        dr, dc = np.mgrid[-R:R + 1, -R:R + 1]
+        dr, dc = dr.ravel(), dc.ravel()
+        rr = (cell0 // w)[:, None] + dr[None, :]
+        cc = (cell0 % w)[:, None] + dc[None, :]
+        inside = (cell0[:, None] >= 0) & (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+        flat = np.where(inside, rr * w + cc, 0)
+        cen = np.asarray(cell_centres(flat.ravel(), tr, (h, w)), dtype="float64")
+        ex, ey = from_dem.transform(cen[:, 0], cen[:, 1])
+        dd = np.hypot(ex.reshape(flat.shape) - txy[:, 0:1], ey.reshape(flat.shape) - txy[:, 1:2])
+        own = (dr == 0) & (dc == 0)
+        ok = inside & ((dd <= limit[idx][:, None]) | own[None, :])
+        cost = np.where(ok, dist[flat], np.inf)
+        # the point's own cell when reachable; otherwise the reachable cell nearest to the point
+        own_k = int(np.flatnonzero(own)[0])
+        reach_ok = np.isfinite(cost)
+        ring_key = np.where(reach_ok, dd, np.inf)
+        best = np.where(reach_ok[:, own_k], own_k, np.argmin(ring_key, axis=1))
+        slope_sub = dem.slope[r0:r0 + h, c0:c0 + w]
+        for j, i in enumerate(idx):
+            b_ = best[j]
+            if not np.isfinite(cost[j, b_]):
+                out[i] = {"reason": no_link}
                 continue
-            if pth.length_m > max_link_km * 1000.0:
+            cell = int(flat[j, b_])
+            cells = trace(pred, cell)
+            a_, b2 = np.asarray(cells[:-1]), np.asarray(cells[1:])
+            if len(cells) > 1:
+                length = float(np.asarray(road_len[a_, b2]).sum())
+                mgrade = float(np.asarray(road_grade[a_, b2]).max() * 100.0)
+                tgrade = float(np.asarray(graph.grade[a_, b2]).max() * 100.0)
+                corridor = float(np.asarray(graph.length[a_, b2]).sum())
+            else:
+                length = mgrade = tgrade = corridor = 0.0
+            if length > max_link_km * 1000.0:
                 out[i] = {"reason": f"the shortest new link under {max_grade_pct:g} % grade is "
-                                    f"{pth.length_m / 1000:.1f} km, longer than {max_link_km:g} km"}
+                                    f"{length / 1000:.1f} km, longer than {max_link_km:g} km"}
                 continue
-            cxy = np.asarray(pth.coords, dtype="float64")
+            s_idx = src_of_cell.get(int(nearest[cell]), src_of_cell.get(cells[0], -1))
+            cxy = np.asarray(cell_centres(cells, tr, (h, w)), dtype="float64").reshape(-1, 2)
             wx, wy = from_dem.transform(cxy[:, 0], cxy[:, 1])
             wxy = np.column_stack([wx, wy])
-            wxy[0] = sxy[pth.source_index]
-            wxy[-1] = txy[j]
+            end = txy[j] if own[b_] else np.array([ex.reshape(flat.shape)[j, b_], ey.reshape(flat.shape)[j, b_]])
+            wxy = np.vstack([sxy[s_idx], wxy[1:-1], end]) if len(wxy) >= 2 else np.vstack([sxy[s_idx], end])
             line = LineString(wxy)
+            if len(wxy) > 2:  # Douglas-Peucker at half a cell: cell-centre zig-zags go
+                line = line.simplify(0.5 * csize, preserve_topology=False)
             if line.length <= 0:
-                out[i] = {"reason": "zero-length link"}
+                out[i] = {"reason": "the point lies on the paved network already"}
                 continue
-            cells = np.asarray(pth.cells, dtype=np.int64)
-            sl = slope_sub[cells[:, 0], cells[:, 1]]
+            rc = np.divmod(np.asarray(cells), w)
+            sl = slope_sub[rc[0], rc[1]]
             mean_slope = float(np.nanmean(sl)) if np.isfinite(sl).any() else np.nan
             terr = terrain_class(np.array([mean_slope]), terrain_slope_deg)[0]
-            km = line.length / 1000.0
-            out[i] = {"geometry": line, "km": km, "terrain": terr,
-                      "cost": km * cost_per_km[terr], "max_grade_pct": float(pth.max_grade_pct),
-                      "reason": ""}
+            # road length = drawn corridor + hairpin lengthening where the terrain is steeper
+            km = (line.length + max(0.0, length - corridor)) / 1000.0
+            out[i] = {"geometry": line, "km": km, "terrain": terr, "cost": km * cost_per_km[terr],
+                      "max_grade_pct": mgrade, "max_terrain_grade_pct": tgrade,
+                      "hairpin_km": max(0.0, length - corridor) / 1000.0,
+                      "path_m": float(np.hypot(*(end - txy[j]))), "reason": ""}
     return out
+
+
+def _switchback_graph(dem: np.ndarray, transform, crs, *, max_grade_pct: float, terrain_max_pct: float,
+                      slope_weight: float):
+    """Cell graph whose steps may cross terrain up to ``terrain_max_pct`` by hairpin bends.
+
+    A step of horizontal length h over terrain grade g > max grade is climbed by a road of length
+    h * g / max grade at the maximum grade (switchbacks); gentler steps keep length h and grade g.
+    Step cost = road length * (1 + slope_weight * road grade). With ``terrain_max_pct`` equal to
+    ``max_grade_pct`` this is the plain grade-limited graph.
+
+    Returns the graph (its ``grade`` is the terrain grade) and sparse matrices of the road length
+    and road grade of every step.
+    """
+    from kaizhou_gis.costpath import build_cell_graph
+
+    gmax = max_grade_pct / 100.0
+    graph = build_cell_graph(dem, transform, crs, max_grade_pct=max(terrain_max_pct, max_grade_pct),
+                             slope_weight=0.0)
+    same = (np.array_equal(graph.length.indptr, graph.grade.indptr)
+            and np.array_equal(graph.length.indices, graph.grade.indices)
+            and np.array_equal(graph.length.indptr, graph.matrix.indptr)
+            and np.array_equal(graph.length.indices, graph.matrix.indices))
+    if not same:  # pragma: no cover - costpath builds all three from the same coordinates
+        raise RuntimeError("costpath cell graph matrices do not share one sparsity structure")
+    g = graph.grade.data
+    road_len = graph.length.copy()
+    road_len.data = graph.length.data * np.maximum(1.0, g / gmax)
+    road_grade = graph.grade.copy()
+    road_grade.data = np.minimum(g, gmax)
+    graph.matrix.data = road_len.data * (1.0 + slope_weight * road_grade.data)
+    return graph, road_len, road_grade
+
+
+def _cell_metres(transform, crs, height: int) -> tuple[float, float]:
+    """Median cell width and height of a grid in metres."""
+    from kaizhou_gis.terrain import cell_size_m
+
+    dx, dy = cell_size_m(transform, crs, height)
+    return float(np.median(dx)), float(np.median(dy))
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,7 +377,10 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
     std, paths, ecost = _upgrade_options(net, seats, cand, q["cost_upgrade_yuan_per_km"])
     links = _link_options(net, seats, cand, dem, max_grade_pct=float(q["max_grade_pct"]),
                           max_link_km=float(q["max_new_link_km"]), slope_weight=float(q["slope_weight"]),
-                          sample_m=float(p["grade_sample_m"]), cost_per_km=q["cost_new_yuan_per_km"],
+                          sample_m=float(p["grade_sample_m"]), end_max_m=float(q["link_end_max_m"]),
+                          switchback_terrain_max_pct=float(q["switchback_terrain_max_pct"]),
+                          snap_tolerance_m=float(p["snap_tolerance_m"]),
+                          reach_distance_m=float(p["reach_distance_m"]), cost_per_km=q["cost_new_yuan_per_km"],
                           terrain_slope_deg=q["terrain_slope_deg"])
     lcost = np.array([lk["cost"] if lk and "cost" in lk else np.inf for lk in links])
     K, E = len(cand), len(net.edges)
@@ -413,6 +522,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                      "cost_yuan": float(ecost[ei]), "beneficiaries": ";".join(benef.get(wid, [])),
                      "terrain": edges["terrain"].iloc[ei], "road_id": edges["road_id"].iloc[ei],
                      "edge_id": int(ei), "max_grade_pct": float(edges["max_grade_pct"].iloc[ei]),
+                     "max_terrain_grade_pct": np.nan, "hairpin_km": 0.0, "path_m": 0.0,
                      "township_code": "", "phase": edge_phase[ei], "step": int(edge_step[ei]),
                      "geometry": edges.geometry.iloc[ei]})
     for n_, (k, stp, ph) in enumerate(new_links, 1):
@@ -422,10 +532,13 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
         work_ids.setdefault(pid, []).append(wid)
         rows.append({"work_id": wid, "type": "new", "km": lk["km"], "cost_yuan": float(lk["cost"]),
                      "beneficiaries": pid, "terrain": lk["terrain"], "road_id": "", "edge_id": -1,
-                     "max_grade_pct": lk["max_grade_pct"], "township_code": cand["township_code"].iloc[k],
+                     "max_grade_pct": lk["max_grade_pct"], "max_terrain_grade_pct": lk["max_terrain_grade_pct"],
+                     "hairpin_km": lk["hairpin_km"], "path_m": lk["path_m"],
+                     "township_code": cand["township_code"].iloc[k],
                      "phase": ph, "step": stp, "geometry": lk["geometry"]})
     cols = ["work_id", "type", "km", "cost_yuan", "beneficiaries", "terrain", "road_id", "edge_id",
-            "max_grade_pct", "township_code", "phase", "step", "geometry"]
+            "max_grade_pct", "max_terrain_grade_pct", "hairpin_km", "path_m", "township_code", "phase",
+            "step", "geometry"]
     works = gpd.GeoDataFrame(pd.DataFrame(rows, columns=cols), geometry="geometry", crs=edges.crs)
     works = works.sort_values(["step", "work_id"], kind="stable").reset_index(drop=True)
     works["km"] = works["km"].round(3)
@@ -493,7 +606,8 @@ def _pct(num: int, den: int) -> float | None:
 # --------------------------------------------------------------------------------------------
 # Applying works
 # --------------------------------------------------------------------------------------------
-def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None) -> gpd.GeoDataFrame:
+def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None,
+                match_tolerance_m: float | None = None) -> gpd.GeoDataFrame:
     """The roads with the works built: new links added as paved roads, upgraded stretches paved.
 
     Parameters
@@ -504,8 +618,12 @@ def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None) 
         As made by :func:`plan_works`: ``work_id``, ``type`` ("new"/"upgrade"), ``road_id`` of
         upgrades, geometry.
     plan : Plan, optional
-        For the surface value of hardened roads (first of ``access.paved_surfaces``) and the class
-        of new links; "paved" and "village" otherwise.
+        For the surface value of hardened roads (first of ``access.paved_surfaces``), the class of
+        new links and the snap tolerance; "paved", "village" and 5 m otherwise.
+    match_tolerance_m : float, optional
+        An upgrade applies to the road row of its ``road_id`` whose line passes within this
+        distance of the upgrade's midpoint (default: the snap tolerance plus 1 cm, since edge end
+        points may have been moved onto a neighbouring road by snapping).
 
     Returns
     -------
@@ -515,52 +633,58 @@ def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None) 
     """
     paved = plan["access.paved_surfaces"][0] if plan is not None else "paved"
     new_class = plan["links.new_link_road_class"] if plan is not None else "village"
+    if match_tolerance_m is None:
+        match_tolerance_m = (float(plan["access.snap_tolerance_m"]) if plan is not None else 5.0) + 0.01
+    out = roads.copy()
+    if "source" not in out.columns:
+        out["source"] = ""
     if len(works) == 0:
-        return roads.copy()
+        return out
     if roads.crs is not None and works.crs is not None and CRS(roads.crs) != CRS(works.crs):
         works = works.to_crs(roads.crs)
     bad = works.loc[~works["type"].isin(["new", "upgrade"]), "work_id"]
     if len(bad):
         raise LayerError(f"works: type must be 'new' or 'upgrade'; rows {format_ids(bad)} have another.")
-    out = roads.copy()
-    if "source" not in out.columns:
-        out["source"] = ""
     up = works[works["type"] == "upgrade"]
-    pieces = []
-    drop = []
-    rid = out["road_id"].astype(str)
-    for road_id, grp in up.groupby(up["road_id"].astype(str)):
-        rows = out.index[rid == road_id]
-        if len(rows) == 0:
-            raise LayerError(f"works: upgrade {format_ids(grp['work_id'])} names road_id {road_id}, "
-                             f"which is not in the roads layer; apply works to the roads they were made for.")
-        for ix in rows:
+    rows_of: dict[str, list] = {}
+    for ix, rid in zip(out.index, out["road_id"].astype(str)):
+        rows_of.setdefault(rid, []).append(ix)
+    missing = sorted(set(up["road_id"].astype(str)) - set(rows_of))
+    if missing:
+        raise LayerError(f"works: upgrades name road_id {format_ids(missing)}, which are not in the "
+                         f"roads layer; apply works to the roads they were made for.")
+    geom_name = out.geometry.name
+    up_geoms = up.geometry.to_numpy()
+    up_mid = shapely.line_interpolate_point(up_geoms, 0.5, normalized=True)
+    up_ids = up["work_id"].astype(str).to_numpy()
+    by_road: dict[str, list[int]] = {}
+    for k, rid in enumerate(up["road_id"].astype(str)):
+        by_road.setdefault(rid, []).append(k)
+    pieces, drop = [], []
+    for rid, ks in by_road.items():
+        for ix in rows_of[rid]:
             geom = out.geometry.loc[ix]
-            parts = shapely.get_parts(geom)
-            mine = grp[shapely.distance(shapely.line_interpolate_point(grp.geometry.to_numpy(), 0.5,
-                                                                      normalized=True), geom) < 0.01]
-            if len(mine) == 0:
-                continue
-            drop.append(ix)
-            n = 0
-            for part in parts:
-                cuts, spans = _spans(part, mine.geometry.to_numpy())
+            base = out.loc[ix].to_dict()
+            row_pieces, hit = [], False
+            for part in shapely.get_parts(geom):
+                spans = [(_span(part, up_geoms[k]), up_ids[k]) for k in ks
+                         if shapely.distance(up_mid[k], part) < match_tolerance_m]
+                hit |= bool(spans)
+                cuts = sorted({0.0, float(part.length)} | {x for (a, b), _ in spans for x in (a, b)})
                 for a, b in zip(cuts[:-1], cuts[1:]):
-                    if b - a <= 1e-9:
+                    if b - a <= 1e-6:
                         continue
-                    seg = substring(part, a, b)
                     mid = (a + b) / 2
-                    is_up = any(lo - 1e-6 <= mid <= hi + 1e-6 for lo, hi in spans)
-                    n += 1
-                    row = out.loc[ix].copy()
-                    row["road_id"] = f"{road_id}#{n}"
-                    if is_up:
+                    wids = [w for (lo, hi), w in spans if lo - 1e-6 <= mid <= hi + 1e-6]
+                    row = {**base, "road_id": f"{rid}#{len(row_pieces) + 1}",
+                           geom_name: substring(part, a, b) if spans else part}
+                    if wids:
                         row["surface"] = paved
-                        wids = mine.loc[[lo - 1e-6 <= mid <= hi + 1e-6 for lo, hi in
-                                         (_span(part, g) for g in mine.geometry)], "work_id"]
                         row["source"] = f"upgraded by {';'.join(wids)}"
-                    row["geometry"] = seg
-                    pieces.append(row)
+                    row_pieces.append(row)
+            if hit:  # rows of this road_id that no upgrade touches keep their original form
+                drop.append(ix)
+                pieces.extend(row_pieces)
     out = out.drop(index=drop)
     new = works[works["type"] == "new"]
     add = gpd.GeoDataFrame({"road_id": new["work_id"].astype(str).to_numpy(), "road_class": new_class,
@@ -568,21 +692,16 @@ def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None) 
                            geometry=new.geometry.to_numpy(), crs=out.crs)
     frames = [out]
     if pieces:
-        frames.append(gpd.GeoDataFrame(pieces, geometry="geometry", crs=out.crs))
+        frames.append(gpd.GeoDataFrame(pd.DataFrame(pieces), geometry=geom_name, crs=out.crs))
     if len(add):
-        frames.append(add)
+        frames.append(add.rename_geometry(geom_name) if geom_name != "geometry" else add)
     res = pd.concat(frames, ignore_index=True)
-    return gpd.GeoDataFrame(res, geometry="geometry", crs=roads.crs)
+    return gpd.GeoDataFrame(res, geometry=geom_name, crs=roads.crs)
 
 
 def _span(line, g) -> tuple[float, float]:
+    """Start and end position along ``line`` of a stretch ``g`` lying on it."""
     xy = shapely.get_coordinates(g)
     a = line.project(shapely.Point(xy[0]))
     b = line.project(shapely.Point(xy[-1]))
     return (min(a, b), max(a, b))
-
-
-def _spans(line, geoms) -> tuple[list[float], list[tuple[float, float]]]:
-    spans = [_span(line, g) for g in geoms if shapely.distance(g.interpolate(0.5, normalized=True), line) < 0.01]
-    cuts = sorted({0.0, float(line.length)} | {x for s in spans for x in s})
-    return cuts, spans

@@ -5,10 +5,10 @@ How lines are joined
 * Every line end point is a node. An interior vertex is a node when another line (or the same
   line a second time) passes through the same coordinate (compared after rounding to
   ``precision_m``, 1 mm by default).
-* Digitizing gaps: an end point within ``snap_tolerance_m`` of a vertex of another line is merged
-  into that vertex; an end point within the tolerance of the interior of another line's segment
-  (an undershoot at a T-junction) gets a new vertex inserted into that line at the projection,
-  and the two are joined there.
+* Digitizing gaps: end points of different lines within ``snap_tolerance_m`` of each other
+  become one node; an end point within the tolerance of the interior of another line (an
+  undershoot at a T-junction, or a new link drawn onto a road) is moved onto the nearest point of
+  that line, where a vertex is inserted, and the two are joined there.
 * Two lines that cross without a shared vertex are **not** joined: bridges and overpasses are
   not junctions.
 
@@ -22,6 +22,7 @@ paved-only graph.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,24 @@ from kaizhou_gis.terrain import slope_deg
 log = logging.getLogger(__name__)
 
 ROAD_CLASSES = ("trunk", "county", "township", "village", "track", "other")
+
+
+@functools.lru_cache(maxsize=32)
+def _transformer_cached(src: str, dst: str) -> Transformer | None:
+    a, b = CRS.from_user_input(src), CRS.from_user_input(dst)
+    return None if a == b else Transformer.from_crs(a, b, always_xy=True)
+
+
+def transformer(src, dst) -> Transformer | None:
+    """Cached ``always_xy`` transformer from ``src`` to ``dst`` CRS; None when they are the same.
+
+    (Building a pyproj Transformer takes a quarter of a second; the steps need the same few.)
+    """
+    def key(c) -> str:
+        c = CRS.from_user_input(c) if not isinstance(c, CRS) else c
+        auth = c.to_authority()
+        return f"{auth[0]}:{auth[1]}" if auth else c.to_wkt()
+    return _transformer_cached(key(src), key(dst))
 
 
 # --------------------------------------------------------------------------------------------
@@ -67,7 +86,7 @@ class DemGrid:
         """Read the part of ``ds`` covering ``bounds`` (in ``bounds_crs``) plus ``margin_m``."""
         minx, miny, maxx, maxy = bounds
         minx, miny, maxx, maxy = minx - margin_m, miny - margin_m, maxx + margin_m, maxy + margin_m
-        tr = Transformer.from_crs(CRS(bounds_crs), CRS(ds.crs), always_xy=True)
+        tr = transformer(bounds_crs, ds.crs) or Transformer.from_pipeline("+proj=noop")
         xs = np.array([minx, maxx, maxx, minx, (minx + maxx) / 2, (minx + maxx) / 2, minx, maxx])
         ys = np.array([miny, miny, maxy, maxy, miny, maxy, (miny + maxy) / 2, (miny + maxy) / 2])
         dx, dy = tr.transform(xs, ys)
@@ -97,8 +116,9 @@ class DemGrid:
         """Row, column and inside-flag of points given in ``xy_crs``."""
         x = np.asarray(x, dtype="float64")
         y = np.asarray(y, dtype="float64")
-        if xy_crs is not None and CRS(xy_crs) != CRS(self.crs):
-            x, y = Transformer.from_crs(CRS(xy_crs), CRS(self.crs), always_xy=True).transform(x, y)
+        tr = transformer(xy_crs, self.crs) if xy_crs is not None else None
+        if tr is not None:
+            x, y = tr.transform(x, y)
         rows = np.full(len(x), -1, dtype=np.int64)
         cols = np.full(len(x), -1, dtype=np.int64)
         ok = np.isfinite(x) & np.isfinite(y)
@@ -310,16 +330,17 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
     end_pts = shapely.points(coords[end_pos])
     n_seg_snaps = n_vertex_snaps = 0
     if snap_tolerance_m > 0:
-        vtree = shapely.STRtree(shapely.points(coords))
-        vi, vt = vtree.query(end_pts, predicate="dwithin", distance=snap_tolerance_m)
-        other = cidx[vt] != end_line[vi]
-        has_vertex = np.zeros(len(end_pos), dtype=bool)
-        has_vertex[vi[other]] = True
-        need = np.flatnonzero(~has_vertex)
+        # lines with an END POINT near this end point are joined end to end in step 2, not here
+        etree = shapely.STRtree(end_pts)
+        ea, eb = etree.query(end_pts, predicate="dwithin", distance=snap_tolerance_m)
+        near_end = set(zip(ea[end_line[ea] != end_line[eb]].tolist(),
+                           end_line[eb[end_line[ea] != end_line[eb]]].tolist()))
+        need = np.arange(len(end_pos))
         ltree = shapely.STRtree(lines)
         li_, lt_ = ltree.query(end_pts[need], predicate="dwithin", distance=snap_tolerance_m)
         ei, lt_ = need[li_], lt_
-        other = lt_ != end_line[ei]
+        other = (lt_ != end_line[ei]) & np.array([(a, b) not in near_end for a, b in
+                                                   zip(ei.tolist(), lt_.tolist())], dtype=bool)
         ei, lt_ = ei[other], lt_[other]
         if len(ei):
             d = shapely.distance(end_pts[ei], lines[lt_])
@@ -355,17 +376,12 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
     vid = vid.ravel()
     uf = _UnionFind(len(ukeys))
     if snap_tolerance_m > 0:
-        vtree = shapely.STRtree(shapely.points(coords))
-        vi, vt = vtree.query(end_pts, predicate="dwithin", distance=snap_tolerance_m)
-        other = (cidx[vt] != end_line[vi]) & (vid[vt] != vid[end_pos[vi]])
-        vi, vt = vi[other], vt[other]
-        if len(vi):
-            d = shapely.distance(end_pts[vi], shapely.points(coords[vt]))
-            order = np.lexsort((d, vi))
-            vi, vt = vi[order], vt[order]
-            first = np.r_[True, vi[1:] != vi[:-1]]
-            for e, t in zip(vi[first], vt[first]):
-                n_vertex_snaps += uf.union(int(vid[end_pos[e]]), int(vid[t]))
+        # end point ↔ end point of another line within the tolerance: one node (clusters merge)
+        etree = shapely.STRtree(end_pts)
+        ea, eb = etree.query(end_pts, predicate="dwithin", distance=snap_tolerance_m)
+        other = (end_line[ea] != end_line[eb]) & (vid[end_pos[ea]] != vid[end_pos[eb]]) & (ea < eb)
+        for a_, b_ in zip(ea[other], eb[other]):
+            n_vertex_snaps += uf.union(int(vid[end_pos[b_]]), int(vid[end_pos[a_]]))
     root = uf.roots()[vid]  # node key per coordinate
     rep_xy = np.full((len(ukeys), 2), np.nan)
     rep_xy[vid] = coords  # any coordinate of each key ...
