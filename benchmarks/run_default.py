@@ -95,10 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
             t0 = time.perf_counter()
             built = build_demo_layers(Path(tmp) / "layers", scale=args.scale)
-            print(f"built scale-{args.scale} layers in {time.perf_counter() - t0:.1f} s",
-                  file=sys.stderr)
-            gpkg = [p for p in map(Path, built) if p.suffix == ".gpkg"]
-            layers_path = gpkg[0] if gpkg else Path(tmp) / "layers"
+            print(f"built scale-{args.scale} layers in {time.perf_counter() - t0:.1f} s: "
+                  f"{', '.join(Path(p).name for p in built)}", file=sys.stderr)
+            layers_path = Path(tmp) / "layers"  # the folder: kaizhou.gpkg + dem.tif
         out = args.out or Path(tmp) / "out"
         steps = args.steps.split(",") if args.steps else None
         result = benchmark(layers_path, out, steps=steps, track_memory=args.tracemalloc)
