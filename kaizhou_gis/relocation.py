@@ -52,6 +52,7 @@ import pandas as pd
 import shapely
 
 from kaizhou_gis.errors import KaizhouGISError, LayerError, StepError, format_ids
+from kaizhou_gis.pipeline import Context, StepResult
 from kaizhou_gis.plan import Plan
 from kaizhou_gis.terrain import point_terrain, zonal_stats
 
@@ -143,7 +144,7 @@ def settlement_table(settlements: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
     return s
 
 
-def access_columns(ctx, settlements: gpd.GeoDataFrame) -> tuple[pd.DataFrame | None, str]:
+def access_columns(ctx: Context, settlements: gpd.GeoDataFrame) -> tuple[pd.DataFrame | None, str]:
     """Road access of each settlement from the ``access`` step, or None with the reason.
 
     Returns
@@ -733,7 +734,7 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
 # The step
 # ---------------------------------------------------------------------------------------------
 
-def _site_points(ctx, dem) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, str]:
+def _site_points(ctx: Context, dem) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, str]:
     """(selected sites, every evaluated site, origin) for the step."""
     plan, layers = ctx.plan, ctx.layers
     sp = plan.section("relocation.sites")
@@ -784,10 +785,13 @@ def _site_points(ctx, dem) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, str]:
     return sel, ev, f"generated grid ({sp['candidate_spacing_m']:g} m spacing)"
 
 
-def run(ctx) -> "StepResult":  # noqa: F821 - imported lazily to avoid a cycle
-    """The relocation step: candidates, schedule, sites, assignment, roll-ups, plan comparison."""
-    from kaizhou_gis.pipeline import StepResult
+def run(ctx: Context) -> StepResult:
+    """The relocation step: candidates, schedule, sites, assignment, roll-ups, plan comparison.
 
+    Writes (paths under ``--out``) ``relocation/settlements.gpkg`` (every settlement),
+    ``candidates.csv``/``.xlsx``, ``villages.csv``, ``townships.csv``, ``sites.gpkg`` (layers
+    ``sites`` and ``evaluated``), ``assignment.csv``, ``unassigned.csv`` and ``summary.json``.
+    """
     plan, layers = ctx.plan, ctx.layers
     r = plan.section("relocation")
     sp = plan.section("relocation.sites")
