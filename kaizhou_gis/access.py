@@ -372,18 +372,13 @@ def scorecard(villages: pd.DataFrame, settlements: pd.DataFrame, plan, *,
     p = plan.section("access")
     names = township_names or {}
 
-    def figures(v: pd.DataFrame, s: pd.DataFrame) -> dict:
-        t = s[s["target_group"].astype(bool)]
+    def figures(nv: int, v_da: int, v_ch: int, nt: int, t_da: int, t_ch: int) -> dict:
         f = {
-            "villages": int(len(v)),
-            "villages_tongda": int(v["tongda"].sum()),
-            "villages_tongchang": int(v["tongchang"].sum()),
-            "village_tongchang_pct": _pct(int(v["tongchang"].sum()), len(v)),
-            "target_settlements": int(len(t)),
-            "target_settlements_tongda": int(t["tongda"].sum()),
-            "target_settlements_tongchang": int(t["tongchang"].sum()),
-            "settlement_tongda_pct": _pct(int(t["tongda"].sum()), len(t)),
-            "settlement_tongchang_pct": _pct(int(t["tongchang"].sum()), len(t)),
+            "villages": nv, "villages_tongda": v_da, "villages_tongchang": v_ch,
+            "village_tongchang_pct": _pct(v_ch, nv),
+            "target_settlements": nt, "target_settlements_tongda": t_da,
+            "target_settlements_tongchang": t_ch,
+            "settlement_tongda_pct": _pct(t_da, nt), "settlement_tongchang_pct": _pct(t_ch, nt),
         }
         f["met"] = {
             "village_tongchang": _met(f["village_tongchang_pct"], p["village_tongchang_target_pct"]),
@@ -392,17 +387,23 @@ def scorecard(villages: pd.DataFrame, settlements: pd.DataFrame, plan, *,
         }
         return f
 
-    out = figures(villages, settlements)
-    per = []
-    codes = sorted(set(villages["township_code"].astype(str)) | set(settlements["township_code"].astype(str)))
-    vg = villages.groupby(villages["township_code"].astype(str))
-    sg = settlements.groupby(settlements["township_code"].astype(str))
-    empty_v, empty_s = villages.iloc[:0], settlements.iloc[:0]
-    for c in codes:
-        v = vg.get_group(c) if c in vg.groups else empty_v
-        s = sg.get_group(c) if c in sg.groups else empty_s
-        per.append({"township_code": c, "township_name": names.get(c, ""), **figures(v, s)})
-    out["per_township"] = per
+    v = pd.DataFrame({"code": villages["township_code"].astype(str).to_numpy(), "n": 1,
+                      "da": villages["tongda"].astype(bool).to_numpy(),
+                      "ch": villages["tongchang"].astype(bool).to_numpy()})
+    tg = settlements["target_group"].astype(bool).to_numpy()
+    t = pd.DataFrame({"code": settlements["township_code"].astype(str).to_numpy()[tg], "n": 1,
+                      "da": settlements["tongda"].astype(bool).to_numpy()[tg],
+                      "ch": settlements["tongchang"].astype(bool).to_numpy()[tg]})
+    out = figures(len(v), int(v["da"].sum()), int(v["ch"].sum()), len(t), int(t["da"].sum()),
+                  int(t["ch"].sum()))
+    codes = sorted(set(v["code"]) | set(settlements["township_code"].astype(str)))
+    vs = v.groupby("code")[["n", "da", "ch"]].sum().reindex(codes, fill_value=0)
+    ts = t.groupby("code")[["n", "da", "ch"]].sum().reindex(codes, fill_value=0)
+    out["per_township"] = [
+        {"township_code": c, "township_name": names.get(c, ""),
+         **figures(int(vs.at[c, "n"]), int(vs.at[c, "da"]), int(vs.at[c, "ch"]),
+                   int(ts.at[c, "n"]), int(ts.at[c, "da"]), int(ts.at[c, "ch"]))}
+        for c in codes]
     return out
 
 

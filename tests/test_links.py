@@ -191,3 +191,27 @@ def test_shipped_layers_meet_targets_after_works():
     assert after.settlements.loc[st.index[tg], "tongchang"].mean() * 100 >= 80.0 - 1e-9
     new = works[works["type"] == "new"]
     assert (new["max_grade_pct"] <= plan["links.max_grade_pct"] + 1e-9).all()
+
+
+def test_link_up_a_steep_slope_uses_hairpins_within_max_grade():
+    layers, _ = scenario()
+    plan = load_plan()
+    # terrain rising 30 % northwards: village D (900 m north of the main road) is 270 m higher
+    rr, cc = np.mgrid[0:100, 0:100]
+    y = Y0 + 8000 - (rr + 0.5) * 100
+    z = 300.0 + 0.30 * (y - Y0)
+    dem = DemGrid(values=z, transform=from_origin(X0 - 2000, Y0 + 8000, 100.0, 100.0), crs=CRS)
+    res = access.analyse(layers, plan, dem=dem)
+    vt, st = tables(layers, res, plan)
+    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    d = wp.works.set_index("beneficiaries").loc["500154001004"]
+    assert d["type"] == "new"
+    assert d["max_grade_pct"] <= 12.0 + 1e-9
+    assert d["max_terrain_grade_pct"] == pytest.approx(30.0, abs=0.5)
+    # climbing 270 m at no more than 12 % needs at least 2.25 km of road
+    assert d["km"] >= 0.270 / 0.12 - 0.01
+    assert d["hairpin_km"] > 1.0
+    # with hairpins switched off (terrain limit = road limit) the village cannot be linked
+    plan2 = load_plan(overrides={"links.switchback_terrain_max_pct": 12.0})
+    wp2 = links.plan_works(res, vt, st, plan=plan2, dem=dem)
+    assert "500154001004" in set(wp2.unresolved["id"])

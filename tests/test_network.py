@@ -118,3 +118,12 @@ def test_geographic_crs_is_rejected():
     gdf = roads([[(0, 0), (10, 0)]]).set_crs("EPSG:4326", allow_override=True)
     with pytest.raises(LayerError, match="geographic"):
         build(gdf)
+
+
+def test_two_lines_starting_on_one_road_point_both_join_the_road():
+    # two new links drawn from the same point in the middle of a road segment (no vertex there)
+    net = build(roads([[(0, 0), (1000, 0)], [(400, 0.0004), (400, 500)], [(400, 0.0004), (700, 600)]]))
+    assert net.report["components"] == 1
+    assert net.report["endpoints_snapped_to_segment"] == 2
+    assert net.report["edges"] == 4
+    assert sorted(net.nodes["degree"]) == [1, 1, 1, 1, 4]
