@@ -19,6 +19,7 @@ from typing import Any
 
 import folium
 from branca.element import Element
+from jinja2 import Template
 
 LEAFLET_DIR = "leaflet-1.9.4"
 CLUSTER_DIR = "leaflet.markercluster-1.5.3"
@@ -92,6 +93,19 @@ def script_json(obj: Any) -> str:
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
+class RawHtml(Element):
+    """Literal HTML text in a page. Unlike ``branca.element.Element(text)`` the text is not
+    compiled as a Jinja template: it is faster for big inline scripts, and data such as a name
+    containing ``{{ ... }}`` stays literal text."""
+
+    _template = Template("{{ this.content }}")
+
+    def __init__(self, content: str):
+        super().__init__()
+        self._name = "RawHtml"
+        self.content = content
+
+
 class OfflineMap(folium.Map):
     """A folium Map that links no CDN file; :func:`inline_assets` supplies the code inline."""
 
@@ -111,7 +125,7 @@ def inline_assets(m: folium.Map, *, cluster: bool = True) -> None:
         parts.append(("kz_cluster_js", f"<script>{cluster_js()}</script>"))
     parts.append(("kz_runtime_js", f"<script>{runtime_js()}</script>"))
     for name, html_text in parts:
-        root.header.add_child(Element(html_text), name=name)
+        root.header.add_child(RawHtml(html_text), name=name)
 
 
 #: Strings whose presence in an offline page would mean a network fetch of code, style or font.

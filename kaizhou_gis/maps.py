@@ -33,13 +33,13 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from branca.element import Element, MacroElement
+from branca.element import MacroElement
 from jinja2 import Template
 from pyproj import Geod
 
 from kaizhou_gis import hillshade as hs
 from kaizhou_gis.errors import KaizhouGISError, OptionError
-from kaizhou_gis.mapassets import OfflineMap, inline_assets, script_json
+from kaizhou_gis.mapassets import OfflineMap, RawHtml, inline_assets, script_json
 from kaizhou_gis.pipeline import Context, StepResult
 
 log = logging.getLogger(__name__)
@@ -237,25 +237,30 @@ def point_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cat
     if len(gdf):
         geoms = gdf.geometry.values
         ok = ~(shapely.is_empty(geoms) | shapely.is_missing(geoms))
-        pts = shapely.get_coordinates(shapely.centroid(geoms[ok]))
         xy = np.full((len(gdf), 2), np.nan)
-        xy[ok] = pts
-        latlon = np.round(xy[:, ::-1], decimals)
-        cols = [gdf[f.column] if f.column in gdf.columns else pd.Series(None, index=gdf.index)
-                for f in fields]
-        for i in range(len(gdf)):
-            if not ok[i]:
-                continue
-            props = []
-            for f, c in zip(fields, cols):
-                v = c.iloc[i]
-                props.append(f.fmt(v) if f.fmt else _text(v))
-            r = None if radius is None else _text(radius.iloc[i])
-            data.append([latlon[i].tolist(), int(cat.iloc[i]), r, props])
+        xy[ok] = shapely.get_coordinates(shapely.centroid(geoms[ok]))
+        latlon = np.round(xy[:, ::-1], decimals).tolist()
+        columns = _prop_columns(gdf, fields)
+        cat_idx = [int(c) for c in cat.tolist()]
+        radii = [None] * len(gdf) if radius is None else [_text(r) for r in radius.tolist()]
+        for i in np.flatnonzero(ok):
+            data.append([latlon[i], cat_idx[i], radii[i], [col[i] for col in columns]])
     labels = [f.label for f in fields]
     tf = [f.column for f in fields].index(title) if title else -1
     return LayerSpec(key, label, "point", cats, data, labels, tf, show=show,
                      cluster=len(data) >= cluster_min, radius=base_radius, legend_note=legend_note)
+
+
+def _prop_columns(gdf: pd.DataFrame, fields: list[Field]) -> list[list]:
+    """Popup values of every row, one formatted list per field (fast: no per-cell indexing)."""
+    out = []
+    for f in fields:
+        if f.column not in gdf.columns:
+            out.append([None] * len(gdf))
+            continue
+        fmt = f.fmt or _text
+        out.append([fmt(v) for v in gdf[f.column].tolist()])
+    return out
 
 
 def line_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cats: list[dict],
@@ -278,12 +283,12 @@ def line_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cats
                 if parts:
                     data.append([parts, k, None, None])
         else:
+            columns = _prop_columns(gdf, fields)
+            cat_idx = [int(c) for c in cat.tolist()]
             for i, g in enumerate(gdf.geometry.values):
                 if g is None or g.is_empty:
                     continue
-                props = [(f.fmt(gdf[f.column].iloc[i]) if f.fmt else _text(gdf[f.column].iloc[i]))
-                         if f.column in gdf.columns else None for f in fields]
-                data.append([_line_coords(g, decimals), int(cat.iloc[i]), None, props])
+                data.append([_line_coords(g, decimals), cat_idx[i], None, [col[i] for col in columns]])
     labels = [f.label for f in fields] if fields else []
     tf = [f.column for f in fields].index(title) if (fields and title) else -1
     return LayerSpec(key, label, "line", cats, data, labels, tf, show=show)
@@ -293,12 +298,13 @@ def polygon_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, c
                   fields: list[Field], *, decimals: int, title: str | None = None,
                   show: bool = True) -> LayerSpec:
     data = []
+    columns = _prop_columns(gdf, fields) if fields else None
+    cat_idx = [int(c) for c in cat.tolist()]
     for i, g in enumerate(gdf.geometry.values):
         if g is None or g.is_empty:
             continue
-        props = [(f.fmt(gdf[f.column].iloc[i]) if f.fmt else _text(gdf[f.column].iloc[i]))
-                 if f.column in gdf.columns else None for f in fields] if fields else None
-        data.append([_polygon_coords(g, decimals), int(cat.iloc[i]), None, props])
+        props = [col[i] for col in columns] if columns else None
+        data.append([_polygon_coords(g, decimals), cat_idx[i], None, props])
     labels = [f.label for f in fields]
     tf = [f.column for f in fields].index(title) if title else -1
     return LayerSpec(key, label, "polygon", cats, data, labels, tf, show=show)
@@ -868,6 +874,7 @@ def map_layers(kind: str, d: MapData, st: MapSettings, code: str | None = None) 
     elif kind == "relocation":
         specs += [layer_roads(d, st, None, show=False), layer_seats(d, st, None)]
         specs += layers_relocation(d, st, None)
+        specs.append(layer_villages_poverty(d, st, None, show=False))  # searchable by name
     elif kind == "industry":
         specs += [layer_roads(d, st, None, show=False),
                   layer_villages_poverty(d, st, None, show=False)]
@@ -957,7 +964,7 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
     any_cluster = any(s.cluster for s in specs)
     inline_assets(m, cluster=any_cluster)
     root = m.get_root()
-    root.header.add_child(Element(f"<title>{html.escape(title_zh)} {html.escape(title_en)}</title>"),
+    root.header.add_child(RawHtml(f"<title>{html.escape(title_zh)} {html.escape(title_en)}</title>"),
                           name="kz_title")
 
     # base layers: hillshade (default) and optional online tiles, only one shown
@@ -999,9 +1006,9 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
                 detail = props[2] if len(props) > 2 and props[2] else ""
                 search.append([props[tf], detail, s.key, i])
     page_notes = list(d.notes) + list(notes or [])
-    root.html.add_child(Element(_title_html(title_zh, title_en, subtitle)), name="kz_title_html")
-    root.html.add_child(Element(_legend_html(specs)), name="kz_legend_html")
-    root.html.add_child(Element(_notes_html(_missing_for(kind, d), page_notes, d.attribution)),
+    root.html.add_child(RawHtml(_title_html(title_zh, title_en, subtitle)), name="kz_title_html")
+    root.html.add_child(RawHtml(_legend_html(specs)), name="kz_legend_html")
+    root.html.add_child(RawHtml(_notes_html(_missing_for(kind, d), page_notes, d.attribution)),
                         name="kz_notes_html")
     m.add_child(PageExtras(attribution_html=_attribution_html(d, basemap), search_index=search,
                            placeholder="搜索村名 search village"))
@@ -1014,6 +1021,9 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
 # --------------------------------------------------------------------------------------------
 
 _CJK_FONT: list[str] | None = None
+#: Prefixes that make the PNG legend's flat list unambiguous (the HTML legend has headings).
+PNG_LEGEND_PREFIX = {"candidates": "搬迁对象 candidate", "gaps": "缺口 gap", "industry": "产业",
+                     "villages_access": "村 village"}
 
 
 def cjk_font_family() -> list[str]:
@@ -1042,6 +1052,68 @@ def _nice_length_m(span_m: float) -> float:
     return exp
 
 
+def _legend_entries(specs: list[LayerSpec]) -> tuple:
+    """The PNG legend of a map: every category of every layer drawn, in drawing order.
+
+    All categories are listed (not only those present), so the legend is the same for every
+    township map of a series and is rendered once (see :func:`_legend_image`).
+    """
+    entries = []
+    for s in specs:
+        if not s.show or not s.data:
+            continue
+        prefix = PNG_LEGEND_PREFIX.get(s.key)
+        for k, c in enumerate(s.cats):
+            if s.key == "townships" and k == 0:
+                continue  # neighbours' outlines need no entry
+            label = f"{prefix} {c['label']}" if prefix else c["label"]
+            kind = "point" if s.kind == "point" else "line"
+            entries.append((kind, c["color"], c.get("stroke", c["color"] if kind == "line" else "#222222"),
+                            float(c.get("weight", 1.0)), bool(c.get("dash")), label))
+    seen, out = set(), []
+    for e in entries:
+        if e[5] not in seen:
+            seen.add(e[5])
+            out.append(e)
+    return tuple(out)
+
+
+_LEGEND_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _legend_image(entries: tuple, *, dpi: int, width_in: float) -> np.ndarray:
+    """The legend as an RGBA array (rendered once per distinct legend; CJK text is slow to draw)."""
+    key = (entries, dpi, width_in, tuple(cjk_font_family()))
+    if key in _LEGEND_CACHE:
+        return _LEGEND_CACHE[key]
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for kind, color, stroke, weight, dashed, label in entries:
+        if kind == "line":
+            handles.append(Line2D([], [], color=stroke, lw=max(weight, 1.0), ls="--" if dashed else "-",
+                                  label=label))
+        else:
+            handles.append(Line2D([], [], ls="", marker="o", markersize=7, markerfacecolor=color,
+                                  markeredgecolor=stroke, label=label))
+    with matplotlib.rc_context({"font.family": "sans-serif", "font.sans-serif": cjk_font_family()}):
+        fig = Figure(figsize=(width_in, 4.0), dpi=dpi)
+        canvas = FigureCanvasAgg(fig)
+        leg = fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, 1.0), ncol=3,
+                         fontsize=7, frameon=True, title="图例 Legend", title_fontsize=8,
+                         columnspacing=1.0, handlelength=2.0)
+        canvas.draw()
+        bb = leg.get_window_extent()
+        buf = np.asarray(canvas.buffer_rgba())
+        h = buf.shape[0]
+        arr = buf[max(0, int(h - bb.y1) - 1): int(h - bb.y0) + 1, max(0, int(bb.x0) - 1): int(bb.x1) + 1].copy()
+    _LEGEND_CACHE[key] = arr
+    return arr
+
+
 def render_township_png(d: MapData, specs: list[LayerSpec], *, title: str, subtitle: str,
                         bounds: tuple[float, float, float, float], background: Background | None,
                         dpi: int) -> bytes:
@@ -1050,23 +1122,22 @@ def render_township_png(d: MapData, specs: list[LayerSpec], *, title: str, subti
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
     from matplotlib.patches import FancyArrow, Rectangle
 
     west, south, east, north = bounds
     lat0 = (south + north) / 2
     aspect = 1.0 / math.cos(math.radians(lat0))
+    fig_w, fig_h = 8.27, 11.0
     with matplotlib.rc_context({"font.family": "sans-serif", "font.sans-serif": cjk_font_family(),
                                 "axes.unicode_minus": False}):
-        fig = Figure(figsize=(8.27, 11.0), dpi=dpi)
+        fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
         FigureCanvasAgg(fig)
         ax = fig.add_axes([0.04, 0.24, 0.92, 0.68])
         ax.set_facecolor("#f4f1ea")
         if background is not None:
             bw, bs, be, bn = background.bounds_lonlat
             ax.imshow(np.ma.masked_invalid(background.shade), cmap="gray", vmin=-0.3, vmax=1.05,
-                      extent=(bw, be, bs, bn), origin="upper", interpolation="bilinear", zorder=0)
-        handles = []
+                      extent=(bw, be, bs, bn), origin="upper", interpolation="nearest", zorder=0)
         draw_order = {"townships": 1, "boundary": 1, "roads": 2, "works": 3, "assignment": 3}
         for s in sorted(specs, key=lambda s: draw_order.get(s.key, 5)):
             if not s.show or not s.data:
@@ -1077,35 +1148,27 @@ def render_township_png(d: MapData, specs: list[LayerSpec], *, title: str, subti
                     c = s.cats[k]
                     segs = []
                     for row in s.data:
-                        if row[1] != k:
-                            continue
-                        geom = row[0]
-                        seqs = _flatten_paths(geom)
-                        segs.extend(np.asarray(q)[:, ::-1] for q in seqs if len(q) >= 2)
+                        if row[1] == k:
+                            segs.extend(np.asarray(q)[:, ::-1] for q in _flatten_paths(row[0]) if len(q) >= 2)
                     lw = float(c.get("weight", 1.0)) * (0.9 if s.kind == "line" else 1.0)
                     ls = (0, (4, 3)) if c.get("dash") else "solid"
-                    ax.add_collection(LineCollection(segs, colors=c.get("stroke", c["color"]),
-                                                     linewidths=lw, linestyles=ls, zorder=draw_order.get(s.key, 2)))
-                    if s.key != "townships" or k == 1:
-                        handles.append(Line2D([], [], color=c["color"], lw=lw, ls="--" if c.get("dash") else "-",
-                                              label=c["label"]))
+                    ax.add_collection(LineCollection(segs, colors=c.get("stroke", c["color"]), linewidths=lw,
+                                                     linestyles=ls, zorder=draw_order.get(s.key, 2)))
             else:
                 for k in used:
                     c = s.cats[k]
-                    pts = np.array([row[0] for row in s.data if row[1] == k])
-                    sizes = np.array([(row[2] or s.radius) for row in s.data if row[1] == k], dtype=float)
+                    rows = [row for row in s.data if row[1] == k]
+                    pts = np.array([row[0] for row in rows])
+                    sizes = np.array([(row[2] or s.radius) for row in rows], dtype=float)
                     ax.scatter(pts[:, 1], pts[:, 0], s=(sizes * 0.9) ** 2, c=c["color"],
                                edgecolors=c.get("stroke", "#222222"), linewidths=0.5, zorder=6, alpha=0.9)
-                    handles.append(Line2D([], [], ls="", marker="o", markersize=7, markerfacecolor=c["color"],
-                                          markeredgecolor=c.get("stroke", "#222222"), label=c["label"]))
         ax.set_xlim(west, east)
         ax.set_ylim(south, north)
         ax.set_aspect(aspect)
         ax.set_xticks([])
         ax.set_yticks([])
-        # scale bar (metres along the parallel at the bottom of the map)
-        geod = Geod(ellps="WGS84")
-        width_m = geod.inv(west, lat0, east, lat0)[2]
+        # scale bar (metres along the map's middle parallel)
+        width_m = Geod(ellps="WGS84").inv(west, lat0, east, lat0)[2]
         length = _nice_length_m(width_m)
         deg = (east - west) * length / width_m
         x0 = west + (east - west) * 0.05
@@ -1125,19 +1188,15 @@ def render_township_png(d: MapData, specs: list[LayerSpec], *, title: str, subti
                 fontweight="bold", zorder=8)
         fig.text(0.04, 0.965, title, fontsize=17, fontweight="bold", va="top")
         fig.text(0.04, 0.935, subtitle, fontsize=10, va="top", color="#333333")
-        # legend below the map
-        seen, uniq = set(), []
-        for h in handles:
-            if h.get_label() not in seen:
-                seen.add(h.get_label())
-                uniq.append(h)
-        if uniq:
-            fig.legend(handles=uniq, loc="upper left", bbox_to_anchor=(0.04, 0.235), ncol=2, fontsize=8,
-                       frameon=True, title="图例 Legend", title_fontsize=9)
-        footer = _png_footer(d)
-        fig.text(0.04, 0.012, footer, fontsize=6.5, va="bottom", color="#333333", wrap=True)
+        entries = _legend_entries(specs)
+        if entries:
+            img = _legend_image(entries, dpi=dpi, width_in=fig_w * 0.92)
+            top_px = int(fig_h * dpi * 0.232)
+            fig.figimage(img, xo=int(fig_w * dpi * 0.04), yo=max(0, top_px - img.shape[0]),
+                         origin="upper", zorder=10)
+        fig.text(0.04, 0.008, _png_footer(d), fontsize=6.5, va="bottom", color="#333333")
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi)
+        fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
     return buf.getvalue()
 
 

@@ -305,7 +305,8 @@ def test_missing_steps_are_reported_not_fatal(tmp_path):
     assert "缺少图层 missing layer: 搬迁 relocation" in page
     assert "relocation crashed in this test" in page
     specs = _spec_layers(page)
-    assert "candidates" not in specs and "villages" not in specs and "boundary" in specs
+    assert "candidates" not in specs and "sites" not in specs and "boundary" in specs
+    assert "villages" in specs  # still searchable by village name
     assert set(res.summary["missing_layers"]) == {"access", "relocation", "industry"}
     ov = _spec_layers(res.files["maps/overview.html"].get_root().render())
     assert "villages" in ov  # poverty status needs no other step

@@ -161,7 +161,7 @@
   /* North arrow control (pure CSS/text, no image). */
   KZ.addNorthArrow = function (map) {
     var North = L.Control.extend({
-      options: { position: "topright" },
+      options: { position: "topleft" },
       onAdd: function () {
         var d = el("div", "kz-north", "▲");
         d.appendChild(el("div", null, "N 北"));
