@@ -49,6 +49,9 @@ MEASURES = {
 _MEASURE_STEP = {"poverty_villages": None, "relocation_people": "relocation",
                  "village_tongchang_pct": "access"}
 
+#: Errors that mean another step's result lacks a column or key the report reads.
+_RESULT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
 #: Steps whose results the report reads.
 SOURCE_STEPS = ("access", "relocation", "industry")
 
@@ -170,6 +173,7 @@ class _Frames:
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self.problems: list[str] = []
         lay = ctx.layers
         self.township = ctx.township
         villages = pd.DataFrame(lay.villages.drop(columns="geometry", errors="ignore"))
@@ -575,54 +579,71 @@ def township_table(frames: _Frames, steps: dict) -> pd.DataFrame:
     df["poverty_villages"] = df["township_code"].map(pv).fillna(0).astype(int)
     st = frames.settlements["township_code"].astype(str)
     df["settlements"] = df["township_code"].map(st.value_counts()).fillna(0).astype(int)
-    rel = steps.get("relocation")
-    if rel is not None:
-        s = frames.scoped_settlements(rel.data["settlements"])
-        cand = _bool(s["relocation_candidate"])
-        g = s[cand].assign(
-            _hh=pd.to_numeric(s.loc[cand, "households"], errors="coerce").fillna(0),
-            _pop=pd.to_numeric(s.loc[cand, "population"], errors="coerce").fillna(0)
-        ).groupby(s.loc[cand, "township_code"].astype(str))
-        df["candidates"] = df["township_code"].map(g.size()).fillna(0).astype(int)
-        df["candidate_households"] = df["township_code"].map(g["_hh"].sum()).fillna(0).astype(int)
-        df["candidate_people"] = df["township_code"].map(g["_pop"].sum()).fillna(0).astype(int)
-    acc = steps.get("access")
-    if acc is not None:
-        av = frames.scoped_villages(acc.data["villages"])
-        tc = _bool(av["tongchang"])
-        ids = _beneficiary_ids(acc.data.get("works"))
-        after = tc | av["village_code"].astype(str).isin(ids)
-        grp = av["township_code"].astype(str)
-        n = grp.value_counts()
-        df["tongchang_before_pct"] = df["township_code"].map(
-            (100 * tc.groupby(grp).sum() / n).round(1))
-        per_after = _per_township_after(acc)
-        calc_after = (100 * after.groupby(grp).sum() / n).round(1)
-        df["tongchang_after_pct"] = [per_after.get(c, calc_after.get(c, np.nan))
-                                     for c in df["township_code"]]
-        works = acc.data.get("works")
-        if works is not None and len(works):
-            w = _works_in_scope(works, frames)
-            wk = pd.to_numeric(w["km"], errors="coerce").fillna(0).groupby(w["township_code"]).sum()
-            wc = pd.to_numeric(w["cost_yuan"], errors="coerce").fillna(0).groupby(
-                w["township_code"]).sum()
-            df["works_km"] = df["township_code"].map(wk).fillna(0).round(2)
-            df["works_cost_10k_yuan"] = (df["township_code"].map(wc).fillna(0) / 1e4).round(1)
-        else:
-            df["works_km"] = 0.0
-            df["works_cost_10k_yuan"] = 0.0
-    ind = steps.get("industry")
-    if ind is not None:
-        hosts = ind.data.get("hosts")
-        if hosts is not None and len(hosts) and "village_code" in hosts:
-            h = pd.DataFrame(hosts.drop(columns="geometry", errors="ignore"))
-            h["township_code"] = h["village_code"].astype(str).map(
-                lambda c: frames.village_township.get(c, c[:9]))
-            per = h.groupby("township_code")["project_id"].nunique()
-            df["industry_projects"] = df["township_code"].map(per).fillna(0).astype(int)
-        else:
-            df["industry_projects"] = 0
+    for name, add in (("relocation", _tw_relocation), ("access", _tw_access),
+                      ("industry", _tw_industry)):
+        res = steps.get(name)
+        if res is None:
+            continue
+        try:
+            df = add(df.copy(), frames, res)
+        except _RESULT_ERRORS as e:  # a result without the expected columns: leave them out
+            log.warning("report: per-township %s columns left out: %s: %s", name,
+                        type(e).__name__, e)
+            frames.problems.append(f"per-township table: {name} columns left out "
+                                   f"({type(e).__name__}: {e})")
     df.attrs["labels_zh"] = {c: TOWNSHIP_LABELS_ZH[c] for c in df.columns if c in TOWNSHIP_LABELS_ZH}
+    return df
+
+
+def _tw_relocation(df: pd.DataFrame, frames: _Frames, rel: StepResult) -> pd.DataFrame:
+    s = frames.scoped_settlements(rel.data["settlements"])
+    cand = _bool(s["relocation_candidate"])
+    g = s[cand].assign(
+        _hh=pd.to_numeric(s.loc[cand, "households"], errors="coerce").fillna(0),
+        _pop=pd.to_numeric(s.loc[cand, "population"], errors="coerce").fillna(0)
+    ).groupby(s.loc[cand, "township_code"].astype(str))
+    df["candidates"] = df["township_code"].map(g.size()).fillna(0).astype(int)
+    df["candidate_households"] = df["township_code"].map(g["_hh"].sum()).fillna(0).astype(int)
+    df["candidate_people"] = df["township_code"].map(g["_pop"].sum()).fillna(0).astype(int)
+    return df
+
+
+def _tw_access(df: pd.DataFrame, frames: _Frames, acc: StepResult) -> pd.DataFrame:
+    av = frames.scoped_villages(acc.data["villages"])
+    tc = _bool(av["tongchang"])
+    ids = _beneficiary_ids(acc.data.get("works"))
+    after = tc | av["village_code"].astype(str).isin(ids)
+    grp = av["township_code"].astype(str)
+    n = grp.value_counts()
+    df["tongchang_before_pct"] = df["township_code"].map((100 * tc.groupby(grp).sum() / n).round(1))
+    per_after = _per_township_after(acc)
+    calc_after = (100 * after.groupby(grp).sum() / n).round(1)
+    df["tongchang_after_pct"] = [per_after.get(c, calc_after.get(c, np.nan))
+                                 for c in df["township_code"]]
+    works = acc.data.get("works")
+    if works is not None and len(works):
+        w = _works_in_scope(works, frames)
+        wk = pd.to_numeric(w["km"], errors="coerce").fillna(0).groupby(w["township_code"]).sum()
+        wc = pd.to_numeric(w["cost_yuan"], errors="coerce").fillna(0).groupby(
+            w["township_code"]).sum()
+        df["works_km"] = df["township_code"].map(wk).fillna(0).round(2)
+        df["works_cost_10k_yuan"] = (df["township_code"].map(wc).fillna(0) / 1e4).round(1)
+    else:
+        df["works_km"] = 0.0
+        df["works_cost_10k_yuan"] = 0.0
+    return df
+
+
+def _tw_industry(df: pd.DataFrame, frames: _Frames, ind: StepResult) -> pd.DataFrame:
+    hosts = ind.data.get("hosts")
+    if hosts is not None and len(hosts) and "village_code" in hosts:
+        h = pd.DataFrame(hosts.drop(columns="geometry", errors="ignore"))
+        h["township_code"] = h["village_code"].astype(str).map(
+            lambda c: frames.village_township.get(c, c[:9]))
+        per = h.groupby("township_code")["project_id"].nunique()
+        df["industry_projects"] = df["township_code"].map(per).fillna(0).astype(int)
+    else:
+        df["industry_projects"] = 0
     return df
 
 
@@ -695,20 +716,28 @@ def build_report(ctx: Context) -> tuple[dict, pd.DataFrame, dict]:
                   for n in SOURCE_STEPS},
     }
     report["indicators"] = indicator_table(plan, frames, steps, why)
-    report["relocation"] = relocation_section(plan, frames, steps["relocation"], why["relocation"])
-    report["access"] = access_section(plan, frames, steps["access"], why["access"])
-    report["industry"] = industry_section(plan, frames, steps["industry"], why["industry"])
+    for name, builder in (("relocation", relocation_section), ("access", access_section),
+                          ("industry", industry_section)):
+        try:
+            report[name] = builder(plan, frames, steps[name], why[name])
+        except _RESULT_ERRORS as e:  # results that lack what the report reads
+            msg = f"its results lack what the report reads ({type(e).__name__}: {e})"
+            log.warning("report: %s section: %s", name, msg)
+            frames.problems.append(f"{name} section: {msg}")
+            report[name] = builder(plan, frames, None, msg)
     tw = township_table(frames, steps)
     report["townships"] = _records(tw)
     report["settings"] = settings_table(plan)
     report["provenance"] = provenance_section(ctx)
     chart_data: dict[str, Any] = {"threshold_m": plan["relocation.threshold_m"],
                                   "bin_m": plan["report.elevation_bin_m"]}
-    if steps["relocation"] is not None:
+    if report["relocation"].get("status") == "ok":
         s = frames.scoped_settlements(steps["relocation"].data["settlements"])
-        chart_data["elevation_m"] = pd.to_numeric(s.get("elevation_m"), errors="coerce").dropna()
+        if "elevation_m" in s:
+            chart_data["elevation_m"] = pd.to_numeric(s["elevation_m"], errors="coerce").dropna()
     if report["access"].get("cost_curve"):
         chart_data["cost_curve"] = pd.DataFrame(report["access"]["cost_curve"])
+    report["problems"] = list(frames.problems)
     return report, tw, chart_data
 
 
@@ -914,6 +943,8 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
              f"Plan file / 规划参数文件: {report['plan_file']}"]
     for n, s in report["steps"].items():
         intro.append(f"step {n}: {s}")
+    for prob in report.get("problems", []):
+        intro.append(f"problem / 问题: {prob}")
     out.append(("概况 / Overview", "text", intro))
     out.append(("一、主要指标 / Main indicators (ch.1 专栏)", "table", list(_indicator_rows(report))))
     if any(i["status"] == "not_derivable" for i in report["indicators"]):

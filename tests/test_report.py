@@ -292,3 +292,21 @@ def test_unknown_measure_in_plan_is_a_plan_error(layers):
     ctx = Context(layers=layers, plan=bad, results=_results(layers))
     with pytest.raises(PlanError, match="income"):
         report.run(ctx)
+
+
+def test_results_missing_columns_leave_out_parts_not_the_report(plan, layers):
+    res = _results(layers)
+    res["relocation"].data["settlements"] = res["relocation"].data["settlements"].drop(
+        columns="relocation_candidate")
+    res["access"].data["villages"] = res["access"].data["villages"].drop(columns="tongchang")
+    out = report.run(Context(layers=layers, plan=plan, results=res))
+    rep = out.data["report"]
+    assert rep["relocation"]["status"] == "unavailable"
+    assert "relocation_candidate" in rep["relocation"]["message"]
+    assert _ind(rep, 4)["status"] == "unavailable" and "relocation_candidate" in _ind(rep, 4)["reason"]
+    assert _ind(rep, 5)["computed"] == 50.0  # the scorecard still answers indicator 5
+    assert rep["access"]["status"] == "ok" and rep["industry"]["status"] == "ok"
+    tw = out.data["townships"]
+    assert "candidate_people" not in tw and "tongchang_before_pct" not in tw
+    assert tw["industry_projects"].tolist() == [2, 1]
+    assert len(rep["problems"]) == 3 and "problem / 问题" in out.files["report.md"]
