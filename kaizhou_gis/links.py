@@ -28,8 +28,18 @@ Choosing the works (a Steiner-tree-like covering problem, solved by a documented
    sharing is accounted for) until the share reaches the target. Since every settlement counts
    the same towards the share, taking the cheapest marginal first is the natural greedy rule for
    covering a count at least cost.
+3. *Clean-up*: a point given a new link early whose upgrade path has since become cheaper
+   (because later choices upgraded most of it) is switched to the upgrade, and the decisions
+   are replayed in order so that steps, shares and cumulative cost stay consistent.
 The cost curve lists every choice with the cumulative km and cost and the shares reached.
 Points with no feasible option are reported as unresolved with the reason.
+
+Hairpins: a 3-arc-second DEM cell is ~90 m, too coarse to draw the hairpin bends by which
+mountain roads climb slopes steeper than their grade. A cell step over terrain steeper than
+``links.max_grade_pct`` (up to ``links.switchback_terrain_max_pct``) therefore counts as a road
+at the maximum grade, lengthened by terrain grade / maximum grade (``hairpin_km`` of the work);
+the road grade never exceeds the maximum. The drawn line follows the corridor, ``km`` and the
+cost include the lengthening.
 
 :func:`apply_works` turns the works into road changes (new links become paved roads, upgraded
 edges are cut out of their road lines and made paved) so the analysis can be re-run on them.
@@ -516,14 +526,16 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                 wid = wid_of_edge[int(ei)]
                 benef.setdefault(wid, []).append(cand["pid"].iloc[k])
                 work_ids.setdefault(cand["pid"].iloc[k], []).append(wid)
+    town_of = dict(zip(cand["pid"], cand["township_code"]))
     for ei in up_idx:
         wid = wid_of_edge[int(ei)]
+        towns = sorted({town_of[b] for b in benef.get(wid, [])})
         rows.append({"work_id": wid, "type": "upgrade", "km": edges["length_m"].iloc[ei] / 1000.0,
                      "cost_yuan": float(ecost[ei]), "beneficiaries": ";".join(benef.get(wid, [])),
                      "terrain": edges["terrain"].iloc[ei], "road_id": edges["road_id"].iloc[ei],
                      "edge_id": int(ei), "max_grade_pct": float(edges["max_grade_pct"].iloc[ei]),
                      "max_terrain_grade_pct": np.nan, "hairpin_km": 0.0, "path_m": 0.0,
-                     "township_code": "", "phase": edge_phase[ei], "step": int(edge_step[ei]),
+                     "township_code": ";".join(towns), "phase": edge_phase[ei], "step": int(edge_step[ei]),
                      "geometry": edges.geometry.iloc[ei]})
     for n_, (k, stp, ph) in enumerate(new_links, 1):
         wid = f"N{n_:04d}"
