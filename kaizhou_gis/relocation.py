@@ -30,7 +30,8 @@ hardened road, else road km to the seat / remote_km_to_seat) and poverty (1 in a
 
 Candidates are **scheduled** to the plan's years (``relocation.yearly_people``) in priority order,
 whole settlements only, so that the people of each year stay within its quota; what does not fit
-is the remainder. **Resettlement sites** are points of a grid (``relocation.sites``) inside the
+is the remainder (with ``--township`` the district's quotas apply to that township alone).
+**Resettlement sites** are points of a grid (``relocation.sites``) inside the
 district, vetoed when above the elevation threshold, steeper than ``max_slope_deg`` or outside the
 boundary, and ranked by a weighted suitability; or the user's ``sites`` layer. Candidate
 **households are assigned** to sites by a transportation linear program (HiGHS dual simplex):
@@ -756,8 +757,6 @@ def _site_points(ctx: Context, dem) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame,
                              f"{format_ids(bad)}; give each site a capacity in households (>= 0).")
         u["capacity_households"] = u["capacity_households"].astype("int64")
         ev = evaluate_sites(u, layers=layers, plan=plan, dem=dem)
-        if ctx.township:
-            ev = ev[ev["township_code"] == ctx.township]
         ev = ev.sort_values(["township_code", "suitability"], ascending=[True, False], kind="mergesort")
         ev["rank"] = ev.groupby("township_code").cumcount() + 1
         if "name" not in ev.columns:
@@ -773,8 +772,6 @@ def _site_points(ctx: Context, dem) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame,
     inside_any = shapely.contains_xy(shapely.union_all(layers.boundary.geometry.to_numpy()),
                                      grid.geometry.x.to_numpy(), grid.geometry.y.to_numpy())
     grid = grid[inside_any | (grid["township_code"] != "")]
-    if ctx.township:
-        grid = grid[grid["township_code"] == ctx.township]
     grid = grid.reset_index(drop=True)
     ev = evaluate_sites(grid, layers=layers, plan=plan, dem=dem)
     sel = select_sites(ev, top_n=int(sp["top_n_per_township"]),
@@ -825,6 +822,10 @@ def run(ctx: Context) -> StepResult:
     sites = sites.copy()
     sites["assigned_households"] = sites["site_id"].map(
         assignment.groupby("site_id")["households"].sum()).fillna(0).astype("int64")
+    if ctx.township:
+        # the township's own sites, and sites elsewhere that its households were assigned to
+        sites = sites[(sites["township_code"] == ctx.township) | (sites["assigned_households"] > 0)]
+        evaluated = evaluated[evaluated["township_code"] == ctx.township]
 
     cols = ["settlement_id", "name", "village_code", "village_name", "township_code", "township_name",
             "households", "population", "elevation_m", "slope_deg", "valley_depth_m",
@@ -907,7 +908,10 @@ def run(ctx: Context) -> StepResult:
                   "vetoed": int((evaluated_out["vetoes"] != "").sum()),
                   "capacity_households": int(sites_out["capacity_households"].sum()),
                   "townships_with_sites": int(sites_out["township_code"].nunique()),
-                  "user_sites_breaking_a_veto": user_vetoed},
+                  "user_sites_breaking_a_veto": user_vetoed,
+                  "note": ("limited to one township: its households were offered every site of "
+                           "the district within reach, without competition from other townships"
+                           if ctx.township else "")},
         "assignment": {"candidate_households": cand_hh, "assigned_households": assigned_hh,
                        "unassigned_households": unassigned_hh,
                        "unassigned_settlements": len(unassigned),

@@ -187,7 +187,10 @@ def test_township_filter(layers):
     res = run_step(layers, township="500154102")
     s = res.data["settlements"]
     assert sorted(s["settlement_id"]) == ["s1200", "slow", "soutside"]
-    assert set(res.data["sites"]["township_code"]) <= {"500154102"}
+    sites = res.data["sites"]
+    assert ((sites["township_code"] == "500154102") | (sites["assigned_households"] > 0)).all()
+    assert (sites["township_code"] == "500154102").any()
+    assert set(res.data["assignment"]["settlement_id"]) <= {"s1200"}
     assert list(res.data["townships"]["township_code"]) == ["500154102"]
 
 
