@@ -169,8 +169,8 @@ def access_columns(ctx: Context, settlements: gpd.GeoDataFrame) -> tuple[pd.Data
     if acc is None or not need <= set(acc.columns):
         return None, "road access unavailable (access data lacks tongchang/network_km_to_seat); remoteness unknown"
     if "settlement_id" in acc.columns:
-        acc = pd.DataFrame(acc).drop_duplicates("settlement_id").set_index(acc["settlement_id"].astype(str)
-                                                                           .drop_duplicates())
+        acc = pd.DataFrame(acc).assign(settlement_id=acc["settlement_id"].astype(str))
+        acc = acc.drop_duplicates("settlement_id").set_index("settlement_id")
         key = settlements["settlement_id"].astype(str)
         table = pd.DataFrame({c: key.map(acc[c]) if c in acc.columns else np.nan
                               for c in ("tongda", "tongchang", "network_km_to_seat")},
