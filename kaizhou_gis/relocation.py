@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from kaizhou_gis.errors import KaizhouGISError, LayerError, StepError, format_ids
+from kaizhou_gis.errors import KaizhouGISError, LayerError, PlanError, StepError, format_ids
 from kaizhou_gis.pipeline import Context, StepResult
 from kaizhou_gis.plan import Plan
 from kaizhou_gis.terrain import point_terrain, zonal_stats
@@ -195,6 +195,22 @@ def access_columns(ctx: Context, settlements: gpd.GeoDataFrame) -> tuple[pd.Data
 # ---------------------------------------------------------------------------------------------
 # Criteria, priority, reasons
 # ---------------------------------------------------------------------------------------------
+
+#: Settings that divide a value and so must be positive (zero is allowed by the plan's type check).
+_POSITIVE = ("relocation.priority_elevation_span_m", "relocation.steep_slope_deg",
+             "relocation.deep_valley_relief_m", "relocation.remote_km_to_seat",
+             "relocation.sites.max_slope_deg", "relocation.sites.candidate_spacing_m",
+             "relocation.sites.road_distance_scale_m", "relocation.sites.seat_distance_scale_m",
+             "relocation.sites.village_distance_scale_m")
+
+
+def check_settings(plan: Plan) -> None:
+    """Raise :class:`PlanError` naming every relocation setting that must be positive but is not."""
+    bad = [f"{k} = {plan[k]!r}" for k in _POSITIVE if not plan[k] > 0]
+    if bad:
+        raise PlanError(f"plan {plan.path}: these relocation settings must be greater than 0: "
+                        f"{', '.join(bad)}; set positive values.")
+
 
 def flag_settlements(s: pd.DataFrame, plan: Plan, *, access: pd.DataFrame | None) -> pd.DataFrame:
     """The plan's criteria, the candidate flag, the priority, the reasons and the status.
@@ -790,6 +806,7 @@ def run(ctx: Context) -> StepResult:
     ``sites`` and ``evaluated``), ``assignment.csv``, ``unassigned.csv`` and ``summary.json``.
     """
     plan, layers = ctx.plan, ctx.layers
+    check_settings(plan)
     r = plan.section("relocation")
     sp = plan.section("relocation.sites")
     s = settlement_table(layers.settlements, layers.villages, layers.townships)

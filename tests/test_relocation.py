@@ -420,3 +420,11 @@ def test_end_to_end_on_shipped_layers(tmp_path):
     assert a["households"].sum() + u["households"].sum() == cand["households"].sum()
     years = res.summary["schedule"]["years"]
     assert all(y["people"] <= y["quota_people"] for y in years)
+
+
+def test_zero_scale_setting_is_a_plan_error(layers):
+    from kaizhou_gis.errors import PlanError
+
+    plan = load_plan(overrides={"relocation.priority_elevation_span_m": 0.0})
+    with pytest.raises(PlanError, match="priority_elevation_span_m = 0.0"):
+        run_step(layers, plan=plan)
