@@ -9,6 +9,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 from rasterio.features import geometry_mask
+from scipy.ndimage import binary_dilation
 from shapely.geometry import Point, Polygon
 from shapely.ops import nearest_points
 
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 #: Where the main river leaves the district (澎溪河 towards 云阳; approximate) and its level.
 OUTLET_NEAR_LONLAT = (108.68, 31.08)
 OUTLET_ELEVATION_M = 145.0
+#: Roads may leave the district by at most this many DEM cells (~80 m each).
+ROAD_MARGIN_CELLS = 8
 SRC_VILLAGE = "NBS 2023 (code, name); location, households, population: synthetic"
 SRC_SETTLEMENT = "synthetic (location, name, households, population)"
 SRC_TOWNSHIP = "NBS 2023 (code, name); polygon: synthetic (Voronoi of seats clipped to boundary, approximate)"
@@ -200,7 +203,7 @@ def build_layers(*, seed: int, scale: int = 1) -> Built:
     rr = roadmod.build_roads(grid, zf, seat_cells, ll, int(np.flatnonzero(seats.index == county)[0]),
                              village_cells, np.column_stack([vlon, vlat]), unpave_order,
                              settle_cells, np.column_stack([slon, slat]), target, remote_order,
-                             r_roads, rp)
+                             r_roads, rp, mask=binary_dilation(inside, iterations=ROAD_MARGIN_CELLS))
 
     # assemble layers
     seats_out = seats.copy()

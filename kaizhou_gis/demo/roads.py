@@ -39,6 +39,7 @@ class RoadParams:
     """Knobs of the synthetic road network (documented in layers/README.md)."""
 
     max_grade_pct: float = 30.0       # between 3" cell centres (switchbacks are finer than a cell)
+    steep_grade_pct: float = 60.0     # fallback for villages walled in at max_grade_pct
     slope_weight: float = 6.0
     reach_m: float = 500.0            # plan access.reach_distance_m
     village_paved_share: float = 0.80
@@ -104,15 +105,18 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
                 county_idx: int, village_cells: np.ndarray, village_ll: np.ndarray,
                 village_unpave_order: np.ndarray, settle_cells: np.ndarray, settle_ll: np.ndarray,
                 settle_target: np.ndarray, settle_remote_order: np.ndarray,
-                rng: np.random.Generator, p: RoadParams) -> RoadResult:
+                rng: np.random.Generator, p: RoadParams, *, mask: np.ndarray | None = None
+                ) -> RoadResult:
     """Route the network and return road lines (EPSG:4326) and by-construction access flags.
+
+    ``mask`` (True = allowed) keeps the routes inside the district.
 
     ``*_cells`` are flat indices into the grid; ``*_ll`` exact lon/lat of the points;
     ``village_unpave_order`` ranks villages to leave unpaved first; ``settle_remote_order`` ranks
     settlements to leave without a road / unpaved first.
     """
-    graph = costpath.build_cell_graph(z, grid.transform, "EPSG:4326",
-                                      max_grade_pct=p.max_grade_pct, slope_weight=p.slope_weight)
+    graph = costpath.build_cell_graph(z, grid.transform, "EPSG:4326", max_grade_pct=p.max_grade_pct,
+                                      slope_weight=p.slope_weight, mask=mask)
     edges = _Edges()
     # 1. county seat -> seats
     _, pred, _ = costpath.search(graph, [seat_cells[county_idx]])
@@ -139,17 +143,37 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
         vpaths.append(cells)
         for e in _path_edges(cells):
             use[e] += 1
-    unreachable = [i for i, cl in enumerate(vpaths) if len(cl) == 1 and cl[0] not in set(src.tolist())]
+    src_set = set(src.tolist())
+    unreachable = [i for i, cl in enumerate(vpaths) if len(cl) == 1 and cl[0] not in src_set]
+    steep = np.zeros(len(village_cells), bool)
     if unreachable:
-        log.warning("%d villages unreachable at %s %% grade", len(unreachable), p.max_grade_pct)
+        # walled in at the normal grade: a steep unpaved road (up to steep_grade_pct) from the
+        # network built so far (trunk + the other villages' routes)
+        log.info("%d villages unreachable at %s %% grade; steep unpaved roads up to %s %%",
+                 len(unreachable), p.max_grade_pct, p.steep_grade_pct)
+        steep_graph = costpath.build_cell_graph(z, grid.transform, "EPSG:4326",
+                                                max_grade_pct=p.steep_grade_pct,
+                                                slope_weight=p.slope_weight, mask=mask)
+        net = set(src_set)
+        for cl in vpaths:
+            if len(cl) > 1:
+                net.update(cl)
+        _, pred_s, _ = costpath.search(steep_graph, np.fromiter(net, dtype=np.int64, count=len(net)))
+        for i in unreachable:
+            cells = costpath.trace(pred_s, int(village_cells[i]))
+            if len(cells) > 1:
+                vpaths[i] = cells
+                steep[i] = True
+                for e in _path_edges(cells):
+                    use[e] += 1
     # Every reached point gets its own stub at distance 0, so the surface of its own route decides
     # its 通畅 status (the analysis snaps a point to its nearest road); the shares are therefore
     # set by designation: the most remote / poorest villages keep unpaved routes.
-    has_road_v = np.array([len(cl) > 1 or cl[0] in set(src.tolist()) for cl in vpaths])
+    has_road_v = np.array([len(cl) > 1 or cl[0] in src_set for cl in vpaths])
     n_unpaved = max(int(round((1.0 - p.village_paved_share) * len(village_cells)))
                     - int((~has_road_v).sum()), 0)
-    paved_v = has_road_v.copy()
-    cnt = 0
+    paved_v = has_road_v & ~steep
+    cnt = int(steep.sum())
     for i in village_unpave_order:
         if cnt >= n_unpaved:
             break
