@@ -72,7 +72,8 @@ WORK_LABELS_ZH = {"work_id": "工程编号", "type": "类型", "km": "里程(公
                   "beneficiaries": "受益村/自然村", "terrain": "地形", "road_id": "道路编号",
                   "phase": "阶段", "step": "顺序", "max_grade_pct": "最大纵坡(%)",
                   "township_code": "乡镇代码", "max_terrain_grade_pct": "最大地形坡度(%)",
-                  "hairpin_km": "回头弯加长(公里)", "path_m": "村社便道(米)", "edge_id": "路段编号"}
+                  "hairpin_km": "回头弯加长(公里)", "path_m": "村社便道(米)", "edge_id": "路段编号",
+                  "connects_to": "接入"}
 CURVE_LABELS_ZH = {"step": "顺序", "phase": "阶段", "work_ids": "工程编号", "cumulative_km": "累计里程(公里)",
                    "cumulative_cost_yuan": "累计投资(元)", "village_tongchang_pct": "行政村通畅率(%)",
                    "settlement_tongda_pct": "集中居住地通达率(%)",
@@ -178,6 +179,7 @@ def _upgrade_options(net, seats, cand: pd.DataFrame, cost_per_km: dict) -> tuple
 def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_grade_pct: float,
                   max_link_km: float, slope_weight: float, sample_m: float, end_max_m: float,
                   switchback_terrain_max_pct: float, snap_tolerance_m: float,
+                  fallback_any_surface: np.ndarray | None = None,
                   reach_distance_m: float, cost_per_km: dict, terrain_slope_deg: dict) -> list:
     """Least-cost new link of every candidate: a dict (geometry, km, cost, ...) or {"reason": ...}.
 
@@ -186,8 +188,6 @@ def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gr
     nearest to it within ``end_max_m`` (and nearer than any road the point already snaps to, so
     the point then snaps to the new link); the rest is a village path (``path_m``).
     """
-    from kaizhou_gis.costpath import cell_centres, points_to_cells, search, trace
-
     out: list = [None] * len(cand)
     if dem is None:
         return [{"reason": "no DEM to route new links on"} for _ in range(len(cand))]
@@ -217,12 +217,47 @@ def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gr
     seat_comp = np.where(on_road, -2, seat_comp)
     limit = np.where(np.isfinite(snap) & (snap <= reach_distance_m), snap - 1.0, reach_distance_m)
     limit = np.minimum(limit, end_max_m)
-    for comp in np.unique(seat_comp[seat_comp >= 0]):
-        idx = np.flatnonzero(seat_comp == comp)
-        sel = np.flatnonzero(e_pcomp == comp)
+    groups = [(np.flatnonzero(seat_comp == comp), np.flatnonzero(e_pcomp == comp), True)
+              for comp in np.unique(seat_comp[seat_comp >= 0])]
+    _search_groups(groups, out, cand, dem, geoms, L, to_dem, from_dem, no_link=no_link,
+                   max_grade_pct=max_grade_pct, max_link_km=max_link_km, slope_weight=slope_weight,
+                   sample_m=sample_m, end_max_m=end_max_m, limit=limit,
+                   switchback_terrain_max_pct=switchback_terrain_max_pct, cost_per_km=cost_per_km,
+                   terrain_slope_deg=terrain_slope_deg)
+    # settlements that only need 通达 (the 100 % target) and found no link to the paved network:
+    # a link to the nearest road of any surface connected to their seat
+    if fallback_any_surface is not None:
+        comp_node = net.nodes["component"].to_numpy()
+        e_comp = comp_node[e["u"].to_numpy()]
+        fb = np.array([fallback_any_surface[i] and (out[i] is None or "geometry" not in out[i])
+                       and c in seats.row_of and si["on_network"].iloc[seats.row_of[c]]
+                       for i, c in enumerate(cand["township_code"])], dtype=bool)
+        fb_comp = np.array([si["component"].iloc[seats.row_of[c]] if f else -1
+                            for f, c in zip(fb, cand["township_code"])])
+        # few and scattered: one small search window per settlement
+        groups = [(np.array([i]), np.flatnonzero(e_comp == fb_comp[i]), False)
+                  for i in np.flatnonzero(fb_comp >= 0)]
+        first = {i: out[i] for g in groups for i in g[0]}
+        _search_groups(groups, out, cand, dem, geoms, L, to_dem, from_dem, no_link=no_link,
+                       max_grade_pct=max_grade_pct, max_link_km=max_link_km, slope_weight=slope_weight,
+                       sample_m=sample_m, end_max_m=end_max_m, limit=limit,
+                       switchback_terrain_max_pct=switchback_terrain_max_pct, cost_per_km=cost_per_km,
+                       terrain_slope_deg=terrain_slope_deg)
+        for i, before in first.items():
+            if "geometry" not in (out[i] or {}) and before:
+                out[i] = {"reason": f"{before['reason']}; none to a road of any surface either"}
+    return out
+
+
+def _search_groups(groups, out, cand, dem, geoms, L, to_dem, from_dem, *, no_link, max_grade_pct,
+                   max_link_km, slope_weight, sample_m, end_max_m, limit, switchback_terrain_max_pct,
+                   cost_per_km, terrain_slope_deg) -> None:
+    """Run one DEM search per group (candidate rows, source edges, to_paved) and fill ``out``."""
+    from kaizhou_gis.costpath import cell_centres, points_to_cells, search, trace, window_for
+
+    for idx, sel, to_paved in groups:
         txy = shapely.get_coordinates(cand.geometry.to_numpy()[idx])
         tx, ty = to_dem.transform(txy[:, 0], txy[:, 1])
-        from kaizhou_gis.costpath import window_for
         win = window_for(list(zip(tx, ty)), max_link_km * 1000.0, transform=dem.transform, crs=dem.crs,
                          shape=dem.values.shape)
         # sources: points every sample_m along the paved edges of the seat's paved network
@@ -230,7 +265,8 @@ def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gr
         near = sel[shapely.dwithin(geoms[sel], bx, max_link_km * 1000.0)]
         if len(near) == 0:
             for i in idx:
-                out[i] = {"reason": f"no paved road of the seat's network within {max_link_km:g} km"}
+                out[i] = {"reason": f"no {'paved ' if to_paved else ''}road of the seat's network "
+                                    f"within {max_link_km:g} km"}
             continue
         nseg = np.maximum(1, np.ceil(L[near] / sample_m).astype(np.int64))
         npts = nseg + 1
@@ -314,8 +350,7 @@ def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gr
             out[i] = {"geometry": line, "km": km, "terrain": terr, "cost": km * cost_per_km[terr],
                       "max_grade_pct": mgrade, "max_terrain_grade_pct": tgrade,
                       "hairpin_km": max(0.0, length - corridor) / 1000.0,
-                      "path_m": float(np.hypot(*(end - txy[j]))), "reason": ""}
-    return out
+                      "path_m": float(np.hypot(*(end - txy[j]))), "to_paved": to_paved, "reason": ""}
 
 
 def _switchback_graph(dem: np.ndarray, transform, crs, *, max_grade_pct: float, terrain_max_pct: float,
@@ -390,6 +425,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                           sample_m=float(p["grade_sample_m"]), end_max_m=float(q["link_end_max_m"]),
                           switchback_terrain_max_pct=float(q["switchback_terrain_max_pct"]),
                           snap_tolerance_m=float(p["snap_tolerance_m"]),
+                          fallback_any_surface=(cand["kind"].eq("settlement") & cand["mandatory"]).to_numpy(),
                           reach_distance_m=float(p["reach_distance_m"]), cost_per_km=q["cost_new_yuan_per_km"],
                           terrain_slope_deg=q["terrain_slope_deg"])
     lcost = np.array([lk["cost"] if lk and "cost" in lk else np.inf for lk in links])
@@ -408,14 +444,16 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
 
     def shares() -> dict:
         cv = st_["covered"]
+        da = cv | st_["covered_da"]
         return {"village_tongchang_pct": _pct(v_ok0 + int((cv & is_v).sum()), n_v),
-                "settlement_tongda_pct": _pct(t_da0 + int((cv & is_t & ~was_da).sum()), n_t),
+                "settlement_tongda_pct": _pct(t_da0 + int((da & is_t & ~was_da).sum()), n_t),
                 "settlement_tongchang_pct": _pct(t_ch0 + int((cv & is_t).sum()), n_t)}
 
     def reset() -> None:
         st_.update(rem=rem0.copy(), chosen=np.zeros(E, dtype=bool), edge_step=np.full(E, -1),
                    edge_phase=np.empty(E, dtype=object), covered=np.zeros(K, dtype=bool),
                    option=np.full(K, "", dtype=object), cand_step=np.full(K, -1), km=0.0, cost=0.0,
+                   covered_da=np.zeros(K, dtype=bool),
                    new_links=[], curve=[], decisions=[])
         st_["curve"].append({"step": 0, "phase": "before", "cand": None, "cumulative_km": 0.0,
                              "cumulative_cost_yuan": 0.0, **shares()})
@@ -443,7 +481,10 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
             st_["new_links"].append((k, step, phase))
             st_["km"] += links[k]["km"]
             st_["cost"] += links[k]["cost"]
-        covered[k] = True
+        if up or links[k].get("to_paved", True):
+            covered[k] = True
+        else:  # a link to an unpaved road: 通达 only
+            st_["covered_da"][k] = True
         st_["cand_step"][k] = step
         free = ~covered & has_up & (rem <= 1e-6)
         option[free] = "free"
@@ -460,7 +501,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
     step = 0
     mand = np.flatnonzero(cand["mandatory"].to_numpy())
     for k in mand[np.argsort(best0[mand], kind="stable")]:
-        if st_["covered"][k]:
+        if st_["covered"][k] or st_["covered_da"][k]:
             continue
         if not np.isfinite(min(st_["rem"][k], lcost[k])):
             unresolved.append(int(k))
@@ -535,6 +576,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                      "terrain": edges["terrain"].iloc[ei], "road_id": edges["road_id"].iloc[ei],
                      "edge_id": int(ei), "max_grade_pct": float(edges["max_grade_pct"].iloc[ei]),
                      "max_terrain_grade_pct": np.nan, "hairpin_km": 0.0, "path_m": 0.0,
+                     "connects_to": "paved network",
                      "township_code": ";".join(towns), "phase": edge_phase[ei], "step": int(edge_step[ei]),
                      "geometry": edges.geometry.iloc[ei]})
     for n_, (k, stp, ph) in enumerate(new_links, 1):
@@ -546,10 +588,12 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                      "beneficiaries": pid, "terrain": lk["terrain"], "road_id": "", "edge_id": -1,
                      "max_grade_pct": lk["max_grade_pct"], "max_terrain_grade_pct": lk["max_terrain_grade_pct"],
                      "hairpin_km": lk["hairpin_km"], "path_m": lk["path_m"],
+                     "connects_to": "paved network" if lk.get("to_paved", True) else "road network (通达 only)",
                      "township_code": cand["township_code"].iloc[k],
                      "phase": ph, "step": stp, "geometry": lk["geometry"]})
     cols = ["work_id", "type", "km", "cost_yuan", "beneficiaries", "terrain", "road_id", "edge_id",
-            "max_grade_pct", "max_terrain_grade_pct", "hairpin_km", "path_m", "township_code", "phase",
+            "max_grade_pct", "max_terrain_grade_pct", "hairpin_km", "path_m", "connects_to",
+            "township_code", "phase",
             "step", "geometry"]
     works = gpd.GeoDataFrame(pd.DataFrame(rows, columns=cols), geometry="geometry", crs=edges.crs)
     works = works.sort_values(["step", "work_id"], kind="stable").reset_index(drop=True)
@@ -584,7 +628,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                    "reason": f"{why_up}; {lk.get('reason', 'no new link')}"})
     unresolved_df = pd.DataFrame(ur, columns=["id", "kind", "township_code", "need", "reason"])
     if len(unresolved_df):
-        log.warning("%d point(s) have no feasible work: %s", len(unresolved_df),
+        log.info("%d point(s) have no feasible work: %s", len(unresolved_df),
                     format_ids(unresolved_df["id"]))
 
     new_km = float(works.loc[works["type"] == "new", "km"].sum())

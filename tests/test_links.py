@@ -215,3 +215,22 @@ def test_link_up_a_steep_slope_uses_hairpins_within_max_grade():
     plan2 = load_plan(overrides={"links.switchback_terrain_max_pct": 12.0})
     wp2 = links.plan_works(res, vt, st, plan=plan2, dem=dem)
     assert "500154001004" in set(wp2.unresolved["id"])
+
+
+def test_settlement_needing_only_tongda_may_link_to_an_unpaved_road():
+    layers, dem = scenario()
+    plan = load_plan(overrides={"links.max_new_link_km": 1.0})
+    # a target settlement 600 m beyond the end of the unpaved spur, 2.6 km from any paved road
+    st = gpd.GeoDataFrame({"settlement_id": ["S9"], "name": ["九组"], "village_code": ["500154001001"],
+                           "households": [60], "population": [200]}, geometry=[P(2000, 2600)], crs=CRS)
+    lay = Layers(**{**layers.__dict__, "settlements": st})
+    res = access.analyse(lay, plan, dem=dem)
+    assert not res.settlements.loc[0, "tongda"]
+    vt, st2 = tables(lay, res, plan)
+    wp = links.plan_works(res, vt, st2, plan=plan, dem=dem)
+    w = wp.works.set_index("beneficiaries").loc["S9"]
+    assert w["type"] == "new" and w["connects_to"] == "road network (通达 only)"
+    assert 0.6 <= w["km"] <= 0.75  # 600 m straight; routing through 100 m cell centres adds a little
+    after = access.analyse(lay, plan, dem=dem, roads=links.apply_works(lay.roads, wp.works, plan=plan))
+    assert after.settlements.loc[0, "tongda"] and not after.settlements.loc[0, "tongchang"]
+    assert wp.cost_curve["settlement_tongda_pct"].iloc[-1] == pytest.approx(100.0)
