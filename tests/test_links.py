@@ -223,7 +223,8 @@ def test_settlement_needing_only_tongda_may_link_to_an_unpaved_road():
     # a target settlement 600 m beyond the end of the unpaved spur, 2.6 km from any paved road
     st = gpd.GeoDataFrame({"settlement_id": ["S9"], "name": ["九组"], "village_code": ["500154001001"],
                            "households": [60], "population": [200]}, geometry=[P(2000, 2600)], crs=CRS)
-    lay = Layers(**{**layers.__dict__, "settlements": st})
+    # only village A (通畅) so that no other work touches the spur
+    lay = Layers(**{**layers.__dict__, "settlements": st, "villages": layers.villages.iloc[[0]]})
     res = access.analyse(lay, plan, dem=dem)
     assert not res.settlements.loc[0, "tongda"]
     vt, st2 = tables(lay, res, plan)
