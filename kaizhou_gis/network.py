@@ -29,7 +29,6 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import rasterio
 import scipy.sparse as sp
 import shapely
@@ -391,7 +390,7 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
     is_node = np.zeros(len(coords), dtype=bool)
     is_node[end_pos] = True
     pair = root.astype(np.int64) * (n_lines + 1) + cidx
-    upair, pair_count = np.unique(pair, return_counts=True)
+    upair = np.unique(pair)
     lines_per_root = np.bincount((upair // (n_lines + 1)).astype(np.int64), minlength=len(ukeys))
     uses_per_root = np.bincount(root, minlength=len(ukeys))
     multi = (lines_per_root >= 2) | (uses_per_root > lines_per_root)

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from rasterio.transform import from_origin
-from shapely.geometry import LineString
 
 from kaizhou_gis import access, links
 from kaizhou_gis.layers import Layers
@@ -39,7 +38,7 @@ def planned():
 
 
 def test_unpaved_spur_is_upgraded_and_cut_off_points_get_new_links(planned):
-    layers, dem, plan, res, wp = planned
+    *_, plan, _, wp = planned
     w = wp.works
     up = w[w["type"] == "upgrade"]
     # village B: upgrading the 2 km spur (flat terrain, 400,000 yuan/km) beats a 1.5 km new link
@@ -71,7 +70,7 @@ def test_cost_curve_runs_from_before_to_targets(planned):
 
 
 def test_applying_works_meets_targets(planned):
-    layers, dem, plan, res, wp = planned
+    layers, dem, plan, _, wp = planned
     roads2 = links.apply_works(layers.roads, wp.works, plan=plan)
     assert len(layers.roads) == 4  # input untouched
     r1 = roads2[roads2["road_id"].str.startswith("R1")]
@@ -197,7 +196,7 @@ def test_link_up_a_steep_slope_uses_hairpins_within_max_grade():
     layers, _ = scenario()
     plan = load_plan()
     # terrain rising 30 % northwards: village D (900 m north of the main road) is 270 m higher
-    rr, cc = np.mgrid[0:100, 0:100]
+    rr = np.mgrid[0:100, 0:100][0]
     y = Y0 + 8000 - (rr + 0.5) * 100
     z = 300.0 + 0.30 * (y - Y0)
     dem = DemGrid(values=z, transform=from_origin(X0 - 2000, Y0 + 8000, 100.0, 100.0), crs=CRS)
