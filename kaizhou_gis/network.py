@@ -29,6 +29,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import rasterio
 import scipy.sparse as sp
 import shapely
@@ -159,7 +160,8 @@ class RoadNetwork:
     Attributes
     ----------
     nodes : GeoDataFrame
-        ``node_id`` (= row position), ``degree``, ``component``, ``paved_component``, ``dangle``.
+        ``node_id`` (= row position), ``degree``, ``component``, ``paved_component``, ``dangle``,
+        ``nearest_other_road_m`` (dangles only: distance to another road within the check distance).
     edges : GeoDataFrame
         ``edge_id`` (= row position), ``u``, ``v``, ``road_index`` (index label of the road row),
         ``road_id``, ``road_class``, ``surface``, ``paved``, ``length_m``, ``speed_kmh``,
@@ -275,7 +277,7 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
                   paved_surfaces: list[str], speed_kmh: dict[str, float],
                   dem: DemGrid | None = None, grade_sample_m: float = 90.0,
                   terrain_slope_deg: dict[str, float] | None = None,
-                  precision_m: float = 0.001) -> RoadNetwork:
+                  precision_m: float = 0.001, dangle_check_m: float = 0.0) -> RoadNetwork:
     """Join road lines into a graph (see the module docstring for the rules).
 
     Parameters
@@ -296,6 +298,9 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
         ``{"hilly": deg, "mountain": deg}`` thresholds for the terrain class.
     precision_m : float
         Coordinates equal after rounding to this are the same node.
+    dangle_check_m : float
+        Dangling ends with another road within this distance are counted and given
+        ``nearest_other_road_m`` (possible missed junctions); 0 skips the check.
 
     Returns
     -------
@@ -448,6 +453,19 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
     net.nodes["component"] = comp
     net.nodes["paved_component"] = pcomp
     net.nodes["dangle"] = deg == 1
+    # QA: dangling ends with another road close by (a missed junction, or the end of a bridge)
+    near = np.full(n_nodes, np.nan)
+    dn = np.flatnonzero(deg == 1)
+    if dangle_check_m > 0 and len(dn):
+        tree = shapely.STRtree(edges.geometry.to_numpy())
+        qi, qt = tree.query(net.nodes.geometry.to_numpy()[dn], predicate="dwithin", distance=dangle_check_m)
+        own = (edges["u"].to_numpy()[qt] == dn[qi]) | (edges["v"].to_numpy()[qt] == dn[qi])
+        qi, qt = qi[~own], qt[~own]
+        if len(qi):
+            d = shapely.distance(net.nodes.geometry.to_numpy()[dn[qi]], edges.geometry.to_numpy()[qt])
+            best = pd.Series(d).groupby(qi).min()
+            near[dn[best.index.to_numpy()]] = best.to_numpy()
+    net.nodes["nearest_other_road_m"] = near
     edges["component"] = comp[edges["u"].to_numpy()]
     comp_km = edges.groupby("component")["length_m"].sum().sort_values(ascending=False) / 1000.0
     n_comp = int(edges["component"].nunique())
@@ -465,6 +483,8 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
         "largest_component_share_pct": (round(float(comp_km.iloc[0] / comp_km.sum() * 100.0), 2)
                                         if len(comp_km) else 0.0),
         "dangles": int((deg == 1).sum()),
+        "dangles_near_other_road": int(np.isfinite(near).sum()),
+        "dangle_check_m": float(dangle_check_m),
         "endpoints_snapped_to_vertex": int(n_vertex_snaps),
         "endpoints_snapped_to_segment": int(n_seg_snaps),
         "snap_tolerance_m": float(snap_tolerance_m),
@@ -524,10 +544,12 @@ def network_settings(plan) -> dict[str, Any]:
                 paved_surfaces=list(plan["access.paved_surfaces"]),
                 speed_kmh=dict(plan["access.speed_kmh"]),
                 grade_sample_m=float(plan["access.grade_sample_m"]),
+                dangle_check_m=float(plan["access.dangle_check_m"]),
                 terrain_slope_deg=dict(plan["links.terrain_slope_deg"]))
 
 
 def dangles_frame(net: RoadNetwork) -> gpd.GeoDataFrame:
     """The dangling nodes (degree 1) with their component, for the GeoPackage."""
     d = net.nodes[net.nodes["dangle"]]
-    return d[["node_id", "component", "paved_component", "geometry"]].reset_index(drop=True)
+    return d[["node_id", "component", "paved_component", "nearest_other_road_m", "geometry"]] \
+        .reset_index(drop=True)

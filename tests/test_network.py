@@ -70,10 +70,14 @@ def test_three_metre_undershoot_onto_segment_interior_is_closed():
 
 
 def test_gap_wider_than_tolerance_stays_open_and_is_a_dangle():
-    net = build(roads([[(0, 0), (1000, 0)], [(1008, 0), (1008, 900)]]))
+    net = build(roads([[(0, 0), (1000, 0)], [(1008, 0), (1008, 900)]]), dangle_check_m=20.0)
     assert net.report["components"] == 2
     assert net.report["dangles"] == 4
-    assert len(dangles_frame(net)) == 4
+    d = dangles_frame(net)
+    assert len(d) == 4
+    # the two ends facing each other across the 8 m gap are flagged as possible missed junctions
+    assert net.report["dangles_near_other_road"] == 2
+    assert sorted(d["nearest_other_road_m"].dropna().round(6)) == [8.0, 8.0]
 
 
 def test_surface_class_speed_and_paved_components():
