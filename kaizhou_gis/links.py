@@ -15,6 +15,9 @@ Options for a point (village or settlement) that is not 通畅
     ``links.max_new_link_km``). No feasible path, or one longer
     than ``max_new_link_km``, means no link ("no new link under 12 % grade within 15 km").
     Cost = length × ``links.cost_new_yuan_per_km`` for the link's terrain class.
+    A settlement that only needs 通达 (target group, not yet 通达) and has no feasible link to the
+    paved network may instead be linked to the nearest road of any surface connected to its seat
+    (one small search per settlement; ``connects_to`` says which).
 
 Choosing the works (a Steiner-tree-like covering problem, solved by a documented heuristic)
 --------------------------------------------------------------------------------------------
@@ -625,7 +628,8 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
         ur.append({"id": cand["pid"].iloc[k], "kind": cand["kind"].iloc[k],
                    "township_code": cand["township_code"].iloc[k],
                    "need": "100% target" if cand["mandatory"].iloc[k] else "80% target",
-                   "reason": f"{why_up}; {lk.get('reason', 'no new link')}"})
+                   "reason": f"{why_up}; {lk.get('reason', 'no new link')}; a case for relocation "
+                             f"(ch.5: places where infrastructure is hard to provide)"})
     unresolved_df = pd.DataFrame(ur, columns=["id", "kind", "township_code", "need", "reason"])
     if len(unresolved_df):
         log.info("%d point(s) have no feasible work: %s", len(unresolved_df),
