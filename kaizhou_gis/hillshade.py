@@ -63,10 +63,10 @@ def hillshade(elevation: np.ndarray, transform, crs, *, azimuth_deg: float,
 
 def read_hillshade(dem: DatasetReader, bounds_lonlat: tuple[float, float, float, float], *,
                    width_px: int, azimuth_deg: float, altitude_deg: float) -> Hillshade | None:
-    """Hillshade of the DEM over a lon/lat box, at most ``width_px`` wide.
+    """Hillshade of the DEM over a lon/lat box, ``width_px`` wide.
 
-    The DEM is read averaged down to the target size (a windowed read), shaded with metric cell
-    sizes, and returned in EPSG:4326. Returns None when the box does not overlap the DEM.
+    The DEM is read resampled to the target size (a windowed read; averaged when shrinking, cubic
+    when enlarging), shaded with metric cell sizes, and returned in EPSG:4326. Returns None when the box does not overlap the DEM.
     """
     west, south, east, north = bounds_lonlat
     dem_crs = CRS(dem.crs) if dem.crs is not None else CRS.from_epsg(4326)
@@ -83,10 +83,12 @@ def read_hillshade(dem: DatasetReader, bounds_lonlat: tuple[float, float, float,
     win = window_from_bounds(*box, transform=dem.transform).round_offsets().round_lengths()
     if win.width < 2 or win.height < 2:
         return None
-    out_w = int(max(2, min(width_px, win.width)))
+    # averaged down for a big area; for a small one interpolated up (cubic) before shading, so the
+    # relief looks smooth instead of showing the DEM's cells as blocks
+    out_w = int(max(2, width_px))
     out_h = int(max(2, round(win.height * out_w / win.width)))
-    data = dem.read(1, window=win, out_shape=(out_h, out_w), masked=True,
-                    resampling=Resampling.average)
+    resampling = Resampling.average if out_w <= win.width else Resampling.cubic
+    data = dem.read(1, window=win, out_shape=(out_h, out_w), masked=True, resampling=resampling)
     z = data.astype("float64").filled(np.nan)
     if dem.nodata is not None:
         z[z == dem.nodata] = np.nan
@@ -148,12 +150,13 @@ def shade_to_rgba(shade: np.ndarray, *, inside: np.ndarray | None = None,
 
 
 def encode_png(rgba: np.ndarray) -> bytes:
-    """PNG bytes of an RGBA uint8 image (optimized, palette-quantized to keep maps small)."""
+    """PNG bytes of an RGBA uint8 image (palette-quantized to keep maps small)."""
     from PIL import Image
 
     im = Image.fromarray(rgba, mode="RGBA")
-    # 64 grey levels are plenty for relief and shrink the file ~3x
+    # 64 grey levels are plenty for relief and shrink the file ~3x; optimize=True would save
+    # another ~5 % at five times the time
     im = im.quantize(colors=64, method=Image.Quantize.FASTOCTREE)
     buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
+    im.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()

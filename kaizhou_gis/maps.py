@@ -960,7 +960,7 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
     """One offline folium map from layer specs (nothing is written)."""
     west, south, east, north = bounds
     m = OfflineMap(location=[(south + north) / 2, (west + east) / 2], tiles=None, zoom_start=10,
-                   control_scale=False, prefer_canvas=True)
+                   control_scale=False, prefer_canvas=True, **{"maxZoom": 18, "minZoom": 6})
     any_cluster = any(s.cluster for s in specs)
     inline_assets(m, cluster=any_cluster)
     root = m.get_root()

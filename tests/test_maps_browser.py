@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from kaizhou_gis import maps, outputs
+from kaizhou_gis.plan import load_plan
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -42,7 +43,10 @@ def browser():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
-    res = maps.run(make_ctx(tmp))
+    ctx = make_ctx(tmp)
+    # cluster the village layer (6 points) so the MarkerCluster code path runs in the browser too
+    ctx.plan = load_plan(overrides={"maps.cluster_min_points": 4})
+    res = maps.run(ctx)
     out = tmp / "out"
     outputs.write_products(out, res.files)
     return out / "maps"
