@@ -305,3 +305,37 @@ def test_readme_provenance_and_attribution():
                  "itur", "SYNTHESIZED"]:
         assert must in attribution, must
     assert "郭家镇团保村" in text  # the plan-named village that no longer exists in 2023
+
+
+# --scale K -----------------------------------------------------------------------------------
+def test_synthetic_district_for_scale():
+    from kaizhou_gis.demo.build import _synthetic_admin
+
+    a, _ = _synthetic_admin(3, np.random.default_rng(7))
+    assert len(a.townships) == 120 and len(a.villages) == 3 * 535
+    assert a.townships["township_code"].is_unique and a.villages["village_code"].is_unique
+    assert (a.townships["township_code"].str.len() == 9).all()
+    assert (a.villages["village_code"].str.len() == 12).all()
+    assert (a.villages["village_code"].str[:9].isin(a.townships["township_code"])).all()
+    area = a.boundary.to_crs("EPSG:4545").area.iloc[0] / 1e6
+    assert area == pytest.approx(3 * 3964, rel=0.03)
+    assert a.seats.within(a.boundary.geometry.iloc[0]).all()
+    assert a.plan_poverty.empty
+
+
+@pytest.mark.slow
+def test_scale_two_builds_a_larger_synthetic_district(tmp_path):
+    paths = build_demo_layers(tmp_path, scale=2)
+    big = {n: gpd.read_file(paths[0], layer=n)
+           for n in ["boundary", "townships", "villages", "settlements", "roads"]}
+    assert len(big["townships"]) == 80 and len(big["villages"]) == 1070
+    assert 2 * 1700 <= len(big["settlements"]) <= 2 * 2400
+    assert big["villages"]["poverty_village"].sum() == 270
+    for name in ["villages", "settlements", "roads"]:
+        assert big[name]["source"].str.contains("synthetic").all()
+    assert not big["villages"]["village_code"].str.startswith("500154").any()
+    with rasterio.open(paths[1]) as ds, rasterio.open(DEM) as ref:
+        ratio = (ds.width * ds.height) / (ref.width * ref.height)
+    assert 1.6 < ratio < 2.6
+    km_ratio = big["roads"]["length_km"].sum() / gpd.read_file(GPKG, layer="roads")["length_km"].sum()
+    assert 1.5 < km_ratio < 2.8

@@ -8,6 +8,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+from affine import Affine
 from rasterio.features import geometry_mask
 from scipy.ndimage import binary_dilation
 from shapely.geometry import Point, Polygon
@@ -102,6 +103,21 @@ def _synthetic_admin(scale: int, rng: np.random.Generator) -> tuple[adm.Admin, n
     return adm.Admin(boundary, townships, seats, villages, empty), np.zeros(0)
 
 
+#: Shape of the Kaizhou DEM grid (rows, cols); ``--scale K`` grids have K times its cell count.
+BASE_GRID_SHAPE = (1111, 1227)
+
+
+def _scaled_grid(grid: demmod.Grid, scale: int) -> demmod.Grid:
+    """A grid with ``scale`` times the Kaizhou DEM's cells, centred on ``grid`` and covering it."""
+    k = np.sqrt(scale)
+    h = max(int(round(BASE_GRID_SHAPE[0] * k)), grid.shape[0])
+    w = max(int(round(BASE_GRID_SHAPE[1] * k)), grid.shape[1])
+    tr = grid.transform
+    west = tr.c - ((w - grid.shape[1]) // 2) * tr.a
+    north = tr.f - ((h - grid.shape[0]) // 2) * tr.e
+    return demmod.Grid(Affine(tr.a, 0.0, west, 0.0, tr.e, north), (h, w))
+
+
 def build_layers(*, seed: int, scale: int = 1) -> Built:
     """Build every layer in memory (no file is written here)."""
     ss = np.random.SeedSequence(seed)
@@ -113,6 +129,8 @@ def build_layers(*, seed: int, scale: int = 1) -> Built:
         a, _ = _synthetic_admin(scale, r_admin)
     bpoly = a.boundary.geometry.iloc[0]
     grid = demmod.grid_for_bounds(*bpoly.bounds)
+    if not real:
+        grid = _scaled_grid(grid, scale)
     inside = ~geometry_mask([bpoly], out_shape=grid.shape, transform=grid.transform)
     if real:
         coarse, ctr = adm.itur_trend_source()
