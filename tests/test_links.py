@@ -234,3 +234,20 @@ def test_settlement_needing_only_tongda_may_link_to_an_unpaved_road():
     after = access.analyse(lay, plan, dem=dem, roads=links.apply_works(lay.roads, wp.works, plan=plan))
     assert after.settlements.loc[0, "tongda"] and not after.settlements.loc[0, "tongchang"]
     assert wp.cost_curve["settlement_tongda_pct"].iloc[-1] == pytest.approx(100.0)
+
+
+def test_no_gaps_no_works(tmp_path):
+    from kaizhou_gis import outputs
+
+    layers, dem = scenario()
+    plan = load_plan()
+    lay = Layers(**{**layers.__dict__, "villages": layers.villages.iloc[[0]],
+                    "settlements": layers.settlements.iloc[[0]]})
+    res = access.analyse(lay, plan, dem=dem)
+    vt, st = tables(lay, res, plan)
+    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    assert len(wp.works) == 0 and wp.totals["cost_yuan"] == 0.0
+    assert wp.cost_curve["settlement_tongchang_pct"].tolist() == [100.0]
+    outputs.write_products(tmp_path, {"works.gpkg": wp.works})
+    assert len(gpd.read_file(tmp_path / "works.gpkg")) == 0
+    assert links.apply_works(lay.roads, wp.works, plan=plan)["road_id"].tolist() == ["R0", "R1", "R2", "R3"]
