@@ -515,8 +515,9 @@ def run(ctx) -> "StepResult":
         f"{fmt(b['settlement_tongda_pct'])} → {fmt(a['settlement_tongda_pct'])}, 通畅 "
         f"{fmt(b['settlement_tongchang_pct'])} → {fmt(a['settlement_tongchang_pct'])}",
         f"works: {totals['new_links']} new links {totals['new_km']:.1f} km + {totals['upgrades']} upgrades "
-        f"{totals['upgrade_km']:.1f} km, {totals['cost_yuan'] / 1e8:.2f} 亿元 "
-        f"({totals['share_of_plan_km_pct']:.0f}% of the plan's {totals['plan_roads_km']:g} km)",
+        f"{totals['upgrade_km']:.1f} km, {totals['cost_yuan'] / 1e8:.2f} 亿元"
+        + (f" ({totals['share_of_plan_km_pct']:.0f}% of the plan's {totals['plan_roads_km']:g} km)"
+           if totals["share_of_plan_km_pct"] is not None else ""),
     ]
     if len(plan_out.unresolved):
         headline.append(f"{len(plan_out.unresolved)} village(s)/settlement(s) without a feasible work "
