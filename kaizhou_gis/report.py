@@ -875,8 +875,11 @@ def _txt(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.4g}" if abs(v) < 10 else f"{v:,.2f}".rstrip(
-            "0").rstrip(".")
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        if abs(v) < 10:
+            return f"{v:.4g}"
+        return f"{v:.2f}".rstrip("0").rstrip(".")
     if isinstance(v, dict):
         return "; ".join(f"{k}: {_txt(x)}" for k, x in v.items())
     if isinstance(v, (list, tuple)):
