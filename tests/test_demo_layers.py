@@ -339,3 +339,37 @@ def test_scale_two_builds_a_larger_synthetic_district(tmp_path):
     assert 1.6 < ratio < 2.6
     km_ratio = big["roads"]["length_km"].sum() / gpd.read_file(GPKG, layer="roads")["length_km"].sum()
     assert 1.5 < km_ratio < 2.8
+
+
+def test_dem_follows_the_itu_regional_pattern(L, dem):
+    """Means of the DEM over the 1/12 degree ITU-R P.1511 cells inside Kaizhou track the grid."""
+    z, tr, _, _ = dem
+    with rasterio.open(SOURCES / "itu_r_p1511_v2_topo_kaizhou_bbox.tif") as ds:
+        itu, itr = ds.read(1), ds.transform
+    inside = ~geometry_mask(list(L["boundary"].geometry), out_shape=z.shape, transform=tr)
+    rows, cols = np.mgrid[0:z.shape[0], 0:z.shape[1]]
+    ic = ((tr.c + (cols + 0.5) * tr.a - itr.c) / itr.a).astype(int)
+    ir = ((tr.f + (rows + 0.5) * tr.e - itr.f) / itr.e).astype(int)
+    pairs = []
+    for i in range(itu.shape[0]):
+        for j in range(itu.shape[1]):
+            m = (ir == i) & (ic == j) & inside
+            if m.sum() > 2500:  # cells at least half inside the district
+                pairs.append((itu[i, j], z[m].mean()))
+    p = np.array(pairs, dtype=float)
+    assert len(p) > 40
+    assert np.corrcoef(p[:, 0], p[:, 1])[0, 1] > 0.8
+
+
+def test_villages_on_gentle_slopes_and_communities_near_seats(L, dem):
+    z, tr, crs, _ = dem
+    slope = slope_deg(z.astype(float), tr, crs)
+    v = L["villages"]
+    r, c = rasterio.transform.rowcol(tr, v.geometry.x, v.geometry.y)
+    inside = ~geometry_mask(list(L["boundary"].geometry), out_shape=z.shape, transform=tr)
+    assert np.median(slope[r, c]) < 0.5 * np.median(slope[inside])
+    seats = L["township_seats"].to_crs("EPSG:4545").set_index("township_code").geometry
+    vv = v.to_crs("EPSG:4545")
+    d = np.array([g.distance(seats.loc[t]) for g, t in zip(vv.geometry, vv["township_code"])])
+    assert np.median(d[(v["kind"] == "社区").to_numpy()]) < 2000
+    assert np.median(d[(v["kind"] == "村").to_numpy()]) > 2 * np.median(d[(v["kind"] == "社区").to_numpy()])

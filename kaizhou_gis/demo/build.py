@@ -258,10 +258,8 @@ def build_layers(*, seed: int, scale: int = 1) -> Built:
     layers = {"boundary": a.boundary, "townships": tgdf, "township_seats": seats_out,
               "villages": vg, "settlements": sg, "roads": roads}
     if real:
-        pp = a.plan_poverty.copy()
-        layers_extra = pp  # kept for the README / tests (not a layer)
+        pp = a.plan_poverty
         stats["plan_poverty_unmatched"] = pp.loc[pp["village_code"] == "", ["township", "village"]].values.tolist()
-        del layers_extra
     return Built(layers, dem, grid, stats)
 
 
