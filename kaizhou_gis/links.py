@@ -75,7 +75,7 @@ WORK_LABELS_ZH = {"work_id": "工程编号", "type": "类型", "km": "里程(公
                   "beneficiaries": "受益村/自然村", "terrain": "地形", "road_id": "道路编号",
                   "phase": "阶段", "step": "顺序", "max_grade_pct": "最大纵坡(%)",
                   "township_code": "乡镇代码", "max_terrain_grade_pct": "最大地形坡度(%)",
-                  "hairpin_km": "回头弯加长(公里)", "path_m": "村社便道(米)", "edge_id": "路段编号",
+                  "hairpin_km": "回头弯加长(公里)", "path_m": "村社便道(米)", "edge_id": "路段编号(网络)",
                   "connects_to": "接入"}
 CURVE_LABELS_ZH = {"step": "顺序", "phase": "阶段", "work_ids": "工程编号", "cumulative_km": "累计里程(公里)",
                    "cumulative_cost_yuan": "累计投资(元)", "village_tongchang_pct": "行政村通畅率(%)",
@@ -557,38 +557,69 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
     # ---- works table ----
     edges = net.edges
     rows = []
+    # upgrades: contiguous edges of one road chosen at one step form one work (a stretch)
     up_idx = np.flatnonzero(chosen)
-    up_idx = up_idx[np.argsort(edge_step[up_idx], kind="stable")]
+    road_idx = edges["road_index"].to_numpy()
+    eu, ev = edges["u"].to_numpy(), edges["v"].to_numpy()
+    by_group: dict = {}
+    for ei in up_idx[np.argsort(edge_step[up_idx], kind="stable")]:
+        by_group.setdefault((int(edge_step[ei]), road_idx[ei]), []).append(int(ei))
+    chains: list[list[int]] = []
+    for eis in by_group.values():
+        parent = {}
+
+        def find(x):
+            while parent.setdefault(x, x) != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+        for ei in eis:
+            parent[find(int(eu[ei]))] = find(int(ev[ei]))
+        groups_: dict[int, list[int]] = {}
+        for ei in eis:
+            groups_.setdefault(find(int(eu[ei])), []).append(ei)
+        chains.extend(groups_.values())
     wid_of_edge = {}
-    for n_, ei in enumerate(up_idx, 1):
-        wid_of_edge[int(ei)] = f"U{n_:04d}"
+    for n_, chain in enumerate(chains, 1):
+        for ei in chain:
+            wid_of_edge[ei] = f"U{n_:04d}"
     benef: dict[str, list[str]] = {}
     work_ids: dict[str, list[str]] = {}
     for k in range(K):
         if option[k] in ("upgrade", "free"):
-            for ei in paths[k]:
-                wid = wid_of_edge[int(ei)]
-                benef.setdefault(wid, []).append(cand["pid"].iloc[k])
-                work_ids.setdefault(cand["pid"].iloc[k], []).append(wid)
+            pid = cand["pid"].iloc[k]
+            for wid in dict.fromkeys(wid_of_edge[int(ei)] for ei in paths[k]):
+                benef.setdefault(wid, []).append(pid)
+                work_ids.setdefault(pid, []).append(wid)
     town_of = dict(zip(cand["pid"], cand["township_code"]))
-    for ei in up_idx:
-        wid = wid_of_edge[int(ei)]
+    length_m = edges["length_m"].to_numpy()
+    terr = edges["terrain"].to_numpy()
+    egrade = edges["max_grade_pct"].to_numpy(dtype="float64")
+    egeom = edges.geometry.to_numpy()
+    for chain in chains:
+        wid = wid_of_edge[chain[0]]
         towns = sorted({town_of[b] for b in benef.get(wid, [])})
-        rows.append({"work_id": wid, "type": "upgrade", "km": edges["length_m"].iloc[ei] / 1000.0,
-                     "cost_yuan": float(ecost[ei]), "beneficiaries": ";".join(benef.get(wid, [])),
-                     "terrain": edges["terrain"].iloc[ei], "road_id": edges["road_id"].iloc[ei],
-                     "edge_id": int(ei), "max_grade_pct": float(edges["max_grade_pct"].iloc[ei]),
+        by_terrain = pd.Series(length_m[chain]).groupby(terr[chain]).sum()
+        geom = shapely.line_merge(shapely.multilinestrings(list(egeom[chain])))
+        if geom.geom_type != "LineString":  # not a simple stretch: keep the edges' union
+            geom = shapely.multilinestrings(list(egeom[chain]))
+        g = egrade[chain]
+        rows.append({"work_id": wid, "type": "upgrade", "km": float(length_m[chain].sum()) / 1000.0,
+                     "cost_yuan": float(ecost[chain].sum()), "beneficiaries": ";".join(benef.get(wid, [])),
+                     "terrain": str(by_terrain.idxmax()), "road_id": edges["road_id"].iloc[chain[0]],
+                     "edge_id": ";".join(map(str, chain)),
+                     "max_grade_pct": float(np.nanmax(g)) if np.isfinite(g).any() else np.nan,
                      "max_terrain_grade_pct": np.nan, "hairpin_km": 0.0, "path_m": 0.0,
                      "connects_to": "paved network",
-                     "township_code": ";".join(towns), "phase": edge_phase[ei], "step": int(edge_step[ei]),
-                     "geometry": edges.geometry.iloc[ei]})
+                     "township_code": ";".join(towns), "phase": edge_phase[chain[0]],
+                     "step": int(edge_step[chain[0]]), "geometry": geom})
     for n_, (k, stp, ph) in enumerate(new_links, 1):
         wid = f"N{n_:04d}"
         lk = links[k]
         pid = cand["pid"].iloc[k]
         work_ids.setdefault(pid, []).append(wid)
         rows.append({"work_id": wid, "type": "new", "km": lk["km"], "cost_yuan": float(lk["cost"]),
-                     "beneficiaries": pid, "terrain": lk["terrain"], "road_id": "", "edge_id": -1,
+                     "beneficiaries": pid, "terrain": lk["terrain"], "road_id": "", "edge_id": "",
                      "max_grade_pct": lk["max_grade_pct"], "max_terrain_grade_pct": lk["max_terrain_grade_pct"],
                      "hairpin_km": lk["hairpin_km"], "path_m": lk["path_m"],
                      "connects_to": "paved network" if lk.get("to_paved", True) else "road network (通达 only)",
@@ -761,7 +792,5 @@ def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None,
 
 def _span(line, g) -> tuple[float, float]:
     """Start and end position along ``line`` of a stretch ``g`` lying on it."""
-    xy = shapely.get_coordinates(g)
-    a = line.project(shapely.Point(xy[0]))
-    b = line.project(shapely.Point(xy[-1]))
-    return (min(a, b), max(a, b))
+    d = shapely.line_locate_point(line, shapely.points(shapely.get_coordinates(g)))
+    return (float(d.min()), float(d.max()))
