@@ -430,6 +430,34 @@ def read_dem(layers, plan) -> DemGrid:
                                     margin_m=float(plan["links.max_new_link_km"]) * 1000.0)
 
 
+def township_table(before: dict, after: dict, works: pd.DataFrame) -> pd.DataFrame:
+    """Per-township scorecard before and after the works, with the works' km and cost."""
+    keys = ["villages", "village_tongchang_pct", "target_settlements", "settlement_tongda_pct",
+            "settlement_tongchang_pct"]
+    b = pd.DataFrame(before["per_township"]).set_index("township_code")
+    a = pd.DataFrame(after["per_township"]).set_index("township_code")
+    t = b[["township_name"] + keys].copy()
+    for k in ("village_tongchang_pct", "settlement_tongda_pct", "settlement_tongchang_pct"):
+        t[k + "_after"] = a[k]
+    w = works.assign(township_code=works["township_code"].astype(str).str.split(";")).explode("township_code")
+    n = works.assign(n=works["township_code"].astype(str).str.count(";") + 1)["n"]
+    w["share"] = 1.0 / n.reindex(w.index).to_numpy()  # a work serving several townships is split evenly
+    g = w.assign(km=w["km"] * w["share"], cost_yuan=w["cost_yuan"] * w["share"]) \
+        .groupby("township_code")[["km", "cost_yuan"]].sum()
+    t["works_km"] = g["km"].reindex(t.index).fillna(0.0).round(3)
+    t["works_cost_yuan"] = g["cost_yuan"].reindex(t.index).fillna(0.0).round(0)
+    t = t.reset_index()
+    t.attrs["labels_zh"] = {
+        "township_code": "乡镇代码", "township_name": "乡镇", "villages": "行政村数",
+        "village_tongchang_pct": "行政村通畅率(%)", "target_settlements": "30户/100人以上居住地数",
+        "settlement_tongda_pct": "居住地通达率(%)", "settlement_tongchang_pct": "居住地通畅率(%)",
+        "village_tongchang_pct_after": "实施后行政村通畅率(%)",
+        "settlement_tongda_pct_after": "实施后居住地通达率(%)",
+        "settlement_tongchang_pct_after": "实施后居住地通畅率(%)",
+        "works_km": "工程里程(公里)", "works_cost_yuan": "工程投资(元)"}
+    return t
+
+
 def _table(base: gpd.GeoDataFrame, cols: list[str], acc: pd.DataFrame, extra: dict) -> gpd.GeoDataFrame:
     t = base[[c for c in cols if c in base.columns]].copy()
     for k, val in extra.items():
@@ -496,6 +524,7 @@ def run(ctx) -> "StepResult":
           "network": before.net.report, "before": sc_before, "after": sc_after, "works": totals,
           "unresolved": plan_out.unresolved.to_dict(orient="records")}
 
+    towns = township_table(sc_before, sc_after, works)
     edges = before.net.edges.drop(columns=["road_index"])
     curve = plan_out.cost_curve
     files = {
@@ -505,6 +534,7 @@ def run(ctx) -> "StepResult":
         "access/scorecard.json": sc,
         "access/works.gpkg": works,
         "access/cost_curve.csv": curve,
+        "access/townships.csv": towns,
     }
     b, a = sc_before, sc_after
     fmt = lambda x: "n/a" if x is None else f"{x:.1f}%"  # noqa: E731

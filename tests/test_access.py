@@ -204,7 +204,8 @@ def test_step_on_tiny_layer_set(tmp_path):
     layers = load_layers(write_layerset(tmp_path / "layers"), plan=plan)
     res = access.run(Context(layers=layers, plan=plan))
     assert set(res.files) == {"access/villages.csv", "access/settlements.csv", "access/access.gpkg",
-                              "access/scorecard.json", "access/works.gpkg", "access/cost_curve.csv"}
+                              "access/scorecard.json", "access/works.gpkg", "access/cost_curve.csv",
+                              "access/townships.csv"}
     v, s = res.data["villages"], res.data["settlements"]
     assert v.index.equals(layers.villages.index) and s.index.equals(layers.settlements.index)
     assert v["village_code"].is_unique and s["settlement_id"].is_unique
@@ -221,8 +222,12 @@ def test_step_on_tiny_layer_set(tmp_path):
     assert sc["parameters"]["access.reach_distance_m"]["value"] == 500.0
     assert {"before", "after"} <= set(res.data["scorecard"])
     assert res.summary["headline"][0].startswith("villages 通畅 66.7% → 100.0%")
+    towns = res.files["access/townships.csv"].set_index("township_code")
+    assert towns.loc["500154118", "village_tongchang_pct"] == pytest.approx(50.0)
+    assert towns.loc["500154118", "village_tongchang_pct_after"] == pytest.approx(100.0)
+    assert towns["works_km"].sum() == pytest.approx(res.data["works"]["km"].sum(), abs=0.01)
     paths = outputs.write_products(tmp_path / "out", res.files)
-    assert len(paths) == 6
+    assert len(paths) == 7
     back = gpd.read_file(tmp_path / "out" / "access" / "access.gpkg", layer="edges")
     assert {"length_m", "surface", "road_class", "grade_pct", "travel_min"} <= set(back.columns)
     # township filter: only 大进镇's rows
