@@ -115,6 +115,8 @@ def read_seats(townships: pd.DataFrame, sources: Path = SOURCES_DIR) -> gpd.GeoD
             lon, lat = float(r["lon_wgs84"]), float(r["lat_wgs84"])
             elev = float(r["geonames_dem_m"])
             src = f"GeoNames {r['geonameid']} ({r['geonames_name']}), CC BY 4.0; elevation: GeoNames dem (SRTM3/GTOPO30)"
+            if isinstance(r["note"], str) and r["note"].strip():
+                src += "; point of the predecessor unit (" + r["geonames_zh"].split(",")[0] + ")"
         else:
             glon, glat = float(r["lon_gcj02_vonng"]), float(r["lat_gcj02_vonng"])
             lon, lat = (float(v) for v in gcj02_to_wgs84(glon, glat))
