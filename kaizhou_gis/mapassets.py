@@ -86,11 +86,18 @@ def runtime_css() -> str:
 
 
 def script_json(obj: Any) -> str:
-    """JSON text that is safe inside an inline <script>: ``<``, ``>``, ``&`` and line separators
-    are written as ``\\u`` escapes, so no data can close the script element or open a tag."""
+    """JSON text that is safe inside an inline <script> of a folium page.
+
+    ``<``, ``>``, ``&`` and line separators are written as ``\\u`` escapes, so no data can close
+    the script element or open a tag. A ``{`` that starts ``{{``, ``{%`` or ``{#`` is written as
+    ``\\u007b`` too: branca compiles the script output of folium elements as a Jinja template, and a
+    name like ``{{ 7*7 }}`` would otherwise be evaluated. (JSON's own braces are never followed by
+    ``{``, ``%`` or ``#``, so only string contents change.)
+    """
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    return re.sub(r"\{(?=[{%#])", r"\\u007b", text)
 
 
 class RawHtml(Element):

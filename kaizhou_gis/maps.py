@@ -25,6 +25,7 @@ import html
 import io
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -38,7 +39,7 @@ from jinja2 import Template
 from pyproj import Geod
 
 from kaizhou_gis import hillshade as hs
-from kaizhou_gis.errors import KaizhouGISError, OptionError
+from kaizhou_gis.errors import KaizhouGISError, LayerError, OptionError, format_ids
 from kaizhou_gis.mapassets import OfflineMap, RawHtml, inline_assets, script_json
 from kaizhou_gis.pipeline import Context, StepResult
 
@@ -534,7 +535,7 @@ def gather(ctx: Context) -> MapData:
 
     # relocation sites and assignment lines
     sites = assignment = None
-    if reloc is not None and isinstance(reloc.get("sites"), pd.DataFrame) and len(reloc["sites"]):
+    if reloc is not None and isinstance(reloc.get("sites"), gpd.GeoDataFrame) and len(reloc["sites"]):
         sites = gpd.GeoDataFrame(reloc["sites"].copy(), geometry=reloc["sites"].geometry.name,
                                  crs=reloc["sites"].crs)
         sites["township_code"] = _col(sites, "township_code", "").astype(str)
@@ -569,7 +570,7 @@ def gather(ctx: Context) -> MapData:
 
     # industry hosts
     hosts = None
-    if industry is not None and isinstance(industry.get("hosts"), pd.DataFrame):
+    if industry is not None and isinstance(industry.get("hosts"), gpd.GeoDataFrame):
         hosts = industry["hosts"].copy()
         if len(hosts):
             v2t = dict(zip(villages["village_code"].astype(str), villages["township_code"]))
@@ -581,7 +582,7 @@ def gather(ctx: Context) -> MapData:
                          f"not found on the map (见 industry/unresolved).")
 
     works = None
-    if access is not None and isinstance(access.get("works"), pd.DataFrame) and len(access["works"]):
+    if access is not None and isinstance(access.get("works"), gpd.GeoDataFrame) and len(access["works"]):
         works = access["works"].copy()
         works["work_cat"] = np.where(_col(works, "type", "new").astype(str) == "upgrade", 1, 0)
 
@@ -772,7 +773,8 @@ def layers_relocation(d: MapData, st: MapSettings, code: str | None, *, show_oth
             sites = sites[keep]
         cap = _num(_col(sites, "capacity_households", np.nan))
         cap_max = float(np.nanmax(cap)) if cap.notna().any() else 1.0
-        radius = (6 + 8 * np.sqrt(cap.fillna(0) / max(cap_max, 1.0))).round(1)
+        r0, r1 = (6.0, 8.0) if code is not None else (3.5, 5.0)  # smaller on the district map
+        radius = (r0 + r1 * np.sqrt(cap.fillna(0) / max(cap_max, 1.0))).round(1)
         out.append(point_layer(
             "sites", "安置点 Resettlement sites (size = capacity)", sites, sites["site_cat"], SITE_CATS,
             [Field("site_name", "名称 name"), Field("site_id", "编号 id"),
@@ -791,7 +793,7 @@ def layers_relocation(d: MapData, st: MapSettings, code: str | None, *, show_oth
                               [Field("settlement_id", "自然村 settlement"), Field("site_id", "安置点 site"),
                                Field("households", "户数 households"),
                                Field("distance_km", "距离 distance", _fmt_km)],
-                              decimals=st.decimals))
+                              decimals=st.decimals, show=code is not None))
     return out
 
 
@@ -1243,6 +1245,9 @@ def _options(ctx: Context) -> tuple[str, str | None]:
     if basemap not in BASEMAPS:
         raise OptionError(f"--basemap {basemap}: unknown basemap; use one of {', '.join(BASEMAPS)}.")
     key = ctx.options.get("tianditu_key") or None
+    if key is not None and not re.fullmatch(r"[0-9A-Za-z]{8,64}", str(key)):
+        raise OptionError("--tianditu-key: a Tianditu key is 8-64 letters and digits (e.g. the "
+                          "32-character key from console.tianditu.gov.cn); check the value.")
     if basemap == "tianditu" and not key:
         raise OptionError("--basemap tianditu needs a Tianditu key: pass --tianditu-key K "
                           "(free at console.tianditu.gov.cn), or use --basemap offline.")
@@ -1277,6 +1282,10 @@ def run(ctx: Context) -> StepResult:
                 subtitle=plan.get("meta.plan_title", ""), bounds=bounds_ll, background=bg,
                 basemap=basemap, tianditu_key=tianditu_key)
     tw_work = d.work_townships.set_index("township_code")
+    bad = [c for c in codes if not re.fullmatch(r"[0-9A-Za-z_-]{1,32}", c)]
+    if bad:
+        raise LayerError(f"townships: township_code {format_ids(bad)} cannot name a map file; codes must "
+                         f"be digits (9-digit 统计用区划代码), fix the townships layer.")
     for code in codes:
         name = d.township_names.get(code, code)
         sub = d.townships[d.townships["township_code"] == code]

@@ -21,7 +21,7 @@ from shapely.geometry import LineString, Point, box
 
 from kaizhou_gis import hillshade as hs
 from kaizhou_gis import maps
-from kaizhou_gis.errors import OptionError, StepError
+from kaizhou_gis.errors import LayerError, OptionError
 from kaizhou_gis.layers import Layers
 from kaizhou_gis.mapassets import remote_references, script_json
 from kaizhou_gis.pipeline import Context, StepResult
@@ -323,9 +323,11 @@ def test_basemap_options(tmp_path):
         maps.run(make_ctx(tmp_path, basemap="tianditu"))
     with pytest.raises(OptionError, match="unknown basemap"):
         maps.run(make_ctx(tmp_path, basemap="google"))
-    res = maps.run(make_ctx(tmp_path, basemap="tianditu", tianditu_key="KEY123", township=T1))
+    with pytest.raises(OptionError, match="tianditu-key"):
+        maps.run(make_ctx(tmp_path, basemap="tianditu", tianditu_key='k"};alert(1)//'))
+    res = maps.run(make_ctx(tmp_path, basemap="tianditu", tianditu_key="KEY12345", township=T1))
     page = res.files[f"maps/townships/{T1}.html"].get_root().render()
-    assert "tianditu.gov.cn" in page and "tk=KEY123" in page
+    assert "tianditu.gov.cn" in page and "tk=KEY12345" in page
 
 
 def test_gaode_variant_shifts_overlays(tmp_path):
@@ -388,3 +390,18 @@ def test_shipped_layers_within_size_budget():
         mb = len(page.encode("utf-8")) / 2**20
         assert mb <= (2.0 if "/townships/" in rel else 6.0), (rel, mb)
         assert remote_references(page) == [], rel
+
+
+def test_names_are_not_templates_and_codes_name_files(tmp_path):
+    ctx = make_ctx(tmp_path, township=T1)
+    tw = ctx.layers.townships.copy()
+    tw.loc[tw["township_code"] == T1, "name"] = "丙{{ 7*7 }}镇"
+    ctx.layers.townships = tw
+    page = maps.run(ctx).files[f"maps/townships/{T1}.html"].get_root().render()
+    assert "丙{{ 7*7 }}镇" in page and "丙49镇" not in page
+    ctx = make_ctx(tmp_path)
+    tw = ctx.layers.townships.copy()
+    tw.loc[tw["township_code"] == T2, "township_code"] = "../evil"
+    ctx.layers.townships = tw
+    with pytest.raises(LayerError, match=r"\.\./evil"):
+        maps.run(ctx)
