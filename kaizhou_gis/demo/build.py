@@ -121,7 +121,8 @@ def _scaled_grid(grid: demmod.Grid, scale: int) -> demmod.Grid:
 def build_layers(*, seed: int, scale: int = 1) -> Built:
     """Build every layer in memory (no file is written here)."""
     ss = np.random.SeedSequence(seed)
-    r_admin, r_dem, r_village, r_settle, r_roads = (np.random.default_rng(s) for s in ss.spawn(5))
+    # five independent streams (the fifth is reserved for the roads, which are not random)
+    r_admin, r_dem, r_village, r_settle, _ = (np.random.default_rng(s) for s in ss.spawn(5))
     real = scale == 1
     if real:
         a = adm.read_admin()
@@ -221,7 +222,7 @@ def build_layers(*, seed: int, scale: int = 1) -> Built:
     rr = roadmod.build_roads(grid, zf, seat_cells, ll, int(np.flatnonzero(seats.index == county)[0]),
                              village_cells, np.column_stack([vlon, vlat]), unpave_order,
                              settle_cells, np.column_stack([slon, slat]), target, remote_order,
-                             r_roads, rp, mask=binary_dilation(inside, iterations=ROAD_MARGIN_CELLS))
+                             rp, mask=binary_dilation(inside, iterations=ROAD_MARGIN_CELLS))
 
     # assemble layers
     seats_out = seats.copy()

@@ -12,7 +12,7 @@ How the surface is made (every random draw comes from one seeded generator):
    1/12 degree grid upsampled). That grid is an areal mean that reads valleys some 260 m too high,
    so it is not used as the surface; it sets how high the ridges between the valleys rise.
 4. **Relief.** ``z = floor + (crest - floor) * s`` where ``s`` grows from 0 on the channel to
-   about 1 on the divides (an exponential of the domain-warped distance) and is modulated by
+   about 1 on the divides (an exponential of the distance; optional domain warping) and is modulated by
    ridged multi-octave noise; finer fractal noise adds texture on the slopes.
 5. **Calibration and conditioning.** A monotone stretch above ``stretch_from_m`` sets the highest
    summit inside the district; then a radial-basis residual correction (Gaussian kernels of a few

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
@@ -105,7 +104,7 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
                 county_idx: int, village_cells: np.ndarray, village_ll: np.ndarray,
                 village_unpave_order: np.ndarray, settle_cells: np.ndarray, settle_ll: np.ndarray,
                 settle_target: np.ndarray, settle_remote_order: np.ndarray,
-                rng: np.random.Generator, p: RoadParams, *, mask: np.ndarray | None = None
+                p: RoadParams, *, mask: np.ndarray | None = None
                 ) -> RoadResult:
     """Route the network and return road lines (EPSG:4326) and by-construction access flags.
 
