@@ -945,14 +945,35 @@ def make_background(ctx: Context, bounds_lonlat: tuple[float, float, float, floa
     return Background(png=png, bounds=b, shade=h.shade, bounds_lonlat=h.bounds)
 
 
+def attribution_parts(text: str) -> tuple[list[str], str]:
+    """The attribution of ``layers/README.md`` as (full lines, short form).
+
+    The README quotes the text every map must carry as ``>`` lines and may give a one-line
+    "Short form (map footers): `...`"; without them every non-empty line is used.
+    """
+    lines = [ln.strip() for ln in (text or "").splitlines()]
+    quoted = [ln.lstrip(">").strip() for ln in lines if ln.startswith(">")]
+    full = [ln for ln in (quoted or lines) if ln]
+    m = re.search(r"short form[^`]*`([^`]+)`", text or "", flags=re.IGNORECASE)
+    short = m.group(1).strip() if m else " · ".join(full)
+    return full, short
+
+
+def _says_synthesized(d: MapData) -> bool:
+    return "synthes" in d.attribution.lower()
+
+
 def _attribution_html(d: MapData, basemap: str) -> str:
+    """Attribution control text (escaped): the README's short form, which says what is synthesized."""
     parts = []
-    if d.synthesized:
-        parts.append("合成数据 SYNTHESIZED: " + ", ".join(d.synthesized))
-    parts.append("底图 basemap: DEM 晕渲 hillshade (offline)")
+    _, short = attribution_parts(d.attribution)
+    if short:
+        parts.append(short)
+    if d.synthesized and not _says_synthesized(d):
+        parts.append("合成数据 SYNTHESIZED layers: " + ", ".join(d.synthesized))
+    parts.append("晕渲底图 hillshade from the DEM (offline)")
     if basemap != "offline":
         parts.append("在线底图仅联网可用 online tiles need the internet")
-    parts.append("数据来源见说明 sources: see Notes")
     return html.escape(" | ".join(parts))
 
 
@@ -1215,19 +1236,18 @@ def _flatten_paths(geom: list) -> list:
 
 
 def _png_footer(d: MapData) -> str:
+    """Footer of a PNG map: the README attribution in full (it must be carried), missing layers."""
     import textwrap
-    lines = []
-    if d.synthesized:
+    full, _ = attribution_parts(d.attribution)
+    lines = [f"数据来源 Sources: {full[0]}"] + full[1:] if full else []
+    if d.synthesized and not _says_synthesized(d):
         lines.append("合成数据 SYNTHESIZED layers: " + ", ".join(d.synthesized))
     for step, why in d.missing.items():
         lines.append(f"缺少图层 missing: {STEP_NAMES_ZH.get(step, step)} — {why[:120]}")
-    attr = " ".join(d.attribution.split())
-    if attr:
-        lines.append("数据来源 Sources: " + attr[:600])
     wrapped = []
     for ln in lines:
-        wrapped.extend(textwrap.wrap(ln, 150) or [""])
-    return "\n".join(wrapped[:8])
+        wrapped.extend(textwrap.wrap(ln, 160) or [""])
+    return "\n".join(wrapped[:10])
 
 
 # --------------------------------------------------------------------------------------------

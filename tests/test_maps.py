@@ -93,7 +93,9 @@ def synthetic_layers(tmp_path: Path) -> Layers:
     return Layers(boundary=boundary, townships=townships, township_seats=seats, villages=villages,
                   settlements=settlements, roads=roads, dem_path=_dem(tmp_path / "dem.tif"),
                   source="synthetic test layers",
-                  attribution="Villages: NBS 2023 codes (real). Settlements, roads: SYNTHESIZED for tests.")
+                  attribution="Every map must carry this text:\n\n> Names: NBS 2023 (real).\n"
+                              "> Settlements and roads are SYNTHESIZED for tests.\n\n"
+                              "Short form (map footers): `names NBS 2023 · settlements, roads SYNTHESIZED`")
 
 
 def fake_results(L: Layers) -> dict[str, StepResult]:
@@ -282,9 +284,18 @@ def test_search_index_legend_and_attribution(built):
         e[0] == "高山村" and e[2] == "villages" for e in index)
     assert len(index) == 6
     assert 'id="kz-legend"' in page and "深度贫困村 deep-poverty village" in page
-    assert "SYNTHESIZED: township_seats, villages, settlements, roads" in page
-    assert "&lt;" not in page.split('id="kz-legend"')[1].split("</div>\n</div>")[0] or True
-    assert "Settlements, roads: SYNTHESIZED for tests." in page  # README attribution in notes
+    # the attribution control carries the README's short form; the notes panel the full text
+    assert "names NBS 2023 · settlements, roads SYNTHESIZED | 晕渲底图" in page
+    assert "Settlements and roads are SYNTHESIZED for tests." in page
+
+
+def test_attribution_without_readme_names_synthesized_layers(tmp_path):
+    ctx = make_ctx(tmp_path, township=T1)
+    ctx.layers.attribution = ""
+    page = maps.run(ctx).files[f"maps/townships/{T1}.html"].get_root().render()
+    assert "合成数据 SYNTHESIZED layers: township_seats, villages, settlements, roads" in page
+    full, short = maps.attribution_parts("intro\n> a (MIT)\n> b SYNTHESIZED\nShort form: `a · b`")
+    assert full == ["a (MIT)", "b SYNTHESIZED"] and short == "a · b"
 
 
 def test_png_is_a_real_image(built):
