@@ -168,6 +168,7 @@ def test_points_inside_boundary_and_own_township(L):
 def test_township_polygons_tile_the_boundary(L):
     b = L["boundary"].to_crs("EPSG:4545").geometry.iloc[0]
     t = L["townships"].to_crs("EPSG:4545")
+    assert (t.geom_type == "Polygon").all() and t.is_valid.all()
     assert t.area.sum() == pytest.approx(b.area, rel=1e-3)
     assert 3900e6 < b.area < 4000e6  # ~3,964 km²
     for code, g in zip(L["township_seats"]["township_code"], L["township_seats"].geometry):

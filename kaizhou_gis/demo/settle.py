@@ -66,8 +66,25 @@ def township_polygons(seats: gpd.GeoDataFrame, boundary: gpd.GeoDataFrame) -> gp
     out = []
     for pt in s.geometry:
         cell = next(c for c in parts if c.contains(pt))
-        g = cell.intersection(b)
-        out.append(shapely.make_valid(g))
+        g = shapely.make_valid(cell.intersection(b))
+        if g.geom_type == "GeometryCollection":  # keep the polygonal parts only
+            g = shapely.union_all([p for p in g.geoms if p.geom_type in ("Polygon", "MultiPolygon")])
+        out.append(g)
+    # detached slivers (a Voronoi cell cut by a concave boundary) join the township they touch most
+    for i, g in enumerate(out):
+        if g.geom_type != "MultiPolygon":
+            continue
+        parts = sorted(g.geoms, key=lambda q: -q.area)
+        keep = [parts[0]]
+        for part in parts[1:]:
+            shared = [(out[j].boundary.intersection(part.boundary).length, j)
+                      for j in range(len(out)) if j != i]
+            length, j = max(shared)
+            if length > 0 and part.area < 0.05 * parts[0].area:
+                out[j] = shapely.union_all([out[j], part])
+            else:
+                keep.append(part)
+        out[i] = shapely.union_all(keep)
     return gpd.GeoSeries(out, index=seats.index, crs=WORK_CRS).to_crs("EPSG:4326")
 
 
