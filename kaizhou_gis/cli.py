@@ -213,7 +213,7 @@ _step_command("maps", "Offline folium HTML maps for the district and each townsh
                             default="offline", show_default=True,
                             help="Basemap shown first; offline = hillshade from the DEM."),
                click.option("--tianditu-key", default=None, help="Tianditu API key (tianditu basemap).")])
-_step_command("report", "The plan scorecard: report.html, report.md, report.json.")
+_step_command("report", "The plan scorecard: report.html, report.md, report.json.", [_township])
 
 
 @main.command("demo-layers")

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -65,7 +67,20 @@ def atomic_path(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            if e.errno != errno.EXDEV or tmp.parent == path.parent:
+                raise
+            # one filesystem mounted at two points (bind mounts): rename(2) refuses although
+            # st_dev is equal; copy beside the target (hidden temp, cleaned if killed), rename
+            near = path.parent / tmp.name
+            try:
+                shutil.copyfile(tmp, near)
+                os.replace(near, path)
+            finally:
+                if near.exists():
+                    near.unlink()
     finally:
         for leftover in (tmp, *tmp.parent.glob(tmp.name + "-*")):  # e.g. SQLite journals
             if leftover.exists():

@@ -280,10 +280,6 @@ def test_cli_run_reports_a_failed_step_and_keeps_the_others(tmp_path, monkeypatc
     assert _temp_files(out) == []
 
 
-@pytest.mark.xfail(raises=OSError, strict=False,
-                   reason="outputs.atomic_path renames the system-temp file over the target; when "
-                          "both are one filesystem mounted at two points (bind mount) rename(2) "
-                          "fails with EXDEV although st_dev is equal (patch proposed to the lead)")
 def test_write_succeeds_when_rename_across_mount_points_is_refused(tmp_path, monkeypatch):
     real_replace = os.replace
 
