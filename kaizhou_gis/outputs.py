@@ -38,8 +38,9 @@ def _temp_dir_for(folder: Path) -> Path:
     The system temp folder when it shares the filesystem (so a killed run leaves nothing in the
     output folder), else ``folder`` itself (hidden ``.name.*.tmp`` files, removed by the next run).
     """
-    sys_tmp = Path(tempfile.gettempdir())
+    sys_tmp = Path(tempfile.gettempdir()) / "kaizhou-gis"
     try:
+        sys_tmp.mkdir(exist_ok=True)
         if os.stat(sys_tmp).st_dev == os.stat(folder).st_dev:
             return sys_tmp
     except OSError:
@@ -100,6 +101,15 @@ def clean_stale_temp(out_dir: str | Path) -> list[Path]:
             if p.is_file():
                 p.unlink()
                 removed.append(p)
+    # temp files of killed runs in the shared temp folder: only ones nobody has touched for a day
+    shared = Path(tempfile.gettempdir()) / "kaizhou-gis"
+    if shared.is_dir():
+        import time
+        for p in shared.glob(".*.tmp*"):
+            with contextlib.suppress(OSError):
+                if p.is_file() and time.time() - p.stat().st_mtime > 86400:
+                    p.unlink()
+                    removed.append(p)
     if removed:
         log.info("removed %d stale temporary file(s) of an interrupted run in %s", len(removed), out_dir)
     return removed

@@ -234,7 +234,7 @@ def test_killed_run_leaves_no_partial_file(tmp_path, mode, plan, fake_steps):
                      if p.is_file() and not p.name.startswith("."))
     assert visible == ["alpha/table.csv", "slow/big.md"]
     if mode == "system_temp":
-        assert _temp_files(out) == [] and partial.parent == sys_tmp
+        assert _temp_files(out) == [] and partial.parent == sys_tmp / "kaizhou-gis"
     else:
         # SIGKILL allows no clean-up: the hidden partial temp is beside the target until the
         # next run, which removes it before writing anything
