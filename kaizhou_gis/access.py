@@ -40,6 +40,8 @@ from kaizhou_gis.network import DemGrid, RoadNetwork, build_network, dangles_fra
 log = logging.getLogger(__name__)
 
 _EPS = 1e-9
+#: Edges whose distance to a point differs by less than this (m) are equally near (numerical tie).
+_TIE_M = 0.01
 
 LABELS_ZH = {
     "village_code": "行政村代码", "settlement_id": "自然村编号", "name": "名称",
@@ -61,7 +63,8 @@ def snap_to_edges(points: gpd.GeoSeries, edges: gpd.GeoDataFrame, *,
                   mask: np.ndarray | None = None) -> pd.DataFrame:
     """Nearest edge of every point, by projection onto the lines (not nearest vertex).
 
-    Among edges at exactly the same distance (a point on a junction) a paved one is taken.
+    Among edges equally near (within 1 cm: a point on a junction, or a road digitized twice) a
+    paved one is taken.
 
     Parameters
     ----------
@@ -88,11 +91,16 @@ def snap_to_edges(points: gpd.GeoSeries, edges: gpd.GeoDataFrame, *,
     lines = edges.geometry.to_numpy()[cand]
     tree = shapely.STRtree(lines)
     pts = geoms[ok]
-    (pi, ti), dist = tree.query_nearest(pts, return_distance=True, all_matches=True)
+    (pi, ti), dist = tree.query_nearest(pts, return_distance=True, all_matches=False)
+    # near-equidistant edges (a point on a junction, or roads digitized twice on top of each
+    # other): the paved one wins, then the nearer, then the lower id
+    dmin = np.full(len(pts), np.inf)
+    dmin[pi] = dist
+    pi, ti = tree.query(pts, predicate="dwithin", distance=dmin + _TIE_M)
     e = cand[ti]
-    # equidistant edges (a point on a node where roads meet): paved first, then lowest id
+    dist = shapely.distance(pts[pi], lines[ti])
     paved = edges["paved"].to_numpy()[e] if "paved" in edges.columns else np.zeros(len(e), bool)
-    order = np.lexsort((e, ~paved, pi))
+    order = np.lexsort((e, dist, ~paved, pi))
     pi, e, dist = pi[order], e[order], dist[order]
     first = np.r_[True, pi[1:] != pi[:-1]]
     pi, e, dist = pi[first], e[first], dist[first]
@@ -520,9 +528,24 @@ def run(ctx) -> "StepResult":
     after_s = st.assign(tongda=st["tongda_after"], tongchang=st["tongchang_after"])
     sc_after = scorecard(after_v, after_s, plan, township_names=names)
     totals = plan_out.totals
+    # check: every point the works were chosen for is reached in the re-run on the changed roads
+    ch = plan_out.choices
+    after_ch = pd.concat([vt.set_index(vt["village_code"].astype(str))["tongchang_after"],
+                          st.set_index(st["settlement_id"].astype(str))["tongchang_after"]])
+    after_da = pd.concat([vt.set_index(vt["village_code"].astype(str))["tongda_after"],
+                          st.set_index(st["settlement_id"].astype(str))["tongda_after"]])
+    missed = sorted(set(ch.loc[ch["expect_tongchang"].to_numpy()
+                               & ~after_ch.reindex(ch["pid"]).fillna(False).to_numpy(), "pid"])
+                    | set(ch.loc[ch["expect_tongda"].to_numpy()
+                                 & ~after_da.reindex(ch["pid"]).fillna(False).to_numpy(), "pid"]))
+    if missed:
+        log.warning("access: %d point(s) given works are still not reached after applying them: %s",
+                    len(missed), format_ids(missed))
+    check = {"points_given_works": int((ch["option"] != "").sum()),
+             "not_reached_after_applying_works": missed}
     sc = {"district": plan.name, "township": ctx.township, "parameters": parameters(plan),
           "network": before.net.report, "before": sc_before, "after": sc_after, "works": totals,
-          "unresolved": plan_out.unresolved.to_dict(orient="records")}
+          "check": check, "unresolved": plan_out.unresolved.to_dict(orient="records")}
 
     towns = township_table(sc_before, sc_after, works)
     edges = before.net.edges.drop(columns=["road_index"])

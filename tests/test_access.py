@@ -219,6 +219,8 @@ def test_step_on_tiny_layer_set(tmp_path):
     sc = res.files["access/scorecard.json"]
     assert sc["before"]["village_tongchang_pct"] == pytest.approx(66.67)
     assert all(sc["after"]["met"].values())
+    assert sc["check"]["not_reached_after_applying_works"] == []
+    assert sc["check"]["points_given_works"] >= 4
     assert sc["parameters"]["access.reach_distance_m"]["value"] == 500.0
     assert {"before", "after"} <= set(res.data["scorecard"])
     assert res.summary["headline"][0].startswith("villages 通畅 66.7% → 100.0%")
@@ -234,3 +236,16 @@ def test_step_on_tiny_layer_set(tmp_path):
     res2 = access.run(Context(layers=layers, plan=plan, options={"township": "500154118"}))
     assert set(res2.data["villages"]["township_code"]) == {"500154118"}
     assert set(res2.data["settlements"]["township_code"]) == {"500154118"}
+
+
+def test_road_digitized_twice_paved_copy_wins_the_snap():
+    layers, dem = scenario()
+    # an unpaved copy of the first kilometre of the main road, its vertices 1 mm off the original
+    dup = gpd.GeoDataFrame({"road_id": ["R0dup"], "road_class": ["track"], "surface": ["unpaved"]},
+                           geometry=[L((0, 0.001), (1000, 0.001))], crs=CRS)
+    roads = gpd.GeoDataFrame(pd.concat([layers.roads, dup], ignore_index=True), crs=CRS)
+    villages = layers.villages.iloc[[0]].copy()
+    villages["geometry"] = [P(500, 0.0005)]
+    res = access.analyse(Layers(**{**layers.__dict__, "roads": roads, "villages": villages}), load_plan(), dem=dem)
+    assert res.villages.loc[0, "road_id"] == "R0"
+    assert res.villages.loc[0, "tongchang"]
