@@ -1275,7 +1275,12 @@ def _options(ctx: Context) -> tuple[str, str | None]:
 
 
 def run(ctx: Context) -> StepResult:
-    """Build the district maps and the township maps (HTML + PNG) of the run."""
+    """Build the district maps and the township maps (HTML + PNG) of the run.
+
+    ``files`` holds each page as rendered HTML text (rendered once, to check the size budget) and
+    each PNG as bytes; ``data["maps"]`` keeps the folium objects, ``data["sizes_mb"]`` the sizes.
+    With ``ctx.township`` set only that township's map and PNG are built.
+    """
     basemap, tianditu_key = _options(ctx)
     plan = ctx.plan
     cfg = plan.section("maps")
@@ -1322,10 +1327,13 @@ def run(ctx: Context) -> StepResult:
         files[f"maps/townships/{code}.png"] = render_township_png(
             d, specs, title=f"{title} 乡镇规划图", subtitle=subtitle, bounds=bounds, background=bg,
             dpi=int(cfg["png_dpi"]))
-    sizes = {}
-    for rel, obj in files.items():
+    # render each page once, here, to check its size; outputs.py writes the text as it is
+    sizes, folium_maps = {}, {}
+    for rel in list(files):
         if rel.endswith(".html"):
-            sizes[rel] = len(obj.get_root().render().encode("utf-8")) / 2**20
+            folium_maps[rel] = files[rel]
+            files[rel] = files[rel].get_root().render()
+            sizes[rel] = len(files[rel].encode("utf-8")) / 2**20
     over = []
     for rel, mb in sizes.items():
         limit = float(cfg["township_max_mb"] if "/townships/" in rel else cfg["district_max_mb"])
@@ -1344,4 +1352,4 @@ def run(ctx: Context) -> StepResult:
     summary = {"headline": headline, "maps": n_html, "township_maps": n_tw, "sizes_mb": sizes,
                "over_budget": over, "missing_layers": dict(d.missing), "basemap": basemap,
                "synthesized_layers": d.synthesized}
-    return StepResult("maps", files=files, data={"sizes_mb": sizes}, summary=summary)
+    return StepResult("maps", files=files, data={"sizes_mb": sizes, "maps": folium_maps}, summary=summary)

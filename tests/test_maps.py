@@ -6,10 +6,12 @@ contract. The size-budget test runs on the shipped layers and is skipped when th
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
 from pathlib import Path
+from unittest import mock
 
 import geopandas as gpd
 import numpy as np
@@ -166,7 +168,7 @@ def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("maps")
     ctx = make_ctx(tmp)
     res = maps.run(ctx)
-    pages = {rel: obj.get_root().render() for rel, obj in res.files.items() if rel.endswith(".html")}
+    pages = {rel: obj for rel, obj in res.files.items() if rel.endswith(".html")}
     return ctx, res, pages
 
 
@@ -292,7 +294,7 @@ def test_search_index_legend_and_attribution(built):
 def test_attribution_without_readme_names_synthesized_layers(tmp_path):
     ctx = make_ctx(tmp_path, township=T1)
     ctx.layers.attribution = ""
-    page = maps.run(ctx).files[f"maps/townships/{T1}.html"].get_root().render()
+    page = maps.run(ctx).files[f"maps/townships/{T1}.html"]
     assert "合成数据 SYNTHESIZED layers: township_seats, villages, settlements, roads" in page
     full, short = maps.attribution_parts("intro\n> a (MIT)\n> b SYNTHESIZED\nShort form: `a · b`")
     assert full == ["a (MIT)", "b SYNTHESIZED"] and short == "a · b"
@@ -312,14 +314,14 @@ def test_png_is_a_real_image(built):
 def test_missing_steps_are_reported_not_fatal(tmp_path):
     ctx = make_ctx(tmp_path, results=False)
     res = maps.run(ctx)
-    page = res.files["maps/relocation.html"].get_root().render()
+    page = res.files["maps/relocation.html"]
     assert "缺少图层 missing layer: 搬迁 relocation" in page
     assert "relocation crashed in this test" in page
     specs = _spec_layers(page)
     assert "candidates" not in specs and "sites" not in specs and "boundary" in specs
     assert "villages" in specs  # still searchable by village name
     assert set(res.summary["missing_layers"]) == {"access", "relocation", "industry"}
-    ov = _spec_layers(res.files["maps/overview.html"].get_root().render())
+    ov = _spec_layers(res.files["maps/overview.html"])
     assert "villages" in ov  # poverty status needs no other step
 
 
@@ -337,20 +339,20 @@ def test_basemap_options(tmp_path):
     with pytest.raises(OptionError, match="tianditu-key"):
         maps.run(make_ctx(tmp_path, basemap="tianditu", tianditu_key='k"};alert(1)//'))
     res = maps.run(make_ctx(tmp_path, basemap="tianditu", tianditu_key="KEY12345", township=T1))
-    page = res.files[f"maps/townships/{T1}.html"].get_root().render()
+    page = res.files[f"maps/townships/{T1}.html"]
     assert "tianditu.gov.cn" in page and "tk=KEY12345" in page
 
 
 def test_gaode_variant_shifts_overlays(tmp_path):
     off = maps.run(make_ctx(tmp_path, township=T1))
     gd = maps.run(make_ctx(tmp_path, basemap="gaode", township=T1))
-    a = _spec_layers(off.files[f"maps/townships/{T1}.html"].get_root().render())["villages"]["data"]
-    b = _spec_layers(gd.files[f"maps/townships/{T1}.html"].get_root().render())["villages"]["data"]
+    a = _spec_layers(off.files[f"maps/townships/{T1}.html"])["villages"]["data"]
+    b = _spec_layers(gd.files[f"maps/townships/{T1}.html"])["villages"]["data"]
     dlat = b[0][0][0] - a[0][0][0]
     dlon = b[0][0][1] - a[0][0][1]
     # near Kaizhou GCJ-02 is ~+0.0046° lon, ~-0.0021° lat off WGS84
     assert 0.003 < dlon < 0.006 and -0.004 < dlat < -0.001
-    assert "autonavi" in gd.files[f"maps/townships/{T1}.html"].get_root().render()
+    assert "autonavi" in gd.files[f"maps/townships/{T1}.html"]
 
 
 def test_hillshade_faces_the_sun():
@@ -380,27 +382,43 @@ def test_script_json_cannot_close_a_script():
 
 
 SHIPPED = Path(__file__).resolve().parent.parent / "layers"
+HAVE_SHIPPED = (SHIPPED / "kaizhou.gpkg").exists() and (SHIPPED / "dem.tif").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not (SHIPPED / "kaizhou.gpkg").exists() or not (SHIPPED / "dem.tif").exists(),
-                    reason="shipped layers (layers/kaizhou.gpkg, layers/dem.tif) not built yet")
-def test_shipped_layers_within_size_budget():
+@functools.lru_cache(maxsize=1)
+def shipped_maps() -> tuple[Context, StepResult]:
+    """All maps of the shipped layers, built once per test session (also used by the browser
+    tests). PNGs are stubbed here to keep it fast; one real PNG is checked below."""
     from kaizhou_gis.layers import load_layers
 
     plan = load_plan()
-    L = load_layers(None, plan=plan)
-    ctx = Context(layers=L, plan=plan, options={})
-    res = maps.run(ctx)
-    n_tw = len(L.townships)
+    ctx = Context(layers=load_layers(None, plan=plan), plan=plan, options={})
+    with mock.patch.object(maps, "render_township_png", lambda *a, **k: b""):
+        res = maps.run(ctx)
+    return ctx, res
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_SHIPPED, reason="shipped layers (layers/kaizhou.gpkg, layers/dem.tif) not built yet")
+def test_shipped_layers_within_size_budget():
+    ctx, res = shipped_maps()
+    n_tw = len(ctx.layers.townships)
     htmls = [r for r in res.files if r.endswith(".html")]
     assert len(htmls) == 4 + n_tw and n_tw == 40
     assert sum(r.endswith(".png") for r in res.files) == n_tw
     for rel in htmls:
-        page = res.files[rel].get_root().render()
+        page = res.files[rel]
         mb = len(page.encode("utf-8")) / 2**20
         assert mb <= (2.0 if "/townships/" in rel else 6.0), (rel, mb)
         assert remote_references(page) == [], rel
+    assert res.summary["over_budget"] == []
+    # one township for real, PNG included (the other steps' results are cached in ctx)
+    code = str(ctx.layers.townships["township_code"].iloc[0])
+    one = maps.run(Context(layers=ctx.layers, plan=ctx.plan, options={"township": code},
+                           results=ctx.results))
+    from PIL import Image
+    im = Image.open(io.BytesIO(one.files[f"maps/townships/{code}.png"]))
+    assert im.format == "PNG" and im.size[1] > 1100
 
 
 def test_names_are_not_templates_and_codes_name_files(tmp_path):
@@ -408,7 +426,7 @@ def test_names_are_not_templates_and_codes_name_files(tmp_path):
     tw = ctx.layers.townships.copy()
     tw.loc[tw["township_code"] == T1, "name"] = "丙{{ 7*7 }}镇"
     ctx.layers.townships = tw
-    page = maps.run(ctx).files[f"maps/townships/{T1}.html"].get_root().render()
+    page = maps.run(ctx).files[f"maps/townships/{T1}.html"]
     assert "丙{{ 7*7 }}镇" in page and "丙49镇" not in page
     ctx = make_ctx(tmp_path)
     tw = ctx.layers.townships.copy()

@@ -25,7 +25,7 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
 ]
 
-from test_maps import INJECTION, T1, T2, make_ctx  # noqa: E402  (pytest puts tests/ on sys.path)
+from test_maps import HAVE_SHIPPED, INJECTION, T1, T2, make_ctx, shipped_maps  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")
@@ -162,28 +162,27 @@ def test_layer_can_be_switched_off(browser, site):
         p.close()
 
 
-SHIPPED = Path(__file__).resolve().parent.parent / "layers"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHIPPED / "kaizhou.gpkg").exists() or not (SHIPPED / "dem.tif").exists(),
-                    reason="shipped layers not built yet")
-def test_shipped_township_map_offline(browser, tmp_path):
-    from kaizhou_gis.layers import load_layers
-    from kaizhou_gis.pipeline import Context
-    from kaizhou_gis.plan import load_plan
-
-    plan = load_plan()
-    L = load_layers(None, plan=plan)
+@pytest.mark.skipif(not HAVE_SHIPPED, reason="shipped layers not built yet")
+def test_shipped_maps_offline(browser, tmp_path):
+    ctx, res = shipped_maps()
+    L = ctx.layers
     code = "500154118" if "500154118" in set(L.townships["township_code"].astype(str)) else str(
         L.townships["township_code"].iloc[0])
-    res = maps.run(Context(layers=L, plan=plan, options={"township": code}))
-    outputs.write_products(tmp_path, res.files)
-    p = Page(browser, tmp_path / "maps" / "townships" / f"{code}.html")
-    try:
-        p.assert_clean()
-        name = str(L.villages.loc[L.villages["township_code"].astype(str) == code, "name"].iloc[0])
-        p.page.fill(".kz-search input", name)
-        assert p.page.locator(".kz-search-results li.kz-search-hit").count() >= 1
-    finally:
-        p.close()
+    outputs.write_products(tmp_path, {k: v for k, v in res.files.items()
+                                      if k in ("maps/overview.html", f"maps/townships/{code}.html")})
+    for rel in ("overview.html", f"townships/{code}.html"):
+        p = Page(browser, tmp_path / "maps" / rel)
+        try:
+            p.assert_clean()
+            v = L.villages[L.villages["township_code"].astype(str) == code]
+            name = str(v["name"].iloc[0])
+            p.page.fill(".kz-search input", name)
+            hits = p.page.locator(".kz-search-results li.kz-search-hit")
+            assert hits.count() >= 1 and name in hits.first.inner_text()
+            hits.first.click()
+            p.page.locator(".leaflet-popup-content").wait_for(timeout=5000)
+            assert name in p.page.locator(".leaflet-popup-content").inner_text()
+            p.assert_clean()
+        finally:
+            p.close()
