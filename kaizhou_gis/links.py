@@ -9,11 +9,14 @@ Options for a point (village or settlement) that is not 通畅
     form a shortest-path tree, so points along the same track share its upgrade. The point's own
     edge is upgraded whole if it is unpaved. Only possible when the point is already 通达.
 (b) **New link**: a new hardened road from the point to the nearest (cheapest) point of its
-    seat's paved network, by a least-cost path over the DEM under ``links.max_grade_pct``
-    (:func:`kaizhou_gis.costpath.grade_limited_paths`: one multi-source search for all points
-    whose seats share a paved network, over the DEM window of their bounding box plus
-    ``links.max_new_link_km``). No feasible path, or one longer
-    than ``max_new_link_km``, means no link ("no new link under 12 % grade within 15 km").
+    seat's paved network, by a least-cost path over the DEM under ``links.max_grade_pct``: the
+    :mod:`kaizhou_gis.costpath` cell graph (with hairpins, below) and ONE multi-source Dijkstra
+    (:func:`kaizhou_gis.costpath.search`) from points every ``access.grade_sample_m`` along the
+    paved network, for all points whose seats share a paved network, over the DEM window of
+    their bounding box plus ``links.max_new_link_km``. When the point's own cell cannot be
+    reached, the link may stop at the nearest reachable cell within ``links.link_end_max_m``
+    (the rest is a village path, ``path_m``). No feasible path, or one longer than
+    ``max_new_link_km``, means no link ("no new link under 12 % grade within 15 km").
     Cost = length × ``links.cost_new_yuan_per_km`` for the link's terrain class.
     A settlement that only needs 通达 (target group, not yet 通达) and has no feasible link to the
     paved network may instead be linked to the nearest road of any surface connected to its seat
