@@ -686,12 +686,13 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
         "method": "100% targets: every forced point cheapest first, cheaper of new link and marginal "
                   "upgrade cost; 80% target: greedy lowest marginal cost; shared upgrades counted once",
     }
-    to_paved = np.array([bool(lk.get("to_paved", True)) if lk else True for lk in links])
-    expect_ch = np.isin(option, ["upgrade", "free"]) | ((option == "new") & to_paved)
+    to_paved = np.array([bool(lk.get("to_paved", True)) if lk else True for lk in links], dtype=bool)
+    is_new = np.asarray(option == "new", dtype=bool)
+    expect_ch = np.isin(option, ["upgrade", "free"]) | (is_new & to_paved)
     choices = cand.drop(columns="geometry").assign(option=option, step=cand_step,
                                                    upgrade_cost=std, link_cost=lcost,
                                                    expect_tongchang=expect_ch,
-                                                   expect_tongda=expect_ch | (option == "new"))
+                                                   expect_tongda=expect_ch | is_new)
     return WorksPlan(works=works, cost_curve=cc, unresolved=unresolved_df, totals=totals,
                      work_ids=pd.Series({k: ";".join(v) for k, v in work_ids.items()}, dtype=object),
                      choices=choices)
