@@ -244,7 +244,10 @@ def point_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cat
         columns = _prop_columns(gdf, fields)
         cat_idx = [int(c) for c in cat.tolist()]
         radii = [None] * len(gdf) if radius is None else [_text(r) for r in radius.tolist()]
-        for i in np.flatnonzero(ok):
+        order = np.flatnonzero(ok)
+        if radius is not None:  # big circles first, so small ones stay on top and clickable
+            order = sorted(order, key=lambda i: -(radii[i] or 0.0))
+        for i in order:
             data.append([latlon[i], cat_idx[i], radii[i], [col[i] for col in columns]])
     labels = [f.label for f in fields]
     tf = [f.column for f in fields].index(title) if title else -1
@@ -359,8 +362,8 @@ class PageExtras(MacroElement):
 
 def _legend_html(specs: list[LayerSpec], extra: list[tuple[str, str]] | None = None) -> str:
     """Categorical legend, every label escaped. Only categories that occur are listed."""
-    out = ['<div id="kz-legend" class="kz-legend" style="display:none">',
-           "<h2>图例 Legend</h2>"]
+    out = ['<details id="kz-legend" class="kz-legend" style="display:none" open>',
+           "<summary>图例 Legend</summary>"]
     for s in specs:
         used = sorted({row[1] for row in s.data})
         if not used:
@@ -383,7 +386,7 @@ def _legend_html(specs: list[LayerSpec], extra: list[tuple[str, str]] | None = N
             out.append(f'<div class="kz-item">{html.escape(s.legend_note)}</div>')
     for head, text in extra or []:
         out.append(f"<h3>{html.escape(head)}</h3><div>{html.escape(text)}</div>")
-    out.append("</div>")
+    out.append("</details>")
     return "\n".join(out)
 
 
@@ -812,8 +815,11 @@ def layers_industry(d: MapData, st: MapSettings, code: str | None) -> list[Layer
         scale = _num(h["scale"])
         unit = _col(h, "unit", "").astype(str)
         unit_max = scale.groupby(unit).transform("max")
+        distinct = scale.groupby(unit).transform("nunique")
         frac = (scale / unit_max).where(unit_max > 0)
-        radius = (5 + 10 * np.sqrt(frac.fillna(0))).round(1)
+        # one size for a unit whose hosts all have the same scale (e.g. one plant per village)
+        frac = frac.where(distinct > 1, 0.3)
+        radius = (4 + 8 * np.sqrt(frac.fillna(0))).round(1)
     hh = h.copy()
     if len(hh):
         hh["scale_text"] = [
