@@ -804,9 +804,8 @@ def layers_industry(d: MapData, st: MapSettings, code: str | None) -> list[Layer
     h = _subset(d.hosts, code)
     if h is None:
         return []
-    cats_sorted = sorted({str(c) for c in _col(h, "category", "")} | set())
-    if d.hosts is not None and len(d.hosts):  # colours stable across district and township maps
-        cats_sorted = sorted({str(c) for c in d.hosts["category"]})
+    # colours from the district's categories, so they agree between district and township maps
+    cats_sorted = sorted({str(c) for c in _col(d.hosts, "category", "")})
     cats = [{"color": CATEGORY_COLORS[i % len(CATEGORY_COLORS)], "label": c}
             for i, c in enumerate(cats_sorted)] or [{"color": GREY, "label": "—"}]
     cat = _col(h, "category", "").astype(str).map({c: i for i, c in enumerate(cats_sorted)}).fillna(0).astype(int)
@@ -997,17 +996,17 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
                           name="kz_title")
 
     # base layers: hillshade (default) and optional online tiles, only one shown
-    show_offline = basemap == "offline" or background is None and basemap not in ("osm", "tianditu", "gaode")
     if background is not None:
         import base64
         url = "data:image/png;base64," + base64.b64encode(background.png).decode("ascii")
         b = background.bounds
         folium.raster_layers.ImageOverlay(
             url, bounds=[[b[1], b[0]], [b[3], b[2]]], name="地形晕渲 Hillshade (offline)",
-            overlay=False, control=True, show=show_offline or basemap == "offline", opacity=0.9,
+            overlay=False, control=True, show=basemap == "offline", opacity=0.9,
             interactive=False).add_to(m)
     else:
-        folium.map.FeatureGroup(name="无底图 No basemap", overlay=False, show=True).add_to(m)
+        folium.map.FeatureGroup(name="无底图 No basemap (DEM not available)", overlay=False,
+                                show=basemap == "offline").add_to(m)
     if basemap == "gaode":
         folium.TileLayer(GAODE_URL, attr=GAODE_ATTR, name="高德 Gaode (online, GCJ-02)",
                          subdomains="1234", overlay=False, show=True, max_zoom=18).add_to(m)
@@ -1261,7 +1260,11 @@ def _png_footer(d: MapData) -> str:
 # --------------------------------------------------------------------------------------------
 
 def _bounds_of(gdf: gpd.GeoDataFrame, pad_frac: float = 0.03) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of a layer, padded by a fraction of its size."""
     w, s, e, n = gdf.total_bounds
+    if not np.all(np.isfinite([w, s, e, n])):
+        raise LayerError("maps: a layer to frame a map has no geometry; every township needs a "
+                         "polygon in the townships layer and the boundary layer a polygon.")
     px, py = (e - w) * pad_frac, (n - s) * pad_frac
     return (float(w - px), float(s - py), float(e + px), float(n + py))
 
@@ -1301,7 +1304,7 @@ def run(ctx: Context) -> StepResult:
                               f"{', '.join(codes[:5])} ...")
         codes = [str(ctx.township)]
     else:
-        bounds_ll = _bounds_of(d.boundary if basemap != "gaode" else d.boundary)
+        bounds_ll = _bounds_of(d.boundary)
         bg = make_background(ctx, _bounds_of(ctx.layers.boundary.to_crs(4326)),
                              width_px=int(cfg["hillshade_district_px"]),
                              inside=ctx.layers.boundary.geometry, basemap=basemap)
@@ -1320,6 +1323,9 @@ def run(ctx: Context) -> StepResult:
     for code in codes:
         name = d.township_names.get(code, code)
         sub = d.townships[d.townships["township_code"] == code]
+        if sub.geometry.isna().all() or sub.geometry.is_empty.all():
+            raise LayerError(f"townships: township_code {code} ({name}) has no polygon; add its "
+                             f"outline to the townships layer.")
         bounds = _bounds_of(sub, 0.06)
         bg = make_background(ctx, _bounds_of(tw_work.loc[[code]].to_crs(4326), 0.06),
                              width_px=int(cfg["hillshade_township_px"]),
