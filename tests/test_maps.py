@@ -367,6 +367,31 @@ def test_hillshade_faces_the_sun():
     assert east[5, 10] < flat[5, 10] < west[5, 10]
 
 
+def test_read_hillshade_geographic_projected_and_outside(tmp_path):
+    with rasterio.open(_dem(tmp_path / "geo.tif")) as ds:
+        h = hs.read_hillshade(ds, (108.42, 31.17, 108.48, 31.23), width_px=120, azimuth_deg=315,
+                              altitude_deg=45)
+        assert h.shade.shape[1] == 120 and h.bounds[0] == pytest.approx(108.42, abs=1e-3)
+        # the cone's north-west flank faces the sun: brighter than its south-east flank
+        assert h.shade[20, 20] > h.shade[-20, -20]
+        assert hs.read_hillshade(ds, (100.0, 20.0, 100.1, 20.1), width_px=50, azimuth_deg=315,
+                                 altitude_deg=45) is None
+    # a projected DEM (EPSG:4545, 30 m cells) rising to the east is shaded and returned in lon/lat
+    from pyproj import Transformer
+    x0, y0 = Transformer.from_crs(4326, WORK, always_xy=True).transform(108.3, 31.25)
+    z = np.tile(np.linspace(0, 1000, 300, dtype="float32"), (200, 1))
+    path = tmp_path / "proj.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=300, height=200, count=1, dtype="float32",
+                       crs=WORK, transform=from_origin(x0, y0, 30, 30)) as ds:
+        ds.write(z, 1)
+    with rasterio.open(path) as ds:
+        h = hs.read_hillshade(ds, (108.29, 31.18, 108.40, 31.26), width_px=300, azimuth_deg=270,
+                              altitude_deg=45)
+    assert 108.29 < h.bounds[0] < 108.31 and 31.24 < h.bounds[3] < 31.26
+    flat = np.sin(np.radians(45))
+    assert np.nanmedian(h.shade) > flat + 0.05  # west-facing slope, sun in the west
+
+
 def test_mercator_rows_keep_edges():
     img = np.arange(100).reshape(100, 1)
     out = hs.to_web_mercator_rows(img, (108.0, 0.0, 109.0, 60.0))
