@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from kaizhou_gis import __version__
-from kaizhou_gis.errors import KaizhouGISError
+from kaizhou_gis.errors import KaizhouGISError, OptionError
 
 log = logging.getLogger("kaizhou_gis")
 
@@ -175,6 +175,9 @@ def run(layers_path, plan_path, crs, encoding, coords, out_dir, header):
 
 def _step_command(name: str, help_text: str, extra=()):
     def command(layers_path, plan_path, crs, encoding, coords, out_dir, header, **kw):
+        if kw.get("basemap") == "tianditu" and not kw.get("tianditu_key"):
+            raise OptionError("--basemap tianditu needs --tianditu-key K (a Tianditu API key from "
+                              "console.tianditu.gov.cn); or use --basemap offline, osm or gaode.")
         overrides = {}
         if kw.get("threshold_m") is not None:
             overrides["relocation.threshold_m"] = float(kw.pop("threshold_m"))

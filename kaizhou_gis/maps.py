@@ -577,8 +577,11 @@ def gather(ctx: Context) -> MapData:
         hosts = industry["hosts"].copy()
         if len(hosts):
             v2t = dict(zip(villages["village_code"].astype(str), villages["township_code"]))
-            hosts["township_code"] = hosts["village_code"].astype(str).map(
-                lambda c: v2t.get(c, c[:9]))
+            derived = hosts["village_code"].astype(str).map(lambda c: v2t.get(c, c[:9]))
+            if "township_code" in hosts:  # township-level hosts have no village code
+                given = hosts["township_code"].fillna("").astype(str)
+                derived = given.where(given != "", derived)
+            hosts["township_code"] = derived
         unresolved = industry.get("unresolved")
         if isinstance(unresolved, pd.DataFrame) and len(unresolved):
             notes.append(f"{len(unresolved)} 个产业项目地点未能定位到村 industry project places "

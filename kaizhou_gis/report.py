@@ -117,6 +117,17 @@ def _township_of_villages(villages: pd.DataFrame) -> dict[str, str]:
     return dict(zip(villages["village_code"].astype(str), villages["township_code"].astype(str)))
 
 
+def _host_townships(hosts: pd.DataFrame, village_township: dict[str, str]) -> pd.Series:
+    """Township code of each industry host: its own where given (township-level hosts have no
+    village code), else through its village."""
+    derived = hosts["village_code"].fillna("").astype(str).map(
+        lambda c: village_township.get(c, c[:9]))
+    if "township_code" not in hosts:
+        return derived
+    given = hosts["township_code"].fillna("").astype(str)
+    return given.where(given != "", derived)
+
+
 def _settlement_townships(settlements: pd.DataFrame, village_township: dict[str, str]) -> pd.Series:
     """Township code of each settlement (through its village; the code's first 9 digits otherwise)."""
     if "township_code" in settlements:
@@ -523,8 +534,7 @@ def industry_section(plan, frames: _Frames, res: StepResult | None, why: str) ->
     unresolved = pd.DataFrame(res.data.get("unresolved", pd.DataFrame()))
     if frames.township is not None and len(hosts) and "village_code" in hosts:
         hosts = hosts.copy()
-        hosts["township_code"] = hosts["village_code"].astype(str).map(
-            lambda c: frames.village_township.get(c, c[:9]))
+        hosts["township_code"] = _host_townships(hosts, frames.village_township)
         hosts = frames._scope(hosts)
         if "project_id" in projects:
             projects = projects[projects["project_id"].isin(set(hosts["project_id"]))]
@@ -638,8 +648,7 @@ def _tw_industry(df: pd.DataFrame, frames: _Frames, ind: StepResult) -> pd.DataF
     hosts = ind.data.get("hosts")
     if hosts is not None and len(hosts) and "village_code" in hosts:
         h = pd.DataFrame(hosts.drop(columns="geometry", errors="ignore"))
-        h["township_code"] = h["village_code"].astype(str).map(
-            lambda c: frames.village_township.get(c, c[:9]))
+        h["township_code"] = _host_townships(h, frames.village_township)
         per = h.groupby("township_code")["project_id"].nunique()
         df["industry_projects"] = df["township_code"].map(per).fillna(0).astype(int)
     else:

@@ -52,3 +52,10 @@ def test_unknown_township_lists_the_choices(layers_with_townships):
     with pytest.raises(OptionError) as e:
         resolve_township(layers_with_townships, "火星镇")
     assert "火星镇" in str(e.value) and "大进镇 (500154118)" in str(e.value)
+
+
+def test_tianditu_basemap_without_key_exits_2_before_any_work(tmp_path):
+    r = CliRunner().invoke(main, ["maps", "--basemap", "tianditu", "--out", str(tmp_path)])
+    assert r.exit_code == 2
+    assert "--tianditu-key" in r.output and "Traceback" not in r.output
+    assert not any(tmp_path.iterdir())
