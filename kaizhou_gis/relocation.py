@@ -33,13 +33,24 @@ whole settlements only, so that the people of each year stay within its quota; w
 is the remainder (with ``--township`` the district's quotas apply to that township alone).
 **Resettlement sites** are points of a grid (``relocation.sites``) inside the
 district, vetoed when above the elevation threshold, steeper than ``max_slope_deg`` or outside the
-boundary, and ranked by a weighted suitability; or the user's ``sites`` layer. Candidate
-**households are assigned** to sites by a transportation linear program (HiGHS dual simplex):
-minimum total distance (straight line, km, plus ``other_township_penalty_km`` for a site in another
-township) subject to site capacity, only pairs within ``max_distance_km``. Households of one
+boundary, and ranked by a weighted suitability (gentle slope, near a hardened road, near the
+township seat, near villages: low, accessible places such as township seats and central
+villages). They are **sized to the demand where the demand is**: each township gets
+``ceil(households / capacity_households)`` sites (households of all candidates, or of the
+scheduled ones with ``size_to = "scheduled"``), best suitability first, ``min_site_spacing_m``
+apart; a township short of feasible ground then uses its remaining feasible points (closer
+together, ``own_points_before_neighbours``), and what it still lacks is covered by the feasible
+points of neighbouring townships nearest to its settlements (``site_role = "cover"``,
+``serves_township_code``/``for_township`` name the township served). The township table and the
+summary say which townships have no feasible site of their own. A user ``sites`` layer replaces
+the generated sites. Candidate **households are assigned** to sites by a transportation linear
+program (HiGHS dual simplex): minimum total distance (straight line, km, plus
+``other_township_penalty_km`` for a site neither in the household's township nor chosen to cover
+it) subject to site capacity, only pairs within ``max_distance_km``. Households of one
 settlement may be split over several sites. Leaving a household unplaced costs more than any
 placement, so as many households as possible are placed; when capacity is short the households of
-unscheduled, then of lower-priority settlements are left out first. Unplaced households are listed with the reason.
+unscheduled, then of lower-priority settlements are left out first. Unplaced households are
+listed with the reason. Distances are straight lines, not road distances.
 """
 from __future__ import annotations
 
@@ -84,6 +95,14 @@ LABELS_ZH: dict[str, str] = {
     "year": "年度", "quota_people": "计划人数", "people": "人数",
     "assigned_households_total": "已安置户数", "unassigned_households": "未安置户数",
     "mean_elevation_m": "平均海拔(米)", "area_above_threshold_pct": "超过阈值的面积比例(%)",
+    "serves_township_code": "服务乡镇代码", "for_township": "服务乡镇", "site_role": "安置点类型",
+    "site_township_code": "安置点所在乡镇代码", "site_for_own_township": "本乡镇安置点",
+    "reason_detail": "原因说明", "demand_households": "需安置户数", "sites_needed": "所需安置点数",
+    "feasible_points": "可建点位数", "own_sites": "本乡镇安置点数", "cover_sites": "邻乡镇代建安置点数",
+    "cover_site_ids": "邻乡镇代建安置点", "capacity_for_township": "为本乡镇安排的容量(户)",
+    "shortfall_households": "容量缺口(户)", "site_note": "安置点说明",
+    "placed_households": "已安置户数", "placed_own_township": "本乡镇内安置户数",
+    "unplaced_households": "未安置户数", "mean_distance_km": "平均搬迁距离(公里)",
 }
 
 _STATUS = ("candidate", "not_candidate", "no_elevation")
@@ -201,7 +220,10 @@ _POSITIVE = ("relocation.priority_elevation_span_m", "relocation.steep_slope_deg
              "relocation.deep_valley_relief_m", "relocation.remote_km_to_seat",
              "relocation.sites.max_slope_deg", "relocation.sites.candidate_spacing_m",
              "relocation.sites.road_distance_scale_m", "relocation.sites.seat_distance_scale_m",
-             "relocation.sites.village_distance_scale_m")
+             "relocation.sites.village_distance_scale_m", "relocation.sites.capacity_households")
+
+#: Accepted values of ``relocation.sites.size_to``.
+SIZE_TO = ("candidates", "scheduled")
 
 
 def check_settings(plan: Plan) -> None:
@@ -210,6 +232,10 @@ def check_settings(plan: Plan) -> None:
     if bad:
         raise PlanError(f"plan {plan.path}: these relocation settings must be greater than 0: "
                         f"{', '.join(bad)}; set positive values.")
+    if plan["relocation.sites.size_to"] not in SIZE_TO:
+        raise PlanError(f"plan {plan.path}: relocation.sites.size_to = "
+                        f"{plan['relocation.sites.size_to']!r} is not one of "
+                        f"{', '.join(repr(v) for v in SIZE_TO)}; choose one of them.")
 
 
 def flag_settlements(s: pd.DataFrame, plan: Plan, *, access: pd.DataFrame | None) -> pd.DataFrame:
@@ -483,34 +509,223 @@ def evaluate_sites(points: gpd.GeoDataFrame, *, layers, plan: Plan, dem) -> gpd.
     return g
 
 
-def select_sites(evaluated: gpd.GeoDataFrame, *, top_n: int, min_spacing_m: float,
-                 capacity_households: int) -> gpd.GeoDataFrame:
-    """The best unvetoed sites of each township, at least ``min_spacing_m`` apart.
+def _spaced(xy: np.ndarray, chosen: list[np.ndarray], min_spacing_m: float) -> bool:
+    """True when point ``xy`` is at least ``min_spacing_m`` from every point in ``chosen``."""
+    if not chosen:
+        return True
+    c = np.asarray(chosen)
+    return bool(np.hypot(c[:, 0] - xy[0], c[:, 1] - xy[1]).min() >= min_spacing_m)
 
-    Returns a GeoDataFrame with ``site_id`` (``S<township_code>-<rank>``), ``rank`` and
-    ``capacity_households`` added, ordered by township and rank.
+
+def _veto_kinds(vetoes: pd.Series) -> dict[str, int]:
+    v = vetoes.astype(str)
+    return {"elevation": int(v.str.contains("elevation").sum()),
+            "slope": int(v.str.contains("slope").sum()),
+            "other": int(v.str.contains("outside|no elevation").sum())}
+
+
+def select_sites(evaluated: gpd.GeoDataFrame, demand: gpd.GeoDataFrame, *,
+                 capacity_households: int, min_spacing_m: float, max_distance_km: float,
+                 own_before_neighbours: bool = True,
+                 township_names: dict[str, str] | None = None
+                 ) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Resettlement sites sized to each township's demand, where the demand is.
+
+    1. Each township with households to house gets ``ceil(households / capacity_households)``
+       sites: its unvetoed grid points in order of falling suitability, each at least
+       ``min_spacing_m`` from the township's sites already taken.
+    2. With ``own_before_neighbours``, a township short of sites first takes its remaining
+       unvetoed points, nearest to its settlements first, closer than ``min_spacing_m``
+       (``spacing_relaxed``; in effect a larger site) before using other townships' ground.
+    3. What is still short is covered by unvetoed points of *other* townships (``site_role`` =
+       "cover", ``serves_township_code`` = the township covered), nearest to the township's
+       households still without room (smallest household-weighted mean distance), each at least
+       ``min_spacing_m`` from every site taken so far; then, as a last resort, without the
+       spacing. A site's room (``capacity_households``) is given to the township's nearest
+       settlements within ``max_distance_km``, and a point is only taken when it is within that
+       distance of a settlement still without room. Townships are served most constrained first
+       (fewest free feasible points in reach per site still needed).
+    What still cannot be covered is the township's ``shortfall_households``.
+
+    Parameters
+    ----------
+    evaluated
+        Output of :func:`evaluate_sites` (``township_code``, ``suitability``, ``vetoes``).
+    demand
+        Settlements to house (``township_code``, ``households``), same CRS.
+    capacity_households
+        Households per generated site (> 0).
+    min_spacing_m, max_distance_km
+        Spacing of the sites; longest allowed move.
+    own_before_neighbours
+        Step 2 above (``relocation.sites.own_points_before_neighbours``).
+    township_names
+        Township code -> name, for the site names and the coverage notes.
+
+    Returns
+    -------
+    (sites, coverage)
+        ``sites``: the chosen points with ``site_id`` (``S<host township>-<k>``), ``name``,
+        ``rank`` (k), ``capacity_households``, ``serves_township_code`` (the township whose
+        demand the site was chosen for), ``for_township`` (its name), ``site_role`` ("own" or
+        "cover") and ``source``. ``coverage``: one row per township with demand:
+        ``township_code``, ``demand_households``, ``sites_needed``, ``feasible_points``,
+        ``own_sites``, ``cover_sites``, ``cover_site_ids``, ``capacity_for_township``,
+        ``shortfall_households``, ``site_note``.
     """
-    ok = evaluated[evaluated["vetoes"] == ""].sort_values(
-        ["township_code", "suitability"], ascending=[True, False], kind="mergesort")
-    keep: list[Any] = []
-    ranks: list[int] = []
-    for code, grp in ok.groupby("township_code", sort=True):
-        chosen: list[Any] = []
-        for i in grp.index:
-            if len(chosen) >= top_n:
+    cap = int(capacity_households)
+    if cap <= 0:
+        raise StepError(f"relocation.sites.capacity_households must be positive; got {cap}.")
+    names = township_names or {}
+    ev = evaluated.copy()
+    ev["township_code"] = ev["township_code"].astype(str)
+    ok = ev[ev["vetoes"] == ""].sort_values(["township_code", "suitability"],
+                                            ascending=[True, False], kind="mergesort")
+    xy = np.column_stack([ok.geometry.x.to_numpy(), ok.geometry.y.to_numpy()]) if len(ok) \
+        else np.zeros((0, 2))
+    pos = {i: k for k, i in enumerate(ok.index)}
+    d = demand[demand["households"] > 0]
+    hh = d.groupby(d["township_code"].astype(str))["households"].sum().astype(int)
+    need = {c: -(-int(v) // cap) for c, v in hh.items()}
+    picks: list[tuple[Any, str, str, bool]] = []  # (index, serves township, role, spacing relaxed)
+    own: dict[str, int] = {}
+    for code in sorted(hh.index):
+        chosen: list[np.ndarray] = []
+        for i in ok.index[ok["township_code"].to_numpy() == code]:
+            if len(chosen) >= need[code]:
                 break
-            p = grp.geometry[i]
-            if all(p.distance(grp.geometry[j]) >= min_spacing_m for j in chosen):
-                chosen.append(i)
-        keep += chosen
-        ranks += list(range(1, len(chosen) + 1))
-    out = ok.loc[keep].copy()
-    out["rank"] = ranks
+            if _spaced(xy[pos[i]], chosen, min_spacing_m):
+                chosen.append(xy[pos[i]])
+                picks.append((i, code, "own", False))
+        own[code] = len(chosen)
+    own_spaced = dict(own)
+    taken = {i for i, _, _, _ in picks}
+    all_xy = [xy[pos[i]] for i in taken]
+    cover: dict[str, list[Any]] = {c: [] for c in hh.index}
+    relaxed_n: dict[str, int] = {c: 0 for c in hh.index}
+    max_m = max_distance_km * 1000.0
+    tw_ok = ok["township_code"].to_numpy()
+    suit_all = ok["suitability"].to_numpy()
+    # households of each settlement not yet given room at a site chosen for its township; a
+    # site's room goes to the township's nearest settlements within reach (a siting rule only:
+    # the households themselves are placed by the assignment LP)
+    dist: dict[str, np.ndarray] = {}
+    rem: dict[str, np.ndarray] = {}
+    for code in hh.index:
+        pts = d[d["township_code"].astype(str) == code]
+        sx, sy = pts.geometry.x.to_numpy(), pts.geometry.y.to_numpy()
+        dist[code] = np.hypot(xy[:, 0][:, None] - sx[None, :], xy[:, 1][:, None] - sy[None, :])
+        rem[code] = pts["households"].to_numpy(dtype=float)
+
+    def give_room(code: str, k: int) -> None:
+        room = float(cap)
+        for j in np.argsort(dist[code][k], kind="stable"):
+            if room <= 0 or dist[code][k, j] > max_m:
+                break
+            take = min(room, rem[code][j])
+            rem[code][j] -= take
+            room -= take
+
+    for i, code, _, _ in picks:
+        give_room(code, pos[i])
+
+    def fill(code: str, relaxed: bool, own_only: bool = False) -> None:
+        while rem[code].sum() > 0:
+            w = rem[code]
+            free = np.array([i not in taken for i in ok.index], dtype=bool)
+            reach = (dist[code][:, w > 0] <= max_m).any(axis=1)
+            mean_d = dist[code] @ w / w.sum()
+            # strict pass: other townships' points (the own ones failed the spacing already);
+            # relaxed pass: the township's own free points first, then the nearest elsewhere
+            own_first = (tw_ok != code).astype(int) if relaxed else np.zeros(len(ok), dtype=int)
+            pick = None
+            for k in np.lexsort((-suit_all, mean_d, own_first)):
+                if (free[k] and reach[k] and (not own_only or tw_ok[k] == code)
+                        and (relaxed or _spaced(xy[k], all_xy, min_spacing_m))):
+                    pick = k
+                    break
+            if pick is None:
+                return
+            taken.add(ok.index[pick])
+            all_xy.append(xy[pick])
+            is_own = tw_ok[pick] == code
+            picks.append((ok.index[pick], code, "own" if is_own else "cover", relaxed))
+            if is_own:
+                own[code] += 1
+            else:
+                cover[code].append(ok.index[pick])
+            relaxed_n[code] += int(relaxed)
+            give_room(code, pick)
+
+    # most constrained townships first: fewest free feasible points in reach per site short
+    def order() -> list[str]:
+        free = np.array([i not in taken for i in ok.index], dtype=bool)
+        short = [c for c in hh.index if rem[c].sum() > 0]
+        n_free = {c: int((free & (dist[c][:, rem[c] > 0] <= max_m).any(axis=1)).sum()) for c in short}
+        return sorted(short, key=lambda c: (n_free[c] - math.ceil(rem[c].sum() / cap),
+                                            -rem[c].sum(), c))
+
+    if own_before_neighbours:
+        for code in order():
+            fill(code, True, own_only=True)
+    for relaxed in (False, True):
+        for code in order():
+            fill(code, relaxed)
+    left = {c: int(rem[c].sum()) for c in hh.index}
+    left_over = {c: max(left[c], 0) for c in hh.index}
+
+    out = ok.loc[[i for i, _, _, _ in picks]].copy()
+    out["serves_township_code"] = [c for _, c, _, _ in picks]
+    out["site_role"] = [r for _, _, r, _ in picks]
+    out["spacing_relaxed"] = [x for _, _, _, x in picks]
+    out["_own_first"] = (out["site_role"] != "own").astype(int)
+    out["_suit"] = -out["suitability"]
+    out = out.sort_values(["township_code", "_own_first", "_suit"], kind="mergesort")
+    out["rank"] = out.groupby("township_code").cumcount() + 1
     out["site_id"] = [f"S{c}-{k}" for c, k in zip(out["township_code"], out["rank"])]
-    out["name"] = [f"候选安置点 {c}-{k}" for c, k in zip(out["township_code"], out["rank"])]
-    out["capacity_households"] = int(capacity_households)
+    out["for_township"] = [names.get(c, c) for c in out["serves_township_code"]]
+    out["name"] = [f"候选安置点 {c}-{k}" if role == "own" else f"候选安置点 {c}-{k}(安置{names.get(s, s)})"
+                   for c, k, role, s in zip(out["township_code"], out["rank"], out["site_role"],
+                                             out["serves_township_code"])]
+    out["capacity_households"] = cap
     out["source"] = "generated"
-    return out
+    out = out.drop(columns=["_own_first", "_suit"])
+    site_of = dict(zip(out.index, out["site_id"]))
+
+    rows = []
+    for code in sorted(hh.index):
+        mine = ev[ev["township_code"] == code]
+        n_ok = int((mine["vetoes"] == "").sum())
+        kinds = _veto_kinds(mine.loc[mine["vetoes"] != "", "vetoes"])
+        name = names.get(code, code)
+        if n_ok == 0:
+            note = (f"no feasible site of its own ({len(mine)} grid point(s), all vetoed: "
+                    f"{kinds['elevation']} above the elevation threshold, {kinds['slope']} too steep)")
+        elif own_spaced[code] < need[code]:
+            note = (f"too few feasible points at {min_spacing_m:,.0f} m spacing ({n_ok} feasible, "
+                    f"{own_spaced[code]} site(s) of {need[code]} needed)")
+        else:
+            note = "own sites"
+        if cover[code]:
+            note += f"; covered by {len(cover[code])} site(s) in neighbouring townships"
+        if relaxed_n[code]:
+            note += (f"; {relaxed_n[code]} site(s) closer than {min_spacing_m:,.0f} m to another "
+                     f"(the township's own remaining feasible points, or no spaced feasible point "
+                     f"left within {max_distance_km:g} km)")
+        if left_over[code]:
+            note += (f"; {left_over[code]:,} households not covered by a site chosen for it "
+                     f"(no further feasible point within {max_distance_km:g} km)")
+        rows.append({"township_code": code, "township_name": name,
+                     "demand_households": int(hh[code]), "sites_needed": need[code],
+                     "feasible_points": n_ok, "own_sites": own[code], "cover_sites": len(cover[code]),
+                     "cover_site_ids": ";".join(site_of[i] for i in cover[code]),
+                     "capacity_for_township": (own[code] + len(cover[code])) * cap,
+                     "shortfall_households": left_over[code], "site_note": note})
+    coverage = pd.DataFrame(rows, columns=["township_code", "township_name", "demand_households",
+                                           "sites_needed", "feasible_points", "own_sites",
+                                           "cover_sites", "cover_site_ids", "capacity_for_township",
+                                           "shortfall_households", "site_note"])
+    return out, _labelled(coverage)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,7 +739,8 @@ def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_
     A transportation linear program solved with HiGHS (dual simplex): variables are the
     households moved from settlement *i* to site *j* for every pair within ``max_distance_km``
     (straight line), plus the households of *i* left unplaced. Cost per household is the distance
-    in km, plus ``other_township_penalty_km`` when the site is in another township; an unplaced
+    in km, plus ``other_township_penalty_km`` when the site is neither in the settlement's
+    township nor chosen to cover it (``serves_township_code``, optional); an unplaced
     household costs more than any chain of placements, so the number placed is maximal; households
     of scheduled settlements (``schedule_year`` given) are placed before unscheduled ones, and
     among the rest those of higher ``priority`` are placed first. The
@@ -537,7 +753,8 @@ def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_
         Settlements with ``settlement_id``, ``township_code``, ``households`` (int >= 0) and
         optionally ``priority`` (0-100) and ``schedule_year``, in a metric CRS.
     sites
-        Sites with ``site_id``, ``township_code``, ``capacity_households``, same CRS.
+        Sites with ``site_id``, ``township_code``, ``capacity_households`` and optionally
+        ``serves_township_code``, same CRS.
     max_distance_km
         Longest allowed move.
     other_township_penalty_km
@@ -546,15 +763,20 @@ def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_
     Returns
     -------
     (assignment, unassigned)
-        ``assignment``: settlement_id, site_id, households, distance_km, same_township (one row
-        per pair with households > 0). ``unassigned``: settlement_id, households, reason,
-        reason_zh (one row per settlement with unplaced households).
+        ``assignment``: settlement_id, township_code, site_id, site_township_code, households,
+        distance_km, same_township (the site lies in the settlement's township),
+        site_for_own_township (it lies there or was chosen to cover that township); one row per
+        pair with households > 0. ``unassigned``: settlement_id, township_code, households,
+        reason ("no site within N km" or "sites within N km are full"), reason_zh,
+        reason_detail (nearest site, or the sites and capacity in reach); one row per
+        settlement with unplaced households.
     """
     from scipy.optimize import linprog
     from scipy.sparse import coo_matrix
 
-    cols_a = ["settlement_id", "site_id", "households", "distance_km", "same_township"]
-    cols_u = ["settlement_id", "households", "reason", "reason_zh"]
+    cols_a = ["settlement_id", "township_code", "site_id", "site_township_code", "households",
+              "distance_km", "same_township", "site_for_own_township"]
+    cols_u = ["settlement_id", "township_code", "households", "reason", "reason_zh", "reason_detail"]
     d = demand[demand["households"] > 0]
     h = d["households"].astype(int).to_numpy()
     n, m = len(d), len(sites)
@@ -572,8 +794,12 @@ def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_
                           dtype="float64") / 1000.0) if len(ii) else np.zeros(0)
     keep = dist_km <= max_distance_km
     ii, jj, dist_km = ii[keep], jj[keep], dist_km[keep]
-    same = (d["township_code"].astype(str).to_numpy()[ii] == sites["township_code"].astype(str).to_numpy()[jj])
-    cost = dist_km + np.where(same, 0.0, other_township_penalty_km)
+    d_tw = d["township_code"].astype(str).to_numpy()
+    same = d_tw[ii] == sites["township_code"].astype(str).to_numpy()[jj]
+    serves = (sites["serves_township_code"].fillna("").astype(str).to_numpy()
+              if "serves_township_code" in sites.columns else np.full(m, "", dtype=object))
+    for_own = same | (d_tw[ii] == serves[jj])
+    cost = dist_km + np.where(for_own, 0.0, other_township_penalty_km)
     x_pairs = np.zeros(len(ii))
     unplaced = h.astype(float)
     if n and len(ii):
@@ -602,24 +828,32 @@ def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_
     sid = d["settlement_id"].astype(str).to_numpy()
     site_ids = sites["site_id"].astype(str).to_numpy() if m else np.zeros(0, dtype=object)
     used = x_pairs > 0
+    site_tw = sites["township_code"].astype(str).to_numpy() if m else np.zeros(0, dtype=object)
     assignment = pd.DataFrame({
-        "settlement_id": sid[ii[used]], "site_id": site_ids[jj[used]],
+        "settlement_id": sid[ii[used]], "township_code": d_tw[ii[used]],
+        "site_id": site_ids[jj[used]], "site_township_code": site_tw[jj[used]],
         "households": x_pairs[used].astype("int64"), "distance_km": dist_km[used].round(2),
-        "same_township": same[used]}, columns=cols_a)
+        "same_township": same[used], "site_for_own_township": for_own[used]}, columns=cols_a)
     assignment = assignment.sort_values(["settlement_id", "distance_km"], kind="mergesort").reset_index(drop=True)
     rows = []
     n_reach = np.bincount(ii, minlength=n) if n else np.zeros(0, dtype=int)
     cap_reach = np.bincount(ii, weights=cap[jj].astype(float), minlength=n) if n else np.zeros(0)
-    for t in np.flatnonzero(unplaced > 0):
+    lacking = np.flatnonzero(unplaced > 0)
+    nearest_km = (_nearest_distance(d.geometry.iloc[lacking], sites.geometry) / 1000.0
+                  if len(lacking) and m else np.full(len(lacking), np.nan))
+    for t, near in zip(lacking, nearest_km):
+        near_txt = f"nearest site {near:.1f} km" if np.isfinite(near) else "no site at all"
         if n_reach[t] == 0:
             reason = f"no site within {max_distance_km:g} km"
             reason_zh = f"{max_distance_km:g} 公里内无安置点"
+            detail = near_txt
         else:
-            reason = (f"sites within {max_distance_km:g} km are full ({int(n_reach[t])} site(s), "
-                      f"{int(cap_reach[t]):,} households of capacity)")
-            reason_zh = (f"{max_distance_km:g} 公里内安置点已满({int(n_reach[t])}个, "
-                         f"容量 {int(cap_reach[t]):,} 户)")
-        rows.append((sid[t], int(unplaced[t]), reason, reason_zh))
+            reason = f"sites within {max_distance_km:g} km are full"
+            reason_zh = f"{max_distance_km:g} 公里内安置点已满"
+            detail = (f"{int(n_reach[t])} site(s) within {max_distance_km:g} km, "
+                      f"{int(cap_reach[t]):,} households of capacity, taken by other settlements "
+                      f"(scheduled, then higher-priority settlements are placed first)")
+        rows.append((sid[t], d_tw[t], int(unplaced[t]), reason, reason_zh, detail))
     unassigned = pd.DataFrame(rows, columns=cols_u)
     return _labelled(assignment), _labelled(unassigned)
 
@@ -751,10 +985,40 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
 # The step
 # ---------------------------------------------------------------------------------------------
 
-def _site_points(ctx: Context, dem) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, str]:
-    """(selected sites, every evaluated site, origin) for the step."""
+def _coverage_user(sites: gpd.GeoDataFrame, demand: pd.DataFrame,
+                   names: dict[str, str]) -> pd.DataFrame:
+    """Per-township demand beside the capacity of the user's sites in that township."""
+    d = demand[demand["households"] > 0]
+    hh = d.groupby(d["township_code"].astype(str))["households"].sum().astype(int)
+    tw = sites["township_code"].fillna("").astype(str)
+    n_sites = tw.value_counts()
+    cap = sites["capacity_households"].groupby(tw).sum()
+    rows = []
+    for code in sorted(hh.index):
+        n = int(n_sites.get(code, 0))
+        c = int(cap.get(code, 0))
+        note = ("no user site in the township" if n == 0 else
+                "own sites" if c >= hh[code] else "own sites hold less than the demand")
+        rows.append({"township_code": code, "township_name": names.get(code, code),
+                     "demand_households": int(hh[code]), "sites_needed": None,
+                     "feasible_points": None, "own_sites": n, "cover_sites": 0, "cover_site_ids": "",
+                     "capacity_for_township": c, "shortfall_households": max(int(hh[code]) - c, 0),
+                     "site_note": note})
+    return _labelled(pd.DataFrame(rows, columns=[
+        "township_code", "township_name", "demand_households", "sites_needed", "feasible_points",
+        "own_sites", "cover_sites", "cover_site_ids", "capacity_for_township",
+        "shortfall_households", "site_note"]))
+
+
+def _site_points(ctx: Context, dem, demand: gpd.GeoDataFrame
+                 ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, str, pd.DataFrame]:
+    """(selected sites, every evaluated site, origin, per-township coverage) for the step.
+
+    ``demand`` holds the settlements whose households the generated sites are sized for.
+    """
     plan, layers = ctx.plan, ctx.layers
     sp = plan.section("relocation.sites")
+    names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"].astype(str)))
     user = getattr(layers, "sites", None)
     if user is not None and len(user):
         need = [c for c in ("site_id", "capacity_households") if c not in user.columns]
@@ -778,7 +1042,10 @@ def _site_points(ctx: Context, dem) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame,
         if "name" not in ev.columns:
             ev["name"] = ev["site_id"]
         ev["source"] = "user"
-        return ev, ev, "user sites layer"
+        ev["serves_township_code"] = ev["township_code"]
+        ev["for_township"] = ev["township_code"].map(names).fillna("")
+        ev["site_role"] = "user"
+        return ev, ev, "user sites layer", _coverage_user(ev, demand, names)
     grid = gpd.GeoDataFrame(geometry=grid_sites(layers.boundary, spacing_m=float(sp["candidate_spacing_m"])))
     tw = layers.townships[["township_code", layers.townships.geometry.name]].copy()
     tw["township_code"] = tw["township_code"].astype(str)
@@ -790,12 +1057,14 @@ def _site_points(ctx: Context, dem) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame,
     grid = grid[inside_any | (grid["township_code"] != "")]
     grid = grid.reset_index(drop=True)
     ev = evaluate_sites(grid, layers=layers, plan=plan, dem=dem)
-    sel = select_sites(ev, top_n=int(sp["top_n_per_township"]),
-                       min_spacing_m=float(sp["min_site_spacing_m"]),
-                       capacity_households=int(sp["capacity_households"]))
+    sel, coverage = select_sites(ev, demand, capacity_households=int(sp["capacity_households"]),
+                                 min_spacing_m=float(sp["min_site_spacing_m"]),
+                                 max_distance_km=float(sp["max_distance_km"]),
+                                 own_before_neighbours=bool(sp["own_points_before_neighbours"]),
+                                 township_names=names)
     ev = ev.copy()
     ev["selected"] = ev.index.isin(sel.index)
-    return sel, ev, f"generated grid ({sp['candidate_spacing_m']:g} m spacing)"
+    return sel, ev, f"generated grid ({sp['candidate_spacing_m']:g} m spacing)", coverage
 
 
 def run(ctx: Context) -> StepResult:
@@ -824,7 +1093,9 @@ def run(ctx: Context) -> StepResult:
         cand = s["relocation_candidate"]
         s["schedule_year"] = pd.Series(pd.NA, index=s.index, dtype="Int64")
         s.loc[cand, "schedule_year"] = schedule_years(s[cand], r["yearly_people"])
-        sites, evaluated, site_origin = _site_points(ctx, dem)
+        size_to = sp["size_to"]
+        sizing = s[cand] if size_to == "candidates" else s[cand & s["schedule_year"].notna()]
+        sites, evaluated, site_origin, coverage = _site_points(ctx, dem, sizing)
         tws = layers.townships if not ctx.township else \
             layers.townships[layers.townships["township_code"].astype(str) == ctx.township]
         tw_terrain = zonal_stats(tws.geometry, dem, threshold_m=float(r["threshold_m"]))
@@ -841,7 +1112,8 @@ def run(ctx: Context) -> StepResult:
         assignment.groupby("site_id")["households"].sum()).fillna(0).astype("int64")
     if ctx.township:
         # the township's own sites, and sites elsewhere that its households were assigned to
-        sites = sites[(sites["township_code"] == ctx.township) | (sites["assigned_households"] > 0)]
+        sites = sites[(sites["township_code"] == ctx.township) | (sites["assigned_households"] > 0)
+                      | (sites["serves_township_code"] == ctx.township)]
         evaluated = evaluated[evaluated["township_code"] == ctx.township]
 
     cols = ["settlement_id", "name", "village_code", "village_name", "township_code", "township_name",
@@ -864,6 +1136,25 @@ def run(ctx: Context) -> StepResult:
     townships["mean_elevation_m"] = townships["township_code"].map(tw_terrain["mean_m"]).round(1)
     townships["area_above_threshold_pct"] = townships["township_code"].map(
         tw_terrain["share_above_pct"]).round(1)
+    cov = coverage.drop(columns=["township_name"]).set_index("township_code")
+    for c in cov.columns:
+        townships[c] = townships["township_code"].map(cov[c])
+    for c in ("demand_households", "own_sites", "cover_sites", "capacity_for_township",
+              "shortfall_households"):
+        townships[c] = townships[c].fillna(0).astype("int64")
+    townships["cover_site_ids"] = townships["cover_site_ids"].fillna("")
+    townships["site_note"] = townships["site_note"].fillna("")
+    by_tw = assignment.groupby("township_code")
+    townships["placed_households"] = townships["township_code"].map(
+        by_tw["households"].sum()).fillna(0).astype("int64")
+    townships["placed_own_township"] = townships["township_code"].map(
+        assignment[assignment["same_township"]].groupby("township_code")["households"].sum()
+    ).fillna(0).astype("int64")
+    townships["unplaced_households"] = townships["township_code"].map(
+        unassigned.groupby("township_code")["households"].sum()).fillna(0).astype("int64")
+    wd = (assignment["households"] * assignment["distance_km"]).groupby(assignment["township_code"]).sum()
+    townships["mean_distance_km"] = (townships["township_code"].map(wd)
+                                     / townships["placed_households"].where(lambda v: v > 0)).round(2)
     _labelled(townships)
 
     years = sorted(r["yearly_people"], key=int)
@@ -880,7 +1171,8 @@ def run(ctx: Context) -> StepResult:
                  "people": int(full.loc[rest, "population"].sum()),
                  "largest_settlement_people": int(full.loc[rest, "population"].max()) if rest.any() else 0}
 
-    site_cols = ["site_id", "name", "township_code", "rank", "elevation_m", "slope_deg",
+    site_cols = ["site_id", "name", "township_code", "serves_township_code", "for_township",
+                 "site_role", "rank", "elevation_m", "slope_deg",
                  "road_distance_m", "seat_distance_m", "village_distance_m", "suitability", "vetoes",
                  "capacity_households", "assigned_households", "source"]
     sites_out = gpd.GeoDataFrame(sites[[c for c in site_cols if c in sites.columns] + [sites.geometry.name]],
@@ -900,6 +1192,18 @@ def run(ctx: Context) -> StepResult:
     unassigned_hh = int(unassigned["households"].sum())
     comparison = plan_comparison(full, plan, township=ctx.township)
     user_vetoed = int((sites_out["vetoes"] != "").sum()) if site_origin.startswith("user") else 0
+    own_hh = int(assignment.loc[assignment["same_township"], "households"].sum())
+    for_own_hh = int(assignment.loc[assignment["site_for_own_township"], "households"].sum())
+    no_own = coverage[coverage["feasible_points"].fillna(-1) == 0] if not site_origin.startswith("user") \
+        else coverage[coverage["own_sites"] == 0]
+    short_own = coverage[(coverage["feasible_points"].fillna(0) > 0)
+                         & (coverage["own_sites"] < coverage["sites_needed"].fillna(0))]
+    with_own = set(coverage.loc[coverage["own_sites"] > 0, "township_code"])
+    a_own = assignment[assignment["township_code"].isin(with_own)]
+    own_hh_where = int(a_own.loc[a_own["same_township"], "households"].sum())
+    unplaced_by_reason = ({str(k): int(v) for k, v in
+                           unassigned.groupby("reason")["households"].sum().sort_values(ascending=False).items()}
+                          if len(unassigned) else {})
     summary: dict[str, Any] = {
         "township": ctx.township,
         "settlements": len(full),
@@ -926,17 +1230,46 @@ def run(ctx: Context) -> StepResult:
                   "capacity_households": int(sites_out["capacity_households"].sum()),
                   "townships_with_sites": int(sites_out["township_code"].nunique()),
                   "user_sites_breaking_a_veto": user_vetoed,
-                  "note": ("limited to one township: its households were offered every site of "
-                           "the district within reach, without competition from other townships"
-                           if ctx.township else "")},
+                  "sized_to": (f"relocation.sites.size_to = {size_to!r}: each township gets "
+                               f"ceil(households / {int(sp['capacity_households'])}) sites, best "
+                               f"suitability first, at least {float(sp['min_site_spacing_m']):,.0f} m apart; "
+                               f"what its own feasible points cannot hold is covered by the nearest "
+                               f"feasible points of neighbouring townships (site_role = cover)"
+                               if not site_origin.startswith("user") else "user sites, not generated"),
+                  "sized_households": int(sizing["households"].sum()),
+                  "own_sites": int((sites_out["site_role"] == "own").sum()),
+                  "cover_sites": int((sites_out["site_role"] == "cover").sum()),
+                  "townships_without_own_feasible_site": [
+                      {"township_code": c, "township_name": n, "demand_households": int(h),
+                       "covered_by": ids.split(";") if ids else [], "shortfall_households": int(sh)}
+                      for c, n, h, ids, sh in zip(no_own["township_code"], no_own["township_name"],
+                                                  no_own["demand_households"], no_own["cover_site_ids"],
+                                                  no_own["shortfall_households"])],
+                  "townships_short_of_own_sites": [
+                      {"township_code": c, "township_name": n, "own_sites": int(o),
+                       "sites_needed": int(k), "covered_by": ids.split(";") if ids else []}
+                      for c, n, o, k, ids in zip(short_own["township_code"], short_own["township_name"],
+                                                 short_own["own_sites"], short_own["sites_needed"],
+                                                 short_own["cover_site_ids"])],
+                  "shortfall_households": int(coverage["shortfall_households"].sum()),
+                  "note": ("limited to one township: sites were chosen for its households only, "
+                           "without competition from other townships" if ctx.township else "")},
         "assignment": {"candidate_households": cand_hh, "assigned_households": assigned_hh,
                        "unassigned_households": unassigned_hh,
                        "unassigned_settlements": len(unassigned),
                        "scheduled_households": sched_hh,
                        "scheduled_households_placed": sched_placed,
-                       "same_township_households": int(assignment.loc[assignment["same_township"], "households"].sum()),
+                       "same_township_households": own_hh,
+                       "same_township_pct": round(100.0 * own_hh / assigned_hh, 1) if assigned_hh else None,
+                       "placed_households_of_townships_with_own_sites": int(a_own["households"].sum()),
+                       "same_township_pct_of_townships_with_own_sites":
+                           round(100.0 * own_hh_where / a_own["households"].sum(), 1) if len(a_own) else None,
+                       "site_for_own_township_households": for_own_hh,
                        "mean_distance_km": round(float((assignment["households"] * assignment["distance_km"]).sum()
                                                        / assigned_hh), 2) if assigned_hh else None,
+                       "max_distance_km": round(float(assignment["distance_km"].max()), 2) if assigned_hh else None,
+                       "unplaced_households_by_reason": unplaced_by_reason,
+                       "distance": "straight line between settlement and site (km), not road distance",
                        "solver": "scipy.optimize.linprog (HiGHS dual simplex), transportation problem",
                        "split_settlements": "households of one settlement may go to several sites"},
         "parameters": plan.settings("relocation"),
@@ -951,7 +1284,9 @@ def run(ctx: Context) -> StepResult:
         + f"; left over {remainder['settlements']:,} settlements, {remainder['people']:,} people",
         f"sites: {len(sites_out):,} ({site_origin}), {summary['sites']['capacity_households']:,} households "
         f"capacity; placed {assigned_hh:,} of {cand_hh:,} households ({sched_placed:,} of the "
-        f"{sched_hh:,} scheduled), {unassigned_hh:,} unplaced",
+        f"{sched_hh:,} scheduled; {summary['assignment']['same_township_pct'] or 0:g} % in their own "
+        f"township; mean {summary['assignment']['mean_distance_km'] or 0:g} km, max "
+        f"{summary['assignment']['max_distance_km'] or 0:g} km straight line), {unassigned_hh:,} unplaced",
         f"remoteness: {access_note}",
     ]
     summary["headline"] = headline
@@ -961,6 +1296,7 @@ def run(ctx: Context) -> StepResult:
         "relocation/candidates.xlsx": {"candidates": candidates, "villages": villages,
                                        "townships": townships, "schedule": schedule,
                                        "sites": _labelled(pd.DataFrame(sites_out.drop(columns=sites_out.geometry.name))),
+                                       "site_coverage": coverage,
                                        "assignment": assignment, "unassigned": unassigned},
         "relocation/villages.csv": villages,
         "relocation/townships.csv": townships,

@@ -223,7 +223,11 @@ def test_sites_vetoes_and_assignment_on_layers(layers):
     sites = res.data["sites"]
     assert len(sites) > 0 and (sites["vetoes"] == "").all()
     assert (sites["elevation_m"] <= 800).all() and (sites["slope_deg"] <= 25).all()
-    assert (sites.groupby("township_code").size() <= 3).all()
+    # sized to the demand: township 101 has 12 candidate households (s801), 102 has 20 (s1200);
+    # at 15 households a site that is ceil(12/15) = 1 and ceil(20/15) = 2 sites, on own ground
+    assert sites.groupby("township_code").size().to_dict() == {"500154101": 1, "500154102": 2}
+    assert (sites["site_role"] == "own").all()
+    assert (sites["serves_township_code"] == sites["township_code"]).all()
     assert sites["site_id"].is_unique
     a, u = res.data["assignment"], res.data["unassigned"]
     cap = sites.set_index("site_id")["capacity_households"]
@@ -233,6 +237,107 @@ def test_sites_vetoes_and_assignment_on_layers(layers):
     cand = cand[cand["relocation_candidate"]]
     assert a["households"].sum() + u["households"].sum() == cand["households"].sum() == 32
     assert (a["distance_km"] <= 30).all()
+    # each township's candidates fit in its own sites: all placed there
+    assert a["same_township"].all() and a["households"].sum() == 32 and len(u) == 0
+    assert res.summary["assignment"]["same_township_pct"] == 100.0
+    assert res.summary["sites"]["townships_without_own_feasible_site"] == []
+
+
+def test_township_without_feasible_ground_is_covered_by_neighbour(layers):
+    # township 102 (east of 108.05E, DEM columns 60-119) is all high ground; 101 is flat at 600 m
+    z = np.full((120, 120), 600, dtype="int16")
+    z[:, 60:] = 1000
+    with rasterio.open(layers.dem_path, "r+") as ds:
+        ds.write(z, 1)
+    plan = load_plan(overrides={"relocation.sites.capacity_households": 40})
+    res = run_step(layers, plan=plan)
+    cand = res.data["settlements"]
+    cand = cand[cand["relocation_candidate"]]
+    assert sorted(cand["settlement_id"]) == ["s1200", "slow"]  # 20 + 30 households, both in 102
+    sites = res.data["sites"]
+    # ceil(50 / 40) = 2 sites, both on 101's ground, chosen for 102 and labelled so
+    assert len(sites) == 2
+    assert (sites["township_code"] == "500154101").all()
+    assert (sites["serves_township_code"] == "500154102").all()
+    assert (sites["for_township"] == "乙镇").all() and (sites["site_role"] == "cover").all()
+    assert (sites["elevation_m"] <= 800).all()
+    # the first is the feasible point nearest (household-weighted) to 102's candidates
+    ev = res.files["relocation/sites.gpkg"]["evaluated"]
+    ok = ev[(ev["vetoes"] == "")]
+    w = cand.set_index("settlement_id")["households"]
+    mean_d = sum(ok.geometry.distance(cand.set_index("settlement_id").geometry[i]) * w[i]
+                 for i in w.index) / w.sum()
+    best = ok.geometry[mean_d.idxmin()]
+    assert min(best.distance(g) for g in sites.geometry) < 1.0
+    s = res.summary["sites"]
+    [row] = s["townships_without_own_feasible_site"]
+    assert row["township_code"] == "500154102" and row["demand_households"] == 50
+    assert sorted(row["covered_by"]) == sorted(sites["site_id"])
+    assert s["cover_sites"] == 2 and s["own_sites"] == 0
+    t = res.data["townships"].set_index("township_code")
+    assert t.loc["500154102", "feasible_points"] == 0
+    assert "no feasible site of its own" in t.loc["500154102", "site_note"]
+    a, u = res.data["assignment"], res.data["unassigned"]
+    assert a["households"].sum() == 50 and len(u) == 0
+    assert a["site_for_own_township"].all() and not a["same_township"].any()
+    used = a.groupby("site_id")["households"].sum()
+    assert (used <= sites.set_index("site_id")["capacity_households"].reindex(used.index)).all()
+
+
+def _evaluated(points: dict[str, tuple[str, float, float, float, str]]) -> gpd.GeoDataFrame:
+    """Evaluated grid points: name -> (township, x_m, y_m, suitability, vetoes)."""
+    return gpd.GeoDataFrame(
+        {"township_code": [v[0] for v in points.values()],
+         "suitability": [v[3] for v in points.values()], "vetoes": [v[4] for v in points.values()]},
+        index=list(points), geometry=[Point(v[1], v[2]) for v in points.values()], crs=WORK)
+
+
+def test_select_sites_sizing_spacing_and_cover():
+    ev = _evaluated({
+        "a1": ("A", 0, 0, 90, ""), "a2": ("A", 500, 0, 85, ""), "a3": ("A", 5000, 0, 70, ""),
+        "a4": ("A", 10000, 0, 60, ""), "a5": ("A", 0, 9000, 50, ""),
+        "b1": ("B", 20000, 0, 80, ""), "b2": ("B", 21000, 0, 40, ""),
+        "c1": ("C", 40000, 0, 0, "elevation 1,100 m > 800 m"),
+        "z1": ("Z", 36000, 0, 10, ""), "z2": ("Z", 30000, 0, 20, ""),
+    })
+    demand = gpd.GeoDataFrame(
+        {"township_code": ["A", "A", "B", "C", "C"], "households": [150, 100, 150, 30, 20]},
+        geometry=[Point(1000, 1000), Point(9000, 0), Point(20500, 500), Point(39000, 0),
+                  Point(41000, 0)], crs=WORK)
+    sites, cov = relocation.select_sites(ev, demand, capacity_households=100, min_spacing_m=3000,
+                                         max_distance_km=30, township_names={"C": "丙乡"})
+    by = sites.set_index(sites.index)
+    # A: ceil(250/100) = 3 sites by suitability, a2 skipped (500 m from a1), a5 not needed
+    assert set(by.index[by["serves_township_code"] == "A"]) == {"a1", "a3", "a4"}
+    # B: 2 needed, one spaced point of its own; its second point is taken (closer than the
+    # spacing) before any neighbour's ground
+    b = by[by["serves_township_code"] == "B"]
+    assert set(b.index) == {"b1", "b2"} and (b["site_role"] == "own").all()
+    assert b.loc["b2", "spacing_relaxed"] and not b.loc["b1", "spacing_relaxed"]
+    # C: no feasible point; covered by the nearest feasible point elsewhere (z1, 36 km east of
+    # A's origin, nearer to C's settlements than z2)
+    c = by[by["serves_township_code"] == "C"]
+    assert list(c.index) == ["z1"] and c.loc["z1", "site_role"] == "cover"
+    assert c.loc["z1", "for_township"] == "丙乡" and c.loc["z1", "site_id"] == "SZ-1"
+    cv = cov.set_index("township_code")
+    assert cv.loc["C", "feasible_points"] == 0 and cv.loc["C", "cover_site_ids"] == "SZ-1"
+    assert "no feasible site of its own" in cv.loc["C", "site_note"]
+    assert cv["shortfall_households"].sum() == 0
+    assert (sites["capacity_households"] == 100).all()
+    # the assignment: C's households go to z1 (chosen for C), A and B stay in their township
+    demand["settlement_id"] = ["dA1", "dA2", "dB", "dC1", "dC2"]
+    a, u = relocation.assign_households(demand, sites, max_distance_km=30,
+                                        other_township_penalty_km=10)
+    assert a.groupby("settlement_id")["households"].sum().to_dict() == {
+        "dA1": 150, "dA2": 100, "dB": 150, "dC1": 30, "dC2": 20}
+    assert set(a.loc[a["township_code"] == "C", "site_id"]) == {"SZ-1"}
+    assert a.loc[a["township_code"] != "C", "same_township"].all()
+    assert a["site_for_own_township"].all() and len(u) == 0
+    # without own ground first, B's shortfall goes to the nearest spaced point elsewhere
+    sites2, _ = relocation.select_sites(ev, demand, capacity_households=100, min_spacing_m=3000,
+                                        max_distance_km=30, own_before_neighbours=False)
+    b2 = sites2[sites2["serves_township_code"] == "B"]
+    assert "b2" not in b2.index and (b2["site_role"] == "cover").sum() == 1
 
 
 def test_user_sites_layer(layers):
