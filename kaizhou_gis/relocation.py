@@ -103,6 +103,7 @@ LABELS_ZH: dict[str, str] = {
     "shortfall_households": "容量缺口(户)", "site_note": "安置点说明",
     "placed_households": "已安置户数", "placed_own_township": "本乡镇内安置户数",
     "unplaced_households": "未安置户数", "mean_distance_km": "平均搬迁距离(公里)",
+    "network_km": "路网距离(公里)",
 }
 
 _STATUS = ("candidate", "not_candidate", "no_elevation")
@@ -858,6 +859,80 @@ def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_
     return _labelled(assignment), _labelled(unassigned)
 
 
+def network_distance_km(origins: gpd.GeoSeries, targets: gpd.GeoSeries, edges: gpd.GeoDataFrame
+                        ) -> np.ndarray:
+    """Road-network distance (km) from each origin to the target of the same position.
+
+    Each point is projected onto its nearest edge; the distance is the straight leg from the
+    point to that edge, the way along the network (shortest path over ``length_m`` between the
+    edges' end nodes ``u``/``v``, or directly along a shared edge) and the leg from the edge to
+    the other point. NaN where the two points' edges are not connected, or without edges.
+
+    Parameters
+    ----------
+    origins, targets
+        Points of equal length, in the edges' (metric) CRS.
+    edges
+        Network edges with ``u``, ``v`` (node ids), ``length_m`` and line geometries drawn from
+        ``u`` to ``v`` (the ``access`` step's ``edges``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Kilometres, one per pair.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    n = len(origins)
+    out = np.full(n, np.nan)
+    if n == 0 or edges is None or len(edges) == 0:
+        return out
+    e = edges[~(edges.geometry.isna() | edges.geometry.is_empty)].reset_index(drop=True)
+    u = e["u"].to_numpy(dtype=np.int64)
+    v = e["v"].to_numpy(dtype=np.int64)
+    L = e["length_m"].to_numpy(dtype=float)
+    # undirected graph; parallel edges keep the shortest length
+    pair = pd.DataFrame({"a": np.minimum(u, v), "b": np.maximum(u, v), "w": L})
+    pair = pair[pair["a"] != pair["b"]].groupby(["a", "b"], as_index=False)["w"].min()
+    n_nodes = int(max(u.max(), v.max())) + 1
+    graph = coo_matrix((pair["w"].to_numpy(), (pair["a"].to_numpy(), pair["b"].to_numpy())),
+                       shape=(n_nodes, n_nodes)).tocsr()
+
+    def snap(points: gpd.GeoSeries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        (ip, ie), dist = e.sindex.nearest(points.to_numpy(), return_distance=True, return_all=False)
+        edge = np.full(len(points), -1)
+        off = np.full(len(points), np.nan)
+        edge[ip], off[ip] = ie, dist
+        along = np.full(len(points), np.nan)
+        ok = edge >= 0
+        along[ok] = np.clip(shapely.line_locate_point(e.geometry.to_numpy()[edge[ok]],
+                                                      points.to_numpy()[ok]), 0, None)
+        along[ok] = np.minimum(along[ok] * L[edge[ok]] / np.maximum(e.geometry.length.to_numpy()[edge[ok]], 1e-9),
+                               L[edge[ok]])
+        return edge, along, off
+
+    eo, ao, oo = snap(origins)
+    et, at, ot = snap(targets)
+    ok = (eo >= 0) & (et >= 0)
+    if not ok.any():
+        return out
+    # shortest paths from the end nodes of the targets' edges (few sites, many settlements)
+    src = np.unique(np.concatenate([u[et[ok]], v[et[ok]]]))
+    dmat = dijkstra(graph, directed=False, indices=src)
+    row = {int(s): k for k, s in enumerate(src)}
+    for k in np.flatnonzero(ok):
+        te, oe = et[k], eo[k]
+        t_ends = ((u[te], at[k]), (v[te], L[te] - at[k]))
+        o_ends = ((u[oe], ao[k]), (v[oe], L[oe] - ao[k]))
+        best = min(tp + dmat[row[int(tn)], on] + op for tn, tp in t_ends for on, op in o_ends)
+        if te == oe:
+            best = min(best, abs(at[k] - ao[k]))
+        if np.isfinite(best):
+            out[k] = (best + oo[k] + ot[k]) / 1000.0
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Roll-ups and the plan comparison
 # ---------------------------------------------------------------------------------------------
@@ -1010,6 +1085,16 @@ def _coverage_user(sites: gpd.GeoDataFrame, demand: pd.DataFrame,
         "shortfall_households", "site_note"]))
 
 
+def _access_edges(ctx: Context) -> gpd.GeoDataFrame | None:
+    """The road network edges of the ``access`` step (None when unavailable)."""
+    try:
+        e = ctx.result("access").data.get("edges")
+    except Exception:  # the step already reported why access is unavailable
+        return None
+    need = {"u", "v", "length_m"}
+    return e if isinstance(e, gpd.GeoDataFrame) and need <= set(e.columns) and len(e) else None
+
+
 def _site_points(ctx: Context, dem, demand: gpd.GeoDataFrame
                  ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, str, pd.DataFrame]:
     """(selected sites, every evaluated site, origin, per-township coverage) for the step.
@@ -1103,6 +1188,17 @@ def run(ctx: Context) -> StepResult:
     assignment, unassigned = assign_households(
         s[cand], sites, max_distance_km=float(sp["max_distance_km"]),
         other_township_penalty_km=float(sp["other_township_penalty_km"]))
+    edges = _access_edges(ctx) if access is not None else None
+    if len(assignment):
+        sd = s.drop_duplicates("settlement_id")
+        s_geo = pd.Series(sd.geometry.to_numpy(), index=sd["settlement_id"].astype(str))
+        site_geo = pd.Series(sites.geometry.to_numpy(), index=sites["site_id"].astype(str))
+        assignment["network_km"] = np.round(network_distance_km(
+            gpd.GeoSeries(assignment["settlement_id"].map(s_geo).to_numpy(), crs=s.crs),
+            gpd.GeoSeries(assignment["site_id"].map(site_geo).to_numpy(), crs=s.crs), edges), 2)
+    else:
+        assignment["network_km"] = pd.Series(dtype="float64")
+    _labelled(assignment)
     per_s = assignment.groupby("settlement_id")
     s["assigned_households"] = s["settlement_id"].astype(str).map(per_s["households"].sum()).fillna(0).astype("int64")
     s["site_ids"] = s["settlement_id"].astype(str).map(
@@ -1269,7 +1365,15 @@ def run(ctx: Context) -> StepResult:
                                                        / assigned_hh), 2) if assigned_hh else None,
                        "max_distance_km": round(float(assignment["distance_km"].max()), 2) if assigned_hh else None,
                        "unplaced_households_by_reason": unplaced_by_reason,
-                       "distance": "straight line between settlement and site (km), not road distance",
+                       "distance": "the assignment minimises straight-line km (distance_km); network_km is "
+                                   "the road distance of each assigned pair afterwards (straight legs to the "
+                                   "nearest road at both ends + shortest path over the access step's roads)",
+                       "mean_network_km": (round(float((assignment["households"] * assignment["network_km"]).sum()
+                                                       / assignment.loc[assignment["network_km"].notna(), "households"].sum()), 2)
+                                           if assignment["network_km"].notna().any() else None),
+                       "max_network_km": (round(float(assignment["network_km"].max()), 2)
+                                          if assignment["network_km"].notna().any() else None),
+                       "households_without_network_km": int(assignment.loc[assignment["network_km"].isna(), "households"].sum()),
                        "solver": "scipy.optimize.linprog (HiGHS dual simplex), transportation problem",
                        "split_settlements": "households of one settlement may go to several sites"},
         "parameters": plan.settings("relocation"),

@@ -340,6 +340,25 @@ def test_select_sites_sizing_spacing_and_cover():
     assert "b2" not in b2.index and (b2["site_role"] == "cover").sum() == 1
 
 
+def test_network_distance_km_along_roads():
+    # an L-shaped road 0,0 -> 4000,0 -> 4000,3000 (nodes 0, 1, 2) and a detached road far away
+    edges = gpd.GeoDataFrame(
+        {"u": [0, 1, 3], "v": [1, 2, 4], "length_m": [4000.0, 3000.0, 1000.0]},
+        geometry=[LineString([(0, 0), (4000, 0)]), LineString([(4000, 0), (4000, 3000)]),
+                  LineString([(50000, 0), (51000, 0)])], crs=WORK)
+    origins = gpd.GeoSeries([Point(1000, 100), Point(1000, 100), Point(1000, 100), Point(3000, -50)],
+                            crs=WORK)
+    targets = gpd.GeoSeries([Point(4100, 2000), Point(2000, 0), Point(50500, 10), Point(3900, 2500)],
+                            crs=WORK)
+    km = relocation.network_distance_km(origins, targets, edges)
+    # 100 m to the road, 3,000 m to the corner, 2,000 m up, 100 m off the road
+    assert km[0] == pytest.approx(5.2)
+    assert km[1] == pytest.approx(1.1)  # along one shared edge
+    assert math.isnan(km[2])  # not connected
+    assert km[3] == pytest.approx((50 + 1000 + 2500 + 100) / 1000)
+    assert math.isnan(relocation.network_distance_km(origins, targets, edges.iloc[:0])[0])
+
+
 def test_user_sites_layer(layers):
     layers.sites = gpd.GeoDataFrame(
         {"site_id": ["U1", "U2"], "name": ["甲安置点", "乙安置点"], "township_code": ["500154101", "500154102"],
