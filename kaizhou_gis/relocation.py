@@ -1188,6 +1188,13 @@ def run(ctx: Context) -> StepResult:
     assignment, unassigned = assign_households(
         s[cand], sites, max_distance_km=float(sp["max_distance_km"]),
         other_township_penalty_km=float(sp["other_township_penalty_km"]))
+    short_tw = set(coverage.loc[coverage["shortfall_households"] > 0, "township_code"])
+    if len(unassigned) and short_tw:
+        hit = unassigned["township_code"].isin(short_tw)
+        unassigned.loc[hit, "reason_detail"] = unassigned.loc[hit, "reason_detail"] + (
+            f"; every feasible point within {float(sp['max_distance_km']):g} km of the township's "
+            f"remaining households is already a site (a larger site, a longer max_distance_km or "
+            f"ground above the threshold would be needed)")
     edges = _access_edges(ctx) if access is not None else None
     if len(assignment):
         sd = s.drop_duplicates("settlement_id")
@@ -1365,6 +1372,11 @@ def run(ctx: Context) -> StepResult:
                                                        / assigned_hh), 2) if assigned_hh else None,
                        "max_distance_km": round(float(assignment["distance_km"].max()), 2) if assigned_hh else None,
                        "unplaced_households_by_reason": unplaced_by_reason,
+                       "unplaced_settlements": [
+                           {"settlement_id": r_["settlement_id"], "township_code": r_["township_code"],
+                            "households": int(r_["households"]), "reason": r_["reason"],
+                            "detail": r_["reason_detail"]}
+                           for r_ in unassigned.head(50).to_dict("records")],
                        "distance": "the assignment minimises straight-line km (distance_km); network_km is "
                                    "the road distance of each assigned pair afterwards (straight legs to the "
                                    "nearest road at both ends + shortest path over the access step's roads)",
@@ -1389,7 +1401,8 @@ def run(ctx: Context) -> StepResult:
         f"sites: {len(sites_out):,} ({site_origin}), {summary['sites']['capacity_households']:,} households "
         f"capacity; placed {assigned_hh:,} of {cand_hh:,} households ({sched_placed:,} of the "
         f"{sched_hh:,} scheduled; {summary['assignment']['same_township_pct'] or 0:g} % in their own "
-        f"township; mean {summary['assignment']['mean_distance_km'] or 0:g} km, max "
+        f"township, {round(100.0 * for_own_hh / assigned_hh, 1) if assigned_hh else 0:g} % at sites in or "
+        f"chosen for it; mean {summary['assignment']['mean_distance_km'] or 0:g} km, max "
         f"{summary['assignment']['max_distance_km'] or 0:g} km straight line), {unassigned_hh:,} unplaced",
         f"remoteness: {access_note}",
     ]
