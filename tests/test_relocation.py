@@ -552,3 +552,11 @@ def test_zero_scale_setting_is_a_plan_error(layers):
     plan = load_plan(overrides={"relocation.priority_elevation_span_m": 0.0})
     with pytest.raises(PlanError, match="priority_elevation_span_m = 0.0"):
         run_step(layers, plan=plan)
+
+
+def test_size_to_must_be_a_known_choice(layers):
+    from kaizhou_gis.errors import PlanError
+
+    plan = load_plan(overrides={"relocation.sites.size_to": "everyone"})
+    with pytest.raises(PlanError, match="relocation.sites.size_to = 'everyone'"):
+        run_step(layers, plan=plan)
