@@ -103,7 +103,7 @@ LABELS_ZH: dict[str, str] = {
     "shortfall_households": "容量缺口(户)", "site_note": "安置点说明",
     "placed_households": "已安置户数", "placed_own_township": "本乡镇内安置户数",
     "unplaced_households": "未安置户数", "mean_distance_km": "平均搬迁距离(公里)",
-    "network_km": "路网距离(公里)",
+    "network_km": "路网距离(公里)", "spacing_relaxed": "间距放宽",
 }
 
 _STATUS = ("candidate", "not_candidate", "no_elevation")
@@ -1275,7 +1275,7 @@ def run(ctx: Context) -> StepResult:
                  "largest_settlement_people": int(full.loc[rest, "population"].max()) if rest.any() else 0}
 
     site_cols = ["site_id", "name", "township_code", "serves_township_code", "for_township",
-                 "site_role", "rank", "elevation_m", "slope_deg",
+                 "site_role", "spacing_relaxed", "rank", "elevation_m", "slope_deg",
                  "road_distance_m", "seat_distance_m", "village_distance_m", "suitability", "vetoes",
                  "capacity_households", "assigned_households", "source"]
     sites_out = gpd.GeoDataFrame(sites[[c for c in site_cols if c in sites.columns] + [sites.geometry.name]],
