@@ -37,26 +37,12 @@ def sample_elevation(points: gpd.GeoSeries, dem: DatasetReader, *, band: int = 1
     out = pd.Series(np.nan, index=points.index, dtype="float64", name="elevation_m")
     if len(points) == 0:
         return out
-    pts = points
-    if points.crs is not None and dem.crs is not None and CRS(points.crs) != CRS(dem.crs):
-        pts = points.to_crs(dem.crs)
-    valid = ~(pts.is_empty | pts.isna())
-    xs = np.full(len(pts), np.nan)
-    ys = np.full(len(pts), np.nan)
-    xs[valid.to_numpy()] = pts[valid].x.to_numpy()
-    ys[valid.to_numpy()] = pts[valid].y.to_numpy()
-    ok = np.isfinite(xs) & np.isfinite(ys)
-    rows = np.full(len(pts), -1, dtype=np.int64)
-    cols = np.full(len(pts), -1, dtype=np.int64)
-    if ok.any():
-        r, c = rowcol(dem.transform, xs[ok], ys[ok], op=np.floor)
-        rows[ok], cols[ok] = np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)
-    inside = ok & (rows >= 0) & (rows < dem.height) & (cols >= 0) & (cols < dem.width)
+    rows, cols, inside = _point_rowcol(points, dem)
     if not inside.any():
         return out
     r0, r1 = rows[inside].min(), rows[inside].max() + 1
     c0, c1 = cols[inside].min(), cols[inside].max() + 1
-    values = np.full(len(pts), np.nan)
+    values = np.full(len(points), np.nan)
     if (r1 - r0) * (c1 - c0) <= MAX_WINDOW_CELLS:
         block = dem.read(band, window=Window(c0, r0, c1 - c0, r1 - r0), masked=False)
         values[inside] = block[rows[inside] - r0, cols[inside] - c0]
