@@ -257,6 +257,16 @@ def _road_lines(roads: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray, list[s
     return parts[keep], row[keep], bad_rows
 
 
+def _end_points(lines: np.ndarray):
+    """Vertex coordinates with their line index, and the lines' end points: their positions in
+    ``coords`` (all starts, then all ends), their line index and their Point geometries."""
+    coords, cidx = shapely.get_coordinates(lines, return_index=True)
+    starts = np.r_[0, np.flatnonzero(np.diff(cidx)) + 1]
+    ends = np.r_[starts[1:] - 1, len(coords) - 1]
+    end_pos = np.concatenate([starts, ends])
+    return coords, cidx, end_pos, cidx[end_pos], shapely.points(coords[end_pos])
+
+
 def _insert_vertices(lines: np.ndarray, inserts: dict[int, list[tuple[float, np.ndarray]]]) -> np.ndarray:
     """Lines with extra vertices inserted at given distances along them."""
     lines = lines.copy()
@@ -326,12 +336,7 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
         raise LayerError("roads: no usable LineString geometry; the roads layer must hold lines.")
 
     # --- 1. end point → segment interior (undershoot) snaps: insert a vertex there -------------
-    coords, cidx = shapely.get_coordinates(lines, return_index=True)
-    starts = np.r_[0, np.flatnonzero(np.diff(cidx)) + 1]
-    ends = np.r_[starts[1:] - 1, len(coords) - 1]
-    end_pos = np.concatenate([starts, ends])
-    end_line = cidx[end_pos]
-    end_pts = shapely.points(coords[end_pos])
+    coords, cidx, end_pos, end_line, end_pts = _end_points(lines)
     n_seg_snaps = n_vertex_snaps = 0
     if snap_tolerance_m > 0:
         # lines with an END POINT near this end point are joined end to end in step 2, not here
@@ -367,12 +372,7 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
                     xy[k] = p
                 lines[l] = shapely.linestrings(xy)
             n_seg_snaps = len(ei)
-        coords, cidx = shapely.get_coordinates(lines, return_index=True)
-        starts = np.r_[0, np.flatnonzero(np.diff(cidx)) + 1]
-        ends = np.r_[starts[1:] - 1, len(coords) - 1]
-        end_pos = np.concatenate([starts, ends])
-        end_line = cidx[end_pos]
-        end_pts = shapely.points(coords[end_pos])
+        coords, cidx, end_pos, end_line, end_pts = _end_points(lines)
 
     # --- 2. vertex identity after rounding, plus end point → vertex snaps ----------------------
     keys = np.round(coords / precision_m).astype(np.int64)
