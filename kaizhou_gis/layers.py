@@ -313,6 +313,26 @@ def _resolve_toml(path: Path, problems: list[str]) -> tuple[dict[str, _Source], 
         if extra:
             problems.append(f"layers: {path}: '{name}' has unknown key(s) {sorted(extra)}; "
                             f"allowed: path, layer, crs, encoding, coords.")
+        mistyped = [k for k in ("path", "crs", "encoding", "coords")
+                    if k in spec and not isinstance(spec[k], str)]
+        if "layer" in spec and (not isinstance(spec["layer"], (str, int))
+                                or isinstance(spec["layer"], bool)):
+            mistyped.append("layer")
+        if mistyped:
+            problems.append(f"layers: {path}: '{name}'.{', '.join(mistyped)} must be text "
+                            f"(quoted, e.g. path = \"villages.shp\", crs = \"EPSG:4490\").")
+            continue
+        if spec.get("crs") is not None:
+            try:
+                CRS.from_user_input(spec["crs"])
+            except Exception as e:  # pyproj CRSError
+                problems.append(f"layers: {path}: '{name}'.crs = {spec['crs']!r} is not a CRS "
+                                f"({e}); use an EPSG code like \"EPSG:4490\".")
+                continue
+        if spec.get("encoding") is not None and not _known_encoding(spec["encoding"]):
+            problems.append(f"layers: {path}: '{name}'.encoding = {spec['encoding']!r} is not a "
+                            f"known text encoding; use e.g. \"GBK\", \"GB18030\" or \"UTF-8\".")
+            continue
         p = Path(spec["path"]).expanduser()
         if not p.is_absolute():
             p = folder / p
@@ -333,6 +353,16 @@ def _resolve_toml(path: Path, problems: list[str]) -> tuple[dict[str, _Source], 
                 src.layer = name if name in names else (names[0] if len(names) == 1 else None)
             sources[name] = src
     return sources, dem, folder
+
+
+def _known_encoding(name: str) -> bool:
+    """True when Python (and so, for the usual names, GDAL's iconv) knows the text encoding."""
+    import codecs
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
 
 
 def _attribution(folder: Path) -> str:
@@ -823,6 +853,9 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
             CRS.from_user_input(crs)
         except Exception as e:  # pyproj CRSError
             raise OptionError(f"--crs {crs}: not a CRS ({e}); use an EPSG code like EPSG:4490.") from None
+    if encoding is not None and not _known_encoding(encoding):
+        raise OptionError(f"--encoding {encoding}: not a known text encoding; use e.g. GBK, "
+                          f"GB18030 or UTF-8.")
     path = Path(path) if path is not None else DEFAULT_LAYERS_DIR
     problems: list[str] = []
     notes: list[str] = []

@@ -192,6 +192,21 @@ def test_toml_mapping_errors_are_collected(tmp_path, plan):
         load_layers(mapping, plan=plan)
 
 
+def test_toml_mapping_with_mistyped_values_is_a_problem_not_a_crash(tmp_path, plan):
+    write_layerset(tmp_path)
+    mapping = tmp_path / "layers.toml"
+    mapping.write_text('villages = { path = 5 }\n'
+                       'roads = { path = "kaizhou.gpkg", layer = "roads", crs = "EPSG:999999" }\n'
+                       'settlements = { path = "kaizhou.gpkg", encoding = "NOPE" }\n',
+                       encoding="utf-8")
+    report = check_layers(mapping, plan=plan)
+    assert not report.ok
+    text = report.problem_text()
+    assert "'villages'.path must be text" in text
+    assert "'roads'.crs = 'EPSG:999999' is not a CRS" in text
+    assert "'settlements'.encoding = 'NOPE' is not a known text encoding" in text
+
+
 def test_gcj02_option_for_all_layers(tmp_path, plan):
     frames = layer_frames()
     gcj = {k: convert_wgs84_to_gcj02(v) for k, v in frames.items()}
@@ -260,6 +275,8 @@ def test_bad_options(tmp_path, plan):
         check_layers(tmp_path, plan=plan, crs="EPSG:999999")
     with pytest.raises(OptionError, match="--coords"):
         check_layers(tmp_path, plan=plan, coords="bd09")
+    with pytest.raises(OptionError, match="--encoding NOPE: not a known text encoding"):
+        check_layers(tmp_path, plan=plan, encoding="NOPE")
 
 
 def test_inputs_keep_every_row(tmp_path, plan):
