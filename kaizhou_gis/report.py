@@ -239,7 +239,11 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
     scope = "township of this run" if frames.township else "whole district"
     if measure == "poverty_villages":
         v = frames.villages
-        if "poverty_village" not in v:
+        # the loader fills a missing optional flag column with False and notes it: then the
+        # layer cannot say how many poverty villages there are
+        filled = any(str(n).startswith("villages.poverty_village: no column")
+                     for n in (getattr(frames.ctx.layers, "notes", None) or []))
+        if "poverty_village" not in v or filled:
             return {"status": "not_derivable", "computed": None, "basis": MEASURES[measure],
                     "reason": f"{NOT_DERIVABLE}: the villages layer has no poverty_village column"}
         n = int(_bool(v["poverty_village"]).sum())

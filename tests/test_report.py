@@ -310,3 +310,17 @@ def test_results_missing_columns_leave_out_parts_not_the_report(plan, layers):
     assert "candidate_people" not in tw and "tongchang_before_pct" not in tw
     assert tw["industry_projects"].tolist() == [2, 1]
     assert len(rep["problems"]) == 3 and "problem / 问题" in out.files["report.md"]
+
+
+def test_poverty_villages_not_derivable_when_the_layer_has_no_flag_column(tmp_path, plan):
+    # A user's villages layer without poverty_village: the loader fills False (and notes it);
+    # the report must not claim "0 poverty villages" as a computed value.
+    from kaizhou_gis.layers import load_layers
+    from layerset import layer_frames, write_layerset
+    frames = layer_frames()
+    frames["villages"] = frames["villages"].drop(columns=["poverty_village", "deep_poverty"])
+    lay = load_layers(write_layerset(tmp_path, frames), plan=plan)
+    out = report.run(Context(layers=lay, plan=plan, results=_results(_layers())))
+    ind = _ind(out.data["report"], 2)
+    assert ind["status"] == "not_derivable" and ind["computed"] is None
+    assert "poverty_village" in ind["reason"]
