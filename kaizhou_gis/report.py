@@ -905,7 +905,9 @@ def _h(v: Any) -> str:
 
 
 def _md(v: Any) -> str:
-    return _txt(v).replace("|", "\\|").replace("\n", " ")
+    """Markdown cell/line text: ``|`` cannot split a table, ``<``/``>`` cannot open inline HTML."""
+    return (_txt(v).replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+            .replace("\n", " "))
 
 
 def _table_html(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
@@ -1153,10 +1155,10 @@ def render_html(report: dict, tw: pd.DataFrame, charts: dict[str, bytes]) -> str
 def render_markdown(report: dict, tw: pd.DataFrame, charts: dict[str, bytes],
                     chart_dir: str = "report_files") -> str:
     """The report as Markdown (charts referenced as PNG files under ``chart_dir``)."""
-    lines = [f"# {report['title']} — 规划指标评估 / plan scorecard", ""]
+    lines = [f"# {_md(report['title'])} — 规划指标评估 / plan scorecard", ""]
     for heading, kind, content in _sections(report, tw):
         if heading:
-            lines += [f"## {heading}", ""]
+            lines += [f"## {_md(heading)}", ""]
         if kind == "table":
             lines += [_table_md(content[0], content[1]), ""]
         elif kind == "text":

@@ -324,3 +324,10 @@ def test_poverty_villages_not_derivable_when_the_layer_has_no_flag_column(tmp_pa
     ind = _ind(out.data["report"], 2)
     assert ind["status"] == "not_derivable" and ind["computed"] is None
     assert "poverty_village" in ind["reason"]
+
+
+def test_markdown_shows_layer_markup_as_text(full):
+    # Markdown renderers pass inline HTML through: a township named 乙乡<script> must stay text.
+    md = full.files["report.md"]
+    assert "乙乡&lt;script&gt;" in md
+    assert "<script" not in md.lower()
