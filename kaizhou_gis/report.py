@@ -245,7 +245,8 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
                      for n in (getattr(frames.ctx.layers, "notes", None) or []))
         if "poverty_village" not in v or filled:
             return {"status": "not_derivable", "computed": None, "basis": MEASURES[measure],
-                    "reason": f"{NOT_DERIVABLE}: the villages layer has no poverty_village column"}
+                    "reason": f"{NOT_DERIVABLE}: the villages layer has no poverty_village column",
+                    "reason_zh": f"{NOT_DERIVABLE_ZH}（村图层无贫困村标记 poverty_village）"}
         n = int(_bool(v["poverty_village"]).sum())
         base = _num(ind.get("baseline_2015"))
         comment = (f"the layers hold {n} poverty villages ({scope}); the plan's 2015 baseline is "

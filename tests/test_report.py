@@ -323,7 +323,7 @@ def test_poverty_villages_not_derivable_when_the_layer_has_no_flag_column(tmp_pa
     out = report.run(Context(layers=lay, plan=plan, results=_results(_layers())))
     ind = _ind(out.data["report"], 2)
     assert ind["status"] == "not_derivable" and ind["computed"] is None
-    assert "poverty_village" in ind["reason"]
+    assert "poverty_village" in ind["reason"] and "poverty_village" in ind["reason_zh"]
 
 
 def test_markdown_shows_layer_markup_as_text(full):
