@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 #: Layer names of the contract, in the order they are checked and reported.
 VECTOR_LAYERS = ("boundary", "townships", "township_seats", "villages", "settlements", "roads")
 OPTIONAL_LAYERS = ("sites",)
+#: Layers that must hold at least one feature (settlements and sites may be empty).
+NONEMPTY_LAYERS = ("boundary", "townships", "township_seats", "villages", "roads")
 DEFAULT_LAYERS_DIR = Path(__file__).resolve().parent.parent / "layers"
 
 #: File suffixes tried for per-layer vector files in a folder, in order of preference.
@@ -944,6 +946,16 @@ def load_layers(path: str | Path | None = None, *, plan, crs: str | None = None,
     return report.layers
 
 
+def _finite_bounds(geoms) -> tuple[float, float, float, float] | None:
+    """Bounds of the non-empty geometries' finite coordinates (None when there are none)."""
+    xy = shapely.get_coordinates(geoms)
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    if not len(xy):
+        return None
+    return (float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()),
+            float(xy[:, 1].max()))
+
+
 def _lonlat_bounds(gdf: gpd.GeoDataFrame) -> tuple[float, float, float, float] | None:
     if gdf.empty:
         return None
@@ -980,6 +992,11 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
             problems.append(str(e))
             return None
     row["rows"] = len(raw)
+    if len(raw) == 0 and name in NONEMPTY_LAYERS:
+        problems.append(f"{name}: the layer has no features ({src.describe()}); the analysis "
+                        f"needs the district's {name.replace('_', ' ')} - give the layer with "
+                        f"its features (check the file, the layer name and any filter used "
+                        f"to export it).")
     layer_crs = src.crs or None
     if raw.crs is None:
         given = layer_crs or crs
@@ -993,9 +1010,29 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
             notes.append(f"{name}: no CRS in the file; using {given}.")
     elif layer_crs is not None:
         raw = raw.set_crs(layer_crs, allow_override=True)
+    if raw.crs is not None and raw.crs.is_geographic and len(raw):
+        b = _finite_bounds(raw.geometry.values)
+        if b is not None and (b[0] < -180 or b[2] > 180 or b[1] < -90 or b[3] > 90):
+            extent = f"x {b[0]:.0f} .. {b[2]:.0f}, y {b[1]:.0f} .. {b[3]:.0f}"
+            if crs is not None and layer_crs is None \
+                    and src.path.suffix.lower() in (".geojson", ".json"):
+                # GeoJSON without a "crs" member is read as WGS84 whatever its coordinates are
+                raw = raw.set_crs(crs, allow_override=True)
+                notes.append(f"{name}: {src.describe()} declares no CRS and its coordinates are "
+                             f"not lon/lat ({extent}); using --crs {crs}.")
+            else:
+                problems.append(
+                    f"{name}: coordinates are not longitude/latitude ({extent}) although the "
+                    f"layer's CRS is {_crs_label(raw.crs)} (GeoJSON without a \"crs\" member is "
+                    f"always read as WGS84); give the layer's real CRS: --crs EPSG:4545 (say) "
+                    f"for a GeoJSON file, `crs = \"EPSG:...\"` for this layer in a TOML mapping, "
+                    f"or fix the .prj.")
+                row["crs"] = _crs_label(raw.crs)
+                return None
     if raw.crs is not None:
         row["crs"] = _crs_label(raw.crs)
     gdf = _apply_aliases(raw, name, aliases, notes)
+    given_cols = set(gdf.columns)
     gdf = _check_geometry(name, gdf, problems, notes)
     if name == "roads" and "road_id" not in gdf.columns:
         gdf["road_id"] = [f"r{i + 1}" for i in range(len(gdf))]
@@ -1005,7 +1042,10 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
         gdf = _normalize_roads(gdf, plan, problems, notes)
     if name == "townships" and "kind" in gdf.columns:
         bad = ~gdf["kind"].isin(_TOWNSHIP_KINDS).to_numpy()
-        if bad.any():
+        if bad.any() and "kind" not in given_cols:
+            notes.append(f"townships.kind: {bad.sum()} name(s) end in none of 街道/镇/乡 "
+                         f"({format_ids(_ids(gdf, bad, 'township_code'))}); kind left empty.")
+        elif bad.any():
             problems.append(f"townships.kind: not 街道/镇/乡 in {bad.sum()} row(s) "
                             f"({format_ids(_ids(gdf, bad, 'township_code'))}); use 街道, 镇 or 乡.")
     if name == "villages" and "kind" in gdf.columns:

@@ -275,6 +275,56 @@ def test_gcj02_layers_outside_the_dem_pass_with_coords_gcj02(tmp_path):
     assert "villages: coordinates converted from GCJ-02 to WGS84." in r2.output
 
 
+def test_geojson_with_projected_coordinates_and_no_crs(tmp_path):
+    """GeoJSON without a "crs" member is read as WGS84; metre coordinates then need --crs."""
+    import json
+
+    folder = write(tmp_path, None)
+    data = json.loads(layer_frames()["villages"].to_crs("EPSG:4545").to_json())
+    data.pop("crs", None)
+    (folder / "villages.geojson").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    r = validate(folder)
+    assert r.exit_code == 2
+    assert "villages: coordinates are not longitude/latitude (x 532407 .. 544760" in r.output
+    assert "--crs EPSG:4545" in r.output
+    assert "outside the DEM" not in r.output  # one clear message, not its consequences
+    r2 = validate(folder, "--crs", "EPSG:4545")
+    assert r2.exit_code == 0, r2.output
+    lines = {ln.split()[0]: ln.split() for ln in r2.output.splitlines() if ln.startswith("  ")}
+    assert lines["villages"][1] == "3"
+    assert "108.3400, 31.1900 .. 108.4700, 31.2700" in r2.output
+
+
+@pytest.mark.parametrize("layer", ["villages", "roads", "townships"])
+def test_empty_layer(tmp_path, layer):
+    f = layer_frames()
+    f[layer] = f[layer].iloc[:0]
+    r = validate(write(tmp_path, f))
+    assert r.exit_code == 2
+    assert f"{layer}: the layer has no features ({layer}.gpkg)" in r.output
+
+
+def test_empty_settlements_and_a_township_without_villages_are_valid(tmp_path):
+    f = layer_frames()
+    f["villages"] = f["villages"].iloc[:1]  # 大进镇 keeps no village
+    f["settlements"] = f["settlements"].iloc[:0]
+    r = validate(write(tmp_path, f))
+    assert r.exit_code == 0, r.output
+
+
+def test_township_kind_derived_from_unusual_names_is_a_note(tmp_path):
+    f = layer_frames()
+    f["townships"] = f["townships"].drop(columns=["kind"])
+    f["townships"]["name"] = ["汉丰街道", "白鹤工业园区"]
+    r = validate(write(tmp_path, f))
+    assert r.exit_code == 0, r.output
+    assert "townships.kind: 1 name(s) end in none of 街道/镇/乡 (500154118)" in r.output
+    f["townships"]["kind"] = ["街道", "园区"]  # a given kind column must hold the contract's values
+    r2 = validate(write(tmp_path / "b", f))
+    assert r2.exit_code == 2
+    assert "townships.kind: not 街道/镇/乡 in 1 row(s) (500154118)" in r2.output
+
+
 @pytest.mark.skipif(not (DEFAULT_LAYERS_DIR / "kaizhou.gpkg").exists(),
                     reason="the shipped layers are not built (kaizhou-gis demo-layers)")
 def test_shipped_layers_validate_clean():
