@@ -37,6 +37,10 @@ Choosing the works (a Steiner-tree-like covering problem, solved by a documented
 3. *Clean-up*: a point given a new link early whose upgrade path has since become cheaper
    (because later choices upgraded most of it) is switched to the upgrade, and the decisions
    are replayed in order so that steps, shares and cumulative cost stay consistent.
+New links share too: when a new link is built, its DEM cells join the network it leads to, and
+a later link whose cell path passes through them starts at the last such cell (a vertex of both
+lines) instead of running beside the earlier link to the road; its km and cost are those of the
+rest of its path (a part of a path that met the grade limit meets it too).
 The cost curve lists every choice with the cumulative km and cost and the shares reached.
 Points with no feasible option are reported as unresolved with the reason.
 
@@ -325,12 +329,16 @@ def _search_groups(groups, out, cand, dem, geoms, L, to_dem, from_dem, *, no_lin
             cells = trace(pred, cell)
             a_, b2 = np.asarray(cells[:-1]), np.asarray(cells[1:])
             if len(cells) > 1:
-                length = float(np.asarray(road_len[a_, b2]).sum())
-                mgrade = float(np.asarray(road_grade[a_, b2]).max() * 100.0)
-                tgrade = float(np.asarray(graph.grade[a_, b2]).max() * 100.0)
-                corridor = float(np.asarray(graph.length[a_, b2]).sum())
+                step_road = np.asarray(road_len[a_, b2], dtype="float64").ravel()
+                step_grade = np.asarray(road_grade[a_, b2], dtype="float64").ravel() * 100.0
+                step_tgrade = np.asarray(graph.grade[a_, b2], dtype="float64").ravel() * 100.0
+                step_corr = np.asarray(graph.length[a_, b2], dtype="float64").ravel()
             else:
-                length = mgrade = tgrade = corridor = 0.0
+                step_road = step_grade = step_tgrade = step_corr = np.zeros(0)
+            length = float(step_road.sum())
+            mgrade = float(step_grade.max()) if len(step_grade) else 0.0
+            tgrade = float(step_tgrade.max()) if len(step_tgrade) else 0.0
+            corridor = float(step_corr.sum())
             if length > max_link_km * 1000.0:
                 out[i] = {"reason": f"the shortest new link under {max_grade_pct:g} % grade is "
                                     f"{length / 1000:.1f} km, longer than {max_link_km:g} km"}
@@ -356,7 +364,75 @@ def _search_groups(groups, out, cand, dem, geoms, L, to_dem, from_dem, *, no_lin
             out[i] = {"geometry": line, "km": km, "terrain": terr, "cost": km * cost_per_km[terr],
                       "max_grade_pct": mgrade, "max_terrain_grade_pct": tgrade,
                       "hairpin_km": max(0.0, length - corridor) / 1000.0,
-                      "path_m": float(np.hypot(*(end - txy[j]))), "to_paved": to_paved, "reason": ""}
+                      "path_m": float(np.hypot(*(end - txy[j]))), "to_paved": to_paved, "reason": "",
+                      # the cell path, for joining a later link onto this one (_join_link)
+                      "cells": (rc[0] + r0) * dem.values.shape[1] + (rc[1] + c0),
+                      "centres": np.column_stack([wx, wy]), "end": end, "cell_slope": sl,
+                      "step_road_m": step_road, "step_corridor_m": step_corr,
+                      "step_grade_pct": step_grade, "step_terrain_grade_pct": step_tgrade,
+                      "simplify_m": 0.5 * csize}
+
+
+def _join_link(lk: dict, taken: dict[int, int], *, cost_per_km: dict,
+               terrain_slope_deg: dict) -> tuple[dict, int | None]:
+    """A new link shortened to start on a link built before it, where their cell paths meet.
+
+    ``taken`` maps DEM cells (global flat index) to the candidate whose link passes through them.
+    The link keeps the part of its cell path after the LAST cell it shares with an earlier link
+    (a sub-path of a path that met the grade limit meets it too) and starts at that cell's
+    centre, which is then a vertex of both links (see :func:`_add_vertex`), so the network joins
+    them. Returns the (possibly unchanged) link and the candidate it now starts on (or None).
+    """
+    cells = lk.get("cells")
+    if cells is None or len(cells) < 2 or not taken:
+        return lk, None
+    shared = np.flatnonzero([int(c) in taken for c in cells])
+    if len(shared) == 0 or shared[-1] == 0:
+        return lk, None
+    m = int(shared[-1])
+    centres, end = lk["centres"][m:], lk["end"]
+    wxy = np.vstack([centres[:-1], end[None, :]]) if len(centres) >= 2 else np.vstack([centres[0], end])
+    line = LineString(wxy)
+    if len(wxy) > 2:
+        line = line.simplify(lk["simplify_m"], preserve_topology=False)
+    if line.length <= 0:
+        return lk, None
+    road, corr = lk["step_road_m"][m:], lk["step_corridor_m"][m:]
+    hair = max(0.0, float(road.sum()) - float(corr.sum()))
+    sl = lk["cell_slope"][m:]
+    mean_slope = float(np.nanmean(sl)) if np.isfinite(sl).any() else np.nan
+    terr = terrain_class(np.array([mean_slope]), terrain_slope_deg)[0]
+    km = (line.length + hair) / 1000.0
+    g, tg = lk["step_grade_pct"][m:], lk["step_terrain_grade_pct"][m:]
+    out = {**lk, "geometry": line, "km": km, "terrain": terr, "cost": km * cost_per_km[terr],
+           "max_grade_pct": float(g.max()) if len(g) else 0.0,
+           "max_terrain_grade_pct": float(tg.max()) if len(tg) else 0.0,
+           "hairpin_km": hair / 1000.0, "cells": cells[m:], "centres": centres, "cell_slope": sl,
+           "step_road_m": road, "step_corridor_m": corr, "step_grade_pct": g,
+           "step_terrain_grade_pct": tg}
+    return out, taken[int(cells[m])]
+
+
+def _add_vertex(lk: dict, q: int, *, cost_per_km: dict) -> tuple[float, float]:
+    """Insert the centre of the link's ``q``-th cell as a vertex of its line, in path order (the
+    line's vertices are its first point, some of its cell centres and its end); update km and
+    cost. Returns the change of km and of cost."""
+    line, centres = lk["geometry"], lk["centres"]
+    coords = shapely.get_coordinates(line)
+    xy = centres[q]
+    if np.min(np.hypot(coords[:, 0] - xy[0], coords[:, 1] - xy[1])) < 1e-6:
+        return 0.0, 0.0
+    order = np.full(len(coords), -1.0)
+    order[-1] = len(centres)
+    for t in range(1, len(coords) - 1):
+        hit = np.flatnonzero(np.hypot(centres[:, 0] - coords[t, 0], centres[:, 1] - coords[t, 1]) < 1e-6)
+        order[t] = hit[0] if len(hit) else order[t - 1]
+    pos = int(np.clip(np.searchsorted(order, q, side="right"), 1, len(coords) - 1))
+    new_line = LineString(np.insert(coords, pos, xy, axis=0))
+    dkm = (new_line.length - line.length) / 1000.0
+    dcost = dkm * cost_per_km[lk["terrain"]]
+    lk.update(geometry=new_line, km=lk["km"] + dkm, cost=lk["cost"] + dcost)
+    return dkm, dcost
 
 
 def _switchback_graph(dem: np.ndarray, transform, crs, *, max_grade_pct: float, terrain_max_pct: float,
@@ -460,7 +536,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                    edge_phase=np.empty(E, dtype=object), covered=np.zeros(K, dtype=bool),
                    option=np.full(K, "", dtype=object), cand_step=np.full(K, -1), km=0.0, cost=0.0,
                    covered_da=np.zeros(K, dtype=bool),
-                   new_links=[], curve=[], decisions=[])
+                   new_links=[], curve=[], decisions=[], used={}, taken={}, taken_paved={})
         st_["curve"].append({"step": 0, "phase": "before", "cand": None, "cumulative_km": 0.0,
                              "cumulative_cost_yuan": 0.0, **shares()})
 
@@ -478,15 +554,32 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
     def take(k: int, phase: str, step: int, force: str | None = None) -> None:
         """Give point k a work (upgrade path or new link), then mark everyone it covers."""
         rem, covered, option = st_["rem"], st_["covered"], st_["option"]
-        up = (force == "upgrade") if force else bool(has_up[k] and rem[k] <= lcost[k])
+        lk, on = None, None
+        if np.isfinite(lcost[k]):
+            # a link to the paved network may start on an earlier paved link; a 通达-only link on any
+            lk, on = _join_link(links[k], st_["taken_paved"] if links[k].get("to_paved", True)
+                                else st_["taken"], cost_per_km=q["cost_new_yuan_per_km"],
+                                terrain_slope_deg=q["terrain_slope_deg"])
+        up = (force == "upgrade") if force else bool(has_up[k] and rem[k] <= (lk["cost"] if lk else np.inf))
         if up:
             add_edges(k, step, phase)
             option[k] = "upgrade"
         else:
             option[k] = "new"
             st_["new_links"].append((k, step, phase))
-            st_["km"] += links[k]["km"]
-            st_["cost"] += links[k]["cost"]
+            if on is not None:  # the shared cell becomes a vertex of the earlier link too
+                cell = int(lk["cells"][0])
+                dkm, dcost = _add_vertex(st_["used"][on], int(np.flatnonzero(
+                    st_["used"][on]["cells"] == cell)[0]), cost_per_km=q["cost_new_yuan_per_km"])
+                st_["km"] += dkm
+                st_["cost"] += dcost
+            lk = st_["used"][k] = dict(lk)  # own copy: a later link may add a vertex to it
+            for c in np.asarray(lk.get("cells", []), dtype=np.int64).tolist():
+                st_["taken"].setdefault(c, k)
+                if lk.get("to_paved", True):
+                    st_["taken_paved"].setdefault(c, k)
+            st_["km"] += lk["km"]
+            st_["cost"] += lk["cost"]
         if up or links[k].get("to_paved", True):
             covered[k] = True
         else:  # a link to an unpaved road: 通达 only
@@ -536,7 +629,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
     chosen_f = st_["chosen"].copy()
     switched = 0
     for k, _, _ in sorted(st_["new_links"], key=lambda t: rem_f[t[0]]):
-        if has_up[k] and rem_f[k] <= lcost[k]:
+        if has_up[k] and rem_f[k] <= st_["used"][k]["cost"]:
             force[k] = "upgrade"
             switched += 1
             new_e = np.array([x for x in paths[k] if not chosen_f[x]], dtype=np.int64)
@@ -618,7 +711,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                      "step": int(edge_step[chain[0]]), "geometry": geom})
     for n_, (k, stp, ph) in enumerate(new_links, 1):
         wid = f"N{n_:04d}"
-        lk = links[k]
+        lk = st_["used"][k]
         pid = cand["pid"].iloc[k]
         work_ids.setdefault(pid, []).append(wid)
         rows.append({"work_id": wid, "type": "new", "km": lk["km"], "cost_yuan": float(lk["cost"]),

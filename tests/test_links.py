@@ -296,3 +296,31 @@ def test_no_gaps_no_works(tmp_path):
     outputs.write_products(tmp_path, {"works.gpkg": wp.works})
     assert len(gpd.read_file(tmp_path / "works.gpkg")) == 0
     assert links.apply_works(lay.roads, wp.works, plan=plan)["road_id"].tolist() == ["R0", "R1", "R2", "R3"]
+
+
+def test_later_new_link_joins_an_earlier_one_instead_of_running_beside_it():
+    layers, dem = scenario()
+    plan = load_plan()
+    # village G lies 1.55 km straight north of village D (900 m north of the main road, no road
+    # near either): G's own least-cost link runs down the same cell column as D's. Built after
+    # D's, it must start on D's link, not be a second road beside it (shared works counted once).
+    g = gpd.GeoDataFrame({"village_code": ["500154001007"], "name": ["G"], "township_code": SEAT,
+                          "kind": "村", "households": 50, "population": 150},
+                         geometry=[P(4050, 2450)], crs=CRS)
+    lay = Layers(**{**layers.__dict__, "villages": gpd.GeoDataFrame(
+        pd.concat([layers.villages, g], ignore_index=True), crs=CRS)})
+    res = access.analyse(lay, plan, dem=dem)
+    vt, st = tables(lay, res, plan)
+    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    new = wp.works[wp.works["type"] == "new"].set_index("beneficiaries")
+    d, gk = new.loc["500154001004"], new.loc["500154001007"]
+    assert d["km"] == pytest.approx(0.9, abs=0.06)
+    # G's link covers only the 1.5 km beyond D's (about 2.45 km standalone)
+    assert gk["km"] == pytest.approx(1.5, abs=0.12)
+    assert gk["cost_yuan"] == pytest.approx(gk["km"] * 800_000.0, rel=1e-3)
+    assert gk.geometry.coords[0] in set(d.geometry.coords)  # starts on a vertex of D's link
+    overlap = gk.geometry.intersection(d.geometry.buffer(20.0)).length
+    assert overlap < 30.0
+    assert wp.totals["cost_yuan"] == pytest.approx(wp.works["cost_yuan"].sum(), abs=2)
+    after = access.analyse(lay, plan, dem=dem, roads=links.apply_works(lay.roads, wp.works, plan=plan))
+    assert after.villages["tongchang"].all()
