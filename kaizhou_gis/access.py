@@ -442,8 +442,9 @@ def township_table(before: dict, after: dict, works: pd.DataFrame) -> pd.DataFra
     """Per-township scorecard before and after the works, with the works' km and cost."""
     keys = ["villages", "village_tongchang_pct", "target_settlements", "settlement_tongda_pct",
             "settlement_tongchang_pct"]
-    b = pd.DataFrame(before["per_township"]).set_index("township_code")
-    a = pd.DataFrame(after["per_township"]).set_index("township_code")
+    cols = ["township_code", "township_name"] + keys
+    b = pd.DataFrame(before["per_township"], columns=cols).set_index("township_code")
+    a = pd.DataFrame(after["per_township"], columns=cols).set_index("township_code")
     t = b[["township_name"] + keys].copy()
     for k in ("village_tongchang_pct", "settlement_tongda_pct", "settlement_tongchang_pct"):
         t[k + "_after"] = a[k]

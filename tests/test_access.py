@@ -249,3 +249,20 @@ def test_road_digitized_twice_paved_copy_wins_the_snap():
     res = access.analyse(Layers(**{**layers.__dict__, "roads": roads, "villages": villages}), load_plan(), dem=dem)
     assert res.villages.loc[0, "road_id"] == "R0"
     assert res.villages.loc[0, "tongchang"]
+
+
+def test_step_with_no_villages_and_no_settlements(tmp_path):
+    import dataclasses
+
+    from layerset import write_layerset
+
+    from kaizhou_gis.layers import load_layers
+    from kaizhou_gis.pipeline import Context
+
+    plan = load_plan()
+    layers = load_layers(write_layerset(tmp_path / "layers"), plan=plan)
+    lay = dataclasses.replace(layers, villages=layers.villages.iloc[0:0], settlements=layers.settlements.iloc[0:0])
+    res = access.run(Context(layers=lay, plan=plan))
+    assert len(res.data["villages"]) == 0 and len(res.data["works"]) == 0
+    assert len(res.files["access/townships.csv"]) == 0
+    assert res.data["scorecard"]["before"]["village_tongchang_pct"] is None
