@@ -351,6 +351,13 @@ def resolve_hosts(projects: pd.DataFrame, villages: gpd.GeoDataFrame, townships:
                                "villages this project covers cannot be placed.")
                 continue
             flag = villages["poverty_village"].fillna(False).astype(bool)
+            if not flag.any():
+                stated = p["n_villages_stated"]
+                unresolved_row(p, "贫困村" if pd.isna(stated) else f"{int(stated)}个贫困村", "", "", "",
+                               "no village of the villages layer is flagged poverty_village "
+                               "(column missing or all false), so the poverty villages this "
+                               "project covers cannot be placed.")
+                continue
             for seq, idx in enumerate(villages.index[flag.to_numpy()], start=1):
                 tc = vil.at[idx, "township_code"]
                 hosts.append({**base, "host_seq": seq, "host_text": "贫困村", "host_level": level,
@@ -551,7 +558,9 @@ def run(ctx: Context) -> StepResult:
     totals = product_totals(table, hosts)
     # every named host is either placed or unresolved (also within one township)
     placed_named = int((hosts["host_level"].isin(["village", "township"])).sum())
-    named = placed_named + len(unresolved)
+    pv_ids = set(projects.loc[projects["host_level"].eq("poverty_villages"), "project_id"])
+    n_pv_unplaced = int(unresolved["project_id"].isin(pv_ids).sum())
+    named = placed_named + len(unresolved) - n_pv_unplaced
     named_villages = int(hosts["host_level"].eq("village").sum()
                          + unresolved["village_text"].ne("").sum())
     where = ""
@@ -561,10 +570,14 @@ def run(ctx: Context) -> StepResult:
     place_ids = set(projects.loc[projects["host_level"].eq("place"), "project_id"])
     n_places = int(unresolved["project_id"].isin(place_ids).sum())
     line = f"{len(table)} plan projects (ch.3){where}; {named} named hosts{where}: {placed_named} placed"
-    if len(unresolved):
-        line += (f", {len(unresolved)} not ({len(unresolved) - n_places} names not found, "
+    n_not = len(unresolved) - n_pv_unplaced
+    if n_not:
+        line += (f", {n_not} not ({n_not - n_places} names not found, "
                  f"{n_places} mountain/scenic places; see industry/unresolved.csv)")
     headline = [line]
+    if n_pv_unplaced:
+        headline.append(f"{n_pv_unplaced} per-poverty-village projects not placed: the villages "
+                        f"layer flags no poverty village")
     pv = hosts[hosts["host_level"].eq("poverty_villages")]
     if len(pv):
         headline.append(f"{pv['village_code'].nunique()} poverty villages carry the per-village "

@@ -417,3 +417,16 @@ def test_broken_project_table_is_reported_once(monkeypatch):
     assert "4 problem(s)" in msg
     assert "duplicated ids IND01" in msg and "host_level: unknown in IND03" in msg
     assert "镇名+村名 in IND04" in msg and "scale: not a number in IND05" in msg
+
+
+def test_poverty_village_projects_without_flagged_villages_are_listed_unresolved(
+        projects, villages, townships):
+    # A user's villages layer with no poverty_village column arrives all-False from the loader:
+    # the per-poverty-village projects must say why they are not placed, not vanish.
+    v = villages.assign(poverty_village=False)
+    hosts, unresolved = resolve_hosts(projects, v, townships)
+    pv_ids = set(projects.loc[projects["host_level"].eq("poverty_villages"), "project_id"])
+    assert not hosts["project_id"].isin(pv_ids).any()
+    listed = unresolved[unresolved["project_id"].isin(pv_ids)]
+    assert set(listed["project_id"]) == pv_ids
+    assert listed["reason"].str.contains("poverty_village").all()
