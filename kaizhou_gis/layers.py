@@ -447,7 +447,28 @@ def _read_vector(name: str, src: _Source, encoding: str | None, notes: list[str]
         kwargs["layer"] = src.layer
     if enc is not None and suffix in (".shp", ".dbf", ".csv"):
         kwargs["encoding"] = enc
-    return pyogrio.read_dataframe(src.path, **kwargs)
+    try:
+        return pyogrio.read_dataframe(src.path, **kwargs)
+    except UnicodeDecodeError:
+        if suffix not in (".shp", ".dbf"):
+            raise
+    # A .dbf field name cut to 10 bytes in the middle of a character (户籍人口 in UTF-8 is 12
+    # bytes) stops pyogrio; read the bytes as Latin-1 and decode them here, dropping the cut part.
+    real = enc or "UTF-8"
+    kwargs["encoding"] = "ISO-8859-1"
+    raw = pyogrio.read_dataframe(src.path, **kwargs)
+
+    def fix(v):
+        return v.encode("latin-1").decode(real, errors="ignore") if isinstance(v, str) else v
+
+    raw = raw.rename(columns={c: fix(c).strip() for c in raw.columns if c != raw.geometry.name})
+    for c in raw.columns:
+        if c != raw.geometry.name and (pd.api.types.is_object_dtype(raw[c])
+                                       or pd.api.types.is_string_dtype(raw[c])):
+            raw[c] = raw[c].map(fix)
+    notes.append(f"{name}: {src.path.name} has field names cut inside a character; read as "
+                 f"{real} with the cut characters dropped.")
+    return raw
 
 
 _OSM_TAG = re.compile(r'"((?:[^"\\]|\\.)*)"=>"((?:[^"\\]|\\.)*)"')
@@ -497,6 +518,31 @@ def osm_to_roads(lines: gpd.GeoDataFrame, *, notes: list[str] | None = None) -> 
 # column handling
 
 
+#: Per layer, alias words preferred and avoided when several aliases of one column are present
+#: (a settlements table often has both 自然村名 and its village's 村名).
+_ALIAS_HINTS = {
+    "settlements": (("自然村", "组"), ("乡镇", "街道")),
+    "villages": (("村",), ("自然村", "乡镇", "街道", "组")),
+    "townships": (("乡镇", "街道", "镇"), ("村", "组")),
+    "township_seats": (("乡镇", "街道", "镇"), ("村", "组")),
+}
+
+
+def _dbf_cuts(alias: str) -> list[str]:
+    """``alias`` as a Shapefile field name cut to 10 bytes (UTF-8 and GBK), when that changes it."""
+    out = []
+    for enc in ("utf-8", "gb18030"):
+        try:
+            raw = alias.encode(enc)
+        except UnicodeEncodeError:
+            continue
+        if len(raw) > 10:
+            cut = raw[:10].decode(enc, errors="ignore").strip()
+            if len(cut) >= 2 and cut not in out:
+                out.append(cut)
+    return out
+
+
 def _apply_aliases(gdf: gpd.GeoDataFrame, name: str, aliases: dict[str, list[str]],
                    notes: list[str]) -> gpd.GeoDataFrame:
     """Rename columns with known Chinese/English aliases to the contract's names."""
@@ -504,11 +550,21 @@ def _apply_aliases(gdf: gpd.GeoDataFrame, name: str, aliases: dict[str, list[str
     present = set(gdf.columns)
     lower = {str(c).strip().lower(): c for c in gdf.columns if c != gdf.geometry.name}
     rename: dict[str, str] = {}
+    prefer, avoid = _ALIAS_HINTS.get(name, ((), ()))
+
+    def rank(alias: str) -> int:
+        if any(h in alias for h in avoid):
+            return 2
+        return 0 if any(h in alias for h in prefer) else 1
+
     for col in wanted:
         if col in present:
             continue
-        # Shapefile (.dbf) field names are cut to 10 characters: village_code -> village_co
-        for cand in [col, col[:10]] + list(aliases.get(col, [])):
+        listed = sorted((str(a).strip() for a in aliases.get(col, [])), key=rank)
+        # Shapefile (.dbf) field names are cut to 10 bytes: village_code -> village_co,
+        # 户籍人口 (12 bytes in UTF-8) -> 户籍人; exact names first, cut ones after
+        cands = [col, col[:10]] + listed + [t for a in listed for t in _dbf_cuts(a)]
+        for cand in cands:
             hit = lower.get(str(cand).strip().lower())
             if hit is not None and hit not in rename and hit not in wanted:
                 rename[hit] = col

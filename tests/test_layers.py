@@ -104,6 +104,40 @@ def test_chinese_column_aliases_codes_and_booleans(tmp_path, plan):
     assert any("村代码 → village_code" in n for n in report.notes)
 
 
+def test_utf8_shapefile_with_chinese_field_names_cut_inside_a_character(tmp_path, plan):
+    """户籍人口 is 12 bytes in UTF-8; the .dbf keeps 10, cutting 口 in two."""
+    frames = layer_frames()
+    folder = write_gpkg(tmp_path, frames, skip=("villages",))
+    v = frames["villages"].rename(columns={"households": "总户数", "population": "户籍人口",
+                                           "poverty_village": "是否贫困村",
+                                           "deep_poverty": "是否深度贫困村"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v.to_file(folder / "villages.shp", encoding="UTF-8")
+    report = check_layers(folder, plan=plan)
+    assert report.ok, report.problem_text()
+    lv = report.layers.villages
+    assert lv["name"].tolist() == ["汉丰社区", "红旗村", "白泉村"]
+    assert lv["population"].tolist() == [1200, 380, 250]
+    assert lv["households"].tolist() == [400, 120, 80]
+    assert lv["deep_poverty"].tolist() == [False, False, True]
+    assert any("户籍人 → population" in n for n in report.notes)
+
+
+def test_settlement_name_alias_prefers_the_settlement_name_over_its_village_name(tmp_path, plan):
+    frames = layer_frames()
+    folder = write_gpkg(tmp_path, frames, skip=("settlements",))
+    s = frames["settlements"]
+    cn = gpd.GeoDataFrame({"自然村编号": s["settlement_id"], "村名": ["汉丰社区"] * 6,
+                           "自然村名": s["name"], "村代码": s["village_code"],
+                           "户数": s["households"], "人口": s["population"]},
+                          geometry=s.geometry, crs=s.crs)
+    cn.to_file(folder / "settlements.geojson", driver="GeoJSON")
+    layers = load_layers(folder, plan=plan)
+    assert layers.settlements["name"].tolist() == ["一组", "二组", "石板沟", "岩口", "高坪", "白泉坪"]
+    assert layers.settlements["村名"].tolist() == ["汉丰社区"] * 6  # kept as an extra column
+
+
 def test_osm_file_loads_as_roads(tmp_path, plan):
     folder = write_gpkg(tmp_path, layer_frames(), skip=("roads",))
     (folder / "roads.osm").write_text(OSM_XML, encoding="utf-8")
