@@ -124,6 +124,13 @@ def _read_toml(path: str | Path) -> dict:
                         f"(copy kaizhou_gis/plans/kaizhou.toml to start one).") from None
     except tomllib.TOMLDecodeError as e:
         raise PlanError(f"plan file {path} is not valid TOML: {e}; fix the syntax.") from None
+    except UnicodeDecodeError as e:
+        raise PlanError(f"plan file {path} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                        f"save it as UTF-8 (TOML files must be UTF-8; editors often save "
+                        f"Chinese text as GBK).") from None
+    except OSError as e:  # a folder, no permission, ...
+        raise PlanError(f"plan file {path} cannot be read ({e.strerror or e}); pass a TOML "
+                        f"file to --plan.") from None
 
 
 def default_plan_path() -> Path:
@@ -223,12 +230,30 @@ def _check_values(plan: Plan, problems: list[str]) -> None:
         problems.append(f"relocation.yearly_people: the yearly quotas add up to "
                         f"{sum(yearly.values())}, not relocation.people_target = "
                         f"{plan['relocation.people_target']}; make them agree.")
-    try:
-        from pyproj import CRS
-        for key in ("crs.work", "crs.map"):
-            CRS.from_user_input(plan[key])
-    except Exception as e:  # pyproj raises CRSError
-        problems.append(f"crs: {e}; use an EPSG code like \"EPSG:4545\".")
+    for i, ind in enumerate(plan.data.get("indicators", [])):
+        if str(ind.get("unit", "")).strip() != "%":
+            continue
+        for k in ("baseline_2015", "target_2018", "target_2020"):
+            x = ind.get(k)
+            if isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isnan(x) \
+                    and not 0 <= x <= 100:
+                problems.append(f"indicators[{i}].{k} (indicator {ind.get('id', i + 1)}, "
+                                f"unit %): {x} is not a percentage between 0 and 100.")
+    from pyproj import CRS
+    for key in ("crs.work", "crs.map"):
+        try:
+            crs = CRS.from_user_input(plan[key])
+        except Exception as e:  # pyproj raises CRSError
+            problems.append(f"{key}.value: {plan[key]!r} is not a CRS ({e}); use an EPSG code "
+                            f"like \"EPSG:4545\".")
+            continue
+        if key == "crs.work":
+            unit = crs.axis_info[0].unit_name if crs.axis_info else ""
+            if not crs.is_projected or unit not in ("metre", "meter"):
+                problems.append(f"crs.work.value: {plan[key]} is not a projected CRS in metres "
+                                f"(distances and areas are computed in it); use the district's "
+                                f"CGCS2000 3-degree Gauss-Kruger zone, e.g. \"EPSG:4545\" "
+                                f"(zone 36, 106.5-109.5E), or a UTM zone.")
 
 
 def load_plan(path: str | Path | None = None, *, overrides: dict[str, Any] | None = None) -> Plan:

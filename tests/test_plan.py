@@ -144,3 +144,29 @@ def test_plan_error_is_also_a_value_error(tmp_path, shipped_text):
     text = replace_line(shipped_text, "threshold_m", 'threshold_m = { value = true, source = "s" }')
     with pytest.raises(ValueError, match="relocation.threshold_m"):
         load_plan(write_plan(tmp_path, text))
+
+
+def test_percent_indicator_target_above_100_names_it(tmp_path, shipped_text):
+    # indicator 3 (unit %) has target_2018 = 12.0 in the shipped plan
+    text = shipped_text.replace("target_2018 = 12.0", "target_2018 = 112.0", 1)
+    with pytest.raises(PlanError) as e:
+        load_plan(write_plan(tmp_path, text))
+    assert "indicators[2].target_2018 (indicator 3, unit %): 112.0 is not a percentage" in str(e.value)
+
+
+def test_geographic_work_crs_names_it(tmp_path, shipped_text):
+    text = replace_line(shipped_text, "work", 'work = { value = "EPSG:4490", source = "assumption" }')
+    with pytest.raises(PlanError) as e:
+        load_plan(write_plan(tmp_path, text))
+    assert "crs.work.value: EPSG:4490 is not a projected CRS in metres" in str(e.value)
+    ok = replace_line(shipped_text, "work", 'work = { value = "EPSG:32649", source = "assumption" }')
+    assert load_plan(write_plan(tmp_path, ok)).work_crs == "EPSG:32649"
+
+
+def test_plan_file_that_is_a_folder_or_not_utf8(tmp_path, shipped_text):
+    with pytest.raises(PlanError, match="cannot be read"):
+        load_plan(tmp_path)
+    p = tmp_path / "gbk.toml"
+    p.write_bytes(shipped_text.encode("gb18030"))
+    with pytest.raises(PlanError, match="is not UTF-8 text .*save it as UTF-8"):
+        load_plan(p)
