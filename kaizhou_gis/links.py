@@ -234,6 +234,9 @@ def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gr
                    sample_m=sample_m, end_max_m=end_max_m, limit=limit,
                    switchback_terrain_max_pct=switchback_terrain_max_pct, cost_per_km=cost_per_km,
                    terrain_slope_deg=terrain_slope_deg)
+    for i in np.flatnonzero(seat_comp >= 0):  # which network a link leads to (links join only
+        if out[i] is not None and "geometry" in out[i]:  # links leading to the same one)
+            out[i]["network"] = ("paved", int(seat_comp[i]))
     # settlements that only need 通达 (the 100 % target) and found no link to the paved network:
     # a link to the nearest road of any surface connected to their seat
     if fallback_any_surface is not None:
@@ -253,6 +256,9 @@ def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gr
                        sample_m=sample_m, end_max_m=end_max_m, limit=limit,
                        switchback_terrain_max_pct=switchback_terrain_max_pct, cost_per_km=cost_per_km,
                        terrain_slope_deg=terrain_slope_deg)
+        for i in np.flatnonzero(fb_comp >= 0):
+            if out[i] is not None and "geometry" in out[i]:
+                out[i]["network"] = ("any", int(fb_comp[i]))
         for i, before in first.items():
             if "geometry" not in (out[i] or {}) and before:
                 out[i] = {"reason": f"{before['reason']}; none to a road of any surface either"}
@@ -536,7 +542,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                    edge_phase=np.empty(E, dtype=object), covered=np.zeros(K, dtype=bool),
                    option=np.full(K, "", dtype=object), cand_step=np.full(K, -1), km=0.0, cost=0.0,
                    covered_da=np.zeros(K, dtype=bool),
-                   new_links=[], curve=[], decisions=[], used={}, taken={}, taken_paved={})
+                   new_links=[], curve=[], decisions=[], used={}, taken={})
         st_["curve"].append({"step": 0, "phase": "before", "cand": None, "cumulative_km": 0.0,
                              "cumulative_cost_yuan": 0.0, **shares()})
 
@@ -556,9 +562,9 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
         rem, covered, option = st_["rem"], st_["covered"], st_["option"]
         lk, on = None, None
         if np.isfinite(lcost[k]):
-            # a link to the paved network may start on an earlier paved link; a 通达-only link on any
-            lk, on = _join_link(links[k], st_["taken_paved"] if links[k].get("to_paved", True)
-                                else st_["taken"], cost_per_km=q["cost_new_yuan_per_km"],
+            # a link may start on an earlier link that leads to the same network
+            lk, on = _join_link(links[k], st_["taken"].get(links[k].get("network"), {}),
+                                cost_per_km=q["cost_new_yuan_per_km"],
                                 terrain_slope_deg=q["terrain_slope_deg"])
         up = (force == "upgrade") if force else bool(has_up[k] and rem[k] <= (lk["cost"] if lk else np.inf))
         if up:
@@ -574,10 +580,9 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                 st_["km"] += dkm
                 st_["cost"] += dcost
             lk = st_["used"][k] = dict(lk)  # own copy: a later link may add a vertex to it
+            net_cells = st_["taken"].setdefault(lk.get("network"), {})
             for c in np.asarray(lk.get("cells", []), dtype=np.int64).tolist():
-                st_["taken"].setdefault(c, k)
-                if lk.get("to_paved", True):
-                    st_["taken_paved"].setdefault(c, k)
+                net_cells.setdefault(c, k)
             st_["km"] += lk["km"]
             st_["cost"] += lk["cost"]
         if up or links[k].get("to_paved", True):

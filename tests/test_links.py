@@ -324,3 +324,33 @@ def test_later_new_link_joins_an_earlier_one_instead_of_running_beside_it():
     assert wp.totals["cost_yuan"] == pytest.approx(wp.works["cost_yuan"].sum(), abs=2)
     after = access.analyse(lay, plan, dem=dem, roads=links.apply_works(lay.roads, wp.works, plan=plan))
     assert after.villages["tongchang"].all()
+
+
+def test_link_never_joins_a_link_to_another_townships_network():
+    layers, dem = scenario()
+    plan = load_plan()
+    # township 2 has its own paved road R5 (x = 4.55 km), not linked to township 1's roads.
+    # D (township 1) is linked south to the main road first; X (township 2) is linked east to R5
+    # across D's link: X must keep its own link to R5, not be cut short onto D's link, which
+    # leads to township 1's network.
+    t2 = "500154118"
+    roads = gpd.GeoDataFrame(pd.concat([layers.roads, gpd.GeoDataFrame(
+        {"road_id": ["R5"], "road_class": ["township"], "surface": ["paved"]},
+        geometry=[L((4550, 450), (4550, 1450))], crs=CRS)], ignore_index=True), crs=CRS)
+    seats = gpd.GeoDataFrame(pd.concat([layers.township_seats, gpd.GeoDataFrame(
+        {"township_code": [t2], "name": ["大进镇"]}, geometry=[P(4550, 1450)], crs=CRS)],
+        ignore_index=True), crs=CRS)
+    v = gpd.GeoDataFrame({"village_code": ["500154001004", "500154118001"], "name": ["D", "X"],
+                          "township_code": [SEAT, t2], "kind": "村", "households": 50, "population": 150},
+                         geometry=[P(4050, 850), P(3550, 450)], crs=CRS)
+    lay = Layers(**{**layers.__dict__, "roads": roads, "township_seats": seats, "villages": v,
+                    "settlements": layers.settlements.iloc[[0]]})
+    res = access.analyse(lay, plan, dem=dem)
+    assert not res.villages["tongda"].any()
+    vt, st = tables(lay, res, plan)
+    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    new = wp.works[wp.works["type"] == "new"].set_index("beneficiaries")
+    assert new.loc["500154001004", "step"] < new.loc["500154118001", "step"]
+    assert new.loc["500154118001", "km"] == pytest.approx(1.0, abs=0.06)
+    after = access.analyse(lay, plan, dem=dem, roads=links.apply_works(lay.roads, wp.works, plan=plan))
+    assert after.villages["tongchang"].all()
