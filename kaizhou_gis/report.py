@@ -555,6 +555,8 @@ def industry_section(plan, frames: _Frames, res: StepResult | None, why: str) ->
                      if len(hosts) and "project_id" in hosts else pd.Series(dtype=int))
         for cat, g in projects.groupby(projects["category"].astype(str), sort=True):
             scale = pd.to_numeric(g.get("scale"), errors="coerce")
+            if "part_of" in g:  # a part of another project is already in that project's total
+                scale = scale.where(g["part_of"].fillna("").astype(str).str.strip().eq(""))
             units = {}
             for u, gg in g.assign(_s=scale).groupby(g.get("unit", pd.Series("", g.index))
                                                      .fillna("").astype(str)):

@@ -331,3 +331,17 @@ def test_markdown_shows_layer_markup_as_text(full):
     md = full.files["report.md"]
     assert "乙乡&lt;script&gt;" in md
     assert "<script" not in md.lower()
+
+
+def test_industry_category_totals_do_not_count_parts_twice(plan, layers):
+    # IND24/IND25 of the plan table are parts of IND22 (part_of): the category total is IND22's.
+    res = _results(layers)
+    p = res["industry"].data["projects"]
+    res["industry"].data["projects"] = pd.concat([p.assign(part_of=""), pd.DataFrame({
+        "project_id": ["P3"], "category": ["种植业"], "product": ["柑橘(一部分)"],
+        "scale": [4000.0], "unit": ["亩"], "target_year": [2020], "n_hosts": [0],
+        "part_of": ["P1"]})], ignore_index=True)
+    rep = report.run(Context(layers=layers, plan=plan, results=res)).data["report"]
+    crops = next(c for c in rep["industry"]["by_category"] if c["category"] == "种植业")
+    assert crops["scale_by_unit"] == {"亩": 10000.0}
+    assert crops["projects"] == 2  # rows of the plan table, parts included (as the industry step counts)
