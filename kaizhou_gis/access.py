@@ -550,11 +550,20 @@ def run(ctx) -> "StepResult":
 
     towns = township_table(sc_before, sc_after, works)
     edges = before.net.edges.drop(columns=["road_index"])
+    dangles = dangles_frame(before.net)
+    if ctx.township and "township_code" in layers.townships.columns:
+        # the township's own part of the network (edges and dangles touching its polygon)
+        poly = layers.townships.loc[layers.townships["township_code"].astype(str) == str(ctx.township)]
+        poly = poly.geometry[~(poly.geometry.is_empty | poly.geometry.isna())]
+        if len(poly):
+            area = poly.union_all()
+            edges = edges[edges.intersects(area).to_numpy()]
+            dangles = dangles[dangles.intersects(area).to_numpy()]
     curve = plan_out.cost_curve
     files = {
         "access/villages.csv": vt, "access/settlements.csv": st,
         "access/access.gpkg": {"villages": vt, "settlements": st, "edges": edges,
-                               "dangles": dangles_frame(before.net)},
+                               "dangles": dangles},
         "access/scorecard.json": sc,
         "access/works.gpkg": works,
         "access/cost_curve.csv": curve,

@@ -236,6 +236,11 @@ def test_step_on_tiny_layer_set(tmp_path):
     res2 = access.run(Context(layers=layers, plan=plan, options={"township": "500154118"}))
     assert set(res2.data["villages"]["township_code"]) == {"500154118"}
     assert set(res2.data["settlements"]["township_code"]) == {"500154118"}
+    # ... and only the network inside it (R2 lies wholly in 汉丰街道)
+    e2 = res2.files["access/access.gpkg"]["edges"]
+    town = layers.townships.set_index("township_code").geometry.loc["500154118"]
+    assert 0 < len(e2) < len(res.data["edges"]) and e2.intersects(town).all()
+    assert "R2" not in set(e2["road_id"])
 
 
 def test_road_digitized_twice_paved_copy_wins_the_snap():
