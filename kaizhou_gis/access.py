@@ -325,8 +325,11 @@ def settlement_township(settlements: pd.DataFrame, villages: pd.DataFrame) -> pd
 
 def target_group(settlements: pd.DataFrame, *, households_min: float, population_min: float) -> pd.Series:
     """Settlements of the plan's target group: ≥ households_min households or ≥ population_min people."""
-    hh = pd.to_numeric(settlements.get("households"), errors="coerce").fillna(0)
-    pop = pd.to_numeric(settlements.get("population"), errors="coerce").fillna(0)
+    def col(name: str) -> pd.Series:  # a missing column or NaN counts as 0
+        if name not in settlements.columns:
+            return pd.Series(0.0, index=settlements.index)
+        return pd.to_numeric(settlements[name], errors="coerce").fillna(0)
+    hh, pop = col("households"), col("population")
     return ((hh >= households_min) | (pop >= population_min)).rename("target_group")
 
 

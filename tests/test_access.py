@@ -271,3 +271,10 @@ def test_step_with_no_villages_and_no_settlements(tmp_path):
     assert len(res.data["villages"]) == 0 and len(res.data["works"]) == 0
     assert len(res.files["access/townships.csv"]) == 0
     assert res.data["scorecard"]["before"]["village_tongchang_pct"] is None
+
+
+def test_target_group_with_missing_or_nan_counts():
+    s = pd.DataFrame({"settlement_id": ["a", "b", "c"], "households": [np.nan, 30, "12"]})
+    assert access.target_group(s, households_min=30, population_min=100).tolist() == [False, True, False]
+    s2 = pd.DataFrame({"settlement_id": ["a"], "population": [150]})
+    assert access.target_group(s2, households_min=30, population_min=100).tolist() == [True]
