@@ -660,6 +660,13 @@ def _check_columns(name: str, gdf: gpd.GeoDataFrame, plan, problems: list[str],
         s = out[col.name]
         if col.kind == "code":
             vals, missing = _to_code(s)
+            if missing.any() and name == "roads" and col.name == "road_id":
+                rows = np.flatnonzero(missing)
+                vals = vals.copy()
+                vals.iloc[rows] = [f"r{i + 1}" for i in rows]
+                notes.append(f"roads.road_id: empty in {missing.sum()} row(s); ids r<row> "
+                             f"assigned ({format_ids(vals.iloc[rows].tolist())}).")
+                missing = np.zeros(len(vals), dtype=bool)
             if missing.any():
                 problems.append(f"{name}.{col.name}: missing value in {missing.sum()} row(s) "
                                 f"({format_ids(_ids(out, missing, None))}); give every row a code.")
@@ -857,6 +864,22 @@ def _lineal(g):
         return g
     parts = [p for p in getattr(g, "geoms", []) if p.geom_type in ("LineString", "MultiLineString")]
     return shapely.line_merge(shapely.union_all(parts)) if parts else shapely.LineString()
+
+
+def _unique_road_ids(roads: gpd.GeoDataFrame, notes: list[str]) -> gpd.GeoDataFrame:
+    """Repeated road ids get ``#1``, ``#2``, ... (route codes such as 路线编号 X203 are shared
+    by every segment of the route; a road id only labels the segment)."""
+    ids = roads["road_id"]
+    dup = (ids.notna() & ids.duplicated(keep=False)).to_numpy()
+    if not dup.any():
+        return roads
+    out = roads.copy()
+    k = out.loc[dup, "road_id"].groupby(out.loc[dup, "road_id"]).cumcount() + 1
+    out.loc[dup, "road_id"] = out.loc[dup, "road_id"].astype(str) + "#" + k.astype(str)
+    shared = sorted(set(ids[dup].astype(str)))
+    notes.append(f"roads.road_id: {int(dup.sum())} road(s) share {len(shared)} id(s) "
+                 f"({format_ids(shared)}); each segment got #1, #2, ... after its id.")
+    return out
 
 
 def _explode_roads(roads: gpd.GeoDataFrame, notes: list[str]) -> gpd.GeoDataFrame:
@@ -1096,6 +1119,8 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
     gdf = _check_columns(name, gdf, plan, problems, notes)
     if name == "roads" and "road_class" in gdf.columns:
         gdf = _normalize_roads(gdf, plan, problems, notes)
+    if name == "roads" and "road_id" in gdf.columns:
+        gdf = _unique_road_ids(gdf, notes)
     if name == "townships" and "kind" in gdf.columns:
         bad = ~gdf["kind"].isin(_TOWNSHIP_KINDS).to_numpy()
         if bad.any() and "kind" not in given_cols:

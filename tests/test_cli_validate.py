@@ -148,6 +148,19 @@ def test_duplicate_codes(tmp_path):
     assert "villages.village_code: duplicate codes (1: 500154118201)" in r.output
 
 
+def test_shared_road_route_codes_are_not_duplicates(tmp_path):
+    """路线编号 (X203, ...) is shared by every segment of a route: ids are made unique, noted."""
+    f = layer_frames()
+    f["roads"] = f["roads"].drop(columns=["road_id"])
+    f["roads"]["路线编号"] = ["G348", "X203", "X203", None, "X203"]
+    r = validate(write(tmp_path, f))
+    assert r.exit_code == 0, r.output
+    assert "roads.road_id: 3 road(s) share 1 id(s) (X203); each segment got #1, #2" in r.output
+    assert "roads.road_id: empty in 1 row(s); ids r<row> assigned (r4)" in r.output
+    lines = {ln.split()[0]: ln.split() for ln in r.output.splitlines() if ln.startswith("  ")}
+    assert lines["roads"][1] == "5"
+
+
 def test_village_with_unknown_township(tmp_path):
     f = layer_frames()
     f["villages"].loc[2, "township_code"] = "500154999"
