@@ -7,14 +7,17 @@ Method
    is projected onto the line (an STRtree ``query_nearest`` over all edges at once), giving the
    edge, the snap distance and the position along the edge. A point farther than
    ``access.reach_distance_m`` from every road is not reached.
-3. Each seat becomes a virtual node joined to both ends of its edge with the partial lengths, so
+3. A seat is attached to the main network: of the edges within reach, to the nearest one of
+   the component with the most km (any surface for 通达, paved for 通畅), so a stray fragment
+   digitized next to a seat does not stand for its township's network.
+   Each seat becomes a virtual node joined to both ends of its edge with the partial lengths, so
    distances start exactly at the seat. One multi-source Dijkstra call
    (:func:`scipy.sparse.csgraph.dijkstra` with all seats as ``indices``) gives network distances
    from every seat to every node; a point's distance to a seat is the smaller of (distance to the
    edge's start node + position along) and (distance to its end node + rest of the edge).
 4. 通达 (tongda): the point's edge is in the same connected component (any surface) as the edge
    of its **own** township's seat. 通畅 (tongchang): the point's edge is paved and in the same
-   paved-only component as the paved edge nearest to its seat. A point on an unpaved spur is
+   paved-only component as its seat's paved edge. A point on an unpaved spur is
    therefore 通达 but not 通畅 even where the spur touches a paved road.
 5. The scorecard compares the shares with the plan's targets (ch.1): administrative villages
    100 % 通畅; settlements with ≥ 30 households or ≥ 100 people 100 % 通达 and 80 % 通畅;
@@ -131,6 +134,42 @@ class SeatPaths:
     row_of: dict[str, int]
 
 
+def _main_network_snap(points: gpd.GeoSeries, net: RoadNetwork, nearest: pd.DataFrame, *,
+                       reach_distance_m: float, paved: bool) -> pd.DataFrame:
+    """Attach seats to the main network: of the edges within reach, one of the component with
+    the most km (the nearest such edge), so that a short stray fragment digitized next to a
+    seat does not stand for the township's network. Seats with no edge within reach keep the
+    nearest edge (``nearest``, from :func:`snap_to_edges`) for the report."""
+    e = net.edges
+    mask = e["paved"].to_numpy() if paved else np.ones(len(e), dtype=bool)
+    cand = np.flatnonzero(mask)
+    out = nearest.copy()
+    geoms = points.to_numpy()
+    ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if len(cand) == 0 or not ok.any():
+        return out
+    comp_col = "paved_component" if paved else "component"
+    ecomp = net.nodes[comp_col].to_numpy()[e["u"].to_numpy()]
+    L = e["length_m"].to_numpy()
+    comp_km = np.bincount(ecomp[cand], weights=L[cand], minlength=int(ecomp.max()) + 1)
+    lines = e.geometry.to_numpy()[cand]
+    pi, ti = shapely.STRtree(lines).query(geoms[ok], predicate="dwithin", distance=reach_distance_m)
+    if len(pi) == 0:
+        return out
+    ei = cand[ti]
+    d = shapely.distance(geoms[ok][pi], lines[ti])
+    # the biggest component first; within it the nearest edge, paved first on a tie, lower id
+    order = np.lexsort((ei, ~e["paved"].to_numpy()[ei], np.round(d / _TIE_M), -comp_km[ecomp[ei]], pi))
+    pi, ei, d = pi[order], ei[order], d[order]
+    first = np.r_[True, pi[1:] != pi[:-1]]
+    pi, ei, d = pi[first], ei[first], d[first]
+    rows = np.flatnonzero(ok)[pi]
+    out.iloc[rows, 0] = ei
+    out.iloc[rows, 1] = d
+    out.iloc[rows, 2] = shapely.line_locate_point(e.geometry.to_numpy()[ei], geoms[ok][pi])
+    return out
+
+
 def seat_paths(net: RoadNetwork, seats: gpd.GeoDataFrame, *, reach_distance_m: float) -> SeatPaths:
     """Snap the township seats and run one multi-source Dijkstra from all of them."""
     if "township_code" not in seats.columns:
@@ -142,8 +181,11 @@ def seat_paths(net: RoadNetwork, seats: gpd.GeoDataFrame, *, reach_distance_m: f
     if len(dup):
         raise LayerError(f"township_seats: township_code must be unique (one seat per township); "
                          f"duplicated: {format_ids(dup)}. Keep one seat per township.")
-    snap = snap_to_edges(s.geometry, net.edges)
-    psnap = snap_to_edges(s.geometry, net.edges, mask=net.edges["paved"].to_numpy())
+    paved_mask = net.edges["paved"].to_numpy()
+    snap = _main_network_snap(s.geometry, net, snap_to_edges(s.geometry, net.edges),
+                              reach_distance_m=reach_distance_m, paved=False)
+    psnap = _main_network_snap(s.geometry, net, snap_to_edges(s.geometry, net.edges, mask=paved_mask),
+                               reach_distance_m=reach_distance_m, paved=True)
     e = net.edges
     u, v = e["u"].to_numpy(), e["v"].to_numpy()
     comp = net.nodes["component"].to_numpy()

@@ -278,3 +278,24 @@ def test_target_group_with_missing_or_nan_counts():
     assert access.target_group(s, households_min=30, population_min=100).tolist() == [False, True, False]
     s2 = pd.DataFrame({"settlement_id": ["a"], "population": [150]})
     assert access.target_group(s2, households_min=30, population_min=100).tolist() == [True]
+
+
+def test_seat_attaches_to_the_main_network_not_a_stray_fragment():
+    layers, dem = scenario()
+    # a 50 m paved stray fragment 2 m from the seat; the main road is 20 m away
+    stray = gpd.GeoDataFrame({"road_id": ["RX"], "road_class": ["village"], "surface": ["paved"]},
+                             geometry=[L((-2, 10), (-2, 60))], crs=CRS)
+    roads = gpd.GeoDataFrame(pd.concat([layers.roads, stray], ignore_index=True), crs=CRS)
+    seats = layers.township_seats.copy()
+    seats["geometry"] = [P(0, 20)]
+    res = access.analyse(Layers(**{**layers.__dict__, "roads": roads, "township_seats": seats}),
+                         load_plan(), dem=dem)
+    a = res.villages.loc[0]
+    assert a["tongda"] and a["tongchang"]
+    assert a["network_km_to_seat"] == pytest.approx(1.5)
+    assert res.seats.seats.loc[0, "snap_distance_m"] == pytest.approx(20.0)
+    # with the stray fragment the only road near the seat, it is the seat's network
+    seats["geometry"] = [P(-2, 540)]  # the main road is 540 m away, the fragment 480 m
+    res2 = access.analyse(Layers(**{**layers.__dict__, "roads": roads, "township_seats": seats}),
+                          load_plan(), dem=dem)
+    assert not res2.villages.loc[0, "tongda"]
