@@ -542,7 +542,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                    edge_phase=np.empty(E, dtype=object), covered=np.zeros(K, dtype=bool),
                    option=np.full(K, "", dtype=object), cand_step=np.full(K, -1), km=0.0, cost=0.0,
                    covered_da=np.zeros(K, dtype=bool),
-                   new_links=[], curve=[], decisions=[], used={}, taken={})
+                   new_links=[], curve=[], decisions=[], used={}, taken={}, via={})
         st_["curve"].append({"step": 0, "phase": "before", "cand": None, "cumulative_km": 0.0,
                              "cumulative_cost_yuan": 0.0, **shares()})
 
@@ -574,6 +574,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
             option[k] = "new"
             st_["new_links"].append((k, step, phase))
             if on is not None:  # the shared cell becomes a vertex of the earlier link too
+                st_["via"][k] = on
                 cell = int(lk["cells"][0])
                 dkm, dcost = _add_vertex(st_["used"][on], int(np.flatnonzero(
                     st_["used"][on]["cells"] == cell)[0]), cost_per_km=q["cost_new_yuan_per_km"])
@@ -714,17 +715,24 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
                      "connects_to": "paved network",
                      "township_code": ";".join(towns), "phase": edge_phase[chain[0]],
                      "step": int(edge_step[chain[0]]), "geometry": geom})
-    for n_, (k, stp, ph) in enumerate(new_links, 1):
-        wid = f"N{n_:04d}"
+    # a link that starts on an earlier link needs that one (and what it starts on) built too
+    wid_of_link = {k: f"N{n_:04d}" for n_, (k, _, _) in enumerate(new_links, 1)}
+    link_benef: dict[int, list[str]] = {k: [] for k in wid_of_link}
+    for k in wid_of_link:
+        j = k
+        while j is not None:
+            link_benef[j].append(cand["pid"].iloc[k])
+            work_ids.setdefault(cand["pid"].iloc[k], []).append(wid_of_link[j])
+            j = st_["via"].get(j)
+    for k, stp, ph in new_links:
+        wid = wid_of_link[k]
         lk = st_["used"][k]
-        pid = cand["pid"].iloc[k]
-        work_ids.setdefault(pid, []).append(wid)
         rows.append({"work_id": wid, "type": "new", "km": lk["km"], "cost_yuan": float(lk["cost"]),
-                     "beneficiaries": pid, "terrain": lk["terrain"], "road_id": "", "edge_id": "",
+                     "beneficiaries": ";".join(link_benef[k]), "terrain": lk["terrain"], "road_id": "", "edge_id": "",
                      "max_grade_pct": lk["max_grade_pct"], "max_terrain_grade_pct": lk["max_terrain_grade_pct"],
                      "hairpin_km": lk["hairpin_km"], "path_m": lk["path_m"],
                      "connects_to": "paved network" if lk.get("to_paved", True) else "road network (通达 only)",
-                     "township_code": cand["township_code"].iloc[k],
+                     "township_code": ";".join(sorted({town_of[b] for b in link_benef[k]})),
                      "phase": ph, "step": stp, "geometry": lk["geometry"]})
     cols = ["work_id", "type", "km", "cost_yuan", "beneficiaries", "terrain", "road_id", "edge_id",
             "max_grade_pct", "max_terrain_grade_pct", "hairpin_km", "path_m", "connects_to",

@@ -312,8 +312,12 @@ def test_later_new_link_joins_an_earlier_one_instead_of_running_beside_it():
     res = access.analyse(lay, plan, dem=dem)
     vt, st = tables(lay, res, plan)
     wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
-    new = wp.works[wp.works["type"] == "new"].set_index("beneficiaries")
+    new = wp.works[wp.works["type"] == "new"]
+    new = new.set_axis(new["beneficiaries"].str.split(";").str[0])
     d, gk = new.loc["500154001004"], new.loc["500154001007"]
+    # D's link serves G too; G's works are both links
+    assert d["beneficiaries"] == "500154001004;500154001007"
+    assert sorted(wp.work_ids["500154001007"].split(";")) == sorted([d["work_id"], gk["work_id"]])
     assert d["km"] == pytest.approx(0.9, abs=0.06)
     # G's link covers only the 1.5 km beyond D's (about 2.45 km standalone)
     assert gk["km"] == pytest.approx(1.5, abs=0.12)
