@@ -1197,6 +1197,13 @@ def _check_dem(src: _Source | None, path: Path, *, crs, problems, notes, row) ->
         return info
     with ds:
         info["path"] = src.path
+        if src.path.suffix.lower() == ".hgt":
+            tiles = sorted({p.name for p in src.path.parent.glob("*.[hH][gG][tT]")} - {src.path.name})
+            if tiles:
+                info["other_tiles"] = tiles
+                notes.append(f"dem: {len(tiles) + 1} .hgt tiles in the folder; only {src.path.name} "
+                             f"is read (others: {format_ids(tiles)}); merge them into dem.tif "
+                             f"(`rio merge {src.path.name} {' '.join(tiles[:3])} dem.tif`).")
         row["rows"] = f"{ds.width}x{ds.height}"
         dem_crs = ds.crs
         if dem_crs is None:
@@ -1322,9 +1329,12 @@ def _cross_checks(layers: dict[str, gpd.GeoDataFrame], dem: dict, plan, problems
             out = np.zeros(len(g), dtype=bool)
             out[usable] = ~((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
             if out.any():
+                merge = (f"`rio merge {Path(dem['path']).name} {' '.join(dem['other_tiles'][:3])} "
+                         f"dem.tif`" if dem.get("other_tiles") else
+                         "gdal_merge.py -o dem.tif or `rio merge a.hgt b.hgt dem.tif`")
                 problems.append(f"{name}.geometry: {out.sum()} feature(s) outside the DEM "
                                 f"({format_ids(_ids(g, out, id_col))}); give a DEM that covers "
-                                f"the whole district (merge SRTM tiles with gdal_merge.py).")
+                                f"the whole district (merge SRTM tiles with {merge}).")
             inside = np.zeros(len(g), dtype=bool)
             inside[usable] = ~out[usable]
             if band is not None and inside.any():

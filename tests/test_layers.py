@@ -171,6 +171,20 @@ def test_srtm_hgt_loads_as_dem(tmp_path, plan):
     assert z == [round(float(dem_elevation(108.44))), round(float(dem_elevation(108.30)))]
 
 
+def test_several_hgt_tiles_name_the_merge(tmp_path, plan):
+    frames = layer_frames()
+    frames["settlements"].loc[5, "geometry"] = Point(108.48, 30.95)  # in tile N30E108
+    folder = write_layerset(tmp_path, frames, dem=False)
+    tile = np.full((1201, 1201), 500, dtype=">i2").tobytes()
+    (folder / "N31E108.hgt").write_bytes(tile)
+    (folder / "N30E108.hgt").write_bytes(tile)
+    report = check_layers(folder, plan=plan)
+    text = report.problem_text()
+    assert "settlements.geometry: 5 feature(s) outside the DEM (S1, S2, S3, S4, S5)" in text
+    assert "`rio merge N30E108.hgt N31E108.hgt dem.tif`" in text
+    assert any("2 .hgt tiles in the folder; only N30E108.hgt is read" in n for n in report.notes)
+
+
 def test_geoparquet_layer(tmp_path, plan):
     pytest.importorskip("pyarrow")
     frames = layer_frames()
