@@ -299,3 +299,43 @@ def test_seat_attaches_to_the_main_network_not_a_stray_fragment():
     res2 = access.analyse(Layers(**{**layers.__dict__, "roads": roads, "township_seats": seats}),
                           load_plan(), dem=dem)
     assert not res2.villages.loc[0, "tongda"]
+
+
+def test_step_on_a_projected_dem_and_multiline_roads(tmp_path):
+    """The shipped DEM is geographic; a user's may be projected (UTM here) and their roads
+    MultiLineStrings: same access, works that meet the targets, links within the grade."""
+    import rasterio
+    from layerset import layer_frames, write_layerset
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+    from shapely.geometry import MultiLineString
+
+    from kaizhou_gis.layers import load_layers
+    from kaizhou_gis.pipeline import Context
+
+    plan = load_plan()
+    fr = layer_frames()
+    fr["roads"].loc[3, "geometry"] = MultiLineString([[(108.45, 31.25), (108.46, 31.26)],
+                                                      [(108.46, 31.26), (108.47, 31.27)]])
+    folder = write_layerset(tmp_path / "layers", fr)
+    geo = access.run(Context(layers=load_layers(folder, plan=plan), plan=plan))
+    with rasterio.open(folder / "dem.tif") as src:
+        tr, w, h = calculate_default_transform(src.crs, "EPSG:32649", src.width, src.height,
+                                               *src.bounds, resolution=90.0)
+        arr = np.full((h, w), -32768, dtype="int16")
+        reproject(rasterio.band(src, 1), arr, src_transform=src.transform, src_crs=src.crs,
+                  dst_transform=tr, dst_crs="EPSG:32649", resampling=Resampling.bilinear,
+                  dst_nodata=-32768)
+    with rasterio.open(folder / "dem.tif", "w", driver="GTiff", width=w, height=h, count=1, dtype="int16",
+                       crs="EPSG:32649", transform=tr, nodata=-32768) as ds:
+        ds.write(arr, 1)
+    res = access.run(Context(layers=load_layers(folder, plan=plan), plan=plan))
+    v, s = res.data["villages"], res.data["settlements"]
+    assert v["tongchang"].tolist() == geo.data["villages"]["tongchang"].tolist()
+    assert s["tongda"].tolist() == geo.data["settlements"]["tongda"].tolist()
+    assert res.data["edges"]["grade_pct"].notna().all()
+    # edge grades agree with the geographic DEM's to within resampling error
+    assert np.allclose(res.data["edges"]["grade_pct"], geo.data["edges"]["grade_pct"], atol=1.0)
+    sc = res.files["access/scorecard.json"]
+    assert all(sc["after"]["met"].values()) and sc["check"]["not_reached_after_applying_works"] == []
+    new = res.data["works"][res.data["works"]["type"] == "new"]
+    assert len(new) and (new["max_grade_pct"] <= plan["links.max_grade_pct"] + 1e-9).all()
