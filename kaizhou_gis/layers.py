@@ -670,6 +670,15 @@ def _check_columns(name: str, gdf: gpd.GeoDataFrame, plan, problems: list[str],
             if missing.any():
                 problems.append(f"{name}.{col.name}: missing value in {missing.sum()} row(s) "
                                 f"({format_ids(_ids(out, missing, None))}); give every row a code.")
+            if col.digits == 9:
+                # NBS tables print township codes with 12 digits: 500154001000 -> 500154001
+                long = np.array([v is not None and v.isdigit() and len(v) == 12 and v.endswith("000")
+                                 for v in vals], dtype=bool)
+                if long.any():
+                    vals = vals.copy()
+                    vals[long] = [v[:9] for v in vals[long]]
+                    notes.append(f"{name}.{col.name}: {long.sum()} 12-digit township code(s) "
+                                 f"ending in 000 cut to their 9 digits.")
             if col.digits:
                 wrong = np.array([v is not None and not (v.isdigit() and len(v) == col.digits)
                                   for v in vals])

@@ -138,6 +138,18 @@ def test_settlement_name_alias_prefers_the_settlement_name_over_its_village_name
     assert layers.settlements["村名"].tolist() == ["汉丰社区"] * 6  # kept as an extra column
 
 
+def test_twelve_digit_township_codes_are_cut_to_nine(tmp_path, plan):
+    frames = layer_frames()
+    for n in ("townships", "township_seats", "villages"):
+        frames[n]["township_code"] = frames[n]["township_code"] + "000"
+    report = check_layers(write_gpkg(tmp_path, frames), plan=plan)
+    assert report.ok, report.problem_text()
+    assert report.layers.villages["township_code"].tolist() == ["500154001", "500154118", "500154118"]
+    assert report.layers.townships["township_code"].tolist() == ["500154001", "500154118"]
+    assert "townships.township_code: 2 12-digit township code(s) ending in 000 cut to their 9 digits." \
+        in report.notes
+
+
 def test_osm_file_loads_as_roads(tmp_path, plan):
     folder = write_gpkg(tmp_path, layer_frames(), skip=("roads",))
     (folder / "roads.osm").write_text(OSM_XML, encoding="utf-8")
