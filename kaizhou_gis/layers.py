@@ -1034,16 +1034,6 @@ def load_layers(path: str | Path | None = None, *, plan, crs: str | None = None,
     return report.layers
 
 
-def _finite_bounds(geoms) -> tuple[float, float, float, float] | None:
-    """Bounds of the non-empty geometries' finite coordinates (None when there are none)."""
-    xy = shapely.get_coordinates(geoms)
-    xy = xy[np.isfinite(xy).all(axis=1)]
-    if not len(xy):
-        return None
-    return (float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()),
-            float(xy[:, 1].max()))
-
-
 def _lonlat_bounds(gdf: gpd.GeoDataFrame) -> tuple[float, float, float, float] | None:
     if gdf.empty:
         return None
@@ -1099,9 +1089,13 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
     elif layer_crs is not None:
         raw = raw.set_crs(layer_crs, allow_override=True)
     if raw.crs is not None and raw.crs.is_geographic and len(raw):
-        b = _finite_bounds(raw.geometry.values)
-        if b is not None and (b[0] < -180 or b[2] > 180 or b[1] < -90 or b[3] > 90):
-            extent = f"x {b[0]:.0f} .. {b[2]:.0f}, y {b[1]:.0f} .. {b[3]:.0f}"
+        gb = shapely.bounds(raw.geometry.values)  # NaN rows for missing/empty geometries
+        with np.errstate(invalid="ignore"):
+            off = (gb[:, 0] < -180) | (gb[:, 2] > 180) | (gb[:, 1] < -90) | (gb[:, 3] > 90)
+        has = ~np.isnan(gb).any(axis=1)
+        if off.any() and off[has].all():
+            b = (np.nanmin(gb[:, 0]), np.nanmin(gb[:, 1]), np.nanmax(gb[:, 2]), np.nanmax(gb[:, 3]))
+            extent = f"x {b[0]:.6g} .. {b[2]:.6g}, y {b[1]:.6g} .. {b[3]:.6g}"
             if crs is not None and layer_crs is None \
                     and src.path.suffix.lower() in (".geojson", ".json"):
                 # GeoJSON without a "crs" member is read as WGS84 whatever its coordinates are
@@ -1117,6 +1111,13 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
                     f"or fix the .prj.")
                 row["crs"] = _crs_label(raw.crs)
                 return None
+        elif off.any():
+            id_col = SCHEMA[name][1]
+            ids = _ids(_apply_aliases(raw, name, aliases, []), off, id_col)
+            problems.append(f"{name}.geometry: longitude/latitude out of range in {off.sum()} "
+                            f"row(s) ({format_ids(ids)}); correct their coordinates.")
+            row["crs"] = _crs_label(raw.crs)
+            return None
     if raw.crs is not None:
         row["crs"] = _crs_label(raw.crs)
     gdf = _apply_aliases(raw, name, aliases, notes)

@@ -308,6 +308,16 @@ def test_geojson_with_projected_coordinates_and_no_crs(tmp_path):
     assert "108.3400, 31.1900 .. 108.4700, 31.2700" in r2.output
 
 
+def test_one_point_with_longitude_out_of_range(tmp_path):
+    f = layer_frames()
+    f["villages"].loc[1, "geometry"] = Point(208.44, 31.22)  # a typo in the longitude
+    r = validate(write(tmp_path, f))
+    assert r.exit_code == 2
+    assert ("villages.geometry: longitude/latitude out of range in 1 row(s) (500154118201); "
+            "correct their coordinates.") in r.output
+    assert "not longitude/latitude (" not in r.output  # the layer's CRS is right
+
+
 @pytest.mark.parametrize("layer", ["villages", "roads", "townships"])
 def test_empty_layer(tmp_path, layer):
     f = layer_frames()
