@@ -37,10 +37,15 @@ Choosing the works (a Steiner-tree-like covering problem, solved by a documented
 3. *Clean-up*: a point given a new link early whose upgrade path has since become cheaper
    (because later choices upgraded most of it) is switched to the upgrade, and the decisions
    are replayed in order so that steps, shares and cumulative cost stay consistent.
-New links share too: when a new link is built, its DEM cells join the network it leads to, and
-a later link whose cell path passes through them starts at the last such cell (a vertex of both
+New links share too. When a new link is built, its DEM cells join the network it leads to: a
+later link whose cell path passes through them starts at the last such cell (a vertex of both
 lines) instead of running beside the earlier link to the road; its km and cost are those of the
-rest of its path (a part of a path that met the grade limit meets it too).
+rest of its path (a part of a path that met the grade limit meets it too). A later point that
+has no upgrade option (not 通达) is also searched a link to the nearest earlier link of the same
+network (a small search within its own link's length, sources every ``grade_sample_m`` along
+the earlier links) and takes it when cheaper. Points that can be served by upgrading their road
+do not hop onto other new links, so a chain of new links is never built beside an unpaved road
+whose upgrade they could share.
 The cost curve lists every choice with the cumulative km and cost and the shares reached.
 Points with no feasible option are reported as unresolved with the reason.
 
@@ -59,6 +64,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -190,8 +196,10 @@ def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gr
                   max_link_km: float, slope_weight: float, sample_m: float, end_max_m: float,
                   switchback_terrain_max_pct: float, snap_tolerance_m: float,
                   fallback_any_surface: np.ndarray | None = None,
-                  reach_distance_m: float, cost_per_km: dict, terrain_slope_deg: dict) -> list:
-    """Least-cost new link of every candidate: a dict (geometry, km, cost, ...) or {"reason": ...}.
+                  reach_distance_m: float, cost_per_km: dict, terrain_slope_deg: dict) -> tuple[list, Any]:
+    """Least-cost new link of every candidate: a dict (geometry, km, cost, ...) or {"reason": ...};
+    and a function ``relink(i, lines, within_km)`` that searches candidate i's link to earlier
+    links instead (None without a DEM).
 
     The link runs from the nearest (cheapest) point of the seat's paved network to the point; when
     the point's own DEM cell cannot be reached under the maximum grade, to the reachable cell
@@ -200,7 +208,7 @@ def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gr
     """
     out: list = [None] * len(cand)
     if dem is None:
-        return [{"reason": "no DEM to route new links on"} for _ in range(len(cand))]
+        return [{"reason": "no DEM to route new links on"} for _ in range(len(cand))], None
     e = net.edges
     crs = e.crs
     noop = Transformer.from_pipeline("+proj=noop")
@@ -262,7 +270,26 @@ def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gr
         for i, before in first.items():
             if "geometry" not in (out[i] or {}) and before:
                 out[i] = {"reason": f"{before['reason']}; none to a road of any surface either"}
-    return out
+
+    def relink(i: int, lines: np.ndarray, within_km: float) -> dict | None:
+        """Least-cost link of candidate ``i`` to the nearest of ``lines`` (links chosen before it),
+        searched only within ``within_km`` (the length of its link so far)."""
+        lk = out[i]
+        if lk is None or "geometry" not in lk or len(lines) == 0:
+            return None
+        res: list = [None] * len(cand)
+        _search_groups([(np.array([i]), np.arange(len(lines)), bool(lk.get("to_paved", True)))], res, cand,
+                       dem, lines, shapely.length(lines), to_dem, from_dem, no_link=no_link,
+                       max_grade_pct=max_grade_pct, max_link_km=min(max_link_km, within_km),
+                       slope_weight=slope_weight, sample_m=sample_m, end_max_m=end_max_m, limit=limit,
+                       switchback_terrain_max_pct=switchback_terrain_max_pct, cost_per_km=cost_per_km,
+                       terrain_slope_deg=terrain_slope_deg)
+        got = res[i]
+        if got is None or "geometry" not in got:
+            return None
+        return {**got, "network": lk.get("network")}
+
+    return out, relink
 
 
 def _search_groups(groups, out, cand, dem, geoms, L, to_dem, from_dem, *, no_link, max_grade_pct,
@@ -376,7 +403,7 @@ def _search_groups(groups, out, cand, dem, geoms, L, to_dem, from_dem, *, no_lin
                       "centres": np.column_stack([wx, wy]), "end": end, "cell_slope": sl,
                       "step_road_m": step_road, "step_corridor_m": step_corr,
                       "step_grade_pct": step_grade, "step_terrain_grade_pct": step_tgrade,
-                      "simplify_m": 0.5 * csize}
+                      "simplify_m": 0.5 * csize, "source_line": int(rep[s_idx])}
 
 
 def _join_link(lk: dict, taken: dict[int, int], *, cost_per_km: dict,
@@ -417,6 +444,19 @@ def _join_link(lk: dict, taken: dict[int, int], *, cost_per_km: dict,
            "step_road_m": road, "step_corridor_m": corr, "step_grade_pct": g,
            "step_terrain_grade_pct": tg}
     return out, taken[int(cells[m])]
+
+
+def _add_point(lk: dict, xy: np.ndarray) -> None:
+    """Insert ``xy``, a point lying on the link's line, as a vertex (where a later link starts)."""
+    line = lk["geometry"]
+    coords = shapely.get_coordinates(line)
+    if np.min(np.hypot(coords[:, 0] - xy[0], coords[:, 1] - xy[1])) < 1e-6:
+        return
+    seg = np.hypot(np.diff(coords[:, 0]), np.diff(coords[:, 1]))
+    along = np.concatenate([[0.0], np.cumsum(seg)])
+    d = float(line.project(shapely.Point(xy)))
+    pos = int(np.clip(np.searchsorted(along, d, side="right"), 1, len(coords) - 1))
+    lk["geometry"] = LineString(np.insert(coords, pos, xy, axis=0))
 
 
 def _add_vertex(lk: dict, q: int, *, cost_per_km: dict) -> tuple[float, float]:
@@ -508,7 +548,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
     t_ch0 = int(tgt["tongchang"].sum())
 
     std, paths, ecost = _upgrade_options(net, seats, cand, q["cost_upgrade_yuan_per_km"])
-    links = _link_options(net, seats, cand, dem, max_grade_pct=float(q["max_grade_pct"]),
+    links, relink = _link_options(net, seats, cand, dem, max_grade_pct=float(q["max_grade_pct"]),
                           max_link_km=float(q["max_new_link_km"]), slope_weight=float(q["slope_weight"]),
                           sample_m=float(p["grade_sample_m"]), end_max_m=float(q["link_end_max_m"]),
                           switchback_terrain_max_pct=float(q["switchback_terrain_max_pct"]),
@@ -557,6 +597,26 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
             st_["cost"] += float(ecost[new_e].sum())
             rem[:] = np.where(has_up, rem - Pc[:, new_e] @ ecost[new_e], np.inf)
 
+    relink_cache: dict = {}
+
+    def _relink_if_cheaper(k: int, lk: dict, on):
+        """The cheaper of link ``lk`` and a link to the nearest link already chosen (same network)."""
+        owners = [j for j, u_ in st_["used"].items() if u_.get("network") == lk.get("network")]
+        if not owners:
+            return lk, on
+        lines = np.array([st_["used"][j]["geometry"] for j in owners], dtype=object)
+        pt = cand.geometry.iloc[k]
+        # a link is never shorter than the straight line: skip when every earlier link is farther
+        if float(shapely.distance(pt, lines).min()) >= lk["km"] * 1000.0:
+            return lk, on
+        key = (k, tuple(owners), tuple(shapely.to_wkb(lines).tolist()))
+        if key not in relink_cache:
+            relink_cache[key] = relink(k, lines, lk["km"])
+        got = relink_cache[key]
+        if got is None or got["cost"] >= lk["cost"] - 1e-6:
+            return lk, on
+        return {**got, "starts_on_line": True}, owners[got["source_line"]]
+
     def take(k: int, phase: str, step: int, force: str | None = None) -> None:
         """Give point k a work (upgrade path or new link), then mark everyone it covers."""
         rem, covered, option = st_["rem"], st_["covered"], st_["option"]
@@ -566,6 +626,10 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
             lk, on = _join_link(links[k], st_["taken"].get(links[k].get("network"), {}),
                                 cost_per_km=q["cost_new_yuan_per_km"],
                                 terrain_slope_deg=q["terrain_slope_deg"])
+        # a point that can be served by upgrading its road may not hop onto other new links: a
+        # chain of new links beside an unpaved road would undercut that road's shared upgrade
+        if lk is not None and force != "upgrade" and relink is not None and not has_up[k]:
+            lk, on = _relink_if_cheaper(k, lk, on)
         up = (force == "upgrade") if force else bool(has_up[k] and rem[k] <= (lk["cost"] if lk else np.inf))
         if up:
             add_edges(k, step, phase)
@@ -573,7 +637,10 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
         else:
             option[k] = "new"
             st_["new_links"].append((k, step, phase))
-            if on is not None:  # the shared cell becomes a vertex of the earlier link too
+            if on is not None and lk.get("starts_on_line"):  # its start becomes a vertex of the other
+                st_["via"][k] = on
+                _add_point(st_["used"][on], shapely.get_coordinates(lk["geometry"])[0])
+            elif on is not None:  # the shared cell becomes a vertex of the earlier link too
                 st_["via"][k] = on
                 cell = int(lk["cells"][0])
                 dkm, dcost = _add_vertex(st_["used"][on], int(np.flatnonzero(

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from rasterio.transform import from_origin
+from shapely.geometry import Point
 
 from kaizhou_gis import access, links
 from kaizhou_gis.layers import Layers
@@ -15,6 +16,12 @@ from kaizhou_gis.network import DemGrid
 from kaizhou_gis.plan import load_plan
 
 from test_access import CRS, SEAT, X0, Y0, L, P, scenario
+
+
+def by_own_point(works):
+    """Works indexed by the point each was made for (the first of its beneficiaries; a link
+    that later links start on also lists their points)."""
+    return works.set_axis(works["beneficiaries"].str.split(";").str[0])
 
 
 def tables(layers, res, plan):
@@ -46,7 +53,7 @@ def test_unpaved_spur_is_upgraded_and_cut_off_points_get_new_links(planned):
     assert up["km"].iloc[0] == pytest.approx(2.0)
     assert up["cost_yuan"].iloc[0] == pytest.approx(800_000.0)
     assert up["beneficiaries"].iloc[0] == "500154001002"
-    new = w[w["type"] == "new"].set_index("beneficiaries")
+    new = by_own_point(w[w["type"] == "new"])
     # C and settlement S3 (fragment), D (900 m from a road) and F (overpass fragment) need new links
     assert sorted(new.index) == ["500154001003", "500154001004", "500154001006", "S3"]
     # D: straight north-south over flat ground to the main road 900 m away
@@ -245,10 +252,13 @@ def test_link_up_a_steep_slope_uses_hairpins_within_max_grade():
     y = Y0 + 8000 - (rr + 0.5) * 100
     z = 300.0 + 0.30 * (y - Y0)
     dem = DemGrid(values=z, transform=from_origin(X0 - 2000, Y0 + 8000, 100.0, 100.0), crs=CRS)
+    # D alone (beside A, which is reached): no earlier link up the slope to start from
+    layers = Layers(**{**layers.__dict__, "villages": layers.villages.iloc[[0, 3]],
+                       "settlements": layers.settlements.iloc[[0]]})
     res = access.analyse(layers, plan, dem=dem)
     vt, st = tables(layers, res, plan)
     wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
-    d = wp.works.set_index("beneficiaries").loc["500154001004"]
+    d = by_own_point(wp.works).loc["500154001004"]
     assert d["type"] == "new"
     assert d["max_grade_pct"] <= 12.0 + 1e-9
     assert d["max_terrain_grade_pct"] == pytest.approx(30.0, abs=0.5)
@@ -273,7 +283,7 @@ def test_settlement_needing_only_tongda_may_link_to_an_unpaved_road():
     assert not res.settlements.loc[0, "tongda"]
     vt, st2 = tables(lay, res, plan)
     wp = links.plan_works(res, vt, st2, plan=plan, dem=dem)
-    w = wp.works.set_index("beneficiaries").loc["S9"]
+    w = by_own_point(wp.works).loc["S9"]
     assert w["type"] == "new" and w["connects_to"] == "road network (通达 only)"
     assert 0.6 <= w["km"] <= 0.75  # 600 m straight; routing through 100 m cell centres adds a little
     after = access.analyse(lay, plan, dem=dem, roads=links.apply_works(lay.roads, wp.works, plan=plan))
@@ -313,10 +323,10 @@ def test_later_new_link_joins_an_earlier_one_instead_of_running_beside_it():
     vt, st = tables(lay, res, plan)
     wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
     new = wp.works[wp.works["type"] == "new"]
-    new = new.set_axis(new["beneficiaries"].str.split(";").str[0])
+    new = by_own_point(new)
     d, gk = new.loc["500154001004"], new.loc["500154001007"]
     # D's link serves G too; G's works are both links
-    assert d["beneficiaries"] == "500154001004;500154001007"
+    assert d["beneficiaries"].split(";")[:2] == ["500154001004", "500154001007"]
     assert sorted(wp.work_ids["500154001007"].split(";")) == sorted([d["work_id"], gk["work_id"]])
     assert d["km"] == pytest.approx(0.9, abs=0.06)
     # G's link covers only the 1.5 km beyond D's (about 2.45 km standalone)
@@ -353,8 +363,23 @@ def test_link_never_joins_a_link_to_another_townships_network():
     assert not res.villages["tongda"].any()
     vt, st = tables(lay, res, plan)
     wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
-    new = wp.works[wp.works["type"] == "new"].set_index("beneficiaries")
+    new = by_own_point(wp.works[wp.works["type"] == "new"])
     assert new.loc["500154001004", "step"] < new.loc["500154118001", "step"]
     assert new.loc["500154118001", "km"] == pytest.approx(1.0, abs=0.06)
     after = access.analyse(lay, plan, dem=dem, roads=links.apply_works(lay.roads, wp.works, plan=plan))
     assert after.villages["tongchang"].all()
+
+
+def test_far_point_links_to_a_nearby_earlier_link_not_all_the_way_to_the_road(planned):
+    layers, dem, plan, _, wp = planned
+    # C and settlement S3 sit 400 m apart on the fragment R2, 5 km north of the main road: the
+    # second one linked starts on the first one's link, not on the main road
+    new = by_own_point(wp.works[wp.works["type"] == "new"])
+    s3, c = new.loc["S3"], new.loc["500154001003"]
+    assert s3["km"] == pytest.approx(4.95, abs=0.1)
+    assert c["km"] < 0.6 and c["step"] > s3["step"]
+    assert s3.geometry.distance(Point(c.geometry.coords[0])) < 1e-6
+    assert s3["beneficiaries"] == "S3;500154001003"
+    assert sorted(wp.work_ids["500154001003"].split(";")) == sorted([s3["work_id"], c["work_id"]])
+    after = access.analyse(layers, plan, dem=dem, roads=links.apply_works(layers.roads, wp.works, plan=plan))
+    assert after.villages.loc[2, "tongchang"] and after.settlements.loc[2, "tongchang"]
