@@ -479,7 +479,9 @@ def gather(ctx: Context) -> MapData:
     cfg = plan.section("maps")
     basemap = ctx.options.get("basemap") or "offline"
     missing: dict[str, str] = {}
-    notes: list[str] = []
+    # what the loader filled in or changed (e.g. no poverty_village column: every village is
+    # drawn as "other village") belongs on the page next to the layers it explains
+    notes: list[str] = [f"图层 layers: {n}" for n in (getattr(L, "notes", None) or [])]
     access = _step_data(ctx, "access", missing)
     reloc = _step_data(ctx, "relocation", missing)
     industry = _step_data(ctx, "industry", missing)

@@ -459,3 +459,14 @@ def test_names_are_not_templates_and_codes_name_files(tmp_path):
     ctx.layers.townships = tw
     with pytest.raises(LayerError, match=r"\.\./evil"):
         maps.run(ctx)
+
+
+def test_layer_loader_notes_are_on_the_page(tmp_path):
+    # A user's villages layer without poverty flags: every village is drawn "other village";
+    # the page must say why (the loader's note), escaped like any layer text.
+    ctx = make_ctx(tmp_path, township=T1)
+    ctx.layers.notes = ["villages.poverty_village: no column; every village counts as not poverty village.",
+                        f"villages.name: {INJECTION}"]
+    page = maps.run(ctx).files[f"maps/townships/{T1}.html"]
+    assert "villages.poverty_village: no column" in page
+    assert "villages.name: &lt;img src=x onerror=alert(1)&gt;" in page
