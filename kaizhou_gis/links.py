@@ -910,10 +910,16 @@ def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None,
     out = roads.copy()
     if "source" not in out.columns:
         out["source"] = ""
+    if "road_id" not in out.columns:  # the network names such roads by their index label
+        out["road_id"] = [str(i) for i in roads.index]
     if len(works) == 0:
         return out
     if roads.crs is not None and works.crs is not None and CRS(roads.crs) != CRS(works.crs):
         works = works.to_crs(roads.crs)
+    for col in ("work_id", "type", "road_id"):
+        if col not in works.columns:
+            raise LayerError(f"works: column '{col}' is missing; apply_works needs work_id, type "
+                             f"(new/upgrade) and road_id (of upgrades), as in access/works.gpkg.")
     bad = works.loc[~works["type"].isin(["new", "upgrade"]), "work_id"]
     if len(bad):
         raise LayerError(f"works: type must be 'new' or 'upgrade'; rows {format_ids(bad)} have another.")

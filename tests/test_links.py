@@ -383,3 +383,16 @@ def test_far_point_links_to_a_nearby_earlier_link_not_all_the_way_to_the_road(pl
     assert sorted(wp.work_ids["500154001003"].split(";")) == sorted([s3["work_id"], c["work_id"]])
     after = access.analyse(layers, plan, dem=dem, roads=links.apply_works(layers.roads, wp.works, plan=plan))
     assert after.villages.loc[2, "tongchang"] and after.settlements.loc[2, "tongchang"]
+
+
+def test_apply_works_clear_errors_and_roads_without_road_id():
+    roads = gpd.GeoDataFrame({"road_class": ["village"], "surface": ["unpaved"]},
+                             geometry=[L((0, 0), (1000, 0), (2000, 0))], crs=CRS, index=[7])
+    works = gpd.GeoDataFrame({"work_id": ["U0001"], "type": ["upgrade"], "road_id": ["7"]},
+                             geometry=[L((0, 0), (1000, 0))], crs=CRS)
+    out = links.apply_works(roads, works)
+    assert out["road_id"].tolist() == ["7#1", "7#2"]
+    assert out["surface"].tolist() == ["paved", "unpaved"]
+    from kaizhou_gis.errors import LayerError
+    with pytest.raises(LayerError, match="column 'type' is missing"):
+        links.apply_works(roads, works.drop(columns="type"))
