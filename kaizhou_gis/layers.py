@@ -453,22 +453,48 @@ def _read_vector(name: str, src: _Source, encoding: str | None, notes: list[str]
         if suffix not in (".shp", ".dbf"):
             raise
     # A .dbf field name cut to 10 bytes in the middle of a character (户籍人口 in UTF-8 is 12
-    # bytes) stops pyogrio; read the bytes as Latin-1 and decode them here, dropping the cut part.
-    real = enc or "UTF-8"
+    # bytes), or text not in the encoding the .cpg names, stops pyogrio: read the bytes as
+    # Latin-1 and decode them here.
     kwargs["encoding"] = "ISO-8859-1"
     raw = pyogrio.read_dataframe(src.path, **kwargs)
+    geom = raw.geometry.name
+    text_cols = [c for c in raw.columns if c != geom and (pd.api.types.is_object_dtype(raw[c])
+                                                          or pd.api.types.is_string_dtype(raw[c]))]
+    values = [v.encode("latin-1") for c in text_cols for v in raw[c] if isinstance(v, str)]
+    names = [str(c).encode("latin-1") for c in raw.columns if c != geom]
+    chosen = next((c for c in dict.fromkeys([enc or "UTF-8", "GB18030"])
+                   if all(_decodes_but_cut_end(v, c) for v in values)), None)
+    if chosen is None:
+        raise LayerError(f"{name}: the text in {src.path.name} is neither {enc or 'UTF-8'} nor "
+                         f"GBK; pass its encoding with --encoding (or `encoding = \"...\"` in a "
+                         f"TOML mapping), or fix the .cpg file.")
 
     def fix(v):
-        return v.encode("latin-1").decode(real, errors="ignore") if isinstance(v, str) else v
+        return v.encode("latin-1").decode(chosen, errors="ignore") if isinstance(v, str) else v
 
-    raw = raw.rename(columns={c: fix(c).strip() for c in raw.columns if c != raw.geometry.name})
-    for c in raw.columns:
-        if c != raw.geometry.name and (pd.api.types.is_object_dtype(raw[c])
-                                       or pd.api.types.is_string_dtype(raw[c])):
-            raw[c] = raw[c].map(fix)
-    notes.append(f"{name}: {src.path.name} has field names cut inside a character; read as "
-                 f"{real} with the cut characters dropped.")
+    raw = raw.rename(columns={c: fix(c).strip() for c in raw.columns if c != geom})
+    for c in text_cols:
+        raw[fix(c).strip()] = raw[fix(c).strip()].map(fix)
+    if chosen != (enc or "UTF-8"):
+        notes.append(f"{name}: the text in {src.path.name} is not {enc or 'UTF-8'} (as its .cpg "
+                     f"or --encoding says) but {chosen}; read as {chosen}.")
+    cut = [n.decode(chosen, errors="ignore") for n in names if not _decodes_but_cut_end(n, chosen, True)]
+    if cut:
+        notes.append(f"{name}: {src.path.name} has field names cut inside a character "
+                     f"({format_ids(cut)}); the cut characters were dropped.")
     return raw
+
+
+def _decodes_but_cut_end(raw: bytes, encoding: str, strict: bool = False) -> bool:
+    """True when ``raw`` is valid ``encoding`` text, at worst with its last character cut off
+    (a .dbf field of N bytes cuts longer text anywhere); ``strict`` allows no cut."""
+    try:
+        raw.decode(encoding)
+        return True
+    except UnicodeDecodeError as e:
+        return not strict and e.end == len(raw) and len(raw) - e.start < 4
+    except LookupError:
+        return False
 
 
 _OSM_TAG = re.compile(r'"((?:[^"\\]|\\.)*)"=>"((?:[^"\\]|\\.)*)"')

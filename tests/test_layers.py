@@ -124,6 +124,19 @@ def test_utf8_shapefile_with_chinese_field_names_cut_inside_a_character(tmp_path
     assert any("户籍人 → population" in n for n in report.notes)
 
 
+def test_gbk_shapefile_whose_cpg_wrongly_says_utf8(tmp_path, plan):
+    frames = layer_frames()
+    folder = write_gpkg(tmp_path, frames, skip=("villages",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frames["villages"].to_file(folder / "villages.shp", encoding="GBK")
+    (folder / "villages.cpg").write_text("UTF-8")
+    report = check_layers(folder, plan=plan)
+    assert report.ok, report.problem_text()
+    assert report.layers.villages["name"].tolist() == ["汉丰社区", "红旗村", "白泉村"]
+    assert any("is not UTF-8 (as its .cpg or --encoding says) but GB18030" in n for n in report.notes)
+
+
 def test_settlement_name_alias_prefers_the_settlement_name_over_its_village_name(tmp_path, plan):
     frames = layer_frames()
     folder = write_gpkg(tmp_path, frames, skip=("settlements",))
