@@ -295,12 +295,15 @@ def point_access(points: gpd.GeoSeries, township_codes: pd.Series, net: RoadNetw
     comp = net.nodes["component"].to_numpy()[eu]
     pcomp = net.nodes["paved_component"].to_numpy()[eu]
     paved = net.edges["paved"].to_numpy()[np.maximum(e, 0)] & has_edge
-    r0 = np.maximum(rows, 0)
     seat_known = rows >= 0
-    seat_on = seat_known & si["on_network"].to_numpy()[r0]
-    seat_paved_on = seat_known & si["paved_on_network"].to_numpy()[r0]
-    tongda = within & seat_on & (comp == si["component"].to_numpy()[r0])
-    tongchang = tongda & paved & seat_paved_on & (pcomp == si["paved_component"].to_numpy()[r0])
+    r0 = np.where(seat_known, rows, len(si))  # one sentinel row past the seats (no seat)
+
+    def of_seat(col: str, fill):
+        return np.append(si[col].to_numpy(), fill)[r0]
+    seat_on = seat_known & of_seat("on_network", False).astype(bool)
+    seat_paved_on = seat_known & of_seat("paved_on_network", False).astype(bool)
+    tongda = within & seat_on & (comp == of_seat("component", -1))
+    tongchang = tongda & paved & seat_paved_on & (pcomp == of_seat("paved_component", -1))
 
     L = net.edges["length_m"].to_numpy()
     T = net.edges["travel_min"].to_numpy()

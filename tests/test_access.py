@@ -339,3 +339,11 @@ def test_step_on_a_projected_dem_and_multiline_roads(tmp_path):
     assert all(sc["after"]["met"].values()) and sc["check"]["not_reached_after_applying_works"] == []
     new = res.data["works"][res.data["works"]["type"] == "new"]
     assert len(new) and (new["max_grade_pct"] <= plan["links.max_grade_pct"] + 1e-9).all()
+
+
+def test_no_seats_at_all_every_point_says_so():
+    layers, dem = scenario()
+    lay = Layers(**{**layers.__dict__, "township_seats": layers.township_seats.iloc[0:0]})
+    res = access.analyse(lay, load_plan(), dem=dem)
+    assert len(res.villages) == 6 and not res.villages["tongda"].any()
+    assert (res.villages["reason"] == "its township has no seat in township_seats").all()
