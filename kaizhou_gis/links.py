@@ -857,7 +857,9 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
         "unresolved": int(len(unresolved_df)),
         "points_considered": int(K),
         "method": "100% targets: every forced point cheapest first, cheaper of new link and marginal "
-                  "upgrade cost; 80% target: greedy lowest marginal cost; shared upgrades counted once",
+                  "upgrade cost; 80% target: greedy lowest marginal cost; shared upgrades counted once; "
+                  "a new link starts on an earlier one where their paths meet or, for points not "
+                  "通达, where that is cheaper",
     }
     to_paved = np.array([bool(lk.get("to_paved", True)) if lk else True for lk in links], dtype=bool)
     is_new = np.asarray(option == "new", dtype=bool)
