@@ -541,7 +541,9 @@ def run(ctx: Context) -> StepResult:
     notes = []
     if n_poverty is not None and len(stated_poverty) and int(stated_poverty.max()) != n_poverty:
         notes.append(f"the plan puts some projects on {int(stated_poverty.max())} poverty villages; "
-                     f"the villages layer flags {n_poverty}, and those are used.")
+                     + (f"the villages layer flags {n_poverty}, and those are used." if n_poverty
+                        else "the villages layer flags none, so those projects are listed in "
+                             "industry/unresolved.csv."))
         log.warning("%s", notes[-1])
 
     tw = ctx.township
