@@ -215,6 +215,13 @@ class _Frames:
         return self._scope(df)
 
 
+def _poverty_flag_filled(ctx: Context) -> bool:
+    """True when the villages layer had no poverty_village column (the loader filled False and
+    noted it): then the layers cannot say how many poverty villages there are."""
+    return any(str(n).startswith("villages.poverty_village: no column")
+               for n in (getattr(ctx.layers, "notes", None) or []))
+
+
 def _indicator_measures(plan) -> dict[int, str]:
     raw = plan.get("report.indicator_measures", {}) or {}
     out, bad = {}, []
@@ -239,11 +246,7 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
     scope = "township of this run" if frames.township else "whole district"
     if measure == "poverty_villages":
         v = frames.villages
-        # the loader fills a missing optional flag column with False and notes it: then the
-        # layer cannot say how many poverty villages there are
-        filled = any(str(n).startswith("villages.poverty_village: no column")
-                     for n in (getattr(frames.ctx.layers, "notes", None) or []))
-        if "poverty_village" not in v or filled:
+        if "poverty_village" not in v or _poverty_flag_filled(frames.ctx):
             return {"status": "not_derivable", "computed": None, "basis": MEASURES[measure],
                     "reason": f"{NOT_DERIVABLE}: the villages layer has no poverty_village column",
                     "reason_zh": f"{NOT_DERIVABLE_ZH}（村图层无贫困村标记 poverty_village）"}
@@ -591,9 +594,9 @@ def township_table(frames: _Frames, steps: dict) -> pd.DataFrame:
     v = frames.villages
     vt = v["township_code"].astype(str) if "township_code" in v else pd.Series(dtype=str)
     df["villages"] = df["township_code"].map(vt.value_counts()).fillna(0).astype(int)
-    pv = (vt[_bool(v["poverty_village"])].value_counts() if "poverty_village" in v
-          else pd.Series(dtype=int))
-    df["poverty_villages"] = df["township_code"].map(pv).fillna(0).astype(int)
+    if "poverty_village" in v and not _poverty_flag_filled(frames.ctx):
+        pv = vt[_bool(v["poverty_village"])].value_counts()
+        df["poverty_villages"] = df["township_code"].map(pv).fillna(0).astype(int)
     st = frames.settlements["township_code"].astype(str)
     df["settlements"] = df["township_code"].map(st.value_counts()).fillna(0).astype(int)
     for name, add in (("relocation", _tw_relocation), ("access", _tw_access),

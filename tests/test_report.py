@@ -324,6 +324,7 @@ def test_poverty_villages_not_derivable_when_the_layer_has_no_flag_column(tmp_pa
     ind = _ind(out.data["report"], 2)
     assert ind["status"] == "not_derivable" and ind["computed"] is None
     assert "poverty_village" in ind["reason"] and "poverty_village" in ind["reason_zh"]
+    assert "poverty_villages" not in out.data["townships"]  # no column of made-up zeros
 
 
 def test_markdown_shows_layer_markup_as_text(full):
