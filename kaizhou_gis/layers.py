@@ -472,9 +472,18 @@ def _read_vector(name: str, src: _Source, encoding: str | None, notes: list[str]
     def fix(v):
         return v.encode("latin-1").decode(chosen, errors="ignore") if isinstance(v, str) else v
 
-    raw = raw.rename(columns={c: fix(c).strip() for c in raw.columns if c != geom})
+    new_names: dict[str, str] = {}
+    for c in raw.columns:
+        if c == geom:
+            continue
+        base = n = fix(c).strip() or "field"
+        k = 2
+        while n in new_names.values():  # 户籍人口 and 户籍人数 both cut to 户籍人
+            n, k = f"{base}_{k}", k + 1
+        new_names[c] = n
     for c in text_cols:
-        raw[fix(c).strip()] = raw[fix(c).strip()].map(fix)
+        raw[c] = raw[c].map(fix)
+    raw = raw.rename(columns=new_names)
     if chosen != (enc or "UTF-8"):
         notes.append(f"{name}: the text in {src.path.name} is not {enc or 'UTF-8'} (as its .cpg "
                      f"or --encoding says) but {chosen}; read as {chosen}.")

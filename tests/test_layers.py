@@ -122,6 +122,15 @@ def test_utf8_shapefile_with_chinese_field_names_cut_inside_a_character(tmp_path
     assert lv["households"].tolist() == [400, 120, 80]
     assert lv["deep_poverty"].tolist() == [False, False, True]
     assert any("户籍人 → population" in n for n in report.notes)
+    # two long names cut to the same 10 bytes stay two columns
+    v["户籍人数"] = [1, 2, 3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v.to_file(folder / "villages.shp", encoding="UTF-8")
+    report = check_layers(folder, plan=plan)
+    assert report.ok, report.problem_text()
+    assert report.layers.villages["population"].tolist() == [1200, 380, 250]
+    assert report.layers.villages["户籍人_2"].tolist() == [1, 2, 3]
 
 
 def test_gbk_shapefile_whose_cpg_wrongly_says_utf8(tmp_path, plan):
