@@ -412,17 +412,17 @@ def _guess_dbf_encoding(shp: Path) -> str | None:
         body = f.read(4_000_000)
     if all(b < 0x80 for b in body):
         return None
-    try:
-        body.decode("utf-8")
+    # Text cut at a field's width leaves a broken character at the end of some values, so
+    # count broken characters instead of asking for a clean decode: GBK text read as UTF-8
+    # breaks at nearly every character, UTF-8 text only where a value was cut.
+    n_high = sum(1 for b in body if b >= 0x80)
+    broken = {enc: body.decode(enc, errors="replace").count("\ufffd")
+              for enc in ("utf-8", "gb18030")}
+    if broken["utf-8"] <= max(1, n_high // 60):  # at most ~1 in 20 Chinese characters
         return "UTF-8"
-    except UnicodeDecodeError as e:
-        if e.start > len(body) - 4:  # cut in the middle of a character
-            return "UTF-8"
-    try:
-        body.decode("gb18030")
+    if broken["gb18030"] <= max(1, n_high // 40):
         return "GB18030"
-    except UnicodeDecodeError:
-        return None
+    return None
 
 
 def _read_vector(name: str, src: _Source, encoding: str | None, notes: list[str]) -> gpd.GeoDataFrame:

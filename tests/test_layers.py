@@ -133,6 +133,24 @@ def test_utf8_shapefile_with_chinese_field_names_cut_inside_a_character(tmp_path
     assert report.layers.villages["户籍人_2"].tolist() == [1, 2, 3]
 
 
+def test_utf8_shapefile_without_cpg_and_a_value_cut_inside_a_character(tmp_path, plan):
+    """A 10-byte field holding 汉丰社区 in UTF-8 keeps 汉丰社 and one byte of 区."""
+    frames = layer_frames()
+    folder = write_gpkg(tmp_path, frames, skip=("villages",))
+    v = frames["villages"].copy()
+    v["name"] = ["XXXXXXXXXX", "红旗村", "白泉村"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v.to_file(folder / "villages.shp", encoding="UTF-8")
+    (folder / "villages.cpg").unlink()
+    dbf = (folder / "villages.dbf").read_bytes()
+    (folder / "villages.dbf").write_bytes(dbf.replace(b"XXXXXXXXXX", "汉丰社区".encode()[:10]))
+    report = check_layers(folder, plan=plan)
+    assert report.ok, report.problem_text()
+    assert report.layers.villages["name"].tolist() == ["汉丰社", "红旗村", "白泉村"]
+    assert any("no .cpg; its text was read as UTF-8" in n for n in report.notes)
+
+
 def test_gbk_shapefile_whose_cpg_wrongly_says_utf8(tmp_path, plan):
     frames = layer_frames()
     folder = write_gpkg(tmp_path, frames, skip=("villages",))
