@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -37,8 +38,11 @@ import pandas as pd
 import shapely
 from scipy.sparse.csgraph import dijkstra
 
-from kaizhou_gis.errors import LayerError, OptionError, format_ids
+from kaizhou_gis.errors import LayerError, format_ids
 from kaizhou_gis.network import DemGrid, RoadNetwork, build_network, dangles_frame, network_settings
+
+if TYPE_CHECKING:  # the pipeline imports the steps lazily; no import cycle at import time
+    from kaizhou_gis.pipeline import Context, StepResult
 
 log = logging.getLogger(__name__)
 
@@ -525,7 +529,7 @@ def _table(base: gpd.GeoDataFrame, cols: list[str], acc: pd.DataFrame, extra: di
     return gpd.GeoDataFrame(t, geometry=base.geometry, crs=base.crs)
 
 
-def run(ctx) -> "StepResult":
+def run(ctx: "Context") -> "StepResult":
     """Pipeline step ``access``: tables, GeoPackages, scorecard before/after, works, cost curve."""
     from kaizhou_gis import links
     from kaizhou_gis.pipeline import StepResult
@@ -549,8 +553,8 @@ def run(ctx) -> "StepResult":
         code = str(ctx.township)
         vin = v["township_code"].astype(str) == code
         sin = s_town == code
-        if not vin.any() and not sin.any():
-            raise OptionError(f"--township {code}: no village or settlement of this township in the layers.")
+        if not vin.any() and not sin.any():  # empty tables and scorecard, like the other steps
+            log.warning("access: township %s has no village or settlement in the layers.", code)
 
     vt = _table(v, ["village_code", "name", "township_code", "kind", "households", "population",
                     "poverty_village", "deep_poverty"], before.villages,

@@ -987,7 +987,6 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     sources, dem_src, folder = _resolve(path, problems)
     description = str(path)
     report_rows: list[dict] = []
-    work_crs = plan.work_crs
     aliases = plan.section("aliases")
     loaded: dict[str, gpd.GeoDataFrame] = {}
     if path.exists():

@@ -347,3 +347,27 @@ def test_no_seats_at_all_every_point_says_so():
     res = access.analyse(lay, load_plan(), dem=dem)
     assert len(res.villages) == 6 and not res.villages["tongda"].any()
     assert (res.villages["reason"] == "its township has no seat in township_seats").all()
+
+
+def test_township_without_villages_gives_empty_tables_not_a_failure(tmp_path):
+    """--township for a township that has no village or settlement: empty rows, exit 0."""
+    from layerset import layer_frames, write_layerset
+
+    from kaizhou_gis.layers import load_layers
+    from kaizhou_gis.pipeline import Context
+    from kaizhou_gis.plan import load_plan
+
+    frames = layer_frames()
+    tw = frames["townships"]
+    empty_code = str(tw["township_code"].iloc[-1])
+    v = frames["villages"]
+    keep = v["township_code"].astype(str) != empty_code
+    frames["villages"] = v[keep]
+    frames["settlements"] = frames["settlements"][
+        frames["settlements"]["village_code"].isin(set(frames["villages"]["village_code"]))]
+    write_layerset(tmp_path, frames)
+    plan = load_plan()
+    ctx = Context(layers=load_layers(tmp_path, plan=plan), plan=plan, options={"township": empty_code})
+    res = access.run(ctx)
+    assert len(res.files["access/villages.csv"]) == 0
+    assert len(res.files["access/settlements.csv"]) == 0

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from kaizhou_gis import outputs, pipeline
-from kaizhou_gis.errors import LayerError, StepError
+from kaizhou_gis.errors import LayerError
 from kaizhou_gis.pipeline import Context, StepResult, run_steps
 from kaizhou_gis.plan import load_plan
 
