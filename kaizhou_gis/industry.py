@@ -459,6 +459,17 @@ def resolve_hosts(projects: pd.DataFrame, villages: gpd.GeoDataFrame, townships:
 # --------------------------------------------------------------------------------------------
 # tables
 # --------------------------------------------------------------------------------------------
+def host_township_codes(hosts: pd.DataFrame, village_township: dict[str, str]) -> pd.Series:
+    """Township code of each host: its own ``township_code`` where given (township-level hosts
+    have no village code), else its village's township (``village_township``: code → code)."""
+    derived = hosts["village_code"].fillna("").astype(str).map(
+        lambda c: village_township.get(c, c[:9]))
+    if "township_code" not in hosts:
+        return derived
+    given = hosts["township_code"].fillna("").astype(str)
+    return given.where(given != "", derived)
+
+
 def project_status(projects: pd.DataFrame, hosts: pd.DataFrame, unresolved: pd.DataFrame) -> pd.DataFrame:
     """The project table with ``n_hosts`` (placed), ``n_unresolved`` and ``status`` for every row."""
     out = projects.copy()

@@ -40,6 +40,7 @@ from pyproj import Geod
 
 from kaizhou_gis import hillshade as hs
 from kaizhou_gis.errors import KaizhouGISError, LayerError, OptionError, format_ids
+from kaizhou_gis.industry import host_township_codes
 from kaizhou_gis.mapassets import OfflineMap, RawHtml, inline_assets, script_json
 from kaizhou_gis.pipeline import Context, StepResult
 
@@ -578,12 +579,8 @@ def gather(ctx: Context) -> MapData:
     if industry is not None and isinstance(industry.get("hosts"), gpd.GeoDataFrame):
         hosts = industry["hosts"].copy()
         if len(hosts):
-            v2t = dict(zip(villages["village_code"].astype(str), villages["township_code"]))
-            derived = hosts["village_code"].astype(str).map(lambda c: v2t.get(c, c[:9]))
-            if "township_code" in hosts:  # township-level hosts have no village code
-                given = hosts["township_code"].fillna("").astype(str)
-                derived = given.where(given != "", derived)
-            hosts["township_code"] = derived
+            v2t = dict(zip(villages["village_code"].astype(str), villages["township_code"].astype(str)))
+            hosts["township_code"] = host_township_codes(hosts, v2t)
         unresolved = industry.get("unresolved")
         if isinstance(unresolved, pd.DataFrame) and len(unresolved):
             notes.append(f"{len(unresolved)} 个产业项目地点未能定位到村 industry project places "

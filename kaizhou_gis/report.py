@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from kaizhou_gis.errors import KaizhouGISError, PlanError
+from kaizhou_gis.industry import host_township_codes
 from kaizhou_gis.pipeline import Context, StepResult
 
 log = logging.getLogger(__name__)
@@ -115,17 +116,6 @@ def _township_of_villages(villages: pd.DataFrame) -> dict[str, str]:
     if "village_code" not in villages or "township_code" not in villages:
         return {}
     return dict(zip(villages["village_code"].astype(str), villages["township_code"].astype(str)))
-
-
-def _host_townships(hosts: pd.DataFrame, village_township: dict[str, str]) -> pd.Series:
-    """Township code of each industry host: its own where given (township-level hosts have no
-    village code), else through its village."""
-    derived = hosts["village_code"].fillna("").astype(str).map(
-        lambda c: village_township.get(c, c[:9]))
-    if "township_code" not in hosts:
-        return derived
-    given = hosts["township_code"].fillna("").astype(str)
-    return given.where(given != "", derived)
 
 
 def _settlement_townships(settlements: pd.DataFrame, village_township: dict[str, str]) -> pd.Series:
@@ -542,7 +532,7 @@ def industry_section(plan, frames: _Frames, res: StepResult | None, why: str) ->
     unresolved = pd.DataFrame(res.data.get("unresolved", pd.DataFrame()))
     if frames.township is not None and len(hosts) and "village_code" in hosts:
         hosts = hosts.copy()
-        hosts["township_code"] = _host_townships(hosts, frames.village_township)
+        hosts["township_code"] = host_township_codes(hosts, frames.village_township)
         hosts = frames._scope(hosts)
         if "project_id" in projects:
             projects = projects[projects["project_id"].isin(set(hosts["project_id"]))]
@@ -658,7 +648,7 @@ def _tw_industry(df: pd.DataFrame, frames: _Frames, ind: StepResult) -> pd.DataF
     hosts = ind.data.get("hosts")
     if hosts is not None and len(hosts) and "village_code" in hosts:
         h = pd.DataFrame(hosts.drop(columns="geometry", errors="ignore"))
-        h["township_code"] = _host_townships(h, frames.village_township)
+        h["township_code"] = host_township_codes(h, frames.village_township)
         per = h.groupby("township_code")["project_id"].nunique()
         df["industry_projects"] = df["township_code"].map(per).fillna(0).astype(int)
     else:
