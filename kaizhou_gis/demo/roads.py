@@ -242,7 +242,6 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
         elif state[i] == 2:
             edges.add_path(sp_paved[i], 3, True)
     all_any = edges.cells()
-    all_paved = edges.cells(paved_only=True)
     near_any = _reached(grid, all_any, sxy, p.reach_m)
     ta = (state > 0) | near_any
     tc = state == 2
@@ -307,35 +306,29 @@ def _lines(grid: Grid, edges: _Edges, stubs: list[tuple[int, float, float, int, 
 
     seen: set[tuple[int, int]] = set()
     rows = []
+
+    def walk(chain: list, *, stop_at_break: bool) -> list:
+        """Extend ``chain`` along unseen edges (marking them seen) to a break node or a dead end."""
+        while not (stop_at_break and is_break(chain[-1])):
+            cur = chain[-1]
+            nxt = [x for x in adj[cur] if ekey(cur, x) not in seen]
+            if not nxt:
+                break
+            seen.add(ekey(cur, nxt[0]))
+            chain.append(nxt[0])
+        return chain
+
     starts = sorted(n for n in adj if is_break(n))
     for s in starts:
         for nb in sorted(adj[s]):
             if ekey(s, nb) in seen:
                 continue
-            chain = [s, nb]
             seen.add(ekey(s, nb))
-            a0 = attr[ekey(s, nb)]
-            while not is_break(chain[-1]):
-                cur = chain[-1]
-                nxt = [x for x in adj[cur] if ekey(cur, x) not in seen]
-                if not nxt:
-                    break
-                seen.add(ekey(cur, nxt[0]))
-                chain.append(nxt[0])
-            rows.append((chain, a0))
+            rows.append((walk([s, nb], stop_at_break=True), attr[ekey(s, nb)]))
     for k in sorted(attr):  # loops without a break node
         if k not in seen:
-            a, b = k
-            chain = [a, b]
             seen.add(k)
-            while True:
-                cur = chain[-1]
-                nxt = [x for x in adj[cur] if ekey(cur, x) not in seen]
-                if not nxt:
-                    break
-                seen.add(ekey(cur, nxt[0]))
-                chain.append(nxt[0])
-            rows.append((chain, attr[k]))
+            rows.append((walk(list(k), stop_at_break=False), attr[k]))
     tol = 0.45 * abs(grid.transform.a)
     geoms, cls, surf = [], [], []
     for chain, (rank, paved) in rows:
