@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -115,21 +116,57 @@ def clean_stale_temp(out_dir: str | Path) -> list[Path]:
     return removed
 
 
+#: First characters that make Excel, WPS or LibreOffice read a cell as a formula (OWASP "CSV
+#: injection"): a text cell starting with one of them gets a leading apostrophe.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+#: The note every table's About text carries about such cells (Chinese and English).
+FORMULA_NOTE_ZH = ("以 = + - @ 或制表符/回车开头的文字单元格前加了一个撇号 '，"
+                   "防止表格软件把它当作公式执行；数值（包括负数）不受影响。")
+FORMULA_NOTE_EN = ("Text cells that start with =, +, -, @, a tab or a carriage return are written "
+                   "with a leading apostrophe (') so that no spreadsheet runs them as a formula; "
+                   "numbers, negative ones included, stay numbers.")
+
+
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def cell_safe(value: Any) -> Any:
+    """``value`` made safe for a spreadsheet cell: text that could start a formula gets a ``'``.
+
+    Only text is changed; numbers (negative ones too), booleans, dates and missing values are
+    returned as they are. Every CSV and XLSX cell the tool writes goes through here.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS) \
+            and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def _labels(df: pd.DataFrame, header: str) -> list[str]:
     labels = df.attrs.get("labels_zh", {}) or {}
     cols = [c for c in df.columns if c != "geometry"]
     if header == "zh":
-        return [labels.get(c, c) for c in cols]
-    if header == "both":
-        return [f"{c} {labels[c]}" if c in labels else c for c in cols]
-    return [str(c) for c in cols]
+        out = [labels.get(c, c) for c in cols]
+    elif header == "both":
+        out = [f"{c} {labels[c]}" if c in labels else c for c in cols]
+    else:
+        out = cols
+    return [cell_safe(str(c)) for c in out]
 
 
 def _plain_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as written to CSV/XLSX: no geometry, lists joined, text cells formula-safe."""
     df = pd.DataFrame(df.drop(columns="geometry", errors="ignore"))
     for c in df.columns:
-        if df[c].dtype == object:
-            df[c] = df[c].map(lambda v: "; ".join(map(str, v)) if isinstance(v, (list, tuple, set)) else v)
+        col = df[c]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col) \
+                or pd.api.types.is_datetime64_any_dtype(col):
+            continue
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            col = col.astype(object)
+        df[c] = col.map(lambda v: cell_safe("; ".join(map(str, v)))
+                        if isinstance(v, (list, tuple, set)) else cell_safe(v))
     return df
 
 
@@ -153,7 +190,23 @@ def write_xlsx(df: pd.DataFrame | dict[str, pd.DataFrame], path: str | Path, *,
                 plain.to_excel(xw, sheet_name=str(name)[:31], index=False)
                 ws = xw.sheets[str(name)[:31]]
                 ws.freeze_panes = "A2"
+            for ws in xw.book.worksheets:
+                _no_formula_cells(ws)
     return Path(path)
+
+
+def _no_formula_cells(ws) -> None:
+    """Every cell of a sheet as a value: text is formula-safe and stored as a string cell.
+
+    openpyxl turns any text starting with ``=`` into a formula cell (data_type ``f``); this pass
+    makes sure no sheet of the workbook, whoever filled it, keeps one.
+    """
+    for row in ws.iter_rows():
+        for cell in row:
+            v = cell.value
+            if isinstance(v, str) and (cell.data_type == "f" or v.startswith(FORMULA_TRIGGERS)):
+                cell.value = cell_safe(v)
+                cell.data_type = "s"
 
 
 def _gpkg_ready(gdf):
