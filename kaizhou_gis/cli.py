@@ -83,6 +83,17 @@ def _load(layers_path, plan_path, crs, encoding, coords, overrides=None):
     return layers, plan
 
 
+def _echo_status(status: dict) -> None:
+    """The data status (synthetic banner, estimated columns) on the console, in both languages."""
+    from kaizhou_gis.provenance import banner_text, estimate_lines
+
+    text = banner_text(status)
+    if text:
+        click.secho(text, fg="yellow", bold=True)
+    for line in estimate_lines(status):
+        click.secho(f"  estimated / 估算: {line}", fg="yellow")
+
+
 def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, header,
          options=None, overrides=None, title="kaizhou-gis run"):
     from kaizhou_gis.pipeline import Context, resolve_township, run_steps
@@ -95,6 +106,7 @@ def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, heade
     opts["header"] = header
     ctx = Context(layers=layers, plan=plan, options=opts)
     click.echo(f"  layers: {layers.source}  plan: {plan.path}")
+    _echo_status(ctx.data_status)
     n = len(steps)
     counter = {"i": 0}
 
@@ -122,6 +134,7 @@ def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, heade
             click.echo(f"  {p}")
         if len(o.paths) > 6:
             click.echo(f"  ... and {len(o.paths) - 6} more files of step '{o.name}'")
+    _echo_status(ctx.data_status)
     if failed:
         _fail(f"{len(failed)} step(s) failed: {', '.join(o.name for o in failed)}; the outputs of "
               f"the other steps are complete.", code=1)

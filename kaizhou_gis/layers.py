@@ -126,6 +126,11 @@ class Layers:
     notes: list[str] = field(default_factory=list)
     #: CRS given with ``--crs`` for a DEM that declares none (then :meth:`open_dem` assigns it).
     dem_crs: str | None = None
+    #: Layer metadata ({layer: {key: value}}): GeoPackage/GDAL layer metadata, GeoTIFF tags of the
+    #: DEM. :mod:`kaizhou_gis.provenance` reads ``source``/``synthetic`` items from it.
+    metadata: dict[str, dict] = field(default_factory=dict)
+    #: Columns the tool estimated because the layer lacked them ({layer, column, how_zh, how_en}).
+    estimated: list[dict] = field(default_factory=list)
 
     @contextlib.contextmanager
     def open_dem(self) -> Iterator[rasterio.io.DatasetReader]:
@@ -423,6 +428,16 @@ def _guess_dbf_encoding(shp: Path) -> str | None:
     if broken["gb18030"] <= max(1, n_high // 40):
         return "GB18030"
     return None
+
+
+def _layer_metadata(src: _Source) -> dict:
+    """GDAL layer metadata of one vector source ({} when the format has none)."""
+    try:
+        info = pyogrio.read_info(src.path, **({"layer": src.layer} if src.layer else {}))
+    except Exception:  # formats without layers or metadata
+        return {}
+    meta = info.get("layer_metadata") or {}
+    return {str(k): str(v) for k, v in meta.items()}
 
 
 def _read_vector(name: str, src: _Source, encoding: str | None, notes: list[str]) -> gpd.GeoDataFrame:
@@ -989,6 +1004,7 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     report_rows: list[dict] = []
     aliases = plan.section("aliases")
     loaded: dict[str, gpd.GeoDataFrame] = {}
+    metadata: dict[str, dict] = {}
     if path.exists():
         for name in VECTOR_LAYERS:
             if name not in sources:
@@ -1011,6 +1027,9 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
             gdf = None
         if gdf is not None:
             loaded[name] = gdf
+            meta = _layer_metadata(src)
+            if meta:
+                metadata[name] = meta
         report_rows.append(row)
     dem_row: dict[str, Any] = {"layer": "dem", "file": dem_src.describe() if dem_src else "",
                                "rows": "", "crs": "", "bounds": None}
@@ -1039,7 +1058,7 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
             settlements=loaded["settlements"], roads=loaded["roads"],
             dem_path=str(dem_info["path"]), sites=loaded.get("sites"),
             source=description, attribution=_attribution(folder), notes=list(notes),
-            dem_crs=dem_info.get("assigned_crs"))
+            dem_crs=dem_info.get("assigned_crs"), metadata=metadata)
     for n in notes:
         log.info("%s", n)
     return LayerReport(ok=ok, layers=layers, rows=report_rows, problems=problems, notes=notes,

@@ -318,12 +318,48 @@ def write_product(out_dir: str | Path, relpath: str, obj: Any, *, header: str = 
     raise TypeError(f"no writer for {relpath} ({type(obj).__name__})")
 
 
-def write_products(out_dir: str | Path, files: dict[str, Any], *, header: str = "en") -> list[Path]:
-    """Write every product of a step; returns the paths written, in order."""
+def with_status(relpath: str, obj: Any, status: dict | None) -> Any:
+    """``obj`` with the data status added: ``data_status`` in a JSON object, a 说明/About sheet
+    in an XLSX workbook (see :mod:`kaizhou_gis.provenance`). Other products are returned as is."""
+    if status is None:
+        return obj
+    from kaizhou_gis import provenance
+
+    ext = Path(relpath).suffix.lower()
+    if ext == ".json" and isinstance(obj, dict) and "data_status" not in obj:
+        return {"data_status": status, **obj}
+    if ext == ".xlsx":
+        sheets = dict(obj) if isinstance(obj, dict) else {"data": obj}
+        if not any(str(k).startswith(ABOUT_SHEET) for k in sheets):
+            sheets[ABOUT_SHEET] = provenance.about_table(status, title=relpath)
+        return sheets
+    return obj
+
+
+#: Name of the sheet every XLSX workbook carries with the data status.
+ABOUT_SHEET = "说明 About"
+
+
+def write_products(out_dir: str | Path, files: dict[str, Any], *, header: str = "en",
+                   status: dict | None = None) -> list[Path]:
+    """Write every product of a step; returns the paths written, in order.
+
+    With ``status`` (:func:`kaizhou_gis.provenance.data_status`) every JSON object gets a
+    ``data_status`` field, every XLSX workbook a 说明/About sheet, and every folder that receives
+    CSV files a README.txt saying what the data is and listing the folder's CSV tables.
+    """
     written = []
     for rel, obj in files.items():
-        written.append(write_product(out_dir, rel, obj, header=header))
+        written.append(write_product(out_dir, rel, with_status(rel, obj, status), header=header))
         log.debug("wrote %s", written[-1])
+    if status is not None:
+        from kaizhou_gis import provenance
+
+        folders = sorted({p.parent for p in written if p.suffix.lower() == ".csv"})
+        for folder in folders:
+            csvs = sorted(p.name for p in folder.glob("*.csv"))
+            written.append(write_text(provenance.readme_text(status, csvs, title=f"kaizhou-gis: {folder.name}/"),
+                                      folder / "README.txt"))
     return written
 
 

@@ -51,6 +51,7 @@ class Context:
     options: dict[str, Any] = field(default_factory=dict)
     results: dict[str, StepResult] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    _data_status: dict | None = field(default=None, repr=False)
 
     def result(self, name: str) -> StepResult:
         """The result of step ``name``, running it now if it has not run."""
@@ -69,6 +70,14 @@ class Context:
             raise
         self.results[name] = res
         return res
+
+    @property
+    def data_status(self) -> dict:
+        """What of the input is synthesized (:func:`kaizhou_gis.provenance.data_status`), once per run."""
+        if self._data_status is None:
+            from kaizhou_gis.provenance import data_status
+            self._data_status = data_status(self.layers)
+        return self._data_status
 
     @property
     def township(self) -> str | None:
@@ -140,6 +149,7 @@ def run_steps(ctx: Context, names: list[str], out_dir: str | Path, *,
     from kaizhou_gis import outputs
 
     outputs.clean_stale_temp(out_dir)
+    status = ctx.data_status
     outcomes = []
     titles = {n: t for n, _, t in STEPS}
     for name in names:
@@ -154,7 +164,8 @@ def run_steps(ctx: Context, names: list[str], out_dir: str | Path, *,
                 tracemalloc.start()
             try:
                 res = ctx.result(name)
-                paths = outputs.write_products(out_dir, res.files, header=ctx.options.get("header", "en"))
+                paths = outputs.write_products(out_dir, res.files, header=ctx.options.get("header", "en"),
+                                               status=status)
                 oc = StepOutcome(name, title, "ok", paths=paths, summary=res.summary)
             except KaizhouGISError as e:
                 oc = StepOutcome(name, title, "failed", message=str(e))

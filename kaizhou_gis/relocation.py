@@ -1007,7 +1007,9 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
     n_elev = int(s["elevation_m"].notna().sum())
     above = s["above_threshold"].astype(bool)
     cand = s["relocation_candidate"].astype(bool)
-    synthetic = int((s.get("source", pd.Series("", index=s.index)).astype(str) == "synthetic").sum())
+    from kaizhou_gis.provenance import is_synthetic_text
+
+    synthetic = int(s.get("source", pd.Series("", index=s.index)).map(is_synthetic_text).sum())
     share = 100.0 * above.sum() / n_elev if n_elev else float("nan")
     people_above = int(s.loc[above, "population"].sum())
     people_cand = int(s.loc[cand, "population"].sum())
@@ -1026,7 +1028,7 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
         f"registered poor; poverty is more frequent in high villages, so the true figure is likely higher.",
     ]
     if synthetic:
-        notes.append(f"{synthetic:,} of the {n:,} settlements are synthesized (source = synthetic); "
+        notes.append(f"{synthetic:,} of the {n:,} settlements are synthesized (their source says so); "
                      f"their positions, households and people are illustrative, not surveyed.")
     if plan.source("relocation.threshold_m").startswith("command-line override"):
         notes.append(f"The threshold was set on the command line to {r['threshold_m']:g} m; the plan's "

@@ -124,7 +124,8 @@ def test_unexpected_crash_and_failure_during_writing(tmp_path, plan, fake_steps)
     got = pd.read_csv(out / "half/a.csv", dtype={"village_code": str}, encoding="utf-8-sig")
     pd.testing.assert_frame_equal(got, TABLE)
     assert not (out / "half/b.png").exists()
-    assert json.loads((out / "alpha/info.json").read_text(encoding="utf-8")) == {"rows": 2}
+    info = json.loads((out / "alpha/info.json").read_text(encoding="utf-8"))
+    assert info["rows"] == 2 and list(info) == ["data_status", "rows"]  # every JSON says what the data is
     assert _temp_files(out) == []
 
 
@@ -232,7 +233,7 @@ def test_killed_run_leaves_no_partial_file(tmp_path, mode, plan, fake_steps):
     assert (out / "slow/big.md").read_text(encoding="utf-8") == "old complete report\n"
     visible = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
                      if p.is_file() and not p.name.startswith("."))
-    assert visible == ["alpha/table.csv", "slow/big.md"]
+    assert visible == ["alpha/README.txt", "alpha/table.csv", "slow/big.md"]  # README.txt beside CSVs
     if mode == "system_temp":
         assert _temp_files(out) == [] and partial.parent == sys_tmp / "kaizhou-gis"
     else:
