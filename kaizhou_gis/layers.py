@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 import re
+import warnings
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -432,8 +433,12 @@ def _guess_dbf_encoding(shp: Path) -> str | None:
 
 def _layer_metadata(src: _Source) -> dict:
     """GDAL layer metadata of one vector source ({} when the format has none)."""
+    if src.path.suffix.lower() in (".osm", ".pbf", ".parquet", ".geoparquet"):
+        return {}
     try:
-        info = pyogrio.read_info(src.path, **({"layer": src.layer} if src.layer else {}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "more than one layer": the metadata is optional
+            info = pyogrio.read_info(src.path, **({"layer": src.layer} if src.layer else {}))
     except Exception:  # formats without layers or metadata
         return {}
     meta = info.get("layer_metadata") or {}
