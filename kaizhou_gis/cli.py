@@ -104,7 +104,7 @@ def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, heade
     opts = dict(options or {})
     opts["township"] = resolve_township(layers, opts.get("township"))
     opts["header"] = header
-    ctx = Context(layers=layers, plan=plan, options=opts)
+    ctx = Context(layers=layers, plan=plan, options=opts, overrides=dict(overrides or {}))
     click.echo(f"  layers: {layers.source}  plan: {plan.path}")
     _echo_status(ctx.data_status)
     n = len(steps)

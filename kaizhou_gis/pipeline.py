@@ -32,6 +32,12 @@ STEPS: list[tuple[str, str, str]] = [
 ]
 
 
+#: Options that change figures (part of the inputs fingerprint).
+ANALYSIS_OPTIONS: tuple[str, ...] = ("split",)
+#: Options that change only how files look (recorded beside the fingerprint).
+OUTPUT_OPTIONS: tuple[str, ...] = ("header", "basemap")
+
+
 @dataclass
 class StepResult:
     """What one step produced."""
@@ -52,6 +58,9 @@ class Context:
     results: dict[str, StepResult] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     _data_status: dict | None = field(default=None, repr=False)
+    #: plan values replaced on the command line (``{"relocation.threshold_m": 1000.0}``)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _inputs: dict[str, Any] | None = field(default=None, repr=False)
 
     def result(self, name: str) -> StepResult:
         """The result of step ``name``, running it now if it has not run."""
@@ -83,6 +92,33 @@ class Context:
     def township(self) -> str | None:
         """The township code the run is limited to (``--township``), or None for the district."""
         return self.options.get("township")
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """What the figures depend on (:func:`kaizhou_gis.manifest.inputs_record`): layer and
+        plan fingerprints, overrides, analysis options, and one combined ``fingerprint``."""
+        if self._inputs is None:
+            from kaizhou_gis import manifest
+            self._inputs = manifest.inputs_record(
+                self.layers, self.plan, overrides=self.overrides,
+                options={k: self.options.get(k) for k in ANALYSIS_OPTIONS})
+        return self._inputs
+
+    @property
+    def scope(self) -> dict[str, Any]:
+        """``{"township_code", "township_name"}`` (both None for the district)."""
+        code = self.township
+        name = None
+        if code is not None and getattr(self.layers, "townships", None) is not None:
+            tw = self.layers.townships
+            hit = tw.loc[tw["township_code"].astype(str) == str(code), "name"]
+            name = str(hit.iloc[0]) if len(hit) else None
+        return {"township_code": code, "township_name": name}
+
+    @property
+    def output_options(self) -> dict[str, Any]:
+        """Options that change how files look, not the figures (recorded in the manifest)."""
+        return {k: self.options.get(k) for k in OUTPUT_OPTIONS if self.options.get(k) is not None}
 
 
 def step_function(name: str) -> Callable[[Context], StepResult] | None:
@@ -139,14 +175,18 @@ class StepOutcome:
 def run_steps(ctx: Context, names: list[str], out_dir: str | Path, *,
               on_start: Callable[[str, str], None] | None = None,
               on_done: Callable[[StepOutcome], None] | None = None,
-              track_memory: bool = False) -> list[StepOutcome]:
+              track_memory: bool = False, command: str | None = None) -> list[StepOutcome]:
     """Run the named steps in order and write their files under ``out_dir``.
 
     A failing step is reported and the next steps still run (those that need the failed one fail
     with a message naming it). Files are written atomically, so each file of ``out_dir`` is either
-    the complete new one or the complete old one.
+    the complete new one or the complete old one. Each step that wrote its files is recorded in
+    ``out_dir/manifest.json`` (:mod:`kaizhou_gis.manifest`): command, time, scope, inputs and
+    the files with their hashes; the command goes into the manifest's history.
     """
-    from kaizhou_gis import outputs
+    from kaizhou_gis import manifest, outputs
+
+    command = command or manifest.command_line()
 
     outputs.clean_stale_temp(out_dir)
     status = ctx.data_status
@@ -166,6 +206,10 @@ def run_steps(ctx: Context, names: list[str], out_dir: str | Path, *,
                 res = ctx.result(name)
                 paths = outputs.write_products(out_dir, res.files, header=ctx.options.get("header", "en"),
                                                status=status)
+                manifest.record_step(out_dir, manifest.step_entry(
+                    name, inputs=ctx.inputs, scope=ctx.scope, files=paths, out_dir=out_dir,
+                    command=command, output_options=ctx.output_options,
+                    reused=res.data.get("_reused") if isinstance(res.data, dict) else None))
                 oc = StepOutcome(name, title, "ok", paths=paths, summary=res.summary)
             except KaizhouGISError as e:
                 oc = StepOutcome(name, title, "failed", message=str(e))
@@ -181,4 +225,11 @@ def run_steps(ctx: Context, names: list[str], out_dir: str | Path, *,
         outcomes.append(oc)
         if on_done:
             on_done(oc)
+    if outcomes:
+        try:
+            fp = ctx.inputs["fingerprint"]
+        except Exception:  # layers too broken to fingerprint: the steps failed already
+            fp = None
+        manifest.record_command(out_dir, command=command, steps={o.name: o.status for o in outcomes},
+                                scope=ctx.scope, fingerprint=fp)
     return outcomes

@@ -233,7 +233,8 @@ def test_killed_run_leaves_no_partial_file(tmp_path, mode, plan, fake_steps):
     assert (out / "slow/big.md").read_text(encoding="utf-8") == "old complete report\n"
     visible = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
                      if p.is_file() and not p.name.startswith("."))
-    assert visible == ["alpha/README.txt", "alpha/table.csv", "slow/big.md"]  # README.txt beside CSVs
+    assert visible == ["alpha/README.txt", "alpha/table.csv", "manifest.json", "slow/big.md"]
+    assert list(json.loads((out / "manifest.json").read_text(encoding="utf-8"))["steps"]) == ["alpha"]
     if mode == "system_temp":
         assert _temp_files(out) == [] and partial.parent == sys_tmp / "kaizhou-gis"
     else:
