@@ -39,7 +39,8 @@ import shapely
 from scipy.sparse.csgraph import dijkstra
 
 from kaizhou_gis.errors import LayerError, format_ids
-from kaizhou_gis.network import DemGrid, RoadNetwork, build_network, dangles_frame, network_settings
+from kaizhou_gis.network import (DemGrid, RoadNetwork, build_network, dangles_frame, joins_frame,
+                                network_settings)
 
 if TYPE_CHECKING:  # the pipeline imports the steps lazily; no import cycle at import time
     from kaizhou_gis.pipeline import Context, StepResult
@@ -603,6 +604,7 @@ def run(ctx: "Context") -> "StepResult":
     towns = township_table(sc_before, sc_after, works)
     edges = before.net.edges.drop(columns=["road_index"])
     dangles = dangles_frame(before.net)
+    joins = joins_frame(before.net)
     if ctx.township and "township_code" in layers.townships.columns:
         # the township's own part of the network (edges and dangles touching its polygon)
         poly = layers.townships.loc[layers.townships["township_code"].astype(str) == str(ctx.township)]
@@ -611,11 +613,12 @@ def run(ctx: "Context") -> "StepResult":
             area = poly.union_all()
             edges = edges[edges.intersects(area).to_numpy()]
             dangles = dangles[dangles.intersects(area).to_numpy()]
+            joins = joins[joins.intersects(area).to_numpy()]
     curve = plan_out.cost_curve
     files = {
         "access/villages.csv": vt, "access/settlements.csv": st,
         "access/access.gpkg": {"villages": vt, "settlements": st, "edges": edges,
-                               "dangles": dangles},
+                               "dangles": dangles, "joins": joins},
         "access/scorecard.json": sc,
         "access/works.gpkg": works,
         "access/cost_curve.csv": curve,

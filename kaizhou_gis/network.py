@@ -5,10 +5,15 @@ How lines are joined
 * Every line end point is a node. An interior vertex is a node when another line (or the same
   line a second time) passes through the same coordinate (compared after rounding to
   ``precision_m``, 1 mm by default).
-* Digitizing gaps: end points of different lines within ``snap_tolerance_m`` of each other
-  become one node; an end point within the tolerance of the interior of another line (an
-  undershoot at a T-junction, or a new link drawn onto a road) is moved onto the nearest point of
-  that line, where a vertex is inserted, and the two are joined there.
+* Digitizing gaps (``snap_tolerance_m`` > 0) are closed by moving line **ends** only, never
+  farther than the tolerance from where they were (:func:`_close_gaps`): end points of
+  different lines within the tolerance are gathered around a seed end (an existing junction
+  first) that every member lies within the tolerance of, so clusters never chain; an end left
+  alone that lies within the tolerance of another line (an undershoot at a T-junction, or a new
+  link drawn onto a road) moves onto the nearest point of that line, where a vertex is inserted
+  (in order along the line). No move makes a line start and end at one point. Every move is
+  listed in :attr:`RoadNetwork.joins` (``access.gpkg`` layer ``joins``). With a tolerance of 0
+  the edges are exactly the input lines, cut at their nodes.
 * Two lines that cross without a shared vertex are **not** joined: bridges and overpasses are
   not junctions.
 
@@ -169,11 +174,14 @@ class RoadNetwork:
         ``component``.
     report : dict
         Counts: roads used / skipped (with ids), edges, nodes, components, dangles, snaps.
+    joins : GeoDataFrame
+        One row per line end moved to close a gap (:func:`joins_frame` columns), for review.
     """
 
     nodes: gpd.GeoDataFrame
     edges: gpd.GeoDataFrame
     report: dict
+    joins: gpd.GeoDataFrame | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -209,36 +217,6 @@ class RoadNetwork:
         return sp.csr_matrix((w[first], (a[first], b[first])), shape=(n, n))
 
 
-class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = np.arange(n)
-
-    def find(self, a: int) -> int:
-        p = self.parent
-        root = a
-        while p[root] != root:
-            root = p[root]
-        while p[a] != root:
-            p[a], a = root, p[a]
-        return root
-
-    def union(self, child: int, target: int) -> bool:
-        """Merge ``child``'s set into ``target``'s (the target's root stays); False if already one."""
-        rc, rt = self.find(child), self.find(target)
-        if rc != rt:
-            self.parent[rc] = rt
-            return True
-        return False
-
-    def roots(self) -> np.ndarray:
-        p = self.parent.copy()
-        while True:
-            q = p[p]
-            if np.array_equal(q, p):
-                return p
-            p = q
-
-
 def _road_lines(roads: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Single LineStrings of the roads layer and the row position each came from."""
     geoms = roads.geometry.to_numpy()
@@ -257,30 +235,197 @@ def _road_lines(roads: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray, list[s
     return parts[keep], row[keep], bad_rows
 
 
-def _end_points(lines: np.ndarray):
-    """Vertex coordinates with their line index, and the lines' end points: their positions in
-    ``coords`` (all starts, then all ends), their line index and their Point geometries."""
-    coords, cidx = shapely.get_coordinates(lines, return_index=True)
+def _line_ends(coords: np.ndarray, cidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``coords`` of every line's first and last vertex."""
     starts = np.r_[0, np.flatnonzero(np.diff(cidx)) + 1]
     ends = np.r_[starts[1:] - 1, len(coords) - 1]
-    end_pos = np.concatenate([starts, ends])
-    return coords, cidx, end_pos, cidx[end_pos], shapely.points(coords[end_pos])
+    return starts, ends
 
 
 def _insert_vertices(lines: np.ndarray, inserts: dict[int, list[tuple[float, np.ndarray]]]) -> np.ndarray:
-    """Lines with extra vertices inserted at given distances along them."""
+    """Lines with extra vertices inserted at given distances along them, in their order along
+    the line (whatever the order of ``inserts``), so the line never doubles back."""
     lines = lines.copy()
     for li, items in inserts.items():
         xy = shapely.get_coordinates(lines[li])
         seg = np.hypot(np.diff(xy[:, 0]), np.diff(xy[:, 1]))
         along = np.concatenate([[0.0], np.cumsum(seg)])
+        items = sorted(items, key=lambda t: t[0])
         new_d = np.array([d for d, _ in items])
-        new_p = np.array([p for _, p in items])
+        new_p = np.array([p for _, p in items]).reshape(-1, 2)
         pos = np.searchsorted(along, new_d, side="right")
         pos = np.clip(pos, 1, len(xy) - 1)  # never before the first or after the last vertex
         xy2 = np.insert(xy, pos, new_p, axis=0)
         lines[li] = shapely.linestrings(xy2)
     return lines
+
+
+@dataclass
+class _Joins:
+    """Line ends moved to close digitizing gaps (one row per moved line end)."""
+
+    line: list[int] = field(default_factory=list)
+    end: list[str] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list)
+    to_lines: list[tuple[int, ...]] = field(default_factory=list)
+    old: list[np.ndarray] = field(default_factory=list)
+    new: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, line: int, end: int, kind: str, to_lines, old, new) -> None:
+        self.line.append(int(line))
+        self.end.append("start" if end == 0 else "end")
+        self.kind.append(kind)
+        self.to_lines.append(tuple(int(x) for x in to_lines))
+        self.old.append(np.asarray(old, dtype="float64"))
+        self.new.append(np.asarray(new, dtype="float64"))
+
+
+def _close_gaps(lines: np.ndarray, tol: float, precision_m: float) -> tuple[np.ndarray, _Joins]:
+    """Join line ends across digitizing gaps of at most ``tol`` metres.
+
+    Only line ends move, and none farther than ``tol`` from where it was:
+
+    1. **End to end.** End points (of different lines) within ``tol`` of each other are
+       gathered around a *seed*: an existing junction (an end shared by several lines, or lying
+       on another line's interior vertex) first, then the end with most lines, then the one
+       with most ends around it. Every member lies within ``tol`` of its seed and moves onto it,
+       so clusters do not chain; an end already taken stays in its cluster. A cluster never
+       takes both ends of one line (a short line would become a loop). An end on another line's
+       interior vertex never moves.
+    2. **End to line.** An end left alone after step 1 that lies within ``tol`` of another line
+       moves to the nearest point of that line, where a vertex is inserted (vertices inserted
+       into one line are ordered along it). Nearest gaps first; an end that another end has
+       already joined, or that has moved, is not moved (again), and no move may make a line
+       start and end at one point.
+    """
+    joins = _Joins()
+    coords, cidx = shapely.get_coordinates(lines, return_index=True)
+    starts, ends = _line_ends(coords, cidx)
+    keys = np.round(coords / precision_m).astype(np.int64)
+    ukeys, vid = np.unique(keys, axis=0, return_inverse=True)
+    vid = vid.ravel()
+    nk = len(ukeys)
+    key_xy = np.empty((nk, 2))
+    key_xy[vid] = coords
+    is_end = np.zeros(len(coords), dtype=bool)
+    is_end[starts] = True
+    is_end[ends] = True
+    interior = np.bincount(vid[~is_end], minlength=nk) > 0
+    # line ends at each end key: (line, 0 = start / -1 = end)
+    key_ends: dict[int, list[tuple[int, int]]] = {}
+    for li, (a, b) in enumerate(zip(starts, ends)):
+        key_ends.setdefault(int(vid[a]), []).append((li, 0))
+        key_ends.setdefault(int(vid[b]), []).append((li, -1))
+    end_keys = np.array(sorted(key_ends), dtype=np.int64)
+    # every line with a vertex at an end key (a move onto a line's own vertex would make a loop)
+    key_lines: dict[int, set[int]] = {int(k): set() for k in end_keys}
+    at_end_key = np.isin(vid, end_keys)
+    for k, li in zip(vid[at_end_key].tolist(), cidx[at_end_key].tolist()):
+        key_lines[k].add(li)
+    movable = {int(k): not interior[k] for k in end_keys}
+
+    # --- 1. end to end ------------------------------------------------------------------------
+    pts = shapely.points(key_xy[end_keys])
+    ia, ib = shapely.STRtree(pts).query(pts, predicate="dwithin", distance=tol)
+    sel = ia != ib
+    ia, ib = end_keys[ia[sel]], end_keys[ib[sel]]
+    dist = np.hypot(*(key_xy[ia] - key_xy[ib]).T)
+    neigh: dict[int, list[tuple[float, int]]] = {}
+    for a, b, d in zip(ia.tolist(), ib.tolist(), dist.tolist()):
+        neigh.setdefault(a, []).append((d, b))
+    in_cluster: dict[int, int] = {}  # key -> seed key
+    order = sorted(neigh, key=lambda k: (movable[k], -len(key_ends[k]), -len(neigh[k]), k))
+    moved_to = {}  # key -> seed key
+    for s in order:
+        if s in in_cluster:
+            continue
+        taken = set(key_lines[s])
+        members = []
+        for d, n in sorted(neigh[s]):
+            if n in in_cluster or not movable[n] or key_lines[n] & taken:
+                continue
+            members.append(n)
+            taken |= key_lines[n]
+            in_cluster[n] = s
+        if members:
+            in_cluster[s] = s
+            for n in members:
+                moved_to[n] = s
+    for n, s in moved_to.items():
+        for li, e in key_ends[n]:
+            joins.add(li, e, "end_to_end", sorted(key_lines[s]), key_xy[n], key_xy[s])
+        coords[vid == n] = key_xy[s]
+    if moved_to:
+        lines = shapely.linestrings(coords, indices=cidx)
+
+    # --- 2. end to line -----------------------------------------------------------------------
+    cand = np.array([k for k in end_keys.tolist() if k not in in_cluster and movable[k]], dtype=np.int64)
+    if len(cand) == 0:
+        return lines, joins
+    cpts = shapely.points(key_xy[cand])
+    qi, ql = shapely.STRtree(lines).query(cpts, predicate="dwithin", distance=tol)
+    own = np.array([l in key_lines[int(k)] for k, l in zip(cand[qi].tolist(), ql.tolist())], dtype=bool)
+    qi, ql = qi[~own], ql[~own]
+    if len(qi) == 0:
+        return lines, joins
+    d = shapely.distance(cpts[qi], lines[ql])
+    along = shapely.line_locate_point(lines[ql], cpts[qi])
+    proj = shapely.get_coordinates(shapely.line_interpolate_point(lines[ql], along))
+    llen = shapely.length(lines[ql])
+    # keys of the current end points of every line (after step 1)
+    end_key_now = {}
+    for li, (a, b) in enumerate(zip(starts, ends)):
+        end_key_now[(li, 0)] = tuple(np.round(coords[a] / precision_m).astype(np.int64))
+        end_key_now[(li, -1)] = tuple(np.round(coords[b] / precision_m).astype(np.int64))
+    cur_key = {tuple(v): k for k, v in enumerate(ukeys.tolist())}
+    done: set[int] = set()      # keys moved in this step
+    blocked: set[int] = set()   # keys another end has joined: they stay
+    inserts: dict[int, list] = {}
+    moves: list[tuple[int, np.ndarray]] = []
+    for j in np.lexsort((ql, cand[qi], d)):
+        k, l = int(cand[qi[j]]), int(ql[j])
+        if k in done or k in blocked:
+            continue
+        p = proj[j]
+        pkey = tuple(np.round(p / precision_m).astype(np.int64))
+        # a move that makes one of the moving lines start and end at one point is refused
+        if any(end_key_now[(li, -1 if e == 0 else 0)] == pkey for li, e in key_ends[k]):
+            continue
+        pk = np.array(pkey)
+        if pkey != tuple(ukeys[k].tolist()) and any((keys[starts[li]:ends[li] + 1] == pk).all(axis=1).any() for li, _ in key_ends[k]):
+            continue  # onto a vertex of its own line: a loop
+        at_end = None
+        if along[j] <= precision_m or along[j] >= llen[j] - precision_m:
+            at_end = cur_key.get(end_key_now[(l, 0 if along[j] <= precision_m else -1)])
+            if at_end is not None and at_end in done:
+                continue  # that end has moved away
+        done.add(k)
+        if at_end is not None:
+            blocked.add(at_end)
+        blocked.add(cur_key.get(pkey, -1))
+        inserts.setdefault(l, []).append((float(along[j]), p))
+        moves.append((k, p))
+        for li, e in key_ends[k]:
+            joins.add(li, e, "end_to_line", [l], key_xy[k], p)
+    if not moves:
+        return lines, joins
+    # vertices into the target lines first (positions measured on the lines as they are now)
+    for l, items in inserts.items():
+        xy = shapely.get_coordinates(lines[l])
+        have = {tuple(x) for x in np.round(xy / precision_m).astype(np.int64).tolist()}
+        inserts[l] = [(a, p) for a, p in items
+                      if tuple(np.round(p / precision_m).astype(np.int64).tolist()) not in have]
+    lines = _insert_vertices(lines, {l: v for l, v in inserts.items() if v})
+    moved_lines: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for k, p in moves:
+        for li, e in key_ends[k]:
+            moved_lines.setdefault(li, []).append((e, p))
+    for li, items in moved_lines.items():
+        xy = shapely.get_coordinates(lines[li])
+        for e, p in items:
+            xy[e] = p
+        lines[li] = shapely.linestrings(xy)
+    return lines, joins
 
 
 def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
@@ -335,65 +480,22 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
     if n_lines == 0:
         raise LayerError("roads: no usable LineString geometry; the roads layer must hold lines.")
 
-    # --- 1. end point → segment interior (undershoot) snaps: insert a vertex there -------------
-    coords, cidx, end_pos, end_line, end_pts = _end_points(lines)
-    n_seg_snaps = n_vertex_snaps = 0
+    # --- 1. gaps closed by moving line ends (never farther than the tolerance) ----------------
+    joins = _Joins()
     if snap_tolerance_m > 0:
-        # lines with an END POINT near this end point are joined end to end in step 2, not here
-        etree = shapely.STRtree(end_pts)
-        ea, eb = etree.query(end_pts, predicate="dwithin", distance=snap_tolerance_m)
-        near_end = set(zip(ea[end_line[ea] != end_line[eb]].tolist(),
-                           end_line[eb[end_line[ea] != end_line[eb]]].tolist()))
-        need = np.arange(len(end_pos))
-        ltree = shapely.STRtree(lines)
-        li_, lt_ = ltree.query(end_pts[need], predicate="dwithin", distance=snap_tolerance_m)
-        ei, lt_ = need[li_], lt_
-        other = (lt_ != end_line[ei]) & np.array([(a, b) not in near_end for a, b in
-                                                   zip(ei.tolist(), lt_.tolist())], dtype=bool)
-        ei, lt_ = ei[other], lt_[other]
-        if len(ei):
-            d = shapely.distance(end_pts[ei], lines[lt_])
-            order = np.lexsort((d, ei))
-            ei, lt_, d = ei[order], lt_[order], d[order]
-            first = np.r_[True, ei[1:] != ei[:-1]]
-            ei, lt_ = ei[first], lt_[first]
-            along = shapely.line_locate_point(lines[lt_], end_pts[ei])
-            proj = shapely.get_coordinates(shapely.line_interpolate_point(lines[lt_], along))
-            inserts: dict[int, list] = {}
-            moved: dict[int, list] = {}
-            for e, l, a, p in zip(ei, lt_, along, proj):
-                inserts.setdefault(int(l), []).append((float(a), p))
-                k = 0 if e < n_lines else -1  # first half of end_pos: starts; second: ends
-                moved.setdefault(int(end_line[e]), []).append((k, p))
-            lines = _insert_vertices(lines, inserts)
-            for l, items in moved.items():  # move the end points onto the inserted vertices
-                xy = shapely.get_coordinates(lines[l])
-                for k, p in items:
-                    xy[k] = p
-                lines[l] = shapely.linestrings(xy)
-            n_seg_snaps = len(ei)
-        coords, cidx, end_pos, end_line, end_pts = _end_points(lines)
+        lines, joins = _close_gaps(lines, snap_tolerance_m, precision_m)
+    n_vertex_snaps = sum(k == "end_to_end" for k in joins.kind)
+    n_seg_snaps = sum(k == "end_to_line" for k in joins.kind)
 
-    # --- 2. vertex identity after rounding, plus end point → vertex snaps ----------------------
+    # --- 2. nodes: line ends, and vertices shared by several lines (or met twice by one) ------
+    coords, cidx = shapely.get_coordinates(lines, return_index=True)
+    starts, ends = _line_ends(coords, cidx)
     keys = np.round(coords / precision_m).astype(np.int64)
-    ukeys, vid = np.unique(keys, axis=0, return_inverse=True)
-    vid = vid.ravel()
-    uf = _UnionFind(len(ukeys))
-    if snap_tolerance_m > 0:
-        # end point ↔ end point of another line within the tolerance: one node (clusters merge)
-        etree = shapely.STRtree(end_pts)
-        ea, eb = etree.query(end_pts, predicate="dwithin", distance=snap_tolerance_m)
-        other = (end_line[ea] != end_line[eb]) & (vid[end_pos[ea]] != vid[end_pos[eb]]) & (ea < eb)
-        for a_, b_ in zip(ea[other], eb[other]):
-            n_vertex_snaps += uf.union(int(vid[end_pos[b_]]), int(vid[end_pos[a_]]))
-    root = uf.roots()[vid]  # node key per coordinate
-    rep_xy = np.full((len(ukeys), 2), np.nan)
-    rep_xy[vid] = coords  # any coordinate of each key ...
-    node_xy_all = rep_xy[root]  # ... and of its root: where merged points go
-
-    # --- 3. which coordinates are nodes --------------------------------------------------------
+    ukeys, root = np.unique(keys, axis=0, return_inverse=True)
+    root = root.ravel()
     is_node = np.zeros(len(coords), dtype=bool)
-    is_node[end_pos] = True
+    is_node[starts] = True
+    is_node[ends] = True
     pair = root.astype(np.int64) * (n_lines + 1) + cidx
     upair = np.unique(pair)
     lines_per_root = np.bincount((upair // (n_lines + 1)).astype(np.int64), minlength=len(ukeys))
@@ -404,7 +506,6 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
     node_of = np.full(len(coords), -1, dtype=np.int64)
     node_of[is_node] = node_id_of_coord.ravel()
     xy = coords.copy()
-    xy[is_node] = node_xy_all[is_node]
 
     # --- 4. edges: runs between consecutive nodes of a line ------------------------------------
     npos = np.flatnonzero(is_node)
@@ -446,7 +547,8 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
     deg = np.bincount(edges["u"], minlength=n_nodes) + np.bincount(edges["v"], minlength=n_nodes)
     net = RoadNetwork(nodes=gpd.GeoDataFrame({"node_id": np.arange(n_nodes), "degree": deg},
                                              geometry=shapely.points(nxy), crs=roads.crs),
-                      edges=edges, report={})
+                      edges=edges, report={},
+                      joins=_joins_frame(joins, roads, line_row, roads.crs))
     ones = np.ones(len(edges))
     _, comp = connected_components(net.matrix(ones), directed=False)
     _, pcomp = connected_components(net.matrix(ones, mask=edges["paved"].to_numpy()), directed=False)
@@ -488,10 +590,39 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
         "endpoints_snapped_to_vertex": int(n_vertex_snaps),
         "endpoints_snapped_to_segment": int(n_seg_snaps),
         "snap_tolerance_m": float(snap_tolerance_m),
+        "joins": int(len(net.joins)),
+        "joins_max_moved_m": round(float(net.joins["moved_m"].max()), 3) if len(net.joins) else 0.0,
+        "joins_total_moved_m": round(float(net.joins["moved_m"].sum()), 3),
     }
     log.info("network: %d edges, %d nodes, %d components, %d dangles, %d+%d end points snapped",
              len(edges), n_nodes, n_comp, net.report["dangles"], n_vertex_snaps, n_seg_snaps)
     return net
+
+
+def _joins_frame(joins: _Joins, roads: gpd.GeoDataFrame, line_row: np.ndarray, crs) -> gpd.GeoDataFrame:
+    """The joins as a table: ``join_id``, ``road_id`` and ``end`` (start/end) of the moved line
+    end, ``kind`` (end_to_end: onto another road's end; end_to_line: onto another road's line,
+    where a vertex was inserted), ``to_road_id`` (the road(s) joined), ``moved_m``, and a
+    LineString from the end's old position to its new one."""
+    rid = (roads["road_id"].astype(str).to_numpy() if "road_id" in roads.columns
+           else np.array([str(i) for i in roads.index]))
+    n = len(joins.line)
+    old = np.array(joins.old).reshape(n, 2)
+    new = np.array(joins.new).reshape(n, 2)
+    geom = shapely.linestrings(np.stack([old, new], axis=1)) if n else np.array([], dtype=object)
+    return gpd.GeoDataFrame({
+        "join_id": np.arange(1, n + 1, dtype=np.int64),
+        "road_id": [rid[line_row[li]] for li in joins.line],
+        "end": list(joins.end),
+        "kind": list(joins.kind),
+        "to_road_id": [";".join(dict.fromkeys(rid[line_row[x]] for x in t)) for t in joins.to_lines],
+        "moved_m": np.hypot(*(new - old).T) if n else np.array([], dtype="float64"),
+    }, geometry=gpd.GeoSeries(geom, crs=crs), crs=crs)
+
+
+def joins_frame(net: RoadNetwork) -> gpd.GeoDataFrame:
+    """The network's joins (one row per moved line end) for the GeoPackage."""
+    return net.joins.reset_index(drop=True)
 
 
 def _add_grades(edges: gpd.GeoDataFrame, dem: DemGrid | None, *, grade_sample_m: float,

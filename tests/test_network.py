@@ -4,6 +4,7 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pytest
+import shapely
 from rasterio.transform import from_origin
 from shapely.geometry import LineString, MultiLineString, Point
 
@@ -131,3 +132,68 @@ def test_two_lines_starting_on_one_road_point_both_join_the_road():
     assert net.report["endpoints_snapped_to_segment"] == 2
     assert net.report["edges"] == 4
     assert sorted(net.nodes["degree"]) == [1, 1, 1, 1, 4]
+
+
+def _node_at(net, x, y):
+    d = net.nodes.distance(Point(X0 + x, Y0 + y))
+    assert d.min() < 1e-6, f"no node at ({x}, {y})"
+    return int(d.idxmin())
+
+
+def _network_m(net, a, b):
+    from scipy.sparse.csgraph import dijkstra
+    g = net.matrix(net.edges["length_m"].to_numpy())
+    return float(dijkstra(g, directed=False, indices=a)[b])
+
+
+def test_undershoots_onto_one_segment_keep_the_road_straight():
+    # a 100 m road; two side roads end 1 m short of it at x=60 and x=30 (listed in that order):
+    # the vertices go in along the road, which stays 100 m long and straight
+    net = build(roads([[(0, 0), (100, 0)], [(60, 1), (60, 50)], [(30, 1), (30, 50)]]))
+    bar = net.edges[net.edges["road_id"] == "R0"]
+    assert bar["length_m"].sum() == pytest.approx(100.0)
+    assert sorted(bar["length_m"].round(6)) == [30.0, 30.0, 40.0]
+    assert net.report["km_total"] == pytest.approx((100 + 50 + 50) / 1000.0)  # side roads 49 m + 1 m moved
+    assert _network_m(net, _node_at(net, 0, 0), _node_at(net, 30, 0)) == pytest.approx(30.0)
+    assert _network_m(net, _node_at(net, 0, 0), _node_at(net, 60, 0)) == pytest.approx(60.0)
+    j = net.joins.sort_values("road_id")
+    assert j["road_id"].tolist() == ["R1", "R2"] and set(j["kind"]) == {"end_to_line"}
+    assert j["moved_m"].tolist() == pytest.approx([1.0, 1.0])
+    assert j["to_road_id"].tolist() == ["R0", "R0"]
+
+
+def test_end_clusters_do_not_chain_beyond_the_tolerance():
+    # four road ends 4 m apart in a row (x = 100, 104, 108, 112): chained merging would move the
+    # end at 112 by 12 m; here no end moves more than the 5 m tolerance
+    net = build(roads([[(0, 0), (100, 0)], [(104, 0), (104, 100)], [(108, 0), (108, -100)],
+                       [(112, 0), (200, 0)]]))
+    assert net.joins["moved_m"].max() <= 5.0
+    assert len(net.joins) == 2  # 100 and 108 join the end at 104; 112 is 4 m from that node
+    assert set(net.joins["to_road_id"]) == {"R1"}
+    assert net.joins["moved_m"].tolist() == pytest.approx([4.0, 4.0])
+    r0 = net.edges[net.edges["road_id"] == "R0"]
+    assert r0["length_m"].sum() == pytest.approx(104.0)  # 100 m + at most the 4 m moved
+    r3 = net.edges[net.edges["road_id"] == "R3"]
+    assert r3["length_m"].sum() == pytest.approx(88.0)  # not moved
+    for e in net.edges.itertuples():  # every edge end within the tolerance of its own road
+        src = roads([[(0, 0), (100, 0)], [(104, 0), (104, 100)], [(108, 0), (108, -100)],
+                     [(112, 0), (200, 0)]]).set_index("road_id").geometry[e.road_id]
+        for p in (e.geometry.coords[0], e.geometry.coords[-1]):
+            assert src.distance(Point(p)) <= 5.0 + 1e-9
+
+
+def test_a_short_road_does_not_become_a_loop():
+    # a 3 m stub whose both ends are within 5 m of another road's end: only one end joins
+    net = build(roads([[(0, 0), (100, 0)], [(102, 0), (104, 1)]]))
+    assert (net.edges["u"] != net.edges["v"]).all()
+    assert len(net.joins) == 1
+    assert net.edges["length_m"].gt(0).all()
+
+
+def test_tolerance_zero_keeps_the_input_geometry_and_lists_no_joins():
+    gdf = roads([[(0, 0), (100, 0)], [(60, 1), (60, 50)], [(100, 0), (100, 80)]])
+    net = build(gdf, snap_tolerance_m=0.0)
+    assert len(net.joins) == 0
+    assert net.edges["length_m"].sum() == pytest.approx(gdf.length.sum())
+    assert shapely.equals(shapely.union_all(net.edges.geometry.to_numpy()),
+                          shapely.union_all(gdf.geometry.to_numpy()))
