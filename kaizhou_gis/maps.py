@@ -22,7 +22,6 @@ How the pages are made:
 from __future__ import annotations
 
 import html
-import io
 import logging
 import math
 import re
@@ -36,9 +35,9 @@ import pandas as pd
 import shapely
 from branca.element import MacroElement
 from jinja2 import Template
-from pyproj import Geod
 
 from kaizhou_gis import hillshade as hs
+from kaizhou_gis import printmap
 from kaizhou_gis.errors import KaizhouGISError, LayerError, OptionError, format_ids
 from kaizhou_gis.industry import host_township_codes
 from kaizhou_gis.mapassets import OfflineMap, RawHtml, inline_assets, script_json
@@ -474,11 +473,14 @@ def _township_of_settlements(settlements: pd.DataFrame, villages: pd.DataFrame) 
     return vc.map(lambda c: v2t.get(c, c[:9]))
 
 
-def gather(ctx: Context) -> MapData:
-    """Collect the layers and the other steps' results, enriched and in the map CRS."""
+def gather(ctx: Context, basemap: str | None = None) -> MapData:
+    """Collect the layers and the other steps' results, enriched and in the map CRS.
+
+    ``basemap`` (default: the run's ``--basemap``) "gaode" shifts everything to GCJ-02.
+    """
     plan, L = ctx.plan, ctx.layers
     cfg = plan.section("maps")
-    basemap = ctx.options.get("basemap") or "offline"
+    basemap = basemap or ctx.options.get("basemap") or "offline"
     missing: dict[str, str] = {}
     # what the loader filled in or changed (e.g. no poverty_village column: every village is
     # drawn as "other village") belongs on the page next to the layers it explains
@@ -632,6 +634,11 @@ def gather(ctx: Context) -> MapData:
         missing=missing, notes=notes, synthesized=synthesized,
         attribution=getattr(L, "attribution", "") or "", township_names=tw_names,
         work_townships=work_townships, roads_work=roads_work, works_work=works_work)
+
+
+def gather_wgs84(ctx: Context) -> MapData:
+    """:func:`gather` in WGS84 whatever the basemap (print sheets, field files)."""
+    return gather(ctx, basemap="offline")
 
 
 def _map_crs_converter(basemap: str, map_crs: str) -> Callable[[gpd.GeoDataFrame], gpd.GeoDataFrame]:
@@ -1047,214 +1054,12 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
 
 
 # --------------------------------------------------------------------------------------------
-# printable PNG (matplotlib)
+# print sheets (PDF/PNG): kaizhou_gis/printmap.py
 # --------------------------------------------------------------------------------------------
 
-_CJK_FONT: list[str] | None = None
-#: Prefixes that make the PNG legend's flat list unambiguous (the HTML legend has headings).
+#: Prefixes that make the printed legend's flat list unambiguous (the HTML legend has headings).
 PNG_LEGEND_PREFIX = {"candidates": "搬迁对象 candidate", "gaps": "缺口 gap", "industry": "产业",
                      "villages_access": "村 village"}
-
-
-def cjk_font_family() -> list[str]:
-    """Font families for Chinese text: an installed CJK font first, then DejaVu Sans."""
-    global _CJK_FONT
-    if _CJK_FONT is None:
-        from matplotlib import font_manager
-        names = {f.name for f in font_manager.fontManager.ttflist}
-        prefer = ["Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Serif CJK SC", "WenQuanYi Zen Hei",
-                  "WenQuanYi Micro Hei", "Source Han Sans SC", "SimHei", "Microsoft YaHei",
-                  "AR PL UMing CN", "Droid Sans Fallback"]
-        found = [n for n in prefer if n in names]
-        if not found:
-            log.warning("maps: no CJK font found; Chinese text in PNG maps may show as boxes "
-                        "(install fonts-noto-cjk).")
-        _CJK_FONT = found[:1] + ["DejaVu Sans"]
-    return _CJK_FONT
-
-
-def _nice_length_m(span_m: float) -> float:
-    target = span_m / 4
-    exp = 10 ** math.floor(math.log10(max(target, 1.0)))
-    for f in (5, 2, 1):
-        if f * exp <= target:
-            return f * exp
-    return exp
-
-
-def _legend_entries(specs: list[LayerSpec]) -> tuple:
-    """The PNG legend of a map: every category of every layer drawn, in drawing order.
-
-    All categories are listed (not only those present), so the legend is the same for every
-    township map of a series and is rendered once (see :func:`_legend_image`).
-    """
-    entries = []
-    for s in specs:
-        if not s.show or not s.data:
-            continue
-        prefix = PNG_LEGEND_PREFIX.get(s.key)
-        for k, c in enumerate(s.cats):
-            if s.key == "townships" and k == 0:
-                continue  # neighbours' outlines need no entry
-            label = f"{prefix} {c['label']}" if prefix else c["label"]
-            kind = "point" if s.kind == "point" else "line"
-            entries.append((kind, c["color"], c.get("stroke", c["color"] if kind == "line" else "#222222"),
-                            float(c.get("weight", 1.0)), bool(c.get("dash")), label))
-    seen, out = set(), []
-    for e in entries:
-        if e[5] not in seen:
-            seen.add(e[5])
-            out.append(e)
-    return tuple(out)
-
-
-_LEGEND_CACHE: dict[tuple, np.ndarray] = {}
-
-
-def _legend_image(entries: tuple, *, dpi: int, width_in: float) -> np.ndarray:
-    """The legend as an RGBA array (rendered once per distinct legend; CJK text is slow to draw)."""
-    key = (entries, dpi, width_in, tuple(cjk_font_family()))
-    if key in _LEGEND_CACHE:
-        return _LEGEND_CACHE[key]
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    handles = []
-    for kind, color, stroke, weight, dashed, label in entries:
-        if kind == "line":
-            handles.append(Line2D([], [], color=stroke, lw=max(weight, 1.0), ls="--" if dashed else "-",
-                                  label=label))
-        else:
-            handles.append(Line2D([], [], ls="", marker="o", markersize=7, markerfacecolor=color,
-                                  markeredgecolor=stroke, label=label))
-    with matplotlib.rc_context({"font.family": "sans-serif", "font.sans-serif": cjk_font_family()}):
-        fig = Figure(figsize=(width_in, 4.0), dpi=dpi)
-        canvas = FigureCanvasAgg(fig)
-        leg = fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, 1.0), ncol=3,
-                         fontsize=7, frameon=True, title="图例 Legend", title_fontsize=8,
-                         columnspacing=1.0, handlelength=2.0)
-        canvas.draw()
-        bb = leg.get_window_extent()
-        buf = np.asarray(canvas.buffer_rgba())
-        h = buf.shape[0]
-        arr = buf[max(0, int(h - bb.y1) - 1): int(h - bb.y0) + 1, max(0, int(bb.x0) - 1): int(bb.x1) + 1].copy()
-    _LEGEND_CACHE[key] = arr
-    return arr
-
-
-def render_township_png(d: MapData, specs: list[LayerSpec], *, title: str, subtitle: str,
-                        bounds: tuple[float, float, float, float], background: Background | None,
-                        dpi: int) -> bytes:
-    """A printable PNG of a township map: title, hillshade, layers, legend, scale bar, north arrow."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.collections import LineCollection
-    from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrow, Rectangle
-
-    west, south, east, north = bounds
-    lat0 = (south + north) / 2
-    aspect = 1.0 / math.cos(math.radians(lat0))
-    fig_w, fig_h = 8.27, 11.0
-    with matplotlib.rc_context({"font.family": "sans-serif", "font.sans-serif": cjk_font_family(),
-                                "axes.unicode_minus": False}):
-        fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
-        FigureCanvasAgg(fig)
-        ax = fig.add_axes([0.04, 0.24, 0.92, 0.68])
-        ax.set_facecolor("#f4f1ea")
-        if background is not None:
-            bw, bs, be, bn = background.bounds_lonlat
-            ax.imshow(np.ma.masked_invalid(background.shade), cmap="gray", vmin=-0.3, vmax=1.05,
-                      extent=(bw, be, bs, bn), origin="upper", interpolation="nearest", zorder=0)
-        draw_order = {"townships": 1, "boundary": 1, "roads": 2, "works": 3, "assignment": 3}
-        for s in sorted(specs, key=lambda s: draw_order.get(s.key, 5)):
-            if not s.show or not s.data:
-                continue
-            used = sorted({row[1] for row in s.data})
-            if s.kind in ("line", "polygon"):
-                for k in used:
-                    c = s.cats[k]
-                    segs = []
-                    for row in s.data:
-                        if row[1] == k:
-                            segs.extend(np.asarray(q)[:, ::-1] for q in _flatten_paths(row[0]) if len(q) >= 2)
-                    lw = float(c.get("weight", 1.0)) * (0.9 if s.kind == "line" else 1.0)
-                    ls = (0, (4, 3)) if c.get("dash") else "solid"
-                    ax.add_collection(LineCollection(segs, colors=c.get("stroke", c["color"]), linewidths=lw,
-                                                     linestyles=ls, zorder=draw_order.get(s.key, 2)))
-            else:
-                for k in used:
-                    c = s.cats[k]
-                    rows = [row for row in s.data if row[1] == k]
-                    pts = np.array([row[0] for row in rows])
-                    sizes = np.array([(row[2] or s.radius) for row in rows], dtype=float)
-                    ax.scatter(pts[:, 1], pts[:, 0], s=(sizes * 0.9) ** 2, c=c["color"],
-                               edgecolors=c.get("stroke", "#222222"), linewidths=0.5, zorder=6, alpha=0.9)
-        ax.set_xlim(west, east)
-        ax.set_ylim(south, north)
-        ax.set_aspect(aspect)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        # scale bar (metres along the map's middle parallel)
-        width_m = Geod(ellps="WGS84").inv(west, lat0, east, lat0)[2]
-        length = _nice_length_m(width_m)
-        deg = (east - west) * length / width_m
-        x0 = west + (east - west) * 0.05
-        y0 = south + (north - south) * 0.04
-        hgt = (north - south) * 0.012
-        ax.add_patch(Rectangle((x0, y0), deg / 2, hgt, fc="black", ec="black", zorder=8))
-        ax.add_patch(Rectangle((x0 + deg / 2, y0), deg / 2, hgt, fc="white", ec="black", zorder=8))
-        ax.text(x0 + deg / 2, y0 + hgt * 1.8, f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m",
-                ha="center", va="bottom", fontsize=9, zorder=8,
-                bbox=dict(fc="white", ec="none", alpha=0.7, pad=1))
-        # north arrow
-        nx, ny = east - (east - west) * 0.06, north - (north - south) * 0.14
-        ax.add_patch(FancyArrow(nx, ny, 0, (north - south) * 0.07, width=(east - west) * 0.012,
-                                head_width=(east - west) * 0.035, head_length=(north - south) * 0.03,
-                                length_includes_head=True, fc="black", ec="black", zorder=8))
-        ax.text(nx, ny - (north - south) * 0.01, "N 北", ha="center", va="top", fontsize=10,
-                fontweight="bold", zorder=8)
-        fig.text(0.04, 0.965, title, fontsize=17, fontweight="bold", va="top")
-        fig.text(0.04, 0.935, subtitle, fontsize=10, va="top", color="#333333")
-        entries = _legend_entries(specs)
-        if entries:
-            img = _legend_image(entries, dpi=dpi, width_in=fig_w * 0.92)
-            top_px = int(fig_h * dpi * 0.232)
-            fig.figimage(img, xo=int(fig_w * dpi * 0.04), yo=max(0, top_px - img.shape[0]),
-                         origin="upper", zorder=10)
-        fig.text(0.04, 0.008, _png_footer(d), fontsize=6.5, va="bottom", color="#333333")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
-    return buf.getvalue()
-
-
-def _flatten_paths(geom: list) -> list:
-    """Coordinate sequences ([[lat, lon], ...]) of a nested line/polygon coordinate list."""
-    if not geom:
-        return []
-    if isinstance(geom[0][0], (int, float)):
-        return [geom]
-    out = []
-    for g in geom:
-        out.extend(_flatten_paths(g))
-    return out
-
-
-def _png_footer(d: MapData) -> str:
-    """Footer of a PNG map: the README attribution in full (it must be carried), missing layers."""
-    import textwrap
-    full, _ = attribution_parts(d.attribution)
-    lines = [f"数据来源 Sources: {full[0]}"] + full[1:] if full else []
-    if d.synthesized and not _says_synthesized(d):
-        lines.append("合成数据 SYNTHESIZED layers: " + ", ".join(d.synthesized))
-    for step, why in d.missing.items():
-        lines.append(f"缺少图层 missing: {STEP_NAMES_ZH.get(step, step)} — {why[:120]}")
-    wrapped = []
-    for ln in lines:
-        wrapped.extend(textwrap.wrap(ln, 160) or [""])
-    return "\n".join(wrapped[:10])
 
 
 # --------------------------------------------------------------------------------------------
@@ -1297,6 +1102,7 @@ def run(ctx: Context) -> StepResult:
     cfg = plan.section("maps")
     st = _settings(plan)
     d = gather(ctx)
+    d_print = d if basemap != "gaode" else gather_wgs84(ctx)  # sheets are drawn from WGS84 data
     files: dict[str, Any] = {}
     district = plan.name
     codes = sorted(d.townships["township_code"].astype(str))
@@ -1317,6 +1123,8 @@ def run(ctx: Context) -> StepResult:
                 kind, d, specs, title_zh=f"{district} {zh}", title_en=en,
                 subtitle=plan.get("meta.plan_title", ""), bounds=bounds_ll, background=bg,
                 basemap=basemap, tianditu_key=tianditu_key)
+        files["maps/overview.pdf"] = printmap.district_sheet(
+            ctx, d_print, map_layers("overview", d_print, st), formats=("pdf",))["pdf"]
     tw_work = d.work_townships.set_index("township_code")
     bad = [c for c in codes if not re.fullmatch(r"[0-9A-Za-z_-]{1,32}", c)]
     if bad:
@@ -1338,9 +1146,10 @@ def run(ctx: Context) -> StepResult:
         files[f"maps/townships/{code}.html"] = build_map(
             "township", d, specs, title_zh=title, title_en="Township map", subtitle=subtitle,
             bounds=bounds, background=bg, basemap=basemap, tianditu_key=tianditu_key)
-        files[f"maps/townships/{code}.png"] = render_township_png(
-            d, specs, title=f"{title} 乡镇规划图", subtitle=subtitle, bounds=bounds, background=bg,
-            dpi=int(cfg["png_dpi"]))
+        sheet = printmap.township_sheet(ctx, d_print, specs if d_print is d else
+                                        map_layers("township", d_print, st, code), code)
+        files[f"maps/townships/{code}.pdf"] = sheet["pdf"]
+        files[f"maps/townships/{code}.png"] = sheet["png"]
     # render each page once, here, to check its size; outputs.py writes the text as it is
     sizes, folium_maps = {}, {}
     for rel in list(files):

@@ -753,28 +753,11 @@ def build_report(ctx: Context) -> tuple[dict, pd.DataFrame, dict]:
 # --------------------------------------------------------------------------------------------
 # charts (matplotlib -> PNG bytes)
 
-_CJK_NAMES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK TC", "Source Han Sans SC",
-              "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei",
-              "PingFang SC", "AR PL UMing CN")
-
-
 def cjk_font() -> str | None:
-    """Name of an installed font with Chinese glyphs (registering system CJK fonts), or None."""
-    from matplotlib import font_manager as fm
+    """Name of an installed font with Chinese glyphs, or None (see :mod:`kaizhou_gis.fonts`)."""
+    from kaizhou_gis.fonts import find_cjk_font
 
-    have = {f.name for f in fm.fontManager.ttflist}
-    for n in _CJK_NAMES:
-        if n in have:
-            return n
-    for path in fm.findSystemFonts():
-        low = path.lower()
-        if any(k in low for k in ("notosanscjk", "sourcehansans", "wqy", "simhei", "msyh")):
-            try:
-                fm.fontManager.addfont(path)
-            except (OSError, RuntimeError, ValueError):
-                continue
-    have = {f.name for f in fm.fontManager.ttflist}
-    return next((n for n in _CJK_NAMES if n in have), None)
+    return find_cjk_font()
 
 
 def _png(fig) -> bytes:
