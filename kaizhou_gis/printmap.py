@@ -518,19 +518,23 @@ def _notes_text(text: SheetText, width: int = 78) -> str:
 # --------------------------------------------------------------------------------------------
 
 def sheet_text(plan, d, *, title: str, subtitle: str, labels: list | None = None,
-               date: str | None = None) -> SheetText:
+               date: str | None = None, data_status: dict | None = None) -> SheetText:
     """The words of a sheet from the plan file and the maps' data (:class:`maps.MapData`)."""
     from kaizhou_gis.maps import STEP_NAMES_ZH, attribution_parts
 
+    from kaizhou_gis import provenance
+
     full, _ = attribution_parts(d.attribution)
-    status = []
-    if d.synthesized:
-        status.append("数据状态：示意图。部分图层为合成数据（" + "、".join(d.synthesized)
-                      + "），成果不代表实际情况。")
-        status.append("Data status: ILLUSTRATIVE. Synthesized layers (" + ", ".join(d.synthesized)
-                      + "); results show how the method works, not facts on the ground.")
+    if data_status is not None:  # the run's one wording (kaizhou_gis.provenance)
+        lines = provenance.banner_lines(data_status)
+        status = (["数据状态 Data status: 示意 ILLUSTRATIVE"] + lines if lines else
+                  [f"数据状态：{provenance.REAL_ZH}", f"Data status: {provenance.REAL_EN}"])
+    elif d.synthesized:
+        status = ["数据状态：部分图层为合成数据（" + "、".join(d.synthesized) + "），成果不代表实际情况。",
+                  "Data status: synthesized layers (" + ", ".join(d.synthesized)
+                  + "); results show how the method works, not facts on the ground."]
     else:
-        status.append("数据状态：依据输入图层计算。Data status: computed from the input layers as given.")
+        status = [f"数据状态：{provenance.REAL_ZH}", f"Data status: {provenance.REAL_EN}"]
     for step, why in d.missing.items():
         status.append(f"缺少图层 missing: {STEP_NAMES_ZH.get(step, step)} — {why[:100]}")
     work = CRS(plan.work_crs)
@@ -560,7 +564,7 @@ def township_sheet(ctx, d, specs: list, code: str, *, formats=("pdf", "png")) ->
     text = sheet_text(plan, d, title=f"{plan.name}{name}扶贫规划图",
                       subtitle=f"{name}（{code}）· {plan.get('meta.plan_title', '')} · "
                                f"{plan.get('meta.district_name_en', '')}",
-                      labels=labels)
+                      labels=labels, data_status=getattr(ctx, "data_status", None))
     with ctx.layers.open_dem() as dem:
         return render_sheet(specs, text, bounds_xy=_work_bounds(tw), work_crs=plan.work_crs, dem=dem,
                             highlight=tw.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
@@ -582,7 +586,7 @@ def district_sheet(ctx, d, specs: list, *, formats=("pdf",)) -> dict[str, bytes]
     boundary = ctx.layers.boundary.to_crs(plan.work_crs)
     text = sheet_text(plan, d, title=f"{plan.name}扶贫规划总图",
                       subtitle=f"{plan.get('meta.plan_title', '')} · {plan.get('meta.district_name_en', '')}",
-                      labels=labels)
+                      labels=labels, data_status=getattr(ctx, "data_status", None))
     with ctx.layers.open_dem() as dem:
         return render_sheet(specs, text, bounds_xy=_work_bounds(boundary), work_crs=plan.work_crs, dem=dem,
                             highlight=boundary.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
