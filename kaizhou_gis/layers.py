@@ -50,7 +50,9 @@ DEFAULT_LAYERS_DIR = Path(__file__).resolve().parent.parent / "layers"
 
 #: File suffixes tried for per-layer vector files in a folder, in order of preference.
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".parquet", ".geoparquet", ".fgb",
-                   ".osm", ".pbf", ".gml", ".kml", ".tab", ".sqlite")
+                   ".osm.pbf", ".osm", ".pbf", ".osm.bz2", ".osm.gz", ".gml", ".kml", ".tab", ".sqlite")
+#: OpenStreetMap files (read with pyosmium): a downloaded extract is usually ``*.osm.pbf``.
+OSM_SUFFIXES = (".osm.pbf", ".osm", ".pbf", ".osm.bz2", ".osm.gz")
 #: File suffixes tried for the DEM in a folder.
 RASTER_SUFFIXES = (".tif", ".tiff", ".hgt", ".img", ".vrt", ".asc", ".dem", ".bil", ".nc")
 
@@ -127,6 +129,8 @@ class Layers:
     notes: list[str] = field(default_factory=list)
     #: CRS given with ``--crs`` for a DEM that declares none (then :meth:`open_dem` assigns it).
     dem_crs: str | None = None
+    #: DEM tiles mosaicked on the fly (then ``dem_path`` is their folder or first tile).
+    dem_tiles: tuple[str, ...] = ()
     #: Layer metadata ({layer: {key: value}}): GeoPackage/GDAL layer metadata, GeoTIFF tags of the
     #: DEM. :mod:`kaizhou_gis.provenance` reads ``source``/``synthetic`` items from it.
     metadata: dict[str, dict] = field(default_factory=dict)
@@ -136,7 +140,7 @@ class Layers:
     @contextlib.contextmanager
     def open_dem(self) -> Iterator[rasterio.io.DatasetReader]:
         """Open the DEM for reading (windowed reads; nothing is loaded until asked)."""
-        with rasterio.open(self.dem_path) as ds:
+        with open_raster(self.dem_path, self.dem_tiles) as ds:
             if self.dem_crs is not None and ds.crs is None:
                 from rasterio.vrt import WarpedVRT
                 with WarpedVRT(ds, src_crs=self.dem_crs, crs=self.dem_crs,
@@ -221,8 +225,13 @@ class _Source:
     crs: str | None = None
     encoding: str | None = None
     coords: str | None = None
+    #: DEM tiles mosaicked on the fly (a folder of SRTM .hgt / GeoTIFF tiles)
+    tiles: tuple[Path, ...] = ()
 
     def describe(self) -> str:
+        if self.tiles:
+            return f"{self.path.name}/ ({len(self.tiles)} tiles)" if self.path.is_dir() \
+                else f"{len(self.tiles)} tiles ({self.tiles[0].name}, ...)"
         return f"{self.path.name}" + (f":{self.layer}" if self.layer else "")
 
 
@@ -234,19 +243,105 @@ def _gpkg_layers(path: Path) -> list[str]:
         return []
 
 
-def _find_dem(folder: Path) -> Path | None:
+def _raster_tiles(folder: Path) -> list[Path]:
+    """Raster files in a folder (DEM tiles), sorted by name."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith("."))
+
+
+def _find_dem(folder: Path) -> _Source | None:
+    """The DEM next to the layers: ``dem.<tif|hgt|vrt|...>``; else a ``dem/`` folder of tiles;
+    else the SRTM ``*.hgt`` tiles in the folder (several are mosaicked on the fly)."""
     for suffix in RASTER_SUFFIXES:
         p = folder / f"dem{suffix}"
-        if p.exists():
-            return p
-    hgts = sorted(folder.glob("*.hgt")) + sorted(folder.glob("*.HGT"))
+        if p.is_file():
+            return _Source(p)
+    for sub in (folder / "dem", folder / "DEM"):
+        if sub.is_dir():
+            tiles = _raster_tiles(sub)
+            if len(tiles) == 1:
+                return _Source(tiles[0])
+            if tiles:
+                return _Source(sub, tiles=tuple(tiles))
+    hgts = sorted({*folder.glob("*.hgt"), *folder.glob("*.HGT")})
+    if len(hgts) == 1:
+        return _Source(hgts[0])
     if hgts:
-        return hgts[0]
+        return _Source(hgts[0], tiles=tuple(hgts))
     for suffix in RASTER_SUFFIXES:
         p = folder / f"DEM{suffix}"
-        if p.exists():
-            return p
+        if p.is_file():
+            return _Source(p)
     return None
+
+
+def mosaic_vrt(tiles) -> str:
+    """A GDAL VRT (XML text, kept in memory; rasterio opens it as a dataset) that mosaics DEM
+    tiles of one CRS and cell size, e.g. SRTM ``.hgt`` or Copernicus GLO-30 GeoTIFF tiles.
+
+    Nothing is read until a window is asked for, so only the district's part is ever read.
+    Where tiles overlap (SRTM tiles share their edge row), a tile's nodata cells do not hide the
+    other's values.
+    """
+    from html import escape
+
+    info = []
+    for t in tiles:
+        with rasterio.open(t) as ds:
+            info.append((Path(t), ds.crs, ds.transform, ds.width, ds.height, ds.dtypes[0], ds.nodata))
+    if not info:
+        raise LayerError("dem: the DEM folder holds no raster tiles; put the SRTM .hgt or GeoTIFF "
+                         "tiles of the district in it.")
+    crs0, tr0 = info[0][1], info[0][2]
+    other_crs = [i[0].name for i in info if i[1] != crs0]
+    if other_crs:
+        raise LayerError(f"dem: the tiles are not all in one CRS ({info[0][0].name}: "
+                         f"{_crs_label(crs0) if crs0 else 'none'}; different: {format_ids(other_crs)}); "
+                         f"reproject them to one CRS (gdalwarp) or merge them into dem.tif.")
+    res_x, res_y = tr0.a, tr0.e
+    other_res = [i[0].name for i in info
+                 if abs(i[2].a - res_x) > 1e-9 * abs(res_x) or abs(i[2].e - res_y) > 1e-9 * abs(res_y)
+                 or i[2].b != 0 or i[2].d != 0]
+    if other_res or tr0.b != 0 or tr0.d != 0:
+        raise LayerError(f"dem: the tiles do not share one north-up grid cell size "
+                         f"({format_ids(other_res or [info[0][0].name])} differ); resample them to "
+                         f"one grid (gdalwarp -tr) or merge them into dem.tif.")
+    left = min(i[2].c for i in info)
+    top = max(i[2].f for i in info)
+    right = max(i[2].c + i[3] * res_x for i in info)
+    bottom = min(i[2].f + i[4] * res_y for i in info)
+    width = int(round((right - left) / res_x))
+    height = int(round((bottom - top) / res_y))
+    dtypes = {i[5] for i in info}
+    vrt_type = {"int16": "Int16", "uint16": "UInt16", "int32": "Int32", "float32": "Float32",
+                "float64": "Float64", "uint8": "Byte"}.get(info[0][5], "Float32") \
+        if len(dtypes) == 1 else "Float32"
+    nodata = next((i[6] for i in info if i[6] is not None), None)
+    sources = []
+    for path, _, tr, w, h, _, nd in info:
+        xo, yo = (tr.c - left) / res_x, (tr.f - top) / res_y
+        if abs(xo - round(xo)) > 1e-3 or abs(yo - round(yo)) > 1e-3:
+            raise LayerError(f"dem: tile {path.name} is not aligned with the grid of "
+                             f"{info[0][0].name} (offset {xo:.3f}, {yo:.3f} cells); resample the "
+                             f"tiles to one grid (gdalwarp) or merge them into dem.tif.")
+        nd_xml = f"<NODATA>{nd!r}</NODATA>" if nd is not None else ""
+        sources.append(
+            f'<ComplexSource><SourceFilename relativeToVRT="0">{escape(str(path.resolve()))}'
+            f'</SourceFilename><SourceBand>1</SourceBand>'
+            f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+            f'<DstRect xOff="{int(round(xo))}" yOff="{int(round(yo))}" xSize="{w}" ySize="{h}"/>'
+            f'{nd_xml}</ComplexSource>')
+    srs = f"<SRS>{escape(crs0.to_wkt())}</SRS>" if crs0 is not None else ""
+    nd_band = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
+    return (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">{srs}'
+            f"<GeoTransform>{left!r}, {res_x!r}, 0, {top!r}, 0, {res_y!r}</GeoTransform>"
+            f'<VRTRasterBand dataType="{vrt_type}" band="1">{nd_band}{"".join(sources)}'
+            f"</VRTRasterBand></VRTDataset>")
+
+
+def open_raster(path, tiles=()) -> rasterio.io.DatasetReader:
+    """Open a DEM: one raster file, or the mosaic of ``tiles``."""
+    return rasterio.open(mosaic_vrt(tiles) if tiles else path)
 
 
 def _resolve(path: Path, problems: list[str]) -> tuple[dict[str, _Source], _Source | None, Path]:
@@ -270,8 +365,7 @@ def _resolve(path: Path, problems: list[str]) -> tuple[dict[str, _Source], _Sour
             problems.append(f"layers: {path} is not a readable multi-layer vector file; pass a "
                             f"GeoPackage holding the layers {', '.join(VECTOR_LAYERS)}, a folder, "
                             f"or a TOML mapping.")
-        dem = _find_dem(folder)
-        return sources, (_Source(dem) if dem else None), folder
+        return sources, _find_dem(folder), folder
     folder = path
     gpkgs = sorted(folder.glob("*.gpkg"))
     gpkgs.sort(key=lambda p: p.name != "kaizhou.gpkg")  # the shipped name first
@@ -289,8 +383,16 @@ def _resolve(path: Path, problems: list[str]) -> tuple[dict[str, _Source], _Sour
             if hits:
                 sources[name] = _Source(hits[0])  # a per-layer file wins over a layer in a GeoPackage
                 break
-    dem = _find_dem(folder)
-    return sources, (_Source(dem) if dem else None), folder
+    if "roads" not in sources:
+        osm = sorted({p for p in folder.iterdir() if p.is_file() and _is_osm(p)})
+        if len(osm) == 1:
+            sources["roads"] = _Source(osm[0])
+            log.info("roads: using the OSM extract %s", osm[0].name)
+        elif len(osm) > 1:
+            problems.append(f"roads: several OSM files in {folder} ({format_ids([p.name for p in osm])}) "
+                            f"and no roads.* file; name the one to use roads.osm.pbf (or give "
+                            f"'roads = \"...\"' in a TOML mapping).")
+    return sources, _find_dem(folder), folder
 
 
 def _resolve_toml(path: Path, problems: list[str]) -> tuple[dict[str, _Source], _Source | None, Path]:
@@ -355,6 +457,16 @@ def _resolve_toml(path: Path, problems: list[str]) -> tuple[dict[str, _Source], 
             continue
         if name == "dem":
             dem = src
+            if p.is_dir():
+                tiles = _raster_tiles(p)
+                if not tiles:
+                    problems.append(f"dem: the folder {p} (from {path.name}) holds no raster "
+                                    f"tiles; put the SRTM .hgt or GeoTIFF tiles in it.")
+                    dem = None
+                elif len(tiles) == 1:
+                    dem = _Source(tiles[0], crs=src.crs)
+                else:
+                    dem.tiles = tuple(tiles)
         else:
             if src.layer is None and p.suffix.lower() == ".gpkg":
                 names = _gpkg_layers(p)
@@ -433,7 +545,7 @@ def _guess_dbf_encoding(shp: Path) -> str | None:
 
 def _layer_metadata(src: _Source) -> dict:
     """GDAL layer metadata of one vector source ({} when the format has none)."""
-    if src.path.suffix.lower() in (".osm", ".pbf", ".parquet", ".geoparquet"):
+    if _is_osm(src.path) or src.path.suffix.lower() in (".parquet", ".geoparquet"):
         return {}
     try:
         with warnings.catch_warnings():
@@ -454,9 +566,8 @@ def _read_vector(name: str, src: _Source, encoding: str | None, notes: list[str]
         except ImportError as e:
             raise LayerError(f"{name}: reading GeoParquet ({src.path.name}) needs pyarrow: {e}; "
                              f"`pip install pyarrow`, or convert the file to GeoPackage.") from None
-    if suffix in (".osm", ".pbf"):
-        raw = pyogrio.read_dataframe(src.path, layer=src.layer or "lines")
-        return gpd.GeoDataFrame(raw, geometry=raw.geometry.name, crs=raw.crs)
+    if _is_osm(src.path):
+        return read_osm_roads(src.path, notes=notes)
     if suffix == ".shp" and enc is None:
         enc = _guess_dbf_encoding(src.path)
         if enc is not None:
@@ -526,47 +637,82 @@ def _decodes_but_cut_end(raw: bytes, encoding: str, strict: bool = False) -> boo
         return False
 
 
-_OSM_TAG = re.compile(r'"((?:[^"\\]|\\.)*)"=>"((?:[^"\\]|\\.)*)"')
+def _is_osm(path: Path) -> bool:
+    return path.name.lower().endswith(OSM_SUFFIXES)
 
 
-def _osm_tag(other_tags: pd.Series, key: str) -> pd.Series:
-    def get(text):
-        if not isinstance(text, str):
-            return None
-        for k, v in _OSM_TAG.findall(text):
-            if k == key:
-                return v
-        return None
-    return other_tags.map(get)
+def read_osm_roads(path: str | Path, *, notes: list[str] | None = None) -> gpd.GeoDataFrame:
+    """The ways tagged ``highway=*`` of an OpenStreetMap file (``.osm.pbf``, ``.osm``, ...) as
+    raw road rows in EPSG:4326, read with pyosmium.
 
-
-def osm_to_roads(lines: gpd.GeoDataFrame, *, notes: list[str] | None = None) -> gpd.GeoDataFrame:
-    """OSM ``lines`` (as read by GDAL's OSM driver) to the roads contract's raw columns.
-
-    Keeps ways with a ``highway`` tag; ``road_class`` holds the raw highway value (mapped to a
-    contract class later, like any road file) and ``surface`` the raw surface tag ("" if absent).
+    Columns: ``road_id`` (``osm<way id>``), ``name``, ``road_class`` (the raw highway value,
+    mapped to a contract class later like any road file), ``surface`` and ``tracktype`` (raw
+    tags, "" when absent), ``source``. An extract cut out of a larger map holds ways whose nodes
+    lie partly outside it: such a way is cut where its nodes are missing (a MultiLineString when
+    it leaves and comes back; never a straight chord over the missing nodes), and a way with
+    fewer than two nodes in the file is dropped. Both are counted in ``notes`` with the reason,
+    as are ways without a highway tag.
     """
-    if "highway" not in lines.columns:
-        raise LayerError("roads: the OSM file has no ways tagged highway=*; pass a road extract "
-                         "(e.g. from Geofabrik) or another road file.")
-    keep = lines["highway"].notna()
-    dropped = int((~keep).sum())
-    if dropped and notes is not None:
-        notes.append(f"roads: {dropped} OSM line(s) without a highway tag (rivers, power lines, "
-                     f"...) are not roads and were left out.")
-    w = lines[keep]
-    other = w["other_tags"] if "other_tags" in w.columns else pd.Series(None, index=w.index)
-    surface = _osm_tag(other, "surface").fillna("")
-    osm_id = w["osm_id"].astype(str) if "osm_id" in w.columns else pd.Series(
-        [str(i) for i in range(len(w))], index=w.index)
-    out = gpd.GeoDataFrame({
-        "road_id": "osm" + osm_id,
-        "name": w["name"].fillna("") if "name" in w.columns else "",
-        "road_class": w["highway"].astype(str),
-        "surface": surface,
-        "source": "OpenStreetMap",
-    }, geometry=w.geometry.values, crs=lines.crs)
-    return out.reset_index(drop=True)
+    import osmium
+
+    path = Path(path)
+    ids, names, classes, surfaces, tracktypes, geoms = [], [], [], [], [], []
+    not_road = dropped = cut = 0
+    dropped_ids: list[str] = []
+    cut_ids: list[str] = []
+    fp = (osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY).with_locations()
+          .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY)))
+    for w in fp:
+        tags = w.tags
+        hw = tags.get("highway")
+        if hw is None:
+            not_road += 1
+            continue
+        parts: list[list[tuple[float, float]]] = [[]]
+        missing = 0
+        for nd in w.nodes:
+            loc = nd.location
+            if loc.valid():
+                parts[-1].append((loc.lon, loc.lat))
+            else:
+                missing += 1
+                if parts[-1]:
+                    parts.append([])
+        parts = [p for p in parts if len(p) >= 2]
+        if not parts:
+            dropped += 1
+            dropped_ids.append(f"osm{w.id}")
+            continue
+        if missing:
+            cut += 1
+            cut_ids.append(f"osm{w.id}")
+        ids.append(f"osm{w.id}")
+        names.append(tags.get("name", ""))
+        classes.append(hw)
+        surfaces.append(tags.get("surface", ""))
+        tracktypes.append(tags.get("tracktype", ""))
+        geoms.append(shapely.LineString(parts[0]) if len(parts) == 1
+                     else shapely.MultiLineString(parts))
+    if not ids:
+        raise LayerError(f"roads: {path.name} holds no OSM way tagged highway=* with two nodes in "
+                         f"the file; pass a road extract of the district (e.g. a Geofabrik "
+                         f".osm.pbf) or another road file.")
+    if notes is not None:
+        if not_road:
+            notes.append(f"roads: {not_road} OSM way(s) without a highway tag (rivers, power lines, "
+                         f"buildings, ...) are not roads and were left out.")
+        if dropped:
+            notes.append(f"roads: {dropped} OSM highway way(s) dropped: fewer than two of their "
+                         f"nodes are in {path.name} (the extract was cut around them; "
+                         f"{format_ids(dropped_ids)}).")
+        if cut:
+            notes.append(f"roads: {cut} OSM highway way(s) truncated: some of their nodes are not in "
+                         f"{path.name} (cut at the extract's edge), so only the parts inside are "
+                         f"used ({format_ids(cut_ids)}).")
+    return gpd.GeoDataFrame({
+        "road_id": ids, "name": names, "road_class": classes, "surface": surfaces,
+        "tracktype": tracktypes, "source": "OpenStreetMap",
+    }, geometry=geoms, crs="EPSG:4326")
 
 
 # --------------------------------------------------------------------------------------------
@@ -828,13 +974,34 @@ def _default(name: str, col: str, gdf: gpd.GeoDataFrame, plan, notes: list[str])
 
 def _normalize_roads(roads: gpd.GeoDataFrame, plan, problems: list[str],
                      notes: list[str]) -> gpd.GeoDataFrame:
-    """Map road classes and surfaces to the contract's values."""
+    """Map road classes and surfaces to the contract's values.
+
+    * Ways of a class in ``layers.non_vehicle_classes`` (OSM footway, steps, cycleway, ...)
+      carry no vehicle: they are left out of the roads (counted per class in the notes).
+    * ``road_class`` through ``layers.road_class_values``; unknown values become 'other' (noted).
+    * ``surface`` → paved (hardened, 硬化) / unpaved: a value in ``access.paved_surfaces`` is
+      paved, one in ``access.unpaved_surfaces`` unpaved (``a;b`` lists: paved only when every
+      part is). No surface: an OSM ``tracktype`` decides (``access.tracktype_paved``), else the
+      class default ``layers.default_surface`` (a stated assumption). A value in neither list is
+      **unknown**: it gets the class default too, and the values and counts are named in a note
+      so the plan's lists can be completed.
+    """
     out = roads.copy()
+    raw = out["road_class"].astype(str).str.strip()
+    excluded_classes = {str(v).strip().lower() for v in plan.get("layers.non_vehicle_classes", [])}
+    excl = raw.str.lower().isin(excluded_classes).to_numpy()
+    if excl.any():
+        counts = raw[excl].str.lower().value_counts()
+        counts = counts.sort_index().sort_values(ascending=False, kind="stable")
+        notes.append(f"roads: {int(excl.sum())} way(s) of classes that carry no vehicle were left out "
+                     f"of the network ({', '.join(f'{k} {v}' for k, v in counts.items())}; "
+                     f"layers.non_vehicle_classes).")
+        out = out[~excl]
+        raw = raw[~excl]
     table = plan.get("layers.road_class_values", {}) or {}
     lookup = {str(v).strip().lower(): cls for cls, vals in table.items() for v in vals}
     for cls in ROAD_CLASSES:
         lookup.setdefault(cls, cls)
-    raw = out["road_class"].astype(str).str.strip()
     mapped = raw.str.lower().map(lookup)
     unknown = mapped.isna() & (raw != "")
     if unknown.any():
@@ -843,17 +1010,63 @@ def _normalize_roads(roads: gpd.GeoDataFrame, plan, problems: list[str],
                      f"({format_ids(vals)}) count as 'other' (map them in the plan's "
                      f"layers.road_class_values).")
     out["road_class"] = mapped.fillna("other")
-    paved_words = {str(v).strip().lower() for v in plan.get("access.paved_surfaces", ["paved"])}
-    defaults = plan.get("layers.default_surface", {}) or {}
-    surf = out["surface"].astype(str).str.strip()
-    given = surf != ""
-    normalized = np.where(surf.str.lower().isin(paved_words), "paved", "unpaved")
-    fallback = out["road_class"].map(lambda c: defaults.get(c, "unpaved"))
-    out["surface"] = np.where(given, normalized, fallback)
-    if (~given).any():
-        notes.append(f"roads.surface: {int((~given).sum())} road(s) without a surface got the "
-                     f"default of their class (layers.default_surface).")
+    out["surface"], surface_notes = classify_surfaces(
+        out["surface"], out["road_class"],
+        out["tracktype"] if "tracktype" in out.columns else None, plan)
+    notes.extend(surface_notes)
     return out
+
+
+def classify_surfaces(surface: pd.Series, road_class: pd.Series, tracktype: pd.Series | None,
+                      plan) -> tuple[np.ndarray, list[str]]:
+    """'paved' / 'unpaved' for every road, and the notes (see :func:`_normalize_roads`)."""
+    paved_words = {str(v).strip().lower() for v in plan.get("access.paved_surfaces", ["paved"])}
+    unpaved_words = {str(v).strip().lower() for v in plan.get("access.unpaved_surfaces", ["unpaved"])}
+    track_paved = {str(v).strip().lower() for v in plan.get("access.tracktype_paved", [])}
+    defaults = plan.get("layers.default_surface", {}) or {}
+    surf = surface.fillna("").astype(str).str.strip()
+    low = surf.str.lower()
+    given = (low != "") & ~low.isin(["nan", "none", "null"])
+
+    def kind(v: str) -> str:
+        parts = [p.strip() for p in v.split(";") if p.strip()]
+        if parts and all(p in paved_words for p in parts):
+            return "paved"
+        if parts and all(p in paved_words or p in unpaved_words for p in parts):
+            return "unpaved"
+        return "unknown"
+    k = np.array([kind(v) if g else "" for v, g in zip(low, given)], dtype=object)
+    default = road_class.map(lambda c: defaults.get(c, "unpaved")).to_numpy(dtype=object)
+    out = np.where(k == "paved", "paved", np.where(k == "unpaved", "unpaved", default)).astype(object)
+    notes: list[str] = []
+    tt = (tracktype.fillna("").astype(str).str.strip().str.lower().to_numpy()
+          if tracktype is not None else np.full(len(surf), "", dtype=object))
+    by_tt = ~given.to_numpy() & (tt != "")
+    if by_tt.any():
+        out[by_tt] = np.where(np.isin(tt[by_tt], list(track_paved)), "paved", "unpaved")
+        notes.append(f"roads.surface: {int(by_tt.sum())} way(s) without a surface tag classed by "
+                     f"their tracktype ({int((out[by_tt] == 'paved').sum())} paved: "
+                     f"access.tracktype_paved).")
+    untagged = ~given.to_numpy() & ~by_tt
+    if untagged.any():
+        cls = pd.Series(road_class.to_numpy()[untagged]).value_counts()
+        notes.append(f"roads.surface: {int(untagged.sum())} road(s) without a surface got the "
+                     f"default of their class (layers.default_surface, an assumption: "
+                     + ", ".join(f"{c} {n} -> {defaults.get(c, 'unpaved')}" for c, n in cls.items())
+                     + ").")
+    unk = k == "unknown"
+    if unk.any():
+        vals = pd.Series(surf.to_numpy()[unk]).value_counts()
+        vals = vals.sort_index().sort_values(ascending=False, kind="stable")
+        msg = (f"roads.surface: {int(unk.sum())} road(s) with a surface value in neither "
+               f"access.paved_surfaces nor access.unpaved_surfaces ("
+               + ", ".join(f"{v!r} {n}" for v, n in vals.head(12).items())
+               + (", ..." if len(vals) > 12 else "")
+               + ") got the default of their class (layers.default_surface); add the values to "
+                 "one of the two lists in the plan file.")
+        notes.append(msg)
+        log.warning("%s", msg)
+    return out, notes
 
 
 # --------------------------------------------------------------------------------------------
@@ -946,6 +1159,30 @@ def _unique_road_ids(roads: gpd.GeoDataFrame, notes: list[str]) -> gpd.GeoDataFr
     return out
 
 
+def _clip_roads(roads: gpd.GeoDataFrame, area: tuple, notes: list[str]) -> gpd.GeoDataFrame:
+    """An OSM extract larger than the district, cut to ``area`` = (polygon in the roads' CRS,
+    margin in m, plan key): ways wholly outside are left out, ways crossing its edge are cut
+    there (counted in ``notes``)."""
+    poly, margin = area
+    geoms = roads.geometry.values
+    shapely.prepare(poly)
+    inside = shapely.covers(poly, geoms)
+    touches = shapely.intersects(poly, geoms)
+    outside = ~touches
+    crossing = touches & ~inside
+    if not outside.any() and not crossing.any():
+        return roads
+    out = roads.copy()
+    if crossing.any():
+        cut = shapely.intersection(geoms[crossing], poly)
+        out.loc[crossing, out.geometry.name] = np.array([_lineal(g) for g in cut], dtype=object)
+    keep = ~outside & ~(shapely.is_empty(out.geometry.values) | shapely.is_missing(out.geometry.values))
+    notes.append(f"roads: the OSM extract reaches beyond the district; {int((~keep).sum())} way(s) "
+                 f"outside the boundary + {margin:g} m were left out and {int(crossing.sum())} "
+                 f"cut at that line (layers.osm_clip_margin_m).")
+    return out[keep]
+
+
 def _explode_roads(roads: gpd.GeoDataFrame, notes: list[str]) -> gpd.GeoDataFrame:
     """MultiLineStrings split into LineStrings; parts get ids ``<road_id>-1``, ``-2``, ..."""
     multi = (roads.geom_type == "MultiLineString").to_numpy()
@@ -1013,18 +1250,27 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     if path.exists():
         for name in VECTOR_LAYERS:
             if name not in sources:
+                if name == "roads" and any(problem.startswith("roads: several OSM files")
+                                           for problem in problems):
+                    continue
+                osm_hint = (" (for roads also an OpenStreetMap extract: roads.osm.pbf, or the only "
+                            "*.osm.pbf / *.osm / *.pbf file in the folder)" if name == "roads" else "")
                 problems.append(f"{name}: layer not found in {path}; add a '{name}' layer to the "
-                                f"GeoPackage, a {name}.<shp|gpkg|geojson|...> file to the folder, "
-                                f"or a '{name} = \"file\"' line to the TOML mapping.")
+                                f"GeoPackage, a {name}.<shp|gpkg|geojson|...> file to the folder"
+                                f"{osm_hint}, or a '{name} = \"file\"' line to the TOML mapping.")
     for name in VECTOR_LAYERS + OPTIONAL_LAYERS:
         src = sources.get(name)
         if src is None:
             continue
         row: dict[str, Any] = {"layer": name, "file": src.describe(), "rows": 0, "crs": "",
                                "bounds": None}
+        clip_to = None
+        if name == "roads" and _is_osm(src.path) and loaded.get("boundary") is not None:
+            clip_to = _clip_area(loaded["boundary"], plan)
         try:
             gdf = _load_one(name, src, plan=plan, crs=crs, encoding=encoding, coords=coords,
-                            aliases=aliases, problems=problems, notes=notes, row=row)
+                            aliases=aliases, problems=problems, notes=notes, row=row,
+                            clip_to=clip_to)
         except Exception as e:  # a file this module did not foresee: report it, never a traceback
             log.debug("reading %s failed", name, exc_info=True)
             problems.append(f"{name}: cannot use {src.describe()} ({type(e).__name__}: {e}); "
@@ -1063,11 +1309,24 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
             settlements=loaded["settlements"], roads=loaded["roads"],
             dem_path=str(dem_info["path"]), sites=loaded.get("sites"),
             source=description, attribution=_attribution(folder), notes=list(notes),
-            dem_crs=dem_info.get("assigned_crs"), metadata=metadata)
+            dem_crs=dem_info.get("assigned_crs"), metadata=metadata,
+            dem_tiles=tuple(str(t) for t in dem_info.get("tiles", ())))
     for n in notes:
         log.info("%s", n)
     return LayerReport(ok=ok, layers=layers, rows=report_rows, problems=problems, notes=notes,
                        source=description)
+
+
+def _clip_area(boundary: gpd.GeoDataFrame, plan) -> tuple | None:
+    """(district boundary + layers.osm_clip_margin_m, margin) in the boundary's CRS, or None."""
+    if boundary.crs is None or boundary.empty:
+        return None
+    g = boundary.geometry.values
+    g = g[~(shapely.is_missing(g) | shapely.is_empty(g))]
+    if not len(g):
+        return None
+    margin = float(plan.get("layers.osm_clip_margin_m", 3000.0))
+    return shapely.buffer(shapely.union_all(g), margin), margin
 
 
 def load_layers(path: str | Path | None = None, *, plan, crs: str | None = None,
@@ -1103,7 +1362,11 @@ def _lonlat_bounds(gdf: gpd.GeoDataFrame) -> tuple[float, float, float, float] |
 
 
 def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, problems,
-              notes, row) -> gpd.GeoDataFrame | None:
+              notes, row, clip_to=None) -> gpd.GeoDataFrame | None:
+    if _is_osm(src.path) and name != "roads":
+        problems.append(f"{name}: OSM files are read as roads only; give {name} as "
+                        f"GeoPackage, Shapefile or GeoJSON.")
+        return None
     try:
         raw = _read_vector(name, src, encoding, notes)
     except LayerError as e:
@@ -1117,16 +1380,6 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
         problems.append(f"{name}: {src.describe()} has no geometry column; give the layer "
                         f"geometries (for a table with lon/lat columns, save it as GeoJSON first).")
         return None
-    if src.path.suffix.lower() in (".osm", ".pbf"):
-        if name != "roads":
-            problems.append(f"{name}: OSM files are read as roads only; give {name} as "
-                            f"GeoPackage, Shapefile or GeoJSON.")
-            return None
-        try:
-            raw = osm_to_roads(raw, notes=notes)
-        except LayerError as e:
-            problems.append(str(e))
-            return None
     row["rows"] = len(raw)
     if len(raw) == 0 and name in NONEMPTY_LAYERS:
         problems.append(f"{name}: the layer has no features ({src.describe()}); the analysis "
@@ -1221,6 +1474,8 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
         problems.append(f"{name}: cannot reproject from {_crs_label(gdf.crs)} to {plan.work_crs} "
                         f"({e}); check the layer's CRS.")
         return None
+    if name == "roads" and clip_to is not None and _is_osm(src.path):
+        gdf = _clip_roads(gdf, clip_to, notes)
     if name == "roads":
         gdf = _explode_roads(gdf, notes)
     ordered = [c.name for c in SCHEMA[name][2] if c.name in gdf.columns]
@@ -1258,26 +1513,26 @@ def _check_dem(src: _Source | None, path: Path, *, crs, problems, notes, row) ->
                         f"line in the TOML mapping.")
         return info
     try:
-        ds = rasterio.open(src.path)
+        ds = open_raster(src.path, src.tiles)
+    except LayerError as e:
+        problems.append(str(e))
+        return info
     except Exception as e:  # rasterio.errors.RasterioIOError and friends
-        problems.append(f"dem: cannot read {src.path.name} ({e}); give a raster GDAL reads "
-                        f"(GeoTIFF, SRTM .hgt).")
+        problems.append(f"dem: cannot read {src.describe()} ({e}); give a raster GDAL reads "
+                        f"(GeoTIFF, SRTM .hgt, a .vrt) or a folder of such tiles.")
         return info
     with ds:
         info["path"] = src.path
-        if src.path.suffix.lower() == ".hgt":
-            tiles = sorted({p.name for p in src.path.parent.glob("*.[hH][gG][tT]")} - {src.path.name})
-            if tiles:
-                info["other_tiles"] = tiles
-                notes.append(f"dem: {len(tiles) + 1} .hgt tiles in the folder; only {src.path.name} "
-                             f"is read (others: {format_ids(tiles)}); merge them into dem.tif "
-                             f"(`rio merge {src.path.name} {' '.join(tiles[:3])} dem.tif`).")
+        if src.tiles:
+            info["tiles"] = src.tiles
+            notes.append(f"dem: {len(src.tiles)} tiles mosaicked on the fly "
+                         f"({format_ids([t.name for t in src.tiles])}).")
         row["rows"] = f"{ds.width}x{ds.height}"
         dem_crs = ds.crs
         if dem_crs is None:
             given = src.crs or crs
             if given is None:
-                problems.append(f"dem: {src.path.name} has no CRS; pass --crs (e.g. EPSG:4326 for "
+                problems.append(f"dem: {src.describe()} has no CRS; pass --crs (e.g. EPSG:4326 for "
                                 f"SRTM lon/lat) or set it with gdal_edit.py -a_srs.")
                 row["crs"] = "none"
             else:
@@ -1296,15 +1551,15 @@ def _check_dem(src: _Source | None, path: Path, *, crs, problems, notes, row) ->
         w = min(ds.width, 512)
         band = ds.read(1, out_shape=(h, w), masked=True)
         if band.mask.all() if np.ndim(band.mask) else bool(band.mask):
-            problems.append(f"dem: {src.path.name} holds only nodata ({ds.nodata}); give a DEM "
+            problems.append(f"dem: {src.describe()} holds only nodata ({ds.nodata}); give a DEM "
                             f"with elevations.")
         info["nodata"] = ds.nodata
     return info
 
 
-def _dem_band(path) -> tuple[np.ma.MaskedArray | None, Any]:
+def _dem_band(path, tiles=()) -> tuple[np.ma.MaskedArray | None, Any]:
     """The whole DEM band (masked at nodata) when it is small enough to hold, else None."""
-    with rasterio.open(path) as ds:
+    with open_raster(path, tiles) as ds:
         if ds.width * ds.height > MAX_DEM_CELLS_IN_MEMORY:
             return None, ds.transform
         return ds.read(1, masked=True), ds.transform
@@ -1384,7 +1639,7 @@ def _cross_checks(layers: dict[str, gpd.GeoDataFrame], dem: dict, plan, problems
                                     f"check their coordinates and CRS.")
     if dem.get("bounds") is not None and dem.get("crs") is not None:
         x0, y0, x1, y1 = dem["bounds"]
-        band, dem_transform = _dem_band(dem["path"])
+        band, dem_transform = _dem_band(dem["path"], dem.get("tiles", ()))
         for name, id_col in points:
             g = layers.get(name)
             if g is None or g.crs is None or g.empty:
@@ -1397,12 +1652,11 @@ def _cross_checks(layers: dict[str, gpd.GeoDataFrame], dem: dict, plan, problems
             out = np.zeros(len(g), dtype=bool)
             out[usable] = ~((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
             if out.any():
-                merge = (f"`rio merge {Path(dem['path']).name} {' '.join(dem['other_tiles'][:3])} "
-                         f"dem.tif`" if dem.get("other_tiles") else
-                         "gdal_merge.py -o dem.tif or `rio merge a.hgt b.hgt dem.tif`")
                 problems.append(f"{name}.geometry: {out.sum()} feature(s) outside the DEM "
                                 f"({format_ids(_ids(g, out, id_col))}); give a DEM that covers "
-                                f"the whole district (merge SRTM tiles with {merge}).")
+                                f"the whole district (put all its SRTM .hgt / GeoTIFF tiles in "
+                                f"the layers folder or a dem/ folder next to the layers; they "
+                                f"are mosaicked on the fly).")
             inside = np.zeros(len(g), dtype=bool)
             inside[usable] = ~out[usable]
             if band is not None and inside.any():

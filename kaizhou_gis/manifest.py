@@ -122,7 +122,9 @@ def layer_fingerprints(layers) -> dict[str, str]:
     dem = getattr(layers, "dem_path", None)
     if dem:
         extra = getattr(layers, "dem_crs", None)
-        out["dem"] = file_sha256(dem) if extra is None else _sha(f"{file_sha256(dem)}|{extra}".encode())
+        tiles = getattr(layers, "dem_tiles", ()) or ()  # DEM tiles mosaicked on the fly
+        base = _sha("|".join(file_sha256(t) for t in tiles).encode()) if tiles else file_sha256(dem)
+        out["dem"] = base if extra is None else _sha(f"{base}|{extra}".encode())
     return out
 
 

@@ -223,18 +223,56 @@ def test_srtm_hgt_loads_as_dem(tmp_path, plan):
     assert z == [round(float(dem_elevation(108.44))), round(float(dem_elevation(108.30)))]
 
 
-def test_several_hgt_tiles_name_the_merge(tmp_path, plan):
+def test_two_adjacent_hgt_tiles_are_mosaicked(tmp_path, plan):
+    # N30E108 (500 m) and N31E108 (elevation rising eastwards) share their edge row at 31N;
+    # a settlement in the southern tile is inside the mosaic, and both tiles' values are read
     frames = layer_frames()
     frames["settlements"].loc[5, "geometry"] = Point(108.48, 30.95)  # in tile N30E108
+    frames["boundary"].loc[0, "geometry"] = frames["boundary"].geometry.iloc[0].union(
+        Point(108.48, 30.95).buffer(0.05))
     folder = write_layerset(tmp_path, frames, dem=False)
-    tile = np.full((1201, 1201), 500, dtype=">i2").tobytes()
-    (folder / "N31E108.hgt").write_bytes(tile)
-    (folder / "N30E108.hgt").write_bytes(tile)
+    n = 1201
+    lon = 108.0 + np.arange(n) / (n - 1)
+    north = np.repeat(np.round(dem_elevation(lon))[None, :], n, axis=0).astype(">i2")
+    north[-1, :] = 500  # the shared edge row (31N) holds the same values in both tiles
+    (folder / "N31E108.hgt").write_bytes(north.tobytes())
+    (folder / "N30E108.hgt").write_bytes(np.full((n, n), 500, dtype=">i2").tobytes())
     report = check_layers(folder, plan=plan)
-    text = report.problem_text()
-    assert "settlements.geometry: 5 feature(s) outside the DEM (S1, S2, S3, S4, S5)" in text
-    assert "`rio merge N30E108.hgt N31E108.hgt dem.tif`" in text
-    assert any("2 .hgt tiles in the folder; only N30E108.hgt is read" in n for n in report.notes)
+    assert report.ok, report.problem_text()
+    assert any("dem: 2 tiles mosaicked on the fly (N30E108.hgt, N31E108.hgt)" in x for x in report.notes)
+    layers = report.layers
+    with layers.open_dem() as ds:
+        assert ds.crs.to_epsg() == 4326 and (ds.width, ds.height) == (1201, 2401)
+        assert ds.bounds.bottom == pytest.approx(30.0 - 0.5 / 1200) and ds.bounds.top == pytest.approx(32.0 + 0.5 / 1200)
+        z = [v[0] for v in ds.sample([(108.44, 31.22), (108.48, 30.95), (108.30, 31.10)])]
+    assert z == [round(float(dem_elevation(108.44))), 500, round(float(dem_elevation(108.30)))]
+    # the pipeline's DEM window straddles both tiles
+    from kaizhou_gis.access import read_dem
+    grid = read_dem(layers, plan)
+    assert np.isfinite(grid.sample(np.array([layers.settlements.geometry.iloc[5].x]),
+                                   np.array([layers.settlements.geometry.iloc[5].y]), layers.crs))[0]
+
+
+def test_dem_tiles_in_a_dem_folder_and_a_tile_outside_the_grid(tmp_path, plan):
+    from layerset import write_dem
+    folder = write_layerset(tmp_path, dem=False)
+    (folder / "dem").mkdir()
+    write_dem(folder / "dem" / "a.tif")
+    write_dem(folder / "dem" / "b.tif")  # the same tile twice: a mosaic of one extent
+    layers = load_layers(folder, plan=plan)
+    assert len(layers.dem_tiles) == 2
+    from kaizhou_gis.manifest import layer_fingerprints
+    assert len(layer_fingerprints(layers)["dem"]) == 64
+    # a tile in another CRS is named
+    import rasterio
+    with rasterio.open(folder / "dem" / "a.tif") as src:
+        prof, data = src.profile, src.read(1)
+    prof.update(crs="EPSG:4490")
+    with rasterio.open(folder / "dem" / "c.tif", "w", **prof) as dst:
+        dst.write(data, 1)
+    report = check_layers(folder, plan=plan)
+    assert "dem: the tiles are not all in one CRS" in report.problem_text()
+    assert "c.tif" in report.problem_text()
 
 
 def test_geoparquet_layer(tmp_path, plan):
