@@ -250,5 +250,36 @@ def demo_layers(out_dir, seed, scale):
         click.echo(f"  {p}")
 
 
+@main.command("osm-roads")
+@click.option("--osm", "osm_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True, help="OpenStreetMap extract (.osm.pbf, .osm), e.g. a province or country.")
+@click.option("--boundary", "boundary_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True, help="District boundary (GeoJSON, GeoPackage, Shapefile).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
+              help="GeoPackage to write (layer 'roads'), e.g. mylayers/roads.gpkg.")
+@click.option("--plan", "plan_path", type=click.Path(path_type=Path), default=None,
+              help="Plan file (TOML; default: the shipped Kaizhou plan): work CRS, clip margin, "
+                   "classes that carry no vehicle.")
+@click.option("--crs", default=None, help="CRS of a boundary file that declares none, e.g. EPSG:4490.")
+@handle_errors
+def osm_roads(osm_path, boundary_path, out_path, plan_path, crs):
+    """Build the roads layer of a district from a large OSM extract (clipped to the boundary
+    plus layers.osm_clip_margin_m; footways, steps, ... left out; raw highway/surface/tracktype
+    kept so `validate` classifies and counts them)."""
+    from kaizhou_gis.layers import osm_roads_layer
+    from kaizhou_gis.outputs import write_gpkg
+    from kaizhou_gis.plan import load_plan
+
+    if out_path.suffix.lower() != ".gpkg":
+        raise OptionError(f"--out {out_path}: give a GeoPackage path ending in .gpkg.")
+    t0 = time.perf_counter()
+    roads, notes = osm_roads_layer(osm_path, boundary_path, plan=load_plan(plan_path), crs=crs)
+    write_gpkg({"roads": roads}, out_path)
+    for n in notes:
+        click.echo(f"  - {n}")
+    click.echo(f"{len(roads)} road(s), {roads.to_crs(roads.estimate_utm_crs()).length.sum() / 1000:.1f} km "
+               f"-> {out_path} (layer 'roads') in {time.perf_counter() - t0:.1f} s")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -557,7 +557,8 @@ def _layer_metadata(src: _Source) -> dict:
     return {str(k): str(v) for k, v in meta.items()}
 
 
-def _read_vector(name: str, src: _Source, encoding: str | None, notes: list[str]) -> gpd.GeoDataFrame:
+def _read_vector(name: str, src: _Source, encoding: str | None, notes: list[str],
+                 bbox: tuple[float, float, float, float] | None = None) -> gpd.GeoDataFrame:
     suffix = src.path.suffix.lower()
     enc = src.encoding or encoding
     if suffix in (".parquet", ".geoparquet"):
@@ -567,7 +568,7 @@ def _read_vector(name: str, src: _Source, encoding: str | None, notes: list[str]
             raise LayerError(f"{name}: reading GeoParquet ({src.path.name}) needs pyarrow: {e}; "
                              f"`pip install pyarrow`, or convert the file to GeoPackage.") from None
     if _is_osm(src.path):
-        return read_osm_roads(src.path, notes=notes)
+        return read_osm_roads(src.path, notes=notes, bbox=bbox)
     if suffix == ".shp" and enc is None:
         enc = _guess_dbf_encoding(src.path)
         if enc is not None:
@@ -641,7 +642,8 @@ def _is_osm(path: Path) -> bool:
     return path.name.lower().endswith(OSM_SUFFIXES)
 
 
-def read_osm_roads(path: str | Path, *, notes: list[str] | None = None) -> gpd.GeoDataFrame:
+def read_osm_roads(path: str | Path, *, notes: list[str] | None = None,
+                   bbox: tuple[float, float, float, float] | None = None) -> gpd.GeoDataFrame:
     """The ways tagged ``highway=*`` of an OpenStreetMap file (``.osm.pbf``, ``.osm``, ...) as
     raw road rows in EPSG:4326, read with pyosmium.
 
@@ -651,13 +653,14 @@ def read_osm_roads(path: str | Path, *, notes: list[str] | None = None) -> gpd.G
     lie partly outside it: such a way is cut where its nodes are missing (a MultiLineString when
     it leaves and comes back; never a straight chord over the missing nodes), and a way with
     fewer than two nodes in the file is dropped. Both are counted in ``notes`` with the reason,
-    as are ways without a highway tag.
+    as are ways without a highway tag. ``bbox`` (lon/lat) skips ways with no node inside it
+    (a country extract read for one district).
     """
     import osmium
 
     path = Path(path)
     ids, names, classes, surfaces, tracktypes, geoms = [], [], [], [], [], []
-    not_road = dropped = cut = 0
+    not_road = dropped = cut = away = 0
     dropped_ids: list[str] = []
     cut_ids: list[str] = []
     fp = (osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY).with_locations()
@@ -678,6 +681,10 @@ def read_osm_roads(path: str | Path, *, notes: list[str] | None = None) -> gpd.G
                 missing += 1
                 if parts[-1]:
                     parts.append([])
+        if bbox is not None and not any(bbox[0] <= x <= bbox[2] and bbox[1] <= y <= bbox[3]
+                                        for part in parts for x, y in part):
+            away += 1
+            continue
         parts = [p for p in parts if len(p) >= 2]
         if not parts:
             dropped += 1
@@ -694,10 +701,14 @@ def read_osm_roads(path: str | Path, *, notes: list[str] | None = None) -> gpd.G
         geoms.append(shapely.LineString(parts[0]) if len(parts) == 1
                      else shapely.MultiLineString(parts))
     if not ids:
+        where = " inside the district's box" if bbox is not None else ""
         raise LayerError(f"roads: {path.name} holds no OSM way tagged highway=* with two nodes in "
-                         f"the file; pass a road extract of the district (e.g. a Geofabrik "
+                         f"the file{where}; pass a road extract of the district (e.g. a Geofabrik "
                          f".osm.pbf) or another road file.")
     if notes is not None:
+        if away:
+            notes.append(f"roads: {away} OSM highway way(s) wholly outside the district's box "
+                         f"(boundary + layers.osm_clip_margin_m) were skipped.")
         if not_road:
             notes.append(f"roads: {not_road} OSM way(s) without a highway tag (rivers, power lines, "
                          f"buildings, ...) are not roads and were left out.")
@@ -1177,9 +1188,13 @@ def _clip_roads(roads: gpd.GeoDataFrame, area: tuple, notes: list[str]) -> gpd.G
         cut = shapely.intersection(geoms[crossing], poly)
         out.loc[crossing, out.geometry.name] = np.array([_lineal(g) for g in cut], dtype=object)
     keep = ~outside & ~(shapely.is_empty(out.geometry.values) | shapely.is_missing(out.geometry.values))
-    notes.append(f"roads: the OSM extract reaches beyond the district; {int((~keep).sum())} way(s) "
-                 f"outside the boundary + {margin:g} m were left out and {int(crossing.sum())} "
-                 f"cut at that line (layers.osm_clip_margin_m).")
+    what = []
+    if (~keep).any():
+        what.append(f"{int((~keep).sum())} way(s) outside the boundary + {margin:g} m were left out")
+    if crossing.any():
+        what.append(f"{int(crossing.sum())} cut at the boundary + {margin:g} m")
+    notes.append(f"roads: the OSM extract reaches beyond the district; {' and '.join(what)} "
+                 f"(layers.osm_clip_margin_m).")
     return out[keep]
 
 
@@ -1317,6 +1332,40 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
                        source=description)
 
 
+def osm_roads_layer(osm: str | Path, boundary: str | Path, *, plan,
+                    crs: str | None = None) -> tuple[gpd.GeoDataFrame, list[str]]:
+    """The roads layer of a district from a (large) OSM extract: the highway ways near the
+    district (boundary + ``layers.osm_clip_margin_m``), cut at that line, without the classes
+    that carry no vehicle; raw OSM values (``road_class`` = highway, ``surface``, ``tracktype``)
+    kept for the loader to classify. Returns the layer (EPSG:4326) and the notes."""
+    notes: list[str] = []
+    try:
+        b = pyogrio.read_dataframe(boundary)
+    except Exception as e:  # pyogrio errors
+        raise LayerError(f"boundary: cannot read {boundary} ({type(e).__name__}: {e}); give the "
+                         f"district boundary as GeoJSON, GeoPackage or Shapefile.") from None
+    if b.crs is None:
+        if crs is None:
+            raise LayerError(f"boundary: {boundary} declares no CRS; pass --crs (e.g. EPSG:4490).")
+        b = b.set_crs(crs)
+    b = b.to_crs(plan.work_crs)
+    area = _clip_area(b, plan)
+    if area is None:
+        raise LayerError(f"boundary: {boundary} holds no polygon; give the district boundary.")
+    bbox = tuple(_transformer(plan.work_crs, "EPSG:4326").transform_bounds(*area[0].bounds))
+    roads = read_osm_roads(osm, notes=notes, bbox=bbox).to_crs(plan.work_crs)
+    roads = _clip_roads(roads, area, notes)
+    excluded = {str(v).strip().lower() for v in plan.get("layers.non_vehicle_classes", [])}
+    excl = roads["road_class"].str.lower().isin(excluded).to_numpy()
+    if excl.any():
+        counts = roads.loc[excl, "road_class"].str.lower().value_counts()
+        counts = counts.sort_index().sort_values(ascending=False, kind="stable")
+        notes.append(f"roads: {int(excl.sum())} way(s) of classes that carry no vehicle were left "
+                     f"out ({', '.join(f'{k} {v}' for k, v in counts.items())}; "
+                     f"layers.non_vehicle_classes).")
+    return roads[~excl].to_crs("EPSG:4326").reset_index(drop=True), notes
+
+
 def _clip_area(boundary: gpd.GeoDataFrame, plan) -> tuple | None:
     """(district boundary + layers.osm_clip_margin_m, margin) in the boundary's CRS, or None."""
     if boundary.crs is None or boundary.empty:
@@ -1367,8 +1416,11 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
         problems.append(f"{name}: OSM files are read as roads only; give {name} as "
                         f"GeoPackage, Shapefile or GeoJSON.")
         return None
+    bbox = None
+    if clip_to is not None:  # read only the OSM ways near the district
+        bbox = tuple(_transformer(plan.work_crs, "EPSG:4326").transform_bounds(*clip_to[0].bounds))
     try:
-        raw = _read_vector(name, src, encoding, notes)
+        raw = _read_vector(name, src, encoding, notes, bbox=bbox)
     except LayerError as e:
         problems.append(str(e))
         return None

@@ -117,8 +117,9 @@ def test_an_extract_larger_than_the_district_is_clipped(tmp_path, plan):
     assert r.loc["osm301"].geometry.distance(b) == 0
     assert b.exterior.distance(shapely_point(r.loc["osm301"].geometry.coords[-1])) == \
         pytest.approx(3000.0, abs=1.0)
-    assert any("1 way(s) outside the boundary + 3000 m were left out and 1 cut at that line"
-               in n for n in report.notes)
+    assert any("1 cut at the boundary + 3000 m (layers.osm_clip_margin_m)" in n for n in report.notes)
+    # the way wholly outside is not even built (the reader skips ways outside the district's box)
+    assert any("1 OSM highway way(s) wholly outside the district's box" in n for n in report.notes)
 
 
 def shapely_point(xy):
@@ -135,3 +136,33 @@ def test_chinese_surface_words(tmp_path, plan):
     report = check_layers(write_layerset(tmp_path / "b", frames), plan=plan)
     assert report.layers.roads["surface"].tolist() == ["unpaved", "unpaved", "paved", "paved", "unpaved"]
     assert any("'石子路' 1" in n for n in report.notes)  # unknown: named (track default: unpaved)
+
+
+def test_osm_roads_command_builds_the_roads_layer_from_a_larger_extract(tmp_path, plan):
+    from click.testing import CliRunner
+
+    from kaizhou_gis.cli import main
+    nodes = dict(NODES) | {20: (108.70, 31.25), 21: (108.75, 31.25), 22: (108.80, 31.26)}
+    ways = dict(WAYS) | {301: ([2, 20], {"highway": "primary"}), 302: ([21, 22], {"highway": "primary"})}
+    big = write_osm(tmp_path / "province.osm.pbf", nodes=nodes, ways=ways)
+    frames = layer_frames()
+    frames["boundary"].to_file(tmp_path / "boundary.geojson")
+    out = tmp_path / "layers" / "roads.gpkg"
+    res = CliRunner().invoke(main, ["osm-roads", "--osm", str(big), "--boundary",
+                                    str(tmp_path / "boundary.geojson"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "1 OSM highway way(s) wholly outside the district's box" in res.output  # 302
+    assert "1 cut at the boundary + 3000 m" in res.output  # 301
+    assert "3 way(s) of classes that carry no vehicle were left out" in res.output
+    import geopandas as gpd
+    r = gpd.read_file(out, layer="roads")
+    assert sorted(r["road_id"]) == sorted(["osm101", "osm102", "osm103", "osm104", "osm105", "osm106",
+                                           "osm107", "osm108", "osm109", "osm113", "osm301"])
+    assert set(r.columns) >= {"road_class", "surface", "tracktype", "name"}
+    # the written layer is a roads layer like any other: the rest of the layer set loads with it
+    folder = write_layerset(tmp_path / "layers", {k: v for k, v in frames.items() if k != "roads"})
+    layers = load_layers(folder, plan=plan)
+    assert layers.roads.set_index("road_id").loc["osm103", "surface"] == "paved"  # tracktype grade1
+    bad = CliRunner().invoke(main, ["osm-roads", "--osm", str(big), "--boundary",
+                                    str(tmp_path / "boundary.geojson"), "--out", str(tmp_path / "x.shp")])
+    assert bad.exit_code == 2 and "ending in .gpkg" in bad.output
