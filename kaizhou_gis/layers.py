@@ -642,6 +642,40 @@ def _is_osm(path: Path) -> bool:
     return path.name.lower().endswith(OSM_SUFFIXES)
 
 
+def _osm_highways(path: Path, bbox):
+    """(way id, tags, runs of node lon/lat split where nodes are missing, number of missing
+    nodes) of every highway way with a node in ``bbox``, and the counts of the other ways; read
+    fully before returning, so that a broken file fails here."""
+    import osmium
+
+    out = []
+    counts = {"not_road": 0, "away": 0}
+    fp = (osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY).with_locations()
+          .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY)))
+    for w in fp:
+        hw = w.tags.get("highway")
+        if hw is None:
+            counts["not_road"] += 1
+            continue
+        parts: list[list[tuple[float, float]]] = [[]]
+        missing = 0
+        for nd in w.nodes:
+            loc = nd.location
+            if loc.valid():
+                parts[-1].append((loc.lon, loc.lat))
+            else:
+                missing += 1
+                if parts[-1]:
+                    parts.append([])
+        if bbox is not None and any(parts) and not any(bbox[0] <= x <= bbox[2] and bbox[1] <= y <= bbox[3]
+                                        for part in parts for x, y in part):
+            counts["away"] += 1
+            continue
+        tags = {k: w.tags.get(k, "") for k in ("highway", "name", "surface", "tracktype")}
+        out.append((w.id, tags, parts, missing))
+    return out, counts
+
+
 def read_osm_roads(path: str | Path, *, notes: list[str] | None = None,
                    bbox: tuple[float, float, float, float] | None = None) -> gpd.GeoDataFrame:
     """The ways tagged ``highway=*`` of an OpenStreetMap file (``.osm.pbf``, ``.osm``, ...) as
@@ -656,44 +690,28 @@ def read_osm_roads(path: str | Path, *, notes: list[str] | None = None,
     as are ways without a highway tag. ``bbox`` (lon/lat) skips ways with no node inside it
     (a country extract read for one district).
     """
-    import osmium
-
     path = Path(path)
     ids, names, classes, surfaces, tracktypes, geoms = [], [], [], [], [], []
-    not_road = dropped = cut = away = 0
+    dropped = cut = 0
     dropped_ids: list[str] = []
     cut_ids: list[str] = []
-    fp = (osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY).with_locations()
-          .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY)))
-    for w in fp:
-        tags = w.tags
-        hw = tags.get("highway")
-        if hw is None:
-            not_road += 1
-            continue
-        parts: list[list[tuple[float, float]]] = [[]]
-        missing = 0
-        for nd in w.nodes:
-            loc = nd.location
-            if loc.valid():
-                parts[-1].append((loc.lon, loc.lat))
-            else:
-                missing += 1
-                if parts[-1]:
-                    parts.append([])
-        if bbox is not None and not any(bbox[0] <= x <= bbox[2] and bbox[1] <= y <= bbox[3]
-                                        for part in parts for x, y in part):
-            away += 1
-            continue
+    try:
+        ways, counts = _osm_highways(path, bbox)
+    except (RuntimeError, OSError, ValueError) as e:  # libosmium reports a bad file as RuntimeError
+        raise LayerError(f"roads: {path.name} is not a readable OpenStreetMap file ({e}); give an "
+                         f"OSM extract (.osm.pbf or .osm XML), e.g. re-download it.") from None
+    not_road, away = counts["not_road"], counts["away"]
+    for wid, tags, parts, missing in ways:
+        hw = tags["highway"]
         parts = [p for p in parts if len(p) >= 2]
         if not parts:
             dropped += 1
-            dropped_ids.append(f"osm{w.id}")
+            dropped_ids.append(f"osm{wid}")
             continue
         if missing:
             cut += 1
-            cut_ids.append(f"osm{w.id}")
-        ids.append(f"osm{w.id}")
+            cut_ids.append(f"osm{wid}")
+        ids.append(f"osm{wid}")
         names.append(tags.get("name", ""))
         classes.append(hw)
         surfaces.append(tags.get("surface", ""))

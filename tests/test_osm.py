@@ -166,3 +166,19 @@ def test_osm_roads_command_builds_the_roads_layer_from_a_larger_extract(tmp_path
     bad = CliRunner().invoke(main, ["osm-roads", "--osm", str(big), "--boundary",
                                     str(tmp_path / "boundary.geojson"), "--out", str(tmp_path / "x.shp")])
     assert bad.exit_code == 2 and "ending in .gpkg" in bad.output
+
+
+def test_a_broken_osm_file_is_a_problem_not_a_traceback(tmp_path, plan):
+    from click.testing import CliRunner
+
+    from kaizhou_gis.cli import main
+    frames = {k: v for k, v in layer_frames().items() if k != "roads"}
+    folder = write_layerset(tmp_path, frames)
+    (folder / "roads.osm.pbf").write_bytes(b"not a pbf at all")
+    report = check_layers(folder, plan=plan)
+    assert "roads: roads.osm.pbf is not a readable OpenStreetMap file" in report.problem_text()
+    frames["boundary"].to_file(tmp_path / "b.geojson")
+    res = CliRunner().invoke(main, ["osm-roads", "--osm", str(folder / "roads.osm.pbf"),
+                                    "--boundary", str(tmp_path / "b.geojson"), "--out", str(tmp_path / "r.gpkg")])
+    assert res.exit_code == 2 and "not a readable OpenStreetMap file" in res.output
+    assert not (tmp_path / "r.gpkg").exists()
