@@ -232,6 +232,9 @@ def test_step_on_tiny_layer_set(tmp_path):
     assert len(paths) == 7
     back = gpd.read_file(tmp_path / "out" / "access" / "access.gpkg", layer="edges")
     assert {"length_m", "surface", "road_class", "grade_pct", "travel_min"} <= set(back.columns)
+    joins = gpd.read_file(tmp_path / "out" / "access" / "access.gpkg", layer="joins")
+    assert {"road_id", "end", "kind", "to_road_id", "moved_m"} <= set(joins.columns)
+    assert len(joins) == res.files["access/scorecard.json"]["network"]["joins"] == 0  # shared vertices
     # township filter: only 大进镇's rows
     res2 = access.run(Context(layers=layers, plan=plan, options={"township": "500154118"}))
     assert set(res2.data["villages"]["township_code"]) == {"500154118"}
