@@ -239,6 +239,23 @@ def _check_values(plan: Plan, problems: list[str]) -> None:
                     and not 0 <= x <= 100:
                 problems.append(f"indicators[{i}].{k} (indicator {ind.get('id', i + 1)}, "
                                 f"unit %): {x} is not a percentage between 0 and 100.")
+    paved = {str(v).strip().lower() for v in plan.get("access.paved_surfaces", [])}
+    unpaved = {str(v).strip().lower() for v in plan.get("access.unpaved_surfaces", [])}
+    both = sorted(paved & unpaved)
+    if both:
+        problems.append(f"access.paved_surfaces / access.unpaved_surfaces: {', '.join(both)} "
+                        f"in both lists; keep each surface value in one of them.")
+    if plan.get("access.paved_surfaces") and str(plan["access.paved_surfaces"][0]).strip().lower() != "paved":
+        problems.append("access.paved_surfaces.value: the first value must be \"paved\" (the "
+                        "surface the layer loader and the works give to hardened roads).")
+    excluded = {str(v).strip().lower() for v in plan.get("layers.non_vehicle_classes", [])}
+    mapped = {str(v).strip().lower() for vals in (plan.get("layers.road_class_values") or {}).values()
+              for v in vals}
+    clash = sorted(excluded & mapped)
+    if clash:
+        problems.append(f"layers.non_vehicle_classes / layers.road_class_values: {', '.join(clash)} "
+                        f"both left out as carrying no vehicle and mapped to a road class; remove "
+                        f"it from one of the two.")
     from pyproj import CRS
     for key in ("crs.work", "crs.map"):
         try:

@@ -170,3 +170,14 @@ def test_plan_file_that_is_a_folder_or_not_utf8(tmp_path, shipped_text):
     p.write_bytes(shipped_text.encode("gb18030"))
     with pytest.raises(PlanError, match="is not UTF-8 text .*save it as UTF-8"):
         load_plan(p)
+
+
+def test_surface_and_class_lists_that_contradict_each_other_are_named():
+    with pytest.raises(PlanError) as e:
+        load_plan(overrides={"access.unpaved_surfaces": ["unpaved", "gravel", "sett"],
+                             "layers.non_vehicle_classes": ["footway", "track"]})
+    text = str(e.value)
+    assert "access.paved_surfaces / access.unpaved_surfaces: sett in both lists" in text
+    assert "layers.non_vehicle_classes / layers.road_class_values: track both left out" in text
+    with pytest.raises(PlanError, match='first value must be "paved"'):
+        load_plan(overrides={"access.paved_surfaces": ["asphalt", "paved"]})
