@@ -167,11 +167,18 @@ def validate(layers_path, plan_path, crs, encoding, coords):
     click.secho(f"OK: layers and plan '{plan.name}' ({plan.path}) are valid.", fg="green")
 
 
+_field_coords = click.option(
+    "--field-coords", type=click.Choice(["wgs84", "gcj02"]), default="wgs84", show_default=True,
+    help="Coordinates of the field files (field/*.kmz, *.gpx): wgs84 (GPS, Google Earth, Ovi) or "
+         "gcj02 (apps on Gaode/AMap, Tencent and other Chinese base maps).")
+
+
 @main.command()
 @layer_options
 @out_option
+@_field_coords
 @handle_errors
-def run(layers_path, plan_path, crs, encoding, coords, out_dir, header):
+def run(layers_path, plan_path, crs, encoding, coords, out_dir, header, field_coords):
     """The main job: validate, then every analysis, the maps and the report."""
     from kaizhou_gis.layers import check_layers
     from kaizhou_gis.pipeline import available_steps
@@ -183,7 +190,8 @@ def run(layers_path, plan_path, crs, encoding, coords, out_dir, header):
     if not report.ok:
         _fail(report.problem_text())
     _run(available_steps(), layers_path=layers_path, plan_path=plan_path, crs=crs,
-         encoding=encoding, coords=coords, out_dir=out_dir, header=header)
+         encoding=encoding, coords=coords, out_dir=out_dir, header=header,
+         options={"field_coords": field_coords})
 
 
 def _step_command(name: str, help_text: str, extra=()):
@@ -215,7 +223,7 @@ _township = click.option("--township", default=None,
 _step_command("relocation", "Relocation candidates above the plan's threshold, sites, assignment, schedule.",
               [click.option("--threshold-m", type=float, default=None,
                             help="Elevation threshold in metres (default: the plan's, 800)."),
-               _township])
+               _township, _field_coords])
 _step_command("access", "Road access (通达/通畅), scorecard against the plan, works that close the gaps.",
               [_township])
 _step_command("industry", "The plan's industry projects placed on their host villages.",

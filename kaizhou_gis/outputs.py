@@ -308,7 +308,7 @@ def write_product(out_dir: str | Path, relpath: str, obj: Any, *, header: str = 
         return write_html(obj, path)
     if ext in (".md", ".txt"):
         return write_text(obj, path)
-    if ext in (".png", ".jpg", ".pdf", ".tif"):
+    if ext in (".png", ".jpg", ".pdf", ".tif", ".kmz", ".kml", ".gpx"):
         if isinstance(obj, (bytes, bytearray)):
             return write_bytes(bytes(obj), path)
         if isinstance(obj, (str, Path)) and Path(obj).exists():  # a finished temp file to move in

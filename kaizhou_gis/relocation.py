@@ -1427,5 +1427,8 @@ def run(ctx: Context) -> StepResult:
     data = {"settlements": full, "sites": sites_out, "assignment": assignment,
             "unassigned": unassigned, "villages": villages, "townships": townships,
             "schedule": schedule}
+    # field files for relocation teams' phones (KMZ, GPX), per township
+    from kaizhou_gis.field import field_files
+    files.update(field_files(ctx, data, coords=ctx.options.get("field_coords") or "wgs84"))
     log.info("relocation: %s", headline[0])
     return StepResult(name="relocation", files=files, data=data, summary=summary)

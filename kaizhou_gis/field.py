@@ -1,0 +1,331 @@
+"""Field files for relocation teams: per township a KMZ (Google Earth, 奥维/Ovi, 两步路 and most
+phone map apps) and a GPX (waypoints, any GPS app).
+
+``field/<township_code>_<coords>.kmz`` holds
+
+* a folder 安置点 Resettlement sites: every site the township's candidates are assigned to and
+  every site in the township, with capacity and assigned households;
+* one folder per administrative village with its candidate settlements (自然村): priority (0-100)
+  and its class, the reasons, households and people, the schedule year (or "beyond the quotas"),
+  the assigned site(s) and households placed;
+* styles by priority class (高/中/低, colour and size) with the icons inside the KMZ, so the file
+  works offline; the document description carries the data status and the coordinate system.
+
+``field/<township_code>_<coords>.gpx`` has the same points as GPX 1.1 waypoints (``type`` = the
+priority class or "site").
+
+Coordinates are WGS84 by default; ``coords="gcj02"`` writes GCJ-02 (for apps on Gaode/AMap,
+Tencent or other Chinese base maps), stated in the file names (``_gcj02``) and descriptions.
+:func:`field_files` builds ``{relative path: bytes}`` (the relocation step writes them through
+:mod:`kaizhou_gis.outputs`); :func:`write_field_files` is the one-call entry for other tools.
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import numpy as np
+import pandas as pd
+
+FIELD_COORDS = ("wgs84", "gcj02")
+KML_NS = "http://www.opengis.net/kml/2.2"
+GPX_NS = "http://www.topografix.com/GPX/1/1"
+
+#: Priority classes (score 0-100): key, lower bound, Chinese, English, colour (#rrggbb), icon scale.
+PRIORITY_CLASSES = [
+    ("high", 67.0, "高", "high", "#b2182b", 1.3),
+    ("medium", 33.0, "中", "medium", "#ef8a62", 1.1),
+    ("low", -math.inf, "低", "low", "#fddbc7", 0.9),
+]
+SITE_STYLE = ("site", "安置点", "resettlement site", "#2166ac", 1.2)
+COORD_TEXT = {
+    "wgs84": ("WGS84 坐标（GPS、Google Earth、奥维默认）",
+              "WGS84 coordinates (GPS, Google Earth, Ovi default)"),
+    "gcj02": ("GCJ-02 坐标（高德、腾讯等国内底图）",
+              "GCJ-02 coordinates (for apps on Gaode/AMap, Tencent and other Chinese base maps)"),
+}
+
+
+def priority_class(score: Any) -> tuple[str, str, str]:
+    """(key, Chinese, English) of a priority score; ("none", "无", "none") when it is missing."""
+    try:
+        v = float(score)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not math.isfinite(v):
+        return ("none", "无", "none")
+    for key, lo, zh, en, _, _ in PRIORITY_CLASSES:
+        if v >= lo:
+            return (key, zh, en)
+    return PRIORITY_CLASSES[-1][0], PRIORITY_CLASSES[-1][2], PRIORITY_CLASSES[-1][3]  # pragma: no cover
+
+
+def schedule_text(year: Any, last_year: int | None) -> str:
+    """A candidate's schedule: the year, or that it is beyond the plan's yearly quotas."""
+    if year is not None and not (isinstance(year, float) and math.isnan(year)) and year is not pd.NA:
+        try:
+            return str(int(year))
+        except (TypeError, ValueError):
+            pass
+    after = f"{last_year}年后" if last_year else "计划期后"
+    return f"{after}（超出年度指标） after {last_year or 'the plan'} / beyond the quotas"
+
+
+def _lonlat(gdf, coords: str) -> tuple[np.ndarray, np.ndarray]:
+    import shapely
+
+    g = gdf.geometry.to_crs(4326)
+    xy = shapely.get_coordinates(shapely.centroid(g.values))
+    lon, lat = xy[:, 0], xy[:, 1]
+    if coords == "gcj02":
+        from kaizhou_gis.coords import wgs84_to_gcj02
+        lon, lat = wgs84_to_gcj02(lon, lat)
+    return np.round(np.asarray(lon, dtype=float), 6), np.round(np.asarray(lat, dtype=float), 6)
+
+
+def _kml_color(hex_rgb: str, alpha: int = 255) -> str:
+    """KML colour aabbggrr of #rrggbb."""
+    r, g, b = hex_rgb[1:3], hex_rgb[3:5], hex_rgb[5:7]
+    return f"{alpha:02x}{b}{g}{r}"
+
+
+def _icon_png(shape: str) -> bytes:
+    """A white icon (tinted by the KML IconStyle colour) with a dark outline, 32 px."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    d = ImageDraw.Draw(im)
+    if shape == "square":
+        d.rectangle((5, 5, 26, 26), fill=(255, 255, 255, 255), outline=(30, 30, 30, 255), width=3)
+    else:
+        d.ellipse((4, 4, 27, 27), fill=(255, 255, 255, 255), outline=(30, 30, 30, 255), width=3)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _sub(parent, tag: str, text: Any = None, ns: str = KML_NS, **attrs) -> ET.Element:
+    el = ET.SubElement(parent, f"{{{ns}}}{tag}", {k: str(v) for k, v in attrs.items()})
+    if text is not None:
+        el.text = str(text)
+    return el
+
+
+def _clean(v: Any) -> str:
+    """Text for a field: no control characters XML cannot hold."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)) or v is pd.NA:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "是 yes" if v else "否 no"
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        v = int(v)
+    return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "", str(v))
+
+
+def township_points(reloc: dict, code: str, *, coords: str, last_year: int | None) -> dict:
+    """The candidates (by village) and sites of one township as plain records with lon/lat."""
+    s = reloc["settlements"]
+    cand = s[(s["township_code"].astype(str) == code) & s["relocation_candidate"].astype(bool)]
+    cand = cand.sort_values(["village_code", "priority", "settlement_id"], ascending=[True, False, True],
+                            kind="mergesort")
+    asg = reloc.get("assignment")
+    asg = asg if isinstance(asg, pd.DataFrame) else pd.DataFrame(columns=["settlement_id", "site_id", "households"])
+    sites = reloc.get("sites")
+    site_names = {}
+    if sites is not None and len(sites):
+        site_names = dict(zip(sites["site_id"].astype(str),
+                              (sites["name"] if "name" in sites else sites["site_id"]).astype(str)))
+    per_s = {sid: g for sid, g in asg.groupby(asg["settlement_id"].astype(str))} if len(asg) else {}
+    lon, lat = _lonlat(cand, coords) if len(cand) else (np.array([]), np.array([]))
+    candidates = []
+    for i, r in enumerate(cand.to_dict("records")):
+        sid = str(r["settlement_id"])
+        a = per_s.get(sid)
+        assigned = ("; ".join(f"{site_names.get(str(x.site_id), x.site_id)} ({x.site_id}) {int(x.households)} 户"
+                              for x in a.itertuples()) if a is not None else "")
+        key, zh, en = priority_class(r.get("priority"))
+        candidates.append({
+            "lon": float(lon[i]), "lat": float(lat[i]), "settlement_id": sid, "name": _clean(r.get("name")),
+            "village_code": _clean(r.get("village_code")), "village_name": _clean(r.get("village_name")),
+            "households": _clean(r.get("households")), "population": _clean(r.get("population")),
+            "priority": _clean(r.get("priority")), "priority_class": key,
+            "priority_text": f"{zh} {en}", "reasons_zh": _clean(r.get("reasons_zh")),
+            "reasons_en": _clean(r.get("reasons_en")),
+            "schedule": schedule_text(r.get("schedule_year"), last_year),
+            "assigned_site": assigned or "未分配 not assigned",
+            "assigned_households": _clean(r.get("assigned_households")),
+            "elevation_m": _clean(round(float(r["elevation_m"])) if pd.notna(r.get("elevation_m")) else None),
+        })
+    site_rows = []
+    if sites is not None and len(sites):
+        used = set(asg.loc[asg["settlement_id"].astype(str).isin(set(cand["settlement_id"].astype(str))),
+                           "site_id"].astype(str)) if len(asg) else set()
+        keep = sites[(sites["township_code"].astype(str) == code) | sites["site_id"].astype(str).isin(used)]
+        keep = keep.sort_values("site_id", kind="mergesort")
+        slon, slat = _lonlat(keep, coords) if len(keep) else (np.array([]), np.array([]))
+        for i, r in enumerate(keep.to_dict("records")):
+            site_rows.append({
+                "lon": float(slon[i]), "lat": float(slat[i]), "site_id": _clean(r.get("site_id")),
+                "name": _clean(r.get("name") or r.get("site_id")),
+                "township_code": _clean(r.get("township_code")),
+                "capacity_households": _clean(r.get("capacity_households")),
+                "assigned_households": _clean(r.get("assigned_households")),
+                "elevation_m": _clean(round(float(r["elevation_m"])) if pd.notna(r.get("elevation_m")) else None),
+            })
+    return {"candidates": candidates, "sites": site_rows}
+
+
+_CAND_FIELDS = [("settlement_id", "编号 id"), ("village_name", "行政村 village"),
+                ("households", "户数 households"), ("population", "人口 people"),
+                ("priority", "优先度 priority (0-100)"), ("priority_text", "优先级 class"),
+                ("reasons_zh", "原因"), ("reasons_en", "reasons"),
+                ("schedule", "计划年份 schedule"), ("assigned_site", "安置点 assigned site"),
+                ("assigned_households", "已安置户数 households placed"), ("elevation_m", "海拔(米) elevation (m)")]
+_SITE_FIELDS = [("site_id", "编号 id"), ("capacity_households", "容量(户) capacity (households)"),
+                ("assigned_households", "已安置(户) assigned (households)"),
+                ("township_code", "所在乡镇 township"), ("elevation_m", "海拔(米) elevation (m)")]
+
+
+def _description(rec: dict, fields) -> str:
+    return "\n".join(f"{label}: {rec[k]}" for k, label in fields if rec.get(k) not in (None, ""))
+
+
+def build_kmz(points: dict, *, title: str, description: str) -> bytes:
+    """A KMZ (doc.kml + icons) of a township's candidates (folders per village) and sites."""
+    ET.register_namespace("", KML_NS)
+    kml = ET.Element(f"{{{KML_NS}}}kml")
+    doc = _sub(kml, "Document")
+    _sub(doc, "name", title)
+    _sub(doc, "description", description)
+    for key, _, zh, en, colour, scale in PRIORITY_CLASSES + [("none", None, "无", "none", "#999999", 0.9)]:
+        st = _sub(doc, "Style", id=f"priority_{key}")
+        ic = _sub(st, "IconStyle")
+        _sub(ic, "color", _kml_color(colour))
+        _sub(ic, "scale", scale)
+        _sub(_sub(ic, "Icon"), "href", "files/dot.png")
+        _sub(_sub(st, "LabelStyle"), "scale", 0.8)
+    key, zh, en, colour, scale = SITE_STYLE
+    st = _sub(doc, "Style", id="site")
+    ic = _sub(st, "IconStyle")
+    _sub(ic, "color", _kml_color(colour))
+    _sub(ic, "scale", scale)
+    _sub(_sub(ic, "Icon"), "href", "files/square.png")
+    _sub(_sub(st, "LabelStyle"), "scale", 0.9)
+
+    def placemark(folder, rec, name, style, fields):
+        pm = _sub(folder, "Placemark")
+        _sub(pm, "name", name)
+        _sub(pm, "description", _description(rec, fields))
+        _sub(pm, "styleUrl", f"#{style}")
+        ext = _sub(pm, "ExtendedData")
+        for k, label in fields:
+            d = _sub(ext, "Data", name=k)
+            _sub(d, "displayName", label)
+            _sub(d, "value", rec.get(k, ""))
+        _sub(_sub(pm, "Point"), "coordinates", f"{rec['lon']:.6f},{rec['lat']:.6f},0")
+
+    if points["sites"]:
+        f = _sub(doc, "Folder")
+        _sub(f, "name", "安置点 Resettlement sites")
+        for rec in points["sites"]:
+            placemark(f, rec, f"{rec['name']}（容量 {rec['capacity_households']} 户）", "site", _SITE_FIELDS)
+    by_village: dict[tuple[str, str], list[dict]] = {}
+    for rec in points["candidates"]:
+        by_village.setdefault((rec["village_code"], rec["village_name"]), []).append(rec)
+    for (vcode, vname), recs in by_village.items():
+        f = _sub(doc, "Folder")
+        _sub(f, "name", f"{vname} {vcode}".strip())
+        _sub(f, "description", f"{len(recs)} 个搬迁对象自然村 candidate settlements")
+        for rec in recs:
+            placemark(f, rec, f"{rec['name']} [{rec['priority_text'].split()[0]}]",
+                      f"priority_{rec['priority_class']}", _CAND_FIELDS)
+    ET.indent(kml)
+    xml = b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(kml, encoding="utf-8")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("doc.kml", xml)  # first entry: the KML that apps open
+        z.writestr("files/dot.png", _icon_png("circle"))
+        z.writestr("files/square.png", _icon_png("square"))
+    return buf.getvalue()
+
+
+def build_gpx(points: dict, *, title: str, description: str) -> bytes:
+    """GPX 1.1 waypoints of a township's sites and candidates."""
+    ET.register_namespace("", GPX_NS)
+    gpx = ET.Element(f"{{{GPX_NS}}}gpx", {"version": "1.1", "creator": "kaizhou-gis"})
+    meta = _sub(gpx, "metadata", ns=GPX_NS)
+    _sub(meta, "name", title, ns=GPX_NS)
+    _sub(meta, "desc", description, ns=GPX_NS)
+
+    def wpt(rec, name, kind, fields):
+        w = _sub(gpx, "wpt", ns=GPX_NS, lat=f"{rec['lat']:.6f}", lon=f"{rec['lon']:.6f}")
+        if rec.get("elevation_m") not in (None, ""):
+            _sub(w, "ele", rec["elevation_m"], ns=GPX_NS)
+        _sub(w, "name", name, ns=GPX_NS)
+        _sub(w, "desc", _description(rec, fields), ns=GPX_NS)
+        _sub(w, "sym", "Flag, Blue" if kind == "site" else "Flag, Red", ns=GPX_NS)
+        _sub(w, "type", kind, ns=GPX_NS)
+
+    for rec in points["sites"]:
+        wpt(rec, f"{rec['name']}（容量 {rec['capacity_households']} 户）", "安置点 site", _SITE_FIELDS)
+    for rec in points["candidates"]:
+        wpt(rec, f"{rec['name']} [{rec['priority_text'].split()[0]}]",
+            f"搬迁对象 candidate, 优先级 {rec['priority_text']}", _CAND_FIELDS)
+    ET.indent(gpx)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(gpx, encoding="utf-8")
+
+
+def field_files(ctx, reloc: dict, *, coords: str = "wgs84", codes: list[str] | None = None) -> dict[str, bytes]:
+    """``{"field/<code>_<coords>.kmz": bytes, "field/<code>_<coords>.gpx": bytes}`` for each
+    township with candidates or sites (``codes``: default every township of the run)."""
+    from kaizhou_gis.errors import OptionError
+
+    if coords not in FIELD_COORDS:
+        raise OptionError(f"--field-coords {coords}: use one of {', '.join(FIELD_COORDS)}.")
+    plan = ctx.plan
+    tw = ctx.layers.townships
+    names = dict(zip(tw["township_code"].astype(str), tw["name"].astype(str)))
+    if codes is None:
+        codes = [str(ctx.township)] if ctx.township else sorted(names)
+    years = [int(y) for y in plan["relocation.yearly_people"]]
+    last_year = max(years) if years else None
+    status = getattr(ctx, "data_status", None)
+    from kaizhou_gis import provenance
+
+    banner = "\n".join(provenance.banner_lines(status)) if status else ""
+    zh, en = COORD_TEXT[coords]
+    out = {}
+    for code in codes:
+        if not re.fullmatch(r"[0-9A-Za-z_-]{1,32}", code):
+            continue  # maps reject such codes with a message; file names come from codes only
+        pts = township_points(reloc, code, coords=coords, last_year=last_year)
+        if not pts["candidates"] and not pts["sites"]:
+            continue
+        name = names.get(code, code)
+        title = (f"{plan.name}{name} 高山生态扶贫搬迁 relocation candidates & sites "
+                 f"({coords.upper()})")
+        desc = "\n".join(x for x in [
+            f"{name}（{code}）· {plan.get('meta.plan_title', '')}",
+            f"搬迁对象 {len(pts['candidates'])} 个自然村 candidate settlements; "
+            f"安置点 {len(pts['sites'])} sites",
+            f"坐标 {zh}; {en}",
+            "优先级 priority: 高 high ≥ 67, 中 medium 33–67, 低 low < 33 (score 0-100)",
+            banner] if x)
+        out[f"field/{code}_{coords}.kmz"] = build_kmz(pts, title=title, description=desc)
+        out[f"field/{code}_{coords}.gpx"] = build_gpx(pts, title=title, description=desc)
+    return out
+
+
+def write_field_files(ctx, out_dir: str | Path, *, coords: str = "wgs84",
+                      codes: list[str] | None = None) -> list[Path]:
+    """Write the KMZ and GPX of each township (default: every township of the run) under
+    ``out_dir/field/``; runs the relocation step as needed (cached in ``ctx``)."""
+    from kaizhou_gis import outputs
+
+    reloc = ctx.result("relocation").data
+    return outputs.write_products(out_dir, field_files(ctx, reloc, coords=coords, codes=codes))
