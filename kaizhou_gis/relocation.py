@@ -82,7 +82,8 @@ LABELS_ZH: dict[str, str] = {
     "deep_poverty_village": "位于深度贫困村", "relocation_candidate": "搬迁对象",
     "candidate_basis": "认定依据", "priority": "优先级", "reasons_zh": "原因",
     "reasons_en": "reasons", "status": "状态", "schedule_year": "计划搬迁年度",
-    "assigned_households": "已安置户数", "site_ids": "安置点",
+    "assigned_households": "已安置户数", "site_ids": "安置点", "schedule_status": "搬迁计划",
+    "settlement_name": "自然村名称", "site_name": "安置点名称", "site_township_name": "安置点所在乡镇",
     "site_id": "安置点编号", "suitability": "适宜性评分", "capacity_households": "容量(户)",
     "rank": "排名", "vetoes": "否决原因", "road_distance_m": "距硬化路(米)",
     "seat_distance_m": "距乡镇驻地(米)", "village_distance_m": "距最近行政村(米)",
@@ -109,9 +110,68 @@ LABELS_ZH: dict[str, str] = {
 _STATUS = ("candidate", "not_candidate", "no_elevation")
 
 
+#: Categorical values in Chinese (``--header zh``/``both`` writes these; booleans become 是/否).
+VALUES_ZH = {
+    "candidate_basis": {"elevation": "海拔", "terrain_remote": "地形偏远",
+                        "elevation+terrain_remote": "海拔+地形偏远"},
+    "status": {"candidate": "搬迁对象", "not_candidate": "非搬迁对象", "no_elevation": "无高程"},
+    "site_role": {"own": "本乡镇", "cover": "邻乡镇代建", "user": "用户给定"},
+    "reason": {},  # filled per table: the reason_zh column holds the Chinese text
+}
+#: schedule_status of a candidate beyond the last year's quota (plan ch.5: 2016-2018 yearly quotas).
+BEYOND_QUOTAS_EN = "after {year} / beyond the quotas"
+BEYOND_QUOTAS_ZH = "{year}年后（超出年度指标）"
+
+
 def _labelled(df: pd.DataFrame) -> pd.DataFrame:
     df.attrs["labels_zh"] = {c: LABELS_ZH[c] for c in df.columns if c in LABELS_ZH}
+    values = {c: dict(VALUES_ZH[c]) for c in df.columns if c in VALUES_ZH and VALUES_ZH[c]}
+    if "reason" in df.columns and "reason_zh" in df.columns:
+        values["reason"] = {str(e): str(z) for e, z in zip(df["reason"], df["reason_zh"])
+                            if isinstance(e, str) and isinstance(z, str) and z}
+    if "schedule_status" in df.columns:
+        values["schedule_status"] = {str(v): (BEYOND_QUOTAS_ZH.format(year=v.split()[1])
+                                              if v.startswith("after ") else f"{v}年")
+                                     for v in df["schedule_status"].dropna().unique() if str(v)}
+    df.attrs["values_zh"] = values
     return df
+
+
+def _add_names(table: pd.DataFrame, settlements: pd.DataFrame, sites: pd.DataFrame,
+                townships: pd.DataFrame) -> None:
+    """Names next to the ids of a table (in place): settlement, village, township, site."""
+    def put(after: str, col: str, values: pd.Series) -> None:
+        if after in table.columns and col not in table.columns:
+            table.insert(table.columns.get_loc(after) + 1, col, values)
+
+    sd = settlements.drop_duplicates("settlement_id")
+    by_id = sd.set_index(sd["settlement_id"].astype(str))
+    if "settlement_id" in table.columns:
+        sid = table["settlement_id"].astype(str)
+        put("settlement_id", "settlement_name", sid.map(by_id["name"]) if "name" in by_id else None)
+        if "village_code" not in table.columns and "village_code" in by_id:
+            put("settlement_name", "village_code", sid.map(by_id["village_code"]))
+            put("village_code", "village_name", sid.map(by_id["village_name"]) if "village_name" in by_id else None)
+    tw_names = dict(zip(townships["township_code"].astype(str), townships["name"].astype(str)))
+    if "township_code" in table.columns:
+        put("township_code", "township_name", table["township_code"].astype(str).map(tw_names))
+    if "site_id" in table.columns and len(sites):
+        names = dict(zip(sites["site_id"].astype(str),
+                         (sites["name"] if "name" in sites else sites["site_id"]).astype(str)))
+        put("site_id", "site_name", table["site_id"].astype(str).map(names))
+    if "site_township_code" in table.columns:
+        put("site_township_code", "site_township_name", table["site_township_code"].astype(str).map(tw_names))
+
+
+def schedule_status(schedule_year: pd.Series, candidate: pd.Series, years) -> pd.Series:
+    """A candidate's schedule in words: its year, or "after 2018 / beyond the quotas" when the
+    yearly quotas are used up before it; "" for settlements that are not candidates."""
+    last = max(int(y) for y in years) if len(years) else None
+    out = pd.Series("", index=schedule_year.index, dtype=object)
+    has = schedule_year.notna() & candidate
+    out[has] = schedule_year[has].astype("Int64").astype(str)
+    out[candidate & ~schedule_year.notna()] = BEYOND_QUOTAS_EN.format(year=last)
+    return out
 
 
 def _fmt(v: float, decimals: int = 0) -> str:
@@ -1207,7 +1267,10 @@ def run(ctx: Context) -> StepResult:
             gpd.GeoSeries(assignment["site_id"].map(site_geo).to_numpy(), crs=s.crs), edges), 2)
     else:
         assignment["network_km"] = pd.Series(dtype="float64")
+    _add_names(assignment, s, sites, layers.townships)
+    _add_names(unassigned, s, sites, layers.townships)
     _labelled(assignment)
+    _labelled(unassigned)
     per_s = assignment.groupby("settlement_id")
     s["assigned_households"] = s["settlement_id"].astype(str).map(per_s["households"].sum()).fillna(0).astype("int64")
     s["site_ids"] = s["settlement_id"].astype(str).map(
@@ -1221,12 +1284,14 @@ def run(ctx: Context) -> StepResult:
                       | (sites["serves_township_code"] == ctx.township)]
         evaluated = evaluated[evaluated["township_code"] == ctx.township]
 
+    s["schedule_status"] = schedule_status(s["schedule_year"], s["relocation_candidate"].astype(bool),
+                                           list(r["yearly_people"]))
     cols = ["settlement_id", "name", "village_code", "village_name", "township_code", "township_name",
             "households", "population", "elevation_m", "slope_deg", "valley_depth_m",
             "above_threshold", "steep_terrain", "deep_valley", "remote", "tongda", "tongchang",
             "network_km_to_seat", "in_poverty_village", "deep_poverty_village",
             "relocation_candidate", "candidate_basis", "priority", "reasons_zh", "reasons_en",
-            "status", "schedule_year", "assigned_households", "site_ids", "source"]
+            "status", "schedule_year", "schedule_status", "assigned_households", "site_ids", "source"]
     cols = [c for c in cols if c in s.columns]
     full = gpd.GeoDataFrame(s[cols + [s.geometry.name]], geometry=s.geometry.name, crs=s.crs)
     _labelled(full)
