@@ -74,9 +74,14 @@ POVERTY_CATS = [
     {"color": "#4393c3", "label": "其他村 other village"},
     {"color": "#7b3294", "label": "社区 community"},
 ]
+# One palette per concept, the same on HTML maps and print sheets (both draw these specs), chosen
+# from documented colour-blind-safe sets (ColorBrewer, Okabe & Ito 2008, Paul Tol "muted") so that
+# no colour means two things on one map: roads are black/grey, works indigo/wine, access
+# green/orange/red, elevation classes a yellow-brown ramp, industry categories Tol's muted set
+# (no orange or yellow, which belong to access and elevation), sites blues, seats white stars.
 ROAD_CATS = [
     {"color": "#333333", "label": "已硬化 paved", "weight": 2},
-    {"color": "#a6611a", "label": "未硬化 unpaved", "weight": 1.5, "dash": "4 3"},
+    {"color": "#8c8c8c", "label": "未硬化 unpaved", "weight": 1.5, "dash": "4 3"},
 ]
 ACCESS_CATS = [
     {"color": "#1a9641", "label": "通畅 hardened road"},
@@ -89,16 +94,18 @@ GAP_CATS = [
     {"color": "#d7191c", "label": "未通达 not reached"},
 ]
 WORK_CATS = [
-    {"color": "#e7298a", "label": "新建 new road", "weight": 3.5, "dash": "6 4"},
-    {"color": "#ff7f00", "label": "硬化 upgrade", "weight": 3.5},
+    {"color": "#882255", "label": "新建 new road", "weight": 3.5, "dash": "6 4"},
+    {"color": "#332288", "label": "硬化 upgrade", "weight": 3.5},
 ]
 SITE_CATS = [
     {"color": "#2166ac", "stroke": "#08306b", "label": "安置点(有安置) site in use", "weight": 2},
     {"color": "#92c5de", "stroke": "#08306b", "label": "安置点(未用) site unused", "weight": 2},
 ]
 ELEV_COLORS = ["#fee391", "#fec44f", "#fe9929", "#d95f0e", "#993404", "#662506", "#401604"]
-CATEGORY_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
-                   "#1f78b4", "#b15928", "#6a3d9a", "#33a02c", "#fb9a99"]
+#: Industry categories: Paul Tol's "muted" qualitative scheme (colour-blind safe) without its sand
+#: colour (close to the elevation ramp); more categories than colours repeat them.
+CATEGORY_COLORS = ["#117733", "#88CCEE", "#CC6677", "#332288", "#999933", "#AA4499", "#44AA99",
+                   "#882255"]
 BOUNDARY_CAT = [{"color": "#000000", "label": "区界 district boundary", "weight": 3,
                  "fillOpacity": 0.0}]
 TOWNSHIP_CAT = [{"color": "#555555", "label": "乡镇界 township boundary", "weight": 1.2,
@@ -226,7 +233,15 @@ class LayerSpec:
     def to_json(self) -> dict:
         return {"key": self.key, "label": self.label, "kind": self.kind, "cats": self.cats,
                 "data": self.data, "f": self.fields, "tf": self.title_field,
-                "cluster": self.cluster, "radius": self.radius}
+                "cluster": self.cluster, "radius": self.radius, "z": LAYER_Z.get(self.key, 5.0)}
+
+
+#: Draw order (higher on top), the same on HTML maps and print sheets: areas, roads, works,
+#: the many small settlement points, villages, sites under the candidates they serve, industry,
+#: and township seats on top of everything.
+LAYER_Z = {"townships": 0.0, "boundary": 1.0, "roads": 2.0, "works": 3.0, "assignment": 3.5,
+           "settlements_other": 4.0, "villages": 5.0, "villages_access": 5.0, "sites": 5.5,
+           "gaps": 6.0, "candidates": 6.5, "industry": 7.0, "seats": 9.0}
 
 
 def point_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cats: list[dict],
@@ -253,6 +268,27 @@ def point_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cat
     tf = [f.column for f in fields].index(title) if title else -1
     return LayerSpec(key, label, "point", cats, data, labels, tf, show=show,
                      cluster=len(data) >= cluster_min, radius=base_radius, legend_note=legend_note)
+
+
+def spread_colocated(spec: LayerSpec) -> None:
+    """Markers at one spot (e.g. 电商 and 光伏 in the same village) are drawn side by side.
+
+    Each such row gets a fifth element ``[k, n, ring_px]``: the browser places marker k of n on a
+    ring of ``ring_px`` screen pixels around the spot (so they touch but do not cover each other
+    at every zoom), and the print sheets do the same in paper units.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, row in enumerate(spec.data):
+        groups.setdefault((round(row[0][0], 6), round(row[0][1], 6)), []).append(i)
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        n = len(idx)
+        r = max(float(spec.data[i][2] or spec.radius) for i in idx)
+        ring = round((r + 1.0) / math.sin(math.pi / n), 1)
+        for k, i in enumerate(sorted(idx, key=lambda j: spec.data[j][1])):
+            row = spec.data[i]
+            spec.data[i] = [row[0], row[1], row[2], row[3], [k, n, ring]]
 
 
 def _prop_columns(gdf: pd.DataFrame, fields: list[Field]) -> list[list]:
@@ -347,6 +383,7 @@ class PageExtras(MacroElement):
             KZ.addSearch(map, {{ this.search_json }}, {{ this.placeholder_json }});
             KZ.addNorthArrow(map);
             KZ.addPanel(map, "kz-legend", "bottomright");
+            KZ.watchLayers(map);
             KZ.addPanel(map, "kz-notes", "bottomleft");
         })({{ this._parent.get_name() }});
         {% endmacro %}
@@ -361,13 +398,16 @@ class PageExtras(MacroElement):
 
 
 def _legend_html(specs: list[LayerSpec], extra: list[tuple[str, str]] | None = None) -> str:
-    """Categorical legend, every label escaped. Only categories that occur are listed."""
+    """Categorical legend, every label escaped. Only categories that occur are listed; each
+    layer's block carries ``data-layer`` so the page lists only the layers switched on."""
     out = ['<details id="kz-legend" class="kz-legend" style="display:none" open>',
            "<summary>图例 Legend</summary>"]
     for s in specs:
         used = sorted({row[1] for row in s.data})
         if not used:
             continue
+        # one block per layer; the page shows the blocks of the layers switched on (KZ.updateLegend)
+        out.append(f'<div class="kz-leg" data-layer="{html.escape(s.key)}">')
         out.append(f"<h3>{html.escape(s.label)}</h3>")
         for k in used:
             c = s.cats[k]
@@ -383,7 +423,8 @@ def _legend_html(specs: list[LayerSpec], extra: list[tuple[str, str]] | None = N
             out.append(f'<div class="kz-item"><span class="{cls}" style="{html.escape(style)}">'
                        f'</span><span>{html.escape(c["label"])}</span></div>')
         if s.legend_note:
-            out.append(f'<div class="kz-item">{html.escape(s.legend_note)}</div>')
+            out.append(f'<div class="kz-item kz-note">{html.escape(s.legend_note)}</div>')
+        out.append("</div>")
     for head, text in extra or []:
         out.append(f"<h3>{html.escape(head)}</h3><div>{html.escape(text)}</div>")
     out.append("</details>")
@@ -785,17 +826,26 @@ def layers_relocation(d: MapData, st: MapSettings, code: str | None, *, show_oth
             sites = sites[keep]
         cap = _num(_col(sites, "capacity_households", np.nan))
         cap_max = float(np.nanmax(cap)) if cap.notna().any() else 1.0
-        r0, r1 = (6.0, 8.0) if code is not None else (3.5, 5.0)  # smaller on the district map
-        radius = (r0 + r1 * np.sqrt(cap.fillna(0) / max(cap_max, 1.0))).round(1)
+        r0, r1 = (6.0, 8.0) if code is not None else (3.0, 5.0)  # smaller on the district map
+        distinct = cap.dropna().unique()
+        if len(distinct) <= 1:  # every site holds the same: one size, and the legend says so
+            radius = pd.Series(r0 + (2.0 if code is not None else 0.5), index=sites.index)
+            label = "安置点 Resettlement sites"
+            note = (f"每个安置点容量 {float(distinct[0]):,.0f} 户 every site holds "
+                    f"{float(distinct[0]):,.0f} households") if len(distinct) else ""
+        else:
+            radius = (r0 + r1 * np.sqrt(cap.fillna(0) / max(cap_max, 1.0))).round(1)
+            label = "安置点 Resettlement sites (size = capacity)"
+            note = "圆越大容量越大 larger circle = more capacity"
         out.append(point_layer(
-            "sites", "安置点 Resettlement sites (size = capacity)", sites, sites["site_cat"], SITE_CATS,
+            "sites", label, sites, sites["site_cat"], SITE_CATS,
             [Field("site_name", "名称 name"), Field("site_id", "编号 id"),
              Field("capacity_households", "容量(户) capacity (households)"),
              Field("assigned_households", "已安置(户) assigned (households)"),
              Field("suitability", "适宜性 suitability"), Field("elevation_m", "海拔 elevation", _fmt_m),
              Field("slope_deg", "坡度 slope", _fmt_deg)],
             decimals=st.decimals, title="site_name", radius=radius, base_radius=8,
-            legend_note="圆越大容量越大 larger circle = more capacity"))
+            legend_note=note))
     if d.assignment is not None:
         a = d.assignment
         if code is not None:
@@ -815,7 +865,12 @@ def layers_industry(d: MapData, st: MapSettings, code: str | None) -> list[Layer
         return []
     # colours from the district's categories, so they agree between district and township maps
     cats_sorted = sorted({str(c) for c in _col(d.hosts, "category", "")})
-    cats = [{"color": CATEGORY_COLORS[i % len(CATEGORY_COLORS)], "label": c}
+    en = {}
+    if "category_en" in d.hosts.columns:
+        en = {str(z): str(e) for z, e in zip(d.hosts["category"], d.hosts["category_en"])
+              if isinstance(e, str) and e.strip()}
+    cats = [{"color": CATEGORY_COLORS[i % len(CATEGORY_COLORS)],
+             "label": f"{c} {en[c]}" if c in en and en[c] != c else c}
             for i, c in enumerate(cats_sorted)] or [{"color": GREY, "label": "—"}]
     cat = _col(h, "category", "").astype(str).map({c: i for i, c in enumerate(cats_sorted)}).fillna(0).astype(int)
     radius = pd.Series(6.0, index=h.index)
@@ -834,14 +889,17 @@ def layers_industry(d: MapData, st: MapSettings, code: str | None) -> list[Layer
             None if not np.isfinite(_num(pd.Series([s])).iloc[0]) else
             f"{float(s):,.4g} {u or ''}{' (均分 split)' if bool(sp) else ''}"
             for s, u, sp in zip(_col(hh, "scale"), _col(hh, "unit", ""), _col(hh, "scale_assumed_split", False))]
-    return [point_layer(
+    spec = point_layer(
         "industry", "产业项目 Industry projects (size = scale)", hh, cat, cats,
         [Field("product", "产品 product"), Field("project_id", "项目 project"),
          Field("category", "类别 category"), Field("scale_text", "规模 scale"),
          Field("village_name", "村 village"), Field("township_name", "乡镇 township"),
          Field("target_year", "年份 year")],
         decimals=st.decimals, title="product", radius=radius, cluster_min=st.cluster_min,
-        base_radius=6, legend_note="圆越大规模越大(同单位) larger circle = larger scale (same unit)")]
+        base_radius=6, legend_note="圆越大规模越大(同单位); 同村多项目错开显示 larger circle = larger "
+                                   "scale (same unit); projects in one village are shown side by side")
+    spread_colocated(spec)
+    return [spec]
 
 
 def layers_access(d: MapData, st: MapSettings, code: str | None, *, show_villages: bool = True) -> list[LayerSpec]:
@@ -991,6 +1049,36 @@ def _attribution_html(d: MapData, basemap: str) -> str:
     return html.escape(" | ".join(parts))
 
 
+#: Searchable layers: (layer key, field label of the code/id, field label of the detail shown).
+SEARCH_LAYERS = [("villages", "代码 code", "乡镇 township"), ("villages_access", "代码 code", "乡镇 township"),
+                 ("candidates", "编号 id", "行政村 village"), ("gaps", "编号 id", "行政村 village"),
+                 ("settlements_other", "编号 id", "行政村 village"), ("seats", None, None)]
+
+
+def search_index(specs: list[LayerSpec]) -> list[list]:
+    """Entries ``[name, detail, layer key, feature index, code]`` of every village and settlement
+    (and township seat) on the map, each place once (the first layer that has it)."""
+    by_key = {s.key: s for s in specs}
+    out, seen = [], set()
+    for key, code_label, detail_label in SEARCH_LAYERS:
+        s = by_key.get(key)
+        if s is None or s.title_field < 0:
+            continue
+        ci = s.fields.index(code_label) if code_label in s.fields else -1
+        di = s.fields.index(detail_label) if detail_label in s.fields else -1
+        for i, row in enumerate(s.data):
+            props = row[3] or []
+            name = props[s.title_field]
+            code = props[ci] if ci >= 0 else None
+            ident = (key in ("villages", "villages_access"), str(code) if code is not None else (key, i))
+            if name is None or ident in seen:
+                continue
+            seen.add(ident)
+            detail = props[di] if di >= 0 and props[di] else ""
+            out.append([name, detail, key, i, "" if code is None else str(code)])
+    return out
+
+
 def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, title_en: str,
               subtitle: str, bounds: tuple[float, float, float, float], background: Background | None,
               basemap: str, tianditu_key: str | None, notes: list[str] | None = None) -> folium.Map:
@@ -1030,25 +1118,18 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
                              name="天地图注记 Tianditu labels (online)", subdomains="01234567",
                              overlay=True, show=basemap == "tianditu", max_zoom=18).add_to(m)
 
-    for s in specs:
+    for s in sorted(specs, key=lambda s: LAYER_Z.get(s.key, 5.0)):  # seats last, on top
         SpecLayer(s).add_to(m)
-    folium.LayerControl(collapsed=False, position="topright").add_to(m)
+    folium.LayerControl(collapsed=True, position="topright").add_to(m)
 
-    search = []
-    for s in specs:
-        if s.key == "villages":
-            tf = s.title_field
-            for i, row in enumerate(s.data):
-                props = row[3]
-                detail = props[2] if len(props) > 2 and props[2] else ""
-                search.append([props[tf], detail, s.key, i])
+    search = search_index(specs)
     page_notes = list(d.notes) + list(notes or [])
     root.html.add_child(RawHtml(_title_html(title_zh, title_en, subtitle)), name="kz_title_html")
     root.html.add_child(RawHtml(_legend_html(specs)), name="kz_legend_html")
     root.html.add_child(RawHtml(_notes_html(_missing_for(kind, d), page_notes, d.attribution)),
                         name="kz_notes_html")
     m.add_child(PageExtras(attribution_html=_attribution_html(d, basemap), search_index=search,
-                           placeholder="搜索村名 search village"))
+                           placeholder="搜索村/自然村 名称或代码 search by name or code"))
     m.fit_bounds([[south, west], [north, east]])
     return m
 

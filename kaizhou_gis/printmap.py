@@ -250,9 +250,7 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
                 ax.imshow(np.dstack([grey, grey, grey]), extent=(xmin, xmax, ymin, ymax),
                           origin="upper", interpolation="none", zorder=0)
 
-        draw_order = {"townships": 1, "boundary": 1.5, "roads": 2, "works": 3, "assignment": 3,
-                      "villages": 5, "villages_access": 5, "settlements_other": 4.5,
-                      "candidates": 6, "gaps": 6, "industry": 6.5, "sites": 7, "seats": 8}
+        from kaizhou_gis.maps import LAYER_Z as draw_order  # the HTML maps' order: seats on top
         for s in sorted(specs, key=lambda s: draw_order.get(s.key, 5)):
             if not s.show or not s.data:
                 continue
@@ -275,6 +273,14 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
                     rows = [row for row in s.data if row[1] == k]
                     pts = tr(np.array([row[0] for row in rows], dtype=float))
                     sizes = np.array([(row[2] or s.radius) for row in rows], dtype=float)
+                    # co-located markers side by side (maps.spread_colocated), in paper units
+                    m_per_pt = 25.4 / 72.0 / 1000.0 * lay.scale
+                    for j, row in enumerate(rows):
+                        if len(row) > 4 and row[4]:
+                            k, n, ring = row[4]
+                            a = 2 * math.pi * k / n
+                            pts[j, 0] += ring * 0.55 * m_per_pt * math.sin(a)
+                            pts[j, 1] += ring * 0.55 * m_per_pt * math.cos(a)
                     marker = "s" if s.key == "sites" else ("*" if s.key == "seats" else "o")
                     ms = (sizes * 0.55) ** 2 * (3.0 if marker == "*" else 1.0)
                     ax.scatter(pts[:, 0], pts[:, 1], s=ms, c=c["color"], marker=marker,

@@ -296,7 +296,13 @@ def test_search_index_legend_and_attribution(built):
     index = json.loads(m.group(1))
     assert ["高山村", "乙乡", "villages", 3] in [e for e in index] or any(
         e[0] == "高山村" and e[2] == "villages" for e in index)
-    assert len(index) == 6
+    # every village (with its code, for search by code) and every township seat, each once
+    assert sorted(e[2] for e in index) == ["seats"] * 2 + ["villages"] * 6
+    assert {e[4] for e in index if e[2] == "villages"} == {f"{T1}201", f"{T1}202", f"{T1}203",
+                                                           f"{T2}201", f"{T2}202", f"{T2}003"}
+    rel = json.loads(re.search(r"KZ\.addSearch\(map, (\[.*?\]), ", pages["maps/relocation.html"]).group(1))
+    assert {e[0] for e in rel if e[2] in ("candidates", "settlements_other")} == {
+        "一组", "山顶组", "<b>bold</b>组", "云顶组", "坝上组"}  # settlements are searchable too
     assert 'id="kz-legend"' in page and "深度贫困村 deep-poverty village" in page
     # the attribution control carries the README's short form; the notes panel the full text
     assert "names NBS 2023 · settlements, roads SYNTHESIZED | 晕渲底图" in page

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -25,7 +26,7 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
 ]
 
-from test_maps import HAVE_SHIPPED, INJECTION, T1, T2, make_ctx, shipped_maps  # noqa: E402  (tests/ is on sys.path)
+from test_maps import HAVE_SHIPPED, INJECTION, T1, T2, _stub_sheet, make_ctx, shipped_maps  # noqa: E402,E501  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +45,17 @@ def browser():
 def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     ctx = make_ctx(tmp)
-    # cluster the village layer (6 points) so the MarkerCluster code path runs in the browser too
-    ctx.plan = load_plan(overrides={"maps.cluster_min_points": 4})
-    res = maps.run(ctx)
+    # cluster the village (6 points) and candidate (3) layers so the MarkerCluster code path
+    # (and its search race) runs in the browser too
+    ctx.plan = load_plan(overrides={"maps.cluster_min_points": 3})
+    # a second industry category on the same village as another (as 电商 and 光伏 share villages)
+    hosts = ctx.results["industry"].data["hosts"]
+    extra = hosts.iloc[[2]].copy()
+    extra["category"], extra["product"], extra["project_id"] = "光伏", "村级光伏电站", "P09"
+    import pandas as pd
+    ctx.results["industry"].data["hosts"] = pd.concat([hosts, extra], ignore_index=True)
+    with mock.patch("kaizhou_gis.printmap.render_sheet", _stub_sheet):
+        res = maps.run(ctx)
     out = tmp / "out"
     outputs.write_products(out, res.files)
     return out / "maps"
@@ -153,6 +162,7 @@ def test_layer_can_be_switched_off(browser, site):
         n0 = p.page.evaluate("document.querySelectorAll('.leaflet-overlay-pane canvas').length")
         assert n0 >= 1
         on = p.page.evaluate("KZ.layers.villages.map.hasLayer(KZ.layers.villages.group)")
+        p.page.hover(".leaflet-control-layers")  # the control is collapsed to a button
         label = p.page.locator(".leaflet-control-layers-overlays label", has_text="Villages (poverty status)")
         label.locator("input").click()
         off = p.page.evaluate("KZ.layers.villages.map.hasLayer(KZ.layers.villages.group)")
@@ -165,17 +175,29 @@ def test_layer_can_be_switched_off(browser, site):
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_SHIPPED, reason="shipped layers not built yet")
 def test_shipped_maps_offline(browser, tmp_path):
+    """Every district map and two township maps of the shipped layers: clean offline load,
+    legend = visible layers, every industry category visible (电商 and 光伏 share 135 villages),
+    village search, and a settlement search right after load (5 fresh loads)."""
     ctx, res = shipped_maps()
     L = ctx.layers
-    code = "500154118" if "500154118" in set(L.townships["township_code"].astype(str)) else str(
-        L.townships["township_code"].iloc[0])
+    codes = sorted(L.townships["township_code"].astype(str))
+    code = "500154118" if "500154118" in codes else codes[0]
+    code2 = next(c for c in codes if c != code)
+    rels = ["overview.html", "relocation.html", "industry.html", "access.html",
+            f"townships/{code}.html", f"townships/{code2}.html"]
     outputs.write_products(tmp_path, {k: v for k, v in res.files.items()
-                                      if k in ("maps/overview.html", f"maps/townships/{code}.html")})
-    for rel in ("overview.html", f"townships/{code}.html"):
+                                      if k.startswith("maps/") and k[5:] in rels})
+    for rel in rels:
         p = Page(browser, tmp_path / "maps" / rel)
         try:
             p.assert_clean()
-            v = L.villages[L.villages["township_code"].astype(str) == code]
+            check_legend(p)
+            if p.page.evaluate("'industry' in KZ.layers && KZ.layers.industry.map.hasLayer(KZ.layers.industry.group)"):
+                cats = p.page.evaluate(VISIBLE_CATEGORIES, "industry")
+                missing = [label for label, used, seen in cats if used and not seen]
+                assert missing == [], (rel, missing)
+            tw = code2 if code2 in rel else code
+            v = L.villages[L.villages["township_code"].astype(str) == tw]
             name = str(v["name"].iloc[0])
             p.page.fill(".kz-search input", name)
             hits = p.page.locator(".kz-search-results li.kz-search-hit")
@@ -186,3 +208,155 @@ def test_shipped_maps_offline(browser, tmp_path):
             p.assert_clean()
         finally:
             p.close()
+    # a settlement (not an administrative village) by name, right after load, on the district
+    # relocation map where the other settlements are a clustered layer switched off
+    s = L.settlements
+    counts = s["name"].astype(str).value_counts()
+    vil = set(L.villages.loc[L.villages["township_code"].astype(str) == code, "village_code"].astype(str))
+    name = next(n for n in s.loc[s["village_code"].astype(str).isin(vil), "name"].astype(str)
+                if counts[n] == 1)
+    for _ in range(5):
+        p = Page(browser, tmp_path / "maps" / "relocation.html")
+        try:
+            p.page.fill(".kz-search input", name)
+            hits = p.page.locator(".kz-search-results li.kz-search-hit")
+            assert hits.count() >= 1 and name in hits.first.inner_text()
+            hits.first.click()
+            p.page.locator(".leaflet-popup-content").wait_for(timeout=2000)
+            assert name in p.page.locator(".leaflet-popup-content").inner_text()
+            p.assert_clean()
+        finally:
+            p.close()
+
+
+# --------------------------------------------------------------------------------------------
+# maps that read at a glance (legend = visible layers, every category visible, search)
+# --------------------------------------------------------------------------------------------
+
+LEGEND_STATE = """() => {
+  const out = [];
+  document.querySelectorAll('#kz-legend .kz-leg').forEach(b => {
+    const rec = KZ.layers[b.getAttribute('data-layer')];
+    out.push([b.getAttribute('data-layer'), b.offsetParent !== null, !!(rec && rec.map.hasLayer(rec.group)),
+              rec ? rec.spec.data.length : 0]);
+  });
+  const listed = new Set(out.map(r => r[0]));
+  const onMapUnlisted = Object.keys(KZ.layers).filter(k => KZ.layers[k].map.hasLayer(KZ.layers[k].group)
+      && KZ.layers[k].spec.data.length && !listed.has(k));
+  return {blocks: out, unlisted: onMapUnlisted};
+}"""
+
+#: For each category of a point layer: is at least one of its markers visible, i.e. its centre
+#: pixel inside the map and covered by no marker drawn after it (later in its layer, or in a layer
+#: drawn above)?
+VISIBLE_CATEGORIES = """(key) => {
+  const map = KZ.layers[key].map, size = map.getSize();
+  const drawn = Object.keys(KZ.layers).map(k => KZ.layers[k])
+      .filter(r => r.spec.kind === 'point' && map.hasLayer(r.group))
+      .sort((a, b) => a.z - b.z);
+  const order = [];
+  drawn.forEach(r => r.features.forEach((f, i) => order.push([r, f, i])));
+  const px = order.map(([r, f]) => map.latLngToContainerPoint(f.getLatLng()));
+  const rec = KZ.layers[key], seen = {};
+  rec.spec.cats.forEach((c, k) => { seen[k] = false; });
+  order.forEach(([r, f, i], j) => {
+    if (r !== rec) return;
+    const p = px[j];
+    if (p.x < 0 || p.y < 0 || p.x > size.x || p.y > size.y) return;
+    let covered = false;
+    for (let m = j + 1; m < order.length && !covered; m++) {
+      const g = order[m][1];
+      if (px[m].distanceTo(p) < g.options.radius) covered = true;
+    }
+    if (!covered) seen[r.spec.data[i][1]] = true;
+  });
+  const used = new Set(rec.spec.data.map(row => row[1]));
+  return rec.spec.cats.map((c, k) => [c.label, used.has(k), seen[k]]);
+}"""
+
+
+def check_legend(p):
+    state = p.page.evaluate(LEGEND_STATE)
+    assert state["unlisted"] == [], state
+    for key, shown, on_map, n in state["blocks"]:
+        assert shown == (on_map and n > 0), (key, shown, on_map)
+    return state
+
+
+@pytest.mark.parametrize("rel", ["overview.html", "relocation.html", "industry.html", "access.html",
+                                 f"townships/{T1}.html", f"townships/{T2}.html"])
+def test_legend_lists_visible_layers_and_follows_toggles(browser, site, rel):
+    p = Page(browser, site / rel)
+    try:
+        ctl = p.page.locator(".leaflet-control-layers")
+        assert "leaflet-control-layers-expanded" not in (ctl.get_attribute("class") or "")  # a button
+        state = check_legend(p)
+        assert any(shown for _, shown, _, _ in state["blocks"])
+        # switch every overlay once, checking the legend after each click
+        p.page.hover(".leaflet-control-layers")
+        boxes = p.page.locator(".leaflet-control-layers-overlays input")
+        for i in range(boxes.count()):
+            boxes.nth(i).click()
+            check_legend(p)
+            boxes.nth(i).click()
+            check_legend(p)
+        # seats are drawn above every other point layer
+        z = p.page.evaluate("Object.keys(KZ.layers).map(k => [k, KZ.layers[k].z])")
+        zs = dict(z)
+        if "seats" in zs:
+            assert zs["seats"] == max(zs.values())
+        p.assert_clean()
+    finally:
+        p.close()
+
+
+@pytest.mark.parametrize("rel", ["industry.html", f"townships/{T2}.html"])
+def test_every_industry_category_has_a_visible_marker(browser, site, rel):
+    p = Page(browser, site / rel)
+    try:
+        cats = p.page.evaluate(VISIBLE_CATEGORIES, "industry")
+        used = [(label, seen) for label, is_used, seen in cats if is_used]
+        assert len(used) >= 2 and all(seen for _, seen in used), cats
+        # the two categories of one village were moved apart, not drawn on one spot
+        spread = p.page.evaluate("KZ.layers.industry.spread.length")
+        assert spread == 2
+        p.assert_clean()
+    finally:
+        p.close()
+
+
+def test_search_settlement_opens_popup_within_2s_of_load_20_times(browser, site):
+    """The race of a search right after load on a clustered layer: 20 fresh loads in a row, each
+    popup within 2 s of the load event."""
+    for attempt in range(20):
+        p = Page(browser, site / "relocation.html")
+        try:
+            assert p.page.evaluate("KZ.layers.candidates.cluster") is True
+            p.page.fill(".kz-search input", "云顶组")
+            hits = p.page.locator(".kz-search-results li.kz-search-hit")
+            assert hits.count() == 1, attempt
+            hits.first.click()
+            popup = p.page.locator(".leaflet-popup-content")
+            popup.wait_for(timeout=2000)
+            text = popup.inner_text()
+            assert "云顶组" in text and "S4" in text, (attempt, text)
+            p.assert_clean()
+        finally:
+            p.close()
+
+
+def test_search_by_code_and_settlements(browser, site):
+    p = Page(browser, site / f"townships/{T2}.html")
+    try:
+        p.page.fill(".kz-search input", f"{T2}201")  # a village code
+        hits = p.page.locator(".kz-search-results li.kz-search-hit")
+        assert hits.count() == 1 and "高山村" in hits.first.inner_text()
+        p.page.fill(".kz-search input", "S2")  # a settlement id
+        hits = p.page.locator(".kz-search-results li.kz-search-hit")
+        assert hits.count() >= 1 and "山顶组" in hits.first.inner_text()
+        hits.first.click()
+        p.page.locator(".leaflet-popup-content").wait_for(timeout=2000)
+        assert "山顶组" in p.page.locator(".leaflet-popup-content").inner_text()
+        p.assert_clean()
+    finally:
+        p.close()

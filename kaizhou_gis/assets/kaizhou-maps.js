@@ -42,20 +42,23 @@
     };
   }
 
-  /* Build one overlay from its spec; returns a Leaflet layer (a group). */
+  /* Build one overlay from its spec; returns a Leaflet layer (a group).
+   * Markers are added synchronously (no chunked loading), so a search right after the page
+   * loads finds every marker in its group. */
   KZ.layer = function (map, spec) {
     var cluster = spec.cluster && typeof L.markerClusterGroup === "function";
     var group = cluster
       ? L.markerClusterGroup({ showCoverageOnHover: false, maxClusterRadius: 45, disableClusteringAtZoom: 14,
-                               chunkedLoading: true })
+                               chunkedLoading: false })
       : L.featureGroup();
-    var features = [];
+    var features = [], spread = [];
     spec.data.forEach(function (row, i) {
       var geom = row[0], cat = row[1], size = row[2], f;
       var st = styleOf(spec, cat);
       if (spec.kind === "point") {
         st.radius = size || spec.radius || 5;
         f = L.circleMarker(geom, st);
+        if (row[4]) spread.push([f, L.latLng(geom), row[4]]);
       } else if (spec.kind === "line") {
         f = L.polyline(geom, st);
       } else {
@@ -73,8 +76,49 @@
     });
     if (cluster) group.addLayers(features);
     else features.forEach(function (f) { group.addLayer(f); });
-    KZ.layers[spec.key] = { spec: spec, group: group, features: features, map: map, cluster: cluster };
+    KZ.layers[spec.key] = { spec: spec, group: group, features: features, map: map, cluster: cluster,
+                            z: spec.z === undefined ? 5 : spec.z, spread: spread };
+    if (spread.length) {
+      /* markers at one spot side by side: marker k of n on a ring of ring_px pixels */
+      var place = function () {
+        if (!map._loaded) return;
+        var z = map.getZoom();
+        spread.forEach(function (s) {
+          var k = s[2][0], n = s[2][1], ring = s[2][2], a = 2 * Math.PI * k / n;
+          var p = map.project(s[1], z).add(L.point(ring * Math.sin(a), -ring * Math.cos(a)));
+          s[0].setLatLng(map.unproject(p, z));
+        });
+      };
+      map.on("zoomend viewreset load", place);
+      place();
+    }
     return group;
+  };
+
+  /* The legend lists the layers that are switched on; keeps the draw order (seats on top). */
+  KZ.updateLegend = function (map) {
+    var blocks = document.querySelectorAll("#kz-legend .kz-leg");
+    for (var i = 0; i < blocks.length; i++) {
+      var rec = KZ.layers[blocks[i].getAttribute("data-layer")];
+      blocks[i].style.display = rec && map.hasLayer(rec.group) ? "" : "none";
+    }
+  };
+
+  KZ.watchLayers = function (map) {
+    map.on("overlayadd", function (ev) {
+      /* a layer switched on is drawn on top; lift the layers that belong above it */
+      var added = null;
+      Object.keys(KZ.layers).forEach(function (k) { if (KZ.layers[k].group === ev.layer) added = KZ.layers[k]; });
+      if (added) {
+        Object.keys(KZ.layers).map(function (k) { return KZ.layers[k]; })
+          .filter(function (r) { return r.z > added.z && map.hasLayer(r.group); })
+          .sort(function (a, b) { return a.z - b.z; })
+          .forEach(function (r) { if (typeof r.group.bringToFront === "function") r.group.bringToFront(); });
+      }
+      KZ.updateLegend(map);
+    });
+    map.on("overlayremove", function () { KZ.updateLegend(map); });
+    KZ.updateLegend(map);
   };
 
   /* Search by name over KZ.searchIndex entries [name, detail, layerKey, featureIndex]. */
@@ -103,15 +147,20 @@
     map.addControl(new Search());
   };
 
+  /* Entries [name, detail, layerKey, featureIndex, code]: matched by name or by code/id;
+   * exact matches first. */
   KZ.find = function (query) {
     var q = String(query || "").trim().toLowerCase();
     if (!q) return [];
-    var hits = [];
-    for (var i = 0; i < KZ.searchIndex.length && hits.length < 12; i++) {
+    var exact = [], part = [];
+    for (var i = 0; i < KZ.searchIndex.length; i++) {
       var e = KZ.searchIndex[i];
-      if (String(e[0]).toLowerCase().indexOf(q) >= 0) hits.push(e);
+      var name = String(e[0]).toLowerCase(), code = String(e[4] || "").toLowerCase();
+      if (name === q || code === q) exact.push(e);
+      else if (name.indexOf(q) >= 0 || (code && code.indexOf(q) >= 0)) part.push(e);
+      if (exact.length >= 12) break;
     }
-    return hits;
+    return exact.concat(part).slice(0, 12);
   };
 
   KZ.renderResults = function (map, list, query) {
@@ -121,25 +170,27 @@
     hits.forEach(function (e) {
       var li = el("li", "kz-search-hit");
       li.appendChild(el("span", "kz-search-name", e[0]));
-      if (e[1]) li.appendChild(el("span", "kz-search-detail", " " + e[1]));
+      var extra = [e[4], e[1]].filter(function (x) { return x; }).join(" · ");
+      if (extra) li.appendChild(el("span", "kz-search-detail", " " + extra));
       li.tabIndex = 0;
       li.addEventListener("click", function () { KZ.show(map, e[2], e[3]); });
       list.appendChild(li);
     });
   };
 
-  /* Pan to feature i of layer key and open its popup (adds the layer if it is switched off). */
+  /* Go to feature i of layer key and open its popup (switching the layer on if it is off).
+   * The popup is opened on the map at the feature's place, not through the marker: a marker
+   * inside a cluster (or of a layer just switched on) may not be drawn yet, and the popup must
+   * not wait for that. The view jumps (no animation) to a zoom where clusters are split. */
   KZ.show = function (map, key, i) {
     var rec = KZ.layers[key];
     if (!rec) return;
-    var f = rec.features[i];
-    if (!map.hasLayer(rec.group)) map.addLayer(rec.group);
-    var open = function () {
-      map.setView(f.getLatLng(), Math.max(map.getZoom(), 13));
-      f.openPopup();
-    };
-    if (rec.cluster) rec.group.zoomToShowLayer(f, open);
-    else open();
+    var f = rec.features[i], row = rec.spec.data[i];
+    if (!map.hasLayer(rec.group)) { map.addLayer(rec.group); KZ.updateLegend(map); }
+    var ll = f.getLatLng ? f.getLatLng() : f.getBounds().getCenter();
+    var zoom = Math.max(map.getZoom(), rec.cluster ? 14 : 13);
+    map.setView(ll, zoom, { animate: false });
+    L.popup({ maxWidth: 320 }).setLatLng(ll).setContent(popupNode(rec.spec, row)).openOn(map);
   };
 
   /* Move a server-built element (legend, title, notes) into a Leaflet control. */
