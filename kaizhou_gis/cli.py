@@ -240,6 +240,29 @@ _step_command("maps", "Offline folium HTML maps for the district and each townsh
 _step_command("report", "The plan scorecard: report.html, report.md, report.json.", [_township])
 
 
+@main.command()
+@layer_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 127.0.0.1 = this computer only, 0.0.0.0 = the network too.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for what-if results and downloads (default: $KAIZHOU_GIS_CACHE, else "
+                   "~/.cache/kaizhou-gis/web).")
+@handle_errors
+def serve(layers_path, plan_path, crs, encoding, coords, host, port, cache_dir):
+    """A local web workbench: maps, tables, what-if, downloads (Chinese and English)."""
+    from kaizhou_gis.web.app import serve as serve_app
+    from kaizhou_gis.web.workbench import Workbench
+
+    wb = Workbench(layers_path, plan_path, crs=crs, encoding=encoding, coords=coords,
+                   cache_dir=cache_dir)
+    if wb.error:
+        click.secho(f"Error: {wb.error}", fg="red", err=True)
+        click.echo("The workbench shows this message on every page; fix the input and press "
+                   "Reload data (重新读取数据).")
+    serve_app(wb, host, port, echo=click.echo)
+
+
 @main.command("demo-layers")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("layers"),
               show_default=True, help="Folder for kaizhou.gpkg and dem.tif.")

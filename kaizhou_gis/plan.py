@@ -2,7 +2,9 @@
 
 A plan file is TOML. Each setting is an inline table ``{ value = ..., source = "..." }`` where
 ``source`` cites the plan chapter (``"ch.5"``), says how it was derived (``"derived: ..."``) or
-marks it as an assumption (``"assumption: ..."``). The shipped Kaizhou plan
+marks it as an assumption (``"assumption: ..."``). A number setting may add
+``adjustable = { min = ..., max = ..., step = ... }``: the web workbench (``kaizhou-gis serve``)
+then offers it in its what-if panel within that range. The shipped Kaizhou plan
 (``kaizhou_gis/plans/kaizhou.toml``) is also the schema: a user plan file must have the same keys
 with values of the same types.
 """
@@ -19,10 +21,12 @@ from kaizhou_gis.errors import PlanError
 
 DEFAULT_PLAN = "kaizhou"
 _LEAF_KEYS = {"value", "source"}
+#: Optional keys of a setting besides value and source.
+_OPTIONAL_LEAF_KEYS = {"note", "adjustable"}
 
 
 def _is_leaf(node: Any) -> bool:
-    return isinstance(node, dict) and _LEAF_KEYS <= set(node) and set(node) <= _LEAF_KEYS | {"note"}
+    return isinstance(node, dict) and _LEAF_KEYS <= set(node) and set(node) <= _LEAF_KEYS | _OPTIONAL_LEAF_KEYS
 
 
 def _type_name(v: Any) -> str:
@@ -102,6 +106,17 @@ class Plan:
         """Every setting under ``prefix`` as ``{key: {"value": ..., "source": ...}}`` (for reports)."""
         return {k: dict(v) for k, v in self._flat.items() if k.startswith(prefix)}
 
+    def adjustable(self) -> dict[str, dict]:
+        """Settings the plan file marks ``adjustable`` (what-if parameters), in file order:
+        ``{key: {"value", "min", "max", "step", "source"}}``."""
+        out = {}
+        for k, leaf in self._flat.items():
+            adj = leaf.get("adjustable")
+            if isinstance(adj, dict):
+                out[k] = {"value": leaf["value"], "min": adj["min"], "max": adj["max"],
+                          "step": adj.get("step"), "source": leaf["source"]}
+        return out
+
     @property
     def indicators(self) -> list[dict]:
         return [dict(i) for i in self.data.get("indicators", [])]
@@ -137,15 +152,20 @@ def default_plan_path() -> Path:
     return Path(str(resources.files("kaizhou_gis") / "plans" / f"{DEFAULT_PLAN}.toml"))
 
 
-def _check(default: Any, given: Any, where: str, problems: list[str]) -> None:
+def _check(default: Any, given: Any, where: str, problems: list[str], *, overridden: bool = False) -> None:
+    """Check ``given`` against the shipped plan ``default``; ``overridden``: values were replaced by
+    overrides (an adjustable range then bounds only the file's own value, not the override)."""
     if _is_leaf(default):
         if not isinstance(given, dict) or "value" not in given:
             problems.append(f"{where}: must be a table {{ value = ..., source = \"...\" }}; "
                             f"got {given!r}.")
             return
-        unknown = set(given) - _LEAF_KEYS - {"note"}
+        unknown = set(given) - _LEAF_KEYS - _OPTIONAL_LEAF_KEYS
         if unknown:
-            problems.append(f"{where}: unknown key(s) {sorted(unknown)}; allowed: value, source, note.")
+            problems.append(f"{where}: unknown key(s) {sorted(unknown)}; allowed: value, source, "
+                            f"note, adjustable.")
+        if "adjustable" in given:
+            _check_adjustable(given, where, problems, value_in_range=not overridden)
         if "source" not in given:
             problems.append(f"{where}: missing 'source'; cite the plan chapter or write "
                             f"\"assumption: ...\".")
@@ -186,7 +206,8 @@ def _check(default: Any, given: Any, where: str, problems: list[str]) -> None:
             problems.append(f"{where + '.' if where else ''}{k}: missing; copy it from "
                             f"kaizhou_gis/plans/kaizhou.toml and set the district's value.")
         for k in sorted(set(default) & set(given)):
-            _check(default[k], given[k], f"{where + '.' if where else ''}{k}", problems)
+            _check(default[k], given[k], f"{where + '.' if where else ''}{k}", problems,
+                   overridden=overridden)
         return
     if isinstance(default, list):  # arrays of tables (indicators)
         if not isinstance(given, list) or not given:
@@ -204,6 +225,34 @@ def _check(default: Any, given: Any, where: str, problems: list[str]) -> None:
             for k in sorted(set(ref) & set(item)):
                 if not _same_type(ref[k], item[k]):
                     problems.append(f"{where}[{i}].{k}: expected a {_type_name(ref[k])}; got {item[k]!r}.")
+
+
+def _check_adjustable(leaf: dict, where: str, problems: list[str], *, value_in_range: bool = True) -> None:
+    """``adjustable = { min = .., max = .., step = .. }`` on a number setting, value within range."""
+    adj, v = leaf["adjustable"], leaf.get("value")
+
+    def num(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if not num(v):
+        problems.append(f"{where}.adjustable: only number settings can be adjustable; "
+                        f"remove 'adjustable' (the value is {v!r}).")
+        return
+    if not isinstance(adj, dict) or set(adj) - {"min", "max", "step"} or not {"min", "max"} <= set(adj):
+        problems.append(f"{where}.adjustable: must be a table {{ min = ..., max = ..., step = ... }} "
+                        f"(step optional); got {adj!r}.")
+        return
+    if not all(num(adj[k]) for k in adj):
+        problems.append(f"{where}.adjustable: min, max and step must be numbers; got {adj!r}.")
+        return
+    lo, hi = adj["min"], adj["max"]
+    if lo >= hi:
+        problems.append(f"{where}.adjustable: min {lo:g} must be below max {hi:g}.")
+    elif value_in_range and not lo <= v <= hi:
+        problems.append(f"{where}.adjustable: the value {v:g} is outside min {lo:g} .. max {hi:g}; "
+                        f"widen the range or change the value.")
+    if "step" in adj and adj["step"] <= 0:
+        problems.append(f"{where}.adjustable: step must be positive; got {adj['step']:g}.")
 
 
 def _check_values(plan: Plan, problems: list[str]) -> None:
@@ -291,7 +340,7 @@ def load_plan(path: str | Path | None = None, *, overrides: dict[str, Any] | Non
     if overrides:
         data = _apply_overrides(data, overrides, where)
         problems = []
-        _check(default, data, "", problems)  # an override must keep the setting's type
+        _check(default, data, "", problems, overridden=True)  # an override must keep the setting's type
         if problems:
             raise PlanError(_format(where, problems))
     plan = Plan(data=data, path=where)
@@ -300,6 +349,22 @@ def load_plan(path: str | Path | None = None, *, overrides: dict[str, Any] | Non
     if problems:
         raise PlanError(_format(where, problems))
     return plan
+
+
+def with_overrides(plan: Plan, overrides: dict[str, Any]) -> Plan:
+    """A copy of a loaded plan with values replaced by dotted key, validated like :func:`load_plan`
+    does for ``overrides`` (the file is not read again)."""
+    if not overrides:
+        return plan
+    data = _apply_overrides(plan.data, overrides, plan.path)
+    problems: list[str] = []
+    _check(_read_toml(default_plan_path()), data, "", problems, overridden=True)
+    out = Plan(data=data, path=plan.path)
+    if not problems:
+        _check_values(out, problems)
+    if problems:
+        raise PlanError(_format(plan.path, problems))
+    return out
 
 
 def _apply_overrides(data: dict, overrides: dict[str, Any], where: str) -> dict:
