@@ -232,3 +232,32 @@ def test_plan_error_page_and_reload(tmp_path):
         assert wb.error is None and wb.plan["relocation.threshold_m"] == 850.0
         text = page_when_done(wb, url, "/")
         assert 'data-plan="850"' in text
+
+
+def test_serve_command_binds_loopback_and_says_so(tmp_path):
+    from webserver import free_port
+    layers = write_layerset(tmp_path / "layers")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "kaizhou_gis", "serve", "--layers", str(layers),
+                             "--port", str(port), "--cache-dir", str(tmp_path / "cache")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not any("cache folder" in ln for ln in lines):
+            line = proc.stdout.readline()
+            assert line, "serve exited: " + "".join(lines)
+            lines.append(line)
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{port}/" in text and "listening on 127.0.0.1 only" in text
+        assert str(tmp_path / "cache") in text
+        import time
+        for _ in range(100):  # the server starts listening right after printing
+            try:
+                status, _, body = raw_get(f"http://127.0.0.1:{port}", "/")
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.1)
+        assert status == 200 and "开州区" in body.decode("utf-8")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
