@@ -19,7 +19,6 @@ URLs (nothing maps a URL onto the file system; each file is named by a fixed rou
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 from urllib.parse import urlencode, urlsplit
 

@@ -14,9 +14,7 @@ refuses any path that would leave the cache folder.
 """
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import math
 import os
@@ -74,47 +72,6 @@ def steps_affected(keys) -> set[str]:
         elif section != "industry":
             out |= {"access", "relocation"}
     return out
-
-
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _frame_sha(df) -> str | None:
-    if df is None:
-        return None
-    h = hashlib.sha256()
-    plain = pd.DataFrame(df.drop(columns=df.geometry.name, errors="ignore")) if hasattr(df, "geometry") else df
-    h.update(pd.util.hash_pandas_object(plain.astype(str), index=False).to_numpy().tobytes())
-    if hasattr(df, "geometry"):
-        for wkb in df.geometry.to_wkb():
-            h.update(wkb or b"")
-    return h.hexdigest()
-
-
-def _file_sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def layers_fingerprint(layers) -> str:
-    """One fingerprint of the loaded layers' content (vector rows and geometries, DEM bytes)."""
-    rec = {n: _frame_sha(getattr(layers, n, None)) for n in
-           ("boundary", "townships", "township_seats", "villages", "settlements", "roads", "sites")}
-    rec["dem"] = _file_sha(layers.dem_path)
-    return _sha(_canonical(rec))
-
-
-def plan_fingerprint(plan) -> str:
-    """Fingerprint of the plan's effective values (after what-if changes)."""
-    return _sha(_canonical(plan.data))
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,6 +222,7 @@ class Run:
     overrides: dict[str, float]
     plan: Any
     generation: int
+    inputs: dict = field(default_factory=dict)  # manifest.inputs_record of the run
     status: str = "queued"  # queued, running, done
     step: int = 0
     current: str = ""
@@ -301,7 +259,7 @@ class Workbench:
         self.townships: list[dict] = []
         self.data_status: dict | None = None
         self.banner: list[str] = []
-        self.fingerprint = ""
+        self.layer_fps: dict[str, str] = {}
         self.loaded_at = 0.0
         self.runs: OrderedDict[str, Run] = OrderedDict()
         self.base_key: str | None = None
@@ -310,6 +268,7 @@ class Workbench:
     # ---- loading -------------------------------------------------------------------------
     def load(self) -> None:
         """(Re)read the layers and the plan; on bad input keep the message (as the CLI prints it)."""
+        from kaizhou_gis import manifest
         from kaizhou_gis.layers import load_layers
         from kaizhou_gis.plan import load_plan
         from kaizhou_gis.provenance import banner_lines, data_status
@@ -333,7 +292,7 @@ class Workbench:
             self.townships = township_index(layers.townships)
             self.data_status = data_status(layers, district=plan.name)
             self.banner = banner_lines(self.data_status)
-            self.fingerprint = layers_fingerprint(layers)
+            self.layer_fps = manifest.layer_fingerprints(layers)
             self.base_key = self.run_for({}).key
 
     @property
@@ -373,19 +332,22 @@ class Workbench:
     # ---- runs ----------------------------------------------------------------------------
     def run_for(self, overrides: dict[str, float]) -> Run:
         """The run for these what-if values, started if it is not known yet."""
+        from kaizhou_gis import manifest
         from kaizhou_gis.plan import with_overrides
 
         with self._lock:
             if self.plan is None:
                 raise OptionError(self.error or "no layers loaded")
             plan = with_overrides(self.plan, overrides)
-            key = _sha(_canonical({"inputs": self.fingerprint, "plan": plan_fingerprint(plan),
-                                   "overrides": overrides}))[:20]
+            # the key is the fingerprint of the inputs, as the output manifests record it
+            rec = manifest.inputs_record(self.layers, plan, overrides=overrides, layer_fps=self.layer_fps)
+            key = rec["fingerprint"][:20]
             run = self.runs.get(key)
             if run is not None:
                 self.runs.move_to_end(key)
                 return run
-            run = Run(key=key, overrides=dict(overrides), plan=plan, generation=self.generation)
+            run = Run(key=key, overrides=dict(overrides), plan=plan, generation=self.generation,
+                      inputs=rec)
             self.runs[key] = run
             while len(self.runs) > MAX_RUNS + 1:
                 old = next(k for k in self.runs if k != self.base_key)
@@ -409,7 +371,9 @@ class Workbench:
         t0 = time.perf_counter()
         try:
             run.status = "running"
-            ctx = Context(layers=layers, plan=run.plan, options={"header": "both"})
+            ctx = Context(layers=layers, plan=run.plan, options={"header": "both"},
+                          overrides=dict(run.overrides), _inputs=run.inputs,
+                          _data_status=self.data_status)
             base = self.base if run.overrides else None
             if base is not None and base.generation == run.generation:
                 base.done.wait(timeout=900)
@@ -499,7 +463,9 @@ class Workbench:
         if township is not None:
             opts["township"] = township
         return Context(layers=run.ctx.layers, plan=run.plan, options=opts,
-                       results=dict(run.ctx.results), failed=dict(run.ctx.failed))
+                       results=dict(run.ctx.results), failed=dict(run.ctx.failed),
+                       overrides=dict(run.overrides), _inputs=run.inputs,
+                       _data_status=self.data_status)
 
     def township_map(self, run: Run, code: str) -> dict[str, Path]:
         """The township's offline HTML map and printable PNG (built once per run)."""
@@ -606,7 +572,10 @@ class Workbench:
                 if out.exists():
                     shutil.rmtree(out)
                 ctx = self._context_for(run, None)
-                outcomes = run_steps(ctx, available_steps(), out)
+                what_if = " ".join(f"{k}={v:g}" for k, v in run.overrides.items())
+                outcomes = run_steps(ctx, available_steps(), out,
+                                     command="kaizhou-gis serve: all outputs"
+                                     + (f" (what-if {what_if})" if what_if else ""))
                 failed = [f"{o.name}: {o.message}" for o in outcomes if o.status == "failed"]
                 buf = io.BytesIO()
                 with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
