@@ -150,8 +150,10 @@ def test_downloads_stay_in_the_cache_folder(bench):
                                            f"{DAJIN}_industry.csv"])
     csv_text = z.read(f"{DAJIN}_candidates.csv").decode("utf-8-sig")
     assert len(csv_text.strip().splitlines()) - 1 == wb.counts(run, DAJIN)["candidates"]
-    for path in (f"/runs/{run.key}/township/{DAJIN}/map.png", f"/runs/{run.key}/report.html"):
+    for path in (f"/runs/{run.key}/township/{DAJIN}/{DAJIN}.png", f"/runs/{run.key}/report.html"):
         assert raw_get(url, path)[0] == 200, path
+    status, headers, body = raw_get(url, f"/runs/{run.key}/township/{DAJIN}/{DAJIN}.pdf")
+    assert status == 200 and headers["content-type"] == "application/pdf" and body.startswith(b"%PDF")
     after = {p for p in tmp.rglob("*") if "cache" not in p.relative_to(tmp).parts}
     assert after == before  # nothing written outside the cache folder
     files = [p for p in (tmp / "cache").rglob("*") if p.is_file()]

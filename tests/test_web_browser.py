@@ -152,12 +152,15 @@ def test_overview_pick_township_what_if_and_downloads(browser, shipped_server):
         about = "\n".join(str(c) for r in book["about"].iter_rows(values_only=True) for c in r)
         assert "合成" in about and "relocation.threshold_m" in about
         with page.expect_download(timeout=SLOW) as d:
-            page.click("#dl-png")
-        png = tmp / "dl.png"
-        d.value.save_as(png)
-        from PIL import Image
-        with Image.open(png) as im:
-            assert im.format == "PNG" and im.size[0] > 600
+            page.click("#dl-pdf")
+        pdf = tmp / "dl.pdf"
+        d.value.save_as(pdf)
+        from pypdf import PdfReader
+        reader = PdfReader(pdf)
+        assert len(reader.pages) == 1
+        w_mm, h_mm = (float(v) / 72 * 25.4 for v in reader.pages[0].mediabox.upper_right)
+        assert sorted([round(w_mm), round(h_mm)]) == [297, 420]  # A3
+        assert DAJIN_NAME in reader.pages[0].extract_text()
         tab.assert_clean()
     finally:
         context.close()

@@ -222,8 +222,10 @@ def create_app(workbench: Workbench) -> Starlette:
              "zh": "表格 (XLSX，含说明页)", "en": "Tables (XLSX, with an About sheet)"},
             {"id": "csv", "href": f"{base}/{code}_csv.zip", "filename": f"{code}_csv.zip",
              "zh": "表格 CSV (ZIP)", "en": "Tables as CSV (ZIP, UTF-8 with BOM)"},
-            {"id": "png", "href": f"{base}/map.png", "filename": f"{code}.png",
-             "zh": "打印用地图 (PNG)", "en": "Print map (PNG)"},
+            {"id": "pdf", "href": f"{base}/{code}.pdf", "filename": f"{code}.pdf",
+             "zh": "打印地图 (PDF, A3)", "en": "Print map (PDF, A3)"},
+            {"id": "png", "href": f"{base}/{code}.png", "filename": f"{code}.png",
+             "zh": "打印地图 (PNG)", "en": "Print map (PNG)"},
             {"id": "html", "href": f"{base}/map.html", "filename": f"{code}.html",
              "zh": "离线地图 (HTML)", "en": "Offline map (HTML)"},
         ]
@@ -260,11 +262,14 @@ def create_app(workbench: Workbench) -> Starlette:
         if wb.township(code) is None:
             raise HTTPException(404)
         try:
-            if name in ("map.html", "map.png"):
-                paths = await run_in_threadpool(wb.township_map, run, code)
-                if name == "map.html":
-                    return file_response(paths["html"], "text/html; charset=utf-8", csp=MAP_CSP)
-                return file_response(paths["png"], "image/png", f"{code}.png")
+            if name == "map.html":
+                path = await run_in_threadpool(wb.township_map, run, code)
+                return file_response(path, "text/html; charset=utf-8", csp=MAP_CSP)
+            if name in (f"{code}.pdf", f"{code}.png"):
+                paths = await run_in_threadpool(wb.township_sheet, run, code)
+                if name.endswith(".pdf"):
+                    return file_response(paths["pdf"], "application/pdf", name)
+                return file_response(paths["png"], "image/png", name)
             if name == f"{code}_tables.xlsx":
                 path = await run_in_threadpool(wb.township_xlsx, run, code)
                 return file_response(path, "application/vnd.openxmlformats-officedocument."

@@ -232,6 +232,8 @@ class Run:
     reused: list[str] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    locks: dict = field(default_factory=dict)  # one per file built on demand
+    mapdata: Any = None
 
     def progress(self) -> dict:
         n = len(RUN_STEPS)
@@ -467,27 +469,67 @@ class Workbench:
                        overrides=dict(run.overrides), _inputs=run.inputs,
                        _data_status=self.data_status)
 
-    def township_map(self, run: Run, code: str) -> dict[str, Path]:
-        """The township's offline HTML map and printable PNG (built once per run)."""
+    def _artifact_lock(self, run: Run, name: str) -> threading.Lock:
+        """One lock per file of a run: a file is built once, different files at the same time."""
+        with run.lock:
+            return run.locks.setdefault(name, threading.Lock())
+
+    def map_data(self, run: Run):
+        """The maps' data of a run (:func:`kaizhou_gis.maps.gather`, WGS84), gathered once."""
+        from kaizhou_gis import maps
+        with self._artifact_lock(run, "mapdata"):
+            if run.mapdata is None:
+                run.mapdata = maps.gather(self._context_for(run, None))
+            return run.mapdata
+
+    def township_map(self, run: Run, code: str) -> Path:
+        """The township's offline HTML map (as ``kaizhou-gis maps --township`` draws it)."""
         from kaizhou_gis import maps
         code = self._check_code(code)
-        d = self._run_dir(run, "townships", code)
-        want = {"html": d / "map.html", "png": d / "map.png"}
-        with run.lock:
+        path = self._run_dir(run, "townships", code) / "map.html"
+        with self._artifact_lock(run, f"{code}/map.html"):
+            if not path.exists():
+                ctx = self._context_for(run, code)
+                d = self.map_data(run)
+                cfg = ctx.plan.section("maps")
+                tw_work = d.work_townships.set_index("township_code")
+                sub = d.townships[d.townships["township_code"] == code]
+                bg = maps.make_background(ctx, maps._bounds_of(tw_work.loc[[code]].to_crs(4326), 0.06),
+                                          width_px=int(cfg["hillshade_township_px"]),
+                                          inside=tw_work.loc[[code]].geometry, basemap="offline")
+                name = d.township_names.get(code, code)
+                m = maps.build_map("township", d, maps.map_layers("township", d, maps._settings(ctx.plan), code),
+                                   title_zh=f"{ctx.plan.name} {name}", title_en="Township map",
+                                   subtitle=f"{name} ({code}) · {ctx.plan.get('meta.plan_title', '')}",
+                                   bounds=maps._bounds_of(sub, 0.06), background=bg,
+                                   basemap="offline", tianditu_key=None)
+                _write_atomic(path, m.get_root().render().encode("utf-8"))
+        return path
+
+    def township_sheet(self, run: Run, code: str) -> dict[str, Path]:
+        """The township's A3 print sheet as PDF and PNG (:func:`kaizhou_gis.printmap.township_sheet`)."""
+        from kaizhou_gis import maps, printmap
+        code = self._check_code(code)
+        d_dir = self._run_dir(run, "townships", code)
+        want = {"pdf": d_dir / f"{code}.pdf", "png": d_dir / f"{code}.png"}
+        with self._artifact_lock(run, f"{code}/sheet"):
             if not all(p.exists() for p in want.values()):
-                res = maps.run(self._context_for(run, code))
-                _write_atomic(want["html"], res.files[f"maps/townships/{code}.html"].encode("utf-8"))
-                _write_atomic(want["png"], res.files[f"maps/townships/{code}.png"])
+                ctx = self._context_for(run, code)
+                d = self.map_data(run)
+                specs = maps.map_layers("township", d, maps._settings(ctx.plan), code)
+                sheet = printmap.township_sheet(ctx, d, specs, code, formats=("pdf", "png"))
+                for fmt, p in want.items():
+                    _write_atomic(p, sheet[fmt])
         return want
 
     def overview_map(self, run: Run) -> Path:
         """The district overview map (offline HTML), built once per run."""
         from kaizhou_gis import maps
         path = self._run_dir(run, "district") / "overview.html"
-        with run.lock:
+        with self._artifact_lock(run, "overview.html"):
             if not path.exists():
                 ctx = self._context_for(run, None)
-                d = maps.gather(ctx)
+                d = self.map_data(run)
                 st = maps._settings(ctx.plan)
                 bg = maps.make_background(ctx, maps._bounds_of(ctx.layers.boundary.to_crs(4326)),
                                           width_px=int(ctx.plan["maps.hillshade_district_px"]),
@@ -515,7 +557,7 @@ class Workbench:
         from kaizhou_gis.outputs import write_xlsx
         code = self._check_code(code)
         path = self._run_dir(run, "townships", code) / f"{code}_tables.xlsx"
-        with run.lock:
+        with self._artifact_lock(run, path.name):
             if not path.exists():
                 tables = township_tables(run.ctx, run.failures, code)
                 sheets = {k: v for k, v in tables.items() if isinstance(v, pd.DataFrame)}
@@ -530,7 +572,7 @@ class Workbench:
         code = self._check_code(code)
         d = self._run_dir(run, "townships", code)
         path = d / f"{code}_csv.zip"
-        with run.lock:
+        with self._artifact_lock(run, path.name):
             if not path.exists():
                 tables = township_tables(run.ctx, run.failures, code)
                 names = []
@@ -552,7 +594,7 @@ class Workbench:
 
     def report_html(self, run: Run) -> Path:
         path = self._run_dir(run, "district") / "report.html"
-        with run.lock:
+        with self._artifact_lock(run, "report.html"):
             if not path.exists():
                 rep = run.ctx.results.get("report")
                 if rep is None:
@@ -566,7 +608,7 @@ class Workbench:
         from kaizhou_gis.pipeline import available_steps, run_steps
         d = self._run_dir(run, "district")
         path = d / "outputs.zip"
-        with run.lock:
+        with self._artifact_lock(run, "outputs.zip"):
             if not path.exists():
                 out = d / "outputs"
                 if out.exists():
