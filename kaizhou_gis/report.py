@@ -879,6 +879,25 @@ def _txt(v: Any) -> str:
     return _SCHEME.sub("", str(v))
 
 
+_YEAR_KEY = re.compile(r"year|period", re.I)
+
+
+def _years_plain(key: str, value: Any) -> Any:
+    """Years print as plain integers (2015, not 2,015): integer values of a setting about years
+    become text; other values are left to :func:`_txt`."""
+    if not _YEAR_KEY.search(str(key)):
+        return value
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return [_years_plain(key, v) for v in value]
+    return value
+
+
 def _h(v: Any) -> str:
     return html.escape(_txt(v))
 
@@ -891,7 +910,9 @@ def _md(v: Any) -> str:
 
 def _table_html(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
     head = "".join(f"<th>{h}</th>" for h in header)  # headers are our own (escaped on build)
-    body = "".join("<tr>" + "".join(f"<td>{_h(c)}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(
+        f'<td class="n">{_h(c)}</td>' if isinstance(c, (int, float)) and not isinstance(c, bool)
+        else f"<td>{_h(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -1071,7 +1092,7 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
     out.append(("", "chart", ["townships", "分乡镇搬迁候选人口与通畅率 / relocation candidates "
                                            "and village tongchang by township"]))
 
-    srows = [[s["key"], s["value"], s["source"]] for s in report["settings"]]
+    srows = [[s["key"], _years_plain(s["key"], s["value"]), s["source"]] for s in report["settings"]]
     out.append(("六、规划参数 / Plan settings used (value and source)", "table",
                 [["参数 / setting", "值 / value", "来源 / source"], srows]))
     prov = report["provenance"]
@@ -1096,8 +1117,12 @@ max-width:1100px;color:#222;line-height:1.45;padding:0 1em}
 h1{font-size:1.5em;border-bottom:2px solid #a33;padding-bottom:.3em}
 h2{font-size:1.15em;margin-top:1.8em;color:#a33}
 table{border-collapse:collapse;margin:.6em 0;font-size:.86em;width:100%}
-th,td{border:1px solid #ccc;padding:3px 6px;vertical-align:top;overflow-wrap:break-word}
-th{background:#f3ecec;text-align:left;overflow-wrap:anywhere}
+th,td{border:1px solid #ccc;padding:3px 6px;vertical-align:top;word-break:normal;
+overflow-wrap:normal;hyphens:none}
+th{background:#f3ecec;text-align:left}
+td.n{white-space:nowrap;text-align:right}
+.tw{overflow-x:auto;margin:.6em 0}
+.tw table{margin:0;width:auto;min-width:100%}
 table.wide{font-size:.78em}
 td:nth-child(n+2){font-variant-numeric:tabular-nums}
 img{max-width:100%;display:block;margin:.6em 0}
@@ -1118,8 +1143,9 @@ def render_html(report: dict, tw: pd.DataFrame, charts: dict[str, bytes]) -> str
             parts.append(f"<h2>{html.escape(heading)}</h2>")
         if kind == "table":
             header, rows = content
-            parts.append(_table_html([html.escape(h) for h in header], rows,
-                                     "wide" if len(header) > 9 else ""))
+            # a table wider than the page scrolls sideways instead of breaking words
+            parts.append('<div class="tw">' + _table_html([html.escape(h) for h in header], rows,
+                                                          "wide" if len(header) > 9 else "") + "</div>")
         elif kind == "text":
             parts.append("<div class='note'>" + "".join(f"<p>{_h(x)}</p>" for x in content)
                          + "</div>")

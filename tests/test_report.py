@@ -10,6 +10,7 @@ built here so every figure of the report can be checked by hand:
 from __future__ import annotations
 
 import json
+import re
 
 import geopandas as gpd
 import pandas as pd
@@ -346,3 +347,17 @@ def test_industry_category_totals_do_not_count_parts_twice(plan, layers):
     crops = next(c for c in rep["industry"]["by_category"] if c["category"] == "种植业")
     assert crops["scale_by_unit"] == {"亩": 10000.0}
     assert crops["projects"] == 2  # rows of the plan table, parts included (as the industry step counts)
+
+
+def test_years_plain_and_tables_do_not_break_words(full):
+    page, md = full.files["report.html"], full.files["report.md"]
+    # years are plain integers: the plan's base year and period, never "2,015"
+    assert not re.search(r"\b20,(0[0-9]|1[0-9]|2[0-9])\b", page + md)
+    assert re.search(r"meta\.base_year</td><td[^>]*>2015<", page)
+    assert re.search(r"meta\.plan_period</td><td[^>]*>2016, 2020<", page)
+    # no rule breaks a word anywhere; wide tables scroll sideways in a container instead
+    css = page[page.index("<style>"):page.index("</style>")]
+    assert "anywhere" not in css and "break-all" not in css and "break-word" not in css
+    assert page.count('<div class="tw"><table') == page.count("<table")
+    # numbers do not wrap inside their cell
+    assert '<td class="n">' in page and "td.n{white-space:nowrap" in css
