@@ -163,3 +163,22 @@ def test_bad_field_coords_is_an_option_error(run):
     ctx, res = run
     with pytest.raises(OptionError, match="--field-coords"):
         field.field_files(ctx, res.data, coords="bd09")
+
+
+def test_cli_field_coords_gcj02(tmp_path):
+    """`kaizhou-gis relocation --field-coords gcj02` writes the GCJ-02 variants; a bad value
+    exits 2 with click's message."""
+    from click.testing import CliRunner
+
+    import layerset
+    from kaizhou_gis.cli import main
+
+    lay = layerset.write_layerset(tmp_path / "layers")
+    r = CliRunner().invoke(main, ["relocation", "--layers", str(lay), "--out", str(tmp_path / "out"),
+                                  "--field-coords", "gcj02"])
+    assert r.exit_code == 0, r.output
+    kmz = sorted(p.name for p in (tmp_path / "out" / "field").glob("*.kmz"))
+    assert kmz and all(n.endswith("_gcj02.kmz") for n in kmz)
+    r = CliRunner().invoke(main, ["relocation", "--layers", str(lay), "--out", str(tmp_path / "o2"),
+                                  "--field-coords", "bd09"])
+    assert r.exit_code == 2 and "bd09" in r.output
