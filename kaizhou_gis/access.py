@@ -615,6 +615,12 @@ def run(ctx: "Context") -> "StepResult":
             dangles = dangles[dangles.intersects(area).to_numpy()]
             joins = joins[joins.intersects(area).to_numpy()]
     curve = plan_out.cost_curve
+    if "village_code" in st.columns and "village_name" not in st.columns:  # a name next to each id
+        v_names = dict(zip(layers.villages["village_code"].astype(str), layers.villages["name"].astype(str)))
+        st.insert(st.columns.get_loc("village_code") + 1, "village_name",
+                  st["village_code"].astype(str).map(v_names))
+        if isinstance(st.attrs.get("labels_zh"), dict):
+            st.attrs["labels_zh"]["village_name"] = "行政村"
     files = {
         "access/villages.csv": vt, "access/settlements.csv": st,
         "access/access.gpkg": {"villages": vt, "settlements": st, "edges": edges,

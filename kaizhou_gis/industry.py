@@ -616,6 +616,10 @@ def run(ctx: Context) -> StepResult:
                                   .nunique().items()},
         "notes": notes,
     }
+    if len(unresolved) and "township_code" in unresolved.columns and "township_name" not in unresolved.columns:
+        tw_names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"].astype(str)))
+        unresolved.insert(unresolved.columns.get_loc("township_code") + 1, "township_name",
+                          unresolved["township_code"].map(lambda c: tw_names.get(str(c)) if isinstance(c, str) and c else None))
     files = {
         "industry/projects.csv": table,
         "industry/projects.gpkg": {"industry_hosts": hosts},

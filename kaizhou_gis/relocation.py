@@ -1301,6 +1301,11 @@ def run(ctx: Context) -> StepResult:
     _labelled(candidates)
     villages = rollup_villages(full, layers.villages if not ctx.township else
                                layers.villages[layers.villages["township_code"].astype(str) == ctx.township])
+    if "township_name" not in villages.columns:  # a name next to each id
+        tw_names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"].astype(str)))
+        villages.insert(villages.columns.get_loc("township_code") + 1, "township_name",
+                        villages["township_code"].astype(str).map(tw_names))
+        _labelled(villages)
     townships = rollup_townships(full, tws, sites)
     tw_terrain = tw_terrain[~tw_terrain.index.duplicated()]
     townships["mean_elevation_m"] = townships["township_code"].map(tw_terrain["mean_m"]).round(1)

@@ -103,3 +103,9 @@ def test_names_next_to_ids(res):
     assert list(res.files["relocation/unassigned.csv"].columns[:3]) == ["settlement_id", "settlement_name", "village_code"] \
         or len(res.data["unassigned"]) == 0
 
+
+
+def test_village_rollup_has_township_names(res, layers):  # noqa: F811
+    v = res.data["villages"]
+    names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"]))
+    assert list(v["township_name"]) == [names[c] for c in v["township_code"]]

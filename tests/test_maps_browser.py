@@ -192,6 +192,10 @@ def test_shipped_maps_offline(browser, tmp_path):
         try:
             p.assert_clean()
             check_legend(p)
+            if "townships/" in rel:  # the legend of the layers shown fits without scrolling
+                fit = p.page.evaluate("(() => { const e = document.getElementById('kz-legend');"
+                                      " return [e.scrollHeight, e.clientHeight]; })()")
+                assert fit[0] <= fit[1] + 1, (rel, fit)
             if p.page.evaluate("'industry' in KZ.layers && KZ.layers.industry.map.hasLayer(KZ.layers.industry.group)"):
                 cats = p.page.evaluate(VISIBLE_CATEGORIES, "industry")
                 missing = [label for label, used, seen in cats if used and not seen]
