@@ -480,6 +480,7 @@ class MapData:
     work_townships: gpd.GeoDataFrame  # townships in the work CRS (for clipping)
     roads_work: dict[str, gpd.GeoDataFrame]
     works_work: gpd.GeoDataFrame | None
+    basemap: str = "offline"  # "gaode": coordinates shifted to GCJ-02
 
 
 def _step_data(ctx: Context, name: str, missing: dict[str, str]) -> dict | None:
@@ -674,7 +675,7 @@ def gather(ctx: Context, basemap: str | None = None) -> MapData:
         hosts=to_map(hosts) if hosts is not None and len(hosts) else hosts,
         missing=missing, notes=notes, synthesized=synthesized,
         attribution=getattr(L, "attribution", "") or "", township_names=tw_names,
-        work_townships=work_townships, roads_work=roads_work, works_work=works_work)
+        work_townships=work_townships, roads_work=roads_work, works_work=works_work, basemap=basemap)
 
 
 def gather_wgs84(ctx: Context) -> MapData:

@@ -602,8 +602,10 @@ def district_sheet(ctx, d, specs: list, *, formats=("pdf",)) -> dict[str, bytes]
 
 
 def _wgs84_specs(d) -> str:
-    if getattr(d, "gcj02", False):
-        raise ValueError("print sheets need the WGS84 map data (gather with basemap offline)")
+    """The CRS of the maps' data; sheets are drawn from WGS84 data, never the GCJ-02 variant."""
+    if getattr(d, "basemap", "offline") == "gaode":
+        raise ValueError("print sheets need the WGS84 map data: use maps.gather_wgs84(ctx), not the "
+                         "GCJ-02 data of the Gaode basemap")
     return "EPSG:4326"
 
 

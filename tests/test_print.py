@@ -147,3 +147,21 @@ def test_missing_glyph_would_fail():
             FigureCanvasAgg(fig)
             fig.text(0.1, 0.5, "开州")
             fig.savefig(io.BytesIO(), format="png")
+
+
+def test_sheets_are_drawn_from_wgs84_data_with_the_gaode_basemap(tmp_path):
+    from unittest import mock
+    ctx = make_ctx(tmp_path, basemap="gaode", township=T1)
+    shifted = maps.gather(ctx)
+    assert shifted.basemap == "gaode"
+    with pytest.raises(ValueError, match="WGS84"):
+        printmap.township_sheet(ctx, shifted, maps.map_layers("township", shifted, maps._settings(ctx.plan), T1), T1)
+    seen = []
+
+    def record(ctx_, d, specs, code, **kw):
+        seen.append(d.basemap)
+        return {"pdf": b"%PDF", "png": b"png"}
+
+    with mock.patch.object(printmap, "township_sheet", record):
+        res = maps.run(ctx)
+    assert seen == ["offline"] and f"maps/townships/{T1}.pdf" in res.files
