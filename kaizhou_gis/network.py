@@ -413,8 +413,13 @@ def _close_gaps(lines: np.ndarray, tol: float, precision_m: float) -> tuple[np.n
     for l, items in inserts.items():
         xy = shapely.get_coordinates(lines[l])
         have = {tuple(x) for x in np.round(xy / precision_m).astype(np.int64).tolist()}
-        inserts[l] = [(a, p) for a, p in items
-                      if tuple(np.round(p / precision_m).astype(np.int64).tolist()) not in have]
+        kept = []
+        for a, p in items:  # not onto a vertex the line has, nor twice at one point
+            pk = tuple(np.round(p / precision_m).astype(np.int64).tolist())
+            if pk not in have:
+                have.add(pk)
+                kept.append((a, p))
+        inserts[l] = kept
     lines = _insert_vertices(lines, {l: v for l, v in inserts.items() if v})
     moved_lines: dict[int, list[tuple[int, np.ndarray]]] = {}
     for k, p in moves:
@@ -506,6 +511,9 @@ def build_network(roads: gpd.GeoDataFrame, *, snap_tolerance_m: float,
     node_of = np.full(len(coords), -1, dtype=np.int64)
     node_of[is_node] = node_id_of_coord.ravel()
     xy = coords.copy()
+    rep_xy = np.empty((len(ukeys), 2))
+    rep_xy[root[::-1]] = coords[::-1]  # a node's coordinate: the first of its occurrences
+    xy[is_node] = rep_xy[root[is_node]]
 
     # --- 4. edges: runs between consecutive nodes of a line ------------------------------------
     npos = np.flatnonzero(is_node)

@@ -3,6 +3,7 @@ mapping), column aliases and types, GCJ-02 input, attribution, the report object
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -273,6 +274,14 @@ def test_dem_tiles_in_a_dem_folder_and_a_tile_outside_the_grid(tmp_path, plan):
     report = check_layers(folder, plan=plan)
     assert "dem: the tiles are not all in one CRS" in report.problem_text()
     assert "c.tif" in report.problem_text()
+    # a TOML mapping may name a folder of tiles as the DEM
+    (folder / "dem" / "c.tif").unlink()
+    (folder / "layers.toml").write_text("\n".join(
+        [f'{n} = {{ path = "kaizhou.gpkg", layer = "{n}" }}' for n in
+         ("boundary", "townships", "township_seats", "villages", "settlements", "roads")]
+        + ['dem = "dem"']), encoding="utf-8")
+    layers = load_layers(folder / "layers.toml", plan=plan)
+    assert [Path(t).name for t in layers.dem_tiles] == ["a.tif", "b.tif"]
 
 
 def test_geoparquet_layer(tmp_path, plan):
