@@ -7,12 +7,19 @@ opened on demand with :meth:`Layers.open_dem`.
 Inputs may be
 
 * a GeoPackage holding the contract's layer names (``boundary``, ``townships``, ...), with the DEM
-  next to it (``dem.tif``, any GDAL raster named ``dem.*``, or an SRTM ``*.hgt``);
+  next to it (``dem.tif``, any GDAL raster named ``dem.*``, SRTM ``*.hgt`` tiles, or a ``dem/``
+  folder of tiles; several tiles are mosaicked on the fly by :func:`mosaic_vrt`);
 * a folder holding such a GeoPackage and/or one file per layer named after the layer
-  (``villages.shp``, ``roads.osm``, ``settlements.geojson``, ``townships.parquet``, ``dem.tif``);
+  (``villages.shp``, ``roads.osm.pbf``, ``settlements.geojson``, ``townships.parquet``,
+  ``dem.tif``); the only ``*.osm.pbf`` / ``*.osm`` / ``*.pbf`` file in the folder is the roads;
 * a TOML file mapping layer names to files: ``villages = "村.shp"`` or
   ``villages = { path = "data.gpkg", layer = "cun", encoding = "GBK", crs = "EPSG:4490",
-  coords = "gcj02" }`` (paths relative to the TOML file).
+  coords = "gcj02" }`` (paths relative to the TOML file; ``dem`` may name a folder of tiles).
+
+OpenStreetMap roads are read with pyosmium (:func:`read_osm_roads`): ways cut by the extract are
+truncated (never bridged) or dropped and counted, non-vehicle classes left out and counted, an
+extract larger than the district clipped to the boundary plus ``layers.osm_clip_margin_m``.
+Surfaces become paved/unpaved through the plan's tables (:func:`classify_surfaces`).
 
 :func:`check_layers` collects every problem of every layer and returns a :class:`LayerReport`;
 :func:`load_layers` raises one :class:`~kaizhou_gis.errors.LayerError` listing them all.
