@@ -35,7 +35,8 @@ def _build(gdf, tol):
     return build_network(gdf, snap_tolerance_m=tol, paved_surfaces=["paved"], speed_kmh=SPEEDS)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.filter_too_much])
 @given(lines=line_sets, tol=st.sampled_from([1.0, 2.5, 5.0]))
 def test_gap_closing_keeps_geometry(lines, tol):
     gdf = _roads(lines)
@@ -60,7 +61,7 @@ def test_gap_closing_keeps_geometry(lines, tol):
         assert shapely.distance(new_end[:, None], net.nodes.geometry.to_numpy()[None, :]).min(axis=1).max() < 1e-6
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
 @given(lines=line_sets)
 def test_tolerance_zero_is_the_input_geometry(lines):
     gdf = _roads(lines)
