@@ -1046,9 +1046,12 @@ def _normalize_roads(roads: gpd.GeoDataFrame, plan, problems: list[str],
                      f"({format_ids(vals)}) count as 'other' (map them in the plan's "
                      f"layers.road_class_values).")
     out["road_class"] = mapped.fillna("other")
-    out["surface"], surface_notes = classify_surfaces(
-        out["surface"], out["road_class"],
-        out["tracktype"] if "tracktype" in out.columns else None, plan)
+    # Geofabrik's shapefiles fold the tracktype into the class: fclass = track_grade1 ... 5
+    tracktype = (out["tracktype"].fillna("").astype(str) if "tracktype" in out.columns
+                 else pd.Series("", index=out.index))
+    from_class = raw.str.lower().str.extract(r"^track_(grade[1-5])$")[0].fillna("")
+    tracktype = tracktype.where(tracktype.str.strip() != "", from_class)
+    out["surface"], surface_notes = classify_surfaces(out["surface"], out["road_class"], tracktype, plan)
     notes.extend(surface_notes)
     return out
 

@@ -182,3 +182,26 @@ def test_a_broken_osm_file_is_a_problem_not_a_traceback(tmp_path, plan):
                                     "--boundary", str(tmp_path / "b.geojson"), "--out", str(tmp_path / "r.gpkg")])
     assert res.exit_code == 2 and "not a readable OpenStreetMap file" in res.output
     assert not (tmp_path / "r.gpkg").exists()
+
+
+def test_geofabrik_roads_shapefile(tmp_path, plan):
+    # Geofabrik's gis_osm_roads_free_1.shp: osm_id, fclass (highway, tracks as track_gradeN), no surface
+    import geopandas as gpd
+    from shapely.geometry import LineString
+    frames = {k: v for k, v in layer_frames().items() if k != "roads"}
+    folder = write_layerset(tmp_path, frames)
+    gpd.GeoDataFrame({"osm_id": ["11", "12", "13", "14"], "code": [5113, 5141, 5151, 5122],
+                      "fclass": ["primary", "track_grade1", "track_grade3", "footway"],
+                      "name": ["G348", "", "", ""]},
+                     geometry=[LineString([(108.35, 31.20), (108.45, 31.25)]),
+                               LineString([(108.45, 31.25), (108.44, 31.22)]),
+                               LineString([(108.44, 31.22), (108.43, 31.21)]),
+                               LineString([(108.45, 31.25), (108.47, 31.27)])],
+                     crs="EPSG:4326").to_file(folder / "roads.shp")
+    report = check_layers(folder, plan=plan)
+    assert report.ok, report.problem_text()
+    r = report.layers.roads.set_index("road_id")
+    assert r.index.tolist() == ["11", "12", "13"]  # the footway is left out (counted)
+    assert r["road_class"].tolist() == ["trunk", "track", "track"]
+    assert r["surface"].tolist() == ["paved", "paved", "unpaved"]  # default; grade1; grade3
+    assert any("carry no vehicle were left out of the network (footway 1" in n for n in report.notes)
