@@ -253,7 +253,14 @@ def _gpkg_layers(path: Path) -> list[str]:
 def _raster_tiles(folder: Path) -> list[Path]:
     """Raster files in a folder (DEM tiles), sorted by name."""
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith("."))
+                  if p.is_file() and not p.name.startswith(".")
+                  and (p.suffix.lower() in RASTER_SUFFIXES or _is_srtm(p)))
+
+
+def _is_srtm(p: Path) -> bool:
+    """An SRTM tile: ``N31E108.hgt`` or as downloaded, ``N31E108.SRTMGL1.hgt.zip`` (GDAL reads
+    the zip directly)."""
+    return p.name.lower().endswith((".hgt", ".hgt.zip"))
 
 
 def _find_dem(folder: Path) -> _Source | None:
@@ -270,7 +277,7 @@ def _find_dem(folder: Path) -> _Source | None:
                 return _Source(tiles[0])
             if tiles:
                 return _Source(sub, tiles=tuple(tiles))
-    hgts = sorted({*folder.glob("*.hgt"), *folder.glob("*.HGT")})
+    hgts = sorted(p for p in folder.iterdir() if p.is_file() and _is_srtm(p))
     if len(hgts) == 1:
         return _Source(hgts[0])
     if hgts:

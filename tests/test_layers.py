@@ -482,3 +482,19 @@ def test_points_on_dem_voids_are_noted(tmp_path, plan):
     assert any(n.startswith("settlements: 1 feature(s) on DEM nodata (voids: S5)")
                for n in report.notes)
     assert not any(n.startswith("villages: ") and "nodata" in n for n in report.notes)
+
+
+def test_zipped_srtm_tiles_as_downloaded_are_mosaicked(tmp_path, plan):
+    import zipfile
+    folder = write_layerset(tmp_path, dem=False)
+    n = 1201
+    for name, z in (("N31E108", 600), ("N31E107", 400)):
+        with zipfile.ZipFile(folder / f"{name}.SRTMGL3.hgt.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(f"{name}.hgt", np.full((n, n), z, dtype=">i2").tobytes())
+    report = check_layers(folder, plan=plan)
+    assert report.ok, report.problem_text()
+    assert any("2 tiles mosaicked on the fly (N31E107.SRTMGL3.hgt.zip, N31E108.SRTMGL3.hgt.zip)" in x
+               for x in report.notes)
+    with report.layers.open_dem() as ds:
+        assert (ds.width, ds.height) == (2401, 1201)
+        assert [v[0] for v in ds.sample([(107.5, 31.5), (108.4, 31.2)])] == [400, 600]
