@@ -154,6 +154,21 @@ def test_downloads_stay_in_the_cache_folder(bench):
         assert raw_get(url, path)[0] == 200, path
     status, headers, body = raw_get(url, f"/runs/{run.key}/township/{DAJIN}/{DAJIN}.pdf")
     assert status == 200 and headers["content-type"] == "application/pdf" and body.startswith(b"%PDF")
+    # field files: the what-if's candidates as GPX waypoints and KMZ placemarks
+    import xml.etree.ElementTree as ET
+    n_cand = wb.counts(run, DAJIN)["candidates"]
+    status, headers, body = raw_get(url, f"/runs/{run.key}/township/{DAJIN}/{DAJIN}_wgs84.gpx")
+    assert status == 200 and "attachment" in headers["content-disposition"]
+    wpts = ET.fromstring(body).findall("{http://www.topografix.com/GPX/1/1}wpt")
+    names = [w.findtext("{http://www.topografix.com/GPX/1/1}name") for w in wpts]
+    assert sum(INJECTION + JINJA in (n or "") for n in names) == 1
+    assert len(wpts) >= n_cand >= 1
+    status, _, body = raw_get(url, f"/runs/{run.key}/township/{DAJIN}/{DAJIN}_gcj02.kmz")
+    kml = zipfile.ZipFile(io.BytesIO(body)).read("doc.kml").decode("utf-8")
+    assert kml.count("<Placemark") == len(wpts) and "GCJ-02" in kml
+    page = page_when_done(wb, url, f"/township/{DAJIN}")
+    for ext, coords in (("kmz", "wgs84"), ("gpx", "wgs84"), ("kmz", "gcj02"), ("gpx", "gcj02")):
+        assert f'href="/runs/{run.key}/township/{DAJIN}/{DAJIN}_{coords}.{ext}"' in page
     after = {p for p in tmp.rglob("*") if "cache" not in p.relative_to(tmp).parts}
     assert after == before  # nothing written outside the cache folder
     files = [p for p in (tmp / "cache").rglob("*") if p.is_file()]
@@ -260,6 +275,33 @@ def test_serve_command_binds_loopback_and_says_so(tmp_path):
             except ConnectionRefusedError:
                 time.sleep(0.1)
         assert status == 200 and "开州区" in body.decode("utf-8")
+        # another name for the address (DNS rebinding) is refused on a loopback server
+        status, _, _ = raw_get(f"http://127.0.0.1:{port}", "/", headers={"Host": "evil.example"})
+        assert status == 400
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_district_report_and_zip_of_all_outputs(bench):
+    wb, url, _ = bench
+    run = wb.run_for({"relocation.threshold_m": 950.0})
+    wait_done(wb, run.key)
+    status, headers, body = raw_get(url, f"/runs/{run.key}/report.html")
+    assert status == 200 and "950" in body.decode("utf-8")
+    status, headers, body = raw_get(url, f"/runs/{run.key}/outputs.zip")
+    assert status == 200 and "attachment" in headers["content-disposition"]
+    z = zipfile.ZipFile(io.BytesIO(body))
+    names = set(z.namelist())
+    for need in ("report.html", "relocation/candidates.csv", "relocation/summary.json",
+                 "access/scorecard.json", "industry/projects.csv", "maps/overview.html",
+                 f"maps/townships/{DAJIN}.html", f"maps/townships/{DAJIN}.pdf", "manifest.json"):
+        assert need in names, need
+    assert "FAILED_STEPS.txt" not in names
+    import json
+    summary = json.loads(z.read("relocation/summary.json"))
+    assert summary["candidates"] == wb.counts(run)["candidates"]  # one truth: page and files
+    manifest = json.loads(z.read("manifest.json"))
+    assert "relocation.threshold_m=950" in json.dumps(manifest, ensure_ascii=False)
+    # the outputs folder used to build the ZIP is gone; the ZIP stays in the cache
+    assert not (wb.cache_path("runs", run.key, "district") / "outputs").exists()

@@ -46,7 +46,8 @@ def raw_get(base: str, path: str, *, method: str = "GET", body: bytes | None = N
     """A request with the path sent exactly as given (no client-side normalisation of /../)."""
     host = base.split("//", 1)[1]
     conn = http.client.HTTPConnection(host, timeout=120)
-    conn.putrequest(method, path, skip_accept_encoding=True)
+    conn.putrequest(method, path, skip_accept_encoding=True,
+                    skip_host=any(k.lower() == "host" for k in (headers or {})))
     for k, v in (headers or {}).items():
         conn.putheader(k, v)
     if body is not None:

@@ -33,6 +33,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Route
 
 from kaizhou_gis.errors import KaizhouGISError
+from kaizhou_gis.field import FIELD_COORDS
 from kaizhou_gis.mapassets import script_json
 from kaizhou_gis.web.workbench import TABLES, Workbench, search_townships, table_records, township_tables
 
@@ -75,7 +76,12 @@ def _fmt(v) -> str:
     return f"{int(v):,}" if isinstance(v, (int, float)) else str(v)
 
 
-def create_app(workbench: Workbench) -> Starlette:
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The application; ``allowed_hosts`` limits the Host header (serving on a loopback address
+    accepts only loopback names, so a web page elsewhere cannot reach it by DNS rebinding)."""
     env = Environment(loader=PackageLoader("kaizhou_gis.web", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     wb = workbench
@@ -229,8 +235,21 @@ def create_app(workbench: Workbench) -> Starlette:
             {"id": "html", "href": f"{base}/map.html", "filename": f"{code}.html",
              "zh": "离线地图 (HTML)", "en": "Offline map (HTML)"},
         ]
+        note = ""
+        for coords, zh, en in (("wgs84", "WGS84，GPS、奥维、Google Earth", "WGS84: GPS, Ovi, Google Earth"),
+                               ("gcj02", "GCJ-02，高德等国内底图", "GCJ-02: Gaode and other Chinese base maps")):
+            field = await run_in_threadpool(wb.township_field, run, code, coords)
+            for ext in ("kmz", "gpx"):
+                if ext in field:
+                    downloads.append({"id": f"{ext}-{coords}", "href": f"{base}/{code}_{coords}.{ext}",
+                                      "filename": f"{code}_{coords}.{ext}",
+                                      "zh": f"外业文件 {ext.upper()}（{zh}）",
+                                      "en": f"Field file {ext.upper()} ({en})"})
+            if not field:
+                note = ("本乡镇没有搬迁对象或安置点，无外业文件 (KMZ/GPX)。 "
+                        "No field files (KMZ/GPX): the township has no candidates and no sites.")
         return page("township.html", progress=None, counts=counts(run, code), failures=run.failures,
-                    tables=shown, downloads=downloads, downloads_note="", **ctx)
+                    tables=shown, downloads=downloads, downloads_note=note, **ctx)
 
     async def run_progress(request: Request) -> Response:
         run = wb.get_run(request.path_params["key"])
@@ -270,6 +289,14 @@ def create_app(workbench: Workbench) -> Starlette:
                 if name.endswith(".pdf"):
                     return file_response(paths["pdf"], "application/pdf", name)
                 return file_response(paths["png"], "image/png", name)
+            for coords in FIELD_COORDS:
+                if name in (f"{code}_{coords}.kmz", f"{code}_{coords}.gpx"):
+                    paths = await run_in_threadpool(wb.township_field, run, code, coords)
+                    ext = name.rsplit(".", 1)[1]
+                    if ext not in paths:
+                        raise HTTPException(404)
+                    return file_response(paths[ext], "application/vnd.google-earth.kmz" if ext == "kmz"
+                                         else "application/gpx+xml", name)
             if name == f"{code}_tables.xlsx":
                 path = await run_in_threadpool(wb.township_xlsx, run, code)
                 return file_response(path, "application/vnd.openxmlformats-officedocument."
@@ -333,7 +360,12 @@ def create_app(workbench: Workbench) -> Starlette:
         Route("/reload", reload, methods=["POST"]),
         Route("/static/{name}", static),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    middleware = []
+    if allowed_hosts:
+        from starlette.middleware import Middleware
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found}, middleware=middleware)
     app.state.workbench = wb
     return app
 
@@ -342,10 +374,11 @@ def serve(workbench: Workbench, host: str = "127.0.0.1", port: int = 8765, *, ec
     """Run the workbench with uvicorn until interrupted."""
     import uvicorn
 
-    app = create_app(workbench)
+    app = create_app(workbench, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"]
+                     if host in LOOPBACK else None)
     shown = f"[{host}]" if ":" in host else host
     echo(f"kaizhou-gis serve: open http://{shown}:{port}/ in a browser (Ctrl+C stops it).")
-    if host in ("127.0.0.1", "localhost", "::1"):
+    if host in LOOPBACK:
         echo(f"  listening on {host} only: 仅本机可访问, only this computer can open it "
              f"(--host 0.0.0.0 shares it on the office network).")
     else:

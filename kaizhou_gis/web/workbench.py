@@ -522,6 +522,27 @@ class Workbench:
                     _write_atomic(p, sheet[fmt])
         return want
 
+    def township_field(self, run: Run, code: str, coords: str = "wgs84") -> dict[str, Path]:
+        """The township's field files for relocation teams (:func:`kaizhou_gis.field.field_files`):
+        ``{"kmz": path, "gpx": path}``, or {} when it has no candidates and no sites."""
+        from kaizhou_gis.field import FIELD_COORDS, field_files
+        code = self._check_code(code)
+        if coords not in FIELD_COORDS:
+            raise OptionError(f"coordinates {coords!r}: use one of {', '.join(FIELD_COORDS)}")
+        reloc = run.ctx.results.get("relocation") if run.ctx is not None else None
+        if reloc is None:
+            return {}
+        d = self._run_dir(run, "townships", code)
+        want = {ext: d / f"{code}_{coords}.{ext}" for ext in ("kmz", "gpx")}
+        with self._artifact_lock(run, f"{code}/field_{coords}"):
+            if not all(p.exists() for p in want.values()):
+                files = field_files(self._context_for(run, code), reloc.data, coords=coords, codes=[code])
+                if not files:
+                    return {}
+                for ext, p in want.items():
+                    _write_atomic(p, files[f"field/{code}_{coords}.{ext}"])
+        return want
+
     def overview_map(self, run: Run) -> Path:
         """The district overview map (offline HTML), built once per run."""
         from kaizhou_gis import maps
