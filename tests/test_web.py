@@ -36,13 +36,25 @@ def probe_layers(folder: Path) -> Path:
     return write_layerset(folder, f)
 
 
+def fast_plan(path: Path) -> Path:
+    """The shipped plan with coarser print sheets (60 dpi instead of 300/200) and district
+    hillshade, so the PDF/PNG/ZIP tests are quick; no analysis setting changes."""
+    text = default_plan_path().read_text(encoding="utf-8")
+    text = re.sub(r"print_hillshade_dpi = \{ value = \d+", "print_hillshade_dpi = { value = 60", text)
+    text = re.sub(r"png_dpi = \{ value = \d+", "png_dpi = { value = 60", text)
+    text = re.sub(r"hillshade_district_px = \{ value = \d+", "hillshade_district_px = { value = 300", text)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web")
     layers = probe_layers(tmp / "layers")
     plan = tmp / "plan.toml"
-    plan.write_text(default_plan_path().read_text(encoding="utf-8"), encoding="utf-8")
+    fast_plan(plan)
     wb = Workbench(layers, plan, cache_dir=tmp / "cache")
+    assert wb.plan["maps.print_hillshade_dpi"] == 60
     assert wb.error is None, wb.error
     wait_done(wb)
     with running(wb) as url:

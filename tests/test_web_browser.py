@@ -22,7 +22,7 @@ import pytest
 from kaizhou_gis.web.workbench import Workbench
 
 from test_maps import HAVE_SHIPPED, SHIPPED  # noqa: E402  (tests/ is on sys.path)
-from test_web import INJECTION, JINJA, probe_layers
+from test_web import INJECTION, JINJA, fast_plan, probe_layers
 from webserver import running, wait_done
 
 CHROMIUM = "/usr/bin/chromium"
@@ -51,7 +51,7 @@ def shipped_server(tmp_path_factory):
     if not HAVE_SHIPPED:
         pytest.skip("shipped layers not built yet")
     tmp = tmp_path_factory.mktemp("webshipped")
-    wb = Workbench(SHIPPED, None, cache_dir=tmp / "cache")
+    wb = Workbench(SHIPPED, fast_plan(tmp / "plan.toml"), cache_dir=tmp / "cache")
     assert wb.error is None, wb.error
     with running(wb) as url:
         wait_done(wb)
