@@ -96,6 +96,18 @@ def _echo_status(status: dict) -> None:
 
 def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, header,
          options=None, overrides=None, title="kaizhou-gis run"):
+    from kaizhou_gis import outputs
+
+    # --out is checked and locked before any work: a file, a read-only folder or another run
+    # writing into it is exit 2 at once, not after the analysis
+    with outputs.output_folder(out_dir):
+        return _run_locked(steps, layers_path=layers_path, plan_path=plan_path, crs=crs,
+                           encoding=encoding, coords=coords, out_dir=out_dir, header=header,
+                           options=options, overrides=overrides, title=title)
+
+
+def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, header,
+                options=None, overrides=None, title="kaizhou-gis run"):
     from kaizhou_gis.pipeline import Context, resolve_township, run_steps
 
     t0 = time.perf_counter()
@@ -180,18 +192,20 @@ _field_coords = click.option(
 @handle_errors
 def run(layers_path, plan_path, crs, encoding, coords, out_dir, header, field_coords):
     """The main job: validate, then every analysis, the maps and the report."""
+    from kaizhou_gis import outputs
     from kaizhou_gis.layers import check_layers
     from kaizhou_gis.pipeline import available_steps
     from kaizhou_gis.plan import load_plan
 
-    plan = load_plan(plan_path)
-    report = check_layers(layers_path, plan=plan, crs=crs, encoding=encoding, coords=coords)
-    click.echo(report.format())
-    if not report.ok:
-        _fail(report.problem_text())
-    _run(available_steps(), layers_path=layers_path, plan_path=plan_path, crs=crs,
-         encoding=encoding, coords=coords, out_dir=out_dir, header=header,
-         options={"field_coords": field_coords})
+    with outputs.output_folder(out_dir):
+        plan = load_plan(plan_path)
+        report = check_layers(layers_path, plan=plan, crs=crs, encoding=encoding, coords=coords)
+        click.echo(report.format())
+        if not report.ok:
+            _fail(report.problem_text())
+        _run(available_steps(), layers_path=layers_path, plan_path=plan_path, crs=crs,
+             encoding=encoding, coords=coords, out_dir=out_dir, header=header,
+             options={"field_coords": field_coords})
 
 
 def _step_command(name: str, help_text: str, extra=()):

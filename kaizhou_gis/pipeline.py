@@ -182,13 +182,23 @@ def run_steps(ctx: Context, names: list[str], out_dir: str | Path, *,
     with a message naming it). Files are written atomically, so each file of ``out_dir`` is either
     the complete new one or the complete old one. Each step that wrote its files is recorded in
     ``out_dir/manifest.json`` (:mod:`kaizhou_gis.manifest`): command, time, scope, inputs and
-    the files with their hashes; the command goes into the manifest's history.
+    the files with their hashes; the command goes into the manifest's history. ``out_dir`` is
+    locked for the run (a second run into it is refused) and a killed earlier run's temporary
+    files are removed first.
     """
     from kaizhou_gis import manifest, outputs
 
     command = command or manifest.command_line()
 
-    outputs.clean_stale_temp(out_dir)
+    with outputs.output_folder(out_dir):
+        return _run_steps(ctx, names, out_dir, on_start=on_start, on_done=on_done,
+                          track_memory=track_memory, command=command)
+
+
+def _run_steps(ctx, names, out_dir, *, on_start, on_done, track_memory,
+               command) -> list[StepOutcome]:
+    from kaizhou_gis import manifest, outputs
+
     status = ctx.data_status
     outcomes = []
     titles = {n: t for n, _, t in STEPS}

@@ -236,7 +236,12 @@ def test_killed_run_leaves_no_partial_file(tmp_path, mode, plan, fake_steps):
     assert visible == ["alpha/README.txt", "alpha/table.csv", "manifest.json", "slow/big.md"]
     assert list(json.loads((out / "manifest.json").read_text(encoding="utf-8"))["steps"]) == ["alpha"]
     if mode == "system_temp":
-        assert _temp_files(out) == [] and partial.parent == sys_tmp / "kaizhou-gis"
+        # the partial file is in the dead run's scratch folder, outside --out; the next run
+        # removes that folder whatever its age (its owner's lock died with it)
+        assert _temp_files(out) == [] and partial.parent.parent == sys_tmp / "kaizhou-gis"
+        subprocess.run([sys.executable, "-c", "from kaizhou_gis import outputs; "
+                        f"outputs.clean_stale_temp({str(out)!r})"], env=env, check=True)
+        assert not partial.exists() and not partial.parent.exists()
     else:
         # SIGKILL allows no clean-up: the hidden partial temp is beside the target until the
         # next run, which removes it before writing anything
