@@ -95,7 +95,7 @@ def _echo_status(status: dict) -> None:
 
 
 def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, header,
-         options=None, overrides=None, title="kaizhou-gis run"):
+         options=None, overrides=None, title="kaizhou-gis run", show_notes=True):
     from kaizhou_gis import outputs
 
     # --out is checked and locked before any work: a file, a read-only folder or another run
@@ -103,11 +103,12 @@ def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, heade
     with outputs.output_folder(out_dir):
         return _run_locked(steps, layers_path=layers_path, plan_path=plan_path, crs=crs,
                            encoding=encoding, coords=coords, out_dir=out_dir, header=header,
-                           options=options, overrides=overrides, title=title)
+                           options=options, overrides=overrides, title=title,
+                           show_notes=show_notes)
 
 
 def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, header,
-                options=None, overrides=None, title="kaizhou-gis run"):
+                options=None, overrides=None, title="kaizhou-gis run", show_notes=True):
     from kaizhou_gis.pipeline import Context, resolve_township, run_steps
 
     t0 = time.perf_counter()
@@ -118,6 +119,10 @@ def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir
     opts["header"] = header
     ctx = Context(layers=layers, plan=plan, options=opts, overrides=dict(overrides or {}))
     click.echo(f"  layers: {layers.source}  plan: {plan.path}")
+    if show_notes and layers.notes:  # `run` printed them with the layer table already
+        click.echo(f"  notes on the layers ({len(layers.notes)}):")
+        for note in layers.notes:
+            click.secho(f"    - {note}", fg="yellow" if note.startswith("warning") else None)
     _echo_status(ctx.data_status)
     n = len(steps)
     counter = {"i": 0}
@@ -205,7 +210,7 @@ def run(layers_path, plan_path, crs, encoding, coords, out_dir, header, field_co
             _fail(report.problem_text())
         _run(available_steps(), layers_path=layers_path, plan_path=plan_path, crs=crs,
              encoding=encoding, coords=coords, out_dir=out_dir, header=header,
-             options={"field_coords": field_coords})
+             options={"field_coords": field_coords}, show_notes=False)
 
 
 def _step_command(name: str, help_text: str, extra=()):
@@ -215,6 +220,8 @@ def _step_command(name: str, help_text: str, extra=()):
                               "console.tianditu.gov.cn); or use --basemap offline, osm or gaode.")
         overrides = {}
         if kw.get("threshold_m") is not None:
+            from kaizhou_gis.checks import option_number
+            option_number("--threshold-m", kw["threshold_m"])
             overrides["relocation.threshold_m"] = float(kw.pop("threshold_m"))
         kw.pop("threshold_m", None)
         _run([name], layers_path=layers_path, plan_path=plan_path, crs=crs, encoding=encoding,

@@ -44,6 +44,7 @@ import rasterio
 import shapely
 from pyproj import CRS, Transformer
 
+from kaizhou_gis import checks
 from kaizhou_gis.errors import LayerError, format_ids
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ class Layers:
     dem_crs: str | None = None
     #: DEM tiles mosaicked on the fly (then ``dem_path`` is their folder or first tile).
     dem_tiles: tuple[str, ...] = ()
+    #: Void value (e.g. -32768) of a DEM that tags no nodata; :meth:`open_dem` reports it as nodata.
+    dem_nodata: float | None = None
     #: Layer metadata ({layer: {key: value}}): GeoPackage/GDAL layer metadata, GeoTIFF tags of the
     #: DEM. :mod:`kaizhou_gis.provenance` reads ``source``/``synthetic`` items from it.
     metadata: dict[str, dict] = field(default_factory=dict)
@@ -148,10 +151,13 @@ class Layers:
     def open_dem(self) -> Iterator[rasterio.io.DatasetReader]:
         """Open the DEM for reading (windowed reads; nothing is loaded until asked)."""
         with open_raster(self.dem_path, self.dem_tiles) as ds:
-            if self.dem_crs is not None and ds.crs is None:
+            void = self.dem_nodata if ds.nodata is None else None
+            if (self.dem_crs is not None and ds.crs is None) or void is not None:
                 from rasterio.vrt import WarpedVRT
-                with WarpedVRT(ds, src_crs=self.dem_crs, crs=self.dem_crs,
-                               transform=ds.transform, width=ds.width, height=ds.height) as vrt:
+                dem_crs = ds.crs if ds.crs is not None else self.dem_crs
+                extra = {"src_nodata": void, "nodata": void} if void is not None else {}
+                with WarpedVRT(ds, src_crs=dem_crs, crs=dem_crs, transform=ds.transform,
+                               width=ds.width, height=ds.height, **extra) as vrt:
                     yield vrt
             else:
                 yield ds
@@ -934,6 +940,12 @@ def _check_columns(name: str, gdf: gpd.GeoDataFrame, plan, problems: list[str],
             out[col.name] = vals
         elif col.kind in ("int", "float"):
             num, missing, bad = _to_number(s)
+            infinite = np.isinf(num.to_numpy())
+            if infinite.any():
+                problems.append(f"{name}.{col.name}: infinite value (inf) in {infinite.sum()} "
+                                f"row(s) ({format_ids(_ids(out, infinite, id_col))}); write the "
+                                f"real number.")
+                num = num.where(~infinite, np.nan)
             if bad.any():
                 problems.append(f"{name}.{col.name}: not a number in {bad.sum()} row(s) "
                                 f"({format_ids(_ids(out, bad, id_col))}: "
@@ -952,7 +964,8 @@ def _check_columns(name: str, gdf: gpd.GeoDataFrame, plan, problems: list[str],
                 if frac.any():
                     notes.append(f"{name}.{col.name}: {frac.sum()} non-integer count(s) rounded "
                                  f"({format_ids(_ids(out, frac, id_col))}).")
-                if not (bad.any() or missing.any() or neg.any()):
+                if not (bad.any() or missing.any() or neg.any() or infinite.any()
+                        or (num.abs() > 1e15).any()):
                     out[col.name] = np.round(num).astype("int64")
                 else:
                     out[col.name] = num
@@ -1324,7 +1337,8 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
         except Exception as e:  # a file this module did not foresee: report it, never a traceback
             log.debug("reading %s failed", name, exc_info=True)
             problems.append(f"{name}: cannot use {src.describe()} ({type(e).__name__}: {e}); "
-                            f"check the file against the layer contract (see DESIGN.md).")
+                            f"check the file against the layer contract (README.md, "
+                            f"'Layer contract').")
             gdf = None
         if gdf is not None:
             loaded[name] = gdf
@@ -1339,12 +1353,20 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
         try:
             dem_info = _check_dem(dem_src, path, crs=crs, problems=problems, notes=notes,
                                   row=dem_row)
+        except rasterio.errors.RasterioIOError as e:  # opened, but its data cannot be read
+            log.debug("checking the DEM failed", exc_info=True)
+            problems.append(checks.dem_read_problem(dem_src.describe() if dem_src else str(path), e))
+            dem_info = {"path": None}
         except Exception as e:  # rasterio errors on odd rasters
             log.debug("checking the DEM failed", exc_info=True)
             problems.append(f"dem: cannot use {dem_src.describe() if dem_src else path} "
                             f"({type(e).__name__}: {e}); give a single-band elevation raster.")
             dem_info = {"path": None}
     _cross_checks(loaded, dem_info, plan, problems, notes)
+    checks.dem_point_problems(loaded, dem_info, plan, problems, notes)
+    checks.count_problems(loaded, plan, problems, notes)
+    checks.encoding_problems(loaded, plan, problems, encoding=encoding,
+                             layer_encodings={n: s.encoding for n, s in sources.items()})
     # count problems per layer by their "layer." / "layer:" prefix
     for row in report_rows + [dem_row]:
         row["problems"] = sum(1 for p in problems if re.match(rf"^{row['layer']}[.:\s]", p))
@@ -1360,7 +1382,8 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
             dem_path=str(dem_info["path"]), sites=loaded.get("sites"),
             source=description, attribution=_attribution(folder), notes=list(notes),
             dem_crs=dem_info.get("assigned_crs"), metadata=metadata,
-            dem_tiles=tuple(str(t) for t in dem_info.get("tiles", ())))
+            dem_tiles=tuple(str(t) for t in dem_info.get("tiles", ())),
+            dem_nodata=dem_info.get("void_value"))
     for n in notes:
         log.info("%s", n)
     return LayerReport(ok=ok, layers=layers, rows=report_rows, problems=problems, notes=notes,
@@ -1486,11 +1509,24 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
             notes.append(f"{name}: no CRS in the file; using {given}.")
     elif layer_crs is not None:
         raw = raw.set_crs(layer_crs, allow_override=True)
+    nonfinite = checks.nonfinite_rows(raw)
+    if nonfinite.any():
+        ids = _ids(_apply_aliases(raw, name, aliases, []), nonfinite, SCHEMA[name][1])
+        problems.append(f"{name}.geometry: coordinates that are not numbers (NaN or infinite) in "
+                        f"{nonfinite.sum()} row(s) ({format_ids(ids)}); give those features real "
+                        f"coordinates (an empty lon/lat cell becomes NaN) or remove them.")
+        return None
     if raw.crs is not None and raw.crs.is_geographic and len(raw):
         gb = shapely.bounds(raw.geometry.values)  # NaN rows for missing/empty geometries
         with np.errstate(invalid="ignore"):
             off = (gb[:, 0] < -180) | (gb[:, 2] > 180) | (gb[:, 1] < -90) | (gb[:, 3] > 90)
         has = ~np.isnan(gb).any(axis=1)
+        if off.any() and checks.swapped_lonlat(gb[off & has]):
+            ids = _ids(_apply_aliases(raw, name, aliases, []), off, SCHEMA[name][1]) \
+                if not off[has].all() else None
+            problems.append(checks.swapped_message(name, gb[off & has], ids))
+            row["crs"] = _crs_label(raw.crs)
+            return None
         if off.any() and off[has].all():
             b = (np.nanmin(gb[:, 0]), np.nanmin(gb[:, 1]), np.nanmax(gb[:, 2]), np.nanmax(gb[:, 3]))
             extent = f"x {b[0]:.6g} .. {b[2]:.6g}, y {b[1]:.6g} .. {b[3]:.6g}"
@@ -1633,10 +1669,17 @@ def _check_dem(src: _Source | None, path: Path, *, crs, problems, notes, row) ->
             info["bounds"] = (b.left, b.bottom, b.right, b.top)
             t = _transformer(dem_crs, "EPSG:4326", always_xy=True)
             row["bounds"] = tuple(float(x) for x in t.transform_bounds(*info["bounds"]))
+        # every cell readable (a truncated file fails here), untagged voids, impossible values
+        inspected = checks.inspect_dem(ds, src.describe(), problems, notes)
+        if not inspected:
+            return {"path": None}
+        info.update(inspected)
         # all-nodata check on a decimated read (cheap for any size)
         h = min(ds.height, 512)
         w = min(ds.width, 512)
         band = ds.read(1, out_shape=(h, w), masked=True)
+        if info.get("void_value") is not None:
+            band = np.ma.masked_equal(band, info["void_value"])
         if band.mask.all() if np.ndim(band.mask) else bool(band.mask):
             problems.append(f"dem: {src.describe()} holds only nodata ({ds.nodata}); give a DEM "
                             f"with elevations.")
@@ -1644,12 +1687,13 @@ def _check_dem(src: _Source | None, path: Path, *, crs, problems, notes, row) ->
     return info
 
 
-def _dem_band(path, tiles=()) -> tuple[np.ma.MaskedArray | None, Any]:
-    """The whole DEM band (masked at nodata) when it is small enough to hold, else None."""
+def _dem_band(path, tiles=(), void=None) -> tuple[np.ma.MaskedArray | None, Any]:
+    """The whole DEM band (masked at nodata and at ``void``) when small enough to hold, else None."""
     with open_raster(path, tiles) as ds:
         if ds.width * ds.height > MAX_DEM_CELLS_IN_MEMORY:
             return None, ds.transform
-        return ds.read(1, masked=True), ds.transform
+        band = ds.read(1, masked=True)
+        return (band if void is None else np.ma.masked_equal(band, void)), ds.transform
 
 
 def _cross_checks(layers: dict[str, gpd.GeoDataFrame], dem: dict, plan, problems: list[str],
@@ -1726,7 +1770,7 @@ def _cross_checks(layers: dict[str, gpd.GeoDataFrame], dem: dict, plan, problems
                                     f"check their coordinates and CRS.")
     if dem.get("bounds") is not None and dem.get("crs") is not None:
         x0, y0, x1, y1 = dem["bounds"]
-        band, dem_transform = _dem_band(dem["path"], dem.get("tiles", ()))
+        band, dem_transform = _dem_band(dem["path"], dem.get("tiles", ()), dem.get("void_value"))
         for name, id_col in points:
             g = layers.get(name)
             if g is None or g.crs is None or g.empty:

@@ -257,6 +257,9 @@ def _check_adjustable(leaf: dict, where: str, problems: list[str], *, value_in_r
 
 def _check_values(plan: Plan, problems: list[str]) -> None:
     """Range checks that the types alone do not catch."""
+    from kaizhou_gis.checks import plan_value_problems
+
+    problems.extend(plan_value_problems(plan._flat))
     for key, leaf in plan._flat.items():
         v = leaf["value"]
         vals = v.values() if isinstance(v, dict) else [v]

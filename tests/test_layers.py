@@ -212,7 +212,9 @@ def test_srtm_hgt_loads_as_dem(tmp_path, plan):
     folder = write_layerset(tmp_path, dem=False)
     n = 1201
     lon = 108.0 + np.arange(n) / (n - 1)
-    grid = np.repeat(np.round(dem_elevation(lon))[None, :], n, axis=0).astype(">i2")
+    # the linear test DEM would go down to -900 m at 108.0E, which no ground on Earth does
+    # (checks.EARTH_MIN_M); keep the tile's west end at sea level
+    grid = np.repeat(np.maximum(np.round(dem_elevation(lon)), 0)[None, :], n, axis=0).astype(">i2")
     grid[0, 0] = -32768  # a void
     (folder / "N31E108.hgt").write_bytes(grid.tobytes())
     layers = load_layers(folder, plan=plan)
