@@ -38,6 +38,7 @@ import pandas as pd
 import shapely
 from scipy.sparse.csgraph import dijkstra
 
+from kaizhou_gis import leftout
 from kaizhou_gis.errors import LayerError, format_ids
 from kaizhou_gis.network import (DemGrid, RoadNetwork, build_network, dangles_frame, joins_frame,
                                 network_settings)
@@ -646,7 +647,10 @@ def run(ctx: "Context") -> "StepResult":
     if len(plan_out.unresolved):
         headline.append(f"{len(plan_out.unresolved)} village(s)/settlement(s) without a feasible work "
                         f"(see scorecard.json 'unresolved')")
-    summary = {"headline": headline, "before": {k: b[k] for k in b if k != "per_township"},
+    left_out = leftout.access(vt, st)
+    headline += [f"left out: {x}" for x in leftout.access_lines(left_out, p["reach_distance_m"])]
+    summary = {"headline": headline, "left_out": left_out,
+               "before": {k: b[k] for k in b if k != "per_township"},
                "after": {k: a[k] for k in a if k != "per_township"}, "works": totals,
                "network": before.net.report}
     data = {"villages": vt, "settlements": st, "edges": before.net.edges, "works": works,

@@ -63,6 +63,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from kaizhou_gis import leftout
 from kaizhou_gis.errors import KaizhouGISError, LayerError, PlanError, StepError, format_ids
 from kaizhou_gis.pipeline import Context, StepResult
 from kaizhou_gis.plan import Plan
@@ -1478,6 +1479,8 @@ def run(ctx: Context) -> StepResult:
         f"{summary['assignment']['max_distance_km'] or 0:g} km straight line), {unassigned_hh:,} unplaced",
         f"remoteness: {access_note}",
     ]
+    summary["left_out"] = leftout.relocation(full, unassigned)
+    headline += [f"left out: {x}" for x in leftout.relocation_lines(summary["left_out"])]
     summary["headline"] = headline
     files = {
         "relocation/settlements.gpkg": full,

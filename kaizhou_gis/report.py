@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kaizhou_gis import leftout
 from kaizhou_gis.errors import KaizhouGISError, PlanError
 from kaizhou_gis.industry import host_township_codes
 from kaizhou_gis.pipeline import Context, StepResult
@@ -366,6 +367,7 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
         out["notes"] = [str(n) for n in notes]
     if "status" in s:
         out["by_status"] = {str(k): int(v) for k, v in s["status"].astype(str).value_counts().items()}
+    out["left_out"] = leftout.relocation(s, _scoped_unassigned(res.data.get("unassigned"), s))
     flags = {}
     for c in ("above_threshold", "steep_terrain", "deep_valley", "remote", "in_poverty_village"):
         if c in s:
@@ -421,6 +423,13 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
     return out
 
 
+def _scoped_unassigned(un, s: pd.DataFrame) -> pd.DataFrame:
+    u = pd.DataFrame(un) if un is not None else pd.DataFrame()
+    if "settlement_id" in s and "settlement_id" in u:
+        u = u[u["settlement_id"].astype(str).isin(set(s["settlement_id"].astype(str)))]
+    return u
+
+
 def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> dict:
     """Road scorecard before/after the proposed works, works by type, cost curve."""
     acc = plan.section("access")
@@ -460,6 +469,9 @@ def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> d
             r.update(before_pct=b, after_pct=a,
                      meets_target_after=(a >= r["target_pct"] - 1e-9) if a is not None else None)
     out["scorecard"] = rows
+    out["left_out"] = leftout.access(frames.scoped_villages(res.data["villages"]),
+                                     frames.scoped_settlements(res.data["settlements"]))
+    out["reach_distance_m"] = acc["reach_distance_m"]
     works = res.data.get("works")
     if works is not None and len(works):
         w = _works_in_scope(works, frames)
@@ -1018,6 +1030,7 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
                 extra.append(f"{n} × {reason if len(reason) <= 90 else reason[:87] + '...'}")
         if rel.get("candidate_flags"):
             extra.append("candidate reasons / 候选原因: " + _txt(rel["candidate_flags"]))
+        extra += [f"left out / 未纳入分析: {x}" for x in leftout.relocation_lines(rel["left_out"])]
         extra += rel.get("notes", [])
         if extra:
             out.append(("", "text", extra))
@@ -1048,7 +1061,9 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
                                  f"roads by 2020, {acc['plan_poverty_village_roads_km']:,.0f} km "
                                  f"poverty-village roads"]
                     + ([f"villages not 通畅 before, by reason: {_txt(acc['village_reasons'])}"]
-                       if acc.get("village_reasons") else [])))
+                       if acc.get("village_reasons") else [])
+                    + [f"left out / 未纳入分析: {x}" for x in
+                       leftout.access_lines(acc["left_out"], acc["reach_distance_m"])]))
         if acc.get("cost_curve"):
             out.append(("", "chart", ["cost_curve", "投资-通畅率曲线 / cost curve: access "
                                                     "shares as works are added, cheapest first"]))

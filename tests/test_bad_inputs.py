@@ -333,3 +333,29 @@ def test_bad_input(case: Case, tmp_path):
         assert tables, output
         if case.check:
             case.check(out, output)
+
+
+def test_summaries_say_what_was_left_out(tmp_path):
+    """Settlements without elevation and points beyond reach: counted in the console summary and
+    in the report (the same figures), with the file that lists them."""
+    folder = layerset.write_layerset(tmp_path / "layers")  # S1, S4, S5, S6: 611-1462 m from roads
+    _dem_values(_voids_east(-32768), nodata=None)(folder)  # S5, S6 on untagged voids
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["run", "--layers", str(folder), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    st = pd.read_csv(out / "access/settlements.csv", encoding="utf-8-sig", dtype=str)
+    far = st.loc[st["reason"].str.startswith("no road within", na=False), "settlement_id"].tolist()
+    assert far == ["S1", "S4", "S5", "S6"]
+    rel = _elevations(out)
+    assert sorted(rel.index[rel["status"] == "no_elevation"]) == ["S5", "S6"]
+    line_rel = ("2 settlement(s) without elevation (outside the DEM or on its nodata), never "
+                "candidates: status no_elevation in relocation/settlements.gpkg")
+    line_acc = ("0 village(s) and 4 settlement(s) beyond reach (no road within 500 m): reason in "
+                "access/villages.csv and access/settlements.csv")
+    assert f"left out: {line_rel}" in res.output and f"left out: {line_acc}" in res.output
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert f"left out / 未纳入分析: {line_rel}" in md and f"left out / 未纳入分析: {line_acc}" in md
+    import json
+    rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert rep["relocation"]["left_out"]["no_elevation"] == 2
+    assert rep["access"]["left_out"]["settlements_beyond_reach"] == 4
