@@ -214,7 +214,12 @@ def test_rollups_and_summary(layers):
     assert pc["share_above_threshold_pct"]["layer"] == pytest.approx(100 * 2 / 5, abs=0.05)
     assert any("registered poor" in n for n in pc["notes"])
     assert res.summary["parameters"]["relocation.threshold_m"]["value"] == 800.0
-    assert len(res.summary["headline"]) == 4
+    # four lines, and a fifth saying what was left out: this layer set has settlements off the DEM
+    assert len(res.summary["headline"]) == 5
+    lo = res.summary["left_out"]
+    assert lo["no_elevation"] == int((res.data["settlements"]["status"] == "no_elevation").sum()) > 0
+    assert res.summary["headline"][4].startswith(f"left out: {lo['no_elevation']} settlement(s) "
+                                                 f"without elevation")
 
 
 def test_sites_vetoes_and_assignment_on_layers(layers):
