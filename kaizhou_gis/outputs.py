@@ -330,6 +330,9 @@ FORMULA_NOTE_EN = ("Text cells that start with =, +, -, @, a tab or a carriage r
 
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
+#: The row of the 说明/About sheet (and the lines of a CSV folder's README.txt) with that note.
+FORMULA_ABOUT_ROW = ("spreadsheet safety / 防公式注入", FORMULA_NOTE_ZH, FORMULA_NOTE_EN)
+
 
 def cell_safe(value: Any) -> Any:
     """``value`` made safe for a spreadsheet cell: text that could start a formula gets a ``'``.
@@ -650,7 +653,8 @@ def with_status(relpath: str, obj: Any, status: dict | None) -> Any:
     if ext == ".xlsx":
         sheets = dict(obj) if isinstance(obj, dict) else {"data": obj}
         if not any(str(k).startswith(ABOUT_SHEET) for k in sheets):
-            sheets[ABOUT_SHEET] = provenance.about_table(status, title=relpath)
+            sheets[ABOUT_SHEET] = provenance.about_table(status, title=relpath,
+                                                         extra=[FORMULA_ABOUT_ROW])
         return sheets
     return obj
 
@@ -677,8 +681,9 @@ def write_products(out_dir: str | Path, files: dict[str, Any], *, header: str = 
         folders = sorted({p.parent for p in written if p.suffix.lower() == ".csv"})
         for folder in folders:
             csvs = sorted(p.name for p in folder.glob("*.csv"))
-            written.append(write_text(provenance.readme_text(status, csvs, title=f"kaizhou-gis: {folder.name}/"),
-                                      folder / "README.txt"))
+            text = provenance.readme_text(status, csvs, title=f"kaizhou-gis: {folder.name}/")
+            text += f"\n{FORMULA_NOTE_ZH}\n{FORMULA_NOTE_EN}\n"
+            written.append(write_text(text, folder / "README.txt"))
     return written
 
 

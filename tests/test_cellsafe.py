@@ -115,6 +115,12 @@ def test_no_cell_of_a_whole_run_can_start_a_formula(tmp_path):
     bad, cells = scan_tables(out)
     assert cells > 1000
     assert bad == []
+    # every workbook's About sheet and every CSV folder's README.txt say why cells may start with '
+    for p in out.rglob("*.xlsx"):
+        about = openpyxl.load_workbook(p)[outputs.ABOUT_SHEET]
+        assert outputs.FORMULA_NOTE_EN in [c.value for row in about.iter_rows() for c in row], p
+    for p in {q.parent for q in out.rglob("*.csv")}:
+        assert outputs.FORMULA_NOTE_ZH in (p / "README.txt").read_text(encoding="utf-8"), p
     # the names are kept, only prefixed
     settlements = pd.read_csv(out / "access/settlements.csv", encoding="utf-8-sig", dtype=str)
     name_col = next(c for c in settlements.columns if c.startswith("name"))
