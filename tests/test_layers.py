@@ -236,7 +236,8 @@ def test_two_adjacent_hgt_tiles_are_mosaicked(tmp_path, plan):
     folder = write_layerset(tmp_path, frames, dem=False)
     n = 1201
     lon = 108.0 + np.arange(n) / (n - 1)
-    north = np.repeat(np.round(dem_elevation(lon))[None, :], n, axis=0).astype(">i2")
+    # (the linear test DEM is kept at or above sea level west of 108.225E, as real ground is)
+    north = np.repeat(np.maximum(np.round(dem_elevation(lon)), 0)[None, :], n, axis=0).astype(">i2")
     north[-1, :] = 500  # the shared edge row (31N) holds the same values in both tiles
     (folder / "N31E108.hgt").write_bytes(north.tobytes())
     (folder / "N30E108.hgt").write_bytes(np.full((n, n), 500, dtype=">i2").tobytes())
