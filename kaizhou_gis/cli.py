@@ -293,8 +293,10 @@ def serve(layers_path, plan_path, crs, encoding, coords, host, port, cache_dir):
 @handle_errors
 def demo_layers(out_dir, seed, scale):
     """Rebuild the shipped Kaizhou default layers (real sources + labelled synthesized parts)."""
+    from kaizhou_gis import outputs
     from kaizhou_gis.demo import build_demo_layers
 
+    outputs.check_out_dir(out_dir)  # a file or a read-only folder: exit 2 before building
     t0 = time.perf_counter()
     paths = build_demo_layers(out_dir, seed=seed, scale=scale)
     click.echo(f"Built in {time.perf_counter() - t0:.1f} s:")

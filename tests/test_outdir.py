@@ -234,3 +234,10 @@ def test_write_into_another_filesystem_is_complete(tmp_path):
         assert oct((base / "t.csv").stat().st_mode & 0o777) == oct(0o666 & ~outputs._UMASK)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_demo_layers_out_that_is_a_file_exits_2_at_once(tmp_path):
+    f = tmp_path / "layers"
+    f.write_text("x", encoding="utf-8")
+    res = CliRunner().invoke(main, ["demo-layers", "--out", str(f)])
+    assert res.exit_code == 2 and f"--out {f}: is a file, not a folder" in res.output, res.output
