@@ -40,7 +40,7 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fff
 _MOJIBAKE = re.compile(r"[\u0080-\u024f\u02c0-\u02df\u2013-\u2030\u2039\u203a\u20ac\u2122\ufffd]")
 _NAME_LAYERS = {"townships": "township_code", "township_seats": "township_code",
                 "villages": "village_code", "settlements": "settlement_id", "sites": "site_id",
-                "boundary": "code"}
+                "boundary": "code", "roads": "road_id"}
 
 
 # --------------------------------------------------------------------------------------------
