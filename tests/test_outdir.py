@@ -241,3 +241,36 @@ def test_demo_layers_out_that_is_a_file_exits_2_at_once(tmp_path):
     f.write_text("x", encoding="utf-8")
     res = CliRunner().invoke(main, ["demo-layers", "--out", str(f)])
     assert res.exit_code == 2 and f"--out {f}: is a file, not a folder" in res.output, res.output
+
+
+def test_kill_9_of_a_real_run_into_another_filesystem_leaves_no_temp_file(tmp_path, layers_dir):
+    """A real `relocation` run into a tmpfs, killed as soon as it has started writing its files:
+    whatever it was writing at that moment, --out holds only complete files and the lock."""
+    base = _other_filesystem_out()
+    if base is None:
+        pytest.skip("no tmpfs (/dev/shm) on another filesystem than the system temp folder")
+    try:
+        out = base / "out"
+        env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=str(ROOT))
+        proc = subprocess.Popen([sys.executable, "-m", "kaizhou_gis", "relocation", "--layers",
+                                 str(layers_dir), "--out", str(out)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        first = out / "relocation" / "settlements.gpkg"
+        try:
+            deadline = time.monotonic() + 300
+            while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert first.exists(), "the run never wrote its first file"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
+        files = _all_files(out)
+        assert [f for f in files if ".tmp" in f or (Path(f).name.startswith(".")
+                                                    and f != ".kaizhou-gis.lock")] == []
+        written = [f for f in files if f.startswith("relocation/")]
+        assert "relocation/settlements.gpkg" in written
+        import pyogrio
+        assert len(pyogrio.read_dataframe(out / "relocation/settlements.gpkg")) == 6  # complete
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
