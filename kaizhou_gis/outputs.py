@@ -263,12 +263,15 @@ def output_folder(out_dir: str | Path, *, option: str = "--out") -> Iterator[Pat
     fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         other = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
         os.close(fd)
         raise OptionError(f"{option} {out}: another kaizhou-gis run (process {other}) is writing "
                           f"into this folder; wait for it to finish or choose another {option} "
                           f"folder.") from None
+    except OSError as e:  # a filesystem without locks (some network shares): go on unlocked
+        log.warning("%s %s: cannot lock the folder (%s); make sure no other run writes into it.",
+                    option, out, e.strerror or e)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -296,9 +299,11 @@ def clean_stale_temp(out_dir: str | Path) -> list[Path]:
             fd = os.open(out_dir / LOCK_NAME, os.O_RDWR)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # another live run writes here: its temps are not stale
+            except BlockingIOError:  # another live run writes here: its temps are not stale
                 os.close(fd)
                 return removed
+            except OSError:  # no locks on this filesystem: clean as before
+                pass
         try:
             for p in out_dir.rglob(_TEMP_GLOB):
                 if p.is_file():
