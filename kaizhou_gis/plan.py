@@ -234,6 +234,10 @@ def _check_adjustable(leaf: dict, where: str, problems: list[str], *, value_in_r
     def num(x: Any) -> bool:
         return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
+    if isinstance(v, float) and not math.isfinite(v):  # NaN/inf: the value is wrong, not 'adjustable'
+        from kaizhou_gis.checks import plan_value_problems
+        problems.extend(plan_value_problems({where: leaf}))
+        return
     if not num(v):
         problems.append(f"{where}.adjustable: only number settings can be adjustable; "
                         f"remove 'adjustable' (the value is {v!r}).")
