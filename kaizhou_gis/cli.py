@@ -44,12 +44,27 @@ def handle_errors(fn):
     return wrapper
 
 
+class _LayersSource(click.ParamType):
+    """A path, or a postgresql:// URL kept as text (a Path would fold its '//')."""
+
+    name = "PATH|URL"
+
+    def convert(self, value, param, ctx):
+        from kaizhou_gis.dbio import is_db_url
+
+        if value is None or isinstance(value, Path):
+            return value
+        return str(value) if is_db_url(value) else Path(value)
+
+
 def layer_options(fn):
     """Options every command that reads layers shares."""
     opts = [
-        click.option("--layers", "layers_path", type=click.Path(path_type=Path), default=None,
-                     help="GeoPackage, folder of per-layer files, or TOML mapping of layer files "
-                          "(default: the shipped Kaizhou layers in layers/)."),
+        click.option("--layers", "layers_path", type=_LayersSource(), default=None,
+                     help="GeoPackage, File Geodatabase (.gdb), folder of per-layer files, TOML "
+                          "mapping, or postgresql://USER@HOST:PORT/DB?schema=S&dem=DEM.tif "
+                          "(password from PGPASSWORD or ~/.pgpass; default: the shipped Kaizhou "
+                          "layers in layers/)."),
         click.option("--plan", "plan_path", type=click.Path(path_type=Path), default=None,
                      help="Plan file (TOML; default: the shipped Kaizhou plan)."),
         click.option("--crs", default=None,
@@ -66,6 +81,13 @@ def layer_options(fn):
 
 
 def out_option(fn):
+    fn = click.option("--out-db", "out_db", default=None, metavar="URL",
+                      help="Also write the result tables into PostGIS: "
+                           "postgresql://USER@HOST:PORT/DB?schema=S (one transaction per run; "
+                           "password from PGPASSWORD or ~/.pgpass).")(fn)
+    fn = click.option("--format", "formats", type=click.Choice(["gdb"]), multiple=True,
+                      help="gdb: also write the result tables into <out>/results.gdb "
+                           "(ArcGIS File Geodatabase).")(fn)
     fn = click.option("--header", type=click.Choice(["en", "zh", "both"]), default="en",
                       show_default=True,
                       help="Table headers: English snake_case, Chinese labels, or both.")(fn)
@@ -95,7 +117,8 @@ def _echo_status(status: dict) -> None:
 
 
 def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, header,
-         options=None, overrides=None, title="kaizhou-gis run", show_notes=True):
+         options=None, overrides=None, title="kaizhou-gis run", show_notes=True, out_db=None,
+         formats=()):
     from kaizhou_gis import outputs
 
     # --out is checked and locked before any work: a file, a read-only folder or another run
@@ -104,14 +127,26 @@ def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, heade
         return _run_locked(steps, layers_path=layers_path, plan_path=plan_path, crs=crs,
                            encoding=encoding, coords=coords, out_dir=out_dir, header=header,
                            options=options, overrides=overrides, title=title,
-                           show_notes=show_notes)
+                           show_notes=show_notes, out_db=out_db, formats=formats)
 
 
 def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, header,
-                options=None, overrides=None, title="kaizhou-gis run", show_notes=True):
+                options=None, overrides=None, title="kaizhou-gis run", show_notes=True,
+                out_db=None, formats=()):
+    import datetime as dt
+
     from kaizhou_gis.pipeline import Context, resolve_township, run_steps
 
     t0 = time.perf_counter()
+    started = dt.datetime.now(dt.timezone.utc)
+    if out_db:  # before any work: the server answers, PostGIS, schema, rights
+        from kaizhou_gis.dbio import check_writable
+        click.echo(f"  results database: {check_writable(out_db).describe()} (reachable, writable)")
+    if "gdb" in formats:
+        from kaizhou_gis.dbio import gdb_writable
+        ok, why = gdb_writable()
+        if not ok:
+            raise OptionError(f"--format gdb: {why}.")
     click.echo(f"{title}: loading layers and plan ...")
     layers, plan = _load(layers_path, plan_path, crs, encoding, coords, overrides)
     opts = dict(options or {})
@@ -144,6 +179,9 @@ def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir
                 click.secho(f"      {line}", fg="red", err=True)
 
     outcomes = run_steps(ctx, steps, out_dir, on_start=on_start, on_done=on_done)
+    if out_db or "gdb" in formats:
+        _write_tables(ctx, outcomes, out_dir, out_db=out_db, formats=formats, started=started,
+                      command=title)
     failed = [o for o in outcomes if o.status == "failed"]
     click.echo(f"Finished in {time.perf_counter() - t0:.1f} s. Outputs in {Path(out_dir).resolve()}:")
     for o in outcomes:
@@ -156,6 +194,28 @@ def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir
         _fail(f"{len(failed)} step(s) failed: {', '.join(o.name for o in failed)}; the outputs of "
               f"the other steps are complete.", code=1)
     return outcomes
+
+
+def _write_tables(ctx, outcomes, out_dir, *, out_db, formats, started, command) -> None:
+    """The result tables into PostGIS (--out-db) and/or results.gdb (--format gdb)."""
+    from kaizhou_gis import dbio
+    from kaizhou_gis.errors import DatabaseError
+
+    tables = dbio.result_tables(ctx, outcomes)
+    if "gdb" in formats:
+        path = dbio.write_gdb(tables, out_dir)
+        click.echo(f"File Geodatabase: {path} ({len(tables)} tables)")
+    if out_db:
+        manifest = dbio.run_manifest(ctx, outcomes, started=started,
+                                     command=command)
+        epsg = ctx.layers.crs.to_epsg() if ctx.layers.crs is not None else None
+        try:
+            res = dbio.write_postgis(out_db, tables, manifest, srid=int(epsg or 0))
+        except DatabaseError as e:
+            raise DatabaseError(f"{e} The file outputs in {Path(out_dir).resolve()} are complete.") from None
+        n = sum(res["rows"].values())
+        click.echo(f"PostGIS: run {res['run_id']} written to {res['target']}: {len(res['tables'])} "
+                   f"tables, {n:,} rows, one transaction")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -195,7 +255,8 @@ _field_coords = click.option(
 @out_option
 @_field_coords
 @handle_errors
-def run(layers_path, plan_path, crs, encoding, coords, out_dir, header, field_coords):
+def run(layers_path, plan_path, crs, encoding, coords, out_dir, header, formats, out_db,
+        field_coords):
     """The main job: validate, then every analysis, the maps and the report."""
     from kaizhou_gis import outputs
     from kaizhou_gis.layers import check_layers
@@ -210,11 +271,12 @@ def run(layers_path, plan_path, crs, encoding, coords, out_dir, header, field_co
             _fail(report.problem_text())
         _run(available_steps(), layers_path=layers_path, plan_path=plan_path, crs=crs,
              encoding=encoding, coords=coords, out_dir=out_dir, header=header,
-             options={"field_coords": field_coords}, show_notes=False)
+             options={"field_coords": field_coords}, show_notes=False, out_db=out_db,
+             formats=formats)
 
 
 def _step_command(name: str, help_text: str, extra=()):
-    def command(layers_path, plan_path, crs, encoding, coords, out_dir, header, **kw):
+    def command(layers_path, plan_path, crs, encoding, coords, out_dir, header, formats, out_db, **kw):
         if kw.get("basemap") == "tianditu" and not kw.get("tianditu_key"):
             raise OptionError("--basemap tianditu needs --tianditu-key K (a Tianditu API key from "
                               "console.tianditu.gov.cn); or use --basemap offline, osm or gaode.")
@@ -226,7 +288,7 @@ def _step_command(name: str, help_text: str, extra=()):
         kw.pop("threshold_m", None)
         _run([name], layers_path=layers_path, plan_path=plan_path, crs=crs, encoding=encoding,
              coords=coords, out_dir=out_dir, header=header, options=kw, overrides=overrides,
-             title=f"kaizhou-gis {name}")
+             title=f"kaizhou-gis {name}", out_db=out_db, formats=formats)
 
     command.__name__ = name
     command.__doc__ = help_text

@@ -23,6 +23,11 @@ class OptionError(KaizhouGISError, ValueError):
     """A command option has an invalid value (unknown township, negative distance, ...)."""
 
 
+class DatabaseError(KaizhouGISError, ConnectionError):
+    """A database (PostGIS) is unreachable, refuses the credentials or rights, or lacks PostGIS
+    or the schema; the message says which and how to fix it."""
+
+
 class StepError(KaizhouGISError, RuntimeError):
     """An analysis step failed; the message names the step and the cause."""
 

@@ -240,8 +240,12 @@ class _Source:
     coords: str | None = None
     #: DEM tiles mosaicked on the fly (a folder of SRTM .hgt / GeoTIFF tiles)
     tiles: tuple[Path, ...] = ()
+    #: a table or query in PostGIS (:class:`kaizhou_gis.dbio.DbLayer`) instead of a file
+    db: Any = None
 
     def describe(self) -> str:
+        if self.db is not None:
+            return self.db.describe()
         if self.tiles:
             return f"{self.path.name}/ ({len(self.tiles)} tiles)" if self.path.is_dir() \
                 else f"{len(self.tiles)} tiles ({self.tiles[0].name}, ...)"
@@ -375,7 +379,7 @@ def _resolve(path: Path, problems: list[str]) -> tuple[dict[str, _Source], _Sour
         return sources, None, path.parent
     if path.is_file() and path.suffix.lower() == ".toml":
         return _resolve_toml(path, problems)
-    if path.is_file():
+    if path.is_file() or (path.is_dir() and path.suffix.lower() == ".gdb"):  # .gdb: a File Geodatabase
         folder = path.parent
         names = _gpkg_layers(path)
         for name in VECTOR_LAYERS + OPTIONAL_LAYERS:
@@ -423,8 +427,10 @@ def _resolve_toml(path: Path, problems: list[str]) -> tuple[dict[str, _Source], 
     except tomllib.TOMLDecodeError as e:
         problems.append(f"layers: {path} is not valid TOML: {e}; fix the syntax.")
         return {}, None, folder
+    database = data.pop("database", None)
     if isinstance(data.get("layers"), dict):
         data = data["layers"]
+        database = data.pop("database", database)
     sources: dict[str, _Source] = {}
     dem: _Source | None = None
     allowed = set(VECTOR_LAYERS) | set(OPTIONAL_LAYERS) | {"dem"}
@@ -435,6 +441,12 @@ def _resolve_toml(path: Path, problems: list[str]) -> tuple[dict[str, _Source], 
             continue
         if isinstance(spec, str):
             spec = {"path": spec}
+        if isinstance(spec, dict) and ("table" in spec or "sql" in spec) and name != "dem":
+            from kaizhou_gis import dbio
+            db = dbio.toml_source(name, spec, database, path.name, problems)
+            if db is not None:
+                sources[name] = _Source(Path(db.describe()), crs=spec.get("crs"), db=db)
+            continue
         if not isinstance(spec, dict) or "path" not in spec:
             problems.append(f"layers: {path}: '{name}' must be a file path or a table "
                             f"{{ path = \"...\", layer = \"...\" }}.")
@@ -488,7 +500,7 @@ def _resolve_toml(path: Path, problems: list[str]) -> tuple[dict[str, _Source], 
                 else:
                     dem.tiles = tuple(tiles)
         else:
-            if src.layer is None and p.suffix.lower() == ".gpkg":
+            if src.layer is None and p.suffix.lower() in (".gpkg", ".gdb"):
                 names = _gpkg_layers(p)
                 src.layer = name if name in names else (names[0] if len(names) == 1 else None)
             sources[name] = src
@@ -565,7 +577,7 @@ def _guess_dbf_encoding(shp: Path) -> str | None:
 
 def _layer_metadata(src: _Source) -> dict:
     """GDAL layer metadata of one vector source ({} when the format has none)."""
-    if _is_osm(src.path) or src.path.suffix.lower() in (".parquet", ".geoparquet"):
+    if src.db is not None or _is_osm(src.path) or src.path.suffix.lower() in (".parquet", ".geoparquet"):
         return {}
     try:
         with warnings.catch_warnings():
@@ -579,6 +591,9 @@ def _layer_metadata(src: _Source) -> dict:
 
 def _read_vector(name: str, src: _Source, encoding: str | None, notes: list[str],
                  bbox: tuple[float, float, float, float] | None = None) -> gpd.GeoDataFrame:
+    if src.db is not None:
+        from kaizhou_gis import dbio
+        return dbio.read_layer(name, src.db)
     suffix = src.path.suffix.lower()
     enc = src.encoding or encoding
     if suffix in (".parquet", ".geoparquet"):
@@ -1301,16 +1316,24 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     if encoding is not None and not _known_encoding(encoding):
         raise OptionError(f"--encoding {encoding}: not a known text encoding; use e.g. GBK, "
                           f"GB18030 or UTF-8.")
-    path = Path(path) if path is not None else DEFAULT_LAYERS_DIR
     problems: list[str] = []
     notes: list[str] = []
-    sources, dem_src, folder = _resolve(path, problems)
-    description = str(path)
+    db_url = None
+    from kaizhou_gis import dbio
+    if dbio.is_db_url(path):  # postgresql://USER@HOST:PORT/DB?schema=S
+        tables, dem_path, target = dbio.resolve_url(path, VECTOR_LAYERS, OPTIONAL_LAYERS, problems)
+        sources = {n: _Source(Path(d.describe()), db=d) for n, d in tables.items()}
+        dem_src = _Source(dem_path) if dem_path is not None else None
+        db_url, path, folder = target.describe(), Path.cwd(), Path.cwd()
+    else:
+        path = Path(path) if path is not None else DEFAULT_LAYERS_DIR
+        sources, dem_src, folder = _resolve(path, problems)
+    description = db_url or str(path)
     report_rows: list[dict] = []
     aliases = plan.section("aliases")
     loaded: dict[str, gpd.GeoDataFrame] = {}
     metadata: dict[str, dict] = {}
-    if path.exists():
+    if path.exists() and db_url is None:
         for name in VECTOR_LAYERS:
             if name not in sources:
                 if name == "roads" and any(problem.startswith("roads: several OSM files")
@@ -1330,6 +1353,7 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
         clip_to = None
         if name == "roads" and _is_osm(src.path) and loaded.get("boundary") is not None:
             clip_to = _clip_area(loaded["boundary"], plan)
+        first_problem = len(problems)
         try:
             gdf = _load_one(name, src, plan=plan, crs=crs, encoding=encoding, coords=coords,
                             aliases=aliases, problems=problems, notes=notes, row=row,
@@ -1340,6 +1364,8 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
                             f"check the file against the layer contract (README.md, "
                             f"'Layer contract').")
             gdf = None
+        if src.db is not None:  # name schema.table.column in what was found
+            dbio.name_columns(problems, first_problem, name, src.db)
         if gdf is not None:
             loaded[name] = gdf
             meta = _layer_metadata(src)
