@@ -180,8 +180,7 @@ def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir
 
     outcomes = run_steps(ctx, steps, out_dir, on_start=on_start, on_done=on_done)
     if out_db or "gdb" in formats:
-        _write_tables(ctx, outcomes, out_dir, out_db=out_db, formats=formats, started=started,
-                      command=title)
+        _write_tables(ctx, outcomes, out_dir, out_db=out_db, formats=formats, started=started)
     failed = [o for o in outcomes if o.status == "failed"]
     click.echo(f"Finished in {time.perf_counter() - t0:.1f} s. Outputs in {Path(out_dir).resolve()}:")
     for o in outcomes:
@@ -196,7 +195,7 @@ def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir
     return outcomes
 
 
-def _write_tables(ctx, outcomes, out_dir, *, out_db, formats, started, command) -> None:
+def _write_tables(ctx, outcomes, out_dir, *, out_db, formats, started) -> None:
     """The result tables into PostGIS (--out-db) and/or results.gdb (--format gdb)."""
     from kaizhou_gis import dbio
     from kaizhou_gis.errors import DatabaseError
@@ -206,8 +205,7 @@ def _write_tables(ctx, outcomes, out_dir, *, out_db, formats, started, command) 
         path = dbio.write_gdb(tables, out_dir)
         click.echo(f"File Geodatabase: {path} ({len(tables)} tables)")
     if out_db:
-        manifest = dbio.run_manifest(ctx, outcomes, started=started,
-                                     command=command)
+        manifest = dbio.run_manifest(ctx, outcomes, started=started, out_dir=out_dir)
         epsg = ctx.layers.crs.to_epsg() if ctx.layers.crs is not None else None
         try:
             res = dbio.write_postgis(out_db, tables, manifest, srid=int(epsg or 0))

@@ -572,51 +572,38 @@ def _comment_column(col: str, labels: dict[str, str]) -> str:
     return f"{zh} / {col}" if zh else col
 
 
-def data_status(ctx) -> dict:
-    """Which input layers hold synthesized rows (the report's provenance section)."""
-    from kaizhou_gis.report import provenance_section
-
-    prov = provenance_section(ctx)
-    synth = [x["layer"] for x in prov["layers"] if x["synthesized_rows"]]
-    text = ("含合成数据，结果仅示范方法 / contains SYNTHESIZED data (layers: " + ", ".join(synth)
-            + "); results show how the pipeline works, not facts") if synth else \
-        "无合成数据 / no synthesized rows in the layers"
-    return {"synthesized_layers": synth, "text": text, "provenance": prov}
+def status_text(status: dict) -> str:
+    """The run's data status in one bilingual line (:mod:`kaizhou_gis.provenance` wording)."""
+    if not status.get("synthetic"):
+        return "无合成数据 / no synthesized input"
+    return f"{status['label_zh']} / {status['label_en']}"
 
 
-def run_manifest(ctx, outcomes, *, started: _dt.datetime, command: str) -> dict:
-    """What the ``runs`` table records about a run."""
-    from kaizhou_gis import __version__
+def run_manifest(ctx, outcomes, *, started: _dt.datetime, out_dir: str | Path | None = None,
+                 command: str | None = None) -> dict:
+    """What the ``runs`` table records about a run: the inputs record and data status of
+    :mod:`kaizhou_gis.manifest` / :mod:`kaizhou_gis.provenance`, and this run's entries of
+    ``<out>/manifest.json`` (files with their hashes)."""
+    from kaizhou_gis import __version__, manifest
 
-    plan = ctx.plan
-    plan_sha = None
-    try:
-        plan_sha = hashlib.sha256(Path(plan.path).read_bytes()).hexdigest()
-    except OSError:
-        pass
-    inputs = {}
-    for name in ("boundary", "townships", "township_seats", "villages", "settlements", "roads", "sites"):
-        gdf = getattr(ctx.layers, name, None)
-        if gdf is None:
-            continue
-        inputs[name] = {"rows": int(len(gdf)), "crs": str(gdf.crs.to_string() if gdf.crs else None)}
-    dem = str(getattr(ctx.layers, "dem_path", ""))
-    if dem and Path(dem).is_file():
-        h = hashlib.sha256()
-        with open(dem, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        inputs["dem"] = {"path": dem, "sha256": h.hexdigest()}
+    inputs = ctx.inputs
+    status = ctx.data_status
+    steps = {o.name: o.status for o in outcomes}
+    entries = {}
+    if out_dir is not None:
+        recorded = manifest.read_manifest(out_dir).get("steps", {})
+        entries = {k: v for k, v in recorded.items() if k.split("@")[0] in steps or k in steps}
     params = {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v))
-              for k, v in ctx.options.items()}
-    status = data_status(ctx)
+              for k, v in sorted(ctx.options.items()) if k not in ("tianditu_key",)}
     return {
-        "started_at": started, "tool_version": __version__, "command": command,
-        "layers": str(ctx.layers.source), "plan_name": plan.name, "plan_file": str(plan.path),
-        "plan_sha256": plan_sha, "parameters": params, "inputs": inputs,
-        "steps": {o.name: o.status for o in outcomes},
-        "plan_settings": {k: v for k, v in plan.settings().items()} if hasattr(plan, "settings") else {},
-        "data_status": status["text"], "synthesized_layers": status["synthesized_layers"],
+        "started_at": started, "tool_version": __version__,
+        "command": command or manifest.command_line(),
+        "layers": str(ctx.layers.source), "plan_name": inputs["plan"]["name"],
+        "plan_file": inputs["plan"]["path"], "plan_sha256": inputs["plan"]["file_sha256"],
+        "parameters": params | {"overrides": inputs["plan"]["overrides"]},
+        "inputs": inputs, "steps": steps,
+        "data_status": status_text(status), "synthesized_layers": list(status["synthetic_layers"]),
+        "status": status, "step_entries": entries,
         "notes": [str(n) for n in (ctx.layers.notes or [])],
     }
 
@@ -766,6 +753,18 @@ def write_postgis(url: Any, tables: list[ResultTable], manifest: dict, *, srid: 
                 run_id = int(cur.fetchone()[0])
                 note = (f"kaizhou-gis run {run_id} ({manifest['started_at']:%Y-%m-%d %H:%M UTC}); "
                         f"{manifest['data_status']}")
+                # never replace a table kaizhou-gis did not write (a user's own table)
+                cur.execute(S.SQL("SELECT DISTINCT unnest(tables) FROM {}.{}").format(
+                    S.Identifier(schema), S.Identifier(RUNS_TABLE)))
+                ours = {r[0] for r in cur.fetchall()}
+                cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
+                foreign = sorted({r[0] for r in cur.fetchall()} & {rt.name for rt in tables} - ours)
+                if foreign:
+                    raise DatabaseError(
+                        f"--out-db: schema '{schema}' already holds table(s) "
+                        f"{format_ids(foreign)} that kaizhou-gis did not write (not in "
+                        f"{schema}.{RUNS_TABLE}); write to another schema, or rename or drop "
+                        f"those tables. Nothing was written.")
                 # leftovers of a run that died between CREATE and COMMIT cannot exist (the
                 # transaction rolled back), but a table with our temporary name might: drop it
                 for rt in tables:

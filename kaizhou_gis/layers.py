@@ -1375,7 +1375,7 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     dem_row: dict[str, Any] = {"layer": "dem", "file": dem_src.describe() if dem_src else "",
                                "rows": "", "crs": "", "bounds": None}
     dem_info: dict[str, Any] = {"path": None}
-    if path.exists():
+    if path.exists() and (db_url is None or dem_src is not None):  # (database: dbio said it)
         try:
             dem_info = _check_dem(dem_src, path, crs=crs, problems=problems, notes=notes,
                                   row=dem_row)
