@@ -261,6 +261,18 @@ def test_plan_error_page_and_reload(tmp_path):
         assert wb.error is None and wb.plan["relocation.threshold_m"] == 850.0
         text = page_when_done(wb, url, "/")
         assert 'data-plan="850"' in text
+        # the page to return to after a reload is a path of this server, never another site
+        for nxt in (b"//evil.example/", b"/\\evil.example/", b"https://evil.example/"):
+            status, headers, _ = raw_get(url, "/reload", method="POST", body=b"next=" + nxt,
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert status == 303 and headers["location"] == "/", nxt
+
+
+def test_cache_folder_that_cannot_be_made_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OptionError, match="cannot create the cache folder"):
+        Workbench(None, None, cache_dir=blocker / "cache")
 
 
 def test_serve_command_binds_loopback_and_says_so(tmp_path):

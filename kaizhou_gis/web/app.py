@@ -163,6 +163,8 @@ def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) 
                    plan_title=wb.plan.get("meta.plan_title", ""))
         if not run.done.is_set():
             return page("overview.html", progress=run.progress(), **ctx)
+        if run.ctx is None:
+            return error_page(request, 500, "计算失败", "The run failed", "\n".join(run.failures.values()))
         rep = run.ctx.results.get("report")
         scorecard = []
         if rep is not None:
@@ -211,6 +213,8 @@ def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) 
         ctx.update(title_zh=tw["name"], title_en="Township", township=tw, run=run, params=params(run))
         if not run.done.is_set():
             return page("township.html", progress=run.progress(), **ctx)
+        if run.ctx is None:
+            return error_page(request, 500, "计算失败", "The run failed", "\n".join(run.failures.values()))
         tables = await run_in_threadpool(township_tables, run.ctx, run.failures, code)
         shown = []
         for key, _, zh, en, cols in TABLES:
@@ -259,7 +263,7 @@ def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) 
 
     def done_run(request: Request):
         run = wb.get_run(request.path_params["key"])
-        if run is None or not run.done.is_set():
+        if run is None or not run.done.is_set() or run.ctx is None:
             raise HTTPException(404)
         return run
 
@@ -330,7 +334,7 @@ def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) 
         form = await request.body()
         from urllib.parse import parse_qs
         nxt = (parse_qs(form.decode("utf-8", "replace")).get("next") or ["/"])[0]
-        if not nxt.startswith("/") or nxt.startswith("//"):
+        if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
             nxt = "/"
         await run_in_threadpool(wb.load)
         return RedirectResponse(nxt, 303)

@@ -251,7 +251,12 @@ class Workbench:
         self.layers_path, self.plan_path = layers_path, plan_path
         self.crs, self.encoding, self.coords = crs, encoding, coords
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OptionError(f"--cache-dir {self.cache_dir}: cannot create the cache folder "
+                              f"({e.strerror or e}); pass a writable folder with --cache-dir or "
+                              f"set KAIZHOU_GIS_CACHE.") from None
         self.cache_root = self.cache_dir.resolve()
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="kz-run")
         self._lock = threading.RLock()
@@ -399,6 +404,9 @@ class Workbench:
                     run.failures[name] = f"{type(e).__name__}: {e}"
                     ctx.failed.setdefault(name, run.failures[name])
             run.step, run.current = len(RUN_STEPS), "完成 done"
+        except Exception as e:  # never leave a page waiting for a run that died
+            log.exception("workbench: run %s failed", run.key)
+            run.failures["run"] = f"{type(e).__name__}: {e}"
         finally:
             run.seconds = time.perf_counter() - t0
             run.status = "done"
