@@ -321,7 +321,7 @@ def test_district_report_and_zip_of_all_outputs(bench):
                  "access/scorecard.json", "industry/projects.csv", "maps/overview.html",
                  f"maps/townships/{DAJIN}.html", f"maps/townships/{DAJIN}.pdf", "manifest.json"):
         assert need in names, need
-    assert "FAILED_STEPS.txt" not in names
+    assert "FAILED_STEPS.txt" not in names and not any(n.startswith(".") or "/." in n for n in names)
     import json
     summary = json.loads(z.read("relocation/summary.json"))
     assert summary["candidates"] == wb.counts(run)["candidates"]  # one truth: page and files

@@ -650,8 +650,9 @@ class Workbench:
                 failed = [f"{o.name}: {o.message}" for o in outcomes if o.status == "failed"]
                 buf = io.BytesIO()
                 with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+                    from kaizhou_gis.outputs import LOCK_NAME
                     for p in sorted(out.rglob("*")):
-                        if p.is_file():
+                        if p.is_file() and p.name != LOCK_NAME:  # the run's lock is not an output
                             z.write(p, str(p.relative_to(out)))
                     if failed:
                         z.writestr("FAILED_STEPS.txt", "\n".join(failed) + "\n")
