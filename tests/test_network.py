@@ -169,7 +169,7 @@ def test_end_clusters_do_not_chain_beyond_the_tolerance():
                        [(112, 0), (200, 0)]]))
     assert net.joins["moved_m"].max() <= 5.0
     assert len(net.joins) == 2  # 100 and 108 join the end at 104; 112 is 4 m from that node
-    assert set(net.joins["to_road_id"]) == {"R1"}
+    assert sorted(net.joins["to_road_id"]) == ["R0;R1", "R1;R2"]  # the other roads joined
     assert net.joins["moved_m"].tolist() == pytest.approx([4.0, 4.0])
     r0 = net.edges[net.edges["road_id"] == "R0"]
     assert r0["length_m"].sum() == pytest.approx(104.0)  # 100 m + at most the 4 m moved
@@ -180,6 +180,18 @@ def test_end_clusters_do_not_chain_beyond_the_tolerance():
                      [(112, 0), (200, 0)]]).set_index("road_id").geometry[e.road_id]
         for p in (e.geometry.coords[0], e.geometry.coords[-1]):
             assert src.distance(Point(p)) <= 5.0 + 1e-9
+
+
+def test_four_ends_on_a_square_meet_in_its_centre():
+    # ends on the corners of a 4 m square (diagonal 5.7 m > 5 m): around one end the others
+    # would not all fit, but all four are within 2.83 m of the centre: one node, no end moved
+    # more than the tolerance
+    net = build(roads([[(0, 0), (-100, 0)], [(4, 0), (104, 0)], [(0, 4), (0, 104)],
+                       [(4, 4), (104, 104)]]))
+    assert net.report["components"] == 1
+    assert len(net.joins) == 4
+    assert net.joins["moved_m"].tolist() == pytest.approx([np.hypot(2, 2)] * 4)
+    assert _node_at(net, 2, 2) >= 0 and sorted(net.nodes["degree"]) == [1, 1, 1, 1, 4]
 
 
 def test_a_short_road_does_not_become_a_loop():
