@@ -312,7 +312,7 @@ _step_command("industry", "The plan's industry projects placed on their host vil
                click.option("--split", type=click.Choice(["none", "even"]), default=None,
                             help="Per-village scale where the plan gives only a total: none (keep the "
                                  "total on the project) or even (labelled as assumed). Default: the plan file's.")])
-_step_command("maps", "Offline folium HTML maps for the district and each township (+ PNG).",
+_step_command("maps", "Offline folium HTML maps for the district and each township, A3 print sheets (PDF, PNG).",
               [_township,
                click.option("--basemap", type=click.Choice(["offline", "osm", "tianditu", "gaode"]),
                             default="offline", show_default=True,

@@ -1,9 +1,10 @@
 """Offline folium maps for reviewers (district) and township planners (one per township).
 
 :func:`run` builds ``maps/overview.html``, ``maps/relocation.html``, ``maps/industry.html``,
-``maps/access.html`` and, for every township, ``maps/townships/<township_code>.html`` plus a
-printable ``maps/townships/<township_code>.png``. It only builds objects; :mod:`kaizhou_gis.outputs`
-writes them.
+``maps/access.html``, the A3 district sheet ``maps/overview.pdf`` and, for every township,
+``maps/townships/<township_code>.html`` plus its A3 print sheet ``<township_code>.pdf`` and the
+same sheet as ``<township_code>.png`` (:mod:`kaizhou_gis.printmap`). It only builds objects;
+:mod:`kaizhou_gis.outputs` writes them.
 
 How the pages are made:
 
@@ -1247,8 +1248,8 @@ def run(ctx: Context) -> StepResult:
             log.warning("maps: %s is %.2f MB, over the %.1f MB budget", rel, mb, limit)
     n_html = sum(1 for r in files if r.endswith(".html"))
     n_tw = sum(1 for r in files if r.startswith("maps/townships/") and r.endswith(".html"))
-    headline = [f"{n_html - n_tw} district maps, {n_tw} township maps (+ PNG)"
-                + (f", basemap {basemap}" if basemap != "offline" else ", offline")]
+    headline = [f"{n_html - n_tw} district maps, {n_tw} township maps (+ A3 PDF and PNG sheets; "
+                f"district PDF)" + (f", basemap {basemap}" if basemap != "offline" else ", offline")]
     if sizes:
         headline.append(f"largest page {max(sizes.values()):.2f} MB"
                         + (f"; OVER BUDGET: {', '.join(over[:3])}" if over else " (within budget)"))
