@@ -56,6 +56,7 @@ LABELS_ZH = {
     "village_code": "行政村代码", "settlement_id": "自然村编号", "name": "名称",
     "township_code": "乡镇代码", "township_name": "乡镇", "village_name": "行政村",
     "kind": "类型", "households": "户数", "population": "人口", "poverty_village": "贫困村",
+    "admin_village": "行政村(计入通畅率指标)",
     "target_group": "30户或100人以上", "tongda": "通达", "tongchang": "通畅",
     "snap_distance_m": "距最近道路(米)", "network_km_to_seat": "至乡镇驻地路网距离(公里)",
     "network_km_to_county": "至区政府驻地路网距离(公里)", "travel_min_to_seat": "至乡镇驻地行车时间(分钟)",
@@ -417,6 +418,23 @@ def _pct(num: int, den: int) -> float | None:
     return round(100.0 * num / den, 2) if den else None
 
 
+def admin_village_mask(villages: pd.DataFrame) -> pd.Series:
+    """True for administrative villages (行政村, ``kind`` 村), False for urban communities (社区).
+
+    The plan's village indicator (专栏 indicator 5, 贫困地区行政村通畅率) and the 100 % target for
+    villages (撤并村通畅率100%, ch.11) concern 行政村; 社区 are urban neighbourhoods. A villages
+    layer without ``kind`` (or without any 村) counts every row as a village.
+    """
+    if "admin_village" in villages.columns:
+        return villages["admin_village"].astype(bool)
+    if "kind" not in villages.columns:
+        return pd.Series(True, index=villages.index)
+    kind = villages["kind"].astype(str).str.strip()
+    if not (kind == "村").any():
+        return pd.Series(True, index=villages.index)
+    return kind == "村"
+
+
 def scorecard(villages: pd.DataFrame, settlements: pd.DataFrame, plan, *,
               township_names: dict[str, str] | None = None) -> dict:
     """Shares against the plan's targets, overall and per township.
@@ -424,7 +442,8 @@ def scorecard(villages: pd.DataFrame, settlements: pd.DataFrame, plan, *,
     Parameters
     ----------
     villages : DataFrame
-        ``township_code``, ``tongchang`` (and ``tongda``).
+        ``township_code``, ``tongchang`` (and ``tongda``), ``kind``; only administrative villages
+        (村, :func:`admin_village_mask`) count, 社区 are reported as ``communities_excluded``.
     settlements : DataFrame
         ``township_code``, ``target_group``, ``tongda``, ``tongchang``.
     plan : Plan
@@ -449,16 +468,19 @@ def scorecard(villages: pd.DataFrame, settlements: pd.DataFrame, plan, *,
         }
         return f
 
+    admin = admin_village_mask(villages).to_numpy()
     v = pd.DataFrame({"code": villages["township_code"].astype(str).to_numpy(), "n": 1,
                       "da": villages["tongda"].astype(bool).to_numpy(),
-                      "ch": villages["tongchang"].astype(bool).to_numpy()})
+                      "ch": villages["tongchang"].astype(bool).to_numpy()})[admin]
     tg = settlements["target_group"].astype(bool).to_numpy()
     t = pd.DataFrame({"code": settlements["township_code"].astype(str).to_numpy()[tg], "n": 1,
                       "da": settlements["tongda"].astype(bool).to_numpy()[tg],
                       "ch": settlements["tongchang"].astype(bool).to_numpy()[tg]})
     out = figures(len(v), int(v["da"].sum()), int(v["ch"].sum()), len(t), int(t["da"].sum()),
                   int(t["ch"].sum()))
-    codes = sorted(set(v["code"]) | set(settlements["township_code"].astype(str)))
+    out["communities_excluded"] = int((~admin).sum())
+    out["villages_counted"] = "行政村 (kind 村) only; 社区 (urban communities) are not villages"
+    codes = sorted(set(villages["township_code"].astype(str)) | set(settlements["township_code"].astype(str)))
     vs = v.groupby("code")[["n", "da", "ch"]].sum().reindex(codes, fill_value=0)
     ts = t.groupby("code")[["n", "da", "ch"]].sum().reindex(codes, fill_value=0)
     out["per_township"] = [
@@ -469,8 +491,10 @@ def scorecard(villages: pd.DataFrame, settlements: pd.DataFrame, plan, *,
     return out
 
 
-def _met(pct: float | None, target: float) -> bool:
-    return True if pct is None else bool(pct + 1e-9 >= target)
+def _met(pct: float | None, target: float) -> bool | None:
+    """Target met? None when the group is empty (no target villages/settlements: neither met nor
+    missed; reported as "no target settlements" / 无目标聚居点)."""
+    return None if pct is None else bool(pct + 1e-9 >= target)
 
 
 def parameters(plan) -> dict:
@@ -560,7 +584,8 @@ def run(ctx: "Context") -> "StepResult":
 
     vt = _table(v, ["village_code", "name", "township_code", "kind", "households", "population",
                     "poverty_village", "deep_poverty"], before.villages,
-                {"township_name": v["township_code"].astype(str).map(names).fillna("")})
+                {"township_name": v["township_code"].astype(str).map(names).fillna(""),
+                 "admin_village": admin_village_mask(v).to_numpy()})
     st = _table(s, ["settlement_id", "name", "village_code", "households", "population"], before.settlements,
                 {"township_code": s_town, "township_name": s_town.map(names).fillna(""), "target_group": tg})
     vt, st = vt[vin.to_numpy()], st[sin.to_numpy()]
@@ -635,10 +660,11 @@ def run(ctx: "Context") -> "StepResult":
     fmt = lambda x: "n/a" if x is None else f"{x:.1f}%"  # noqa: E731
     headline = [
         f"villages 通畅 {fmt(b['village_tongchang_pct'])} → {fmt(a['village_tongchang_pct'])} "
-        f"(target {p['village_tongchang_target_pct']:g}%)",
+        f"with the proposed works (planned) / 实施拟建工程后（规划） (target {p['village_tongchang_target_pct']:g}%; "
+        f"{b['villages']:,} 行政村, {b.get('communities_excluded', 0):,} 社区 not counted)",
         f"settlements ≥{p['settlement_households_min']}户/{p['settlement_population_min']}人: 通达 "
         f"{fmt(b['settlement_tongda_pct'])} → {fmt(a['settlement_tongda_pct'])}, 通畅 "
-        f"{fmt(b['settlement_tongchang_pct'])} → {fmt(a['settlement_tongchang_pct'])}",
+        f"{fmt(b['settlement_tongchang_pct'])} → {fmt(a['settlement_tongchang_pct'])} (planned)",
         f"works: {totals['new_links']} new links {totals['new_km']:.1f} km + {totals['upgrades']} upgrades "
         f"{totals['upgrade_km']:.1f} km, {totals['cost_yuan'] / 1e8:.2f} 亿元"
         + (f" ({totals['share_of_plan_km_pct']:.0f}% of the plan's {totals['plan_roads_km']:g} km)"

@@ -106,7 +106,8 @@ SCHEMA: dict[str, tuple[str, str | None, tuple[_Col, ...]]] = {
     "settlements": (_POINT, "settlement_id", (
         _Col("settlement_id", "code"), _Col("name", "str", False),
         _Col("village_code", "code", True, 12),
-        _Col("households", "int"), _Col("population", "int"), _Col("source", "str", False))),
+        _Col("households", "int"), _Col("population", "int"),
+        _Col("poor_population", "float", False), _Col("source", "str", False))),
     "roads": (_LINE, "road_id", (
         _Col("road_id", "code", False), _Col("road_class", "str"),
         _Col("surface", "str", False), _Col("source", "str", False))),
@@ -1023,8 +1024,8 @@ def _default(name: str, col: str, gdf: gpd.GeoDataFrame, plan, notes: list[str])
     elif col in ("poverty_village", "deep_poverty"):
         notes.append(f"{name}.{col}: no column; every village counts as not {col.replace('_', ' ')}.")
         return np.zeros(n, dtype=bool)
-    elif col == "elevation_m":
-        return np.full(n, np.nan)
+    elif col in ("elevation_m", "poor_population"):
+        return np.full(n, np.nan)  # poor_population: estimated in _poor_population
     elif col == "capacity_households":
         value = plan.get("relocation.sites.capacity_households", 0)
         notes.append(f"{name}.capacity_households: no column; every site takes {value} households "
@@ -1041,6 +1042,72 @@ def _default(name: str, col: str, gdf: gpd.GeoDataFrame, plan, notes: list[str])
     else:
         value = ""
     return [value] * n
+
+
+#: ``settlements.poor_population_basis`` values: from the layer, or estimated by the tool.
+POOR_BASIS_LAYER = "layer"
+POOR_BASIS_ESTIMATED = "estimated"
+
+
+def estimate_poor_population(s: gpd.GeoDataFrame, plan, problems: list[str], notes: list[str],
+                     estimated: list[dict]) -> gpd.GeoDataFrame:
+    """Registered poor people (建档立卡贫困人口) per settlement, checked, or estimated where missing.
+
+    The plan's relocation quotas (ch.5) count registered poor people, not all residents. A layer
+    without ``poor_population`` (or a row without a value) gets ``population`` x the plan file's
+    ``baseline.poverty_incidence_pct``, rounded; ``poor_population_basis`` says which rows are
+    estimated, a note and ``estimated`` (for :mod:`kaizhou_gis.provenance`) say so.
+    """
+    if "population" not in s.columns:
+        return s
+    s = s.copy()
+    if "poor_population" not in s.columns:
+        s["poor_population"] = np.nan
+    poor = pd.to_numeric(s["poor_population"], errors="coerce").astype(float)
+    pop = pd.to_numeric(s["population"], errors="coerce").astype(float)
+    neg = (poor < 0).to_numpy()
+    if neg.any():
+        problems.append(f"settlements.poor_population: negative in {neg.sum()} row(s) "
+                        f"({format_ids(_ids(s, neg, 'settlement_id'))}); counts must be ≥ 0.")
+    over = (poor > pop + 1e-9).to_numpy()
+    if over.any():
+        problems.append(f"settlements.poor_population: more registered poor people than residents "
+                        f"(population) in {over.sum()} row(s) "
+                        f"({format_ids(_ids(s, over, 'settlement_id'))}); poor_population counts "
+                        f"the registered poor (建档立卡贫困人口) among the residents, so it must not "
+                        f"exceed population.")
+    frac = (poor.notna() & (np.abs(poor - np.round(poor)) > 1e-9)).to_numpy()
+    if frac.any():
+        notes.append(f"settlements.poor_population: {frac.sum()} non-integer count(s) rounded "
+                     f"({format_ids(_ids(s, frac, 'settlement_id'))}).")
+    missing = poor.isna().to_numpy()
+    incidence = float(plan.get("baseline.poverty_incidence_pct", 0.0))
+    s["poor_population_basis"] = np.where(missing, POOR_BASIS_ESTIMATED, POOR_BASIS_LAYER)
+    if missing.any():
+        est = np.round(pop.fillna(0.0).to_numpy() * incidence / 100.0)
+        poor = poor.where(~missing, est)
+        whole = missing.all()
+        where = ("no poor_population column" if whole else
+                 f"poor_population empty in {missing.sum()} of {len(s)} row(s) "
+                 f"({format_ids(_ids(s, missing, 'settlement_id'))})")
+        notes.append(f"settlements.poor_population: {where}; registered poor people estimated as "
+                     f"population x the plan's poverty incidence ({incidence:g} %, "
+                     f"baseline.poverty_incidence_pct) = {int(est[missing].sum()):,} people "
+                     f"(poor_population_basis = estimated). Give the column (建档立卡贫困人口) "
+                     f"for the real figures.")
+        estimated.append({
+            "layer": "settlements", "column": "poor_population", "rows": int(missing.sum()),
+            "of": int(len(s)),
+            "how_zh": f"{'全部' if whole else f'{int(missing.sum())}个'}自然村缺少建档立卡贫困人口，"
+                      f"按规划贫困发生率{incidence:g}%估算（人口×{incidence:g}%）",
+            "how_en": f"registered poor people missing for {int(missing.sum())} of {len(s)} "
+                      f"settlements; estimated as population x the plan's poverty incidence "
+                      f"({incidence:g} %)"})
+    if not (neg.any() or over.any()):
+        s["poor_population"] = np.round(poor.fillna(0.0)).astype("int64")
+    else:
+        s["poor_population"] = poor
+    return s
 
 
 def _normalize_roads(roads: gpd.GeoDataFrame, plan, problems: list[str],
@@ -1388,6 +1455,10 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
             problems.append(f"dem: cannot use {dem_src.describe() if dem_src else path} "
                             f"({type(e).__name__}: {e}); give a single-band elevation raster.")
             dem_info = {"path": None}
+    estimated: list[dict] = []
+    if "settlements" in loaded:
+        loaded["settlements"] = estimate_poor_population(loaded["settlements"], plan, problems, notes,
+                                                 estimated)
     _cross_checks(loaded, dem_info, plan, problems, notes)
     checks.dem_point_problems(loaded, dem_info, plan, problems, notes)
     checks.count_problems(loaded, plan, problems, notes)
@@ -1407,7 +1478,7 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
             settlements=loaded["settlements"], roads=loaded["roads"],
             dem_path=str(dem_info["path"]), sites=loaded.get("sites"),
             source=description, attribution=_attribution(folder), notes=list(notes),
-            dem_crs=dem_info.get("assigned_crs"), metadata=metadata,
+            dem_crs=dem_info.get("assigned_crs"), metadata=metadata, estimated=estimated,
             dem_tiles=tuple(str(t) for t in dem_info.get("tiles", ())),
             dem_nodata=dem_info.get("void_value"))
     for n in notes:

@@ -533,12 +533,16 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
         The analysis on the current roads.
     vt, st : GeoDataFrame
         Villages and settlements in scope (``tongda``, ``tongchang``, ``township_code``,
-        settlements ``target_group``), index aligned with ``before``.
+        settlements ``target_group``), index aligned with ``before``. Only administrative
+        villages (``kind`` 村) count for the village target; 社区 are left out.
     plan : Plan
     dem : DemGrid or None
     """
+    from kaizhou_gis.access import admin_village_mask
+
     p, q = plan.section("access"), plan.section("links")
     net, seats = before.net, before.seats
+    vt = vt[admin_village_mask(vt).to_numpy()]  # the village target concerns 行政村, not 社区
     cand = _candidates(before, vt, st)
     n_v = len(vt)
     tgt = st[st["target_group"].astype(bool)]

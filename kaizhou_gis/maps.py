@@ -432,10 +432,13 @@ def _legend_html(specs: list[LayerSpec], extra: list[tuple[str, str]] | None = N
     return "\n".join(out)
 
 
-def _title_html(title_zh: str, title_en: str, subtitle: str) -> str:
+def _title_html(title_zh: str, title_en: str, subtitle: str, status: dict | None = None) -> str:
+    """The title box; with synthesized input it carries the data-status banner (zh + en)."""
+    from kaizhou_gis.provenance import banner_html
+
     return (f'<div id="kz-title" class="kz-title" style="display:none"><h1>{html.escape(title_zh)}'
             f' <span style="font-weight:normal">{html.escape(title_en)}</span></h1>'
-            f'<div class="kz-sub">{html.escape(subtitle)}</div></div>')
+            f'<div class="kz-sub">{html.escape(subtitle)}</div>{banner_html(status)}</div>')
 
 
 def _notes_html(missing: dict[str, str], notes: list[str], attribution: str) -> str:
@@ -482,6 +485,8 @@ class MapData:
     roads_work: dict[str, gpd.GeoDataFrame]
     works_work: gpd.GeoDataFrame | None
     basemap: str = "offline"  # "gaode": coordinates shifted to GCJ-02
+    #: :func:`kaizhou_gis.provenance.data_status` of the run (title boxes, PNG title blocks).
+    status: dict = field(default_factory=dict)
 
 
 def _step_data(ctx: Context, name: str, missing: dict[str, str]) -> dict | None:
@@ -497,16 +502,6 @@ def _step_data(ctx: Context, name: str, missing: dict[str, str]) -> dict | None:
         ctx.failed.setdefault(name, missing[name])
         return None
     return res.data if isinstance(res, StepResult) else None
-
-
-def _synthesized_layers(layers) -> list[str]:
-    out = []
-    for name in ("boundary", "townships", "township_seats", "villages", "settlements", "roads"):
-        gdf = getattr(layers, name, None)
-        if gdf is not None and "source" in gdf.columns:
-            if gdf["source"].astype(str).str.contains("synth", case=False).any():
-                out.append(name)
-    return out
 
 
 def _township_of_settlements(settlements: pd.DataFrame, villages: pd.DataFrame) -> pd.Series:
@@ -663,7 +658,8 @@ def gather(ctx: Context, basemap: str | None = None) -> MapData:
         works_work = works.copy()
         works_work[works_work.geometry.name] = works_work.geometry.simplify(tw_tol)
 
-    synthesized = _synthesized_layers(L)
+    status = ctx.data_status
+    synthesized = list(status["synthetic_layers"])
     if basemap == "gaode":
         notes.append("坐标已转换为 GCJ-02 以配合高德底图 coordinates shifted to GCJ-02 to match Gaode tiles.")
     return MapData(
@@ -676,7 +672,8 @@ def gather(ctx: Context, basemap: str | None = None) -> MapData:
         hosts=to_map(hosts) if hosts is not None and len(hosts) else hosts,
         missing=missing, notes=notes, synthesized=synthesized,
         attribution=getattr(L, "attribution", "") or "", township_names=tw_names,
-        work_townships=work_townships, roads_work=roads_work, works_work=works_work, basemap=basemap)
+        work_townships=work_townships, roads_work=roads_work, works_work=works_work, basemap=basemap,
+        status=status)
 
 
 def gather_wgs84(ctx: Context) -> MapData:
@@ -1126,7 +1123,8 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
 
     search = search_index(specs)
     page_notes = list(d.notes) + list(notes or [])
-    root.html.add_child(RawHtml(_title_html(title_zh, title_en, subtitle)), name="kz_title_html")
+    root.html.add_child(RawHtml(_title_html(title_zh, title_en, subtitle, d.status)),
+                        name="kz_title_html")
     root.html.add_child(RawHtml(_legend_html(specs)), name="kz_legend_html")
     root.html.add_child(RawHtml(_notes_html(_missing_for(kind, d), page_notes, d.attribution)),
                         name="kz_notes_html")

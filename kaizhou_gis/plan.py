@@ -23,6 +23,8 @@ DEFAULT_PLAN = "kaizhou"
 _LEAF_KEYS = {"value", "source"}
 #: Optional keys of a setting besides value and source.
 _OPTIONAL_LEAF_KEYS = {"note", "adjustable"}
+#: Indicator fields that hold a number or the plan's words ("实现脱贫", "基本解决").
+_NUMBER_OR_TEXT = ("baseline_2015", "target_2018", "target_2020")
 
 
 def _is_leaf(node: Any) -> bool:
@@ -223,7 +225,11 @@ def _check(default: Any, given: Any, where: str, problems: list[str], *, overrid
             for k in sorted(set(item) - set(ref)):
                 problems.append(f"{where}[{i}].{k}: unknown key.")
             for k in sorted(set(ref) & set(item)):
-                if not _same_type(ref[k], item[k]):
+                if k in _NUMBER_OR_TEXT:
+                    if _type_name(item[k]) not in ("number", "string") or isinstance(item[k], bool):
+                        problems.append(f"{where}[{i}].{k}: expected a number, the plan's words "
+                                        f"(text) or nan; got {item[k]!r}.")
+                elif not _same_type(ref[k], item[k]):
                     problems.append(f"{where}[{i}].{k}: expected a {_type_name(ref[k])}; got {item[k]!r}.")
 
 

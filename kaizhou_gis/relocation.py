@@ -75,12 +75,14 @@ log = logging.getLogger(__name__)
 LABELS_ZH: dict[str, str] = {
     "settlement_id": "自然村编号", "name": "名称", "village_code": "行政村代码",
     "village_name": "行政村", "township_code": "乡镇代码", "township_name": "乡镇",
-    "households": "户数", "population": "人口", "source": "数据来源",
+    "households": "户数", "population": "总人口(全部居民)", "source": "数据来源",
+    "poor_population": "建档立卡贫困人口(搬迁对象)", "poor_population_basis": "贫困人口来源",
+    "accompanying_population": "同步搬迁人口(其他居民)",
     "elevation_m": "海拔(米)", "slope_deg": "平均坡度(度)", "valley_depth_m": "周边高差(米)",
     "local_max_m": "周边最高(米)", "above_threshold": "海拔超过阈值", "steep_terrain": "陡坡",
     "deep_valley": "深山峡谷", "remote": "边远", "tongda": "通达", "tongchang": "通畅",
     "network_km_to_seat": "至乡镇驻地路网距离(公里)", "in_poverty_village": "位于贫困村",
-    "deep_poverty_village": "位于深度贫困村", "relocation_candidate": "搬迁对象",
+    "deep_poverty_village": "位于深度贫困村", "relocation_candidate": "拟整体搬迁自然村",
     "candidate_basis": "认定依据", "priority": "优先级", "reasons_zh": "原因",
     "reasons_en": "reasons", "status": "状态", "schedule_year": "计划搬迁年度",
     "assigned_households": "已安置户数", "site_ids": "安置点", "schedule_status": "搬迁计划",
@@ -90,11 +92,15 @@ LABELS_ZH: dict[str, str] = {
     "seat_distance_m": "距乡镇驻地(米)", "village_distance_m": "距最近行政村(米)",
     "distance_km": "距离(公里)", "same_township": "同乡镇", "reason": "原因",
     "reason_zh": "原因", "settlements": "自然村数", "settlements_with_elevation": "有高程的自然村数",
-    "above_threshold_settlements": "超过阈值的自然村数", "candidates": "搬迁对象自然村数",
-    "candidate_households": "搬迁户数", "candidate_population": "搬迁人口",
-    "scheduled_population": "已排期人口", "poverty_village": "贫困村", "sites": "安置点数",
+    "above_threshold_settlements": "超过阈值的自然村数", "candidates": "拟整体搬迁自然村数",
+    "candidate_households": "拟搬迁自然村总户数", "candidate_population": "拟搬迁自然村总人口",
+    "candidate_poor_population": "搬迁对象(建档立卡贫困人口)",
+    "candidate_accompanying_population": "同步搬迁人口",
+    "scheduled_population": "已排期总人口", "scheduled_poor_population": "已排期建档立卡贫困人口",
+    "scheduled_accompanying_population": "已排期同步搬迁人口", "poverty_village": "贫困村", "sites": "安置点数",
     "site_capacity_households": "安置容量(户)", "max_elevation_m": "最高海拔(米)",
-    "year": "年度", "quota_people": "计划人数", "people": "人数",
+    "year": "年度", "quota_poor_people": "计划搬迁建档立卡贫困人口", "poor_people": "搬迁对象(建档立卡贫困人口)",
+    "accompanying_people": "同步搬迁人口", "people": "总人口(全部居民)",
     "assigned_households_total": "已安置户数", "unassigned_households": "未安置户数",
     "mean_elevation_m": "平均海拔(米)", "area_above_threshold_pct": "超过阈值的面积比例(%)",
     "serves_township_code": "服务乡镇代码", "for_township": "服务乡镇", "site_role": "安置点类型",
@@ -429,22 +435,53 @@ def _reasons(row: dict, r: dict, *, known: bool, deep_poverty: bool) -> tuple[li
 # Schedule
 # ---------------------------------------------------------------------------------------------
 
-def schedule_years(candidates: pd.DataFrame, quotas: dict[str, int]) -> pd.Series:
+def with_poor_population(s: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """``s`` with ``poor_population`` (registered poor, 建档立卡贫困人口), its basis and
+    ``accompanying_population`` (the other residents, who move with a settlement: 同步搬迁).
+
+    Layers read by :func:`kaizhou_gis.layers.load_layers` already carry ``poor_population``
+    (estimated there when the layer lacks it); a frame built otherwise gets the same estimate.
+    """
+    s = s.copy()
+    if "poor_population" not in s.columns or s["poor_population"].isna().any():
+        from kaizhou_gis.layers import estimate_poor_population
+
+        notes: list[str] = []
+        s = estimate_poor_population(s, plan, [], notes, [])
+        for n in notes:
+            log.warning("%s", n)
+    if "poor_population_basis" not in s.columns:
+        s["poor_population_basis"] = "layer"
+    s["poor_population"] = pd.to_numeric(s["poor_population"], errors="coerce").fillna(0).astype("int64")
+    s["accompanying_population"] = (s["population"] - s["poor_population"]).clip(lower=0).astype("int64")
+    return s
+
+
+def schedule_years(candidates: pd.DataFrame, quotas: dict[str, int], *,
+                   count: str | None = None) -> pd.Series:
     """Year of relocation of each candidate settlement, by priority, within the yearly quotas.
 
-    Settlements are taken in order of falling ``priority`` (then falling elevation, then
-    ``settlement_id``). Each year is filled in that order: a settlement goes into the first year
-    whose remaining quota still holds all its people (whole settlements only); one that fits no
-    year is left unscheduled (the remainder). No year's people exceed its quota, and a settlement
-    is only passed over for a lower-priority one when it no longer fits the remaining quota.
+    The plan's quotas (ch.5: 2016 7,600; 2017 7,000; 2018 2,300) count **registered poor people**
+    (建档立卡贫困人口), so each settlement counts with its ``poor_population``; its other residents
+    move with it (同步搬迁) and do not use the quota. Settlements are taken in order of falling
+    ``priority`` (then falling elevation, then ``settlement_id``). Each year is filled in that
+    order: a settlement goes into the first year whose remaining quota still holds all its
+    registered poor (whole settlements only); one that fits no year is left unscheduled (the
+    remainder). No year exceeds its quota, and a settlement is only passed over for a
+    lower-priority one when it no longer fits the remaining quota. A settlement without
+    registered poor people uses no quota and is not scheduled (nothing of the plan's target moves
+    with it).
 
     Parameters
     ----------
     candidates
-        Candidate settlements with ``settlement_id``, ``population``, ``priority`` and
-        ``elevation_m``.
+        Candidate settlements with ``settlement_id``, ``poor_population`` (or ``population``),
+        ``priority`` and ``elevation_m``.
     quotas
-        People per year, e.g. ``{"2016": 7600, "2017": 7000, "2018": 2300}``.
+        Registered poor people per year, e.g. ``{"2016": 7600, "2017": 7000, "2018": 2300}``.
+    count : str, optional
+        The column counted against the quotas (default ``poor_population`` when present, else
+        ``population``).
 
     Returns
     -------
@@ -457,7 +494,11 @@ def schedule_years(candidates: pd.DataFrame, quotas: dict[str, int]) -> pd.Serie
                               _id=candidates["settlement_id"].astype(str)).sort_values(
         ["priority", "_e", "_id"], ascending=[False, False, True], kind="mergesort")
     out = pd.Series(pd.NA, index=candidates.index, dtype="Int64")
-    for idx, people in zip(order.index, order["population"].astype(int)):
+    if count is None:
+        count = "poor_population" if "poor_population" in candidates.columns else "population"
+    for idx, people in zip(order.index, order[count].astype(int)):
+        if people <= 0 and count == "poor_population":
+            continue
         for y in years:
             if people <= left[y]:
                 out[idx] = int(y)
@@ -1044,7 +1085,12 @@ def _group(s: pd.DataFrame, key: str) -> pd.DataFrame:
         "candidates": c.astype(int),
         "candidate_households": s["households"].where(c, 0),
         "candidate_population": s["population"].where(c, 0),
+        "candidate_poor_population": s["poor_population"].where(c, 0),
+        "candidate_accompanying_population": s["accompanying_population"].where(c, 0),
         "scheduled_population": s["population"].where(s["schedule_year"].notna(), 0),
+        "scheduled_poor_population": s["poor_population"].where(s["schedule_year"].notna(), 0),
+        "scheduled_accompanying_population": s["accompanying_population"].where(
+            s["schedule_year"].notna(), 0),
         "max_elevation_m": s["elevation_m"],
     })
     agg = {k: "sum" for k in t.columns if k not in (key, "max_elevation_m")}
@@ -1055,7 +1101,9 @@ def _group(s: pd.DataFrame, key: str) -> pd.DataFrame:
 def _fill_counts(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("settlements", "settlements_with_elevation", "above_threshold_settlements",
                 "candidates", "candidate_households", "candidate_population",
-                "scheduled_population", "sites", "site_capacity_households"):
+                "candidate_poor_population", "candidate_accompanying_population",
+                "scheduled_population", "scheduled_poor_population",
+                "scheduled_accompanying_population", "sites", "site_capacity_households"):
         if col in df.columns:
             df[col] = df[col].fillna(0).astype("int64")
     return df
@@ -1074,6 +1122,9 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
     share = 100.0 * above.sum() / n_elev if n_elev else float("nan")
     people_above = int(s.loc[above, "population"].sum())
     people_cand = int(s.loc[cand, "population"].sum())
+    poor_cand = int(s.loc[cand, "poor_population"].sum())
+    poor_all = int(s["poor_population"].sum())
+    estimated = int((s.get("poor_population_basis", pd.Series("", index=s.index)) == "estimated").sum())
     incidence = float(plan["baseline.poverty_incidence_pct"])
     notes = [
         f"The plan counts {r['outmigration_natural_villages']:,} natural villages in the out-migration "
@@ -1081,13 +1132,21 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
         f"villages), {r['natural_villages_above_threshold']} of them ({r['share_above_threshold_pct']} %) "
         f"above {r['threshold_m']:g} m. Here every settlement of the layer is tested, so the shares "
         f"have different denominators; the count above the threshold is the comparable figure.",
-        f"The plan's {r['people_target']:,} people are registered poor people to be moved; the "
-        f"people counted here are all residents of the candidate settlements, of whom only part "
-        f"are registered poor. Read the population figure as the people living in the flagged "
-        f"settlements, not as an estimate of the plan's number. At the district's average poverty "
-        f"incidence ({incidence:g} %) they would hold about {round(people_cand * incidence / 100.0):,} "
-        f"registered poor; poverty is more frequent in high villages, so the true figure is likely higher.",
+        f"The plan's {r['people_target']:,} people (ch.5, yearly quotas "
+        + ", ".join(f"{y} {q:,}" for y, q in sorted(r["yearly_people"].items())) +
+        ") are registered poor people (建档立卡贫困人口) to be moved, so the schedule counts each "
+        f"settlement's registered poor (poor_population) against the quotas. Whole settlements "
+        f"move together: their other residents move with them (同步搬迁) and are reported "
+        f"separately (accompanying_population), not counted in the quotas. The candidate "
+        f"settlements hold {poor_cand:,} registered poor and {people_cand - poor_cand:,} other "
+        f"residents ({people_cand:,} people in all); the layer holds {poor_all:,} registered poor "
+        f"in all settlements (the plan's district total is {int(plan['baseline.poor_population']):,}).",
     ]
+    if estimated:
+        notes.append(f"poor_population of {estimated:,} of the {n:,} settlements is ESTIMATED as "
+                     f"population x the plan's poverty incidence ({incidence:g} %), because the "
+                     f"settlements layer does not give it; give a poor_population column "
+                     f"(建档立卡贫困人口) for real figures.")
     if synthetic:
         notes.append(f"{synthetic:,} of the {n:,} settlements are synthesized (their source says so); "
                      f"their positions, households and people are illustrative, not surveyed.")
@@ -1108,12 +1167,18 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
             "layer_count_over_plan_base": round(100.0 * above.sum() / r["outmigration_natural_villages"], 1)},
         "candidates": {"layer": int(cand.sum()), "by_elevation": int((cand & above).sum()),
                        "by_terrain_and_remoteness_only": int((cand & ~above).sum())},
-        "people": {"plan_target": r["people_target"], "candidate_population": people_cand,
-                   "estimated_registered_poor": round(people_cand * incidence / 100.0),
-                   "estimate_basis": f"candidate population x district poverty incidence "
-                                     f"{incidence:g} % (baseline.poverty_incidence_pct)",
+        "people": {"plan_target": r["people_target"],
+                   "plan_target_counts": "registered poor people (建档立卡贫困人口), ch.5",
+                   "candidate_poor_population": poor_cand,
+                   "candidate_accompanying_population": people_cand - poor_cand,
+                   "candidate_population": people_cand,
+                   "poor_population_total": poor_all,
+                   "poor_population_basis": ("estimated: population x poverty incidence "
+                                             f"{incidence:g} % (baseline.poverty_incidence_pct) for "
+                                             f"{estimated:,} of {n:,} settlements"
+                                             if estimated else "layer (settlements.poor_population)"),
                    "above_threshold_population": people_above,
-                   "candidate_over_plan_pct": round(100.0 * people_cand / r["people_target"], 1)
+                   "candidate_poor_over_plan_pct": round(100.0 * poor_cand / r["people_target"], 1)
                    if r["people_target"] else None},
         "notes": notes,
     }
@@ -1227,6 +1292,7 @@ def run(ctx: Context) -> StepResult:
     r = plan.section("relocation")
     sp = plan.section("relocation.sites")
     s = settlement_table(layers.settlements, layers.villages, layers.townships)
+    s = with_poor_population(s, plan)
     if ctx.township:
         s = s[s["township_code"] == str(ctx.township)]
     with layers.open_dem() as dem:
@@ -1288,7 +1354,8 @@ def run(ctx: Context) -> StepResult:
     s["schedule_status"] = schedule_status(s["schedule_year"], s["relocation_candidate"].astype(bool),
                                            list(r["yearly_people"]))
     cols = ["settlement_id", "name", "village_code", "village_name", "township_code", "township_name",
-            "households", "population", "elevation_m", "slope_deg", "valley_depth_m",
+            "households", "population", "poor_population", "accompanying_population",
+            "poor_population_basis", "elevation_m", "slope_deg", "valley_depth_m",
             "above_threshold", "steep_terrain", "deep_valley", "remote", "tongda", "tongchang",
             "network_km_to_seat", "in_poverty_village", "deep_poverty_village",
             "relocation_candidate", "candidate_basis", "priority", "reasons_zh", "reasons_en",
@@ -1337,15 +1404,20 @@ def run(ctx: Context) -> StepResult:
     sched_rows = []
     for y in years:
         sel = (full["schedule_year"] == int(y)).fillna(False).astype(bool)
-        sched_rows.append({"year": int(y), "quota_people": int(r["yearly_people"][y]),
+        sched_rows.append({"year": int(y), "quota_poor_people": int(r["yearly_people"][y]),
                            "settlements": int(sel.sum()),
                            "households": int(full.loc[sel, "households"].sum()),
+                           "poor_people": int(full.loc[sel, "poor_population"].sum()),
+                           "accompanying_people": int(full.loc[sel, "accompanying_population"].sum()),
                            "people": int(full.loc[sel, "population"].sum())})
     rest = full["relocation_candidate"] & full["schedule_year"].isna()
     schedule = _labelled(pd.DataFrame(sched_rows))
     remainder = {"settlements": int(rest.sum()), "households": int(full.loc[rest, "households"].sum()),
+                 "poor_people": int(full.loc[rest, "poor_population"].sum()),
+                 "accompanying_people": int(full.loc[rest, "accompanying_population"].sum()),
                  "people": int(full.loc[rest, "population"].sum()),
-                 "largest_settlement_people": int(full.loc[rest, "population"].max()) if rest.any() else 0}
+                 "largest_settlement_poor_people": int(full.loc[rest, "poor_population"].max())
+                 if rest.any() else 0}
 
     site_cols = ["site_id", "name", "township_code", "serves_township_code", "for_township",
                  "site_role", "spacing_relaxed", "rank", "elevation_m", "slope_deg",
@@ -1391,6 +1463,8 @@ def run(ctx: Context) -> StepResult:
         "candidates": int(full["relocation_candidate"].sum()),
         "candidate_households": cand_hh,
         "candidate_population": int(candidates["population"].sum()),
+        "candidate_poor_population": int(candidates["poor_population"].sum()),
+        "candidate_accompanying_population": int(candidates["accompanying_population"].sum()),
         "candidates_in_poverty_villages": int(candidates["in_poverty_village"].sum()),
         "remoteness": access_note,
         "candidate_rule": ("above threshold_m" + (" OR (steep_terrain AND deep_valley AND remote)"
@@ -1398,8 +1472,9 @@ def run(ctx: Context) -> StepResult:
                            + (" AND in a poverty village" if r["require_poverty_village"] else "")),
         "plan_comparison": comparison,
         "schedule": {"years": sched_rows, "remainder": remainder,
-                     "rule": "by priority, whole settlements, each year's people <= its quota "
-                             "(all residents of a settlement are counted)"},
+                     "rule": "by priority, whole settlements, each year's registered poor people "
+                             "(poor_population, 建档立卡贫困人口) <= its quota; the settlements' other "
+                             "residents move with them (同步搬迁, accompanying_people) outside the quota"},
         "sites": {"origin": site_origin, "selected": len(sites_out),
                   "evaluated": len(evaluated_out),
                   "vetoed": int((evaluated_out["vetoes"] != "").sum()),
@@ -1467,10 +1542,15 @@ def run(ctx: Context) -> StepResult:
     headline = [
         f"{len(full):,} settlements: {pc['above_threshold']['layer']:,} above {r['threshold_m']:g} m "
         f"({'district ' if ctx.township else ''}plan: {r['natural_villages_above_threshold']:,}); "
-        f"{summary['candidates']:,} candidates, {summary['candidate_population']:,} people "
-        f"({'district ' if ctx.township else ''}plan: {r['people_target']:,} registered poor)",
-        "schedule: " + ", ".join(f"{x['year']} {x['people']:,}/{x['quota_people']:,}" for x in sched_rows)
-        + f"; left over {remainder['settlements']:,} settlements, {remainder['people']:,} people",
+        f"{summary['candidates']:,} candidate settlements: {summary['candidate_poor_population']:,} "
+        f"registered poor 建档立卡贫困人口 ({'district ' if ctx.township else ''}plan: "
+        f"{r['people_target']:,}) + {summary['candidate_accompanying_population']:,} other residents "
+        f"同步搬迁 = {summary['candidate_population']:,} people",
+        "schedule (registered poor/quota): " + ", ".join(
+            f"{x['year']} {x['poor_people']:,}/{x['quota_poor_people']:,} (+{x['accompanying_people']:,} 同步搬迁)"
+            for x in sched_rows)
+        + f"; left over {remainder['settlements']:,} settlements, {remainder['poor_people']:,} "
+          f"registered poor + {remainder['accompanying_people']:,} others",
         f"sites: {len(sites_out):,} ({site_origin}), {summary['sites']['capacity_households']:,} households "
         f"capacity; placed {assigned_hh:,} of {cand_hh:,} households ({sched_placed:,} of the "
         f"{sched_hh:,} scheduled; {summary['assignment']['same_township_pct'] or 0:g} % in their own "

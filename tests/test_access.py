@@ -217,13 +217,17 @@ def test_step_on_tiny_layer_set(tmp_path):
     assert bq["tongda"] and not bq["tongchang"] and bq["work_ids"].startswith("U")
     assert (v.loc[~v["tongchang"], "reason"] != "").all()
     sc = res.files["access/scorecard.json"]
-    assert sc["before"]["village_tongchang_pct"] == pytest.approx(66.67)
+    # indicator 5 counts 行政村 only: 红旗村 通畅, 白泉村 not; 汉丰社区 (a 社区) is left out
+    assert sc["before"]["village_tongchang_pct"] == pytest.approx(50.0)
+    assert sc["before"]["villages"] == 2 and sc["before"]["communities_excluded"] == 1
+    assert bool(v.set_index("village_code").loc["500154001001", "admin_village"]) is False
     assert all(sc["after"]["met"].values())
     assert sc["check"]["not_reached_after_applying_works"] == []
     assert sc["check"]["points_given_works"] >= 4
     assert sc["parameters"]["access.reach_distance_m"]["value"] == 500.0
     assert {"before", "after"} <= set(res.data["scorecard"])
-    assert res.summary["headline"][0].startswith("villages 通畅 66.7% → 100.0%")
+    assert res.summary["headline"][0].startswith("villages 通畅 50.0% → 100.0%")
+    assert "with the proposed works (planned)" in res.summary["headline"][0]
     towns = res.files["access/townships.csv"].set_index("township_code")
     assert towns.loc["500154118", "village_tongchang_pct"] == pytest.approx(50.0)
     assert towns.loc["500154118", "village_tongchang_pct_after"] == pytest.approx(100.0)

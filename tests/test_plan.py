@@ -36,7 +36,7 @@ def test_shipped_plan_loads_with_plan_numbers():
     assert plan["relocation.people_target"] == 16900
     assert sum(plan["relocation.yearly_people"].values()) == 16900
     assert plan["baseline.poverty_villages"] == 135
-    assert plan.source("relocation.threshold_m").startswith("ch.5")
+    assert plan.source("relocation.threshold_m").startswith("derived: ch.5")
     assert plan.is_assumption("access.reach_distance_m")
     assert len(plan.indicators) == 10
     assert "户数" in plan["aliases.households"]

@@ -548,7 +548,7 @@ def test_end_to_end_on_shipped_layers(tmp_path):
     cand = s[s["relocation_candidate"].astype(bool)]
     assert a["households"].sum() + u["households"].sum() == cand["households"].sum()
     years = res.summary["schedule"]["years"]
-    assert all(y["people"] <= y["quota_people"] for y in years)
+    assert all(y["poor_people"] <= y["quota_poor_people"] for y in years)
 
 
 def test_zero_scale_setting_is_a_plan_error(layers):

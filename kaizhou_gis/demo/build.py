@@ -30,7 +30,7 @@ OUTLET_ELEVATION_M = 145.0
 #: Roads may leave the district by at most this many DEM cells (~80 m each).
 ROAD_MARGIN_CELLS = 8
 SRC_VILLAGE = "NBS 2023 (code, name); location, households, population: synthetic"
-SRC_SETTLEMENT = "synthetic (location, name, households, population)"
+SRC_SETTLEMENT = "synthetic (location, name, households, population, poor_population)"
 SRC_TOWNSHIP = "NBS 2023 (code, name); polygon: synthetic (Voronoi of seats clipped to boundary, approximate)"
 SRC_ROAD = "synthetic (least-cost path over the synthetic DEM)"
 
@@ -204,6 +204,17 @@ def build_layers(*, seed: int, scale: int = 1) -> Built:
     pov = settle.poverty_flags(villages, a.plan_poverty, score, sp_n)
     villages = villages.join(pov)
 
+    # registered poor people per settlement (deterministic: the random streams stay as they were)
+    seat_of = pd.Series(np.arange(len(seats)), index=seats["township_code"].to_numpy())
+    seat_xy = grid.to_xy_m(ll[:, 0], ll[:, 1])
+    s_seat = seat_xy[seat_of.reindex(villages["township_code"].to_numpy()[sets["vidx"]]).to_numpy()]
+    s_xy0 = grid.to_xy_m(slon, slat)
+    sets["poor_population"] = settle.poor_population(
+        sets["population"].to_numpy(), zf[sets["row"], sets["col"]],
+        np.hypot(*(s_xy0 - s_seat).T) / 1000.0,
+        villages["poverty_village"].to_numpy(dtype=bool)[sets["vidx"]],
+        villages["deep_poverty"].to_numpy(dtype=bool)[sets["vidx"]])
+
     # roads
     W = grid.shape[1]
     sr, sc = grid.cell_of(ll[:, 0], ll[:, 1])
@@ -243,7 +254,8 @@ def build_layers(*, seed: int, scale: int = 1) -> Built:
         "settlement_id": sets["settlement_id"],
         "name": [f"{n}{k}组" for n, k in zip(vname, sets["seq"])],
         "village_code": sets["village_code"], "households": sets["households"].astype("int64"),
-        "population": sets["population"].astype("int64"), "source": SRC_SETTLEMENT},
+        "population": sets["population"].astype("int64"),
+        "poor_population": sets["poor_population"].astype("int64"), "source": SRC_SETTLEMENT},
         geometry=gpd.points_from_xy(slon, slat), crs="EPSG:4326")
     roads = rr.roads.assign(source=SRC_ROAD)
     stats = {
@@ -252,6 +264,7 @@ def build_layers(*, seed: int, scale: int = 1) -> Built:
         "settlements_target_tongda_pct": 100 * float(rr.settlement_tongda[target].mean()),
         "settlements_target_tongchang_pct": 100 * float(rr.settlement_tongchang[target].mean()),
         "settlements": len(sg),
+        "settlement_poor_population": int(sg["poor_population"].sum()),
         "roads_km": float(roads["length_km"].sum()),
         "seats_connected": rr.seats_connected,
     }

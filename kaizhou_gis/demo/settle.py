@@ -317,3 +317,47 @@ def poverty_flags(villages: pd.DataFrame, plan_matches: pd.DataFrame, score: pd.
     deep[deep_rank.index[:p.n_deep]] = True
     return pd.DataFrame({"poverty_village": poverty, "deep_poverty": deep,
                          "poverty_source": source}, index=villages.index)
+
+
+@dataclass(frozen=True)
+class PoorParams:
+    """How the synthetic registered poor people (建档立卡贫困人口) per settlement are drawn.
+
+    No survey gives them offline, so they follow the plan's figures: the district incidence
+    10.45 % (ch.1; 119,207 registered poor) is the base rate of a settlement in an ordinary
+    village, low (at or below ``low_m``) and next to its township seat; poverty villages, deep-poverty
+    villages, high and remote places have more (ch.5: the relocation targets the poor of
+    高寒边远山区 and 深山峡谷). Deterministic (no random draw), so the other layers are unchanged.
+    """
+
+    base_incidence: float = 0.1045          # plan ch.1: 贫困发生率 10.45 %
+    poverty_village_factor: float = 1.8     # in a 贫困村
+    deep_poverty_factor: float = 1.3        # in a 深度贫困村 (on top)
+    low_m: float = 600.0                    # elevation factor 1 at or below ...
+    high_m: float = 1200.0                  # ... rising linearly to high_factor at and above
+    high_factor: float = 3.0
+    remote_km: float = 15.0                 # straight-line km to the township seat for ...
+    remote_factor: float = 1.5              # ... the full remoteness factor (linear from 1 at 0 km)
+    max_incidence: float = 0.6              # no settlement above this share
+
+
+def poor_population(population: np.ndarray, elevation_m: np.ndarray, seat_km: np.ndarray,
+                    poverty_village: np.ndarray, deep_poverty: np.ndarray,
+                    p: PoorParams = PoorParams()) -> np.ndarray:
+    """Synthetic registered poor people per settlement (int64, ≤ population).
+
+    incidence = base × (poverty_village_factor if 贫困村) × (deep_poverty_factor if 深度贫困村)
+    × (1 + (high_factor − 1) × clip((elevation − low_m) / (high_m − low_m), 0, 1))
+    × (1 + (remote_factor − 1) × clip(seat_km / remote_km, 0, 1)), capped at max_incidence;
+    people = population × incidence, rounded half up.
+    """
+    pop = np.asarray(population, dtype=float)
+    h = np.clip((np.asarray(elevation_m, dtype=float) - p.low_m) / (p.high_m - p.low_m), 0.0, 1.0)
+    r = np.clip(np.asarray(seat_km, dtype=float) / p.remote_km, 0.0, 1.0)
+    inc = (p.base_incidence
+           * np.where(np.asarray(poverty_village, dtype=bool), p.poverty_village_factor, 1.0)
+           * np.where(np.asarray(deep_poverty, dtype=bool), p.deep_poverty_factor, 1.0)
+           * (1.0 + (p.high_factor - 1.0) * np.nan_to_num(h))
+           * (1.0 + (p.remote_factor - 1.0) * r))
+    inc = np.minimum(inc, p.max_incidence)
+    return np.minimum(np.floor(pop * inc + 0.5), pop).astype(np.int64)
