@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kaizhou_gis import leftout
+from kaizhou_gis import leftout, provenance
+from kaizhou_gis.access import admin_village_mask
 from kaizhou_gis.errors import KaizhouGISError, PlanError
 from kaizhou_gis.industry import host_township_codes
 from kaizhou_gis.pipeline import Context, StepResult
@@ -42,9 +43,11 @@ NOT_DERIVABLE_ZH = "无法由现有图层计算"
 #: Measures the layers can compute for a plan indicator (values of ``report.indicator_measures``).
 MEASURES = {
     "poverty_villages": "count of villages with poverty_village = true in the villages layer",
-    "relocation_people": "people living in relocation-candidate settlements (relocation step)",
-    "village_tongchang_pct": "share of administrative villages reached by a hardened road, "
-                             "before and after the proposed works (access step)",
+    "relocation_people": "registered poor people (建档立卡贫困人口, settlements.poor_population) in "
+                         "the settlements the relocation step schedules for 2016-2018 (cumulative)",
+    "village_tongchang_pct": "share of administrative villages (行政村, kind 村; 社区 not counted) "
+                             "reached by a hardened road, now and with the proposed works "
+                             "(planned; access step)",
 }
 
 #: Step each measure needs.
@@ -60,9 +63,12 @@ SOURCE_STEPS = ("access", "relocation", "industry")
 #: Chinese labels of the per-township table's columns.
 TOWNSHIP_LABELS_ZH = {
     "township_code": "乡镇代码", "name": "乡镇(街道)", "villages": "行政村数",
-    "poverty_villages": "贫困村数", "settlements": "自然村数", "candidates": "搬迁候选自然村",
-    "candidate_households": "搬迁候选户数", "candidate_people": "搬迁候选人口",
-    "tongchang_before_pct": "通畅率(现状,%)", "tongchang_after_pct": "通畅率(规划后,%)",
+    "poverty_villages": "贫困村数", "settlements": "自然村数", "candidates": "拟整体搬迁自然村数",
+    "candidate_households": "拟搬迁自然村总户数", "candidate_people": "拟搬迁自然村总人口",
+    "candidate_poor_people": "搬迁对象(建档立卡贫困人口)",
+    "candidate_accompanying_people": "同步搬迁人口",
+    "tongchang_before_pct": "行政村通畅率(现状,%)",
+    "tongchang_after_pct": "行政村通畅率(实施拟建工程后，规划,%)",
     "works_km": "建设里程(公里)", "works_cost_10k_yuan": "投资(万元)",
     "industry_projects": "产业项目数",
 }
@@ -206,6 +212,53 @@ class _Frames:
         return self._scope(df)
 
 
+def _admin(v: pd.DataFrame) -> pd.DataFrame:
+    """The administrative villages (行政村, kind 村) of a village table: indicator 5 counts these."""
+    return v[admin_village_mask(v).to_numpy()]
+
+
+def _poor(s: pd.DataFrame, plan) -> tuple[pd.Series, str]:
+    """Registered poor people per settlement and the basis of the figure.
+
+    From ``poor_population`` (the layer's or the loader's estimate, see ``poor_population_basis``);
+    a table without it gets the same estimate as the loader (population x the plan's incidence).
+    """
+    incidence = float(plan["baseline.poverty_incidence_pct"])
+    est_text = (f"estimated: population x the plan's poverty incidence {incidence:g} % "
+                f"(baseline.poverty_incidence_pct) / 按规划贫困发生率{incidence:g}%估算")
+    if "poor_population" in s and pd.to_numeric(s["poor_population"], errors="coerce").notna().all():
+        poor = pd.to_numeric(s["poor_population"], errors="coerce").astype("int64")
+        basis = s["poor_population_basis"].astype(str) if "poor_population_basis" in s else \
+            pd.Series("layer", s.index)
+        n_est = int((basis == "estimated").sum())
+        if n_est == 0:
+            return poor, "layer: settlements.poor_population (建档立卡贫困人口) / 图层给出"
+        return poor, f"{est_text} for {n_est:,} of {len(s):,} settlements"
+    from kaizhou_gis.layers import estimate_poor_population
+
+    est = estimate_poor_population(pd.DataFrame(s).assign(poor_population=np.nan), plan, [], [], [])
+    return est["poor_population"].astype("int64"), est_text
+
+
+def _calibrated(ctx: Context) -> dict[str, bool]:
+    """Figures the synthetic layers were built to match (layers/README.md): shown as calibrated.
+
+    A figure is calibrated when the layer it comes from is synthesized: the poverty-village count
+    (villages), village 通畅 now (roads), the share of settlements above the threshold (settlements,
+    dem) and the registered poor of the candidates (settlements.poor_population).
+    """
+    syn = set(ctx.data_status.get("synthetic_layers", []))
+    return {"poverty_villages": "villages" in syn,
+            "village_tongchang_before": "roads" in syn,
+            "share_above_threshold": bool({"settlements", "dem"} & syn),
+            "registered_poor": "settlements" in syn}
+
+
+def _cal(flag: bool) -> str:
+    """The calibrated mark for a figure (empty when the figure is independent)."""
+    return f" [{provenance.CALIBRATED_ZH} / {provenance.CALIBRATED_EN}]" if flag else ""
+
+
 def _poverty_flag_filled(ctx: Context) -> bool:
     """True when the villages layer had no poverty_village column (the loader filled False and
     noted it): then the layers cannot say how many poverty villages there are."""
@@ -245,28 +298,39 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
         base = _num(ind.get("baseline_2015"))
         comment = (f"the layers hold {n} poverty villages ({scope}); the plan's 2015 baseline is "
                    f"{base:g}" if base is not None else f"{n} poverty villages in the layers")
+        comment += _cal(_calibrated(frames.ctx)["poverty_villages"])
         return {"status": "computed", "computed": n, "computed_after": None,
                 "compare_with": "baseline_2015", "basis": MEASURES[measure], "comment": comment}
     if measure == "relocation_people":
         s = frames.scoped_settlements(steps["relocation"].data["settlements"])
         cand = _bool(s["relocation_candidate"])
-        people = float(pd.to_numeric(s.loc[cand, "population"], errors="coerce").fillna(0).sum())
+        pop = pd.to_numeric(s["population"], errors="coerce").fillna(0)
+        poor, basis = _poor(s, frames.ctx.plan)
+        years = pd.to_numeric(s.get("schedule_year"), errors="coerce") if "schedule_year" in s \
+            else pd.Series(np.nan, s.index)
+        sched = cand & years.notna()
+        people = float(pop[cand].sum())
+        poor_sched = int(poor[sched].sum())
         unit = str(ind.get("unit", ""))
-        value = people / 10_000 if "万" in unit else people
+        value = poor_sched / 10_000 if "万" in unit else poor_sched
         target = _num(ind.get("target_2018"))
         if target is None:
             target = _num(ind.get("target_2020"))
-        incidence = float(frames.ctx.plan["baseline.poverty_incidence_pct"])
-        poor = round(people * incidence / 100.0)
-        comment = (f"{int(people):,} people in {int(cand.sum())} candidate settlements ({scope}; "
-                   f"every resident, while the plan counts registered poor people only)")
+        comment = (f"{poor_sched:,} registered poor people (建档立卡贫困人口) in the "
+                   f"{int(sched.sum())} settlements scheduled for the plan's years ({scope}; "
+                   f"planned, 规划), moving with {int(pop[sched].sum()) - poor_sched:,} other "
+                   f"residents (同步搬迁); the {int(cand.sum())} candidate settlements hold "
+                   f"{int(poor[cand].sum()):,} registered poor of {int(people):,} residents; "
+                   f"basis: {basis}")
         if target:
             comment += f"; {100 * value / target:.1f} % of the plan's {target:g} {unit}"
-        comment += (f"; at the district's poverty incidence ({incidence:g} %) about {poor:,} of "
-                    f"them would be registered poor")
+        comment += _cal(_calibrated(frames.ctx)["registered_poor"] and "estimated" not in basis)
         return {"status": "computed", "computed": round(value, 4), "computed_after": None,
                 "compare_with": "target_2018", "basis": MEASURES[measure], "comment": comment,
-                "people": int(people), "estimated_registered_poor": poor}
+                "people": int(people), "registered_poor_scheduled": poor_sched,
+                "registered_poor_candidates": int(poor[cand].sum()),
+                "accompanying_people_scheduled": int(pop[sched].sum()) - poor_sched,
+                "poor_population_basis": basis}
     if measure == "village_tongchang_pct":
         acc = steps["access"]
         before = after = None
@@ -275,10 +339,12 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
             before = _num((card.get("before") or {}).get("village_tongchang_pct"))
             after = _num((card.get("after") or {}).get("village_tongchang_pct"))
         if before is None:
-            v = frames.scoped_villages(acc.data["villages"])
+            v = _admin(frames.scoped_villages(acc.data["villages"]))
             before = _pct(float(_bool(v["tongchang"]).sum()), len(v))
             after = _after_tongchang(v, acc, frames)
-        comment = f"{scope}: {before}% before, {after}% after the proposed works"
+        comment = (f"{scope}, 行政村 only (社区 not counted): {before}% now"
+                   f"{_cal(_calibrated(frames.ctx)['village_tongchang_before'])}; {after}% "
+                   f"{provenance.PLANNED_EN} / {provenance.PLANNED_ZH}")
         return {"status": "computed", "computed": before, "computed_after": after,
                 "compare_with": "target_2018", "basis": MEASURES[measure], "comment": comment}
     raise PlanError(f"unknown measure {measure!r}")  # pragma: no cover (checked by _indicator_measures)
@@ -346,6 +412,7 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
     s = frames.scoped_settlements(res.data["settlements"])
     pop = pd.to_numeric(s.get("population"), errors="coerce").fillna(0)
     hh = pd.to_numeric(s.get("households"), errors="coerce").fillna(0)
+    poor, poor_basis = _poor(s, plan)
     cand = _bool(s["relocation_candidate"])
     above = _bool(s["above_threshold"]) if "above_threshold" in s else pd.Series(False, s.index)
     elev = pd.to_numeric(s.get("elevation_m"), errors="coerce")
@@ -358,9 +425,13 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
         "candidates": int(cand.sum()),
         "candidate_households": int(hh[cand].sum()),
         "candidate_people": int(pop[cand].sum()),
-        "candidate_people_vs_target_pct": _pct(float(pop[cand].sum()), rel["people_target"]),
-        "estimated_registered_poor": round(float(pop[cand].sum())
-                                           * float(plan["baseline.poverty_incidence_pct"]) / 100.0),
+        "candidate_poor_people": int(poor[cand].sum()),
+        "candidate_accompanying_people": int(pop[cand].sum() - poor[cand].sum()),
+        "candidate_poor_vs_target_pct": _pct(float(poor[cand].sum()), rel["people_target"]),
+        "poor_population_basis": poor_basis,
+        "poor_people_in_layer": int(poor.sum()),
+        "calibrated": {k: v for k, v in _calibrated(frames.ctx).items()
+                       if k in ("share_above_threshold", "registered_poor")},
     })
     notes = ((res.summary or {}).get("plan_comparison") or {}).get("notes")
     if isinstance(notes, list):
@@ -381,11 +452,13 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
     for y in all_years:
         sel = (years == int(y)) if years is not None else pd.Series(False, s.index)
         sched.append({"year": int(y), "settlements": int(sel.sum()),
-                      "households": int(hh[sel].sum()), "people": int(pop[sel].sum()),
-                      "plan_people": plan_years.get(y)})
+                      "households": int(hh[sel].sum()), "poor_people": int(poor[sel].sum()),
+                      "accompanying_people": int(pop[sel].sum() - poor[sel].sum()),
+                      "people": int(pop[sel].sum()), "plan_people": plan_years.get(y)})
     if years is not None:
         unsched = cand & years.isna()
         out["unscheduled_candidates"] = int(unsched.sum())
+        out["unscheduled_poor_people"] = int(poor[unsched].sum())
         out["unscheduled_people"] = int(pop[unsched].sum())
     out["schedule"] = sched
     sites = res.data.get("sites")
@@ -451,7 +524,7 @@ def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> d
         rows.append({"indicator": key, "target_pct": target, "before_pct": b, "after_pct": a,
                      "meets_target_after": (a >= target - 1e-9) if a is not None else None})
     if frames.township is not None:  # the district scorecard does not describe one township
-        v = frames.scoped_villages(res.data["villages"])
+        v = _admin(frames.scoped_villages(res.data["villages"]))
         s = frames.scoped_settlements(res.data["settlements"])
         ids = _beneficiary_ids(res.data.get("works"))
         tg = _bool(s["target_group"]) if "target_group" in s else pd.Series(True, s.index)
@@ -562,18 +635,23 @@ def industry_section(plan, frames: _Frames, res: StepResult | None, why: str) ->
             scale = pd.to_numeric(g.get("scale"), errors="coerce")
             if "part_of" in g:  # a part of another project is already in that project's total
                 scale = scale.where(g["part_of"].fillna("").astype(str).str.strip().eq(""))
-            units = {}
-            for u, gg in g.assign(_s=scale).groupby(g.get("unit", pd.Series("", g.index))
-                                                     .fillna("").astype(str)):
+            # one total per product AND unit: goats and pigs (头), stations and brands (个) or
+            # different kinds of household (户) are never added together
+            units = []
+            keyed = g.assign(_s=scale,
+                             _p=g.get("product", pd.Series("", g.index)).fillna("").astype(str),
+                             _u=g.get("unit", pd.Series("", g.index)).fillna("").astype(str))
+            for (prod, u), gg in keyed.groupby(["_p", "_u"], sort=False):
                 total = _num(gg["_s"].sum(min_count=1))
                 if u.strip() and total:
-                    units[u] = total
+                    units.append({"product": prod, "unit": u, "total": total,
+                                  "project_ids": [str(x) for x in gg.get("project_id", [])]})
             placed = int(hosts_per.reindex(g["project_id"]).fillna(0).sum()) \
                 if "project_id" in g else 0
             named_col = next((c for c in ("n_hosts_named", "n_hosts") if c in g), None)
             named = (int(pd.to_numeric(g[named_col], errors="coerce").fillna(0).sum())
                      if named_col else None)
-            cats.append({"category": cat, "projects": int(len(g)), "scale_by_unit": units,
+            cats.append({"category": cat, "projects": int(len(g)), "scale_by_product": units,
                          "hosts_named": named, "hosts_placed": placed})
     out["by_category"] = cats
     totals = res.data.get("totals")
@@ -620,18 +698,22 @@ def township_table(frames: _Frames, steps: dict) -> pd.DataFrame:
 def _tw_relocation(df: pd.DataFrame, frames: _Frames, rel: StepResult) -> pd.DataFrame:
     s = frames.scoped_settlements(rel.data["settlements"])
     cand = _bool(s["relocation_candidate"])
+    poor, _ = _poor(s, frames.ctx.plan)
     g = s[cand].assign(
         _hh=pd.to_numeric(s.loc[cand, "households"], errors="coerce").fillna(0),
-        _pop=pd.to_numeric(s.loc[cand, "population"], errors="coerce").fillna(0)
+        _pop=pd.to_numeric(s.loc[cand, "population"], errors="coerce").fillna(0),
+        _poor=poor[cand]
     ).groupby(s.loc[cand, "township_code"].astype(str))
     df["candidates"] = df["township_code"].map(g.size()).fillna(0).astype(int)
     df["candidate_households"] = df["township_code"].map(g["_hh"].sum()).fillna(0).astype(int)
     df["candidate_people"] = df["township_code"].map(g["_pop"].sum()).fillna(0).astype(int)
+    df["candidate_poor_people"] = df["township_code"].map(g["_poor"].sum()).fillna(0).astype(int)
+    df["candidate_accompanying_people"] = df["candidate_people"] - df["candidate_poor_people"]
     return df
 
 
 def _tw_access(df: pd.DataFrame, frames: _Frames, acc: StepResult) -> pd.DataFrame:
-    av = frames.scoped_villages(acc.data["villages"])
+    av = _admin(frames.scoped_villages(acc.data["villages"]))
     tc = _bool(av["tongchang"])
     ids = _beneficiary_ids(acc.data.get("works"))
     after = tc | av["village_code"].astype(str).isin(ids)
@@ -700,7 +782,7 @@ def provenance_section(ctx: Context) -> dict:
         if gdf is None:
             continue
         src = gdf["source"].fillna("").astype(str) if "source" in gdf else pd.Series("", gdf.index)
-        synth = src.str.contains("synth", case=False)
+        synth = src.map(provenance.is_synthetic_text).astype(bool)
         layers.append({"layer": name, "rows": int(len(gdf)), "synthesized_rows": int(synth.sum()),
                        "sources": {k: int(v) for k, v in src[src != ""].value_counts().head(6)
                                    .items()}})
@@ -728,6 +810,7 @@ def build_report(ctx: Context) -> tuple[dict, pd.DataFrame, dict]:
     for name in SOURCE_STEPS:
         steps[name], why[name] = _step(ctx, name)
     report: dict[str, Any] = {
+        "data_status": ctx.data_status,
         "title": plan["meta.plan_title"],
         "district": {"name": plan["meta.district_name"], "name_en": plan["meta.district_name_en"],
                      "code": plan["meta.district_code"]},
@@ -736,6 +819,7 @@ def build_report(ctx: Context) -> tuple[dict, pd.DataFrame, dict]:
         "steps": {n: ("ok" if steps[n] is not None else f"unavailable: {why[n]}")
                   for n in SOURCE_STEPS},
     }
+    report["calibrated"] = _calibrated(ctx)
     report["indicators"] = indicator_table(plan, frames, steps, why)
     for name, builder in (("relocation", relocation_section), ("access", access_section),
                           ("industry", industry_section)):
@@ -772,7 +856,13 @@ def cjk_font() -> str | None:
     return find_cjk_font()
 
 
-def _png(fig) -> bytes:
+def _png(fig, status: dict | None = None) -> bytes:
+    """PNG bytes of a chart; with synthesized input its footer says so (zh + en)."""
+    lines = provenance.banner_lines(status)
+    if lines:
+        fig.text(0.0, -0.02, f"⚠ {provenance.MARK_ZH}（{provenance.SHORT_ZH}） / "
+                             f"{provenance.MARK_EN} ({provenance.SHORT_EN})",
+                 fontsize=8, color="#a01010", va="top", fontweight="bold")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     import matplotlib.pyplot as plt
@@ -813,7 +903,7 @@ def make_charts(report: dict, townships: pd.DataFrame, chart_data: dict) -> dict
             ax.set_ylabel(lab("自然村数", "settlements"))
             ax.yaxis.get_major_locator().set_params(integer=True)
             ax.legend(frameon=False)
-            charts["elevation"] = _png(fig)
+            charts["elevation"] = _png(fig, report.get("data_status"))
         curve = chart_data.get("cost_curve")
         if curve is not None and len(curve) and "cumulative_cost_yuan" in curve:
             fig, ax = plt.subplots(figsize=(7.5, 3.8))
@@ -834,33 +924,41 @@ def make_charts(report: dict, townships: pd.DataFrame, chart_data: dict) -> dict
             ax.set_ylim(0, 101)
             ax.grid(alpha=0.3)
             ax.legend(frameon=False, loc="lower right")
-            charts["cost_curve"] = _png(fig)
+            charts["cost_curve"] = _png(fig, report.get("data_status"))
         if len(townships) > 1 and ("candidate_people" in townships
                                    or "tongchang_before_pct" in townships):
             t = townships.iloc[::-1]
             names = t["name"] if zh else t["township_code"]
             panels = [c for c in ("candidate_people", "tongchang_before_pct") if c in t]
+            poor_t = t["candidate_poor_people"] if "candidate_poor_people" in t else None
             fig, axes = plt.subplots(1, len(panels), sharey=True,
                                      figsize=(4.2 * len(panels) + 1.5, 0.22 * len(t) + 1.2))
             axes = np.atleast_1d(axes)
             y = np.arange(len(t))
             for ax, col in zip(axes, panels):
-                if col == "candidate_people":
+                if col == "candidate_people" and poor_t is not None:
+                    ax.barh(y, poor_t, color="#d9534f", label=lab("搬迁对象(建档立卡贫困人口)",
+                                                                   "registered poor"))
+                    ax.barh(y, t[col] - poor_t, left=poor_t, color="#f0b5b3",
+                            label=lab("同步搬迁", "other residents"))
+                    ax.set_xlabel(lab("拟搬迁自然村人口", "people in candidate settlements"))
+                    ax.legend(frameon=False, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2)
+                elif col == "candidate_people":
                     ax.barh(y, t[col], color="#d9534f")
-                    ax.set_xlabel(lab("搬迁候选人口", "relocation candidate people"))
+                    ax.set_xlabel(lab("拟搬迁自然村人口", "people in candidate settlements"))
                 else:
                     ax.barh(y - 0.2, t[col].fillna(0), height=0.4, color="#999999",
                             label=lab("现状", "before"))
                     if "tongchang_after_pct" in t:
                         ax.barh(y + 0.2, pd.to_numeric(t["tongchang_after_pct"]).fillna(0),
-                                height=0.4, color="#5cb85c", label=lab("规划后", "after works"))
+                                height=0.4, color="#5cb85c", label=lab("实施拟建工程后（规划）", "with the proposed works (planned)"))
                     ax.set_xlabel(lab("行政村通畅率(%)", "villages tongchang (%)"))
                     ax.set_xlim(0, 100)
                     ax.legend(frameon=False, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2)
                 ax.grid(axis="x", alpha=0.3)
             axes[0].set_yticks(y)
             axes[0].set_yticklabels(names, fontsize=7)
-            charts["townships"] = _png(fig)
+            charts["townships"] = _png(fig, report.get("data_status"))
     return charts
 
 
@@ -952,7 +1050,7 @@ def _indicator_rows(report: dict) -> tuple[list[str], list[list[Any]]]:
             why = i.get("reason", "")
         if i.get("note"):
             why = f"{why} (plan / 规划: {i['note']})"
-        t18 = i["target_2018"] if i["target_2018"] is not None else (i.get("note") or None)
+        t18 = i["target_2018"] if i["target_2018"] is not None else None
         rows.append([i["id"], f"{i['name_zh']} / {i['name_en']}",
                      {"binding": "约束性 binding", "expected": "预期性 expected"}.get(i["kind"],
                                                                                    i["kind"]),
@@ -975,6 +1073,18 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
         intro.append(f"step {n}: {s}")
     for prob in report.get("problems", []):
         intro.append(f"problem / 问题: {prob}")
+    rel0 = report.get("relocation", {})
+    intro.append("搬迁对象按建档立卡贫困人口计：规划第五章的年度任务（" + "、".join(
+        f"{y}年{q:,}人" for y, q in sorted(rel0.get("plan", {}).get("yearly_people", {}).items()))
+        + "）指建档立卡贫困人口；整村（自然村）搬迁时其他居民同步搬迁，单独列出，不计入任务。 / "
+        "Relocation counts registered poor people (建档立卡贫困人口): the plan's yearly quotas (ch.5) "
+        "are registered poor; whole settlements move, their other residents move with them "
+        "(同步搬迁) and are reported separately, outside the quotas."
+        + (f" Basis of the registered poor figures: {rel0['poor_population_basis']}."
+           if rel0.get("poor_population_basis") else ""))
+    intro.append(f"通畅率按行政村（村）计，不含社区；“{provenance.PLANNED_ZH}”的数值为规划结果，"
+                 f"不是已实现的成绩。 / Village 通畅 counts 行政村 (村) only, not 社区; figures "
+                 f"'{provenance.PLANNED_EN}' are planned results, not achievements.")
     out.append(("概况 / Overview", "text", intro))
     out.append(("一、主要指标 / Main indicators (ch.1 专栏)", "table", list(_indicator_rows(report))))
     if any(i["status"] == "not_derivable" for i in report["indicators"]):
@@ -988,31 +1098,42 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
     rel = report["relocation"]
     p = rel["plan"]
     if rel.get("status") == "ok":
-        rows = [["搬迁人口 / people to relocate", p["people_target"], rel["candidate_people"],
-                 f"{_txt(rel['candidate_people_vs_target_pct'])} % of plan"],
-                ["其中估计建档立卡贫困人口 / of whom registered poor (estimate)", p["people_target"],
-                 rel["estimated_registered_poor"], "candidates' people × district poverty "
-                                                    "incidence (baseline.poverty_incidence_pct)"],
-                ["搬迁候选自然村 / candidate settlements", None, rel["candidates"],
-                 f"{rel['candidate_households']:,} households"],
+        cal = rel.get("calibrated", {})
+        poor_cal = cal.get("registered_poor") and "estimated" not in rel["poor_population_basis"]
+        rows = [["搬迁对象（建档立卡贫困人口）/ registered poor people to relocate",
+                 p["people_target"], rel["candidate_poor_people"],
+                 f"in the candidate settlements; {_txt(rel['candidate_poor_vs_target_pct'])} % of "
+                 f"plan; basis: {rel['poor_population_basis']}{_cal(poor_cal)}"],
+                ["同步搬迁人口 / other residents moving with them (not in the plan's target)", None,
+                 rel["candidate_accompanying_people"], "whole settlements move together"],
+                ["拟搬迁自然村总人口 / all residents of the candidate settlements", None,
+                 rel["candidate_people"], f"{rel['candidate_households']:,} households"],
+                ["拟整体搬迁自然村 / candidate settlements", None, rel["candidates"], ""],
                 [f"海拔{p['threshold_m']:g}米以上自然村 / settlements above {p['threshold_m']:g} m",
-                 p["natural_villages_above_threshold"], rel["above_threshold"], ""],
+                 p["natural_villages_above_threshold"], rel["above_threshold"],
+                 "plan: the out-migration area's natural villages (ch.5); here: every settlement "
+                 "of the layer"],
                 ["占比 / share above threshold (%)", p["share_above_threshold_pct"],
                  rel["share_above_threshold_pct"], f"of {rel['settlements']:,} settlements "
-                                                   f"(plan: {p['natural_villages_in_area']:,})"]]
+                                                   f"(plan: of {p['natural_villages_in_area']:,})"
+                                                   f"{_cal(cal.get('share_above_threshold'))}"]]
         out.append(("二、高山生态扶贫搬迁 / Relocation vs the plan (ch.5)", "table",
                     [["项目 / item", "规划 / plan", "图层计算 / layers", "备注 / note"], rows]))
         out.append(("", "chart", ["elevation", "自然村海拔分布与搬迁阈值 / settlement elevations "
                                                 "and the plan's threshold"]))
-        sched = [[str(r["year"]), r["plan_people"], r["settlements"], r["households"], r["people"]]
-                 for r in rel["schedule"]]
-        out.append(("搬迁年度安排 / Yearly schedule", "table",
-                    [["年份 / year", "规划人数 / plan people", "自然村 / settlements",
-                      "户数 / households", "人数 / people"], sched]))
+        sched = [[str(r["year"]), r["plan_people"], r["poor_people"], r["accompanying_people"],
+                  r["people"], r["settlements"], r["households"]] for r in rel["schedule"]]
+        out.append(("搬迁年度安排（规划）/ Yearly schedule (planned)", "table",
+                    [["年份 / year", "规划搬迁建档立卡贫困人口 / plan quota (registered poor)",
+                      "搬迁对象（建档立卡贫困人口）/ registered poor scheduled",
+                      "同步搬迁人口 / other residents moving with them",
+                      "总人口 / all residents", "自然村 / settlements", "户数 / households"],
+                     sched]))
         extra = []
         if "unscheduled_candidates" in rel:
             extra.append(f"unscheduled candidates / 未排期: {rel['unscheduled_candidates']} "
-                         f"({rel['unscheduled_people']:,} people)")
+                         f"settlements ({rel.get('unscheduled_poor_people', 0):,} registered poor, "
+                         f"{rel['unscheduled_people']:,} people in all)")
         if "sites" in rel:
             s = rel["sites"]
             extra.append(f"resettlement sites / 安置点: {s['count']}, capacity "
@@ -1037,29 +1158,39 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
     else:
         out.append(("二、高山生态扶贫搬迁 / Relocation vs the plan (ch.5)", "text",
                     [rel["message"], rel["message_zh"],
-                     f"plan: {p['people_target']:,} people; {p['natural_villages_above_threshold']}"
+                     f"plan: {p['people_target']:,} registered poor people; {p['natural_villages_above_threshold']}"
                      f" natural villages above {p['threshold_m']:g} m "
                      f"({p['share_above_threshold_pct']} %)"]))
 
     acc = report["access"]
-    names = {"village_tongchang_pct": "行政村通畅率 / villages tongchang",
+    names = {"village_tongchang_pct": "行政村通畅率（村，不含社区）/ administrative villages (村) tongchang",
              "settlement_tongda_pct": "30户或100人以上自然村通达率 / settlements tongda",
              "settlement_tongchang_pct": "30户或100人以上自然村通畅率 / settlements tongchang"}
     if acc.get("status") == "ok":
-        rows = [[names[r["indicator"]], r["target_pct"], r["before_pct"], r["after_pct"],
-                 r["meets_target_after"]] for r in acc["scorecard"]]
+        cal = report.get("calibrated", {}).get("village_tongchang_before")
+
+        def met(r):
+            if r["meets_target_after"] is None:
+                return f"{provenance.NO_TARGET_ZH} / {provenance.NO_TARGET_EN}"
+            return "是 / yes (planned)" if r["meets_target_after"] else "否 / no"
+
+        rows = [[names[r["indicator"]], r["target_pct"],
+                 f"{_txt(r['before_pct'])}{_cal(cal and r['indicator'] == 'village_tongchang_pct')}",
+                 r["after_pct"], met(r)] for r in acc["scorecard"]]
         out.append(("三、农村道路 / Rural roads scorecard (ch.1, ch.11)", "table",
-                    [["指标 / indicator", "目标 / target %", "现状 / before %",
-                      "规划后 / after works %", "达标 / meets target"], rows]))
+                    [["指标 / indicator", "目标 / target %", "现状 / now %",
+                      f"{provenance.PLANNED_ZH} / {provenance.PLANNED_EN} %",
+                      "达标（规划）/ target met (planned)"], rows]))
         w = acc["works"]
         wrows = [[r["type"], r["works"], r["km"], round(r["cost_yuan"] / 1e4, 1)]
                  for r in w["by_type"]]
         wrows.append(["合计 / total", w["count"], w["km"], round(w["cost_yuan"] / 1e4, 1)])
         out.append(("建议工程 / Proposed works", "table",
                     [["类型 / type", "项数 / works", "里程 / km", "投资 / cost (万元)"], wrows]))
-        out.append(("", "text", [f"plan / 规划: {acc['plan_roads_km_2020']:,.0f} km new rural "
-                                 f"roads by 2020, {acc['plan_poverty_village_roads_km']:,.0f} km "
-                                 f"poverty-village roads"]
+        out.append(("", "text", [f"plan / 规划: 累计完成农村公路建设{acc['plan_roads_km_2020']:,.0f}公里 "
+                                 f"(cumulative rural road construction by end-2020, ch.11), "
+                                 f"{acc['plan_poverty_village_roads_km']:,.0f} km poverty-village "
+                                 f"roads; the works here are proposals (planned), not roads built"]
                     + ([f"villages not 通畅 before, by reason: {_txt(acc['village_reasons'])}"]
                        if acc.get("village_reasons") else [])
                     + [f"left out / 未纳入分析: {x}" for x in
@@ -1073,10 +1204,13 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
 
     ind = report["industry"]
     if ind.get("status") == "ok":
-        rows = [[c["category"], c["projects"], _txt(c["scale_by_unit"]), c["hosts_named"],
-                 c["hosts_placed"]] for c in ind["by_category"]]
+        rows = [[c["category"], c["projects"],
+                 "; ".join(f"{x['product']} {_txt(x['total'])} {x['unit']}"
+                           for x in c["scale_by_product"]),
+                 c["hosts_named"], c["hosts_placed"]] for c in ind["by_category"]]
         out.append(("四、产业扶贫 / Industry projects vs the plan (ch.3)", "table",
-                    [["类别 / category", "项目 / projects", "规划规模 / plan scale",
+                    [["类别 / category", "项目 / projects",
+                      "规划规模（按产品和单位）/ plan scale per product and unit",
                       "规划点名村 / villages named", "已定位 / villages placed"], rows]))
         lines = [f"projects / 项目: {ind['projects']}, host villages / 承载村: "
                  f"{ind['host_villages']}"]
@@ -1122,6 +1256,11 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
     lines.append("Rows marked synthesized are stand-ins generated where no open data exists; "
                  "figures computed from them illustrate the method, not the district. / "
                  "标为合成的数据为无公开数据时生成的替代数据，相关计算仅示范方法。")
+    if any(report.get("calibrated", {}).values()):
+        lines.append(f"[{provenance.CALIBRATED_ZH} / {provenance.CALIBRATED_EN}]: the synthetic "
+                     f"layers were built to match these plan figures (layers/README.md): "
+                     + ", ".join(k for k, v in report["calibrated"].items() if v)
+                     + "; they show that the pipeline reproduces its input, not a finding.")
     out.append(("", "text", lines))
     return out
 
@@ -1152,6 +1291,7 @@ def render_html(report: dict, tw: pd.DataFrame, charts: dict[str, bytes]) -> str
     parts = ["<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{title}</title><style>{_CSS}</style></head><body>",
+             provenance.banner_html(report.get("data_status")),
              f"<h1>{title}</h1>"]
     for heading, kind, content in _sections(report, tw):
         if heading:
@@ -1175,7 +1315,9 @@ def render_html(report: dict, tw: pd.DataFrame, charts: dict[str, bytes]) -> str
 def render_markdown(report: dict, tw: pd.DataFrame, charts: dict[str, bytes],
                     chart_dir: str = "report_files") -> str:
     """The report as Markdown (charts referenced as PNG files under ``chart_dir``)."""
-    lines = [f"# {_md(report['title'])} — 规划指标评估 / plan scorecard", ""]
+    banner = provenance.banner_text(report.get("data_status"))
+    lines = ([f"> **{_md(x)}**" for x in banner.splitlines()] + [""] if banner else [])
+    lines += [f"# {_md(report['title'])} — 规划指标评估 / plan scorecard", ""]
     for heading, kind, content in _sections(report, tw):
         if heading:
             lines += [f"## {_md(heading)}", ""]
@@ -1195,15 +1337,16 @@ def _headline(report: dict) -> list[str]:
              f"{len(inds) - n_comp} not derivable or unavailable"]
     rel = report["relocation"]
     if rel.get("status") == "ok":
-        lines.append(f"relocation candidates: {rel['candidate_people']:,} people in "
-                     f"{rel['candidates']} settlements (plan {rel['plan']['people_target']:,})")
+        lines.append(f"relocation: {rel['candidate_poor_people']:,} registered poor (plan "
+                     f"{rel['plan']['people_target']:,}) + {rel['candidate_accompanying_people']:,} "
+                     f"同步搬迁 in {rel['candidates']} candidate settlements")
     acc = report["access"]
     if acc.get("status") == "ok":
         v = next((r for r in acc["scorecard"] if r["indicator"] == "village_tongchang_pct"), None)
         if v:
-            lines.append(f"villages 通畅: {_txt(v['before_pct'])} % -> {_txt(v['after_pct'])} % "
-                         f"after {acc['works']['km']:,.1f} km of works "
-                         f"({acc['works']['cost_yuan'] / 1e8:,.2f} 亿元)")
+            lines.append(f"villages (行政村) 通畅: {_txt(v['before_pct'])} % -> {_txt(v['after_pct'])} % "
+                         f"{provenance.PLANNED_EN} ({acc['works']['km']:,.1f} km, "
+                         f"{acc['works']['cost_yuan'] / 1e8:,.2f} 亿元)")
     return lines[:4]
 
 

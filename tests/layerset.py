@@ -77,6 +77,14 @@ def layer_frames() -> dict[str, gpd.GeoDataFrame]:
             "villages": villages, "settlements": settlements, "roads": roads}
 
 
+def real_frames() -> dict[str, gpd.GeoDataFrame]:
+    """:func:`layer_frames` with no synthetic source anywhere (a 'fully real' layer set)."""
+    frames = layer_frames()
+    frames["villages"]["source"] = "village survey 2023"
+    frames["villages"]["poverty_source"] = "plan"
+    return frames
+
+
 def dem_array() -> tuple[np.ndarray, object]:
     """The DEM grid (int16) and its affine transform."""
     x0, y0, x1, y1 = DEM_BOX

@@ -10,16 +10,7 @@ import rasterio
 from kaizhou_gis import outputs, provenance
 from kaizhou_gis.layers import load_layers
 from kaizhou_gis.plan import load_plan
-from tests.layerset import layer_frames, write_layerset
-
-
-def real_frames():
-    """The tiny layer set with no synthetic source anywhere (a 'fully real' layer set)."""
-    frames = layer_frames()
-    v = frames["villages"]
-    v["source"] = "village survey 2023"
-    v["poverty_source"] = "plan"
-    return frames
+from layerset import real_frames, write_layerset
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -4,7 +4,9 @@ Two townships, four villages, six settlements; the access, relocation and indust
 built here so every figure of the report can be checked by hand:
 
 - poverty villages: V1, V2, V4 -> 3
-- relocation candidates: S1 (120 people, 2016), S2 (80, 2017), S5 (300, 2016) -> 500 people = 0.05 万人
+- relocation candidates: S1 (120 people, 2016), S2 (80, 2017), S5 (300, 2016) -> 500 people; the
+  settlements give no poor_population, so registered poor are estimated at the plan's incidence
+  (10.45 %): 13 + 8 + 31 = 52 registered poor, all scheduled -> indicator 4 = 0.0052 万人
 - villages 通畅 before: V1, V4 -> 50 %; after (V2 is a beneficiary of work W1) -> 75 %
 """
 from __future__ import annotations
@@ -166,9 +168,11 @@ def test_ten_indicators_each_with_target_and_value_or_reason(full, plan):
 def test_computed_values_match_the_step_results(full):
     rep = full.data["report"]
     assert _ind(rep, 2)["computed"] == 3
-    assert _ind(rep, 4)["computed"] == pytest.approx(0.05)
+    assert _ind(rep, 4)["computed"] == pytest.approx(0.0052)
     assert _ind(rep, 4)["people"] == 500
-    assert _ind(rep, 4)["estimated_registered_poor"] == round(500 * 10.45 / 100)
+    assert _ind(rep, 4)["registered_poor_scheduled"] == 13 + 8 + 31
+    assert _ind(rep, 4)["accompanying_people_scheduled"] == 500 - 52
+    assert _ind(rep, 4)["poor_population_basis"].startswith("estimated")
     assert _ind(rep, 5)["computed"] == 50.0
     assert _ind(rep, 5)["computed_after"] == 75.0
     assert full.summary["indicators_computed"] == 3
@@ -180,9 +184,11 @@ def test_relocation_section(full):
     assert rel["candidate_households"] == 40 + 25 + 90
     assert rel["above_threshold"] == 4
     assert rel["share_above_threshold_pct"] == pytest.approx(66.67)
-    assert rel["candidate_people_vs_target_pct"] == pytest.approx(100 * 500 / 16900, abs=0.01)
+    assert rel["candidate_poor_people"] == 52 and rel["candidate_accompanying_people"] == 448
+    assert rel["candidate_poor_vs_target_pct"] == pytest.approx(100 * 52 / 16900, abs=0.01)
     sched = {r["year"]: r for r in rel["schedule"]}
     assert sched[2016]["people"] == 420 and sched[2016]["plan_people"] == 7600
+    assert sched[2016]["poor_people"] == 13 + 31 and sched[2016]["accompanying_people"] == 420 - 44
     assert sched[2017]["people"] == 80 and sched[2018]["people"] == 0
     assert sched[2018]["plan_people"] == 2300
     assert rel["unscheduled_candidates"] == 0
@@ -204,7 +210,8 @@ def test_access_and_industry_sections(full):
     ind = full.data["report"]["industry"]
     assert ind["projects"] == 2 and ind["host_villages"] == 3 and ind["unresolved_names"] == 1
     cats = {c["category"]: c for c in ind["by_category"]}
-    assert cats["种植业"]["scale_by_unit"] == {"亩": 10000.0}
+    assert cats["种植业"]["scale_by_product"] == [
+        {"product": "柑橘", "unit": "亩", "total": 10000.0, "project_ids": ["P1"]}]
     assert cats["种植业"]["hosts_placed"] == 2 and cats["养殖业"]["hosts_named"] == 1
 
 
@@ -218,14 +225,15 @@ def test_township_table(full):
     assert tw.loc[T1, "works_km"] == 2.5 and tw.loc[T2, "works_km"] == 1.0
     assert tw.loc[T1, "works_cost_10k_yuan"] == 300.0
     assert tw.loc[T1, "industry_projects"] == 2 and tw.loc[T2, "industry_projects"] == 1
-    assert full.data["townships"].attrs["labels_zh"]["candidate_people"] == "搬迁候选人口"
+    assert full.data["townships"].attrs["labels_zh"]["candidate_people"] == "拟搬迁自然村总人口"
+    assert tw.loc[T1, "candidate_poor_people"] == 13 + 8 and tw.loc[T2, "candidate_poor_people"] == 31
 
 
 def test_township_scope(plan, layers):
     ctx = Context(layers=layers, plan=plan, options={"township": T2}, results=_results(layers))
     rep = report.run(ctx).data["report"]
     assert _ind(rep, 2)["computed"] == 1
-    assert _ind(rep, 4)["computed"] == pytest.approx(0.03)
+    assert _ind(rep, 4)["computed"] == pytest.approx(0.0031)  # S5: 31 registered poor of 300 people
     assert (_ind(rep, 5)["computed"], _ind(rep, 5)["computed_after"]) == (50.0, 50.0)
     assert [r["township_code"] for r in rep["townships"]] == [T2]
     assert rep["access"]["works"]["km"] == 1.0
@@ -345,7 +353,8 @@ def test_industry_category_totals_do_not_count_parts_twice(plan, layers):
         "part_of": ["P1"]})], ignore_index=True)
     rep = report.run(Context(layers=layers, plan=plan, results=res)).data["report"]
     crops = next(c for c in rep["industry"]["by_category"] if c["category"] == "种植业")
-    assert crops["scale_by_unit"] == {"亩": 10000.0}
+    assert [(x["product"], x["unit"], x["total"]) for x in crops["scale_by_product"]] == [
+        ("柑橘", "亩", 10000.0)]
     assert crops["projects"] == 2  # rows of the plan table, parts included (as the industry step counts)
 
 
