@@ -257,9 +257,15 @@ def record_step(out_dir: str | Path, entry: dict[str, Any], manifest: dict[str, 
 
 def record_command(out_dir: str | Path, *, command: str, steps: dict[str, str],
                    scope: dict[str, Any] | None, fingerprint: str | None,
-                   manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Append one command (``steps``: step → status) to the manifest's history and write it."""
+                   manifest: dict[str, Any] | None = None,
+                   data_status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Append one command (``steps``: step → status) to the manifest's history and write it.
+
+    ``data_status`` (:func:`kaizhou_gis.provenance.data_status` of the command's input) becomes
+    the manifest's top-level ``data_status``, as in every JSON output."""
     m = manifest if manifest is not None else read_manifest(out_dir)
+    if data_status is not None:
+        m = {"data_status": data_status, **{k: v for k, v in m.items() if k != "data_status"}}
     hist = m.setdefault("history", [])
     hist.append({"command": command, "time": now(), "steps": steps, "scope": scope,
                  "fingerprint": fingerprint})

@@ -216,10 +216,12 @@ def _run_steps(ctx, names, out_dir, *, on_start, on_done, track_memory,
                 res = ctx.result(name)
                 paths = outputs.write_products(out_dir, res.files, header=ctx.options.get("header", "en"),
                                                status=status)
-                manifest.record_step(out_dir, manifest.step_entry(
+                entry = manifest.step_entry(
                     name, inputs=ctx.inputs, scope=ctx.scope, files=paths, out_dir=out_dir,
                     command=command, output_options=ctx.output_options,
-                    reused=res.data.get("_reused") if isinstance(res.data, dict) else None))
+                    reused=res.data.get("_reused") if isinstance(res.data, dict) else None)
+                entry["data_status"] = status
+                manifest.record_step(out_dir, entry)
                 oc = StepOutcome(name, title, "ok", paths=paths, summary=res.summary)
             except KaizhouGISError as e:
                 oc = StepOutcome(name, title, "failed", message=str(e))
@@ -241,5 +243,5 @@ def _run_steps(ctx, names, out_dir, *, on_start, on_done, track_memory,
         except Exception:  # layers too broken to fingerprint: the steps failed already
             fp = None
         manifest.record_command(out_dir, command=command, steps={o.name: o.status for o in outcomes},
-                                scope=ctx.scope, fingerprint=fp)
+                                scope=ctx.scope, fingerprint=fp, data_status=status)
     return outcomes
