@@ -61,7 +61,7 @@ LABELS_ZH = {
     "snap_distance_m": "距最近道路(米)", "network_km_to_seat": "至乡镇驻地路网距离(公里)",
     "network_km_to_county": "至区政府驻地路网距离(公里)", "travel_min_to_seat": "至乡镇驻地行车时间(分钟)",
     "road_id": "最近道路编号", "road_surface": "最近道路路面", "reason": "未通达/未通畅原因",
-    "reason_zh": "原因", "tongda_after": "实施后通达", "tongchang_after": "实施后通畅",
+    "reason_zh": "原因", "tongda_after": "实施拟建工程后通达(规划)", "tongchang_after": "实施拟建工程后通畅(规划)",
     "work_ids": "相关工程编号",
 }
 
@@ -538,9 +538,9 @@ def township_table(before: dict, after: dict, works: pd.DataFrame) -> pd.DataFra
         "township_code": "乡镇代码", "township_name": "乡镇", "villages": "行政村数",
         "village_tongchang_pct": "行政村通畅率(%)", "target_settlements": "30户/100人以上居住地数",
         "settlement_tongda_pct": "居住地通达率(%)", "settlement_tongchang_pct": "居住地通畅率(%)",
-        "village_tongchang_pct_after": "实施后行政村通畅率(%)",
-        "settlement_tongda_pct_after": "实施后居住地通达率(%)",
-        "settlement_tongchang_pct_after": "实施后居住地通畅率(%)",
+        "village_tongchang_pct_after": "实施拟建工程后行政村通畅率(规划,%)",
+        "settlement_tongda_pct_after": "实施拟建工程后居住地通达率(规划,%)",
+        "settlement_tongchang_pct_after": "实施拟建工程后居住地通畅率(规划,%)",
         "works_km": "工程里程(公里)", "works_cost_yuan": "工程投资(元)"}
     return t
 

@@ -709,7 +709,9 @@ SETTLEMENT_FIELDS = [
     Field("name", "名称 name"), Field("settlement_id", "编号 id"),
     Field("village_name", "行政村 village"), Field("elevation_m", "海拔 elevation", _fmt_m),
     Field("slope_deg", "坡度 slope", _fmt_deg), Field("households", "户数 households"),
-    Field("population", "人口 population"), Field("status", "状态 status"),
+    Field("population", "总人口 residents"),
+    Field("poor_population", "建档立卡贫困人口 registered poor"),
+    Field("status", "状态 status"),
     Field("priority", "优先度 priority"), Field("schedule_year", "计划年份 year"),
     Field("reasons_zh", "原因 reasons"),
 ]
@@ -807,7 +809,7 @@ def layers_relocation(d: MapData, st: MapSettings, code: str | None, *, show_oth
     elev = _num(s["elevation_m"]) if "elevation_m" in s else pd.Series(np.nan, index=s.index)
     cls = pd.Series(np.searchsorted(edges, elev.fillna(-1e9).to_numpy(), side="right"), index=s.index)
     c = s[cand]
-    out = [point_layer("candidates", "搬迁对象自然村 Relocation candidates (by elevation)", c,
+    out = [point_layer("candidates", "拟整体搬迁自然村 Relocation candidate settlements (by elevation)", c,
                        cls[cand], cats, SETTLEMENT_FIELDS, decimals=st.decimals, title="name",
                        cluster_min=st.cluster_min, base_radius=5)]
     o = s[~cand]
@@ -1139,7 +1141,7 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
 # --------------------------------------------------------------------------------------------
 
 #: Prefixes that make the printed legend's flat list unambiguous (the HTML legend has headings).
-PNG_LEGEND_PREFIX = {"candidates": "搬迁对象 candidate", "gaps": "缺口 gap", "industry": "产业",
+PNG_LEGEND_PREFIX = {"candidates": "拟搬迁 candidate", "gaps": "缺口 gap", "industry": "产业",
                      "villages_access": "村 village"}
 
 

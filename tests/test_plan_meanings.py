@@ -181,3 +181,49 @@ def test_industry_totals_never_add_different_products_or_units(shipped):
     assert {"头", "亩"} <= seen_units
     md = shipped.results["report"].files["report.md"]
     assert "plan scale per product and unit" in md
+
+
+# --------------------------------------------------------------------------------------------
+# poor_population: from the layer (aliases), checked, or estimated and said so
+
+
+def test_poor_population_from_an_alias_column(tmp_path, plan):
+    from layerset import layer_frames, write_layerset
+
+    frames = layer_frames()
+    frames["settlements"]["建档立卡贫困人口"] = [60, 50, 100, 20, 40, 30]
+    layers = load_layers(write_layerset(tmp_path / "l", frames), plan=plan)
+    s = layers.settlements
+    assert s["poor_population"].tolist() == [60, 50, 100, 20, 40, 30]
+    assert (s["poor_population_basis"] == "layer").all() and layers.estimated == []
+
+
+def test_poor_population_above_population_is_an_error(tmp_path, plan):
+    from layerset import layer_frames, write_layerset
+
+    from kaizhou_gis.errors import LayerError
+
+    frames = layer_frames()
+    frames["settlements"]["poor_population"] = [60, 50, 300, 20, 40, 30]  # S3 has 220 people
+    with pytest.raises(LayerError, match=r"settlements.poor_population: more registered poor .*S3"):
+        load_layers(write_layerset(tmp_path / "l", frames), plan=plan)
+
+
+def test_missing_poor_population_is_estimated_and_labelled(tmp_path, plan):
+    from layerset import real_frames, write_layerset
+
+    from kaizhou_gis import provenance
+
+    frames = real_frames()
+    frames["settlements"]["poor_population"] = [60.0, None, 100.0, None, 40.0, 30.0]
+    layers = load_layers(write_layerset(tmp_path / "l", frames), plan=plan)
+    s = layers.settlements.set_index("settlement_id")
+    # S2 (600 people) and S4 (160) estimated at the plan's 10.45 %: 63 and 17
+    assert s.loc["S2", "poor_population"] == 63 and s.loc["S4", "poor_population"] == 17
+    assert s.loc["S1", "poor_population"] == 60
+    assert s["poor_population_basis"].tolist() == ["layer", "estimated", "layer", "estimated",
+                                                   "layer", "layer"]
+    assert any("poor_population" in n and "10.45" in n for n in layers.notes)
+    st = provenance.data_status(layers)
+    assert st["synthetic"] is False and st["estimated"][0]["rows"] == 2
+    assert "10.45" in provenance.readme_text(st)
