@@ -809,7 +809,7 @@ def layers_relocation(d: MapData, st: MapSettings, code: str | None, *, show_oth
     elev = _num(s["elevation_m"]) if "elevation_m" in s else pd.Series(np.nan, index=s.index)
     cls = pd.Series(np.searchsorted(edges, elev.fillna(-1e9).to_numpy(), side="right"), index=s.index)
     c = s[cand]
-    out = [point_layer("candidates", "拟整体搬迁自然村 Relocation candidate settlements (by elevation)", c,
+    out = [point_layer("candidates", "拟整体搬迁自然村 Relocation candidates (whole settlements, by elevation)", c,
                        cls[cand], cats, SETTLEMENT_FIELDS, decimals=st.decimals, title="name",
                        cluster_min=st.cluster_min, base_radius=5)]
     o = s[~cand]
