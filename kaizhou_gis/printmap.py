@@ -110,6 +110,8 @@ class SheetText:
     status: list[str]
     crs_note: str
     labels: list[tuple[float, float, str, str]] = field(default_factory=list)  # lon, lat, text, kind
+    #: One line for the title block when input is synthesized (zh + en), else "".
+    banner: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,6 +327,9 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
         # title (图名) and subtitle
         fig.text(0.5, (ph - 9.0) / ph, text.title, ha="center", va="top", fontsize=22, fontweight="normal")
         fig.text(0.5, (ph - 20.0) / ph, text.subtitle, ha="center", va="top", fontsize=10, color="#333333")
+        if text.banner:  # data status in the title block (the notes panel has the full text)
+            fig.text(0.5, (ph - 2.5) / ph, text.banner, ha="center", va="top", fontsize=8,
+                     color="#a01010", fontweight="bold")
 
         # panel: scale, legend, notes
         px, py, pwid, phgt = lay.panel_mm
@@ -543,6 +548,15 @@ def sheet_text(plan, d, *, title: str, subtitle: str, labels: list | None = None
         status = [f"数据状态：{provenance.REAL_ZH}", f"Data status: {provenance.REAL_EN}"]
     for step, why in d.missing.items():
         status.append(f"缺少图层 missing: {STEP_NAMES_ZH.get(step, step)} — {why[:100]}")
+    banner = ""
+    if data_status is not None and data_status.get("synthetic"):
+        banner = (f"⚠ {provenance.MARK_ZH}：{provenance.SHORT_ZH}，"
+                  f"合成图层 {'、'.join(data_status['synthetic_layers'])} — "
+                  f"{provenance.MARK_EN}: {provenance.SHORT_EN}, synthesized layers "
+                  f"{', '.join(data_status['synthetic_layers'])}")
+    elif data_status is None and d.synthesized:
+        banner = (f"⚠ {provenance.MARK_ZH}：{'、'.join(d.synthesized)} — {provenance.MARK_EN}: "
+                  f"{', '.join(d.synthesized)}")
     work = CRS(plan.work_crs)
     return SheetText(
         title=title, subtitle=subtitle,
@@ -550,7 +564,7 @@ def sheet_text(plan, d, *, title: str, subtitle: str, labels: list | None = None
         date=date or _dt.date.today().isoformat(),
         sources=[s for s in full if s] or ["—"], status=status,
         crs_note=f"{work.name} ({work.to_string()}); 经纬网 graticule: CGCS2000 (EPSG:4490)",
-        labels=list(labels or []))
+        labels=list(labels or []), banner=banner)
 
 
 def _work_bounds(gdf, pad_frac: float = 0.0) -> tuple[float, float, float, float]:

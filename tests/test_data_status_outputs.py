@@ -49,7 +49,7 @@ def _red_pixels_in_title_block(png: Path) -> int:
     from PIL import Image
 
     im = np.asarray(Image.open(png).convert("RGB")).astype(int)
-    top = im[: int(im.shape[0] * 0.12)]  # title, subtitle and the banner lines
+    top = im[: int(im.shape[0] * 0.03)]  # the top of the title block (banner line, title)
     r, g, b = top[..., 0], top[..., 1], top[..., 2]
     return int(((r > 120) & (g < 80) & (b < 80)).sum())
 
