@@ -121,7 +121,7 @@ _STATUS = ("candidate", "not_candidate", "no_elevation")
 VALUES_ZH = {
     "candidate_basis": {"elevation": "海拔", "terrain_remote": "地形偏远",
                         "elevation+terrain_remote": "海拔+地形偏远"},
-    "status": {"candidate": "搬迁对象", "not_candidate": "非搬迁对象", "no_elevation": "无高程"},
+    "status": {"candidate": "拟整体搬迁", "not_candidate": "非搬迁候选", "no_elevation": "无高程"},
     "site_role": {"own": "本乡镇", "cover": "邻乡镇代建", "user": "用户给定"},
     "reason": {},  # filled per table: the reason_zh column holds the Chinese text
 }

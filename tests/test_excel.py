@@ -74,11 +74,13 @@ def test_header_zh_translates_values(res, tmp_path):
     cand = table["candidates"]
     col = {h: [c.value for (c,) in ws.iter_rows(min_row=2, min_col=j, max_col=j)]
            for j, h in enumerate(header, start=1)}
-    assert "认定依据" in header and "搬迁对象" in header and "海拔超过阈值" in header
+    # a candidate is a whole settlement (拟整体搬迁自然村); 搬迁对象 are its registered poor people
+    assert "认定依据" in header and "拟整体搬迁自然村" in header and "海拔超过阈值" in header
+    assert "建档立卡贫困人口(搬迁对象)" in header and "同步搬迁人口(其他居民)" in header
     basis_zh = {"elevation": "海拔", "terrain_remote": "地形偏远", "elevation+terrain_remote": "海拔+地形偏远"}
     assert col["认定依据"] == [basis_zh[v] for v in cand["candidate_basis"]]
     assert col["海拔超过阈值"] == ["是" if v else "否" for v in cand["above_threshold"]]
-    assert col["状态"] == ["搬迁对象"] * len(cand)
+    assert col["状态"] == ["拟整体搬迁"] * len(cand)
     left = {h for h, vals in col.items() for v in vals if isinstance(v, bool) or v in ("True", "False")}
     assert not left
     csv = pd.read_csv(tmp_path / "relocation" / "candidates.csv", encoding="utf-8-sig", dtype=str)
