@@ -72,6 +72,26 @@ def _set(layer: str, col: str, row: int, value) -> Callable[[dict], None]:
     return edit
 
 
+def _chain(*edits) -> Callable[[dict], None]:
+    def edit(frames):
+        for e in edits:
+            e(frames)
+    return edit
+
+
+def _set_many(layer: str, col: str, values: list) -> Callable[[dict], None]:
+    def edit(frames):
+        frames[layer][col] = values
+    return edit
+
+
+def _check_two_villages_tongchang(out: Path, output: str):
+    # 汉丰社区 (on R2) and 红旗村 (on R3) are reached by the three paved roads; 白泉村 only by R4
+    v = pd.read_csv(out / "access/villages.csv", encoding="utf-8-sig", dtype={"village_code": str})
+    got = v.set_index("village_code")["tongchang"].astype(str).str.lower().eq("true")
+    assert got.to_dict() == {"500154001001": True, "500154118201": True, "500154118202": False}
+
+
 def _geom(layer: str, row: int, geom) -> Callable[[dict], None]:
     def edit(frames):
         frames[layer].loc[row, "geometry"] = geom
@@ -253,6 +273,19 @@ CASES = [
          message=[r"settlements\.geometry: longitude and latitude are swapped in 1 row\(s\) \(S3\)"]),
     Case("outside-boundary", frames=_geom("settlements", 0, Point(108.9, 31.2)),
          message=[r"settlements\.geometry: 1 feature\(s\) outside the district boundary.*S1"]),
+    # ---- road surfaces (the mapping itself is layers.py's; here: Chinese words count as paved,
+    # an unknown word is named and counted, never silently unpaved)
+    Case("surface-chinese-words", command="access",
+         frames=_chain(_set_many("roads", "surface", ["水泥路", "沥青路面", "水泥硬化", "unpaved", "unpaved"]),
+                       # village roads: unpaved by default, so only the surface words make them paved
+                       _set_many("roads", "road_class", ["village"] * 5)),
+         code=0, not_message=[r"roads\.surface: \d+ road\(s\) with a surface value in neither"],
+         check=_check_two_villages_tongchang),
+    Case("surface-unknown-word", command="access",
+         frames=_set_many("roads", "surface", ["paved", "五彩路", "paved", "unpaved", "unpaved"]),
+         code=0, message=[r"roads\.surface: 1 road\(s\) with a surface value in neither "
+                          r"access\.paved_surfaces nor access\.unpaved_surfaces \('五彩路' 1\) got "
+                          r"the default of their class"]),
     # ---- text encoding
     Case("gbk-read-as-latin1-with-kind", files=_shapefile("villages", "GBK"),
          args=["--encoding", "latin1"],
