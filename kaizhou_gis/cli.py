@@ -198,22 +198,15 @@ def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir
 def _write_tables(ctx, outcomes, out_dir, *, out_db, formats, started) -> None:
     """The result tables into PostGIS (--out-db) and/or results.gdb (--format gdb)."""
     from kaizhou_gis import dbio
-    from kaizhou_gis.errors import DatabaseError
 
-    tables = dbio.result_tables(ctx, outcomes)
-    if "gdb" in formats:
-        path = dbio.write_gdb(tables, out_dir)
-        click.echo(f"File Geodatabase: {path} ({len(tables)} tables)")
-    if out_db:
-        manifest = dbio.run_manifest(ctx, outcomes, started=started, out_dir=out_dir)
-        epsg = ctx.layers.crs.to_epsg() if ctx.layers.crs is not None else None
-        try:
-            res = dbio.write_postgis(out_db, tables, manifest, srid=int(epsg or 0))
-        except DatabaseError as e:
-            raise DatabaseError(f"{e} The file outputs in {Path(out_dir).resolve()} are complete.") from None
-        n = sum(res["rows"].values())
+    done = dbio.write_run_tables(ctx, outcomes, out_dir, out_db=out_db, formats=formats,
+                                 started=started)
+    if "gdb" in done:
+        click.echo(f"File Geodatabase: {done['gdb']} ({done['n_tables']} tables)")
+    if "postgis" in done:
+        res = done["postgis"]
         click.echo(f"PostGIS: run {res['run_id']} written to {res['target']}: {len(res['tables'])} "
-                   f"tables, {n:,} rows, one transaction")
+                   f"tables, {sum(res['rows'].values()):,} rows, one transaction")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -445,9 +445,21 @@ def _scorecard_table(sc: dict) -> pd.DataFrame:
         else:
             rows.append({"measure": k, "before": v, "after": after.get(k)})
     df = pd.DataFrame(rows, columns=["measure", "before", "after"])
-    for c in ("before", "after"):
-        df[c] = df[c].map(lambda v: None if v is None else float(v)).astype(float)
-    df.attrs["labels_zh"] = {"measure": "指标", "before": "工程前", "after": "工程后"}
+
+    def number(v):
+        if isinstance(v, (bool, np.bool_)):
+            return float(v)
+        return float(v) if isinstance(v, (int, float, np.integer, np.floating)) else None
+
+    def text(v):
+        return None if v is None or number(v) is not None else (
+            json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v))
+
+    for c in ("before", "after"):  # numbers as numbers; anything else (notes) as text
+        df[f"{c}_text"] = df[c].map(text)
+        df[c] = df[c].map(number).astype(float)
+    df.attrs["labels_zh"] = {"measure": "指标", "before": "工程前", "after": "工程后",
+                             "before_text": "工程前（文字）", "after_text": "工程后（文字）"}
     return df
 
 
@@ -907,3 +919,23 @@ def write_gdb(tables: list[ResultTable], out_dir: str | Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def write_run_tables(ctx, outcomes, out_dir: str | Path, *, out_db: str | None = None,
+                     formats=(), started: _dt.datetime | None = None) -> dict:
+    """After a run: its result tables into ``out_dir/results.gdb`` (``"gdb" in formats``) and
+    into PostGIS (``out_db``). Returns ``{"n_tables", "gdb": path, "postgis": {...}}``."""
+    started = started or _dt.datetime.now(_dt.timezone.utc)
+    tables = result_tables(ctx, outcomes)
+    done: dict[str, Any] = {"n_tables": len(tables)}
+    if "gdb" in formats:
+        done["gdb"] = write_gdb(tables, out_dir)
+    if out_db:
+        manifest = run_manifest(ctx, outcomes, started=started, out_dir=out_dir)
+        epsg = ctx.layers.crs.to_epsg() if ctx.layers.crs is not None else None
+        try:
+            done["postgis"] = write_postgis(out_db, tables, manifest, srid=int(epsg or 0))
+        except DatabaseError as e:
+            raise DatabaseError(f"{e} The file outputs in {Path(out_dir).resolve()} are "
+                                f"complete.") from None
+    return done
