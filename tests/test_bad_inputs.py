@@ -141,8 +141,11 @@ def _shapefile(layer: str, encoding: str, *, drop: tuple[str, ...] = ()) -> Call
     """Move ``layer`` out of the GeoPackage into a Shapefile in ``encoding`` without a .cpg."""
     def write(folder: Path, frames: dict) -> list[str]:
         import pyogrio
+        import warnings
         g = frames[layer].drop(columns=list(drop))
-        pyogrio.write_dataframe(g, folder / f"{layer}.shp", encoding=encoding)
+        with warnings.catch_warnings():  # Shapefile field names are cut to 10 bytes, as expected
+            warnings.filterwarnings("ignore", message="Normalized/laundered field name")
+            pyogrio.write_dataframe(g, folder / f"{layer}.shp", encoding=encoding)
         (folder / f"{layer}.cpg").unlink(missing_ok=True)
         return []
     return write
