@@ -82,6 +82,34 @@ def _read_data_csv(name: str) -> pd.DataFrame:
         return pd.read_csv(f, dtype=str, keep_default_na=False)
 
 
+_ALIAS_COLUMNS = {"township_aliases.csv": ["plan_name", "name_2023", "code_2016", "code_2023", "note"],
+                  "village_aliases.csv": ["township_name", "plan_name", "name_2023",
+                                          "village_code_2023", "note"]}
+
+
+def _read_table(path, name: str) -> pd.DataFrame:
+    """A table named by the plan file (``industry.*``): the file, or the shipped one when ``path``
+    is None, or an empty table with the right columns when ``path`` is False (no such table)."""
+    if path is None:
+        return _read_data_csv(name)
+    if path is False:
+        cols = PROJECT_COLUMNS if name == "industry_projects.csv" else _ALIAS_COLUMNS[name]
+        return pd.DataFrame({c: pd.Series(dtype=str) for c in cols})
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise PlanError(f"{path}: cannot read this table named in the plan file ({e}); give a "
+                        f"UTF-8 CSV with the columns of kaizhou_gis/data/{name}.") from None
+
+
+def _plan_table(plan, key: str):
+    """The argument for :func:`_read_table` from plan setting ``key`` (False when it is empty)."""
+    if plan is None or key not in plan:
+        return None
+    p = plan.path_setting(key)
+    return False if p is None else p
+
+
 def _to_bool(values: pd.Series, column: str, table: str) -> pd.Series:
     v = values.str.strip().str.lower()
     bad = ~v.isin(["true", "false", ""])
@@ -91,8 +119,9 @@ def _to_bool(values: pd.Series, column: str, table: str) -> pd.Series:
     return v.eq("true")
 
 
-def load_projects() -> pd.DataFrame:
-    """The plan's chapter-3 projects, one row per project (``kaizhou_gis/data/industry_projects.csv``).
+def load_projects(path=None) -> pd.DataFrame:
+    """The plan's industry projects, one row per project: the CSV ``path`` (the plan file's
+    ``industry.projects_table``), the shipped Kaizhou table when None, none when False.
 
     Returns
     -------
@@ -108,8 +137,8 @@ def load_projects() -> pd.DataFrame:
         If the table breaks its own rules (duplicate ids, unknown host level, a ``part_of`` that
         names no project, a village host without ``+``, a non-numeric scale).
     """
-    table = "kaizhou_gis/data/industry_projects.csv"
-    raw = _read_data_csv("industry_projects.csv")
+    table = "kaizhou_gis/data/industry_projects.csv" if path is None else str(path)
+    raw = _read_table(path, "industry_projects.csv")
     missing = [c for c in PROJECT_COLUMNS if c not in raw.columns]
     if missing:
         raise PlanError(f"{table}: missing column(s) {', '.join(missing)}; restore them.")
@@ -156,14 +185,16 @@ def load_projects() -> pd.DataFrame:
     return df
 
 
-def load_township_aliases() -> pd.DataFrame:
-    """Old township names the plan uses → NBS 2023 names (``township_aliases.csv``)."""
-    return _read_data_csv("township_aliases.csv")
+def load_township_aliases(path=None) -> pd.DataFrame:
+    """Old township names the plan uses → NBS 2023 names (``township_aliases.csv``; ``path`` as in
+    :func:`load_projects`)."""
+    return _read_table(path, "township_aliases.csv")
 
 
-def load_village_aliases() -> pd.DataFrame:
-    """Plan spellings of village names → NBS 2023 names within a township (``village_aliases.csv``)."""
-    return _read_data_csv("village_aliases.csv")
+def load_village_aliases(path=None) -> pd.DataFrame:
+    """Plan spellings of village names → NBS 2023 names within a township (``village_aliases.csv``;
+    ``path`` as in :func:`load_projects`)."""
+    return _read_table(path, "village_aliases.csv")
 
 
 def split_hosts(text: str) -> list[str]:
@@ -427,7 +458,8 @@ def resolve_hosts(projects: pd.DataFrame, villages: gpd.GeoDataFrame, townships:
                                                   n=3, cutoff=0.5)
                 sugg = ", ".join(f"{n} ({vil.loc[by_key[(code, n)][0], 'village_code']})" for n in close)
                 if sugg:
-                    reason += "; if a close name is meant, add it to kaizhou_gis/data/village_aliases.csv"
+                    reason += ("; if a close name is meant, add it to the village aliases table (plan "
+                               "file industry.village_aliases)")
                 unresolved_row(p, token, tw_text, v_text, code, reason + ".", sugg)
                 continue
             idx = hit[0]
@@ -540,9 +572,12 @@ def run(ctx: Context) -> StepResult:
     """
     split = ctx.options.get("split") or ctx.plan.get("industry.split", "none")
     layers = ctx.layers
-    projects = load_projects()
-    hosts, unresolved = resolve_hosts(projects, layers.villages, layers.townships, split=split,
-                                      seats=layers.township_seats)
+    table_path = _plan_table(ctx.plan, "industry.projects_table")
+    projects = load_projects(table_path)
+    hosts, unresolved = resolve_hosts(
+        projects, layers.villages, layers.townships, split=split, seats=layers.township_seats,
+        township_aliases=load_township_aliases(_plan_table(ctx.plan, "industry.township_aliases")),
+        village_aliases=load_village_aliases(_plan_table(ctx.plan, "industry.village_aliases")))
     table = project_status(projects, hosts, unresolved)
 
     n_poverty = None
@@ -588,6 +623,10 @@ def run(ctx: Context) -> StepResult:
         line += (f", {n_not} not ({n_not - n_places} names not found, "
                  f"{n_places} mountain/scenic places; see industry/unresolved.csv)")
     headline = [line]
+    if table_path is False:
+        headline = [f"no industry projects table: the plan file's industry.projects_table is "
+                    f"empty, so there are no projects to place (the tables are written empty)"]
+        notes.append(headline[0])
     if n_pv_unplaced:
         headline.append(f"{n_pv_unplaced} per-poverty-village projects not placed: the villages "
                         f"layer flags no poverty village")

@@ -38,7 +38,7 @@ from branca.element import MacroElement
 from jinja2 import Template
 
 from kaizhou_gis import hillshade as hs
-from kaizhou_gis import printmap
+from kaizhou_gis import outputs, printmap
 from kaizhou_gis.errors import KaizhouGISError, LayerError, OptionError, format_ids
 from kaizhou_gis.industry import host_township_codes
 from kaizhou_gis.mapassets import OfflineMap, RawHtml, inline_assets, script_json
@@ -1238,7 +1238,7 @@ def run(ctx: Context) -> StepResult:
     for rel in list(files):
         if rel.endswith(".html"):
             folium_maps[rel] = files[rel]
-            files[rel] = files[rel].get_root().render()
+            files[rel] = outputs.stable_element_ids(files[rel].get_root().render())
             sizes[rel] = len(files[rel].encode("utf-8")) / 2**20
     over = []
     for rel, mb in sizes.items():

@@ -10,6 +10,11 @@ new complete one, and a killed run leaves no partial file in the output folder.
 extension: ``.csv`` (UTF-8 with BOM so Excel shows Chinese), ``.xlsx``, ``.gpkg`` (one
 GeoDataFrame or ``{layer name: GeoDataFrame}``), ``.json``, ``.html`` (text or a folium map),
 ``.md``/``.txt``, ``.png`` (bytes).
+
+Same inputs give the same bytes: GeoPackages are stamped with :data:`FIXED_DATE` (GDAL would
+write the current time), XLSX files carry :data:`FIXED_DATE` as created/modified time and in their
+zip entries, and the random element ids folium puts in a map page are replaced by sequential ones
+(:func:`stable_element_ids`). The file system's modification time says when a file was written.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import re
 import shutil
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,6 +38,10 @@ import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
+
+#: Timestamp written inside GeoPackages and XLSX files (so reruns give identical bytes).
+FIXED_DATE = "2024-01-01T00:00:00Z"
+_FOLIUM_ID = re.compile(r"(?<=_)[0-9a-f]{32}(?![0-9a-f])")
 
 #: Header styles for tables: English snake_case, Chinese labels, or both ("elevation_m 海拔(米)").
 HEADER_STYLES = ("en", "zh", "both")
@@ -454,6 +464,7 @@ def write_xlsx(df: pd.DataFrame | dict[str, pd.DataFrame], path: str | Path, *,
                 _format_sheet(ws, plain, kinds)
             for ws in xw.book.worksheets:
                 _no_formula_cells(ws)
+        _fix_xlsx_times(tmp)
     return Path(path)
 
 
@@ -536,6 +547,32 @@ def _no_formula_cells(ws) -> None:
                 cell.data_type = "s"
 
 
+def _fix_xlsx_times(path: Path) -> None:
+    """Give an XLSX (a zip) fixed entry times and created/modified properties."""
+    stamp = FIXED_DATE
+    with zipfile.ZipFile(path) as z:
+        entries = [(i, z.read(i.filename)) for i in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in entries:
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:)",
+                              lambda m: m.group(1) + stamp.encode() + m.group(3), data)
+            zi = zipfile.ZipInfo(info.filename, date_time=(2024, 1, 1, 0, 0, 0))
+            zi.compress_type = info.compress_type
+            zi.external_attr = info.external_attr
+            z.writestr(zi, data)
+
+
+def stable_element_ids(html: str) -> str:
+    """Replace the random 32-hex element ids of a rendered folium page (``map_3f2a...``) by
+    sequential ones in order of first appearance, so the same map gives the same bytes."""
+    seen: dict[str, str] = {}
+
+    def repl(m: re.Match) -> str:
+        return seen.setdefault(m.group(0), f"{len(seen) + 1:032x}")
+    return _FOLIUM_ID.sub(repl, html)
+
+
 def _gpkg_ready(gdf):
     gdf = gdf.copy()
     for c in gdf.columns:
@@ -552,9 +589,15 @@ def write_gpkg(layers, path: str | Path) -> Path:
     path = Path(path)
     if not isinstance(layers, dict):
         layers = {path.stem: layers}
-    with atomic_path(path) as tmp:
-        for name, gdf in layers.items():
-            _gpkg_ready(gdf).to_file(tmp, layer=name, driver="GPKG", engine="pyogrio")
+    old = os.environ.get("OGR_CURRENT_DATE")
+    os.environ["OGR_CURRENT_DATE"] = old or FIXED_DATE  # GDAL stamps each table with it
+    try:
+        with atomic_path(path) as tmp:
+            for name, gdf in layers.items():
+                _gpkg_ready(gdf).to_file(tmp, layer=name, driver="GPKG", engine="pyogrio")
+    finally:
+        if old is None:
+            os.environ.pop("OGR_CURRENT_DATE", None)
     return path
 
 
@@ -615,7 +658,7 @@ def write_bytes(data: bytes, path: str | Path) -> Path:
 def write_html(obj: Any, path: str | Path) -> Path:
     """An HTML page: text, or a folium/branca object rendered to a standalone page."""
     if not isinstance(obj, str):
-        obj = obj.get_root().render()
+        obj = stable_element_ids(obj.get_root().render())
     return write_text(obj, path)
 
 

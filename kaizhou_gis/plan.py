@@ -11,6 +11,7 @@ with values of the same types.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +21,8 @@ from typing import Any
 from kaizhou_gis.errors import PlanError
 
 DEFAULT_PLAN = "kaizhou"
+#: Indicator keys that carry a year: ``baseline_2015``, ``target_2018`` (any years of the plan).
+_YEAR_KEY = re.compile(r"(baseline|target)_(\d{4})")
 _LEAF_KEYS = {"value", "source"}
 #: Optional keys of a setting besides value and source.
 _OPTIONAL_LEAF_KEYS = {"note", "adjustable"}
@@ -119,6 +122,28 @@ class Plan:
                           "step": adj.get("step"), "source": leaf["source"]}
         return out
 
+    def path_setting(self, key: str) -> Path | None:
+        """A file named by setting ``key`` (relative paths are relative to the plan file;
+        ``package:data/x.csv`` is a file shipped with kaizhou-gis), or None when the setting is
+        empty (the district has no such table)."""
+        v = str(self[key]).strip()
+        if not v:
+            return None
+        if v.startswith("package:"):
+            return Path(str(resources.files("kaizhou_gis") / v[len("package:"):]))
+        p = Path(v).expanduser()
+        return (p if p.is_absolute() else Path(self.path).resolve().parent / p).resolve()
+
+    @property
+    def indicator_years(self) -> tuple[str, list[str]]:
+        """The indicators' baseline key and target keys in year order, e.g.
+        ``("baseline_2015", ["target_2018", "target_2020"])`` (the plan file's own years)."""
+        keys = list(self.data.get("indicators", [{}])[0])
+        base = [k for k in keys if _YEAR_KEY.fullmatch(k) and k.startswith("baseline_")]
+        targets = sorted((k for k in keys if _YEAR_KEY.fullmatch(k) and k.startswith("target_")),
+                         key=lambda k: int(k.rsplit("_", 1)[1]))
+        return (base[0] if base else ""), targets
+
     @property
     def indicators(self) -> list[dict]:
         return [dict(i) for i in self.data.get("indicators", [])]
@@ -215,15 +240,30 @@ def _check(default: Any, given: Any, where: str, problems: list[str], *, overrid
         if not isinstance(given, list) or not given:
             problems.append(f"{where}: expected a non-empty array of tables.")
             return
-        ref = default[0]
+        ref = {k: v for k, v in default[0].items() if not _YEAR_KEY.fullmatch(k)}
+        ref_year = next(v for k, v in default[0].items() if _YEAR_KEY.fullmatch(k))
+        first_years = None
         for i, item in enumerate(given):
             if not isinstance(item, dict):
                 problems.append(f"{where}[{i}]: expected a table.")
                 continue
+            years = sorted(k for k in item if _YEAR_KEY.fullmatch(k))
             for k in sorted(set(ref) - set(item)):
                 problems.append(f"{where}[{i}].{k}: missing.")
-            for k in sorted(set(item) - set(ref)):
-                problems.append(f"{where}[{i}].{k}: unknown key.")
+            for k in sorted(set(item) - set(ref) - set(years)):
+                problems.append(f"{where}[{i}].{k}: unknown key (year columns are written "
+                                f"baseline_YYYY and target_YYYY).")
+            if sum(k.startswith("baseline_") for k in years) != 1:
+                problems.append(f"{where}[{i}]: needs exactly one baseline_YYYY (the plan's base "
+                                f"year); has {[k for k in years if k.startswith('baseline_')]}.")
+            if not any(k.startswith("target_") for k in years):
+                problems.append(f"{where}[{i}]: needs at least one target_YYYY.")
+            if first_years is None:
+                first_years = years
+            elif years != first_years:
+                problems.append(f"{where}[{i}]: year columns {years} differ from the first "
+                                f"indicator's {first_years}; give every indicator the same years "
+                                f"(nan where the plan gives no number).")
             for k in sorted(set(ref) & set(item)):
                 if k in _NUMBER_OR_TEXT:
                     if _type_name(item[k]) not in ("number", "string") or isinstance(item[k], bool):
@@ -231,6 +271,9 @@ def _check(default: Any, given: Any, where: str, problems: list[str], *, overrid
                                         f"(text) or nan; got {item[k]!r}.")
                 elif not _same_type(ref[k], item[k]):
                     problems.append(f"{where}[{i}].{k}: expected a {_type_name(ref[k])}; got {item[k]!r}.")
+            for k in years:
+                if not _same_type(ref_year, item[k]):
+                    problems.append(f"{where}[{i}].{k}: expected a number; got {item[k]!r}.")
 
 
 def _check_adjustable(leaf: dict, where: str, problems: list[str], *, value_in_range: bool = True) -> None:
@@ -295,7 +338,7 @@ def _check_values(plan: Plan, problems: list[str]) -> None:
     for i, ind in enumerate(plan.data.get("indicators", [])):
         if str(ind.get("unit", "")).strip() != "%":
             continue
-        for k in ("baseline_2015", "target_2018", "target_2020"):
+        for k in [k for k in ind if _YEAR_KEY.fullmatch(k)]:
             x = ind.get(k)
             if isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isnan(x) \
                     and not 0 <= x <= 100:
@@ -318,6 +361,27 @@ def _check_values(plan: Plan, problems: list[str]) -> None:
         problems.append(f"layers.non_vehicle_classes / layers.road_class_values: {', '.join(clash)} "
                         f"both left out as carrying no vehicle and mapped to a road class; remove "
                         f"it from one of the two.")
+
+    base, targets = plan.indicator_years
+    if base and int(base.rsplit("_", 1)[1]) != int(plan["meta.base_year"]):
+        problems.append(f"indicators: the baseline column {base} is not meta.base_year = "
+                        f"{plan['meta.base_year']}; name it baseline_{plan['meta.base_year']} or "
+                        f"fix the base year.")
+    p0, p1 = (int(x) for x in plan["meta.plan_period"][:2]) if len(plan["meta.plan_period"]) >= 2 \
+        else (None, None)
+    if p0 is None or p1 < p0:
+        problems.append(f"meta.plan_period.value: {plan['meta.plan_period']!r} must be "
+                        f"[first year, last year].")
+    else:
+        outside = [t for t in targets if not p0 <= int(t.rsplit("_", 1)[1]) <= p1]
+        if outside:
+            problems.append(f"indicators: target years {outside} are outside meta.plan_period "
+                            f"{p0}-{p1}.")
+    for key in ("industry.projects_table", "industry.township_aliases", "industry.village_aliases"):
+        f = plan.path_setting(key)
+        if f is not None and not f.is_file():
+            problems.append(f"{key}.value: {plan[key]!r} is not a file ({f}); give a CSV path "
+                            f"relative to the plan file, or \"\" when the district has none.")
     from pyproj import CRS
     for key in ("crs.work", "crs.map"):
         try:

@@ -44,7 +44,8 @@ NOT_DERIVABLE_ZH = "无法由现有图层计算"
 MEASURES = {
     "poverty_villages": "count of villages with poverty_village = true in the villages layer",
     "relocation_people": "registered poor people (建档立卡贫困人口, settlements.poor_population) in "
-                         "the settlements the relocation step schedules for 2016-2018 (cumulative)",
+                         "the settlements the relocation step schedules in the plan's relocation years "
+                         "(relocation.yearly_people; cumulative)",
     "village_tongchang_pct": "share of administrative villages (行政村, kind 村; 社区 not counted) "
                              "reached by a hardened road, now and with the proposed works "
                              "(planned; access step)",
@@ -295,12 +296,14 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
                     "reason": f"{NOT_DERIVABLE}: the villages layer has no poverty_village column",
                     "reason_zh": f"{NOT_DERIVABLE_ZH}（村图层无贫困村标记 poverty_village）"}
         n = int(_bool(v["poverty_village"]).sum())
-        base = _num(ind.get("baseline_2015"))
-        comment = (f"the layers hold {n} poverty villages ({scope}); the plan's 2015 baseline is "
-                   f"{base:g}" if base is not None else f"{n} poverty villages in the layers")
+        bkey, _ = frames.ctx.plan.indicator_years
+        base = _num(ind.get(bkey))
+        comment = (f"the layers hold {n} poverty villages ({scope}); the plan's "
+                   f"{bkey.rsplit('_', 1)[1]} baseline is {base:g}" if base is not None
+                   else f"{n} poverty villages in the layers")
         comment += _cal(_calibrated(frames.ctx)["poverty_villages"])
         return {"status": "computed", "computed": n, "computed_after": None,
-                "compare_with": "baseline_2015", "basis": MEASURES[measure], "comment": comment}
+                "compare_with": bkey, "basis": MEASURES[measure], "comment": comment}
     if measure == "relocation_people":
         s = frames.scoped_settlements(steps["relocation"].data["settlements"])
         cand = _bool(s["relocation_candidate"])
@@ -313,9 +316,8 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
         poor_sched = int(poor[sched].sum())
         unit = str(ind.get("unit", ""))
         value = poor_sched / 10_000 if "万" in unit else poor_sched
-        target = _num(ind.get("target_2018"))
-        if target is None:
-            target = _num(ind.get("target_2020"))
+        tkeys = frames.ctx.plan.indicator_years[1]
+        target = next((t for t in (_num(ind.get(k)) for k in tkeys) if t is not None), None)
         comment = (f"{poor_sched:,} registered poor people (建档立卡贫困人口) in the "
                    f"{int(sched.sum())} settlements scheduled for the plan's years ({scope}; "
                    f"planned, 规划), moving with {int(pop[sched].sum()) - poor_sched:,} other "
@@ -326,7 +328,7 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
             comment += f"; {100 * value / target:.1f} % of the plan's {target:g} {unit}"
         comment += _cal(_calibrated(frames.ctx)["registered_poor"] and "estimated" not in basis)
         return {"status": "computed", "computed": round(value, 4), "computed_after": None,
-                "compare_with": "target_2018", "basis": MEASURES[measure], "comment": comment,
+                "compare_with": tkeys[0], "basis": MEASURES[measure], "comment": comment,
                 "people": int(people), "registered_poor_scheduled": poor_sched,
                 "registered_poor_candidates": int(poor[cand].sum()),
                 "accompanying_people_scheduled": int(pop[sched].sum()) - poor_sched,
@@ -346,7 +348,7 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
                    f"{_cal(_calibrated(frames.ctx)['village_tongchang_before'])}; {after}% "
                    f"{provenance.PLANNED_EN} / {provenance.PLANNED_ZH}")
         return {"status": "computed", "computed": before, "computed_after": after,
-                "compare_with": "target_2018", "basis": MEASURES[measure], "comment": comment}
+                "compare_with": frames.ctx.plan.indicator_years[1][0], "basis": MEASURES[measure], "comment": comment}
     raise PlanError(f"unknown measure {measure!r}")  # pragma: no cover (checked by _indicator_measures)
 
 
@@ -371,11 +373,11 @@ def _after_tongchang(villages: pd.DataFrame, acc: StepResult, frames: _Frames) -
 def indicator_table(plan, frames: _Frames, steps: dict, why: dict) -> list[dict]:
     """The plan's main indicators with targets and the computed value or the reason there is none."""
     measures = _indicator_measures(plan)
+    bkey, tkeys = plan.indicator_years
     rows = []
     for ind in plan.indicators:
         entry = {k: _plain_value(ind.get(k)) for k in
-                 ("id", "name_zh", "name_en", "kind", "unit", "baseline_2015", "target_2018",
-                  "target_2020", "note", "source")}
+                 ("id", "name_zh", "name_en", "kind", "unit", bkey, *tkeys, "note", "source")}
         m = measures.get(int(ind["id"]))
         if m is None:
             entry.update({"status": "not_derivable", "computed": None, "computed_after": None,
@@ -511,6 +513,7 @@ def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> d
                "settlement_tongchang_pct": acc["settlement_tongchang_target_pct"]}
     out: dict[str, Any] = {"targets": targets,
                            "plan_roads_km_2020": acc["roads_km_2020"],
+                           "plan_period_end": int(plan["meta.plan_period"][-1]),
                            "plan_poverty_village_roads_km": acc["poverty_village_roads_km"]}
     if res is None:
         out.update(_unavailable("access", why))
@@ -1033,8 +1036,12 @@ def _table_md(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _indicator_rows(report: dict) -> tuple[list[str], list[list[Any]]]:
-    header = ["#", "指标 / indicator", "属性 / kind", "单位 / unit", "2015", "2018 目标 / target",
-              "2020 目标 / target", "计算值 / computed", "说明 / basis or reason"]
+    keys = list(report["indicators"][0]) if report["indicators"] else []
+    bkey = next((k for k in keys if k.startswith("baseline_") and k[9:].isdigit()), "")
+    tkeys = [k for k in keys if k.startswith("target_") and k[7:].isdigit()]
+    header = (["#", "指标 / indicator", "属性 / kind", "单位 / unit", bkey[9:]]
+              + [f"{k[7:]} 目标 / target" for k in tkeys]
+              + ["计算值 / computed", "说明 / basis or reason"])
     rows = []
     for i in report["indicators"]:
         if i["status"] == "computed":
@@ -1050,11 +1057,11 @@ def _indicator_rows(report: dict) -> tuple[list[str], list[list[Any]]]:
             why = i.get("reason", "")
         if i.get("note"):
             why = f"{why} (plan / 规划: {i['note']})"
-        t18 = i["target_2018"] if i["target_2018"] is not None else None
+        targets = [i[k] for k in tkeys]
         rows.append([i["id"], f"{i['name_zh']} / {i['name_en']}",
                      {"binding": "约束性 binding", "expected": "预期性 expected"}.get(i["kind"],
                                                                                    i["kind"]),
-                     i["unit"], i["baseline_2015"], t18, i["target_2020"], val, why])
+                     i["unit"], i.get(bkey), *targets, val, why])
     return header, rows
 
 
@@ -1188,7 +1195,7 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
         out.append(("建议工程 / Proposed works", "table",
                     [["类型 / type", "项数 / works", "里程 / km", "投资 / cost (万元)"], wrows]))
         out.append(("", "text", [f"plan / 规划: 累计完成农村公路建设{acc['plan_roads_km_2020']:,.0f}公里 "
-                                 f"(cumulative rural road construction by end-2020, ch.11), "
+                                 f"(cumulative rural road construction by end-{acc.get('plan_period_end', '')}), "
                                  f"{acc['plan_poverty_village_roads_km']:,.0f} km poverty-village "
                                  f"roads; the works here are proposals (planned), not roads built"]
                     + ([f"villages not 通畅 before, by reason: {_txt(acc['village_reasons'])}"]

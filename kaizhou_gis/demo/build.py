@@ -15,6 +15,7 @@ from shapely.geometry import Point, Polygon
 from shapely.ops import nearest_points
 
 from kaizhou_gis import outputs
+from kaizhou_gis.errors import OptionError
 from kaizhou_gis.demo import admin as adm
 from kaizhou_gis.demo import dem as demmod
 from kaizhou_gis.demo import noise
@@ -55,10 +56,54 @@ def _fill_elevations(ll: np.ndarray, elev: np.ndarray) -> np.ndarray:
     return out
 
 
-def _synthetic_admin(scale: int, rng: np.random.Generator) -> tuple[adm.Admin, np.ndarray]:
-    """A purely synthetic district ``scale`` times Kaizhou's size (no real parts)."""
-    area_km2 = 3964.0 * scale
-    lon0, lat0 = 108.4, 31.25
+@dataclass(frozen=True)
+class SyntheticDistrict:
+    """What a purely synthetic district looks like (no real parts; every row says ``synthetic``).
+
+    ``code`` is a 6-digit district code (townships get ``code`` + 3 digits, villages 3 more),
+    ``lon``/``lat`` the centre, ``area_km2`` the area, ``townships`` and ``villages`` the counts.
+    """
+
+    code: str = "900000"
+    name: str = "合成区"
+    lon: float = 108.4
+    lat: float = 31.25
+    area_km2: float = 3964.0
+    townships: int = 40
+    villages: int = 535
+
+    @classmethod
+    def scaled(cls, scale: int) -> "SyntheticDistrict":
+        """Kaizhou's size times ``scale`` (``demo-layers --scale K``)."""
+        return cls(name=f"合成区x{scale}", area_km2=3964.0 * scale, townships=40 * scale,
+                   villages=535 * scale)
+
+    def check(self) -> None:
+        if not (len(self.code) == 6 and self.code.isdigit()):
+            raise OptionError(f"demo-layers: --code must be 6 digits (a district code such as "
+                              f"900001); got {self.code!r}.")
+        if not 73.0 <= self.lon <= 135.0 or not 18.0 <= self.lat <= 54.0:
+            raise OptionError(f"demo-layers: --center {self.lon},{self.lat} is not in China "
+                              f"(lon 73-135, lat 18-54).")
+        if self.townships < 1 or self.villages < 2 * self.townships:
+            raise OptionError(f"demo-layers: need at least 1 township and 2 villages per township "
+                              f"(got {self.townships} townships, {self.villages} villages).")
+        if self.area_km2 < 20.0 * self.townships:
+            raise OptionError(f"demo-layers: --area-km2 {self.area_km2:g} is too small for "
+                              f"{self.townships} townships (at least 20 km2 each).")
+
+    @property
+    def work_crs(self) -> str:
+        """CGCS2000 3-degree Gauss-Kruger zone (central meridian) nearest the centre."""
+        return f"EPSG:{4534 + int(round((self.lon - 75.0) / 3.0))}"
+
+
+def _synthetic_admin(scale: int, rng: np.random.Generator,
+                     spec: SyntheticDistrict | None = None) -> tuple[adm.Admin, np.ndarray]:
+    """A purely synthetic district (no real parts): ``spec``, or Kaizhou's size times ``scale``."""
+    spec = spec or SyntheticDistrict.scaled(scale)
+    area_km2 = spec.area_km2
+    lon0, lat0 = spec.lon, spec.lat
     # wobbly ellipse of the right area (equirectangular metres)
     kx = 111_320.0 * np.cos(np.radians(lat0))
     ky = 110_574.0
@@ -69,25 +114,34 @@ def _synthetic_admin(scale: int, rng: np.random.Generator) -> tuple[adm.Admin, n
     R = np.sqrt(area_km2 * 1e6 / base_area)
     xs, ys = R * wob * np.cos(th) * 1.2, R * wob * np.sin(th) / 1.2
     poly = Polygon(np.column_stack([lon0 + xs / kx, lat0 + ys / ky]))
-    boundary = gpd.GeoDataFrame({"code": ["900000"], "name": [f"合成区x{scale}"],
-                                 "source": [f"synthetic (benchmark district, scale {scale})"]},
+    what = (f"benchmark district, scale {scale}" if scale > 1 else
+            f"test district {spec.code}, kaizhou-gis demo-layers")
+    boundary = gpd.GeoDataFrame({"code": [spec.code], "name": [spec.name],
+                                 "source": [f"synthetic ({what})"]},
                                 geometry=[poly], crs="EPSG:4326")
-    n_t = 40 * scale
+    n_t = spec.townships
+    # seats: inside the boundary and apart (spacing shrinks for small districts)
+    r_deg = R / ky
+    inset = min(0.02, 0.25 * r_deg)
+    spacing = min(0.03, 0.6 * r_deg / np.sqrt(n_t))
     pts = []
     minx, miny, maxx, maxy = poly.bounds
+    inner = poly.buffer(-inset)
     while len(pts) < n_t:
         x, y = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
-        if poly.buffer(-0.02).contains(Point(x, y)):
-            if all(np.hypot(x - a, y - b) > 0.03 for a, b in pts):
+        if inner.contains(Point(x, y)):
+            if all(np.hypot(x - a, y - b) > spacing for a, b in pts):
                 pts.append((x, y))
-    kinds = ["街道"] * (2 * scale) + ["镇"] * (33 * scale) + ["乡"] * (5 * scale)
-    codes = [f"{900000000 + i + 1}" for i in range(n_t)]
+    n_jd = max(1, int(round(n_t * 0.05)))
+    n_x = int(round(n_t * 0.125)) if n_t > 1 else 0
+    kinds = ["街道"] * n_jd + ["镇"] * (n_t - n_jd - n_x) + ["乡"] * n_x
+    codes = [f"{spec.code}{i + 1:03d}" for i in range(n_t)]
     names = [f"合成{i + 1}{k}" for i, k in enumerate(kinds)]
     townships = pd.DataFrame({"township_code": codes, "name": names, "kind": kinds})
     seats = gpd.GeoDataFrame({"township_code": codes, "name": names,
                               "elevation_m": np.nan, "source": "synthetic"},
                              geometry=[Point(x, y) for x, y in pts], crs="EPSG:4326")
-    per = rng.multinomial(535 * scale - 2 * n_t, np.full(n_t, 1.0 / n_t)) + 2
+    per = rng.multinomial(spec.villages - 2 * n_t, np.full(n_t, 1.0 / n_t)) + 2
     rows = []
     for code, k_t, n_v in zip(codes, kinds, per):
         n_c = max(1, int(round(n_v * (0.6 if k_t == "街道" else 0.12))))
@@ -118,19 +172,23 @@ def _scaled_grid(grid: demmod.Grid, scale: int) -> demmod.Grid:
     return demmod.Grid(Affine(tr.a, 0.0, west, 0.0, tr.e, north), (h, w))
 
 
-def build_layers(*, seed: int, scale: int = 1) -> Built:
-    """Build every layer in memory (no file is written here)."""
+def build_layers(*, seed: int, scale: int = 1, district: SyntheticDistrict | None = None) -> Built:
+    """Build every layer in memory (no file is written here).
+
+    ``scale=1`` without ``district`` builds the Kaizhou layers (real parts + synthesized);
+    ``scale=K`` a synthetic district K times Kaizhou's size; ``district`` any synthetic district.
+    """
     ss = np.random.SeedSequence(seed)
     # five independent streams (the fifth is reserved for the roads, which are not random)
     r_admin, r_dem, r_village, r_settle, _ = (np.random.default_rng(s) for s in ss.spawn(5))
-    real = scale == 1
+    real = scale == 1 and district is None
     if real:
         a = adm.read_admin()
     else:
-        a, _ = _synthetic_admin(scale, r_admin)
+        a, _ = _synthetic_admin(scale, r_admin, district)
     bpoly = a.boundary.geometry.iloc[0]
     grid = demmod.grid_for_bounds(*bpoly.bounds)
-    if not real:
+    if not real and district is None:
         grid = _scaled_grid(grid, scale)
     inside = ~geometry_mask([bpoly], out_shape=grid.shape, transform=grid.transform)
     if real:
@@ -200,7 +258,12 @@ def build_layers(*, seed: int, scale: int = 1) -> Built:
     dist_km = np.hypot(vxy[:, 0] - cxy[0], vxy[:, 1] - cxy[1]) / 1000.0
     score = pd.Series(0.6 * mean_elev.rank(pct=True).to_numpy()
                       + 0.4 * pd.Series(dist_km).rank(pct=True).to_numpy(), index=villages.index)
-    sp_n = settle.SettleParams(n_poverty=135 * scale, n_deep=34 * scale)
+    if district is None:
+        sp_n = settle.SettleParams(n_poverty=135 * scale, n_deep=34 * scale)
+    else:  # Kaizhou's shares of poverty and deep-poverty villages
+        nv = len(villages)
+        sp_n = settle.SettleParams(n_poverty=max(1, int(round(nv * 135 / 535))),
+                                   n_deep=max(1, int(round(nv * 34 / 535))))
     pov = settle.poverty_flags(villages, a.plan_poverty, score, sp_n)
     villages = villages.join(pov)
 
