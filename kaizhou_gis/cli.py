@@ -337,21 +337,80 @@ def serve(layers_path, plan_path, crs, encoding, coords, host, port, cache_dir):
     serve_app(wb, host, port, echo=click.echo)
 
 
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("outputs/batch"),
+              show_default=True, help="Output folder: DIR/<code>/ per district and the roll-up.")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes of the local dask cluster (default: one per CPU core).")
+@click.option("--memory-limit", default=None,
+              help="Memory limit per local worker, e.g. 2GiB (dask's memory_limit; default: "
+                   "system memory / workers).")
+@click.option("--scheduler", default=None,
+              help="Address of an existing dask scheduler (tcp://HOST:8786) instead of a local "
+                   "cluster; start it with `dask scheduler` and `dask worker tcp://HOST:8786`.")
+@click.option("--retries", type=int, default=1, show_default=True,
+              help="Times dask reruns a district's task that raised outside the pipeline.")
+@click.option("--force", is_flag=True, help="Rerun every district, also unchanged ones.")
+@handle_errors
+def batch(manifest, out_dir, workers, memory_limit, scheduler, retries, force):
+    """Run many districts (a province) on dask.distributed; writes DIR/<code>/ and a roll-up."""
+    from kaizhou_gis.batch import run_batch
+
+    if workers is not None and workers < 1:
+        raise OptionError(f"--workers {workers}: give 1 or more.")
+    if scheduler and (workers is not None or memory_limit):
+        raise OptionError("--scheduler uses the workers of that cluster; drop --workers and "
+                          "--memory-limit (set them on `dask worker --nworkers N --memory-limit M`).")
+    res = run_batch(manifest, out_dir, workers=workers, memory_limit=memory_limit,
+                    scheduler=scheduler, retries=retries, force=force, echo=click.echo)
+    click.echo(f"Finished in {res.seconds:.1f} s: {len(res.ran)} run, {len(res.skipped)} unchanged "
+               f"(skipped), {len(res.failed)} failed. Roll-up:")
+    for p in res.paths:
+        click.echo(f"  {p}")
+    if res.failed:
+        lines = [f"  {r['code']} {r['name']}: {str(r['error']).splitlines()[0] if r['error'] else ''}"
+                 for r in res.rows if r["status"] != "ok"]
+        _fail(f"{len(res.failed)} of {len(res.rows)} district(s) failed (the others' outputs are "
+              f"complete; see rollup.csv):\n" + "\n".join(lines), code=1)
+
+
 @main.command("demo-layers")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("layers"),
               show_default=True, help="Folder for kaizhou.gpkg and dem.tif.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the shipped layers' seed).")
 @click.option("--scale", type=int, default=1, show_default=True,
               help="Build a synthetic district K times larger (benchmarks; no real parts).")
+@click.option("--districts", type=int, default=None,
+              help="Instead: N small synthetic test districts in DIR/<code>/ (layers, plan.toml, "
+                   "README; codes 900001...; seeds SEED, SEED+1, ...) and DIR/batch.toml.")
+@click.option("--townships", type=int, default=3, show_default=True,
+              help="With --districts: townships per district.")
+@click.option("--villages", type=int, default=12, show_default=True,
+              help="With --districts: villages per district.")
+@click.option("--area-km2", type=float, default=150.0, show_default=True,
+              help="With --districts: area of each district.")
 @handle_errors
-def demo_layers(out_dir, seed, scale):
-    """Rebuild the shipped Kaizhou default layers (real sources + labelled synthesized parts)."""
+def demo_layers(out_dir, seed, scale, districts, townships, villages, area_km2):
+    """Rebuild the shipped Kaizhou default layers (real sources + labelled synthesized parts),
+    or make synthetic test districts (--districts N)."""
     from kaizhou_gis import outputs
-    from kaizhou_gis.demo import build_demo_layers
+    from kaizhou_gis.demo import DEFAULT_SEED, build_demo_layers
 
     outputs.check_out_dir(out_dir)  # a file or a read-only folder: exit 2 before building
     t0 = time.perf_counter()
-    paths = build_demo_layers(out_dir, seed=seed, scale=scale)
+    if districts is not None:
+        from kaizhou_gis.demo.synthetic import write_synthetic_districts
+        if districts < 1:
+            raise OptionError(f"--districts {districts}: give 1 or more.")
+        if scale != 1:
+            raise OptionError("--districts and --scale do not go together; use one.")
+        paths = write_synthetic_districts(out_dir, districts,
+                                          seed=DEFAULT_SEED if seed is None else seed,
+                                          townships=townships, villages=villages,
+                                          area_km2=area_km2)
+    else:
+        paths = build_demo_layers(out_dir, seed=seed, scale=scale)
     click.echo(f"Built in {time.perf_counter() - t0:.1f} s:")
     for p in paths:
         click.echo(f"  {p}")
