@@ -12,9 +12,11 @@ started with ``dask scheduler`` / ``dask worker``), and writes
   error;
 - ``DIR/rollup.html`` (sortable table and charts) and ``DIR/rollup_map.html`` (district polygons
   coloured by the road-access gap, linking to each district's overview map), both offline;
-- ``DIR/_batch/<code>.json``: what each district was run from (input fingerprints) and wrote (output
-  sizes and hashes), so a rerun skips a district whose inputs are unchanged and whose outputs are
-  complete.
+
+A rerun skips a district whose outputs are current: the task loads the district's layers and plan,
+and when ``DIR/<code>/manifest.json`` (:mod:`kaizhou_gis.manifest`) records every step with the
+same input fingerprint and every recorded file is still there with its hash, it writes nothing.
+So an interrupted batch resumes where it stopped (``--force`` reruns everything).
 
 The manifest (TOML; paths relative to the manifest file)::
 
@@ -38,7 +40,6 @@ other error); ``--retries`` also reruns a task that raised outside the pipeline'
 """
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import logging
@@ -61,12 +62,9 @@ log = logging.getLogger(__name__)
 #: Manifest keys a district (or ``[defaults]``) may set.
 DISTRICT_KEYS = ("code", "name", "layers", "plan", "crs", "encoding", "coords", "header")
 DEFAULT_KEYS = ("layers", "plan", "crs", "encoding", "coords", "header")
-STATE_DIR = "_batch"
 #: Files of the batch itself in --out (not a district's).
 ROLLUP_FILES = ("rollup.csv", "rollup.xlsx", "rollup.json", "rollup.html", "rollup_map.html")
 _CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
-#: Files larger than this are fingerprinted by size and modification time, not by content.
-HASH_LIMIT_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -155,97 +153,6 @@ def read_manifest(path: str | Path) -> list[District]:
 
 
 # --------------------------------------------------------------------------------------------
-# fingerprints (skip a district whose inputs and outputs are unchanged)
-# --------------------------------------------------------------------------------------------
-def _file_fingerprint(p: Path) -> str:
-    st = p.stat()
-    if st.st_size > HASH_LIMIT_BYTES:  # a large raster or VRT source: size + mtime
-        return f"size={st.st_size};mtime_ns={st.st_mtime_ns}"
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256=" + h.hexdigest()
-
-
-def input_files(d: District) -> list[Path]:
-    """Every file a district's run reads: layer files, DEM (and a VRT's sources), TOML mapping,
-    README next to the layers (attribution), plan file and the tables it names."""
-    from kaizhou_gis import layers as L
-    from kaizhou_gis.plan import default_plan_path, load_plan
-
-    files: set[Path] = set()
-    lp = Path(d.layers) if d.layers else L.DEFAULT_LAYERS_DIR
-    sources, dem, folder = L._resolve(lp, [])
-    for src in sources.values():
-        files.add(Path(src.path))
-    if dem is not None:
-        files.add(Path(dem.path))
-        if Path(dem.path).suffix.lower() == ".vrt":
-            files |= set(_vrt_sources(Path(dem.path)))
-    if lp.is_file():
-        files.add(lp)
-    if (Path(folder) / "README.md").is_file():
-        files.add(Path(folder) / "README.md")
-    plan_path = Path(d.plan) if d.plan else default_plan_path()
-    files.add(plan_path)
-    try:
-        plan = load_plan(d.plan)
-        for key in ("industry.projects_table", "industry.township_aliases", "industry.village_aliases"):
-            p = plan.path_setting(key)
-            if p is not None:
-                files.add(p)
-    except KaizhouGISError:
-        pass  # the run reports it
-    return sorted(f.resolve() for f in files if f.exists())
-
-
-def _vrt_sources(vrt: Path) -> list[Path]:
-    text = vrt.read_text(encoding="utf-8", errors="replace")
-    out = []
-    for m in re.finditer(r'<SourceFilename relativeToVRT="(\d)"[^>]*>([^<]+)</SourceFilename>', text):
-        p = Path(html.unescape(m.group(2)))
-        out.append(vrt.parent / p if m.group(1) == "1" else p)
-    return [p for p in out if p.exists()]
-
-
-def input_fingerprint(d: District) -> dict[str, Any]:
-    from kaizhou_gis import __version__
-
-    return {"kaizhou_gis": __version__,
-            "options": {k: v for k, v in asdict(d).items() if k not in ("layers", "plan", "name")},
-            "files": {str(p): _file_fingerprint(p) for p in input_files(d)}}
-
-
-def output_listing(out_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(out_dir)): _file_fingerprint(p)
-            for p in sorted(out_dir.rglob("*")) if p.is_file() and not p.name.startswith(".")}
-
-
-def _state_path(out_root: Path, code: str) -> Path:
-    return out_root / STATE_DIR / f"{code}.json"
-
-
-def is_current(d: District, out_root: Path, fingerprint: dict | None = None) -> bool:
-    """True when the district's last run succeeded from the same inputs and its outputs are all
-    there with the same contents."""
-    sp = _state_path(out_root, d.code)
-    if not sp.is_file():
-        return False
-    try:
-        state = json.loads(sp.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    if state.get("status") != "ok":
-        return False
-    fp = fingerprint if fingerprint is not None else input_fingerprint(d)
-    if state.get("inputs") != fp:
-        return False
-    out_dir = out_root / d.code
-    return out_dir.is_dir() and output_listing(out_dir) == state.get("outputs")
-
-
-# --------------------------------------------------------------------------------------------
 # the task
 # --------------------------------------------------------------------------------------------
 def _peak_rss_mb() -> float:
@@ -256,14 +163,18 @@ def _peak_rss_mb() -> float:
         return float("nan")
 
 
-def run_district(d: District | dict, out_root: str) -> dict[str, Any]:
+def run_district(d: District | dict, out_root: str, *, force: bool = False,
+                 command: str | None = None) -> dict[str, Any]:
     """One district's full pipeline (what ``kaizhou-gis run`` does) into ``out_root/<code>``.
 
     Runs on a dask worker. Never raises for a district's own problems: the result says
-    ``status = "failed"`` with the error; ``"ok"`` when every step succeeded.
+    ``status = "failed"`` with the error; ``"ok"`` when every step succeeded. Without ``force``,
+    a district whose outputs are current (its manifest records every step with the inputs'
+    fingerprint and unchanged files) is not run again: ``run = "unchanged (skipped)"``.
     """
     if isinstance(d, dict):
         d = District(**d)
+    from kaizhou_gis import manifest
     from kaizhou_gis.layers import check_layers, load_layers
     from kaizhou_gis.pipeline import Context, available_steps, run_steps
     from kaizhou_gis.plan import load_plan
@@ -271,7 +182,7 @@ def run_district(d: District | dict, out_root: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     out_dir = Path(out_root) / d.code
     res: dict[str, Any] = {"code": d.code, "status": "failed", "error": "", "steps": {},
-                           "pid": os.getpid()}
+                           "pid": os.getpid(), "run": "ran", "data_status": ""}
     try:
         import socket
         res["host"] = socket.gethostname()
@@ -280,15 +191,25 @@ def run_district(d: District | dict, out_root: str) -> dict[str, Any]:
         if not report.ok:
             raise KaizhouGISError(report.problem_text())
         layers = load_layers(d.layers, plan=plan, crs=d.crs, encoding=d.encoding, coords=d.coords)
-        ctx = Context(layers=layers, plan=plan, options={"township": None, "header": d.header})
-        outcomes = run_steps(ctx, available_steps(), out_dir)
-        res["steps"] = {o.name: {"status": o.status, "seconds": round(o.seconds, 3),
-                                 "message": o.message} for o in outcomes}
-        failed = [o for o in outcomes if o.status == "failed"]
-        if failed:
-            res["error"] = "; ".join(f"step {o.name}: {o.message}" for o in failed)
+        ctx = Context(layers=layers, plan=plan, options={"township": None, "header": d.header},
+                      overrides={})
+        res["data_status"] = data_status_text(ctx.data_status)
+        steps = available_steps()
+        fp = ctx.inputs["fingerprint"]
+        m = manifest.read_manifest(out_dir)
+        if not force and all(manifest.is_step_current(out_dir, s, fp, township_code=None, manifest=m,
+                                                      output_options=ctx.output_options)
+                             for s in steps):
+            res.update(status="ok", run="unchanged (skipped)")
         else:
-            res["status"] = "ok"
+            outcomes = run_steps(ctx, steps, out_dir, command=command)
+            res["steps"] = {o.name: {"status": o.status, "seconds": round(o.seconds, 3),
+                                     "message": o.message} for o in outcomes}
+            failed = [o for o in outcomes if o.status == "failed"]
+            if failed:
+                res["error"] = "; ".join(f"step {o.name}: {o.message}" for o in failed)
+            else:
+                res["status"] = "ok"
     except KaizhouGISError as e:
         res["error"] = str(e)
     except Exception as e:  # a crash in one district must not stop the batch
@@ -297,6 +218,19 @@ def run_district(d: District | dict, out_root: str) -> dict[str, Any]:
     res["seconds"] = round(time.perf_counter() - t0, 3)
     res["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return res
+
+
+def data_status_text(status: dict | None) -> str:
+    """One bilingual cell from :func:`kaizhou_gis.provenance.data_status`."""
+    from kaizhou_gis import provenance
+
+    if not status:
+        return ""
+    if status.get("synthetic"):
+        return (f"{status.get('short_zh') or provenance.SHORT_ZH} / "
+                f"{status.get('short_en') or provenance.SHORT_EN}: "
+                f"{', '.join(status.get('synthetic_layers') or [])}")
+    return f"{provenance.REAL_ZH} / {provenance.REAL_EN}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,26 +261,11 @@ COUNT_COLUMNS = ("settlements", "candidates", "candidate_households", "candidate
                  "works", "industry_projects", "industry_host_villages", "industry_unresolved")
 
 
-def data_status(report: dict) -> str:
-    """From the report's provenance: how many input rows are synthesized (zh + en)."""
-    layers = (report.get("provenance") or {}).get("layers") or []
-    rows = sum(int(x.get("rows") or 0) for x in layers)
-    syn = sum(int(x.get("synthesized_rows") or 0) for x in layers)
-    if rows == 0:
-        return "未知 unknown"
-    if syn == rows:
-        return "合成数据 synthetic"
-    if syn == 0:
-        return "未标合成 not marked synthetic"
-    return f"部分合成 mixed ({syn:,} of {rows:,} rows synthetic)"
-
-
 def rollup_row(out_dir: Path) -> dict[str, Any]:
     """A district's roll-up figures, read from its own ``report.json`` and the access tables."""
     r = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
     rel, acc, ind = r.get("relocation") or {}, r.get("access") or {}, r.get("industry") or {}
-    row: dict[str, Any] = {"name": (r.get("district") or {}).get("name"),
-                           "data_status": data_status(r)}
+    row: dict[str, Any] = {"name": (r.get("district") or {}).get("name")}
     row["settlements"] = rel.get("settlements")
     row["candidates"] = rel.get("candidates")
     row["candidate_households"] = rel.get("candidate_households")
@@ -458,61 +377,46 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, workers: int | None 
     out_root.mkdir(parents=True, exist_ok=True)
     res = BatchResult()
     results: dict[str, dict] = {}
-    todo: list[District] = []
-    fps: dict[str, dict] = {}
-    for d in districts:
-        fps[d.code] = input_fingerprint(d)
-        if not force and is_current(d, out_root, fps[d.code]):
-            res.skipped.append(d.code)
-            results[d.code] = {"code": d.code, "status": "ok", "run": "unchanged (skipped)"}
-        else:
-            todo.append(d)
     n = len(districts)
-    echo(f"kaizhou-gis batch: {n} district(s) in {manifest}; {len(res.skipped)} unchanged "
-         f"(skipped), {len(todo)} to run")
-    done = len(res.skipped)
-    if todo:
-        client, cluster = make_client(scheduler=scheduler, workers=workers, memory_limit=memory_limit)
+    from kaizhou_gis.manifest import command_line
+    command = command_line()
+    echo(f"kaizhou-gis batch: {n} district(s) in {manifest} -> {out_root}")
+    done = 0
+    client, cluster = make_client(scheduler=scheduler, workers=workers, memory_limit=memory_limit)
+    try:
+        info = client.scheduler_info()
+        nworkers = len(info.get("workers", {}))
+        where = scheduler or "a LocalCluster"
+        echo(f"  dask: {nworkers} worker(s) on {where}")
         try:
-            info = client.scheduler_info()
-            nworkers = len(info.get("workers", {}))
-            where = scheduler or "a LocalCluster"
-            echo(f"  dask: {nworkers} worker(s) on {where}")
+            link = client.dashboard_link
+        except Exception:  # no bokeh: no dashboard
+            link = None
+        if link and _dashboard_up(client):
+            res.dashboard = link
+            echo(f"  dask dashboard: {link}")
+        futures = {}
+        for d in districts:
+            fut = client.submit(run_district, asdict(d), str(out_root), force=force,
+                                command=f"{command}  # district {d.code}",
+                                key=f"kaizhou-{d.code}", pure=False, retries=retries)
+            futures[fut] = d
+        for fut in as_completed(list(futures)):
+            d = futures[fut]
             try:
-                link = client.dashboard_link
-            except Exception:  # no bokeh: no dashboard
-                link = None
-            if link and _dashboard_up(client):
-                res.dashboard = link
-                echo(f"  dask dashboard: {link}")
-            futures = {}
-            for d in todo:
-                fut = client.submit(run_district, asdict(d), str(out_root), key=f"kaizhou-{d.code}",
-                                    pure=False, retries=retries)
-                futures[fut] = d
-            for fut in as_completed(list(futures)):
-                d = futures[fut]
-                try:
-                    r = fut.result()
-                except Exception as e:  # KilledWorker after the allowed failures, or lost
-                    r = {"code": d.code, "status": "failed",
-                         "error": f"{type(e).__name__}: {e} (the worker running it was lost)"}
-                r["run"] = "ran"
-                results[d.code] = r
-                res.ran.append(d.code)
-                done += 1
-                echo(_progress_line(done, n, d, r))
-                if r["status"] == "ok":
-                    state = {"code": d.code, "status": "ok", "inputs": fps[d.code],
-                             "outputs": output_listing(out_root / d.code),
-                             "seconds": r.get("seconds"), "peak_rss_mb": r.get("peak_rss_mb")}
-                else:
-                    state = {"code": d.code, "status": "failed", "error": r.get("error")}
-                _write_state(out_root, d.code, state)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+                r = fut.result()
+            except Exception as e:  # KilledWorker after the allowed failures, or lost
+                r = {"code": d.code, "status": "failed", "run": "ran",
+                     "error": f"{type(e).__name__}: {e} (the worker running it was lost "
+                              f"{_allowed_failures()} times or more)"}
+            results[d.code] = r
+            (res.skipped if r.get("run") == "unchanged (skipped)" else res.ran).append(d.code)
+            done += 1
+            echo(_progress_line(done, n, d, r))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
     # roll-up rows in manifest order
     outlines = {}
     for d in districts:
@@ -526,11 +430,8 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, workers: int | None 
                 row.update(fig)
             except (OSError, ValueError, KeyError) as e:
                 row.update(status="failed", error=f"outputs incomplete: {e}")
-        if r.get("run") != "ran":
-            st = _read_state(out_root, d.code)
-            row["seconds"], row["peak_rss_mb"] = st.get("seconds"), st.get("peak_rss_mb")
-        else:
-            row["seconds"], row["peak_rss_mb"] = r.get("seconds"), r.get("peak_rss_mb")
+        row["data_status"] = r.get("data_status", "")
+        row["seconds"], row["peak_rss_mb"] = r.get("seconds"), r.get("peak_rss_mb")
         row["run"] = r.get("run", "")
         res.rows.append(row)
         if row["status"] != "ok":
@@ -553,23 +454,17 @@ def _progress_line(done: int, n: int, d: District, r: dict) -> str:
     k = int(round(width * done / n)) if n else width
     bar = "#" * k + "." * (width - k)
     head = f"[{bar}] {done}/{n} {d.code} {d.name}".rstrip()
+    if r["status"] == "ok" and r.get("run") == "unchanged (skipped)":
+        return f"{head}: unchanged, not rerun ({r.get('seconds', 0):.1f} s to check)"
     if r["status"] == "ok":
         return f"{head}: ok in {r.get('seconds', 0):.1f} s (worker pid {r.get('pid')})"
     first = str(r.get("error", "")).splitlines()[0] if r.get("error") else ""
     return f"{head}: FAILED: {first}"
 
 
-def _write_state(out_root: Path, code: str, state: dict) -> None:
-    from kaizhou_gis import outputs
-    (out_root / STATE_DIR).mkdir(exist_ok=True)
-    outputs.write_json(state, _state_path(out_root, code))
-
-
-def _read_state(out_root: Path, code: str) -> dict:
-    try:
-        return json.loads(_state_path(out_root, code).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
+def _allowed_failures() -> int:
+    import dask
+    return int(dask.config.get("distributed.scheduler.allowed-failures", 3))
 
 
 # --------------------------------------------------------------------------------------------
@@ -678,7 +573,7 @@ def rollup_html(df: pd.DataFrame) -> str:
         cls = ' class="failed"' if r["status"] != "ok" else ""
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
     n_ok = int((df["status"] == "ok").sum())
-    n_syn = int(df["data_status"].astype(str).str.contains("synthetic").sum())
+    n_syn = _n_synthetic(df)
     charts = "".join([
         _bar_chart(df, "candidate_people", "搬迁对象人数 / relocation candidates (people)", "人"),
         _bar_chart(df, "village_tongchang_before_pct", "行政村通畅率-现状 / villages 通畅 before (%)", "%"),
@@ -697,6 +592,11 @@ def rollup_html(df: pd.DataFrame) -> str:
             f"{syn_note}"
             f'<table class=sortable><thead><tr>{head}</tr></thead><tbody>{"".join(body)}'
             f"</tbody></table>{charts}<script>{_TABLE_JS}</script></body></html>\n")
+
+
+def _n_synthetic(df: pd.DataFrame) -> int:
+    from kaizhou_gis.provenance import SHORT_ZH
+    return int(df["data_status"].astype(str).str.startswith(SHORT_ZH).sum())
 
 
 def _gap_color(gap) -> str:
@@ -765,7 +665,7 @@ def rollup_map_html(df: pd.DataFrame, outlines: dict) -> str:
                      for c, t in (("#1a9850", "0"), ("#a6d96a", "≤ 10"), ("#fee08b", "≤ 25"),
                                   ("#fc8d59", "≤ 50"), ("#d73027", "> 50"),
                                   ("#bdbdbd", "失败/无数据 failed or no data")))
-    n_syn = int(df["data_status"].astype(str).str.contains("synthetic").sum())
+    n_syn = _n_synthetic(df)
     syn = (f"<p><b>{n_syn} 个区县为合成数据 / {n_syn} district(s) use SYNTHESIZED data.</b></p>"
            if n_syn else "")
     miss = (f"<p class=note>无边界 / no outline: {html.escape(', '.join(missing))}</p>"

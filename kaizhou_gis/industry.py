@@ -171,11 +171,12 @@ def load_projects(path=None) -> pd.DataFrame:
     if bad.any():
         problems.append(f"part_of: names no project in {format_ids(ids[bad].tolist())}.")
     tokens = df["hosts_text"].map(split_hosts)
-    bad = df["host_level"].eq("village") & tokens.map(lambda ts: not ts or any("+" not in t for t in ts))
+    bad = df["host_level"].eq("village") & tokens.map(
+        lambda ts: not ts or any("+" not in t for t in ts)).astype(bool)
     if bad.any():
         problems.append(f"hosts_text: village hosts must be written 镇名+村名 in "
                         f"{format_ids(ids[bad].tolist())}.")
-    bad = df["host_level"].isin(["township", "place"]) & tokens.map(lambda ts: not ts)
+    bad = df["host_level"].isin(["township", "place"]) & tokens.map(lambda ts: not ts).astype(bool)
     if bad.any():
         problems.append(f"hosts_text: empty for township/place hosts in {format_ids(ids[bad].tolist())}.")
     if problems:

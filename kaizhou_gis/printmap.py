@@ -371,7 +371,8 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
         out = {}
         meta = {"Title": text.title, "Author": text.producing_unit, "Subject": text.subtitle,
                 "Creator": "kaizhou-gis"}
-        if "pdf" in formats:
+        if "pdf" in formats:  # no CreationDate: the same map gives the same bytes
+            meta["CreationDate"] = None
             buf = io.BytesIO()
             fig.savefig(buf, format="pdf", metadata=meta)
             out["pdf"] = buf.getvalue()

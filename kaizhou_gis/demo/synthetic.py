@@ -31,7 +31,7 @@ def _set(text: str, section: str, key: str, value: str, source: str) -> str:
     nxt = re.search(r"^\[", text[head.end():], re.M)
     end = head.end() + (nxt.start() if nxt else len(text) - head.end())
     body = text[head.end():end]
-    line = re.compile(rf"^{re.escape(key)} = \{{.*\}}\s*$", re.M)
+    line = re.compile(rf"^{re.escape(key)} = \{{.*\}}[ \t]*$", re.M)
     if not line.search(body):
         raise ValueError(f"plan template has no {section}.{key}")
     src = source.replace("\\", "\\\\").replace('"', '\\"')
@@ -78,6 +78,8 @@ def plan_text(spec: SyntheticDistrict, layers: dict) -> str:
     text = _set(text, "meta", "district_code", _toml_str(spec.code), SYN)
     text = _set(text, "meta", "plan_title",
                 _toml_str(f"{spec.name}“十三五”脱贫攻坚规划（合成测试数据 synthetic）"), SYN)
+    text = _set(text, "meta", "producing_unit", _toml_str("合成测试数据，无制图单位 / synthetic test data"),
+                SYN)
     text = _set(text, "crs", "work", _toml_str(spec.work_crs),
                 f"derived: CGCS2000 3-degree Gauss-Kruger zone of the district centre "
                 f"({spec.lon:g}E)")
