@@ -26,6 +26,7 @@ The manifest (TOML; paths relative to the manifest file)::
     encoding = "GBK"              # .dbf without .cpg (as --encoding)
     coords = "wgs84"              # or gcj02
     header = "en"                 # en, zh or both
+    field_coords = "wgs84"        # as --field-coords
 
     [[district]]
     code = "500154"               # folder name under --out; 6-digit district code
@@ -60,8 +61,9 @@ from kaizhou_gis.errors import KaizhouGISError, OptionError
 log = logging.getLogger(__name__)
 
 #: Manifest keys a district (or ``[defaults]``) may set.
-DISTRICT_KEYS = ("code", "name", "layers", "plan", "crs", "encoding", "coords", "header")
-DEFAULT_KEYS = ("layers", "plan", "crs", "encoding", "coords", "header")
+DISTRICT_KEYS = ("code", "name", "layers", "plan", "crs", "encoding", "coords", "header",
+                 "field_coords")
+DEFAULT_KEYS = ("layers", "plan", "crs", "encoding", "coords", "header", "field_coords")
 #: Files of the batch itself in --out (not a district's).
 ROLLUP_FILES = ("rollup.csv", "rollup.xlsx", "rollup.json", "rollup.html", "rollup_map.html")
 _CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
@@ -79,6 +81,7 @@ class District:
     encoding: str | None = None
     coords: str = "wgs84"
     header: str = "en"
+    field_coords: str = "wgs84"
 
 
 def read_manifest(path: str | Path) -> list[District]:
@@ -131,8 +134,9 @@ def read_manifest(path: str | Path) -> list[District]:
             problems.append(f"{where}: no layers; give layers = \"path\" (GeoPackage, folder or "
                             f"TOML mapping).")
             continue
-        if merged.get("coords", "wgs84") not in ("wgs84", "gcj02"):
-            problems.append(f"{where}.coords: {merged['coords']!r}; use wgs84 or gcj02.")
+        for k in ("coords", "field_coords"):
+            if merged.get(k, "wgs84") not in ("wgs84", "gcj02"):
+                problems.append(f"{where}.{k}: {merged[k]!r}; use wgs84 or gcj02.")
         if merged.get("header", "en") not in ("en", "zh", "both"):
             problems.append(f"{where}.header: {merged['header']!r}; use en, zh or both.")
 
@@ -145,7 +149,8 @@ def read_manifest(path: str | Path) -> list[District]:
                             layers=resolve(merged.get("layers")), plan=resolve(merged.get("plan")),
                             crs=merged.get("crs"), encoding=merged.get("encoding"),
                             coords=str(merged.get("coords", "wgs84")),
-                            header=str(merged.get("header", "en"))))
+                            header=str(merged.get("header", "en")),
+                            field_coords=str(merged.get("field_coords", "wgs84"))))
     if problems:
         raise OptionError(f"batch manifest {path}: {len(problems)} problem(s):\n"
                           + "\n".join(f"  - {p}" for p in problems))
@@ -191,8 +196,9 @@ def run_district(d: District | dict, out_root: str, *, force: bool = False,
         if not report.ok:
             raise KaizhouGISError(report.problem_text())
         layers = load_layers(d.layers, plan=plan, crs=d.crs, encoding=d.encoding, coords=d.coords)
-        ctx = Context(layers=layers, plan=plan, options={"township": None, "header": d.header},
-                      overrides={})
+        # the options `kaizhou-gis run` gives a district run (cli.run and cli._run)
+        ctx = Context(layers=layers, plan=plan, overrides={},
+                      options={"field_coords": d.field_coords, "township": None, "header": d.header})
         res["data_status"] = data_status_text(ctx.data_status)
         steps = available_steps()
         fp = ctx.inputs["fingerprint"]

@@ -248,9 +248,14 @@ def build_kmz(points: dict, *, title: str, description: str) -> bytes:
     xml = b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(kml, encoding="utf-8")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("doc.kml", xml)  # first entry: the KML that apps open
-        z.writestr("files/dot.png", _icon_png("circle"))
-        z.writestr("files/square.png", _icon_png("square"))
+        # fixed entry times, so the same township gives the same bytes
+        def entry(name: str) -> zipfile.ZipInfo:
+            zi = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            return zi
+        z.writestr(entry("doc.kml"), xml)  # first entry: the KML that apps open
+        z.writestr(entry("files/dot.png"), _icon_png("circle"))
+        z.writestr(entry("files/square.png"), _icon_png("square"))
     return buf.getvalue()
 
 
