@@ -241,7 +241,6 @@ def _check(default: Any, given: Any, where: str, problems: list[str], *, overrid
             problems.append(f"{where}: expected a non-empty array of tables.")
             return
         ref = {k: v for k, v in default[0].items() if not _YEAR_KEY.fullmatch(k)}
-        ref_year = next(v for k, v in default[0].items() if _YEAR_KEY.fullmatch(k))
         first_years = None
         for i, item in enumerate(given):
             if not isinstance(item, dict):
@@ -271,9 +270,10 @@ def _check(default: Any, given: Any, where: str, problems: list[str], *, overrid
                                         f"(text) or nan; got {item[k]!r}.")
                 elif not _same_type(ref[k], item[k]):
                     problems.append(f"{where}[{i}].{k}: expected a {_type_name(ref[k])}; got {item[k]!r}.")
-            for k in years:
-                if not _same_type(ref_year, item[k]):
-                    problems.append(f"{where}[{i}].{k}: expected a number; got {item[k]!r}.")
+            for k in years:  # a number, the plan's words (text) or nan, like _NUMBER_OR_TEXT
+                if _type_name(item[k]) not in ("number", "string") or isinstance(item[k], bool):
+                    problems.append(f"{where}[{i}].{k}: expected a number, the plan's words "
+                                    f"(text) or nan; got {item[k]!r}.")
 
 
 def _check_adjustable(leaf: dict, where: str, problems: list[str], *, value_in_range: bool = True) -> None:

@@ -226,6 +226,8 @@ def build_layers(*, seed: int, scale: int = 1, district: SyntheticDistrict | Non
     tgdf = gpd.GeoDataFrame(townships.assign(source=SRC_TOWNSHIP if real else "synthetic"),
                             geometry=tpolys.to_numpy(), crs="EPSG:4326")
     sp = settle.SettleParams()
+    if district is not None:  # Kaizhou's rural population per village
+        sp = settle.SettleParams(rural_population=int(round(1_140_000 * district.villages / 535)))
     villages = a.villages.copy()
     vrc, tid = settle.place_villages(grid, zf, slope, tgdf, seats, villages, r_village, sp)
     kind = townships.set_index("township_code")["kind"]

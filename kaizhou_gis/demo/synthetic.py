@@ -80,6 +80,9 @@ def plan_text(spec: SyntheticDistrict, layers: dict) -> str:
                 _toml_str(f"{spec.name}“十三五”脱贫攻坚规划（合成测试数据 synthetic）"), SYN)
     text = _set(text, "meta", "producing_unit", _toml_str("合成测试数据，无制图单位 / synthetic test data"),
                 SYN)
+    fast = f"{SYN}: low print resolution so test runs stay fast (Kaizhou's plan: 300 / 200 dpi)"
+    text = _set(text, "maps", "print_hillshade_dpi", "60", fast)
+    text = _set(text, "maps", "png_dpi", "60", fast)
     text = _set(text, "crs", "work", _toml_str(spec.work_crs),
                 f"derived: CGCS2000 3-degree Gauss-Kruger zone of the district centre "
                 f"({spec.lon:g}E)")
