@@ -68,7 +68,7 @@ def districts(tmp_path_factory) -> Path:
     """Three small synthetic districts (another code, CRS zone, no industry table each) and a
     broken copy of the first one (its DEM removed)."""
     d = tmp_path_factory.mktemp("districts")
-    write_synthetic_districts(d, 3, seed=11, townships=2, villages=8, area_km2=100.0)
+    write_synthetic_districts(d, 3, seed=11, townships=2, villages=8, area_km2=150.0)
     shutil.copytree(d / "900001", d / "broken")
     (d / "broken" / "dem.tif").unlink()
     manifest = (d / "batch.toml").read_text(encoding="utf-8")

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from kaizhou_gis.demo.build import SyntheticDistrict
+from kaizhou_gis.errors import OptionError
 
 GPKG_NAME = "district.gpkg"
 SYN = "synthetic: kaizhou-gis demo-layers test district"
@@ -126,6 +127,11 @@ def write_synthetic_district(out_dir: str | Path, spec: SyntheticDistrict, *, se
 
     spec.check()
     built = build_layers(seed=seed, district=spec)
+    lo, hi = int(built.dem.min()), int(built.dem.max())
+    if lo < -400 or hi > 8000:  # the relief calibration can overshoot on a small area
+        raise OptionError(f"demo-layers: synthetic district {spec.code} (seed {seed}) came out with "
+                          f"elevations {lo:,} .. {hi:,} m, outside any real terrain; use another "
+                          f"--seed or a larger --area-km2.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     layers = {name: gdf.reset_index(drop=True) for name, gdf in built.layers.items()}
