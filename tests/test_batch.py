@@ -36,8 +36,13 @@ def _cli(*args, timeout=600) -> subprocess.CompletedProcess:
                           text=True, env=_env(), timeout=timeout, cwd=ROOT)
 
 
+#: The output folder's lock (one run per folder; holds the process id), not an output.
+LOCK = ".kaizhou-gis.lock"
+
+
 def _files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and p.name != LOCK)
 
 
 def _manifest_without_volatile(path: Path) -> dict:
