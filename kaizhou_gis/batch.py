@@ -245,7 +245,7 @@ def data_status_text(status: dict | None) -> str:
 ROLLUP_COLUMNS = {
     "code": "代码", "name": "名称", "status": "状态", "error": "错误", "data_status": "数据性质",
     "settlements": "自然村数", "candidates": "搬迁对象自然村", "candidate_households": "搬迁户数",
-    "candidate_people": "搬迁人数", "estimated_registered_poor": "其中估计建档立卡贫困人口",
+    "candidate_people": "搬迁人数", "registered_poor": "其中建档立卡贫困人口",
     "relocation_target_people": "规划搬迁人数", "scheduled_people": "已排期人数",
     "schedule_vs_quota_pct": "排期占计划(%)",
     "village_tongda_before_pct": "行政村通达率-现状(%)",
@@ -263,7 +263,7 @@ ROLLUP_COLUMNS = {
 }
 
 COUNT_COLUMNS = ("settlements", "candidates", "candidate_households", "candidate_people",
-                 "estimated_registered_poor", "relocation_target_people", "scheduled_people",
+                 "registered_poor", "relocation_target_people", "scheduled_people",
                  "works", "industry_projects", "industry_host_villages", "industry_unresolved")
 
 
@@ -276,7 +276,7 @@ def rollup_row(out_dir: Path) -> dict[str, Any]:
     row["candidates"] = rel.get("candidates")
     row["candidate_households"] = rel.get("candidate_households")
     row["candidate_people"] = rel.get("candidate_people")
-    row["estimated_registered_poor"] = rel.get("estimated_registered_poor")
+    row["registered_poor"] = rel.get("candidate_poor_people")
     row["relocation_target_people"] = (rel.get("plan") or {}).get("people_target")
     sched = rel.get("schedule") or []
     if sched:

@@ -153,7 +153,7 @@ def test_rollup_has_every_district_with_the_reports_figures(batch_run):
         assert row["candidates"] == rel["candidates"]
         assert row["candidate_people"] == rel["candidate_people"]
         assert row["candidate_households"] == rel["candidate_households"]
-        assert row["estimated_registered_poor"] == rel["estimated_registered_poor"]
+        assert row["registered_poor"] == rel["candidate_poor_people"]
         assert row["scheduled_people"] == sum(s["people"] for s in rel["schedule"])
         card = {c["indicator"]: c for c in acc["scorecard"]}
         assert row["village_tongchang_before_pct"] == card["village_tongchang_pct"]["before_pct"]
