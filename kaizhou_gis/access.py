@@ -557,6 +557,8 @@ def _table(base: gpd.GeoDataFrame, cols: list[str], acc: pd.DataFrame, extra: di
 
 def run(ctx: "Context") -> "StepResult":
     """Pipeline step ``access``: tables, GeoPackages, scorecard before/after, works, cost curve."""
+    if ctx.township is not None:  # a township is a view of the district's analysis
+        return township_view(ctx.district.result("access"), ctx)
     from kaizhou_gis import links
     from kaizhou_gis.pipeline import StepResult
 
@@ -573,22 +575,12 @@ def run(ctx: "Context") -> "StepResult":
     tg = target_group(s, households_min=p["settlement_households_min"],
                       population_min=p["settlement_population_min"])
     names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"].astype(str)))
-    vin = pd.Series(True, index=v.index)
-    sin = pd.Series(True, index=s.index)
-    if ctx.township:
-        code = str(ctx.township)
-        vin = v["township_code"].astype(str) == code
-        sin = s_town == code
-        if not vin.any() and not sin.any():  # empty tables and scorecard, like the other steps
-            log.warning("access: township %s has no village or settlement in the layers.", code)
-
     vt = _table(v, ["village_code", "name", "township_code", "kind", "households", "population",
                     "poverty_village", "deep_poverty"], before.villages,
                 {"township_name": v["township_code"].astype(str).map(names).fillna(""),
                  "admin_village": admin_village_mask(v).to_numpy()})
     st = _table(s, ["settlement_id", "name", "village_code", "households", "population"], before.settlements,
                 {"township_code": s_town, "township_name": s_town.map(names).fillna(""), "target_group": tg})
-    vt, st = vt[vin.to_numpy()], st[sin.to_numpy()]
 
     plan_out = links.plan_works(before, vt, st, plan=plan, dem=dem)
     works = plan_out.works
@@ -602,14 +594,85 @@ def run(ctx: "Context") -> "StepResult":
     st["work_ids"] = plan_out.work_ids.reindex(st["settlement_id"].astype(str)).fillna("").to_numpy()
     vt.attrs["labels_zh"] = LABELS_ZH
     st.attrs["labels_zh"] = LABELS_ZH
+    parts = {"before": before, "vt": vt, "st": st, "plan_out": plan_out, "names": names,
+             "works": plan_out.works, "cost_curve": plan_out.cost_curve,
+             "unresolved": plan_out.unresolved, "choices": plan_out.choices,
+             "totals": plan_out.totals}
+    return _build(ctx, parts, None)
+
+
+def _works_of(works: pd.DataFrame, code: str) -> pd.Series:
+    """True for the works that serve township ``code`` (``township_code`` lists them, ``;``)."""
+    return works["township_code"].astype(str).str.split(";").map(lambda c: code in c).astype(bool)
+
+
+def township_view(district: "StepResult", ctx: "Context") -> "StepResult":
+    """The access step for ``ctx.township``: the district's result filtered to the township.
+
+    通达/通畅 before and after, the works and their costs are the district run's (the works are
+    chosen for the whole district); kept are the township's villages and settlements, the works
+    serving them (a work shared with neighbours is listed whole; ``townships.csv`` and the
+    township's ``works_share_*`` figures split it evenly, as the district table does), the
+    cost-curve steps of its points and its unresolved points.
+    """
+    p = district.data["_parts"]
+    code = str(ctx.township)
+    vt = p["vt"][p["vt"]["township_code"].astype(str) == code]
+    st = p["st"][p["st"]["township_code"].astype(str) == code]
+    if vt.empty and st.empty:  # empty tables and scorecard, like the other steps
+        log.warning("access: township %s has no village or settlement in the layers.", code)
+    works = p["works"][_works_of(p["works"], code).to_numpy()]
+    pids = set(vt["village_code"].astype(str)) | set(st["settlement_id"].astype(str))
+    curve = p["cost_curve"][p["cost_curve"]["beneficiary"].astype(str).isin(pids).to_numpy()]
+    unresolved = p["unresolved"][p["unresolved"]["township_code"].astype(str) == code]
+    choices = p["choices"][p["choices"]["pid"].astype(str).isin(pids).to_numpy()]
+    parts = dict(p, vt=vt, st=st, works=works, cost_curve=curve, unresolved=unresolved,
+                 choices=choices, totals=_township_totals(p["totals"], works, code, unresolved, choices))
+    return _build(ctx, parts, code)
+
+
+def _township_totals(district: dict, works: pd.DataFrame, code: str, unresolved: pd.DataFrame,
+                     choices: pd.DataFrame) -> dict:
+    """Works totals of one township from the district's works serving it."""
+    new = works["type"] == "new"
+    n = works["township_code"].astype(str).str.count(";") + 1
+    new_km, up_km = float(works.loc[new, "km"].sum()), float(works.loc[~new, "km"].sum())
+    t = dict(district)
+    t.update({
+        "new_links": int(new.sum()), "new_km": round(new_km, 3),
+        "upgrades": int((~new).sum()), "upgrade_km": round(up_km, 3),
+        "total_km": round(new_km + up_km, 3), "cost_yuan": float(works["cost_yuan"].sum()),
+        "cost_100pct_targets_yuan": float(works.loc[works["phase"] == "100% targets", "cost_yuan"].sum()),
+        "cost_80pct_target_yuan": float(works.loc[works["phase"] == "80% target", "cost_yuan"].sum()),
+        "share_of_plan_km_pct": None,
+        "unresolved": int(len(unresolved)),
+        "points_considered": int(len(choices)),
+        "township_share_km": round(float((works["km"] / n).sum()), 3),
+        "township_share_cost_yuan": round(float((works["cost_yuan"] / n).sum()), 0),
+        "district_total_km": district["total_km"], "district_cost_yuan": district["cost_yuan"],
+        "scope": (f"township {code}: the district's works that serve it (chosen for the whole "
+                  f"district); km and cost_yuan count each such work whole, township_share_* split "
+                  f"a work serving several townships evenly (as townships.csv)"),
+    })
+    return t
+
+
+def _build(ctx: "Context", parts: dict, township: str | None) -> "StepResult":
+    """Tables, scorecard and files of the access step from the district's analysis and works
+    (``parts``, filtered to ``township`` when given)."""
+    from kaizhou_gis.pipeline import StepResult
+
+    layers, plan = ctx.layers, ctx.plan
+    p = plan.section("access")
+    before, vt, st, names = parts["before"], parts["vt"], parts["st"], parts["names"]
+    works, totals = parts["works"], parts["totals"]
 
     sc_before = scorecard(vt, st, plan, township_names=names)
     after_v = vt.assign(tongda=vt["tongda_after"], tongchang=vt["tongchang_after"])
     after_s = st.assign(tongda=st["tongda_after"], tongchang=st["tongchang_after"])
     sc_after = scorecard(after_v, after_s, plan, township_names=names)
-    totals = plan_out.totals
     # check: every point the works were chosen for is reached in the re-run on the changed roads
-    ch = plan_out.choices
+    ch = parts["choices"]
     after_ch = pd.concat([vt.set_index(vt["village_code"].astype(str))["tongchang_after"],
                           st.set_index(st["settlement_id"].astype(str))["tongchang_after"]])
     after_da = pd.concat([vt.set_index(vt["village_code"].astype(str))["tongda_after"],
@@ -623,26 +686,30 @@ def run(ctx: "Context") -> "StepResult":
                     len(missed), format_ids(missed))
     check = {"points_given_works": int((ch["option"] != "").sum()),
              "not_reached_after_applying_works": missed}
-    sc = {"district": plan.name, "township": ctx.township, "parameters": parameters(plan),
+    sc = {"district": plan.name, "township": township,
+          "scope": ("township view of the district analysis: 通达/通畅 and the works are the "
+                    "district run's, filtered to this township" if township else "district"),
+          "parameters": parameters(plan),
           "network": before.net.report, "before": sc_before, "after": sc_after, "works": totals,
-          "check": check, "unresolved": plan_out.unresolved.to_dict(orient="records")}
+          "check": check, "unresolved": parts["unresolved"].to_dict(orient="records")}
 
     towns = township_table(sc_before, sc_after, works)
     edges = before.net.edges.drop(columns=["road_index"])
     dangles = dangles_frame(before.net)
     joins = joins_frame(before.net)
-    if ctx.township and "township_code" in layers.townships.columns:
+    if township and "township_code" in layers.townships.columns:
         # the township's own part of the network (edges and dangles touching its polygon)
-        poly = layers.townships.loc[layers.townships["township_code"].astype(str) == str(ctx.township)]
+        poly = layers.townships.loc[layers.townships["township_code"].astype(str) == str(township)]
         poly = poly.geometry[~(poly.geometry.is_empty | poly.geometry.isna())]
         if len(poly):
             area = poly.union_all()
             edges = edges[edges.intersects(area).to_numpy()]
             dangles = dangles[dangles.intersects(area).to_numpy()]
             joins = joins[joins.intersects(area).to_numpy()]
-    curve = plan_out.cost_curve
+    curve = parts["cost_curve"]
     if "village_code" in st.columns and "village_name" not in st.columns:  # a name next to each id
         v_names = dict(zip(layers.villages["village_code"].astype(str), layers.villages["name"].astype(str)))
+        st = st.copy()
         st.insert(st.columns.get_loc("village_code") + 1, "village_name",
                   st["village_code"].astype(str).map(v_names))
         if isinstance(st.attrs.get("labels_zh"), dict):
@@ -670,8 +737,13 @@ def run(ctx: "Context") -> "StepResult":
         + (f" ({totals['share_of_plan_km_pct']:.0f}% of the plan's {totals['plan_roads_km']:g} km)"
            if totals["share_of_plan_km_pct"] is not None else ""),
     ]
-    if len(plan_out.unresolved):
-        headline.append(f"{len(plan_out.unresolved)} village(s)/settlement(s) without a feasible work "
+    if township:
+        headline[-1] = ("works serving this township (district selection): " + headline[-1][7:]
+                        + f"; its share (shared works split evenly, as townships.csv): "
+                          f"{totals['township_share_km']:.1f} km, "
+                          f"{totals['township_share_cost_yuan'] / 1e8:.2f} 亿元")
+    if len(parts["unresolved"]):
+        headline.append(f"{len(parts['unresolved'])} village(s)/settlement(s) without a feasible work "
                         f"(see scorecard.json 'unresolved')")
     left_out = leftout.access(vt, st)
     headline += [f"left out: {x}" for x in leftout.access_lines(left_out, p["reach_distance_m"])]
@@ -681,5 +753,7 @@ def run(ctx: "Context") -> "StepResult":
                "network": before.net.report}
     data = {"villages": vt, "settlements": st, "edges": before.net.edges, "works": works,
             "scorecard": {"before": sc_before, "after": sc_after}, "cost_curve": curve,
-            "network": before.net, "unresolved": plan_out.unresolved}
+            "network": before.net, "unresolved": parts["unresolved"], "townships": towns,
+            "_parts": parts,
+            "_township_view": township is not None}
     return StepResult(name="access", files=files, data=data, summary=summary)

@@ -152,7 +152,8 @@ def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir
     opts = dict(options or {})
     opts["township"] = resolve_township(layers, opts.get("township"))
     opts["header"] = header
-    ctx = Context(layers=layers, plan=plan, options=opts, overrides=dict(overrides or {}))
+    ctx = Context(layers=layers, plan=plan, options=opts, overrides=dict(overrides or {}),
+                  cache_dir=Path(out_dir) / ".cache")
     click.echo(f"  layers: {layers.source}  plan: {plan.path}")
     if show_notes and layers.notes:  # `run` printed them with the layer table already
         click.echo(f"  notes on the layers ({len(layers.notes)}):")
@@ -178,7 +179,8 @@ def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir
             for line in oc.message.splitlines():
                 click.secho(f"      {line}", fg="red", err=True)
 
-    outcomes = run_steps(ctx, steps, out_dir, on_start=on_start, on_done=on_done)
+    outcomes = run_steps(ctx, steps, out_dir, on_start=on_start, on_done=on_done,
+                         command=_command_line())
     if out_db or "gdb" in formats:
         _write_tables(ctx, outcomes, out_dir, out_db=out_db, formats=formats, started=started)
     failed = [o for o in outcomes if o.status == "failed"]
@@ -209,7 +211,23 @@ def _write_tables(ctx, outcomes, out_dir, *, out_db, formats, started) -> None:
                    f"tables, {sum(res['rows'].values()):,} rows, one transaction")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group; keeps the arguments as typed for the manifest's command line."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["kaizhou_argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+def _command_line() -> str:
+    from kaizhou_gis.manifest import command_line
+
+    c = click.get_current_context(silent=True)
+    argv = c.find_root().meta.get("kaizhou_argv") if c is not None else None
+    return command_line(argv)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kaizhou-gis")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", count=True, help="Less log output.")

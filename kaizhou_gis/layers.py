@@ -1472,6 +1472,7 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     ok = not problems
     layers = None
     if ok:
+        loaded = {n: canonical_order(n, g) for n, g in loaded.items()}
         layers = Layers(
             boundary=loaded["boundary"], townships=loaded["townships"],
             township_seats=loaded["township_seats"], villages=loaded["villages"],
@@ -1531,6 +1532,27 @@ def _clip_area(boundary: gpd.GeoDataFrame, plan) -> tuple | None:
         return None
     margin = float(plan.get("layers.osm_clip_margin_m", 3000.0))
     return shapely.buffer(shapely.union_all(g), margin), margin
+
+
+def canonical_order(name: str, gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The layer's rows sorted by its id column (ties: by geometry WKB, then the other columns),
+    index 0..n-1: every step then sees the same rows in the same order whatever order the file
+    gave them in (a File Geodatabase may return rows in another order than a GeoPackage)."""
+    if gdf is None or len(gdf) < 2:
+        return gdf
+    id_col = SCHEMA[name][1] if name in SCHEMA else None
+    geom = gdf.geometry
+    other = [c for c in gdf.columns if c not in (id_col, geom.name)]
+    keys = pd.DataFrame({
+        "id": gdf[id_col].astype(str).to_numpy() if id_col in gdf.columns else "",
+        "wkb": [None if g is None else shapely.to_wkb(g, hex=True, output_dimension=2)
+                for g in geom.array],
+        "rest": ["\x1f".join(map(str, r)) for r in gdf[other].itertuples(index=False, name=None)]
+        if other else ""})
+    order = keys.fillna("").sort_values(["id", "wkb", "rest"], kind="mergesort").index.to_numpy()
+    if (order == np.arange(len(gdf))).all():
+        return gdf.reset_index(drop=True)
+    return gdf.iloc[order].reset_index(drop=True)
 
 
 def load_layers(path: str | Path | None = None, *, plan, crs: str | None = None,

@@ -12,6 +12,9 @@ One place answers "what was this file made from, and is it still current?":
 * :func:`read_manifest`, :func:`write_manifest`, :func:`record_step` — the manifest itself:
   per step the command line, time, scope (district or one township), inputs and the files written
   with their hashes; plus a short history of commands.
+* :func:`store_cached`, :func:`load_cached` — the district results of the costly steps kept in
+  ``<out>/.cache`` under a key of the inputs fingerprint and the code (:func:`code_fingerprint`),
+  so a later ``--township`` command or the report reuses them instead of recomputing.
 * :func:`is_step_current` — True when a step's recorded outputs were made from the given inputs
   (same fingerprint, same scope) and are still on disk unchanged.
 
@@ -123,7 +126,11 @@ def layer_fingerprints(layers) -> dict[str, str]:
     if dem:
         extra = getattr(layers, "dem_crs", None)
         tiles = getattr(layers, "dem_tiles", ()) or ()  # DEM tiles mosaicked on the fly
-        base = _sha("|".join(file_sha256(t) for t in tiles).encode()) if tiles else file_sha256(dem)
+        try:
+            base = (_sha("|".join(file_sha256(t) for t in tiles).encode()) if tiles
+                    else file_sha256(dem))
+        except OSError:  # no readable DEM: the steps that need it say so; fingerprint the name
+            base = _sha(f"unreadable:{dem}".encode())
         out["dem"] = base if extra is None else _sha(f"{base}|{extra}".encode())
     return out
 
@@ -333,3 +340,91 @@ def describe_difference(a: dict[str, Any], b: dict[str, Any] | None) -> str:
     if a.get("options") != b.get("options"):
         diffs.append(f"options {a.get('options')} vs {b.get('options')}")
     return "; ".join(diffs) or "same inputs"
+
+
+_CODE_FP: str | None = None
+
+
+def code_fingerprint() -> str:
+    """SHA-256 of the package's own files (code, shipped plan and data): results cached by one
+    version are never reused by another."""
+    global _CODE_FP
+    if _CODE_FP is None:
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.suffix in (".py", ".toml", ".csv", ".json") and "__pycache__" not in p.parts:
+                h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+        _CODE_FP = h.hexdigest()
+    return _CODE_FP
+
+
+def cache_key(inputs: dict[str, Any]) -> str:
+    """Key of a cached district result: the inputs fingerprint and the code fingerprint."""
+    return _sha(f"{inputs['fingerprint']}|{code_fingerprint()}".encode())
+
+
+_CACHE_INDEX = "index.json"
+#: How many cached results of one step (different inputs) the cache keeps.
+CACHE_KEEP = 3
+
+
+def store_cached(cache_dir: str | Path, step: str, key: str, result: Any) -> Path | None:
+    """Keep ``result`` (a step's district result) in ``cache_dir`` under ``key`` (the last
+    :data:`CACHE_KEEP` keys per step are kept); the file's hash goes into the cache index, and
+    :func:`load_cached` loads only a file with that hash."""
+    import pickle
+
+    from kaizhou_gis import outputs
+
+    cache_dir = Path(cache_dir)
+    try:
+        data = pickle.dumps({"key": key, "step": step, "result": result},
+                            protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # an unpicklable result is simply not cached
+        import logging
+        logging.getLogger(__name__).debug("not caching %s: %s", step, e)
+        return None
+    name = f"{step}-{key[:16]}.pickle"
+    path = outputs.write_bytes(data, cache_dir / name)
+    idx = _read_index(cache_dir)
+    entries = [e for e in idx.get(step, []) if isinstance(e, dict) and e.get("key") != key]
+    entries.append({"key": key, "file": name, "sha256": _sha(data), "time": now()})
+    for old in entries[:-CACHE_KEEP]:
+        (cache_dir / str(old.get("file"))).unlink(missing_ok=True)
+    idx[step] = entries[-CACHE_KEEP:]
+    outputs.write_text(json.dumps(idx, indent=2, sort_keys=True) + "\n", cache_dir / _CACHE_INDEX)
+    return path
+
+
+def _read_index(cache_dir: Path) -> dict[str, Any]:
+    try:
+        idx = json.loads((cache_dir / _CACHE_INDEX).read_text(encoding="utf-8"))
+        return {k: v for k, v in idx.items() if isinstance(v, list)} if isinstance(idx, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def load_cached(cache_dir: str | Path, step: str, key: str) -> Any | None:
+    """The result :func:`store_cached` kept for ``step`` under ``key``, or None (no cache, another
+    key, or a file that is not the one this tool wrote)."""
+    import pickle
+
+    cache_dir = Path(cache_dir)
+    entry = next((e for e in _read_index(cache_dir).get(step, [])
+                  if isinstance(e, dict) and e.get("key") == key), None)
+    if not entry or Path(str(entry.get("file"))).name != entry.get("file"):
+        return None
+    path = cache_dir / entry["file"]
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    if _sha(data) != entry.get("sha256"):
+        return None
+    try:
+        obj = pickle.loads(data)
+    except Exception:
+        return None
+    if not isinstance(obj, dict) or obj.get("key") != key or obj.get("step") != step:
+        return None
+    return obj["result"]

@@ -1133,7 +1133,35 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
     m.add_child(PageExtras(attribution_html=_attribution_html(d, basemap), search_index=search,
                            placeholder="搜索村/自然村 名称或代码 search by name or code"))
     m.fit_bounds([[south, west], [north, east]])
+    stable_element_ids(m, f"{kind}|{title_zh}|{subtitle}")
     return m
+
+
+def stable_element_ids(m: folium.Map, seed: str) -> None:
+    """Give every element of the page an id derived from ``seed`` and its position instead of
+    folium's random one, so the same map built twice (``run`` and ``maps --township``, or two
+    runs) is the same HTML byte for byte."""
+    import hashlib
+
+    seen: set[int] = set()
+    counter = 0
+
+    def walk(el) -> None:
+        nonlocal counter
+        if id(el) in seen:
+            return
+        seen.add(id(el))
+        if hasattr(el, "_id"):
+            el._id = hashlib.sha256(f"{seed}|{counter}".encode()).hexdigest()[:32]
+            counter += 1
+        for child in list(getattr(el, "_children", {}).values()):
+            walk(child)
+
+    root = m.get_root()
+    walk(root)
+    for part in (getattr(root, "header", None), getattr(root, "html", None), getattr(root, "script", None)):
+        if part is not None:
+            walk(part)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1184,8 +1212,10 @@ def run(ctx: Context) -> StepResult:
     plan = ctx.plan
     cfg = plan.section("maps")
     st = _settings(plan)
-    d = gather(ctx)
-    d_print = d if basemap != "gaode" else gather_wgs84(ctx)  # sheets are drawn from WGS84 data
+    # a township's map is drawn from the district's results (its candidates, sites, works and
+    # access are the district run's), so it is the same page as the district run's township map
+    d = gather(ctx.district)
+    d_print = d if basemap != "gaode" else gather_wgs84(ctx.district)  # sheets are drawn from WGS84 data
     files: dict[str, Any] = {}
     district = plan.name
     codes = sorted(d.townships["township_code"].astype(str))

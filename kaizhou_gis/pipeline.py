@@ -32,6 +32,8 @@ STEPS: list[tuple[str, str, str]] = [
 ]
 
 
+#: Steps whose district results are cached in ``<out>/.cache`` (the costly analyses).
+CACHED_STEPS: tuple[str, ...] = ("access", "relocation")
 #: Options that change figures (part of the inputs fingerprint).
 ANALYSIS_OPTIONS: tuple[str, ...] = ("split",)
 #: Options that change only how files look (recorded beside the fingerprint).
@@ -61,9 +63,21 @@ class Context:
     #: plan values replaced on the command line (``{"relocation.threshold_m": 1000.0}``)
     overrides: dict[str, Any] = field(default_factory=dict)
     _inputs: dict[str, Any] | None = field(default=None, repr=False)
+    #: folder of the district-results cache (``<out>/.cache``), or None for no cache
+    cache_dir: Path | None = None
+    #: steps whose district result came from the cache: ``{step: fingerprint}``
+    reused: dict[str, str] = field(default_factory=dict)
+    _district: "Context | None" = field(default=None, repr=False)
+    #: the output folder of the run (set by :func:`run_steps`; the report reads its manifest)
+    out_dir: Path | None = None
 
     def result(self, name: str) -> StepResult:
-        """The result of step ``name``, running it now if it has not run."""
+        """The result of step ``name``, running it now if it has not run.
+
+        With ``--township`` the relocation and access steps give the district's result (from
+        :attr:`district`: computed once, or taken from the cache) filtered to the township by
+        their ``township_view``: a township is a view of the district, never a separate analysis.
+        """
         if name in self.results:
             return self.results[name]
         if name in self.failed:
@@ -71,14 +85,56 @@ class Context:
         fn = step_function(name)
         if fn is None:
             raise StepError(f"step '{name}' is not available in this installation.")
-        log.info("running step %s", name)
         try:
-            res = fn(self)
+            res = self._from_cache(name)
+            if res is None:
+                log.info("running step %s", name)
+                res = fn(self)
+                self._to_cache(name, res)
         except KaizhouGISError as e:
             self.failed[name] = str(e)
             raise
         self.results[name] = res
         return res
+
+    @property
+    def district(self) -> "Context":
+        """The same run for the whole district (the context itself when it has no township);
+        shares layers, plan, fingerprints and cache with this one."""
+        if self.township is None:
+            return self
+        if self._district is None:
+            opts = dict(self.options)
+            opts["township"] = None
+            # results given to this context from outside (not made here as township views) and
+            # failures hold for the district too
+            given = {k: v for k, v in self.results.items() if not v.data.get("_township_view")}
+            self._district = Context(layers=self.layers, plan=self.plan, options=opts,
+                                     results=given, failed=dict(self.failed),
+                                     overrides=self.overrides, cache_dir=self.cache_dir,
+                                     reused=self.reused, _inputs=self._inputs, out_dir=self.out_dir,
+                                     _data_status=self._data_status)
+        return self._district
+
+    def _cache_key(self) -> str:
+        from kaizhou_gis import manifest
+        return manifest.cache_key(self.inputs)
+
+    def _from_cache(self, name: str) -> StepResult | None:
+        if self.cache_dir is None or self.township is not None or name not in CACHED_STEPS:
+            return None
+        from kaizhou_gis import manifest
+        res = manifest.load_cached(self.cache_dir, name, self._cache_key())
+        if res is not None:
+            log.info("step %s: district result reused (same inputs fingerprint)", name)
+            self.reused[name] = self._cache_key()
+        return res
+
+    def _to_cache(self, name: str, res: StepResult) -> None:
+        if self.cache_dir is None or self.township is not None or name not in CACHED_STEPS:
+            return
+        from kaizhou_gis import manifest
+        manifest.store_cached(self.cache_dir, name, self._cache_key(), res)
 
     @property
     def data_status(self) -> dict:
@@ -135,6 +191,16 @@ def step_function(name: str) -> Callable[[Context], StepResult] | None:
     raise OptionError(f"unknown step '{name}'; steps: {', '.join(n for n, _, _ in STEPS)}")
 
 
+def township_view_function(name: str) -> Callable[[StepResult, Context], StepResult] | None:
+    """The step's ``township_view(district_result, ctx)``, or None when the step handles
+    ``--township`` itself (industry, maps, report)."""
+    for n, target, _ in STEPS:
+        if n == name:
+            mod = importlib.import_module(target.split(":")[0])
+            return getattr(mod, "township_view", None)
+    return None
+
+
 def available_steps() -> list[str]:
     return [n for n, _, _ in STEPS if step_function(n) is not None]
 
@@ -189,6 +255,7 @@ def run_steps(ctx: Context, names: list[str], out_dir: str | Path, *,
     from kaizhou_gis import manifest, outputs
 
     command = command or manifest.command_line()
+    ctx.out_dir = Path(out_dir)
 
     with outputs.output_folder(out_dir):
         return _run_steps(ctx, names, out_dir, on_start=on_start, on_done=on_done,
@@ -219,7 +286,7 @@ def _run_steps(ctx, names, out_dir, *, on_start, on_done, track_memory,
                 entry = manifest.step_entry(
                     name, inputs=ctx.inputs, scope=ctx.scope, files=paths, out_dir=out_dir,
                     command=command, output_options=ctx.output_options,
-                    reused=res.data.get("_reused") if isinstance(res.data, dict) else None)
+                    reused=dict(ctx.reused))
                 entry["data_status"] = status
                 manifest.record_step(out_dir, entry)
                 oc = StepOutcome(name, title, "ok", paths=paths, summary=res.summary)

@@ -1287,14 +1287,14 @@ def run(ctx: Context) -> StepResult:
     ``candidates.csv``/``.xlsx``, ``villages.csv``, ``townships.csv``, ``sites.gpkg`` (layers
     ``sites`` and ``evaluated``), ``assignment.csv``, ``unassigned.csv`` and ``summary.json``.
     """
+    if ctx.township is not None:  # a township is a view of the district's analysis
+        return township_view(ctx.district.result("relocation"), ctx)
     plan, layers = ctx.plan, ctx.layers
     check_settings(plan)
     r = plan.section("relocation")
     sp = plan.section("relocation.sites")
     s = settlement_table(layers.settlements, layers.villages, layers.townships)
     s = with_poor_population(s, plan)
-    if ctx.township:
-        s = s[s["township_code"] == str(ctx.township)]
     with layers.open_dem() as dem:
         t = point_terrain(s.geometry, dem, slope_radius_m=float(r["slope_window_m"]),
                           relief_radius_m=float(r["relief_window_m"]))
@@ -1310,8 +1310,7 @@ def run(ctx: Context) -> StepResult:
         size_to = sp["size_to"]
         sizing = s[cand] if size_to == "candidates" else s[cand & s["schedule_year"].notna()]
         sites, evaluated, site_origin, coverage = _site_points(ctx, dem, sizing)
-        tws = layers.townships if not ctx.township else \
-            layers.townships[layers.townships["township_code"].astype(str) == ctx.township]
+        tws = layers.townships
         tw_terrain = zonal_stats(tws.geometry, dem, threshold_m=float(r["threshold_m"]))
         tw_terrain.index = tws["township_code"].astype(str).to_numpy()
     assignment, unassigned = assign_households(
@@ -1345,11 +1344,51 @@ def run(ctx: Context) -> StepResult:
     sites = sites.copy()
     sites["assigned_households"] = sites["site_id"].map(
         assignment.groupby("site_id")["households"].sum()).fillna(0).astype("int64")
-    if ctx.township:
-        # the township's own sites, and sites elsewhere that its households were assigned to
-        sites = sites[(sites["township_code"] == ctx.township) | (sites["assigned_households"] > 0)
-                      | (sites["serves_township_code"] == ctx.township)]
-        evaluated = evaluated[evaluated["township_code"] == ctx.township]
+    parts = {"s": s, "sites": sites, "evaluated": evaluated, "assignment": assignment,
+             "unassigned": unassigned, "coverage": coverage, "tws": tws, "tw_terrain": tw_terrain,
+             "sizing": sizing, "site_origin": site_origin, "access": access,
+             "access_note": access_note, "size_to": size_to}
+    return _build(ctx, parts, None)
+
+
+def township_view(district: StepResult, ctx: Context) -> StepResult:
+    """The relocation step for ``ctx.township``: the district's result filtered to the township.
+
+    Candidates, priorities, schedule years, sites and the assignment are the district's (the
+    yearly quotas, site capacity and the assignment are decided district-wide); only the rows of
+    the township are kept: its settlements, its own sites, sites chosen for it and sites its
+    households were assigned to, its assignment and unplaced rows, its coverage row.
+    """
+    p = district.data["_parts"]
+    code = str(ctx.township)
+    s = p["s"][p["s"]["township_code"].astype(str) == code].copy()
+    assignment = p["assignment"][p["assignment"]["township_code"].astype(str) == code]
+    sites = p["sites"]
+    used = set(assignment["site_id"].astype(str))
+    sites = sites[(sites["township_code"].astype(str) == code)
+                  | (sites["serves_township_code"].astype(str) == code)
+                  | sites["site_id"].astype(str).isin(used)]
+    tws = p["tws"][p["tws"]["township_code"].astype(str) == code]
+    parts = dict(p, s=s, sites=sites, assignment=assignment,
+                 evaluated=p["evaluated"][p["evaluated"]["township_code"].astype(str) == code],
+                 unassigned=p["unassigned"][p["unassigned"]["township_code"].astype(str) == code],
+                 coverage=p["coverage"][p["coverage"]["township_code"].astype(str) == code],
+                 tws=tws, tw_terrain=p["tw_terrain"][p["tw_terrain"].index.astype(str) == code],
+                 sizing=p["sizing"][p["sizing"]["township_code"].astype(str) == code])
+    return _build(ctx, parts, code)
+
+
+def _build(ctx: Context, parts: dict[str, Any], township: str | None) -> StepResult:
+    """Tables, summary and files of the relocation step from the district's decisions
+    (``parts``, filtered to ``township`` when given)."""
+    plan, layers = ctx.plan, ctx.layers
+    r = plan.section("relocation")
+    sp = plan.section("relocation.sites")
+    s, sites, evaluated = parts["s"], parts["sites"], parts["evaluated"]
+    assignment, unassigned, coverage = parts["assignment"], parts["unassigned"], parts["coverage"]
+    tws, tw_terrain, sizing = parts["tws"], parts["tw_terrain"], parts["sizing"]
+    site_origin, access, access_note = parts["site_origin"], parts["access"], parts["access_note"]
+    size_to = parts["size_to"]
 
     s["schedule_status"] = schedule_status(s["schedule_year"], s["relocation_candidate"].astype(bool),
                                            list(r["yearly_people"]))
@@ -1367,8 +1406,8 @@ def run(ctx: Context) -> StepResult:
     candidates = candidates.sort_values(["township_code", "priority", "settlement_id"],
                                         ascending=[True, False, True], kind="mergesort")
     _labelled(candidates)
-    villages = rollup_villages(full, layers.villages if not ctx.township else
-                               layers.villages[layers.villages["township_code"].astype(str) == ctx.township])
+    villages = rollup_villages(full, layers.villages if not township else
+                               layers.villages[layers.villages["township_code"].astype(str) == township])
     if "township_name" not in villages.columns:  # a name next to each id
         tw_names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"].astype(str)))
         villages.insert(villages.columns.get_loc("township_code") + 1, "township_name",
@@ -1385,6 +1424,9 @@ def run(ctx: Context) -> StepResult:
     for c in ("demand_households", "own_sites", "cover_sites", "capacity_for_township",
               "shortfall_households"):
         townships[c] = townships[c].fillna(0).astype("int64")
+    for c in ("sites_needed", "feasible_points"):  # counts; empty where a township has no demand
+        if c in townships.columns:
+            townships[c] = pd.array(pd.to_numeric(townships[c], errors="coerce").round(), dtype="Int64")
     townships["cover_site_ids"] = townships["cover_site_ids"].fillna("")
     townships["site_note"] = townships["site_note"].fillna("")
     by_tw = assignment.groupby("township_code")
@@ -1438,7 +1480,7 @@ def run(ctx: Context) -> StepResult:
     sched_placed = int(full.loc[scheduled, "assigned_households"].sum())
     assigned_hh = int(assignment["households"].sum())
     unassigned_hh = int(unassigned["households"].sum())
-    comparison = plan_comparison(full, plan, township=ctx.township)
+    comparison = plan_comparison(full, plan, township=township)
     user_vetoed = int((sites_out["vetoes"] != "").sum()) if site_origin.startswith("user") else 0
     own_hh = int(assignment.loc[assignment["same_township"], "households"].sum())
     for_own_hh = int(assignment.loc[assignment["site_for_own_township"], "households"].sum())
@@ -1453,7 +1495,10 @@ def run(ctx: Context) -> StepResult:
                            unassigned.groupby("reason")["households"].sum().sort_values(ascending=False).items()}
                           if len(unassigned) else {})
     summary: dict[str, Any] = {
-        "township": ctx.township,
+        "township": township,
+        "scope": ("township view of the district analysis: candidates, priorities, schedule years "
+                  "(district quotas), sites and assignment are the district run's, filtered to "
+                  "this township" if township else "district"),
         "settlements": len(full),
         "status_counts": {k: int((full["status"] == k).sum()) for k in _STATUS},
         "above_threshold": int(full["above_threshold"].sum()),
@@ -1503,8 +1548,8 @@ def run(ctx: Context) -> StepResult:
                                                  short_own["own_sites"], short_own["sites_needed"],
                                                  short_own["cover_site_ids"])],
                   "shortfall_households": int(coverage["shortfall_households"].sum()),
-                  "note": ("limited to one township: sites were chosen for its households only, "
-                           "without competition from other townships" if ctx.township else "")},
+                  "note": ("township view: the district's sites serving this township or its "
+                           "households (chosen for the whole district)" if township else "")},
         "assignment": {"candidate_households": cand_hh, "assigned_households": assigned_hh,
                        "unassigned_households": unassigned_hh,
                        "unassigned_settlements": len(unassigned),
@@ -1541,12 +1586,13 @@ def run(ctx: Context) -> StepResult:
     pc = comparison
     headline = [
         f"{len(full):,} settlements: {pc['above_threshold']['layer']:,} above {r['threshold_m']:g} m "
-        f"({'district ' if ctx.township else ''}plan: {r['natural_villages_above_threshold']:,}); "
+        f"({'district ' if township else ''}plan: {r['natural_villages_above_threshold']:,}); "
         f"{summary['candidates']:,} candidate settlements: {summary['candidate_poor_population']:,} "
-        f"registered poor 建档立卡贫困人口 ({'district ' if ctx.township else ''}plan: "
+        f"registered poor 建档立卡贫困人口 ({'district ' if township else ''}plan: "
         f"{r['people_target']:,}) + {summary['candidate_accompanying_population']:,} other residents "
         f"同步搬迁 = {summary['candidate_population']:,} people",
-        "schedule (registered poor/quota): " + ", ".join(
+        ("schedule (this township's share of the district schedule; registered poor/district quota): "
+         if township else "schedule (registered poor/quota): ") + ", ".join(
             f"{x['year']} {x['poor_people']:,}/{x['quota_poor_people']:,} (+{x['accompanying_people']:,} 同步搬迁)"
             for x in sched_rows)
         + f"; left over {remainder['settlements']:,} settlements, {remainder['poor_people']:,} "
@@ -1579,7 +1625,8 @@ def run(ctx: Context) -> StepResult:
     }
     data = {"settlements": full, "sites": sites_out, "assignment": assignment,
             "unassigned": unassigned, "villages": villages, "townships": townships,
-            "schedule": schedule}
+            "schedule": schedule, "_parts": parts,
+            "_township_view": township is not None}
     # field files for relocation teams' phones (KMZ, GPX), per township
     from kaizhou_gis.field import field_files
     files.update(field_files(ctx, data, coords=ctx.options.get("field_coords") or "wgs84"))

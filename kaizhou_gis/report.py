@@ -556,9 +556,11 @@ def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> d
         by_type = []
         for t in sorted(w["type"].astype(str).unique()):
             sel = w["type"].astype(str) == t
-            by_type.append({"type": t, "works": int(sel.sum()), "km": round(float(km[sel].sum()), 2),
+            nw = int(w.loc[sel, "work_id"].nunique()) if "work_id" in w else int(sel.sum())
+            by_type.append({"type": t, "works": nw, "km": round(float(km[sel].sum()), 2),
                             "cost_yuan": round(float(cost[sel].sum()), 0)})
-        out["works"] = {"count": int(len(w)), "km": round(float(km.sum()), 2),
+        out["works"] = {"count": int(w["work_id"].nunique()) if "work_id" in w else int(len(w)),
+                        "km": round(float(km.sum()), 2),
                         "cost_yuan": round(float(cost.sum()), 0), "by_type": by_type}
     else:
         out["works"] = {"count": 0, "km": 0.0, "cost_yuan": 0.0, "by_type": []}
@@ -577,10 +579,21 @@ def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> d
 
 
 def _works_in_scope(works, frames: _Frames) -> pd.DataFrame:
-    """Works with the township they lie in (by the midpoint of the line), limited to the scope."""
-    w = works.copy()
-    w["township_code"] = _works_township(works, frames.ctx.layers.townships)
-    return frames._scope(pd.DataFrame(w))
+    """Works per township, limited to the scope: one row per (work, township served) with ``km``
+    and ``cost_yuan`` split evenly over the townships a work serves (the access step's
+    ``township_code``, as its townships.csv does), so the report's figures are the access step's.
+    Works without ``township_code`` go to the township holding their midpoint."""
+    w = pd.DataFrame(works.copy())
+    if "township_code" in w and w["township_code"].notna().all():
+        codes = w["township_code"].astype(str).str.split(";")
+        n = codes.map(len)
+        w = w.assign(township_code=codes, km=pd.to_numeric(w["km"], errors="coerce") / n,
+                     cost_yuan=pd.to_numeric(w["cost_yuan"], errors="coerce") / n,
+                     _share=1.0 / n).explode("township_code")
+    else:
+        w["township_code"] = _works_township(works, frames.ctx.layers.townships)
+        w["_share"] = 1.0
+    return frames._scope(w)
 
 
 def _works_township(works, townships) -> pd.Series:
@@ -775,6 +788,49 @@ def settings_table(plan) -> list[dict]:
     return rows
 
 
+def inputs_section(ctx: Context) -> dict:
+    """The inputs this report used (fingerprints, plan file, overrides, scope, how each step's
+    result was obtained) and the outputs in the same folder that were made from other inputs."""
+    from kaizhou_gis import manifest
+    from kaizhou_gis.pipeline import township_view_function
+
+    inp = ctx.inputs
+    used = {}
+    for n in SOURCE_STEPS:
+        how = ("district result reused from the cache of this folder (same inputs fingerprint)"
+               if n in ctx.reused else "computed for this report")
+        if ctx.township is not None and township_view_function(n) is not None:
+            how += "; township view of the district result"
+        used[n] = how
+    params = {k: ctx.plan.get(k) for k in ("relocation.threshold_m",) if k in ctx.plan}
+    params.update(inp["plan"]["overrides"])
+    other, consistent = [], []
+    if ctx.out_dir is not None:
+        m = manifest.read_manifest(ctx.out_dir)
+        for step, e in sorted(m.get("steps", {}).items()):
+            if step == "report":
+                continue
+            sc = e.get("scope") or {}
+            where = (f"township {sc.get('township_name') or sc.get('township_code')}"
+                     if sc.get("township_code") else "district")
+            if e.get("fingerprint") != inp["fingerprint"]:
+                other.append({"step": step, "folder": f"{step}/", "scope": where,
+                              "why": manifest.describe_difference(e.get("inputs") or {}, inp),
+                              "command": e.get("command"), "time": e.get("time")})
+            elif not manifest.is_step_current(ctx.out_dir, step, inp["fingerprint"],
+                                              township_code=sc.get("township_code"), manifest=m):
+                other.append({"step": step, "folder": f"{step}/", "scope": where,
+                              "why": "files changed or missing since they were written",
+                              "command": e.get("command"), "time": e.get("time")})
+            else:
+                consistent.append({"step": step, "scope": where, "command": e.get("command")})
+    return {"fingerprint": inp["fingerprint"], "plan_file": inp["plan"]["path"],
+            "plan_file_sha256": inp["plan"]["file_sha256"], "overrides": inp["plan"]["overrides"],
+            "parameters": params, "layers_source": inp["layers_source"], "layers": inp["layers"],
+            "options": inp["options"], "scope": ctx.scope, "steps_used": used,
+            "same_inputs_in_folder": consistent, "other_inputs_in_folder": other}
+
+
 def provenance_section(ctx: Context) -> dict:
     """Where the layers come from and which of their rows are synthesized."""
     lay = ctx.layers
@@ -837,6 +893,7 @@ def build_report(ctx: Context) -> tuple[dict, pd.DataFrame, dict]:
     report["townships"] = _records(tw)
     report["settings"] = settings_table(plan)
     report["provenance"] = provenance_section(ctx)
+    report["inputs"] = inputs_section(ctx)
     chart_data: dict[str, Any] = {"threshold_m": plan["relocation.threshold_m"],
                                   "bin_m": plan["report.elevation_bin_m"]}
     if report["relocation"].get("status") == "ok":
@@ -1078,6 +1135,19 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
              f"Plan file / 规划参数文件: {report['plan_file']}"]
     for n, s in report["steps"].items():
         intro.append(f"step {n}: {s}")
+    inp = report.get("inputs")
+    if inp:
+        par = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}"
+                        for k, v in inp["parameters"].items())
+        intro.append(f"Inputs / 输入: {par}"
+                     + (" (command-line override / 命令行覆盖)" if inp["overrides"] else "")
+                     + f"; inputs fingerprint / 输入指纹 {inp['fingerprint'][:12]} "
+                       f"(section 八 / see section 8)")
+        for o in inp["other_inputs_in_folder"]:
+            intro.append(f"NOT USED / 未采用: {o['folder']} in this folder ({o['scope']}, "
+                         f"`{o['command']}`) was made from other inputs: {o['why']}. This report "
+                         f"recomputed {o['step']} from the inputs above. / 本目录中的 {o['folder']} "
+                         f"由其他输入生成，本报告未采用，已按上述输入重新计算。")
     for prob in report.get("problems", []):
         intro.append(f"problem / 问题: {prob}")
     rel0 = report.get("relocation", {})
@@ -1269,6 +1339,27 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
                      + ", ".join(k for k, v in report["calibrated"].items() if v)
                      + "; they show that the pipeline reproduces its input, not a finding.")
     out.append(("", "text", lines))
+    inp = report.get("inputs")
+    if inp:
+        rows = [["inputs fingerprint / 输入指纹", inp["fingerprint"]],
+                ["plan file / 规划参数文件", f"{inp['plan_file']} (sha256 {str(inp['plan_file_sha256'])[:12]})"],
+                ["overrides / 命令行覆盖", ", ".join(f"{k} = {v}" for k, v in inp["overrides"].items()) or "none / 无"],
+                ["layers / 图层", inp["layers_source"]]]
+        rows += [[f"layer {k} / 图层指纹", v[:16]] for k, v in inp["layers"].items()]
+        rows += [[f"step {k} / 步骤", v] for k, v in inp["steps_used"].items()]
+        rows += [[f"same inputs in this folder / 同输入: {o['step']}", f"{o['scope']}: {o['command']}"]
+                 for o in inp["same_inputs_in_folder"]]
+        rows += [[f"NOT USED / 未采用: {o['folder']}", f"{o['scope']}: {o['command']} — {o['why']}"]
+                 for o in inp["other_inputs_in_folder"]]
+        out.append(("八、本报告所用输入 / Inputs this report used", "table",
+                    [["item / 项目", "value / 值"], rows]))
+        out.append(("", "text", [
+            "A --township command gives the district analysis's rows and figures for that "
+            "township (quotas, site capacity and works are decided district-wide). Outputs with "
+            "the same inputs fingerprint come from the same layers, plan and parameters; "
+            "manifest.json in the output folder records every step's inputs and files. / "
+            "--township 输出为全区分析中该乡镇的行与数值（年度指标、安置点容量和工程按全区确定）；"
+            "输入指纹相同的输出来自相同的图层、规划和参数；输出目录中的 manifest.json 记录各步骤的输入和文件。"]))
     return out
 
 
