@@ -231,7 +231,8 @@ def write_manifest(out_dir: str | Path, manifest: dict[str, Any]) -> Path:
 def step_entry(step: str, *, inputs: dict[str, Any], scope: dict[str, Any] | None,
                files: Iterable[str | Path], out_dir: str | Path, command: str | None = None,
                time: str | None = None, reused: dict[str, str] | None = None,
-               output_options: dict[str, Any] | None = None) -> dict[str, Any]:
+               output_options: dict[str, Any] | None = None,
+               data_status: dict[str, Any] | None = None) -> dict[str, Any]:
     """One step's manifest entry. ``files`` are paths (absolute or relative to ``out_dir``);
     each is recorded relative to ``out_dir`` with its SHA-256. ``reused`` names the district
     results taken from a cache (``{step: fingerprint}``) instead of computed. ``output_options``
@@ -250,7 +251,8 @@ def step_entry(step: str, *, inputs: dict[str, Any], scope: dict[str, Any] | Non
             "scope": scope or {"township_code": None, "township_name": None},
             "inputs": inputs, "fingerprint": inputs.get("fingerprint"),
             "output_options": public_options(output_options), "files": recorded,
-            "reused": reused or {}}
+            "reused": reused or {},
+            **({"data_status": data_status} if data_status is not None else {})}
 
 
 def record_step(out_dir: str | Path, entry: dict[str, Any], manifest: dict[str, Any] | None = None
