@@ -366,7 +366,7 @@ def cache_key(inputs: dict[str, Any]) -> str:
     return _sha(f"{inputs['fingerprint']}|{code_fingerprint()}".encode())
 
 
-_CACHE_INDEX = "index.json"
+_CACHE_INDEX = ".index.json"
 #: How many cached results of one step (different inputs) the cache keeps.
 CACHE_KEEP = 3
 
