@@ -134,7 +134,8 @@ def test_township_relocation_is_the_district_filtered(district, picks, townships
     # the district quota is not handed to the township: each year at most the district's people
     d_sum = _json(district / "relocation/summary.json")
     for row, drow in zip(s["schedule"]["years"], d_sum["schedule"]["years"]):
-        assert row["quota_people"] == drow["quota_people"] and row["people"] <= drow["people"]
+        assert row["quota_poor_people"] == drow["quota_poor_people"]
+        assert row["poor_people"] <= drow["poor_people"]
 
 
 @pytest.mark.parametrize("which", ["shortfall", "cover", "urban"])
