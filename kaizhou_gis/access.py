@@ -479,7 +479,6 @@ def scorecard(villages: pd.DataFrame, settlements: pd.DataFrame, plan, *,
     out = figures(len(v), int(v["da"].sum()), int(v["ch"].sum()), len(t), int(t["da"].sum()),
                   int(t["ch"].sum()))
     out["communities_excluded"] = int((~admin).sum())
-    out["villages_counted"] = "行政村 (kind 村) only; 社区 (urban communities) are not villages"
     codes = sorted(set(villages["township_code"].astype(str)) | set(settlements["township_code"].astype(str)))
     vs = v.groupby("code")[["n", "da", "ch"]].sum().reindex(codes, fill_value=0)
     ts = t.groupby("code")[["n", "da", "ch"]].sum().reindex(codes, fill_value=0)
