@@ -41,8 +41,11 @@ LOCK = ".kaizhou-gis.lock"
 
 
 def _files(folder: Path) -> list[str]:
+    """The outputs in ``folder``: not the lock, not the district-results cache (``.cache/``, an
+    internal store of intermediate results keyed by the inputs fingerprint, not an output)."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and p.name != LOCK)
+                  if p.is_file() and p.name != LOCK
+                  and p.relative_to(folder).parts[0] != ".cache")
 
 
 def _manifest_without_volatile(path: Path) -> dict:
