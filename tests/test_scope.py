@@ -43,8 +43,8 @@ def _json(path: Path) -> dict:
 
 def _gpkg(path: Path, layer: str) -> pd.DataFrame:
     g = gpd.read_file(path, layer=layer, engine="pyogrio")
-    g["geometry"] = g.geometry.to_wkb(hex=True)
-    return pd.DataFrame(g)
+    wkb = g.geometry.to_wkb(hex=True)
+    return pd.DataFrame(g).assign(geometry=wkb.to_numpy())
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
