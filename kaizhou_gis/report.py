@@ -823,7 +823,9 @@ def inputs_section(ctx: Context) -> dict:
                               "why": "files changed or missing since they were written",
                               "command": e.get("command"), "time": e.get("time")})
             else:
-                consistent.append({"step": step, "scope": where, "command": e.get("command")})
+                # no command line here: it is volatile (paths, batch vs run) and manifest.json
+                # has it; the same inputs must give the same report bytes however they were run
+                consistent.append({"step": step, "scope": where})
     return {"fingerprint": inp["fingerprint"], "plan_file": inp["plan"]["path"],
             "plan_file_sha256": inp["plan"]["file_sha256"], "overrides": inp["plan"]["overrides"],
             "parameters": params, "layers_source": inp["layers_source"], "layers": inp["layers"],
@@ -1347,7 +1349,8 @@ def _sections(report: dict, tw: pd.DataFrame) -> list[tuple[str, str, list]]:
                 ["layers / 图层", inp["layers_source"]]]
         rows += [[f"layer {k} / 图层指纹", v[:16]] for k, v in inp["layers"].items()]
         rows += [[f"step {k} / 步骤", v] for k, v in inp["steps_used"].items()]
-        rows += [[f"same inputs in this folder / 同输入: {o['step']}", f"{o['scope']}: {o['command']}"]
+        rows += [[f"same inputs in this folder / 同输入: {o['step']}",
+                  f"{o['scope']} (command in manifest.json / 命令见 manifest.json)"]
                  for o in inp["same_inputs_in_folder"]]
         rows += [[f"NOT USED / 未采用: {o['folder']}", f"{o['scope']}: {o['command']} — {o['why']}"]
                  for o in inp["other_inputs_in_folder"]]
