@@ -1132,7 +1132,11 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
                         name="kz_notes_html")
     m.add_child(PageExtras(attribution_html=_attribution_html(d, basemap), search_index=search,
                            placeholder="搜索村/自然村 名称或代码 search by name or code"))
-    m.fit_bounds([[south, west], [north, east]])
+    # fitted without animation: a zoom animation still running when the reader's first click
+    # (a search hit) arrives would end on its own target and undo the view that click set
+    fit = folium.map.FitBounds([[south, west], [north, east]])
+    fit.options["animate"] = False
+    m.add_child(fit)
     stable_element_ids(m, f"{kind}|{title_zh}|{subtitle}")
     return m
 

@@ -185,6 +185,9 @@
   KZ.show = function (map, key, i) {
     var rec = KZ.layers[key];
     if (!rec) return;
+    /* a zoom animation still running (a click right after load) would end on its own target
+     * and undo this view: show the feature once it has ended */
+    if (map._animatingZoom) { map.once("zoomend", function () { KZ.show(map, key, i); }); return; }
     var f = rec.features[i], row = rec.spec.data[i];
     if (!map.hasLayer(rec.group)) { map.addLayer(rec.group); KZ.updateLegend(map); }
     var ll = f.getLatLng ? f.getLatLng() : f.getBounds().getCenter();
@@ -192,6 +195,32 @@
     map.setView(ll, zoom, { animate: false });
     L.popup({ maxWidth: 320 }).setLatLng(ll).setContent(popupNode(rec.spec, row)).openOn(map);
   };
+
+  /* Popups pan clear of the panels in the top corners (title, search, layer switcher), not only
+   * of the map edge: Leaflet's own autoPan knows the map edge only, so a popup near the top could
+   * open under the title box with its close button out of reach. The top padding is the bottom
+   * of the lowest top panel that the popup overlaps horizontally. */
+  function panelsAbove(map, box) {
+    var mr = map.getContainer().getBoundingClientRect(), bottom = 0;
+    var nodes = map.getContainer().querySelectorAll(".leaflet-top .leaflet-control");
+    for (var k = 0; k < nodes.length; k++) {
+      var c = nodes[k].getBoundingClientRect();
+      if (!c.width || !c.height) continue;
+      if (c.right > box.left && c.left < box.right) bottom = Math.max(bottom, c.bottom - mr.top);
+    }
+    return bottom;
+  }
+  if (L.Popup && L.Popup.prototype._adjustPan) {
+    var leafletAdjustPan = L.Popup.prototype._adjustPan;
+    L.Popup.prototype._adjustPan = function () {
+      if (this._map && this._container && this.options.autoPan) {
+        var top = panelsAbove(this._map, this._container.getBoundingClientRect());
+        var pad = L.point(this.options.autoPanPadding || [5, 5]);
+        this.options.autoPanPaddingTopLeft = top ? L.point(pad.x, top + 8) : null;
+      }
+      return leafletAdjustPan.apply(this, arguments);
+    };
+  }
 
   /* Move a server-built element (legend, title, notes) into a Leaflet control. */
   KZ.addPanel = function (map, id, position) {
