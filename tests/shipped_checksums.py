@@ -1,0 +1,73 @@
+"""Checksums of the outputs of ``kaizhou-gis run`` on the shipped layers.
+
+``tests/data/shipped_outputs.json`` holds the SHA-256 of every file such a run writes (but
+``manifest.json``, whose times and command line change from run to run, and the ``.cache/``
+folder), recorded before the code was reshaped: a refactoring must leave every byte as it was.
+Rendered images and PDFs depend on the versions of the drawing libraries too, so the file records
+those versions and the comparison of ``.png``/``.pdf`` files applies when they match.
+
+When a change alters an output on purpose (a fixed drift or a new layer), re-record and say why
+in the commit::
+
+    python3 -m kaizhou_gis run --out /tmp/shipped && python3 tests/shipped_checksums.py record /tmp/shipped
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+RECORD = Path(__file__).parent / "data" / "shipped_outputs.json"
+VOLATILE = {"manifest.json"}
+RENDERED = {".png", ".pdf"}
+RENDERERS = ("matplotlib", "pillow", "numpy", "folium")
+
+
+def renderer_versions() -> dict[str, str]:
+    return {name: version(name) for name in RENDERERS}
+
+
+def checksums(out: Path) -> dict[str, str]:
+    """SHA-256 of each output file under ``out``, keyed by its POSIX path relative to ``out``."""
+    sums = {}
+    for f in sorted(out.rglob("*")):
+        rel = f.relative_to(out).as_posix()
+        if not f.is_file() or rel in VOLATILE or rel.startswith(".cache/"):
+            continue
+        sums[rel] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return sums
+
+
+def record(out: Path) -> None:
+    RECORD.parent.mkdir(parents=True, exist_ok=True)
+    data = {"renderers": renderer_versions(), "files": checksums(out)}
+    RECORD.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"{len(data['files'])} files recorded in {RECORD}")
+
+
+def differences(out: Path) -> list[str]:
+    """What differs between the run in ``out`` and the record (empty when all agree)."""
+    rec = json.loads(RECORD.read_text(encoding="utf-8"))
+    same_renderers = rec["renderers"] == renderer_versions()
+    now = checksums(out)
+    problems = [f"missing: {f}" for f in sorted(set(rec["files"]) - set(now))]
+    problems += [f"not recorded: {f}" for f in sorted(set(now) - set(rec["files"]))]
+    for f in sorted(set(now) & set(rec["files"])):
+        if Path(f).suffix in RENDERED and not same_renderers:
+            continue
+        if now[f] != rec["files"][f]:
+            problems.append(f"changed: {f}")
+    return problems
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("record", "compare"):
+        sys.exit("usage: python3 tests/shipped_checksums.py record|compare OUTPUT_FOLDER")
+    if sys.argv[1] == "record":
+        record(Path(sys.argv[2]))
+    else:
+        diff = differences(Path(sys.argv[2]))
+        print("\n".join(diff) or "all outputs identical to the record")
+        sys.exit(1 if diff else 0)
