@@ -1,8 +1,8 @@
 """Checksums of the outputs of ``kaizhou-gis run`` on the shipped layers.
 
 ``tests/data/shipped_outputs.json`` holds the SHA-256 of every file such a run writes (but
-``manifest.json``, whose times and command line change from run to run, and the ``.cache/``
-folder), recorded before the code was reshaped: a refactoring must leave every byte as it was.
+``manifest.json``, whose times and command line change from run to run, the folder lock holding
+the writer's process id, and the ``.cache/`` folder), recorded before the code was reshaped: a refactoring must leave every byte as it was.
 Rendered images and PDFs depend on the versions of the drawing libraries too, so the file records
 those versions and the comparison of ``.png``/``.pdf`` files applies when they match.
 
@@ -20,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 RECORD = Path(__file__).parent / "data" / "shipped_outputs.json"
-VOLATILE = {"manifest.json"}
+VOLATILE = {"manifest.json", ".kaizhou-gis.lock"}  # times/command line; the writer's process id
 RENDERED = {".png", ".pdf"}
 RENDERERS = ("matplotlib", "pillow", "numpy", "folium")
 
