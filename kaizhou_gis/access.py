@@ -41,7 +41,7 @@ from scipy.sparse.csgraph import dijkstra
 from kaizhou_gis import leftout
 from kaizhou_gis.errors import LayerError, format_ids
 from kaizhou_gis.network import (DemGrid, RoadNetwork, build_network, dangles_frame, joins_frame,
-                                network_settings)
+                                network_settings, nodes_frame)
 
 if TYPE_CHECKING:  # the pipeline imports the steps lazily; no import cycle at import time
     from kaizhou_gis.pipeline import Context, StepResult
@@ -696,6 +696,7 @@ def _build(ctx: "Context", parts: dict, township: str | None) -> "StepResult":
     edges = before.net.edges.drop(columns=["road_index"])
     dangles = dangles_frame(before.net)
     joins = joins_frame(before.net)
+    nodes = nodes_frame(before.net)
     if township and "township_code" in layers.townships.columns:
         # the township's own part of the network (edges and dangles touching its polygon)
         poly = layers.townships.loc[layers.townships["township_code"].astype(str) == str(township)]
@@ -705,6 +706,9 @@ def _build(ctx: "Context", parts: dict, township: str | None) -> "StepResult":
             edges = edges[edges.intersects(area).to_numpy()]
             dangles = dangles[dangles.intersects(area).to_numpy()]
             joins = joins[joins.intersects(area).to_numpy()]
+            # the nodes the kept edges join (every u/v of the edges layer is a node_id here)
+            ends = np.union1d(edges["u"].to_numpy(), edges["v"].to_numpy())
+            nodes = nodes[nodes["node_id"].isin(ends).to_numpy()]
     curve = parts["cost_curve"]
     if "village_code" in st.columns and "village_name" not in st.columns:  # a name next to each id
         v_names = dict(zip(layers.villages["village_code"].astype(str), layers.villages["name"].astype(str)))
@@ -716,7 +720,7 @@ def _build(ctx: "Context", parts: dict, township: str | None) -> "StepResult":
     files = {
         "access/villages.csv": vt, "access/settlements.csv": st,
         "access/access.gpkg": {"villages": vt, "settlements": st, "edges": edges,
-                               "dangles": dangles, "joins": joins},
+                               "dangles": dangles, "joins": joins, "nodes": nodes},
         "access/scorecard.json": sc,
         "access/works.gpkg": works,
         "access/cost_curve.csv": curve,

@@ -239,6 +239,12 @@ def test_step_on_tiny_layer_set(tmp_path):
     joins = gpd.read_file(tmp_path / "out" / "access" / "access.gpkg", layer="joins")
     assert {"road_id", "end", "kind", "to_road_id", "moved_m"} <= set(joins.columns)
     assert len(joins) == res.files["access/scorecard.json"]["network"]["joins"] == 0  # shared vertices
+    # one node per graph node, its ids those of the edges' u/v, as RoadNetwork.to_networkx keys them
+    nodes = gpd.read_file(tmp_path / "out" / "access" / "access.gpkg", layer="nodes")
+    assert len(nodes) == res.files["access/scorecard.json"]["network"]["nodes"] == res.data["network"].n_nodes
+    assert set(back["u"]) | set(back["v"]) == set(nodes["node_id"])
+    assert nodes["node_id"].tolist() == sorted(res.data["network"].to_networkx().nodes)
+    assert (nodes["degree"] == 1).sum() == res.files["access/scorecard.json"]["network"]["dangles"]
     # township filter: only 大进镇's rows
     res2 = access.run(Context(layers=layers, plan=plan, options={"township": "500154118"}))
     assert set(res2.data["villages"]["township_code"]) == {"500154118"}
@@ -248,6 +254,8 @@ def test_step_on_tiny_layer_set(tmp_path):
     town = layers.townships.set_index("township_code").geometry.loc["500154118"]
     assert 0 < len(e2) < len(res.data["edges"]) and e2.intersects(town).all()
     assert "R2" not in set(e2["road_id"])
+    n2 = res2.files["access/access.gpkg"]["nodes"]
+    assert set(n2["node_id"]) == set(e2["u"]) | set(e2["v"])
 
 
 def test_road_digitized_twice_paved_copy_wins_the_snap():
