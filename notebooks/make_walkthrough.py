@@ -19,7 +19,8 @@ This notebook walks a planner through the pipeline on the shipped Kaizhou layers
 1. the **plan file** — every threshold and target the analysis uses, with its source;
 2. the **layers** — what is real and what is synthesized;
 3. **relocation** (高山生态扶贫搬迁): which natural villages are candidates, and why;
-4. **road access** (通达/通畅): the scorecard against the plan and the works that close the gaps;
+4. **road access** (通达/通畅): the scorecard against the plan and the works that close the gaps,
+   and the road graph as a networkx graph;
 5. **industry** (产业扶贫): the plan's projects placed on their villages;
 6. the **plan scorecard** and the output files.
 
@@ -119,6 +120,27 @@ pd.DataFrame({"before": [card["before"][k] for k in keys],
 works = acc.data["works"]
 print(f"{len(works)} works, {works['km'].sum():.1f} km, {works['cost_yuan'].sum() / 1e8:.2f} 亿元")
 works.drop(columns="geometry").sort_values("cost_yuan", ascending=False).head(8)"""),
+    ("md", """\
+**The road graph in networkx.** `RoadNetwork.to_networkx()` gives the graph the access step
+measured on, in osmnx's conventions: a `MultiDiGraph` with every road in both directions, the
+work CRS in `G.graph["crs"]`, node `x`/`y` in metres, and on each edge `length` (m), `geometry`
+(LineString), `travel_time` (s), `road_id`, `road_class`, `surface` and `paved` (硬化). Any
+networkx algorithm runs on it, and osmnx's functions take it as they take a graph from OSM (e.g.
+`ox.convert.graph_to_gdfs(G)`). Below, one multi-source Dijkstra gives every node's road distance
+to the nearest township seat. The same nodes and edges are in `access/access.gpkg` (layers `nodes`
+and `edges`, whose `u`/`v` are the `node_id`s), for QGIS."""),
+    ("code", """\
+import networkx as nx
+
+net = acc.data["network"]
+G = net.to_networkx()
+print(G, "| CRS:", G.graph["crs"].to_string())
+seat_nodes = sorted({int(i) for i in net.nodes.sindex.nearest(layers.township_seats.geometry)[1]})
+km = {n: d / 1000 for n, d in nx.multi_source_dijkstra_path_length(G, seat_nodes, weight="length").items()}
+far = max(km, key=km.get)
+print(f"{len(km):,} of {G.number_of_nodes():,} nodes reached from {len(seat_nodes)} seat nodes; "
+      f"farthest: node {far}, {km[far]:.1f} km by road ({G.nodes[far]['x']:.0f}, {G.nodes[far]['y']:.0f})")
+pd.Series(km).describe().round(2)"""),
     ("md", """\
 ## 5. Industry projects
 
