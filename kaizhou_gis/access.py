@@ -39,7 +39,9 @@ import shapely
 from scipy.sparse.csgraph import dijkstra
 
 from kaizhou_gis import leftout
+from kaizhou_gis.admin import NO_TOWNSHIP, settlement_townships
 from kaizhou_gis.errors import LayerError, format_ids
+from kaizhou_gis.figures import pct
 from kaizhou_gis.network import (DemGrid, RoadNetwork, build_network, dangles_frame, joins_frame,
                                 network_settings, nodes_frame)
 
@@ -340,6 +342,8 @@ def point_access(points: gpd.GeoSeries, township_codes: pd.Series, net: RoadNetw
         reason_zh[m] = zh if isinstance(zh, str) else zh[m]
 
     put(nogeom, "no location (empty geometry)", "无坐标")
+    put(codes == NO_TOWNSHIP, "no township: its village is not in the villages layer",
+        "无所属乡镇：所属行政村不在行政村图层中")
     put(~seat_known, "its township has no seat in township_seats", "所属乡镇无驻地点")
     far = ~within & ~nogeom
     dtxt = np.array([f"{x:.0f}" if np.isfinite(x) else "?" for x in d], dtype=object)
@@ -366,13 +370,6 @@ def point_access(points: gpd.GeoSeries, township_codes: pd.Series, net: RoadNetw
         "travel_min_to_seat": np.round(tm, 1),
         "reason": reason, "reason_zh": reason_zh,
     }, index=points.index)
-
-
-def settlement_township(settlements: pd.DataFrame, villages: pd.DataFrame) -> pd.Series:
-    """Township code of each settlement (via its village; the code's first 9 digits otherwise)."""
-    vmap = dict(zip(villages["village_code"].astype(str), villages["township_code"].astype(str)))
-    vc = settlements["village_code"].astype(str)
-    return vc.map(vmap).fillna(vc.str[:9]).astype(str)
 
 
 def target_group(settlements: pd.DataFrame, *, households_min: float, population_min: float) -> pd.Series:
@@ -407,17 +404,13 @@ def analyse(layers, plan, *, dem: DemGrid | None, roads: gpd.GeoDataFrame | None
     v = layers.villages
     s = layers.settlements
     va = point_access(v.geometry, v["township_code"].astype(str), net, seats, **kw)
-    sa = point_access(s.geometry, settlement_township(s, v), net, seats, **kw)
+    sa = point_access(s.geometry, settlement_townships(s, v, warn=False), net, seats, **kw)
     return AccessResult(net=net, seats=seats, villages=va, settlements=sa)
 
 
 # --------------------------------------------------------------------------------------------
 # Scorecard
 # --------------------------------------------------------------------------------------------
-def _pct(num: int, den: int) -> float | None:
-    return round(100.0 * num / den, 2) if den else None
-
-
 def admin_village_mask(villages: pd.DataFrame) -> pd.Series:
     """True for administrative villages (行政村, ``kind`` 村), False for urban communities (社区).
 
@@ -456,10 +449,10 @@ def scorecard(villages: pd.DataFrame, settlements: pd.DataFrame, plan, *,
     def figures(nv: int, v_da: int, v_ch: int, nt: int, t_da: int, t_ch: int) -> dict:
         f = {
             "villages": nv, "villages_tongda": v_da, "villages_tongchang": v_ch,
-            "village_tongchang_pct": _pct(v_ch, nv),
+            "village_tongchang_pct": pct(v_ch, nv),
             "target_settlements": nt, "target_settlements_tongda": t_da,
             "target_settlements_tongchang": t_ch,
-            "settlement_tongda_pct": _pct(t_da, nt), "settlement_tongchang_pct": _pct(t_ch, nt),
+            "settlement_tongda_pct": pct(t_da, nt), "settlement_tongchang_pct": pct(t_ch, nt),
         }
         f["met"] = {
             "village_tongchang": _met(f["village_tongchang_pct"], p["village_tongchang_target_pct"]),
@@ -570,7 +563,7 @@ def run(ctx: "Context") -> "StepResult":
     dem = read_dem(layers, plan)
     before = analyse(layers, plan, dem=dem)
     v, s = layers.villages, layers.settlements
-    s_town = settlement_township(s, v)
+    s_town = settlement_townships(s, v)
     tg = target_group(s, households_min=p["settlement_households_min"],
                       population_min=p["settlement_population_min"])
     names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"].astype(str)))

@@ -57,6 +57,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from kaizhou_gis.errors import KaizhouGISError, OptionError
+from kaizhou_gis.figures import pct
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ def rollup_row(out_dir: Path) -> dict[str, Any]:
     if sched:
         row["scheduled_people"] = int(sum(int(s.get("people") or 0) for s in sched))
         quota = sum(int(s.get("plan_people") or 0) for s in sched)
-        row["schedule_vs_quota_pct"] = round(100.0 * row["scheduled_people"] / quota, 2) if quota else None
+        row["schedule_vs_quota_pct"] = pct(row["scheduled_people"], quota)
     card = {c.get("indicator"): c for c in acc.get("scorecard") or []}
     for k in ("village_tongchang", "settlement_tongda", "settlement_tongchang"):
         c = card.get(f"{k}_pct") or {}

@@ -201,7 +201,8 @@ def dem_read_problem(name: str, e: Exception) -> str:
 
 def dem_point_problems(layers: dict, dem: dict, plan, problems: list[str], notes: list[str]) -> None:
     """Elevations at the layers' points outside the district's plausible range (plan checks)."""
-    from kaizhou_gis.layers import _ids, _transformer
+    from kaizhou_gis.crs import transformer
+    from kaizhou_gis.layers import _ids
 
     band, transform = dem.get("band"), dem.get("transform")
     if band is None or dem.get("crs") is None:
@@ -218,7 +219,7 @@ def dem_point_problems(layers: dict, dem: dict, plan, problems: list[str], notes
         if not usable.any():
             continue
         xy = shapely.get_coordinates(shapely.point_on_surface(pts[usable]))
-        x, y = _transformer(g.crs, dem["crs"], always_xy=True).transform(xy[:, 0], xy[:, 1])
+        x, y = transformer(g.crs, dem["crs"]).transform(xy[:, 0], xy[:, 1])
         inv = ~transform
         col, row = inv @ (np.asarray(x), np.asarray(y))
         row, col = np.floor(row).astype(int), np.floor(col).astype(int)

@@ -18,13 +18,14 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from rasterio.transform import Affine, rowcol
 from rasterio.windows import Window
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 from shapely.geometry import LineString
 
+from kaizhou_gis.crs import transformer
 from kaizhou_gis.errors import OptionError
 from kaizhou_gis.terrain import cell_size_m
 
@@ -356,7 +357,7 @@ def window_for(points_xy, margin_m: float, *, transform: Affine, crs,
 
 def reproject_points(points_xy, src_crs, dst_crs) -> list[tuple[float, float]]:
     """Convenience: (x, y) points from one CRS to another (always x=lon/easting first)."""
-    tr = Transformer.from_crs(CRS(src_crs), CRS(dst_crs), always_xy=True)
+    tr = transformer(src_crs, dst_crs)
     pts = np.asarray(points_xy, dtype="float64").reshape(-1, 2)
     x, y = tr.transform(pts[:, 0], pts[:, 1])
     return list(zip(np.asarray(x).tolist(), np.asarray(y).tolist()))

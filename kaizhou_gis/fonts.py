@@ -4,14 +4,17 @@ report charts).
 matplotlib keeps a font cache (``~/.cache/matplotlib/fontlist-*.json``). On a machine where that
 cache was written before a CJK font was installed (``apt-get install fonts-noto-cjk`` after the
 first plot), the cache does not list the font and every Chinese character is drawn as a box with
-a "Glyph ... missing from font(s)" warning. :func:`cjk_font_family` therefore looks at the cache
-first and, when it lists no CJK font, scans the system font folders and registers the CJK font
-files it finds (``FontManager.addfont``), so the font works without deleting the cache.
+a "Glyph ... missing from font(s)" warning. :func:`find_cjk_font` therefore takes a CJK font from
+the cache only when its file still exists and, otherwise, scans the system font folders and
+registers the CJK font files it finds (``FontManager.addfont``), so the font works without
+deleting the cache. Every matplotlib drawing (township and district print sheets and PNGs,
+report charts) takes its rc settings from :func:`cjk_rc`.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Iterator
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,9 @@ _FOUND: dict[int, str | None] = {}
 
 
 def _registered(fm_manager) -> str | None:
-    have = {f.name for f in fm_manager.ttflist}
+    """The preferred CJK family the font manager lists with a font file that still exists (a cached
+    list can also name files that were removed since)."""
+    have = {f.name for f in fm_manager.ttflist if os.path.exists(f.fname)}
     return next((n for n in CJK_FAMILIES if n in have), None)
 
 

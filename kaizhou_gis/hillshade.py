@@ -14,12 +14,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
 from rasterio.transform import from_bounds
 from rasterio.windows import from_bounds as window_from_bounds
 
+from kaizhou_gis.crs import transformer
 from kaizhou_gis.terrain import cell_size_m
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def read_hillshade(dem: DatasetReader, bounds_lonlat: tuple[float, float, float,
     west, south, east, north = bounds_lonlat
     dem_crs = CRS(dem.crs) if dem.crs is not None else CRS.from_epsg(4326)
     if not dem_crs.equals(CRS.from_epsg(4326)):
-        tr = Transformer.from_crs(4326, dem_crs, always_xy=True)
+        tr = transformer(4326, dem_crs)
         xs, ys = tr.transform([west, east, west, east], [south, south, north, north])
         box = (min(xs), min(ys), max(xs), max(ys))
     else:

@@ -24,6 +24,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from kaizhou_gis.admin import townships_of_villages
 from kaizhou_gis.errors import LayerError, OptionError, PlanError, format_ids
 from kaizhou_gis.pipeline import Context, StepResult
 
@@ -494,9 +495,9 @@ def resolve_hosts(projects: pd.DataFrame, villages: gpd.GeoDataFrame, townships:
 # --------------------------------------------------------------------------------------------
 def host_township_codes(hosts: pd.DataFrame, village_township: dict[str, str]) -> pd.Series:
     """Township code of each host: its own ``township_code`` where given (township-level hosts
-    have no village code), else its village's township (``village_township``: code → code)."""
-    derived = hosts["village_code"].fillna("").astype(str).map(
-        lambda c: village_township.get(c, c[:9]))
+    have no village code), else its village's township (``village_township``: code → code;
+    :data:`kaizhou_gis.admin.NO_TOWNSHIP` for a village not in the villages layer)."""
+    derived = townships_of_villages(hosts["village_code"], village_township)
     if "township_code" not in hosts:
         return derived
     given = hosts["township_code"].fillna("").astype(str)

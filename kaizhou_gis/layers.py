@@ -27,7 +27,6 @@ Surfaces become paved/unpaved through the plan's tables (:func:`classify_surface
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import re
 import warnings
@@ -42,9 +41,10 @@ import pandas as pd
 import pyogrio
 import rasterio
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
 from kaizhou_gis import checks
+from kaizhou_gis.crs import transformer
 from kaizhou_gis.errors import LayerError, format_ids
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,8 @@ SCHEMA: dict[str, tuple[str, str | None, tuple[_Col, ...]]] = {
 }
 _TOWNSHIP_KINDS = ("街道", "镇", "乡")
 _VILLAGE_KINDS = ("村", "社区")
+#: The road classes of the layer contract (``roads.road_class``), from the highest; every other
+#: value is mapped by the plan's ``layers.road_class_values`` or becomes ``other``.
 ROAD_CLASSES = ("trunk", "county", "township", "village", "track", "other")
 
 
@@ -1508,7 +1510,7 @@ def osm_roads_layer(osm: str | Path, boundary: str | Path, *, plan,
     area = _clip_area(b, plan)
     if area is None:
         raise LayerError(f"boundary: {boundary} holds no polygon; give the district boundary.")
-    bbox = tuple(_transformer(plan.work_crs, "EPSG:4326").transform_bounds(*area[0].bounds))
+    bbox = tuple(transformer(plan.work_crs, "EPSG:4326").transform_bounds(*area[0].bounds))
     roads = read_osm_roads(osm, notes=notes, bbox=bbox).to_crs(plan.work_crs)
     roads = _clip_roads(roads, area, notes)
     excluded = {str(v).strip().lower() for v in plan.get("layers.non_vehicle_classes", [])}
@@ -1583,7 +1585,7 @@ def _lonlat_bounds(gdf: gpd.GeoDataFrame) -> tuple[float, float, float, float] |
     b = gdf.total_bounds
     if not np.all(np.isfinite(b)):
         return None
-    t = _transformer(gdf.crs, "EPSG:4326", always_xy=True)
+    t = transformer(gdf.crs, "EPSG:4326")
     return tuple(float(x) for x in t.transform_bounds(*b))
 
 
@@ -1595,7 +1597,7 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
         return None
     bbox = None
     if clip_to is not None:  # read only the OSM ways near the district
-        bbox = tuple(_transformer(plan.work_crs, "EPSG:4326").transform_bounds(*clip_to[0].bounds))
+        bbox = tuple(transformer(plan.work_crs, "EPSG:4326").transform_bounds(*clip_to[0].bounds))
     try:
         raw = _read_vector(name, src, encoding, notes, bbox=bbox)
     except LayerError as e:
@@ -1728,17 +1730,6 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
     return gdf.reset_index(drop=True)
 
 
-@functools.lru_cache(maxsize=32)
-def _cached_transformer(src_wkt: str, dst_wkt: str) -> Transformer:
-    return Transformer.from_crs(CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt), always_xy=True)
-
-
-def _transformer(src, dst, *, always_xy: bool = True) -> Transformer:
-    """A cached lon/lat-ordered transformer (building one costs ~40 ms)."""
-    assert always_xy
-    return _cached_transformer(CRS.from_user_input(src).to_wkt(), CRS.from_user_input(dst).to_wkt())
-
-
 def _crs_label(crs) -> str:
     try:
         epsg = crs.to_epsg()
@@ -1786,7 +1777,7 @@ def _check_dem(src: _Source | None, path: Path, *, crs, problems, notes, row) ->
             info["crs"] = dem_crs
             b = ds.bounds
             info["bounds"] = (b.left, b.bottom, b.right, b.top)
-            t = _transformer(dem_crs, "EPSG:4326", always_xy=True)
+            t = transformer(dem_crs, "EPSG:4326")
             row["bounds"] = tuple(float(x) for x in t.transform_bounds(*info["bounds"]))
         # every cell readable (a truncated file fails here), untagged voids, impossible values
         inspected = checks.inspect_dem(ds, src.describe(), problems, notes)
@@ -1897,7 +1888,7 @@ def _cross_checks(layers: dict[str, gpd.GeoDataFrame], dem: dict, plan, problems
             pts = g.geometry.values
             usable = ~(shapely.is_missing(pts) | shapely.is_empty(pts))
             xy = shapely.get_coordinates(shapely.point_on_surface(pts[usable]))
-            t = _transformer(g.crs, dem["crs"], always_xy=True)
+            t = transformer(g.crs, dem["crs"])
             x, y = t.transform(xy[:, 0], xy[:, 1])
             out = np.zeros(len(g), dtype=bool)
             out[usable] = ~((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))

@@ -71,14 +71,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from rasterio.windows import transform as window_transform
 from scipy.sparse.csgraph import dijkstra
 from shapely.geometry import LineString
 from shapely.ops import substring
 
+from kaizhou_gis.crs import transformer
 from kaizhou_gis.errors import LayerError, format_ids
-from kaizhou_gis.network import DemGrid, terrain_class, transformer
+from kaizhou_gis.figures import pct
+from kaizhou_gis.network import DemGrid, terrain_class
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +213,8 @@ def _link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gr
         return [{"reason": "no DEM to route new links on"} for _ in range(len(cand))], None
     e = net.edges
     crs = e.crs
-    noop = Transformer.from_pipeline("+proj=noop")
-    to_dem = transformer(crs, dem.crs) or noop
-    from_dem = transformer(dem.crs, crs) or noop
+    to_dem = transformer(crs, dem.crs)
+    from_dem = transformer(dem.crs, crs)
     si = seats.seats
     pcomp_node = net.nodes["paved_component"].to_numpy()
     e_pcomp = np.where(e["paved"].to_numpy(), pcomp_node[e["u"].to_numpy()], -1)
@@ -577,9 +578,9 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
     def shares() -> dict:
         cv = st_["covered"]
         da = cv | st_["covered_da"]
-        return {"village_tongchang_pct": _pct(v_ok0 + int((cv & is_v).sum()), n_v),
-                "settlement_tongda_pct": _pct(t_da0 + int((da & is_t & ~was_da).sum()), n_t),
-                "settlement_tongchang_pct": _pct(t_ch0 + int((cv & is_t).sum()), n_t)}
+        return {"village_tongchang_pct": pct(v_ok0 + int((cv & is_v).sum()), n_v),
+                "settlement_tongda_pct": pct(t_da0 + int((da & is_t & ~was_da).sum()), n_t),
+                "settlement_tongchang_pct": pct(t_ch0 + int((cv & is_t).sum()), n_t)}
 
     def reset() -> None:
         st_.update(rem=rem0.copy(), chosen=np.zeros(E, dtype=bool), edge_step=np.full(E, -1),
@@ -856,7 +857,7 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
         "cost_100pct_targets_yuan": float(works.loc[works["phase"] == "100% targets", "cost_yuan"].sum()),
         "cost_80pct_target_yuan": float(works.loc[works["phase"] == "80% target", "cost_yuan"].sum()),
         "plan_roads_km": plan_km,
-        "share_of_plan_km_pct": round((new_km + up_km) / plan_km * 100.0, 1) if plan_km else None,
+        "share_of_plan_km_pct": pct(new_km + up_km, plan_km, 1),
         "plan_poverty_village_roads_km": float(p["poverty_village_roads_km"]),
         "unresolved": int(len(unresolved_df)),
         "points_considered": int(K),
@@ -875,10 +876,6 @@ def plan_works(before, vt: pd.DataFrame, st: pd.DataFrame, *, plan, dem: DemGrid
     return WorksPlan(works=works, cost_curve=cc, unresolved=unresolved_df, totals=totals,
                      work_ids=pd.Series({k: ";".join(v) for k, v in work_ids.items()}, dtype=object),
                      choices=choices)
-
-
-def _pct(num: int, den: int) -> float | None:
-    return round(100.0 * num / den, 2) if den else None
 
 
 # --------------------------------------------------------------------------------------------

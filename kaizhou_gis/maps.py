@@ -39,6 +39,7 @@ from jinja2 import Template
 
 from kaizhou_gis import hillshade as hs
 from kaizhou_gis import outputs, printmap
+from kaizhou_gis.admin import settlement_townships, village_townships
 from kaizhou_gis.errors import KaizhouGISError, LayerError, OptionError, format_ids
 from kaizhou_gis.industry import host_township_codes
 from kaizhou_gis.mapassets import OfflineMap, RawHtml, inline_assets, script_json
@@ -504,13 +505,6 @@ def _step_data(ctx: Context, name: str, missing: dict[str, str]) -> dict | None:
     return res.data if isinstance(res, StepResult) else None
 
 
-def _township_of_settlements(settlements: pd.DataFrame, villages: pd.DataFrame) -> pd.Series:
-    v2t = dict(zip(villages["village_code"].astype(str), villages["township_code"].astype(str)))
-    vc = settlements["village_code"].astype(str) if "village_code" in settlements else pd.Series(
-        "", index=settlements.index)
-    return vc.map(lambda c: v2t.get(c, c[:9]))
-
-
 def gather(ctx: Context, basemap: str | None = None) -> MapData:
     """Collect the layers and the other steps' results, enriched and in the map CRS.
 
@@ -563,7 +557,7 @@ def gather(ctx: Context, basemap: str | None = None) -> MapData:
     settlements = None
     if L.settlements is not None and len(L.settlements):
         settlements = L.settlements.copy()
-        settlements["township_code"] = _township_of_settlements(settlements, villages)
+        settlements["township_code"] = settlement_townships(settlements, villages, warn=False)
         v2n = dict(zip(villages["village_code"].astype(str), villages["name"].astype(str)))
         settlements["village_name"] = settlements["village_code"].astype(str).map(v2n)
         if reloc is not None and isinstance(reloc.get("settlements"), pd.DataFrame):
@@ -619,8 +613,7 @@ def gather(ctx: Context, basemap: str | None = None) -> MapData:
     if industry is not None and isinstance(industry.get("hosts"), gpd.GeoDataFrame):
         hosts = industry["hosts"].copy()
         if len(hosts):
-            v2t = dict(zip(villages["village_code"].astype(str), villages["township_code"].astype(str)))
-            hosts["township_code"] = host_township_codes(hosts, v2t)
+            hosts["township_code"] = host_township_codes(hosts, village_townships(villages))
         unresolved = industry.get("unresolved")
         if isinstance(unresolved, pd.DataFrame) and len(unresolved):
             notes.append(f"{len(unresolved)} 个产业项目地点未能定位到村 industry project places "

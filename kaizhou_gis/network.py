@@ -27,7 +27,6 @@ paved-only graph.
 """
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,36 +37,16 @@ import pandas as pd
 import rasterio
 import scipy.sparse as sp
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from rasterio.transform import Affine, rowcol
 from rasterio.windows import Window, from_bounds
 from scipy.sparse.csgraph import connected_components
 
+from kaizhou_gis.crs import transformer
 from kaizhou_gis.errors import LayerError, format_ids
 from kaizhou_gis.terrain import slope_deg
 
 log = logging.getLogger(__name__)
-
-ROAD_CLASSES = ("trunk", "county", "township", "village", "track", "other")
-
-
-@functools.lru_cache(maxsize=32)
-def _transformer_cached(src: str, dst: str) -> Transformer | None:
-    a, b = CRS.from_user_input(src), CRS.from_user_input(dst)
-    return None if a == b else Transformer.from_crs(a, b, always_xy=True)
-
-
-def transformer(src, dst) -> Transformer | None:
-    """Cached ``always_xy`` transformer from ``src`` to ``dst`` CRS; None when they are the same.
-
-    (Building a pyproj Transformer takes a quarter of a second; the steps need the same few.)
-    """
-    def key(c) -> str:
-        c = CRS.from_user_input(c) if not isinstance(c, CRS) else c
-        auth = c.to_authority()
-        return f"{auth[0]}:{auth[1]}" if auth else c.to_wkt()
-    return _transformer_cached(key(src), key(dst))
-
 
 # --------------------------------------------------------------------------------------------
 # DEM grid held in memory
@@ -91,7 +70,7 @@ class DemGrid:
         """Read the part of ``ds`` covering ``bounds`` (in ``bounds_crs``) plus ``margin_m``."""
         minx, miny, maxx, maxy = bounds
         minx, miny, maxx, maxy = minx - margin_m, miny - margin_m, maxx + margin_m, maxy + margin_m
-        tr = transformer(bounds_crs, ds.crs) or Transformer.from_pipeline("+proj=noop")
+        tr = transformer(bounds_crs, ds.crs)
         xs = np.array([minx, maxx, maxx, minx, (minx + maxx) / 2, (minx + maxx) / 2, minx, maxx])
         ys = np.array([miny, miny, maxy, maxy, miny, maxy, (miny + maxy) / 2, (miny + maxy) / 2])
         dx, dy = tr.transform(xs, ys)

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from pyproj import CRS, Transformer
 
+from kaizhou_gis.crs import transformer
+
 log = logging.getLogger(__name__)
 
 MM_PER_IN = 25.4
@@ -216,8 +218,8 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
     pw, ph = lay.page_mm
     fx, fy, fw, fh = lay.frame_mm
     xmin, ymin, xmax, ymax = lay.extent
-    to_work = Transformer.from_crs(map_crs, work_crs, always_xy=True)
-    to_geo = Transformer.from_crs(work_crs, "EPSG:4490", always_xy=True)  # CGCS2000 geographic
+    to_work = transformer(map_crs, work_crs)
+    to_geo = transformer(work_crs, "EPSG:4490")  # CGCS2000 geographic
 
     def tr(latlon: np.ndarray) -> np.ndarray:
         x, y = to_work.transform(latlon[:, 1], latlon[:, 0])
@@ -315,7 +317,7 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
         # north arrow (true north: rotated by the meridian convergence at the centre)
         cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
         lon0, lat0 = to_geo.transform(cx, cy)
-        back = Transformer.from_crs("EPSG:4490", work_crs, always_xy=True)
+        back = transformer("EPSG:4490", work_crs)
         nx, ny = back.transform(lon0, lat0 + 0.01)
         conv = math.degrees(math.atan2(nx - cx, ny - cy))  # clockwise from grid north
         _north_arrow(fig, (fx + fw - 14.0) / pw, (fy + fh - 26.0) / ph, ph / pw, conv)
@@ -404,7 +406,7 @@ def _graticule(ax, fig, lay: Layout, to_geo: Transformer, pw: float, ph: float) 
     edge_y = np.concatenate([np.full(60, ymin), gy, np.full(60, ymax), gy[::-1]])
     lons, lats = to_geo.transform(edge_x, edge_y)
     step = _graticule_step_min(max(max(lons) - min(lons), max(lats) - min(lats))) / 60.0
-    back = Transformer.from_crs(to_geo.target_crs, to_geo.source_crs, always_xy=True)
+    back = transformer(to_geo.target_crs, to_geo.source_crs)
     fx, fy, fw, fh = lay.frame_mm
     style = dict(color="#4d4d4d", lw=0.35, ls=(0, (6, 3)), zorder=1.2)
     lon_vals = np.arange(math.ceil(min(lons) / step) * step, max(lons) + 1e-12, step)

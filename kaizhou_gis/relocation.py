@@ -64,7 +64,9 @@ import pandas as pd
 import shapely
 
 from kaizhou_gis import leftout
+from kaizhou_gis.admin import NO_TOWNSHIP, settlement_townships
 from kaizhou_gis.errors import KaizhouGISError, LayerError, PlanError, StepError, format_ids
+from kaizhou_gis.figures import pct
 from kaizhou_gis.pipeline import Context, StepResult
 from kaizhou_gis.plan import Plan
 from kaizhou_gis.terrain import point_terrain, zonal_stats
@@ -215,7 +217,7 @@ def settlement_table(settlements: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
     vil = vil.set_index(vil["village_code"].astype(str))
     code = s["village_code"].astype(str)
     s["village_name"] = code.map(vil["name"]).fillna("").astype(str)
-    s["township_code"] = code.map(vil["township_code"].astype(str)).fillna("").astype(str)
+    s["township_code"] = settlement_townships(s, villages, warn=False).astype(str)
     tw = pd.Series(townships["name"].astype(str).to_numpy(),
                    index=townships["township_code"].astype(str))
     tw = tw[~tw.index.duplicated()]
@@ -225,7 +227,7 @@ def settlement_table(settlements: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
         s[dst] = code.map(flag).fillna(False).astype(bool)
     for c in ("households", "population"):
         s[c] = pd.to_numeric(s[c], errors="coerce").fillna(0).astype("int64")
-    missing = s.loc[s["township_code"] == "", "settlement_id"].astype(str).tolist()
+    missing = s.loc[s["township_code"] == NO_TOWNSHIP, "settlement_id"].astype(str).tolist()
     if missing:
         log.warning("settlements: %d settlement(s) whose village_code is not in the villages layer "
                     "(kept, without township): %s", len(missing), format_ids(missing))
@@ -1164,7 +1166,7 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
         "share_above_threshold_pct": {
             "layer": None if math.isnan(share) else round(share, 1),
             "plan": r["share_above_threshold_pct"],
-            "layer_count_over_plan_base": round(100.0 * above.sum() / r["outmigration_natural_villages"], 1)},
+            "layer_count_over_plan_base": pct(above.sum(), r["outmigration_natural_villages"], 1)},
         "candidates": {"layer": int(cand.sum()), "by_elevation": int((cand & above).sum()),
                        "by_terrain_and_remoteness_only": int((cand & ~above).sum())},
         "people": {"plan_target": r["people_target"],
@@ -1178,8 +1180,7 @@ def plan_comparison(s: pd.DataFrame, plan: Plan, *, township: str | None) -> dic
                                              f"{estimated:,} of {n:,} settlements"
                                              if estimated else "layer (settlements.poor_population)"),
                    "above_threshold_population": people_above,
-                   "candidate_poor_over_plan_pct": round(100.0 * poor_cand / r["people_target"], 1)
-                   if r["people_target"] else None},
+                   "candidate_poor_over_plan_pct": pct(poor_cand, r["people_target"], 1)},
         "notes": notes,
     }
 
@@ -1556,10 +1557,10 @@ def _build(ctx: Context, parts: dict[str, Any], township: str | None) -> StepRes
                        "scheduled_households": sched_hh,
                        "scheduled_households_placed": sched_placed,
                        "same_township_households": own_hh,
-                       "same_township_pct": round(100.0 * own_hh / assigned_hh, 1) if assigned_hh else None,
+                       "same_township_pct": pct(own_hh, assigned_hh, 1),
                        "placed_households_of_townships_with_own_sites": int(a_own["households"].sum()),
                        "same_township_pct_of_townships_with_own_sites":
-                           round(100.0 * own_hh_where / a_own["households"].sum(), 1) if len(a_own) else None,
+                           pct(own_hh_where, a_own["households"].sum(), 1),
                        "site_for_own_township_households": for_own_hh,
                        "mean_distance_km": round(float((assignment["households"] * assignment["distance_km"]).sum()
                                                        / assigned_hh), 2) if assigned_hh else None,
@@ -1600,7 +1601,7 @@ def _build(ctx: Context, parts: dict[str, Any], township: str | None) -> StepRes
         f"sites: {len(sites_out):,} ({site_origin}), {summary['sites']['capacity_households']:,} households "
         f"capacity; placed {assigned_hh:,} of {cand_hh:,} households ({sched_placed:,} of the "
         f"{sched_hh:,} scheduled; {summary['assignment']['same_township_pct'] or 0:g} % in their own "
-        f"township, {round(100.0 * for_own_hh / assigned_hh, 1) if assigned_hh else 0:g} % at sites in or "
+        f"township, {pct(for_own_hh, assigned_hh, 1) or 0:g} % at sites in or "
         f"chosen for it; mean {summary['assignment']['mean_distance_km'] or 0:g} km, max "
         f"{summary['assignment']['max_distance_km'] or 0:g} km straight line), {unassigned_hh:,} unplaced",
         f"remoteness: {access_note}",

@@ -30,8 +30,10 @@ import numpy as np
 import pandas as pd
 
 from kaizhou_gis import leftout, provenance
+from kaizhou_gis.admin import settlement_townships, village_townships
 from kaizhou_gis.access import admin_village_mask
 from kaizhou_gis.errors import KaizhouGISError, PlanError
+from kaizhou_gis.figures import pct
 from kaizhou_gis.industry import host_township_codes
 from kaizhou_gis.pipeline import Context, StepResult
 
@@ -88,10 +90,6 @@ def _num(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _pct(part: float, whole: float) -> float | None:
-    return round(100.0 * part / whole, 2) if whole else None
-
-
 def _bool(s: pd.Series) -> pd.Series:
     """A boolean Series from bool/0-1/text flags (NaN counts as False)."""
     if s.dtype == bool:
@@ -118,22 +116,6 @@ def _unavailable(step: str, why: str) -> dict:
     return {"status": "unavailable",
             "message": f"step '{step}' did not produce results: {why}",
             "message_zh": f"“{step}”步骤未能产生结果：{why}"}
-
-
-def _township_of_villages(villages: pd.DataFrame) -> dict[str, str]:
-    if "village_code" not in villages or "township_code" not in villages:
-        return {}
-    return dict(zip(villages["village_code"].astype(str), villages["township_code"].astype(str)))
-
-
-def _settlement_townships(settlements: pd.DataFrame, village_township: dict[str, str]) -> pd.Series:
-    """Township code of each settlement (through its village; the code's first 9 digits otherwise)."""
-    if "township_code" in settlements:
-        return settlements["township_code"].astype(str)
-    if "village_code" not in settlements:
-        return pd.Series("", index=settlements.index)
-    vc = settlements["village_code"].astype(str)
-    return vc.map(lambda c: village_township.get(c, c[:9]))
 
 
 def _with_layer_columns(df: pd.DataFrame, layer: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -186,9 +168,9 @@ class _Frames:
         lay = ctx.layers
         self.township = ctx.township
         villages = pd.DataFrame(lay.villages.drop(columns="geometry", errors="ignore"))
-        self.village_township = _township_of_villages(villages)
+        self.village_township = village_townships(villages)
         settlements = pd.DataFrame(lay.settlements.drop(columns="geometry", errors="ignore"))
-        settlements["township_code"] = _settlement_townships(settlements, self.village_township)
+        settlements["township_code"] = settlement_townships(settlements, self.village_township, warn=False)
         self.villages = self._scope(villages)
         self.settlements = self._scope(settlements)
         self.townships = self._scope(pd.DataFrame(lay.townships.drop(columns="geometry",
@@ -208,8 +190,8 @@ class _Frames:
     def scoped_settlements(self, df: pd.DataFrame) -> pd.DataFrame:
         df = _with_layer_columns(pd.DataFrame(df), self.ctx.layers.settlements,
                                  ["settlement_id", "village_code", "households", "population"])
-        if "township_code" not in df:
-            df["township_code"] = _settlement_townships(df, self.village_township)
+        if "township_code" not in df:  # the steps' tables carry it (same rule)
+            df["township_code"] = settlement_townships(df, self.village_township, warn=False)
         return self._scope(df)
 
 
@@ -342,7 +324,7 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
             after = _num((card.get("after") or {}).get("village_tongchang_pct"))
         if before is None:
             v = _admin(frames.scoped_villages(acc.data["villages"]))
-            before = _pct(float(_bool(v["tongchang"]).sum()), len(v))
+            before = pct(float(_bool(v["tongchang"]).sum()), len(v))
             after = _after_tongchang(v, acc, frames)
         comment = (f"{scope}, 行政村 only (社区 not counted): {before}% now"
                    f"{_cal(_calibrated(frames.ctx)['village_tongchang_before'])}; {after}% "
@@ -367,7 +349,7 @@ def _after_tongchang(villages: pd.DataFrame, acc: StepResult, frames: _Frames) -
         return None
     ids = _beneficiary_ids(acc.data.get("works"))
     ok = _bool(villages["tongchang"]) | villages["village_code"].astype(str).isin(ids)
-    return _pct(float(ok.sum()), len(villages))
+    return pct(float(ok.sum()), len(villages))
 
 
 def indicator_table(plan, frames: _Frames, steps: dict, why: dict) -> list[dict]:
@@ -423,13 +405,13 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
         "settlements": int(len(s)),
         "settlements_with_elevation": int(elev.notna().sum()),
         "above_threshold": int(above.sum()),
-        "share_above_threshold_pct": _pct(float(above.sum()), len(s)),
+        "share_above_threshold_pct": pct(float(above.sum()), len(s)),
         "candidates": int(cand.sum()),
         "candidate_households": int(hh[cand].sum()),
         "candidate_people": int(pop[cand].sum()),
         "candidate_poor_people": int(poor[cand].sum()),
         "candidate_accompanying_people": int(pop[cand].sum() - poor[cand].sum()),
-        "candidate_poor_vs_target_pct": _pct(float(poor[cand].sum()), rel["people_target"]),
+        "candidate_poor_vs_target_pct": pct(float(poor[cand].sum()), rel["people_target"]),
         "poor_population_basis": poor_basis,
         "poor_people_in_layer": int(poor.sum()),
         "calibrated": {k: v for k, v in _calibrated(frames.ctx).items()
@@ -533,12 +515,12 @@ def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> d
         tg = _bool(s["target_group"]) if "target_group" in s else pd.Series(True, s.index)
         sid = s["settlement_id"].astype(str) if "settlement_id" in s else pd.Series("", s.index)
         vals = {
-            "village_tongchang_pct": (_pct(_bool(v["tongchang"]).sum(), len(v)),
+            "village_tongchang_pct": (pct(_bool(v["tongchang"]).sum(), len(v)),
                                       _after_tongchang(v, res, frames)),
-            "settlement_tongda_pct": (_pct(_bool(s["tongda"])[tg].sum(), tg.sum()),
-                                      _pct((_bool(s["tongda"]) | sid.isin(ids))[tg].sum(), tg.sum())),
-            "settlement_tongchang_pct": (_pct(_bool(s["tongchang"])[tg].sum(), tg.sum()),
-                                         _pct((_bool(s["tongchang"]) | sid.isin(ids))[tg].sum(),
+            "settlement_tongda_pct": (pct(_bool(s["tongda"])[tg].sum(), tg.sum()),
+                                      pct((_bool(s["tongda"]) | sid.isin(ids))[tg].sum(), tg.sum())),
+            "settlement_tongchang_pct": (pct(_bool(s["tongchang"])[tg].sum(), tg.sum()),
+                                         pct((_bool(s["tongchang"]) | sid.isin(ids))[tg].sum(),
                                               tg.sum()))}
         for r in rows:
             b, a = vals[r["indicator"]]
@@ -911,13 +893,6 @@ def build_report(ctx: Context) -> tuple[dict, pd.DataFrame, dict]:
 # --------------------------------------------------------------------------------------------
 # charts (matplotlib -> PNG bytes)
 
-def cjk_font() -> str | None:
-    """Name of an installed font with Chinese glyphs, or None (see :mod:`kaizhou_gis.fonts`)."""
-    from kaizhou_gis.fonts import find_cjk_font
-
-    return find_cjk_font()
-
-
 def _png(fig, status: dict | None = None) -> bytes:
     """PNG bytes of a chart; with synthesized input its footer says so (zh + en)."""
     lines = provenance.banner_lines(status)
@@ -940,10 +915,10 @@ def make_charts(report: dict, townships: pd.DataFrame, chart_data: dict) -> dict
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    font = cjk_font()
-    zh = font is not None
-    rc = {"font.sans-serif": ([font] if font else []) + ["DejaVu Sans"],
-          "font.family": "sans-serif", "axes.unicode_minus": False}
+    from kaizhou_gis.fonts import cjk_rc, find_cjk_font
+
+    zh = find_cjk_font() is not None
+    rc = cjk_rc()
 
     def lab(z: str, e: str) -> str:
         return f"{z} / {e}" if zh else e

@@ -8,7 +8,7 @@ import pytest
 from rasterio.transform import from_origin
 from shapely.geometry import LineString, Point
 
-from kaizhou_gis import access
+from kaizhou_gis import access, admin
 from kaizhou_gis.layers import Layers
 from kaizhou_gis.network import DemGrid
 from kaizhou_gis.plan import load_plan
@@ -151,7 +151,7 @@ def test_settlement_target_group_and_scorecard(result):
     s = layers.settlements
     tg = access.target_group(s, households_min=30, population_min=100)
     assert tg.tolist() == [True, False, True]  # 40 households; 10/20; 5 households but 100 people
-    st = result.settlements.assign(township_code=access.settlement_township(s, layers.villages), target_group=tg)
+    st = result.settlements.assign(township_code=admin.settlement_townships(s, layers.villages), target_group=tg)
     vt = result.villages.assign(township_code=layers.villages["township_code"])
     sc = access.scorecard(vt, st, plan, township_names={SEAT: "汉丰街道"})
     assert sc["villages"] == 6 and sc["villages_tongchang"] == 2

@@ -10,7 +10,7 @@ import pytest
 from rasterio.transform import from_origin
 from shapely.geometry import Point
 
-from kaizhou_gis import access, links
+from kaizhou_gis import access, admin, links
 from kaizhou_gis.layers import Layers
 from kaizhou_gis.network import DemGrid
 from kaizhou_gis.plan import load_plan
@@ -30,7 +30,7 @@ def tables(layers, res, plan):
     tg = access.target_group(s, households_min=p["settlement_households_min"],
                              population_min=p["settlement_population_min"])
     vt = layers.villages.join(res.villages[["tongda", "tongchang"]])
-    st = s.assign(township_code=access.settlement_township(s, layers.villages), target_group=tg) \
+    st = s.assign(township_code=admin.settlement_townships(s, layers.villages), target_group=tg) \
         .join(res.settlements[["tongda", "tongchang"]])
     return vt, st
 

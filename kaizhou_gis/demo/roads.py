@@ -27,10 +27,11 @@ from shapely.geometry import LineString
 
 from kaizhou_gis import costpath
 from kaizhou_gis.demo.dem import Grid
+from kaizhou_gis.layers import ROAD_CLASSES
 
 log = logging.getLogger(__name__)
 
-CLASSES = ("trunk", "county", "township", "village", "track")
+CLASSES = tuple(c for c in ROAD_CLASSES if c != "other")  # the contract's classes; the demo draws no 'other' roads
 
 
 @dataclass

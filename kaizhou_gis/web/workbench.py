@@ -197,15 +197,15 @@ def township_tables(ctx: Context, failures: dict[str, str], code: str) -> dict[s
     if ind is None:
         out["industry"] = failures.get("industry", "industry step did not run")
     else:
+        from kaizhou_gis.admin import village_townships
         from kaizhou_gis.industry import host_township_codes
         h = ind.data.get("hosts")
         if h is None or not len(h):
             out["industry"] = _select(pd.DataFrame(), cols["industry"])
         else:
             L = ctx.layers
-            v2t = dict(zip(L.villages["village_code"].astype(str), L.villages["township_code"].astype(str)))
             h = pd.DataFrame(h.drop(columns="geometry", errors="ignore"))
-            h = h[host_township_codes(h, v2t).to_numpy() == code]
+            h = h[host_township_codes(h, village_townships(L.villages)).to_numpy() == code]
             out["industry"] = _select(h, cols["industry"])
     return out
 
