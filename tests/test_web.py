@@ -325,6 +325,10 @@ def test_district_report_and_zip_of_all_outputs(bench):
     import json
     summary = json.loads(z.read("relocation/summary.json"))
     assert summary["candidates"] == wb.counts(run)["candidates"]  # one truth: page and files
+    card = json.loads(z.read("access/scorecard.json"))["before"]  # 行政村 only, as the plan counts
+    assert wb.counts(run)["village_tongchang_pct"] == card["village_tongchang_pct"]
+    tw = next(r for r in card["per_township"] if r["township_code"] == DAJIN)
+    assert wb.counts(run, DAJIN)["village_tongchang_pct"] == tw["village_tongchang_pct"]
     manifest = json.loads(z.read("manifest.json"))
     assert "relocation.threshold_m=950" in json.dumps(manifest, ensure_ascii=False)
     # the outputs folder used to build the ZIP is gone; the ZIP stays in the cache

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from kaizhou_gis.errors import KaizhouGISError, OptionError
+from kaizhou_gis.figures import pct
 from kaizhou_gis.pipeline import Context
 
 log = logging.getLogger(__name__)
@@ -434,8 +435,12 @@ class Workbench:
             v = acc.data["villages"]
             if code is not None:
                 v = v[v["township_code"].astype(str) == code]
-            if len(v):
-                out["village_tongchang_pct"] = round(100.0 * v["tongchang"].fillna(False).astype(bool).mean(), 1)
+            from kaizhou_gis.access import admin_village_mask
+
+            adm = admin_village_mask(v)  # 行政村 (村), as the scorecard: 社区 not counted
+            if adm.any():
+                out["village_tongchang_pct"] = pct(int(v.loc[adm, "tongchang"].fillna(False).astype(bool).sum()),
+                                                   int(adm.sum()))
             w = acc.data.get("works")
             if w is not None and len(w):
                 if code is not None:
