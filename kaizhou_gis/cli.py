@@ -64,7 +64,8 @@ def layer_options(fn):
                      help="GeoPackage, File Geodatabase (.gdb), folder of per-layer files, TOML "
                           "mapping, or postgresql://USER@HOST:PORT/DB?schema=S&dem=DEM.tif "
                           "(password from PGPASSWORD or ~/.pgpass; default: the shipped Kaizhou "
-                          "layers in layers/)."),
+                          "layers in layers/ of the repository, or in ./layers when the package "
+                          "is installed elsewhere)."),
         click.option("--plan", "plan_path", type=click.Path(path_type=Path), default=None,
                      help="Plan file (TOML; default: the shipped Kaizhou plan)."),
         click.option("--crs", default=None,

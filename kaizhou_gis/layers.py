@@ -54,7 +54,11 @@ VECTOR_LAYERS = ("boundary", "townships", "township_seats", "villages", "settlem
 OPTIONAL_LAYERS = ("sites",)
 #: Layers that must hold at least one feature (settlements and sites may be empty).
 NONEMPTY_LAYERS = ("boundary", "townships", "township_seats", "villages", "roads")
+#: The shipped layers next to the package: ``<repository>/layers`` in a source checkout or an
+#: editable install (see :func:`default_layers_dir` for a non-editable install).
 DEFAULT_LAYERS_DIR = Path(__file__).resolve().parent.parent / "layers"
+#: The files of the shipped default layers.
+DEFAULT_LAYER_FILES = ("kaizhou.gpkg", "dem.tif")
 
 #: File suffixes tried for per-layer vector files in a folder, in order of preference.
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".parquet", ".geoparquet", ".fgb",
@@ -364,6 +368,45 @@ def mosaic_vrt(tiles) -> str:
             f"<GeoTransform>{left!r}, {res_x!r}, 0, {top!r}, 0, {res_y!r}</GeoTransform>"
             f'<VRTRasterBand dataType="{vrt_type}" band="1">{nd_band}{"".join(sources)}'
             f"</VRTRasterBand></VRTDataset>")
+
+
+def _holds_layers(folder: Path) -> bool:
+    """True for a folder with a GeoPackage or a per-layer file of the layer contract."""
+    if not folder.is_dir():
+        return False
+    return any(p.is_file() and (p.suffix.lower() == ".gpkg"
+                                or p.name.split(".")[0] in VECTOR_LAYERS + OPTIONAL_LAYERS)
+               for p in folder.iterdir())
+
+
+def default_layers_dir(*, package_dir: Path | None = None, cwd: Path | None = None) -> Path:
+    """The folder of the default layers (no ``--layers``).
+
+    ``layers/`` next to the package (a source checkout or an editable install) when it holds
+    layers, else ``layers/`` in the current folder (after a non-editable ``pip install .`` the
+    package lives in site-packages without the layers, so run from the repository root).
+    ``package_dir`` (the ``kaizhou_gis`` folder) and ``cwd`` stand in for the real ones in tests.
+
+    Raises
+    ------
+    LayerError
+        Neither folder holds layers; the message names both places, the expected files and
+        ``--layers``.
+    """
+    package_dir = Path(package_dir) if package_dir is not None else Path(__file__).resolve().parent
+    cwd = Path(cwd) if cwd is not None else Path.cwd()
+    places = list(dict.fromkeys([package_dir.parent / "layers", cwd.resolve() / "layers"]))
+    for folder in places:
+        if _holds_layers(folder):
+            return folder
+    raise LayerError(
+        f"layers: no --layers given and no default layers found (looked for "
+        f"{' and '.join(str(p) for p in places)}). The shipped Kaizhou layers are "
+        f"layers/{DEFAULT_LAYER_FILES[0]} (the vector layers {', '.join(VECTOR_LAYERS)}) and "
+        f"layers/{DEFAULT_LAYER_FILES[1]} (the DEM) in the repository: run the command from the "
+        f"repository root, or pass --layers PATH (a GeoPackage, a folder of per-layer files "
+        f"with a DEM, a TOML mapping or a postgresql:// URL), or rebuild them with "
+        f"`kaizhou-gis demo-layers --out layers`.")
 
 
 def open_raster(path, tiles=()) -> rasterio.io.DatasetReader:
@@ -1358,8 +1401,8 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     Parameters
     ----------
     path : str or Path, optional
-        GeoPackage, folder or TOML mapping (see the module docstring); None for
-        :data:`DEFAULT_LAYERS_DIR`.
+        GeoPackage, folder or TOML mapping (see the module docstring); None for the default
+        layers (:func:`default_layers_dir`).
     plan : Plan
         Gives the work CRS, the column aliases and the checking tolerances.
     crs : str, optional
@@ -1395,7 +1438,7 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
         dem_src = _Source(dem_path) if dem_path is not None else None
         db_url, path, folder = target.describe(), Path.cwd(), Path.cwd()
     else:
-        path = Path(path) if path is not None else DEFAULT_LAYERS_DIR
+        path = Path(path) if path is not None else default_layers_dir()
         sources, dem_src, folder = _resolve(path, problems)
     description = db_url or str(path)
     report_rows: list[dict] = []
