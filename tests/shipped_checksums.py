@@ -3,7 +3,8 @@
 ``tests/data/shipped_outputs.json`` holds the SHA-256 of every file such a run writes (but
 ``manifest.json``, whose times and command line change from run to run, the folder lock holding
 the writer's process id, and the ``.cache/`` folder), recorded before the code was reshaped: a refactoring must leave every byte as it was.
-Rendered images and PDFs depend on the versions of the drawing libraries too, so the file records
+The checkout's own path, which the report prints with the layer files' paths, is
+replaced by ``<repo>`` in text files before hashing. Rendered images and PDFs depend on the versions of the drawing libraries too, so the file records
 those versions and the comparison of ``.png``/``.pdf`` files applies when they match.
 
 When a change alters an output on purpose (a fixed drift or a new layer), re-record and say why
@@ -23,6 +24,8 @@ RECORD = Path(__file__).parent / "data" / "shipped_outputs.json"
 VOLATILE = {"manifest.json", ".kaizhou-gis.lock"}  # times/command line; the writer's process id
 RENDERED = {".png", ".pdf"}
 RENDERERS = ("matplotlib", "pillow", "numpy", "folium")
+REPO = Path(__file__).resolve().parents[1]
+TEXT = {".html", ".md", ".json", ".csv", ".txt", ".geojson", ".kml", ".gpx"}
 
 
 def renderer_versions() -> dict[str, str]:
@@ -36,7 +39,10 @@ def checksums(out: Path) -> dict[str, str]:
         rel = f.relative_to(out).as_posix()
         if not f.is_file() or rel in VOLATILE or rel.startswith(".cache/"):
             continue
-        sums[rel] = hashlib.sha256(f.read_bytes()).hexdigest()
+        data = f.read_bytes()
+        if f.suffix in TEXT:  # the report names the layer files by their absolute path
+            data = data.replace(str(REPO).encode(), b"<repo>")
+        sums[rel] = hashlib.sha256(data).hexdigest()
     return sums
 
 
