@@ -44,9 +44,10 @@ from kaizhou_gis.errors import LayerError, format_ids
 from kaizhou_gis.figures import pct
 from kaizhou_gis.network import (DemGrid, RoadNetwork, build_network, dangles_frame, joins_frame,
                                 network_settings, nodes_frame)
+from kaizhou_gis.results import AccessData, StepResult
 
-if TYPE_CHECKING:  # the pipeline imports the steps lazily; no import cycle at import time
-    from kaizhou_gis.pipeline import Context, StepResult
+if TYPE_CHECKING:
+    from kaizhou_gis.results import StepContext, StepNeeds
 
 log = logging.getLogger(__name__)
 
@@ -547,12 +548,12 @@ def _table(base: gpd.GeoDataFrame, cols: list[str], acc: pd.DataFrame, extra: di
     return gpd.GeoDataFrame(t, geometry=base.geometry, crs=base.crs)
 
 
-def run(ctx: "Context") -> "StepResult":
-    """Pipeline step ``access``: tables, GeoPackages, scorecard before/after, works, cost curve."""
-    if ctx.township is not None:  # a township is a view of the district's analysis
-        return township_view(ctx.district.result("access"), ctx)
+def run(ctx: "StepContext", needs: "StepNeeds") -> "StepResult[AccessData]":
+    """Pipeline step ``access``: tables, GeoPackages, scorecard before/after, works, cost curve.
+
+    For the district; a township's result is :func:`township_view` of the district's.
+    """
     from kaizhou_gis import links
-    from kaizhou_gis.pipeline import StepResult
 
     layers, plan = ctx.layers, ctx.plan
     p = plan.section("access")
@@ -598,7 +599,7 @@ def _works_of(works: pd.DataFrame, code: str) -> pd.Series:
     return works["township_code"].astype(str).str.split(";").map(lambda c: code in c).astype(bool)
 
 
-def township_view(district: "StepResult", ctx: "Context") -> "StepResult":
+def township_view(district: "StepResult[AccessData]", ctx: "StepContext") -> "StepResult[AccessData]":
     """The access step for ``ctx.township``: the district's result filtered to the township.
 
     通达/通畅 before and after, the works and their costs are the district run's (the works are
@@ -607,7 +608,7 @@ def township_view(district: "StepResult", ctx: "Context") -> "StepResult":
     township's ``works_share_*`` figures split it evenly, as the district table does), the
     cost-curve steps of its points and its unresolved points.
     """
-    p = district.data["_parts"]
+    p = district.data.parts
     code = str(ctx.township)
     vt = p["vt"][p["vt"]["township_code"].astype(str) == code]
     st = p["st"][p["st"]["township_code"].astype(str) == code]
@@ -649,10 +650,9 @@ def _township_totals(district: dict, works: pd.DataFrame, code: str, unresolved:
     return t
 
 
-def _build(ctx: "Context", parts: dict, township: str | None) -> "StepResult":
+def _build(ctx: "StepContext", parts: dict, township: str | None) -> "StepResult[AccessData]":
     """Tables, scorecard and files of the access step from the district's analysis and works
     (``parts``, filtered to ``township`` when given)."""
-    from kaizhou_gis.pipeline import StepResult
 
     layers, plan = ctx.layers, ctx.plan
     p = plan.section("access")
@@ -747,9 +747,9 @@ def _build(ctx: "Context", parts: dict, township: str | None) -> "StepResult":
                "before": {k: b[k] for k in b if k != "per_township"},
                "after": {k: a[k] for k in a if k != "per_township"}, "works": totals,
                "network": before.net.report}
-    data = {"villages": vt, "settlements": st, "edges": before.net.edges, "works": works,
-            "scorecard": {"before": sc_before, "after": sc_after}, "cost_curve": curve,
-            "network": before.net, "unresolved": parts["unresolved"], "townships": towns,
-            "_parts": parts,
-            "_township_view": township is not None}
-    return StepResult(name="access", files=files, data=data, summary=summary)
+    data = AccessData(villages=vt, settlements=st, edges=before.net.edges, works=works,
+                      scorecard={"before": sc_before, "after": sc_after}, cost_curve=curve,
+                      network=before.net, unresolved=parts["unresolved"], townships=towns,
+                      parts=parts)
+    return StepResult(name="access", files=files, data=data, summary=summary,
+                      township_view=township is not None)

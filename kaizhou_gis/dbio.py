@@ -469,7 +469,7 @@ def result_tables(ctx, outcomes) -> list[ResultTable]:
     table (same rows, plus the geometry)."""
     from kaizhou_gis.pipeline import STEPS
 
-    titles = {n: t for n, _, t in STEPS}
+    titles = {s.name: s.title for s in STEPS}
     out: dict[str, ResultTable] = {}
 
     def add(name, frame, rel, step, replace=False):
@@ -506,7 +506,7 @@ def result_tables(ctx, outcomes) -> list[ResultTable]:
                     ind.attrs["labels_zh"] = {"id": "序号", "name_zh": "指标", "name_en": "指标（英文）",
                                               "unit": "单位", "status": "状态"}
                     add("report_indicators", ind, f"{rel}:indicators", oc.name)
-                tw = ctx.results[oc.name].data.get("townships")
+                tw = getattr(ctx.results[oc.name].data, "townships", None)
                 if isinstance(tw, pd.DataFrame):
                     add("report_townships", tw, f"{rel}:townships", oc.name)
     return list(out.values())

@@ -32,6 +32,8 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import pandas as pd
 
+from kaizhou_gis.results import RelocationData, StepContext
+
 FIELD_COORDS = ("wgs84", "gcj02")
 KML_NS = "http://www.opengis.net/kml/2.2"
 GPX_NS = "http://www.topografix.com/GPX/1/1"
@@ -127,15 +129,15 @@ def _clean(v: Any) -> str:
     return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "", str(v))
 
 
-def township_points(reloc: dict, code: str, *, coords: str, last_year: int | None) -> dict:
+def township_points(reloc: RelocationData, code: str, *, coords: str, last_year: int | None) -> dict:
     """The candidates (by village) and sites of one township as plain records with lon/lat."""
-    s = reloc["settlements"]
+    s = reloc.settlements
     cand = s[(s["township_code"].astype(str) == code) & s["relocation_candidate"].astype(bool)]
     cand = cand.sort_values(["village_code", "priority", "settlement_id"], ascending=[True, False, True],
                             kind="mergesort")
-    asg = reloc.get("assignment")
+    asg = reloc.assignment
     asg = asg if isinstance(asg, pd.DataFrame) else pd.DataFrame(columns=["settlement_id", "site_id", "households"])
-    sites = reloc.get("sites")
+    sites = reloc.sites
     site_names = {}
     if sites is not None and len(sites):
         site_names = dict(zip(sites["site_id"].astype(str),
@@ -285,7 +287,7 @@ def build_gpx(points: dict, *, title: str, description: str) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(gpx, encoding="utf-8")
 
 
-def field_files(ctx, reloc: dict, *, coords: str = "wgs84", codes: list[str] | None = None) -> dict[str, bytes]:
+def field_files(ctx: StepContext, reloc: RelocationData, *, coords: str = "wgs84", codes: list[str] | None = None) -> dict[str, bytes]:
     """``{"field/<code>_<coords>.kmz": bytes, "field/<code>_<coords>.gpx": bytes}`` for each
     township with candidates or sites (``codes``: default every township of the run)."""
     from kaizhou_gis.errors import OptionError
@@ -326,11 +328,10 @@ def field_files(ctx, reloc: dict, *, coords: str = "wgs84", codes: list[str] | N
     return out
 
 
-def write_field_files(ctx, out_dir: str | Path, *, coords: str = "wgs84",
-                      codes: list[str] | None = None) -> list[Path]:
+def write_field_files(ctx: StepContext, reloc: RelocationData, out_dir: str | Path, *,
+                      coords: str = "wgs84", codes: list[str] | None = None) -> list[Path]:
     """Write the KMZ and GPX of each township (default: every township of the run) under
-    ``out_dir/field/``; runs the relocation step as needed (cached in ``ctx``)."""
+    ``out_dir/field/`` from the relocation step's result ``reloc``."""
     from kaizhou_gis import outputs
 
-    reloc = ctx.result("relocation").data
     return outputs.write_products(out_dir, field_files(ctx, reloc, coords=coords, codes=codes))

@@ -26,7 +26,7 @@ import pandas as pd
 
 from kaizhou_gis.admin import townships_of_villages
 from kaizhou_gis.errors import LayerError, OptionError, PlanError, format_ids
-from kaizhou_gis.pipeline import Context, StepResult
+from kaizhou_gis.results import IndustryData, StepContext, StepNeeds, StepResult
 
 log = logging.getLogger(__name__)
 
@@ -565,7 +565,7 @@ def product_totals(projects: pd.DataFrame, hosts: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # pipeline step
 # --------------------------------------------------------------------------------------------
-def run(ctx: Context) -> StepResult:
+def run(ctx: StepContext, needs: StepNeeds) -> StepResult[IndustryData]:
     """Pipeline step ``industry``: the project table, the host points and what could not be placed.
 
     Files (relative to ``--out``): ``industry/projects.csv``, ``industry/projects.gpkg`` (layer
@@ -668,6 +668,6 @@ def run(ctx: Context) -> StepResult:
         "industry/totals.csv": totals,
     }
     return StepResult("industry", files=files,
-                      data={"projects": table, "hosts": hosts, "unresolved": unresolved,
-                            "totals": totals},
+                      data=IndustryData(projects=table, hosts=hosts, unresolved=unresolved,
+                                        totals=totals),
                       summary=summary)

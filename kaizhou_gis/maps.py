@@ -43,7 +43,7 @@ from kaizhou_gis.admin import settlement_townships, village_townships
 from kaizhou_gis.errors import KaizhouGISError, LayerError, OptionError, format_ids
 from kaizhou_gis.industry import host_township_codes
 from kaizhou_gis.mapassets import OfflineMap, RawHtml, inline_assets, script_json
-from kaizhou_gis.pipeline import Context, StepResult
+from kaizhou_gis.results import MapsData, StepContext, StepNeeds, StepResult
 
 log = logging.getLogger(__name__)
 
@@ -490,9 +490,9 @@ class MapData:
     status: dict = field(default_factory=dict)
 
 
-def _step_data(ctx: Context, name: str, missing: dict[str, str]) -> dict | None:
+def _step_data(ctx: StepContext, needs: StepNeeds, name: str, missing: dict[str, str]) -> Any:
     try:
-        res = ctx.result(name)
+        res = needs.result(name)
     except KaizhouGISError as e:
         missing[name] = str(e).splitlines()[0][:300]
         log.warning("maps: %s layers left out: %s", name, missing[name])
@@ -505,8 +505,9 @@ def _step_data(ctx: Context, name: str, missing: dict[str, str]) -> dict | None:
     return res.data if isinstance(res, StepResult) else None
 
 
-def gather(ctx: Context, basemap: str | None = None) -> MapData:
-    """Collect the layers and the other steps' results, enriched and in the map CRS.
+def gather(ctx: StepContext, needs: StepNeeds, basemap: str | None = None) -> MapData:
+    """Collect the layers and the results of the steps the maps need (``needs``, from
+    ``ctx.needs_of("maps")``), enriched and in the map CRS.
 
     ``basemap`` (default: the run's ``--basemap``) "gaode" shifts everything to GCJ-02.
     """
@@ -517,9 +518,9 @@ def gather(ctx: Context, basemap: str | None = None) -> MapData:
     # what the loader filled in or changed (e.g. no poverty_village column: every village is
     # drawn as "other village") belongs on the page next to the layers it explains
     notes: list[str] = [f"图层 layers: {n}" for n in (getattr(L, "notes", None) or [])]
-    access = _step_data(ctx, "access", missing)
-    reloc = _step_data(ctx, "relocation", missing)
-    industry = _step_data(ctx, "industry", missing)
+    access = _step_data(ctx, needs, "access", missing)
+    reloc = _step_data(ctx, needs, "relocation", missing)
+    industry = _step_data(ctx, needs, "industry", missing)
 
     tw_names = dict(zip(L.townships["township_code"].astype(str), L.townships["name"].astype(str)))
 
@@ -541,8 +542,8 @@ def gather(ctx: Context, basemap: str | None = None) -> MapData:
         {0: "深度贫困村", 1: "贫困村", 2: "非贫困村", 3: "社区"})
     villages["access_cat"] = 3
     villages["access_reason"] = None
-    if access is not None and isinstance(access.get("villages"), pd.DataFrame):
-        av = access["villages"].reindex(villages.index)
+    if access is not None and isinstance(access.villages, pd.DataFrame):
+        av = access.villages.reindex(villages.index)
         tda, tch = _col(av, "tongda"), _col(av, "tongchang")
         known = tda.notna() & tch.notna()
         villages.loc[known, "access_cat"] = np.select(
@@ -560,14 +561,14 @@ def gather(ctx: Context, basemap: str | None = None) -> MapData:
         settlements["township_code"] = settlement_townships(settlements, villages, warn=False)
         v2n = dict(zip(villages["village_code"].astype(str), villages["name"].astype(str)))
         settlements["village_name"] = settlements["village_code"].astype(str).map(v2n)
-        if reloc is not None and isinstance(reloc.get("settlements"), pd.DataFrame):
-            rs = reloc["settlements"].reindex(settlements.index)
+        if reloc is not None and isinstance(reloc.settlements, pd.DataFrame):
+            rs = reloc.settlements.reindex(settlements.index)
             for c in ("elevation_m", "slope_deg", "relocation_candidate", "priority", "reasons_zh",
                       "status", "schedule_year"):
                 if c in rs.columns:
                     settlements[c] = rs[c]
-        if access is not None and isinstance(access.get("settlements"), pd.DataFrame):
-            acs = access["settlements"].reindex(settlements.index)
+        if access is not None and isinstance(access.settlements, pd.DataFrame):
+            acs = access.settlements.reindex(settlements.index)
             for c in ("tongda", "tongchang", "target_group"):
                 if c in acs.columns:
                     settlements["acc_" + c] = acs[c]
@@ -575,16 +576,16 @@ def gather(ctx: Context, basemap: str | None = None) -> MapData:
 
     # relocation sites and assignment lines
     sites = assignment = None
-    if reloc is not None and isinstance(reloc.get("sites"), gpd.GeoDataFrame) and len(reloc["sites"]):
-        sites = gpd.GeoDataFrame(reloc["sites"].copy(), geometry=reloc["sites"].geometry.name,
-                                 crs=reloc["sites"].crs)
+    if reloc is not None and isinstance(reloc.sites, gpd.GeoDataFrame) and len(reloc.sites):
+        sites = gpd.GeoDataFrame(reloc.sites.copy(), geometry=reloc.sites.geometry.name,
+                                 crs=reloc.sites.crs)
         sites["township_code"] = _col(sites, "township_code", "").astype(str)
         assigned = _num(_col(sites, "assigned_households", 0)).fillna(0)
         sites["site_cat"] = np.where(assigned > 0, 0, 1)
         if "site_id" not in sites:
             sites["site_id"] = [f"S{i}" for i in range(len(sites))]
         sites["site_name"] = _col(sites, "name", None).fillna(sites["site_id"])
-        asg = reloc.get("assignment")
+        asg = reloc.assignment
         if isinstance(asg, pd.DataFrame) and len(asg) and settlements is not None:
             s_geo = dict(zip(settlements["settlement_id"].astype(str), settlements.geometry))
             s_tw = dict(zip(settlements["settlement_id"].astype(str), settlements["township_code"]))
@@ -603,25 +604,25 @@ def gather(ctx: Context, basemap: str | None = None) -> MapData:
                              "geometry": shapely.LineString([a.centroid, b.centroid])})
             if rows:
                 assignment = gpd.GeoDataFrame(rows, geometry="geometry", crs=settlements.crs)
-        unassigned = reloc.get("unassigned")
+        unassigned = reloc.unassigned
         if isinstance(unassigned, pd.DataFrame) and len(unassigned):
             notes.append(f"{len(unassigned)} 个搬迁自然村未分配安置点 settlements without a site "
                          f"(见 relocation 表 see the relocation tables).")
 
     # industry hosts
     hosts = None
-    if industry is not None and isinstance(industry.get("hosts"), gpd.GeoDataFrame):
-        hosts = industry["hosts"].copy()
+    if industry is not None and isinstance(industry.hosts, gpd.GeoDataFrame):
+        hosts = industry.hosts.copy()
         if len(hosts):
             hosts["township_code"] = host_township_codes(hosts, village_townships(villages))
-        unresolved = industry.get("unresolved")
+        unresolved = industry.unresolved
         if isinstance(unresolved, pd.DataFrame) and len(unresolved):
             notes.append(f"{len(unresolved)} 个产业项目地点未能定位到村 industry project places "
                          f"not found on the map (见 industry/unresolved).")
 
     works = None
-    if access is not None and isinstance(access.get("works"), gpd.GeoDataFrame) and len(access["works"]):
-        works = access["works"].copy()
+    if access is not None and isinstance(access.works, gpd.GeoDataFrame) and len(access.works):
+        works = access.works.copy()
         works["work_cat"] = np.where(_col(works, "type", "new").astype(str) == "upgrade", 1, 0)
 
     # roads: simplified per scale in the work CRS, then kept in both CRSs
@@ -669,9 +670,9 @@ def gather(ctx: Context, basemap: str | None = None) -> MapData:
         status=status)
 
 
-def gather_wgs84(ctx: Context) -> MapData:
+def gather_wgs84(ctx: StepContext, needs: StepNeeds) -> MapData:
     """:func:`gather` in WGS84 whatever the basemap (print sheets, field files)."""
-    return gather(ctx, basemap="offline")
+    return gather(ctx, needs, basemap="offline")
 
 
 def _map_crs_converter(basemap: str, map_crs: str) -> Callable[[gpd.GeoDataFrame], gpd.GeoDataFrame]:
@@ -977,7 +978,7 @@ class Background:
     bounds_lonlat: tuple[float, float, float, float]
 
 
-def make_background(ctx: Context, bounds_lonlat: tuple[float, float, float, float], *, width_px: int,
+def make_background(ctx: StepContext, bounds_lonlat: tuple[float, float, float, float], *, width_px: int,
                     inside: gpd.GeoSeries | None, basemap: str) -> Background | None:
     """Hillshade of the DEM for a lon/lat box, as an overlay PNG (Web-Mercator rows)."""
     cfg = ctx.plan.section("maps")
@@ -1184,7 +1185,7 @@ def _bounds_of(gdf: gpd.GeoDataFrame, pad_frac: float = 0.03) -> tuple[float, fl
     return (float(w - px), float(s - py), float(e + px), float(n + py))
 
 
-def _options(ctx: Context) -> tuple[str, str | None]:
+def _options(ctx: StepContext) -> tuple[str, str | None]:
     basemap = ctx.options.get("basemap") or "offline"
     if basemap not in BASEMAPS:
         raise OptionError(f"--basemap {basemap}: unknown basemap; use one of {', '.join(BASEMAPS)}.")
@@ -1198,11 +1199,11 @@ def _options(ctx: Context) -> tuple[str, str | None]:
     return basemap, key
 
 
-def run(ctx: Context) -> StepResult:
+def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     """Build the district maps and the township maps (HTML + PNG) of the run.
 
     ``files`` holds each page as rendered HTML text (rendered once, to check the size budget) and
-    each PNG as bytes; ``data["maps"]`` keeps the folium objects, ``data["sizes_mb"]`` the sizes.
+    each PNG as bytes; ``data.maps`` keeps the folium objects, ``data.sizes_mb`` the sizes.
     With ``ctx.township`` set only that township's map and PNG are built.
     """
     basemap, tianditu_key = _options(ctx)
@@ -1211,8 +1212,8 @@ def run(ctx: Context) -> StepResult:
     st = _settings(plan)
     # a township's map is drawn from the district's results (its candidates, sites, works and
     # access are the district run's), so it is the same page as the district run's township map
-    d = gather(ctx.district)
-    d_print = d if basemap != "gaode" else gather_wgs84(ctx.district)  # sheets are drawn from WGS84 data
+    d = gather(ctx.district, needs)
+    d_print = d if basemap != "gaode" else gather_wgs84(ctx.district, needs)  # sheets are drawn from WGS84 data
     files: dict[str, Any] = {}
     district = plan.name
     codes = sorted(d.townships["township_code"].astype(str))
@@ -1285,4 +1286,4 @@ def run(ctx: Context) -> StepResult:
     summary = {"headline": headline, "maps": n_html, "township_maps": n_tw, "sizes_mb": sizes,
                "over_budget": over, "missing_layers": dict(d.missing), "basemap": basemap,
                "synthesized_layers": d.synthesized}
-    return StepResult("maps", files=files, data={"sizes_mb": sizes, "maps": folium_maps}, summary=summary)
+    return StepResult("maps", files=files, data=MapsData(sizes_mb=sizes, maps=folium_maps), summary=summary)

@@ -1,13 +1,22 @@
-"""Chains the analysis steps.
+"""Chains the analysis steps: the step graph (:data:`STEPS`) and the run context.
 
-Each analysis module exposes ``run(ctx: Context) -> StepResult``. A step returns the files it
-wants written (``{path relative to --out: object}``), in-memory data for later steps, and a
-summary of figures. :meth:`Context.result` runs a step on first use and caches it, so a step that
-needs another (relocation needs road access) gets it whether or not that step was asked for;
-only the requested steps' files are written, by :func:`run_steps` through :mod:`outputs`.
+Each step is declared once, in :data:`STEPS`: the function that computes it
+(``"module:function"``, called as ``run(ctx, needs)``), the other steps whose results it needs,
+the layers and plan sections it reads, the type of its result's ``data``
+(:mod:`kaizhou_gis.results`) and how a township run derives from the district run. The graph is
+checked when this module is imported (:func:`check_steps`): an unknown dependency, a cycle or a
+step listed before one it needs is an error.
+
+A step returns a :class:`~kaizhou_gis.results.StepResult`: the files it wants written
+(``{path relative to --out: object}``), its typed data for later steps, and a summary of
+figures. :meth:`Context.result` runs a step on first use and caches it, so a step that needs
+another (relocation needs road access) gets it through its declared ``needs`` whether or not that
+step was asked for; only the requested steps' files are written, by :func:`run_steps` through
+:mod:`outputs`. docs/architecture.md describes the graph for a newcomer.
 """
 from __future__ import annotations
 
+import graphlib
 import importlib
 import logging
 import time
@@ -19,35 +28,116 @@ from typing import Any, Callable
 from kaizhou_gis.errors import KaizhouGISError, OptionError, StepError
 from kaizhou_gis.layers import Layers
 from kaizhou_gis.plan import Plan
+from kaizhou_gis.results import (AccessData, IndustryData, MapsData, RelocationData, ReportData,
+                                 StepNeeds, StepResult)
 
 log = logging.getLogger(__name__)
 
-#: Steps of the main job, in run order: (name, "module:function", title).
-STEPS: list[tuple[str, str, str]] = [
-    ("industry", "kaizhou_gis.industry:run", "Industry projects / 产业项目"),
-    ("access", "kaizhou_gis.access:run", "Road access / 道路通达通畅"),
-    ("relocation", "kaizhou_gis.relocation:run", "Relocation / 高山生态扶贫搬迁"),
-    ("maps", "kaizhou_gis.maps:run", "Maps / 地图"),
-    ("report", "kaizhou_gis.report:run", "Plan scorecard / 规划指标"),
+#: How a step's result for ``--township X`` is made (:attr:`Step.township`).
+TOWNSHIP_VIEW = "view"  # the district result, filtered by the module's ``township_view(result, ctx)``
+TOWNSHIP_OWN = "own"    # the step function itself handles ``ctx.township``
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node of the step graph."""
+
+    name: str
+    #: ``"module:function"``; the function is called as ``function(ctx, needs)``
+    target: str
+    #: the line printed for the step (``[1/5] Industry projects / 产业项目 ...``)
+    title: str
+    #: steps whose results this one reads (through the :class:`StepNeeds` passed in)
+    needs: tuple[str, ...] = ()
+    #: layers it reads (names of :data:`kaizhou_gis.layers.VECTOR_LAYERS`, ``OPTIONAL_LAYERS``, "dem")
+    layers: tuple[str, ...] = ()
+    #: plan sections it reads (top-level tables of the plan file, e.g. ``relocation``)
+    plan: tuple[str, ...] = ()
+    #: the class of its result's ``data``
+    returns: type | None = None
+    #: :data:`TOWNSHIP_VIEW` or :data:`TOWNSHIP_OWN`
+    township: str = TOWNSHIP_OWN
+    #: resolve ``needs`` on the district run even in a township run (maps: a township map is
+    #: drawn from the district's results)
+    district_needs: bool = False
+    #: its district result is kept in ``<out>/.cache`` for later commands (the costly analyses)
+    cached: bool = False
+
+
+#: The step graph of the main job, in run order (each step after the steps it needs).
+STEPS: list[Step] = [
+    Step("industry", "kaizhou_gis.industry:run", "Industry projects / 产业项目",
+         layers=("townships", "township_seats", "villages"), plan=("industry", "aliases"),
+         returns=IndustryData),
+    Step("access", "kaizhou_gis.access:run", "Road access / 道路通达通畅",
+         layers=("townships", "township_seats", "villages", "settlements", "roads", "dem"),
+         plan=("access", "links", "crs"), returns=AccessData, township=TOWNSHIP_VIEW, cached=True),
+    Step("relocation", "kaizhou_gis.relocation:run", "Relocation / 高山生态扶贫搬迁",
+         needs=("access",),
+         layers=("boundary", "townships", "township_seats", "villages", "settlements", "roads",
+                 "dem", "sites"),
+         plan=("relocation", "baseline", "crs", "meta"), returns=RelocationData,
+         township=TOWNSHIP_VIEW, cached=True),
+    Step("maps", "kaizhou_gis.maps:run", "Maps / 地图",
+         needs=("access", "relocation", "industry"),
+         layers=("boundary", "townships", "township_seats", "villages", "settlements", "roads",
+                 "dem"),
+         plan=("maps", "crs", "meta", "access", "relocation"), returns=MapsData,
+         district_needs=True),
+    Step("report", "kaizhou_gis.report:run", "Plan scorecard / 规划指标",
+         needs=("access", "relocation", "industry"),
+         layers=("townships", "villages", "settlements"),
+         plan=("report", "meta", "baseline", "relocation", "access", "indicators"),
+         returns=ReportData),
 ]
 
 
-#: Steps whose district results are cached in ``<out>/.cache`` (the costly analyses).
-CACHED_STEPS: tuple[str, ...] = ("access", "relocation")
+def check_steps(steps: list[Step]) -> list[str]:
+    """Check a step graph; returns the run order it implies (the list order).
+
+    Raises :class:`StepError` naming the step for a duplicate name, an unknown dependency, a
+    cycle, a step listed before a step it needs, or an unknown township mode.
+    """
+    names = [s.name for s in steps]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise StepError(f"STEPS: step name(s) listed twice: {', '.join(dup)}")
+    for s in steps:
+        unknown = [n for n in s.needs if n not in names]
+        if unknown:
+            raise StepError(f"STEPS: step '{s.name}' needs {', '.join(unknown)}, which is not a "
+                            f"step; steps: {', '.join(names)}")
+        if s.township not in (TOWNSHIP_VIEW, TOWNSHIP_OWN):
+            raise StepError(f"STEPS: step '{s.name}': township must be '{TOWNSHIP_VIEW}' or "
+                            f"'{TOWNSHIP_OWN}', not {s.township!r}")
+    try:
+        tuple(graphlib.TopologicalSorter({s.name: s.needs for s in steps}).static_order())
+    except graphlib.CycleError as e:
+        raise StepError(f"STEPS: the steps need each other in a cycle: "
+                        f"{' -> '.join(e.args[1])}") from None
+    for i, s in enumerate(steps):
+        later = [n for n in s.needs if names.index(n) > i]
+        if later:
+            raise StepError(f"STEPS: step '{s.name}' is listed before {', '.join(later)}, which "
+                            f"it needs; list the steps in run order.")
+    return names
+
+
+check_steps(STEPS)
+
+
+def get_step(name: str) -> Step:
+    """The registered step ``name`` (:class:`OptionError` naming the steps when unknown)."""
+    for s in STEPS:
+        if s.name == name:
+            return s
+    raise OptionError(f"unknown step '{name}'; steps: {', '.join(s.name for s in STEPS)}")
+
+
 #: Options that change figures (part of the inputs fingerprint).
 ANALYSIS_OPTIONS: tuple[str, ...] = ("split",)
 #: Options that change only how files look (recorded beside the fingerprint).
 OUTPUT_OPTIONS: tuple[str, ...] = ("header", "basemap")
-
-
-@dataclass
-class StepResult:
-    """What one step produced."""
-
-    name: str
-    files: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,9 +164,11 @@ class Context:
     def result(self, name: str) -> StepResult:
         """The result of step ``name``, running it now if it has not run.
 
-        With ``--township`` the relocation and access steps give the district's result (from
-        :attr:`district`: computed once, or taken from the cache) filtered to the township by
-        their ``township_view``: a township is a view of the district, never a separate analysis.
+        The step function gets the results of its declared needs (:meth:`needs_of`). With
+        ``--township`` a step declared ``township="view"`` (relocation, access) gives the
+        district's result (from :attr:`district`: computed once, or taken from the cache)
+        filtered to the township by its module's ``township_view``: a township is a view of the
+        district, never a separate analysis.
         """
         if name in self.results:
             return self.results[name]
@@ -85,17 +177,33 @@ class Context:
         fn = step_function(name)
         if fn is None:
             raise StepError(f"step '{name}' is not available in this installation.")
+        step = get_step(name)
         try:
             res = self._from_cache(name)
             if res is None:
                 log.info("running step %s", name)
-                res = fn(self)
+                if self.township is not None and step.township == TOWNSHIP_VIEW:
+                    view = township_view_function(name)
+                    assert view is not None, f"step {name} declares a township view"
+                    res = view(self.district.result(name), self)
+                else:
+                    res = fn(self, self.needs_of(name))
                 self._to_cache(name, res)
         except KaizhouGISError as e:
             self.failed[name] = str(e)
             raise
         self.results[name] = res
         return res
+
+    def needs_of(self, name: str) -> StepNeeds:
+        """The results step ``name`` declared it needs, computed on first use (on the district
+        run for a step with ``district_needs``)."""
+        step = get_step(name)
+        source = self.district if step.district_needs else self
+        registered = {s.name: s for s in STEPS}
+        views = frozenset(n for n in step.needs
+                          if n in registered and registered[n].township == TOWNSHIP_VIEW)
+        return StepNeeds(name, step.needs, source.result, views=views)
 
     @property
     def district(self) -> "Context":
@@ -108,7 +216,7 @@ class Context:
             opts["township"] = None
             # results given to this context from outside (not made here as township views) and
             # failures hold for the district too
-            given = {k: v for k, v in self.results.items() if not v.data.get("_township_view")}
+            given = {k: v for k, v in self.results.items() if not v.township_view}
             self._district = Context(layers=self.layers, plan=self.plan, options=opts,
                                      results=given, failed=dict(self.failed),
                                      overrides=self.overrides, cache_dir=self.cache_dir,
@@ -121,7 +229,7 @@ class Context:
         return manifest.cache_key(self.inputs)
 
     def _from_cache(self, name: str) -> StepResult | None:
-        if self.cache_dir is None or self.township is not None or name not in CACHED_STEPS:
+        if self.cache_dir is None or self.township is not None or not get_step(name).cached:
             return None
         from kaizhou_gis import manifest
         res = manifest.load_cached(self.cache_dir, name, self._cache_key())
@@ -131,7 +239,7 @@ class Context:
         return res
 
     def _to_cache(self, name: str, res: StepResult) -> None:
-        if self.cache_dir is None or self.township is not None or name not in CACHED_STEPS:
+        if self.cache_dir is None or self.township is not None or not get_step(name).cached:
             return
         from kaizhou_gis import manifest
         manifest.store_cached(self.cache_dir, name, self._cache_key(), res)
@@ -177,32 +285,30 @@ class Context:
         return {k: self.options.get(k) for k in OUTPUT_OPTIONS if self.options.get(k) is not None}
 
 
-def step_function(name: str) -> Callable[[Context], StepResult] | None:
-    for n, target, _ in STEPS:
-        if n == name:
-            mod, fn = target.split(":")
-            try:
-                module = importlib.import_module(mod)
-            except ModuleNotFoundError as e:
-                if e.name == mod:
-                    return None
-                raise
-            return getattr(module, fn)
-    raise OptionError(f"unknown step '{name}'; steps: {', '.join(n for n, _, _ in STEPS)}")
+def step_function(name: str) -> Callable[[Context, StepNeeds], StepResult] | None:
+    """The function of step ``name``, or None when its module is not installed."""
+    mod, fn = get_step(name).target.split(":")
+    try:
+        module = importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name == mod:
+            return None
+        raise
+    return getattr(module, fn)
 
 
 def township_view_function(name: str) -> Callable[[StepResult, Context], StepResult] | None:
     """The step's ``township_view(district_result, ctx)``, or None when the step handles
     ``--township`` itself (industry, maps, report)."""
-    for n, target, _ in STEPS:
-        if n == name:
-            mod = importlib.import_module(target.split(":")[0])
-            return getattr(mod, "township_view", None)
-    return None
+    step = get_step(name)
+    if step.township != TOWNSHIP_VIEW:
+        return None
+    mod = importlib.import_module(step.target.split(":")[0])
+    return getattr(mod, "township_view")
 
 
 def available_steps() -> list[str]:
-    return [n for n, _, _ in STEPS if step_function(n) is not None]
+    return [s.name for s in STEPS if step_function(s.name) is not None]
 
 
 def resolve_township(layers: Layers, text: str | None) -> str | None:
@@ -268,7 +374,7 @@ def _run_steps(ctx, names, out_dir, *, on_start, on_done, track_memory,
 
     status = ctx.data_status
     outcomes = []
-    titles = {n: t for n, _, t in STEPS}
+    titles = {s.name: s.title for s in STEPS}
     for name in names:
         title = titles.get(name, name)
         if on_start:

@@ -642,12 +642,12 @@ def _labels(d, code: str) -> list[tuple[float, float, str, str]]:
 def write_township_pdf(ctx, code: str, path: str | Path, *, png_path: str | Path | None = None) -> Path:
     """Write the A3 PDF sheet of township ``code`` (and optionally its PNG) for a loaded context.
 
-    ``ctx`` is a :class:`kaizhou_gis.pipeline.Context`; the other steps run as needed (cached in
-    ``ctx``). Files are written atomically.
+    ``ctx`` is a :class:`kaizhou_gis.pipeline.Context`; the steps the maps need run as needed
+    (cached in ``ctx``). Files are written atomically.
     """
     from kaizhou_gis import maps, outputs
 
-    d = maps.gather_wgs84(ctx)
+    d = maps.gather_wgs84(ctx, ctx.needs_of("maps"))
     specs = maps.map_layers("township", d, maps._settings(ctx.plan), str(code))
     res = township_sheet(ctx, d, specs, str(code), formats=("pdf", "png") if png_path else ("pdf",))
     outputs.write_bytes(res["pdf"], path)

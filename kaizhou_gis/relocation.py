@@ -67,7 +67,7 @@ from kaizhou_gis import leftout
 from kaizhou_gis.admin import NO_TOWNSHIP, settlement_townships
 from kaizhou_gis.errors import KaizhouGISError, LayerError, PlanError, StepError, format_ids
 from kaizhou_gis.figures import pct
-from kaizhou_gis.pipeline import Context, StepResult
+from kaizhou_gis.results import RelocationData, StepContext, StepNeeds, StepResult
 from kaizhou_gis.plan import Plan
 from kaizhou_gis.terrain import point_terrain, zonal_stats
 
@@ -234,8 +234,8 @@ def settlement_table(settlements: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
     return s
 
 
-def access_columns(ctx: Context, settlements: gpd.GeoDataFrame) -> tuple[pd.DataFrame | None, str]:
-    """Road access of each settlement from the ``access`` step, or None with the reason.
+def access_columns(needs: StepNeeds, settlements: gpd.GeoDataFrame) -> tuple[pd.DataFrame | None, str]:
+    """Road access of each settlement from the ``access`` step (``needs``), or None with the reason.
 
     Returns
     -------
@@ -244,8 +244,8 @@ def access_columns(ctx: Context, settlements: gpd.GeoDataFrame) -> tuple[pd.Data
         ``network_km_to_seat``; ``note`` says where remoteness came from or why it is unknown.
     """
     try:
-        res = ctx.result("access")
-        acc = res.data["settlements"]
+        res = needs.result("access")
+        acc = res.data.settlements
     except KaizhouGISError as e:
         return None, f"road access unavailable (access step: {' '.join(str(e).split())}); remoteness unknown"
     except Exception as e:  # a bug in another step must not stop the relocation list
@@ -1214,17 +1214,17 @@ def _coverage_user(sites: gpd.GeoDataFrame, demand: pd.DataFrame,
         "shortfall_households", "site_note"]))
 
 
-def _access_edges(ctx: Context) -> gpd.GeoDataFrame | None:
+def _access_edges(needs: StepNeeds) -> gpd.GeoDataFrame | None:
     """The road network edges of the ``access`` step (None when unavailable)."""
     try:
-        e = ctx.result("access").data.get("edges")
+        e = needs.result("access").data.edges
     except Exception:  # the step already reported why access is unavailable
         return None
     need = {"u", "v", "length_m"}
     return e if isinstance(e, gpd.GeoDataFrame) and need <= set(e.columns) and len(e) else None
 
 
-def _site_points(ctx: Context, dem, demand: gpd.GeoDataFrame
+def _site_points(ctx: StepContext, dem, demand: gpd.GeoDataFrame
                  ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, str, pd.DataFrame]:
     """(selected sites, every evaluated site, origin, per-township coverage) for the step.
 
@@ -1281,15 +1281,14 @@ def _site_points(ctx: Context, dem, demand: gpd.GeoDataFrame
     return sel, ev, f"generated grid ({sp['candidate_spacing_m']:g} m spacing)", coverage
 
 
-def run(ctx: Context) -> StepResult:
+def run(ctx: StepContext, needs: StepNeeds) -> StepResult[RelocationData]:
     """The relocation step: candidates, schedule, sites, assignment, roll-ups, plan comparison.
 
     Writes (paths under ``--out``) ``relocation/settlements.gpkg`` (every settlement),
     ``candidates.csv``/``.xlsx``, ``villages.csv``, ``townships.csv``, ``sites.gpkg`` (layers
     ``sites`` and ``evaluated``), ``assignment.csv``, ``unassigned.csv`` and ``summary.json``.
+    For the district; a township's result is :func:`township_view` of the district's.
     """
-    if ctx.township is not None:  # a township is a view of the district's analysis
-        return township_view(ctx.district.result("relocation"), ctx)
     plan, layers = ctx.plan, ctx.layers
     check_settings(plan)
     r = plan.section("relocation")
@@ -1303,7 +1302,7 @@ def run(ctx: Context) -> StepResult:
         s["slope_deg"] = t["slope_deg"].round(2)
         s["local_max_m"] = t["local_max_m"]
         s["valley_depth_m"] = t["valley_depth_m"]
-        access, access_note = access_columns(ctx, s)
+        access, access_note = access_columns(needs, s)
         s = flag_settlements(s, plan, access=access)
         cand = s["relocation_candidate"]
         s["schedule_year"] = pd.Series(pd.NA, index=s.index, dtype="Int64")
@@ -1324,7 +1323,7 @@ def run(ctx: Context) -> StepResult:
             f"; every feasible point within {float(sp['max_distance_km']):g} km of the township's "
             f"remaining households is already a site (a larger site, a longer max_distance_km or "
             f"ground above the threshold would be needed)")
-    edges = _access_edges(ctx) if access is not None else None
+    edges = _access_edges(needs) if access is not None else None
     if len(assignment):
         sd = s.drop_duplicates("settlement_id")
         s_geo = pd.Series(sd.geometry.to_numpy(), index=sd["settlement_id"].astype(str))
@@ -1352,7 +1351,7 @@ def run(ctx: Context) -> StepResult:
     return _build(ctx, parts, None)
 
 
-def township_view(district: StepResult, ctx: Context) -> StepResult:
+def township_view(district: StepResult[RelocationData], ctx: StepContext) -> StepResult[RelocationData]:
     """The relocation step for ``ctx.township``: the district's result filtered to the township.
 
     Candidates, priorities, schedule years, sites and the assignment are the district's (the
@@ -1360,7 +1359,7 @@ def township_view(district: StepResult, ctx: Context) -> StepResult:
     the township are kept: its settlements, its own sites, sites chosen for it and sites its
     households were assigned to, its assignment and unplaced rows, its coverage row.
     """
-    p = district.data["_parts"]
+    p = district.data.parts
     code = str(ctx.township)
     s = p["s"][p["s"]["township_code"].astype(str) == code].copy()
     assignment = p["assignment"][p["assignment"]["township_code"].astype(str) == code]
@@ -1379,7 +1378,7 @@ def township_view(district: StepResult, ctx: Context) -> StepResult:
     return _build(ctx, parts, code)
 
 
-def _build(ctx: Context, parts: dict[str, Any], township: str | None) -> StepResult:
+def _build(ctx: StepContext, parts: dict[str, Any], township: str | None) -> StepResult[RelocationData]:
     """Tables, summary and files of the relocation step from the district's decisions
     (``parts``, filtered to ``township`` when given)."""
     plan, layers = ctx.plan, ctx.layers
@@ -1624,12 +1623,12 @@ def _build(ctx: Context, parts: dict[str, Any], township: str | None) -> StepRes
         "relocation/unassigned.csv": unassigned,
         "relocation/summary.json": {k: v for k, v in summary.items()},
     }
-    data = {"settlements": full, "sites": sites_out, "assignment": assignment,
-            "unassigned": unassigned, "villages": villages, "townships": townships,
-            "schedule": schedule, "_parts": parts,
-            "_township_view": township is not None}
+    data = RelocationData(settlements=full, sites=sites_out, assignment=assignment,
+                          unassigned=unassigned, villages=villages, townships=townships,
+                          schedule=schedule, parts=parts)
     # field files for relocation teams' phones (KMZ, GPX), per township
     from kaizhou_gis.field import field_files
     files.update(field_files(ctx, data, coords=ctx.options.get("field_coords") or "wgs84"))
     log.info("relocation: %s", headline[0])
-    return StepResult(name="relocation", files=files, data=data, summary=summary)
+    return StepResult(name="relocation", files=files, data=data, summary=summary,
+                      township_view=township is not None)

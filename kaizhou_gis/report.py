@@ -35,7 +35,7 @@ from kaizhou_gis.access import admin_village_mask
 from kaizhou_gis.errors import KaizhouGISError, PlanError
 from kaizhou_gis.figures import pct
 from kaizhou_gis.industry import host_township_codes
-from kaizhou_gis.pipeline import Context, StepResult
+from kaizhou_gis.results import ReportData, StepContext, StepNeeds, StepResult
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,10 @@ def _bool(s: pd.Series) -> pd.Series:
                  ).astype(bool)
 
 
-def _step(ctx: Context, name: str) -> tuple[StepResult | None, str]:
-    """The result of step ``name`` and "" , or None and why it is unavailable."""
+def _step(ctx: StepContext, needs: StepNeeds, name: str) -> tuple[StepResult | None, str]:
+    """The result of the needed step ``name`` and "" , or None and why it is unavailable."""
     try:
-        return ctx.result(name), ""
+        return needs.result(name), ""
     except KaizhouGISError as e:
         return None, str(e)
     except Exception as e:  # a bug in another step must not take the report down
@@ -147,7 +147,7 @@ def _plain_value(v: Any) -> Any:
     return v
 
 
-def _scope_label(ctx: Context) -> str:
+def _scope_label(ctx: StepContext) -> str:
     if ctx.township is None:
         return ""
     tw = ctx.layers.townships
@@ -162,7 +162,7 @@ def _scope_label(ctx: Context) -> str:
 class _Frames:
     """The tables the report is built from, restricted to the township of the run (if any)."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: StepContext):
         self.ctx = ctx
         self.problems: list[str] = []
         lay = ctx.layers
@@ -223,7 +223,7 @@ def _poor(s: pd.DataFrame, plan) -> tuple[pd.Series, str]:
     return est["poor_population"].astype("int64"), est_text
 
 
-def _calibrated(ctx: Context) -> dict[str, bool]:
+def _calibrated(ctx: StepContext) -> dict[str, bool]:
     """Figures the synthetic layers were built to match (layers/README.md): shown as calibrated.
 
     A figure is calibrated when the layer it comes from is synthesized: the poverty-village count
@@ -242,7 +242,7 @@ def _cal(flag: bool) -> str:
     return f" [{provenance.CALIBRATED_ZH} / {provenance.CALIBRATED_EN}]" if flag else ""
 
 
-def _poverty_flag_filled(ctx: Context) -> bool:
+def _poverty_flag_filled(ctx: StepContext) -> bool:
     """True when the villages layer had no poverty_village column (the loader filled False and
     noted it): then the layers cannot say how many poverty villages there are."""
     return any(str(n).startswith("villages.poverty_village: no column")
@@ -287,7 +287,7 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
         return {"status": "computed", "computed": n, "computed_after": None,
                 "compare_with": bkey, "basis": MEASURES[measure], "comment": comment}
     if measure == "relocation_people":
-        s = frames.scoped_settlements(steps["relocation"].data["settlements"])
+        s = frames.scoped_settlements(steps["relocation"].data.settlements)
         cand = _bool(s["relocation_candidate"])
         pop = pd.to_numeric(s["population"], errors="coerce").fillna(0)
         poor, basis = _poor(s, frames.ctx.plan)
@@ -319,11 +319,11 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
         acc = steps["access"]
         before = after = None
         if frames.township is None:
-            card = acc.data.get("scorecard") or {}
+            card = acc.data.scorecard or {}
             before = _num((card.get("before") or {}).get("village_tongchang_pct"))
             after = _num((card.get("after") or {}).get("village_tongchang_pct"))
         if before is None:
-            v = _admin(frames.scoped_villages(acc.data["villages"]))
+            v = _admin(frames.scoped_villages(acc.data.villages))
             before = pct(float(_bool(v["tongchang"]).sum()), len(v))
             after = _after_tongchang(v, acc, frames)
         comment = (f"{scope}, 行政村 only (社区 not counted): {before}% now"
@@ -347,7 +347,7 @@ def _after_tongchang(villages: pd.DataFrame, acc: StepResult, frames: _Frames) -
     """Village 通畅 share after the works: already 通畅 or named as a beneficiary of a work."""
     if "tongchang" not in villages or "village_code" not in villages:
         return None
-    ids = _beneficiary_ids(acc.data.get("works"))
+    ids = _beneficiary_ids(acc.data.works)
     ok = _bool(villages["tongchang"]) | villages["village_code"].astype(str).isin(ids)
     return pct(float(ok.sum()), len(villages))
 
@@ -393,7 +393,7 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
     if res is None:
         out.update(_unavailable("relocation", why))
         return out
-    s = frames.scoped_settlements(res.data["settlements"])
+    s = frames.scoped_settlements(res.data.settlements)
     pop = pd.to_numeric(s.get("population"), errors="coerce").fillna(0)
     hh = pd.to_numeric(s.get("households"), errors="coerce").fillna(0)
     poor, poor_basis = _poor(s, plan)
@@ -422,7 +422,7 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
         out["notes"] = [str(n) for n in notes]
     if "status" in s:
         out["by_status"] = {str(k): int(v) for k, v in s["status"].astype(str).value_counts().items()}
-    out["left_out"] = leftout.relocation(s, _scoped_unassigned(res.data.get("unassigned"), s))
+    out["left_out"] = leftout.relocation(s, _scoped_unassigned(res.data.unassigned, s))
     flags = {}
     for c in ("above_threshold", "steep_terrain", "deep_valley", "remote", "in_poverty_village"):
         if c in s:
@@ -445,7 +445,7 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
         out["unscheduled_poor_people"] = int(poor[unsched].sum())
         out["unscheduled_people"] = int(pop[unsched].sum())
     out["schedule"] = sched
-    sites = res.data.get("sites")
+    sites = res.data.sites
     if sites is not None and len(sites):
         sites = frames._scope(pd.DataFrame(sites))
         out["sites"] = {
@@ -454,7 +454,7 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
                                                      errors="coerce").fillna(0).sum()),
             "assigned_households": int(pd.to_numeric(sites.get("assigned_households"),
                                                      errors="coerce").fillna(0).sum())}
-    assign = res.data.get("assignment")
+    assign = res.data.assignment
     if assign is not None and len(assign):
         ids = set(s["settlement_id"].astype(str)) if "settlement_id" in s else None
         a = pd.DataFrame(assign)
@@ -466,7 +466,7 @@ def relocation_section(plan, frames: _Frames, res: StepResult | None, why: str) 
                                                              errors="coerce").fillna(0).sum()),
                              "mean_distance_km": _num(round(d.mean(), 2)) if len(a) else None,
                              "max_distance_km": _num(round(d.max(), 2)) if len(a) else None}
-    un = res.data.get("unassigned")
+    un = res.data.unassigned
     if un is not None:
         u = pd.DataFrame(un)
         if "settlement_id" in s and "settlement_id" in u:
@@ -501,7 +501,7 @@ def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> d
         out.update(_unavailable("access", why))
         return out
     out["status"] = "ok"
-    card = res.data.get("scorecard") or {}
+    card = res.data.scorecard or {}
     rows = []
     for key, target in targets.items():
         b = _num((card.get("before") or {}).get(key))
@@ -509,9 +509,9 @@ def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> d
         rows.append({"indicator": key, "target_pct": target, "before_pct": b, "after_pct": a,
                      "meets_target_after": (a >= target - 1e-9) if a is not None else None})
     if frames.township is not None:  # the district scorecard does not describe one township
-        v = _admin(frames.scoped_villages(res.data["villages"]))
-        s = frames.scoped_settlements(res.data["settlements"])
-        ids = _beneficiary_ids(res.data.get("works"))
+        v = _admin(frames.scoped_villages(res.data.villages))
+        s = frames.scoped_settlements(res.data.settlements)
+        ids = _beneficiary_ids(res.data.works)
         tg = _bool(s["target_group"]) if "target_group" in s else pd.Series(True, s.index)
         sid = s["settlement_id"].astype(str) if "settlement_id" in s else pd.Series("", s.index)
         vals = {
@@ -527,10 +527,10 @@ def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> d
             r.update(before_pct=b, after_pct=a,
                      meets_target_after=(a >= r["target_pct"] - 1e-9) if a is not None else None)
     out["scorecard"] = rows
-    out["left_out"] = leftout.access(frames.scoped_villages(res.data["villages"]),
-                                     frames.scoped_settlements(res.data["settlements"]))
+    out["left_out"] = leftout.access(frames.scoped_villages(res.data.villages),
+                                     frames.scoped_settlements(res.data.settlements))
     out["reach_distance_m"] = acc["reach_distance_m"]
-    works = res.data.get("works")
+    works = res.data.works
     if works is not None and len(works):
         w = _works_in_scope(works, frames)
         km = pd.to_numeric(w["km"], errors="coerce").fillna(0)
@@ -546,14 +546,14 @@ def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> d
                         "cost_yuan": round(float(cost.sum()), 0), "by_type": by_type}
     else:
         out["works"] = {"count": 0, "km": 0.0, "cost_yuan": 0.0, "by_type": []}
-    curve = res.data.get("cost_curve")
+    curve = res.data.cost_curve
     if curve is not None and len(curve) and frames.township is None:
         out["cost_curve"] = _records(pd.DataFrame(curve))
     else:
         out["cost_curve"] = []
     n_unreached = {}
-    if "villages" in res.data and "reason" in res.data["villages"]:
-        v = frames.scoped_villages(res.data["villages"])
+    if res.data.villages is not None and "reason" in res.data.villages:
+        v = frames.scoped_villages(res.data.villages)
         r = v["reason"].fillna("").astype(str)
         n_unreached = {k: int(c) for k, c in r[r != ""].value_counts().items()}
     out["village_reasons"] = n_unreached
@@ -609,10 +609,10 @@ def industry_section(plan, frames: _Frames, res: StepResult | None, why: str) ->
     """Industry projects by category: plan scale, host villages placed, names not resolved."""
     if res is None:
         return _unavailable("industry", why)
-    projects = pd.DataFrame(res.data.get("projects", pd.DataFrame()))
-    hosts = pd.DataFrame(res.data.get("hosts", pd.DataFrame()).drop(columns="geometry",
-                                                                     errors="ignore"))
-    unresolved = pd.DataFrame(res.data.get("unresolved", pd.DataFrame()))
+    projects = pd.DataFrame(res.data.projects)  # an empty table when there is none
+    hosts = res.data.hosts if res.data.hosts is not None else pd.DataFrame()
+    hosts = pd.DataFrame(hosts.drop(columns="geometry", errors="ignore"))
+    unresolved = pd.DataFrame(res.data.unresolved)
     if frames.township is not None and len(hosts) and "village_code" in hosts:
         hosts = hosts.copy()
         hosts["township_code"] = host_township_codes(hosts, frames.village_township)
@@ -652,7 +652,7 @@ def industry_section(plan, frames: _Frames, res: StepResult | None, why: str) ->
             cats.append({"category": cat, "projects": int(len(g)), "scale_by_product": units,
                          "hosts_named": named, "hosts_placed": placed})
     out["by_category"] = cats
-    totals = res.data.get("totals")
+    totals = res.data.totals
     cols = ["category", "product", "product_en", "unit", "plan_total", "n_hosts_named", "n_hosts",
             "n_unresolved", "placed_scale"]
     if totals is not None and len(totals) and frames.township is None:
@@ -694,7 +694,7 @@ def township_table(frames: _Frames, steps: dict) -> pd.DataFrame:
 
 
 def _tw_relocation(df: pd.DataFrame, frames: _Frames, rel: StepResult) -> pd.DataFrame:
-    s = frames.scoped_settlements(rel.data["settlements"])
+    s = frames.scoped_settlements(rel.data.settlements)
     cand = _bool(s["relocation_candidate"])
     poor, _ = _poor(s, frames.ctx.plan)
     g = s[cand].assign(
@@ -711,9 +711,9 @@ def _tw_relocation(df: pd.DataFrame, frames: _Frames, rel: StepResult) -> pd.Dat
 
 
 def _tw_access(df: pd.DataFrame, frames: _Frames, acc: StepResult) -> pd.DataFrame:
-    av = _admin(frames.scoped_villages(acc.data["villages"]))
+    av = _admin(frames.scoped_villages(acc.data.villages))
     tc = _bool(av["tongchang"])
-    ids = _beneficiary_ids(acc.data.get("works"))
+    ids = _beneficiary_ids(acc.data.works)
     after = tc | av["village_code"].astype(str).isin(ids)
     grp = av["township_code"].astype(str)
     n = grp.value_counts()
@@ -722,7 +722,7 @@ def _tw_access(df: pd.DataFrame, frames: _Frames, acc: StepResult) -> pd.DataFra
     calc_after = (100 * after.groupby(grp).sum() / n).round(1)
     df["tongchang_after_pct"] = [per_after.get(c, calc_after.get(c, np.nan))
                                  for c in df["township_code"]]
-    works = acc.data.get("works")
+    works = acc.data.works
     if works is not None and len(works):
         w = _works_in_scope(works, frames)
         wk = pd.to_numeric(w["km"], errors="coerce").fillna(0).groupby(w["township_code"]).sum()
@@ -737,7 +737,7 @@ def _tw_access(df: pd.DataFrame, frames: _Frames, acc: StepResult) -> pd.DataFra
 
 
 def _tw_industry(df: pd.DataFrame, frames: _Frames, ind: StepResult) -> pd.DataFrame:
-    hosts = ind.data.get("hosts")
+    hosts = ind.data.hosts
     if hosts is not None and len(hosts) and "village_code" in hosts:
         h = pd.DataFrame(hosts.drop(columns="geometry", errors="ignore"))
         h["township_code"] = host_township_codes(h, frames.village_township)
@@ -750,7 +750,7 @@ def _tw_industry(df: pd.DataFrame, frames: _Frames, ind: StepResult) -> pd.DataF
 
 def _per_township_after(acc: StepResult) -> dict[str, float]:
     """Village 通畅 % per township after the works, from the access scorecard when it has it."""
-    card = acc.data.get("scorecard") or {}
+    card = acc.data.scorecard or {}
     rows = (card.get("after") or {}).get("per_township") or []
     out = {}
     for r in rows if isinstance(rows, list) else []:
@@ -770,18 +770,17 @@ def settings_table(plan) -> list[dict]:
     return rows
 
 
-def inputs_section(ctx: Context) -> dict:
+def inputs_section(ctx: StepContext, needs: StepNeeds) -> dict:
     """The inputs this report used (fingerprints, plan file, overrides, scope, how each step's
     result was obtained) and the outputs in the same folder that were made from other inputs."""
     from kaizhou_gis import manifest
-    from kaizhou_gis.pipeline import township_view_function
 
     inp = ctx.inputs
     used = {}
     for n in SOURCE_STEPS:
         how = ("district result reused from the cache of this folder (same inputs fingerprint)"
                if n in ctx.reused else "computed for this report")
-        if ctx.township is not None and township_view_function(n) is not None:
+        if ctx.township is not None and n in needs.views:
             how += "; township view of the district result"
         used[n] = how
     params = {k: ctx.plan.get(k) for k in ("relocation.threshold_m",) if k in ctx.plan}
@@ -815,7 +814,7 @@ def inputs_section(ctx: Context) -> dict:
             "same_inputs_in_folder": consistent, "other_inputs_in_folder": other}
 
 
-def provenance_section(ctx: Context) -> dict:
+def provenance_section(ctx: StepContext) -> dict:
     """Where the layers come from and which of their rows are synthesized."""
     lay = ctx.layers
     layers = []
@@ -835,8 +834,9 @@ def provenance_section(ctx: Context) -> dict:
             "dem": str(getattr(lay, "dem_path", "")), "layers": layers}
 
 
-def build_report(ctx: Context) -> tuple[dict, pd.DataFrame, dict]:
-    """Every figure of the report as a dict, the per-township table, and the chart inputs.
+def build_report(ctx: StepContext, needs: StepNeeds) -> tuple[dict, pd.DataFrame, dict]:
+    """Every figure of the report as a dict, the per-township table, and the chart inputs, from
+    the results of the steps it needs (``needs``).
 
     Returns
     -------
@@ -851,7 +851,7 @@ def build_report(ctx: Context) -> tuple[dict, pd.DataFrame, dict]:
     frames = _Frames(ctx)
     steps, why = {}, {}
     for name in SOURCE_STEPS:
-        steps[name], why[name] = _step(ctx, name)
+        steps[name], why[name] = _step(ctx, needs, name)
     report: dict[str, Any] = {
         "data_status": ctx.data_status,
         "title": plan["meta.plan_title"],
@@ -877,11 +877,11 @@ def build_report(ctx: Context) -> tuple[dict, pd.DataFrame, dict]:
     report["townships"] = _records(tw)
     report["settings"] = settings_table(plan)
     report["provenance"] = provenance_section(ctx)
-    report["inputs"] = inputs_section(ctx)
+    report["inputs"] = inputs_section(ctx, needs)
     chart_data: dict[str, Any] = {"threshold_m": plan["relocation.threshold_m"],
                                   "bin_m": plan["report.elevation_bin_m"]}
     if report["relocation"].get("status") == "ok":
-        s = frames.scoped_settlements(steps["relocation"].data["settlements"])
+        s = frames.scoped_settlements(steps["relocation"].data.settlements)
         if "elevation_m" in s:
             chart_data["elevation_m"] = pd.to_numeric(s["elevation_m"], errors="coerce").dropna()
     if report["access"].get("cost_curve"):
@@ -1426,9 +1426,9 @@ def _headline(report: dict) -> list[str]:
     return lines[:4]
 
 
-def run(ctx: Context) -> StepResult:
+def run(ctx: StepContext, needs: StepNeeds) -> StepResult[ReportData]:
     """Pipeline step: the plan scorecard as report.html, report.md and report.json."""
-    report, tw, chart_data = build_report(ctx)
+    report, tw, chart_data = build_report(ctx, needs)
     charts = make_charts(report, tw, chart_data)
     report["charts"] = sorted(charts)
     files: dict[str, Any] = {
@@ -1441,5 +1441,5 @@ def run(ctx: Context) -> StepResult:
     summary = {"headline": _headline(report),
                "indicators_computed": sum(i["status"] == "computed" for i in report["indicators"]),
                "indicators": len(report["indicators"])}
-    return StepResult("report", files=files, data={"report": report, "townships": tw},
+    return StepResult("report", files=files, data=ReportData(report=report, townships=tw),
                       summary=summary)

@@ -81,7 +81,7 @@ steps it needs) once and keeps the result. The relocation step flags settlements
 ctx = Context(layers=layers, plan=plan, options={"township": None, "header": "en"})
 rel = ctx.result("relocation")
 print("\\n".join(rel.summary["headline"]))
-s = rel.data["settlements"]
+s = rel.data.settlements
 cand = s[s["relocation_candidate"]]
 cols = [c for c in ("settlement_id", "name", "village_code", "elevation_m", "slope_deg", "population",
                     "priority", "schedule_year", "reasons_zh") if c in cand]
@@ -94,7 +94,7 @@ threshold, so it is reused."""),
 plan900 = load_plan(overrides={"relocation.threshold_m": 900.0})
 ctx900 = Context(layers=layers, plan=plan900, options=dict(ctx.options),
                  results={"access": ctx.result("access")})
-s900 = ctx900.result("relocation").data["settlements"]
+s900 = ctx900.result("relocation").data.settlements
 pd.DataFrame({
     "threshold_m": [800, 900],
     "candidates": [int(s["relocation_candidate"].sum()), int(s900["relocation_candidate"].sum())],
@@ -109,7 +109,7 @@ of settlements with ≥ 30 households or ≥ 100 people reached by any road (通
 with the plan's targets, before and after the proposed works (cheapest first)."""),
     ("code", """\
 acc = ctx.result("access")
-card = acc.data["scorecard"]
+card = acc.data.scorecard
 keys = ["village_tongchang_pct", "settlement_tongda_pct", "settlement_tongchang_pct"]
 pd.DataFrame({"before": [card["before"][k] for k in keys],
               "after": [card["after"][k] for k in keys],
@@ -117,7 +117,7 @@ pd.DataFrame({"before": [card["before"][k] for k in keys],
                          plan["access.settlement_tongda_target_pct"],
                          plan["access.settlement_tongchang_target_pct"]]}, index=keys)"""),
     ("code", """\
-works = acc.data["works"]
+works = acc.data.works
 print(f"{len(works)} works, {works['km'].sum():.1f} km, {works['cost_yuan'].sum() / 1e8:.2f} 亿元")
 works.drop(columns="geometry").sort_values("cost_yuan", ascending=False).head(8)"""),
     ("md", """\
@@ -132,7 +132,7 @@ and `edges`, whose `u`/`v` are the `node_id`s), for QGIS."""),
     ("code", """\
 import networkx as nx
 
-net = acc.data["network"]
+net = acc.data.network
 G = net.to_networkx()
 print(G, "| CRS:", G.graph["crs"].to_string())
 seat_nodes = sorted({int(i) for i in net.nodes.sindex.nearest(layers.township_seats.geometry)[1]})
@@ -148,9 +148,9 @@ The plan's chapter 3 names projects and the villages that host them; the step pl
 villages layer and lists every name it could not place, with the reason."""),
     ("code", """\
 ind = ctx.result("industry")
-projects = ind.data["projects"]
-print(f"{len(projects)} projects, {len(ind.data['hosts'])} host points, "
-      f"{len(ind.data['unresolved'])} names not placed")
+projects = ind.data.projects
+print(f"{len(projects)} projects, {len(ind.data.hosts)} host points, "
+      f"{len(ind.data.unresolved)} names not placed")
 projects.groupby("category").size().rename("projects").to_frame()"""),
     ("md", """\
 ## 6. The plan scorecard and the files
@@ -158,7 +158,7 @@ projects.groupby("category").size().rename("projects").to_frame()"""),
 The report step reads the results above. `run_steps` writes each step's files (atomically) just as
 `kaizhou-gis run` does; open `report.html` in any browser, offline."""),
     ("code", """\
-report = ctx.result("report").data["report"]
+report = ctx.result("report").data.report
 pd.DataFrame(report["indicators"])[["id", "name_zh", "unit", "target_2018", "status", "computed",
                                     "computed_after"]]"""),
     ("code", """\

@@ -202,11 +202,11 @@ def test_step_on_tiny_layer_set(tmp_path):
 
     plan = load_plan()
     layers = load_layers(write_layerset(tmp_path / "layers"), plan=plan)
-    res = access.run(Context(layers=layers, plan=plan))
+    res = Context(layers=layers, plan=plan).result("access")
     assert set(res.files) == {"access/villages.csv", "access/settlements.csv", "access/access.gpkg",
                               "access/scorecard.json", "access/works.gpkg", "access/cost_curve.csv",
                               "access/townships.csv"}
-    v, s = res.data["villages"], res.data["settlements"]
+    v, s = res.data.villages, res.data.settlements
     assert v.index.equals(layers.villages.index) and s.index.equals(layers.settlements.index)
     assert v["village_code"].is_unique and s["settlement_id"].is_unique
     # 红旗村 sits on the junction of paved R3 and unpaved R5: the paved road wins the tie
@@ -225,13 +225,13 @@ def test_step_on_tiny_layer_set(tmp_path):
     assert sc["check"]["not_reached_after_applying_works"] == []
     assert sc["check"]["points_given_works"] >= 4
     assert sc["parameters"]["access.reach_distance_m"]["value"] == 500.0
-    assert {"before", "after"} <= set(res.data["scorecard"])
+    assert {"before", "after"} <= set(res.data.scorecard)
     assert res.summary["headline"][0].startswith("villages 通畅 50.0% → 100.0%")
     assert "with the proposed works (planned)" in res.summary["headline"][0]
     towns = res.files["access/townships.csv"].set_index("township_code")
     assert towns.loc["500154118", "village_tongchang_pct"] == pytest.approx(50.0)
     assert towns.loc["500154118", "village_tongchang_pct_after"] == pytest.approx(100.0)
-    assert towns["works_km"].sum() == pytest.approx(res.data["works"]["km"].sum(), abs=0.01)
+    assert towns["works_km"].sum() == pytest.approx(res.data.works["km"].sum(), abs=0.01)
     paths = outputs.write_products(tmp_path / "out", res.files)
     assert len(paths) == 7
     back = gpd.read_file(tmp_path / "out" / "access" / "access.gpkg", layer="edges")
@@ -241,18 +241,18 @@ def test_step_on_tiny_layer_set(tmp_path):
     assert len(joins) == res.files["access/scorecard.json"]["network"]["joins"] == 0  # shared vertices
     # one node per graph node, its ids those of the edges' u/v, as RoadNetwork.to_networkx keys them
     nodes = gpd.read_file(tmp_path / "out" / "access" / "access.gpkg", layer="nodes")
-    assert len(nodes) == res.files["access/scorecard.json"]["network"]["nodes"] == res.data["network"].n_nodes
+    assert len(nodes) == res.files["access/scorecard.json"]["network"]["nodes"] == res.data.network.n_nodes
     assert set(back["u"]) | set(back["v"]) == set(nodes["node_id"])
-    assert nodes["node_id"].tolist() == sorted(res.data["network"].to_networkx().nodes)
+    assert nodes["node_id"].tolist() == sorted(res.data.network.to_networkx().nodes)
     assert (nodes["degree"] == 1).sum() == res.files["access/scorecard.json"]["network"]["dangles"]
     # township filter: only 大进镇's rows
-    res2 = access.run(Context(layers=layers, plan=plan, options={"township": "500154118"}))
-    assert set(res2.data["villages"]["township_code"]) == {"500154118"}
-    assert set(res2.data["settlements"]["township_code"]) == {"500154118"}
+    res2 = Context(layers=layers, plan=plan, options={"township": "500154118"}).result("access")
+    assert set(res2.data.villages["township_code"]) == {"500154118"}
+    assert set(res2.data.settlements["township_code"]) == {"500154118"}
     # ... and only the network inside it (R2 lies wholly in 汉丰街道)
     e2 = res2.files["access/access.gpkg"]["edges"]
     town = layers.townships.set_index("township_code").geometry.loc["500154118"]
-    assert 0 < len(e2) < len(res.data["edges"]) and e2.intersects(town).all()
+    assert 0 < len(e2) < len(res.data.edges) and e2.intersects(town).all()
     assert "R2" not in set(e2["road_id"])
     n2 = res2.files["access/access.gpkg"]["nodes"]
     assert set(n2["node_id"]) == set(e2["u"]) | set(e2["v"])
@@ -282,10 +282,10 @@ def test_step_with_no_villages_and_no_settlements(tmp_path):
     plan = load_plan()
     layers = load_layers(write_layerset(tmp_path / "layers"), plan=plan)
     lay = dataclasses.replace(layers, villages=layers.villages.iloc[0:0], settlements=layers.settlements.iloc[0:0])
-    res = access.run(Context(layers=lay, plan=plan))
-    assert len(res.data["villages"]) == 0 and len(res.data["works"]) == 0
+    res = Context(layers=lay, plan=plan).result("access")
+    assert len(res.data.villages) == 0 and len(res.data.works) == 0
     assert len(res.files["access/townships.csv"]) == 0
-    assert res.data["scorecard"]["before"]["village_tongchang_pct"] is None
+    assert res.data.scorecard["before"]["village_tongchang_pct"] is None
 
 
 def test_target_group_with_missing_or_nan_counts():
@@ -332,7 +332,7 @@ def test_step_on_a_projected_dem_and_multiline_roads(tmp_path):
     fr["roads"].loc[3, "geometry"] = MultiLineString([[(108.45, 31.25), (108.46, 31.26)],
                                                       [(108.46, 31.26), (108.47, 31.27)]])
     folder = write_layerset(tmp_path / "layers", fr)
-    geo = access.run(Context(layers=load_layers(folder, plan=plan), plan=plan))
+    geo = Context(layers=load_layers(folder, plan=plan), plan=plan).result("access")
     with rasterio.open(folder / "dem.tif") as src:
         tr, w, h = calculate_default_transform(src.crs, "EPSG:32649", src.width, src.height,
                                                *src.bounds, resolution=90.0)
@@ -343,16 +343,16 @@ def test_step_on_a_projected_dem_and_multiline_roads(tmp_path):
     with rasterio.open(folder / "dem.tif", "w", driver="GTiff", width=w, height=h, count=1, dtype="int16",
                        crs="EPSG:32649", transform=tr, nodata=-32768) as ds:
         ds.write(arr, 1)
-    res = access.run(Context(layers=load_layers(folder, plan=plan), plan=plan))
-    v, s = res.data["villages"], res.data["settlements"]
-    assert v["tongchang"].tolist() == geo.data["villages"]["tongchang"].tolist()
-    assert s["tongda"].tolist() == geo.data["settlements"]["tongda"].tolist()
-    assert res.data["edges"]["grade_pct"].notna().all()
+    res = Context(layers=load_layers(folder, plan=plan), plan=plan).result("access")
+    v, s = res.data.villages, res.data.settlements
+    assert v["tongchang"].tolist() == geo.data.villages["tongchang"].tolist()
+    assert s["tongda"].tolist() == geo.data.settlements["tongda"].tolist()
+    assert res.data.edges["grade_pct"].notna().all()
     # edge grades agree with the geographic DEM's to within resampling error
-    assert np.allclose(res.data["edges"]["grade_pct"], geo.data["edges"]["grade_pct"], atol=1.0)
+    assert np.allclose(res.data.edges["grade_pct"], geo.data.edges["grade_pct"], atol=1.0)
     sc = res.files["access/scorecard.json"]
     assert all(sc["after"]["met"].values()) and sc["check"]["not_reached_after_applying_works"] == []
-    new = res.data["works"][res.data["works"]["type"] == "new"]
+    new = res.data.works[res.data.works["type"] == "new"]
     assert len(new) and (new["max_grade_pct"] <= plan["links.max_grade_pct"] + 1e-9).all()
 
 
@@ -383,6 +383,6 @@ def test_township_without_villages_gives_empty_tables_not_a_failure(tmp_path):
     write_layerset(tmp_path, frames)
     plan = load_plan()
     ctx = Context(layers=load_layers(tmp_path, plan=plan), plan=plan, options={"township": empty_code})
-    res = access.run(ctx)
+    res = ctx.result("access")
     assert len(res.files["access/villages.csv"]) == 0
     assert len(res.files["access/settlements.csv"]) == 0

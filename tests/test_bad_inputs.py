@@ -375,7 +375,7 @@ def test_summaries_say_what_was_left_out(tmp_path, monkeypatch):
     """Settlements without elevation and points beyond reach: counted in the console summary and
     in the report (the same figures), with the file that lists them."""
     from kaizhou_gis import pipeline
-    monkeypatch.setattr(pipeline, "STEPS", [s for s in pipeline.STEPS if s[0] != "maps"])  # speed
+    monkeypatch.setattr(pipeline, "STEPS", [s for s in pipeline.STEPS if s.name != "maps"])  # speed
     folder = layerset.write_layerset(tmp_path / "layers")  # S1, S4, S5, S6: 611-1462 m from roads
     _dem_values(_voids_east(-32768), nodata=None)(folder)  # S5, S6 on untagged voids
     out = tmp_path / "out"

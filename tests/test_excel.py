@@ -9,7 +9,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from kaizhou_gis import outputs, relocation
+from kaizhou_gis import outputs
 from kaizhou_gis.pipeline import Context
 from kaizhou_gis.plan import load_plan
 
@@ -20,7 +20,7 @@ from test_relocation import fake_access, layers  # noqa: F401,E402  (fixture; te
 def res(layers):  # noqa: F811
     ctx = Context(layers=layers, plan=load_plan(), options={})
     ctx.results["access"] = fake_access(layers)
-    return relocation.run(ctx)
+    return ctx.result("relocation")
 
 
 def _sheet(path, name):
@@ -94,20 +94,20 @@ def test_header_zh_translates_values(res, tmp_path):
 
 
 def test_names_next_to_ids(res):
-    s = res.data["settlements"].set_index("settlement_id")
+    s = res.data.settlements.set_index("settlement_id")
     for key in ("assignment", "unassigned"):
-        t = res.data[key]
+        t = getattr(res.data, key)
         if "settlement_id" in t and len(t):
             assert list(t["settlement_name"]) == [s.loc[i, "name"] for i in t["settlement_id"]]
             assert t["township_name"].notna().all()
-    a = res.data["assignment"]
+    a = res.data.assignment
     assert len(a) and a["site_name"].notna().all()
     assert list(res.files["relocation/unassigned.csv"].columns[:3]) == ["settlement_id", "settlement_name", "village_code"] \
-        or len(res.data["unassigned"]) == 0
+        or len(res.data.unassigned) == 0
 
 
 
 def test_village_rollup_has_township_names(res, layers):  # noqa: F811
-    v = res.data["villages"]
+    v = res.data.villages
     names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"]))
     assert list(v["township_name"]) == [names[c] for c in v["township_code"]]

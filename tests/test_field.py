@@ -23,18 +23,17 @@ T1 = "500154101"
 
 @pytest.fixture
 def run(layers, tmp_path):  # noqa: F811
-    from kaizhou_gis import relocation
     ctx = Context(layers=layers, plan=load_plan(), options={})
     ctx.results["access"] = fake_access(layers)
-    res = relocation.run(ctx)
+    res = ctx.result("relocation")
     return ctx, res
 
 
 def _expected(res, code, coords):
-    s = res.data["settlements"]
+    s = res.data.settlements
     cand = s[(s["township_code"] == code) & s["relocation_candidate"]]
-    sites = res.data["sites"]
-    asg = res.data["assignment"]
+    sites = res.data.sites
+    asg = res.data.assignment
     used = set(asg.loc[asg["settlement_id"].isin(set(cand["settlement_id"])), "site_id"])
     sites = sites[(sites["township_code"] == code) | sites["site_id"].isin(used)]
     pts = {}
@@ -111,7 +110,7 @@ def test_kml_content_priority_schedule_and_site(run):
     ctx, res = run
     files = field.field_files(ctx, res.data)
     ns = {"k": field.KML_NS}
-    s = res.data["settlements"]
+    s = res.data.settlements
     last = max(int(y) for y in ctx.plan["relocation.yearly_people"])
     seen = set()
     n_sites = 0

@@ -12,6 +12,7 @@ from shapely.geometry import Point, box
 
 from kaizhou_gis import industry
 from kaizhou_gis.errors import OptionError
+from kaizhou_gis.results import IndustryData
 from kaizhou_gis.industry import (load_projects, product_totals, project_status, resolve_hosts,
                                   split_hosts)
 
@@ -327,10 +328,10 @@ def _context(villages, townships, seats, **options):
 def test_run_writes_tables_and_layer(tmp_path, villages, townships, seats):
     from kaizhou_gis import outputs
 
-    res = industry.run(_context(villages, townships, seats))
+    res = _context(villages, townships, seats).result("industry")
     assert set(res.files) == {"industry/projects.csv", "industry/projects.gpkg",
                               "industry/unresolved.csv", "industry/totals.csv"}
-    assert {"projects", "hosts", "unresolved"} <= set(res.data)
+    assert isinstance(res.data, IndustryData) and len(res.data.projects) == 37
     assert res.summary["n_projects"] == 37 and res.summary["split"] == "none"
     # 69 named hosts in the table; 18 of the small layer's villages, so most are not found
     assert res.summary["n_named_hosts"] == 69
@@ -343,7 +344,7 @@ def test_run_writes_tables_and_layer(tmp_path, villages, townships, seats):
     table = pd.read_csv(tmp_path / "industry/projects.csv", encoding="utf-8-sig", dtype=str)
     assert len(table) == 37 and "晚熟柑橘" in set(table["product"])
     layer = gpd.read_file(tmp_path / "industry/projects.gpkg", layer="industry_hosts")
-    assert len(layer) == len(res.data["hosts"]) and layer.crs.to_epsg() == 4545
+    assert len(layer) == len(res.data.hosts) and layer.crs.to_epsg() == 4545
     assert "500154103203" in set(layer["village_code"])
     unres = pd.read_csv(tmp_path / "industry/unresolved.csv", encoding="utf-8-sig", dtype=str)
     assert "铁桥镇+龙王村" in set(unres["host_text"])
@@ -356,15 +357,15 @@ def test_run_writes_tables_and_layer(tmp_path, villages, townships, seats):
 
 
 def test_run_for_one_township_and_even_split_option(villages, townships, seats):
-    res = industry.run(_context(villages, townships, seats, township="500154103"))  # 金峰镇
-    assert sorted(res.data["projects"]["project_id"]) == ["IND01", "IND08", "IND13"]
-    assert set(res.data["hosts"]["township_code"]) == {"500154103"}
-    assert res.data["unresolved"].empty
+    res = _context(villages, townships, seats, township="500154103").result("industry")  # 金峰镇
+    assert sorted(res.data.projects["project_id"]) == ["IND01", "IND08", "IND13"]
+    assert set(res.data.hosts["township_code"]) == {"500154103"}
+    assert res.data.unresolved.empty
     assert res.summary["projects_per_township"] == {"500154103": 3}
     assert res.summary["headline"][0] == ("3 plan projects (ch.3) in 金峰镇; 3 named hosts in 金峰镇: "
                                           "3 placed")
-    res = industry.run(_context(villages, townships, seats, split="even"))
-    h = res.data["hosts"]
+    res = _context(villages, townships, seats, split="even").result("industry")
+    h = res.data.hosts
     assert h.loc[h["project_id"] == "IND09", "scale"].tolist() == [pytest.approx(16890 / 32)]
     assert res.summary["split"] == "even"
 

@@ -181,19 +181,19 @@ def shipped_run():
 
     plan = load_plan()
     layers = load_layers(None, plan=plan)
-    return plan, layers, access.run(Context(layers=layers, plan=plan))
+    return plan, layers, Context(layers=layers, plan=plan).result("access")
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED.exists(), reason="shipped layers not built")
 def test_shipped_layers_meet_targets_after_works(shipped_run):
     plan, layers, res = shipped_run
-    works = res.data["works"]
+    works = res.data.works
     roads2 = links.apply_works(layers.roads, works, plan=plan)
     dem = access.read_dem(layers, plan)
     after = access.analyse(layers, plan, dem=dem, roads=roads2)
-    vt, st = res.data["villages"], res.data["settlements"]
-    unresolved = set(res.data["unresolved"]["id"])
+    vt, st = res.data.villages, res.data.settlements
+    unresolved = set(res.data.unresolved["id"])
     v_ok = after.villages.loc[vt.index, "tongchang"] | vt["village_code"].isin(unresolved)
     assert v_ok.all()
     tg = st["target_group"]
@@ -221,7 +221,7 @@ def test_shipped_new_links_within_max_grade_on_the_dem(shipped_run):
     from pyproj import Transformer
 
     plan, layers, res = shipped_run
-    new = res.data["works"][res.data["works"]["type"] == "new"]
+    new = res.data.works[res.data.works["type"] == "new"]
     assert len(new) > 0
     gmax = plan["links.max_grade_pct"] / 100.0
     with rasterio.open(layers.dem_path) as ds:

@@ -28,6 +28,7 @@ from kaizhou_gis.layers import Layers
 from kaizhou_gis.mapassets import remote_references, script_json
 from kaizhou_gis.pipeline import Context, StepResult
 from kaizhou_gis.plan import load_plan
+from kaizhou_gis.results import AccessData, IndustryData, RelocationData
 
 INJECTION = "<img src=x onerror=alert(1)>"
 WORK = "EPSG:4545"
@@ -117,7 +118,7 @@ def fake_results(L: Layers) -> dict[str, StepResult]:
                              geometry=gpd.GeoSeries([LineString([(108.45, 31.201), (108.47, 31.224)]),
                                                      LineString([(108.42, 31.19), (108.45, 31.201)])],
                                                     crs="EPSG:4326").to_crs(WORK))
-    access = StepResult("access", data={"villages": v, "settlements": s, "works": works})
+    access = StepResult("access", data=AccessData(villages=v, settlements=s, works=works))
     rs = L.settlements.copy()
     rs["elevation_m"] = [420.0, 1480.0, 1390.0, 1150.0, 500.0]
     rs["slope_deg"] = [5.0, 31.0, 28.0, 12.0, 3.0]
@@ -135,8 +136,8 @@ def fake_results(L: Layers) -> dict[str, StepResult]:
     assignment = pd.DataFrame({"settlement_id": ["S2", "S3"], "site_id": ["P1", "P1"],
                                "households": [35, 12], "distance_km": [3.4, 3.9]})
     unassigned = pd.DataFrame({"settlement_id": ["S4"], "households": [50], "reason": ["no capacity"]})
-    reloc = StepResult("relocation", data={"settlements": rs, "sites": sites, "assignment": assignment,
-                                           "unassigned": unassigned})
+    reloc = StepResult("relocation", data=RelocationData(settlements=rs, sites=sites, assignment=assignment,
+                                                         unassigned=unassigned))
     vv = L.villages
     hosts = gpd.GeoDataFrame({
         "project_id": ["P01", "P01", "P02"], "village_code": [vv.village_code[1], vv.village_code[3], vv.village_code[4]],
@@ -145,10 +146,10 @@ def fake_results(L: Layers) -> dict[str, StepResult]:
         "scale": [500.0, 500.0, 2.0], "unit": ["亩", "亩", "个"], "target_year": [2017, 2017, 2018],
         "scale_assumed_split": [True, True, False]},
         geometry=gpd.GeoSeries([vv.geometry[1], vv.geometry[3], vv.geometry[4]], crs=WORK))
-    industry = StepResult("industry", data={
-        "hosts": hosts, "projects": pd.DataFrame({"project_id": ["P01", "P02"]}),
-        "unresolved": pd.DataFrame({"project_id": ["P03"], "township_text": ["某镇"], "village_text": [""],
-                                    "reason": ["not found"]})})
+    industry = StepResult("industry", data=IndustryData(
+        hosts=hosts, projects=pd.DataFrame({"project_id": ["P01", "P02"]}),
+        unresolved=pd.DataFrame({"project_id": ["P03"], "township_text": ["某镇"], "village_text": [""],
+                                 "reason": ["not found"]})))
     return {"access": access, "relocation": reloc, "industry": industry}
 
 
@@ -178,7 +179,7 @@ def _fast_sheets():
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("maps")
     ctx = make_ctx(tmp)
-    res = maps.run(ctx)
+    res = maps.run(ctx, ctx.needs_of("maps"))
     pages = {rel: obj for rel, obj in res.files.items() if rel.endswith(".html")}
     return ctx, res, pages
 
@@ -312,7 +313,7 @@ def test_search_index_legend_and_attribution(built):
 def test_attribution_without_readme_names_synthesized_layers(tmp_path):
     ctx = make_ctx(tmp_path, township=T1)
     ctx.layers.attribution = ""
-    page = maps.run(ctx).files[f"maps/townships/{T1}.html"]
+    page = maps.run(ctx, ctx.needs_of("maps")).files[f"maps/townships/{T1}.html"]
     assert "合成数据 SYNTHESIZED layers: township_seats, villages, settlements, roads" in page
     full, short = maps.attribution_parts("intro\n> a (MIT)\n> b SYNTHESIZED\nShort form: `a · b`")
     assert full == ["a (MIT)", "b SYNTHESIZED"] and short == "a · b"
@@ -320,7 +321,7 @@ def test_attribution_without_readme_names_synthesized_layers(tmp_path):
 
 def test_missing_steps_are_reported_not_fatal(tmp_path):
     ctx = make_ctx(tmp_path, results=False)
-    res = maps.run(ctx)
+    res = maps.run(ctx, ctx.needs_of("maps"))
     page = res.files["maps/relocation.html"]
     assert "缺少图层 missing layer: 搬迁 relocation" in page
     assert "relocation crashed in this test" in page
@@ -334,26 +335,26 @@ def test_missing_steps_are_reported_not_fatal(tmp_path):
 
 def test_one_township_only(tmp_path):
     ctx = make_ctx(tmp_path, township=T1)
-    res = maps.run(ctx)
+    res = maps.run(ctx, ctx.needs_of("maps"))
     assert sorted(res.files) == [f"maps/townships/{T1}.html", f"maps/townships/{T1}.pdf",
                                  f"maps/townships/{T1}.png"]
 
 
 def test_basemap_options(tmp_path):
     with pytest.raises(OptionError, match="tianditu-key"):
-        maps.run(make_ctx(tmp_path, basemap="tianditu"))
+        make_ctx(tmp_path, basemap="tianditu").result("maps")
     with pytest.raises(OptionError, match="unknown basemap"):
-        maps.run(make_ctx(tmp_path, basemap="google"))
+        make_ctx(tmp_path, basemap="google").result("maps")
     with pytest.raises(OptionError, match="tianditu-key"):
-        maps.run(make_ctx(tmp_path, basemap="tianditu", tianditu_key='k"};alert(1)//'))
-    res = maps.run(make_ctx(tmp_path, basemap="tianditu", tianditu_key="KEY12345", township=T1))
+        make_ctx(tmp_path, basemap="tianditu", tianditu_key='k"};alert(1)//').result("maps")
+    res = make_ctx(tmp_path, basemap="tianditu", tianditu_key="KEY12345", township=T1).result("maps")
     page = res.files[f"maps/townships/{T1}.html"]
     assert "tianditu.gov.cn" in page and "tk=KEY12345" in page
 
 
 def test_gaode_variant_shifts_overlays(tmp_path):
-    off = maps.run(make_ctx(tmp_path, township=T1))
-    gd = maps.run(make_ctx(tmp_path, basemap="gaode", township=T1))
+    off = make_ctx(tmp_path, township=T1).result("maps")
+    gd = make_ctx(tmp_path, basemap="gaode", township=T1).result("maps")
     a = _spec_layers(off.files[f"maps/townships/{T1}.html"])["villages"]["data"]
     b = _spec_layers(gd.files[f"maps/townships/{T1}.html"])["villages"]["data"]
     dlat = b[0][0][0] - a[0][0][0]
@@ -427,7 +428,7 @@ def shipped_maps() -> tuple[Context, StepResult]:
     plan = load_plan()
     ctx = Context(layers=load_layers(None, plan=plan), plan=plan, options={})
     with mock.patch("kaizhou_gis.printmap.render_sheet", _stub_sheet):
-        res = maps.run(ctx)
+        res = maps.run(ctx, ctx.needs_of("maps"))
     return ctx, res
 
 
@@ -453,14 +454,14 @@ def test_names_are_not_templates_and_codes_name_files(tmp_path):
     tw = ctx.layers.townships.copy()
     tw.loc[tw["township_code"] == T1, "name"] = "丙{{ 7*7 }}镇"
     ctx.layers.townships = tw
-    page = maps.run(ctx).files[f"maps/townships/{T1}.html"]
+    page = maps.run(ctx, ctx.needs_of("maps")).files[f"maps/townships/{T1}.html"]
     assert "丙{{ 7*7 }}镇" in page and "丙49镇" not in page
     ctx = make_ctx(tmp_path)
     tw = ctx.layers.townships.copy()
     tw.loc[tw["township_code"] == T2, "township_code"] = "../evil"
     ctx.layers.townships = tw
     with pytest.raises(LayerError, match=r"\.\./evil"):
-        maps.run(ctx)
+        maps.run(ctx, ctx.needs_of("maps"))
 
 
 def test_layer_loader_notes_are_on_the_page(tmp_path):
@@ -469,6 +470,6 @@ def test_layer_loader_notes_are_on_the_page(tmp_path):
     ctx = make_ctx(tmp_path, township=T1)
     ctx.layers.notes = ["villages.poverty_village: no column; every village counts as not poverty village.",
                         f"villages.name: {INJECTION}"]
-    page = maps.run(ctx).files[f"maps/townships/{T1}.html"]
+    page = maps.run(ctx, ctx.needs_of("maps")).files[f"maps/townships/{T1}.html"]
     assert "villages.poverty_village: no column" in page
     assert "villages.name: &lt;img src=x onerror=alert(1)&gt;" in page

@@ -51,10 +51,10 @@ def site(tmp_path_factory):
     # (and its search race) runs in the browser too
     ctx.plan = load_plan(overrides={"maps.cluster_min_points": 3})
     # a second industry category on the same village as another (as 电商 and 光伏 share villages)
-    hosts = ctx.results["industry"].data["hosts"]
+    hosts = ctx.results["industry"].data.hosts
     extra = hosts.iloc[[2]].copy()
     extra["category"], extra["product"], extra["project_id"] = "光伏", "村级光伏电站", "P09"
-    ctx.results["industry"].data["hosts"] = pd.concat([hosts, extra], ignore_index=True)
+    ctx.results["industry"].data.hosts = pd.concat([hosts, extra], ignore_index=True)
     # 3,000 more settlements (not candidates): a big clustered layer, switched off on the
     # relocation map, whose markers the cluster plugin would add over several frames
     import geopandas as gpd
@@ -71,7 +71,7 @@ def site(tmp_path_factory):
                                crs="EPSG:4326").to_crs(S.crs))
     ctx.layers.settlements = pd.concat([S, many], ignore_index=True)
     with mock.patch("kaizhou_gis.printmap.render_sheet", _stub_sheet):
-        res = maps.run(ctx)
+        res = maps.run(ctx, ctx.needs_of("maps"))
     out = tmp / "out"
     outputs.write_products(out, res.files)
     return out / "maps"

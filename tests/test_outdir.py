@@ -135,10 +135,11 @@ _KILL_SCRIPT = textwrap.dedent('''
     out, marker, stage = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     table = pd.DataFrame({"settlement_id": [f"S{i}" for i in range(500)], "people": range(500)})
     mod = types.ModuleType("kz_kill_steps")
-    mod.alpha = lambda ctx: StepResult("alpha", files={"alpha/table.csv": table})
-    mod.big = lambda ctx: StepResult("big", files={"big/big.md": "line\\n" * 400_000})
+    mod.alpha = lambda ctx, needs: StepResult("alpha", files={"alpha/table.csv": table})
+    mod.big = lambda ctx, needs: StepResult("big", files={"big/big.md": "line\\n" * 400_000})
     sys.modules["kz_kill_steps"] = mod
-    pipeline.STEPS[:] = [("alpha", "kz_kill_steps:alpha", "A"), ("big", "kz_kill_steps:big", "B")]
+    pipeline.STEPS[:] = [pipeline.Step("alpha", "kz_kill_steps:alpha", "A"),
+                         pipeline.Step("big", "kz_kill_steps:big", "B")]
 
     def hang(where):
         marker.write_text(where, encoding="utf-8")

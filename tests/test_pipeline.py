@@ -28,38 +28,38 @@ FAKE = "kz_fake_steps"
 TABLE = pd.DataFrame({"village_code": ["500154101201", "500154101202"], "people": [120, 80]})
 
 
-def _alpha(ctx):
+def _alpha(ctx, needs):
     return StepResult("alpha", files={"alpha/table.csv": TABLE, "alpha/info.json": {"rows": 2}},
                       summary={"headline": ["alpha ok"]})
 
 
-def _boom(ctx):
+def _boom(ctx, needs):
     if ctx.options.get("boom"):
         raise LayerError("villages: column 'households' has negative values at 500154101201; "
                          "fix the layer.")
     return StepResult("boom", files={"boom/result.md": "# boom\ncomplete\n"})
 
 
-def _needs_boom(ctx):
-    ctx.result("boom")
+def _needs_boom(ctx, needs):
+    needs.result("boom")
     return StepResult("needs_boom", files={"needs_boom/x.md": "x\n"})
 
 
-def _gamma(ctx):
-    rows = ctx.result("alpha").data.get("rows", 2)
+def _gamma(ctx, needs):
+    rows = (needs.result("alpha").data or {}).get("rows", 2)
     return StepResult("gamma", files={"gamma/out.md": f"gamma after alpha ({rows})\n"})
 
 
-def _half_written(ctx):
+def _half_written(ctx, needs):
     # first file fine, the second has no writer: the step fails after writing one file
     return StepResult("half", files={"half/a.csv": TABLE, "half/b.png": 42})
 
 
-def _crash(ctx):
+def _crash(ctx, needs):
     return {}["missing"]  # an unexpected bug (KeyError), not a KaizhouGISError
 
 
-def _hungry(ctx):
+def _hungry(ctx, needs):
     block = bytearray(12 * 2**20)
     return StepResult("hungry", summary={"n": len(block)})
 
@@ -74,7 +74,10 @@ def fake_steps(monkeypatch):
     for name, fn in FAKE_STEPS.items():
         setattr(mod, name, fn)
     monkeypatch.setitem(sys.modules, FAKE, mod)
-    monkeypatch.setattr(pipeline, "STEPS", [(n, f"{FAKE}:{n}", f"Fake {n}") for n in FAKE_STEPS])
+    needs = {"needs_boom": ("boom",), "gamma": ("alpha",)}
+    monkeypatch.setattr(pipeline, "STEPS", [pipeline.Step(n, f"{FAKE}:{n}", f"Fake {n}",
+                                                          needs=needs.get(n, ()))
+                                            for n in FAKE_STEPS])
     return mod
 
 
@@ -99,7 +102,7 @@ def test_failing_step_keeps_the_other_steps_outputs(tmp_path, plan, fake_steps):
     old_boom = (out / "boom/result.md").read_bytes()
 
     TABLE2 = TABLE.assign(people=[121, 81])
-    fake_steps.alpha = lambda ctx: StepResult("alpha", files={"alpha/table.csv": TABLE2})
+    fake_steps.alpha = lambda ctx, needs: StepResult("alpha", files={"alpha/table.csv": TABLE2})
     second = run_steps(_ctx(plan, boom=True), names, out)
     status = {o.name: o for o in second}
     assert status["alpha"].status == "ok" and status["gamma"].status == "ok"
@@ -183,10 +186,11 @@ _KILL_SCRIPT = textwrap.dedent('''
         outputs._temp_dir_for = lambda folder: folder
     table = pd.DataFrame({"settlement_id": [f"S{i}" for i in range(500)], "people": range(500)})
     mod = types.ModuleType("kz_kill_steps")
-    mod.alpha = lambda ctx: StepResult("alpha", files={"alpha/table.csv": table})
-    mod.slow = lambda ctx: StepResult("slow", files={"slow/big.md": "line\\n" * 200_000})
+    mod.alpha = lambda ctx, needs: StepResult("alpha", files={"alpha/table.csv": table})
+    mod.slow = lambda ctx, needs: StepResult("slow", files={"slow/big.md": "line\\n" * 200_000})
     sys.modules["kz_kill_steps"] = mod
-    pipeline.STEPS[:] = [("alpha", "kz_kill_steps:alpha", "A"), ("slow", "kz_kill_steps:slow", "S")]
+    pipeline.STEPS[:] = [pipeline.Step("alpha", "kz_kill_steps:alpha", "A"),
+                         pipeline.Step("slow", "kz_kill_steps:slow", "S")]
 
     real = Path.write_text
     def slow_write_text(self, data, *args, **kwargs):
@@ -263,15 +267,15 @@ def test_cli_run_reports_a_failed_step_and_keeps_the_others(tmp_path, monkeypatc
     layers_dir = layerset.write_layerset(tmp_path / "layers")
     mod = types.ModuleType(FAKE)
 
-    def broken(ctx):
+    def broken(ctx, needs):
         raise RuntimeError("injected failure in the middle of the run")
 
     mod.broken = broken
     monkeypatch.setitem(sys.modules, FAKE, mod)
+    steps = {s.name: s for s in pipeline.STEPS}  # the report needs steps not registered here
     monkeypatch.setattr(pipeline, "STEPS", [
-        ("industry", "kaizhou_gis.industry:run", "Industry"),
-        ("broken", f"{FAKE}:broken", "Broken step"),
-        ("report", "kaizhou_gis.report:run", "Report")])
+        steps["industry"], pipeline.Step("broken", f"{FAKE}:broken", "Broken step"),
+        steps["report"]])
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["run", "--layers", str(layers_dir), "--out", str(out)])
     assert res.exit_code == 1, res.output

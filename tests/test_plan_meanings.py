@@ -114,7 +114,7 @@ def shipped(plan):
 
 
 def test_schedule_fills_the_quotas_with_registered_poor(shipped, plan):
-    s = shipped.results["relocation"].data["settlements"]
+    s = shipped.results["relocation"].data.settlements
     years = shipped.results["relocation"].summary["schedule"]["years"]
     cand = s["relocation_candidate"].astype(bool)
     left = s[cand & s["schedule_year"].isna() & (s["poor_population"] > 0)]
@@ -136,7 +136,7 @@ def test_schedule_fills_the_quotas_with_registered_poor(shipped, plan):
 
 
 def test_indicator_5_counts_administrative_villages_only(shipped):
-    v = shipped.results["access"].data["villages"]
+    v = shipped.results["access"].data.villages
     kind = shipped.layers.villages.set_index("village_code")["kind"]
     is_cun = v["village_code"].map(kind).eq("村")
     assert is_cun.sum() < len(v)  # the shipped layers have 社区 too
@@ -147,7 +147,7 @@ def test_indicator_5_counts_administrative_villages_only(shipped):
     assert card["before"]["village_tongchang_pct"] == pct_cun
     assert card["before"]["villages"] == int(is_cun.sum())
     assert card["before"]["communities_excluded"] == int((~is_cun).sum())
-    rep = shipped.results["report"].data["report"]
+    rep = shipped.results["report"].data.report
     ind5 = next(i for i in rep["indicators"] if i["id"] == 5)
     assert ind5["computed"] == pct_cun
     acc = {r["indicator"]: r for r in rep["access"]["scorecard"]}
@@ -155,7 +155,7 @@ def test_indicator_5_counts_administrative_villages_only(shipped):
     # the per-township tables count the same villages
     towns = shipped.results["access"].files["access/townships.csv"]
     assert int(towns["villages"].sum()) == int(is_cun.sum())
-    tw_report = shipped.results["report"].data["townships"].set_index("township_code")
+    tw_report = shipped.results["report"].data.townships.set_index("township_code")
     grp = v.loc[is_cun].groupby(v.loc[is_cun, "township_code"].astype(str))["tongchang"]
     expect = (100.0 * grp.sum() / grp.size()).round(1)
     got = tw_report["tongchang_before_pct"].reindex(expect.index)
@@ -163,8 +163,8 @@ def test_indicator_5_counts_administrative_villages_only(shipped):
 
 
 def test_industry_totals_never_add_different_products_or_units(shipped):
-    rep = shipped.results["report"].data["report"]
-    projects = shipped.results["industry"].data["projects"].set_index("project_id")
+    rep = shipped.results["report"].data.report
+    projects = shipped.results["industry"].data.projects.set_index("project_id")
     seen_units = set()
     for cat in rep["industry"]["by_category"]:
         keys = [(x["product"], x["unit"]) for x in cat["scale_by_product"]]

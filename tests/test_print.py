@@ -25,7 +25,7 @@ def sheets(tmp_path_factory):
     ctx = make_ctx(tmp_path_factory.mktemp("print"))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # a missing glyph fails here too
-        res = maps.run(ctx)
+        res = maps.run(ctx, ctx.needs_of("maps"))
     return ctx, res
 
 
@@ -152,7 +152,7 @@ def test_missing_glyph_would_fail():
 def test_sheets_are_drawn_from_wgs84_data_with_the_gaode_basemap(tmp_path):
     from unittest import mock
     ctx = make_ctx(tmp_path, basemap="gaode", township=T1)
-    shifted = maps.gather(ctx)
+    shifted = maps.gather(ctx, ctx.needs_of("maps"))
     assert shifted.basemap == "gaode"
     with pytest.raises(ValueError, match="WGS84"):
         printmap.township_sheet(ctx, shifted, maps.map_layers("township", shifted, maps._settings(ctx.plan), T1), T1)
@@ -163,5 +163,5 @@ def test_sheets_are_drawn_from_wgs84_data_with_the_gaode_basemap(tmp_path):
         return {"pdf": b"%PDF", "png": b"png"}
 
     with mock.patch.object(printmap, "township_sheet", record):
-        res = maps.run(ctx)
+        res = maps.run(ctx, ctx.needs_of("maps"))
     assert seen == ["offline"] and f"maps/townships/{T1}.pdf" in res.files

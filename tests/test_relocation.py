@@ -18,6 +18,7 @@ from kaizhou_gis import outputs, relocation
 from kaizhou_gis.layers import Layers
 from kaizhou_gis.pipeline import Context, StepResult
 from kaizhou_gis.plan import load_plan
+from kaizhou_gis.results import AccessData
 
 WORK = "EPSG:4545"
 RES = 1 / 1200  # 3 arc-seconds
@@ -103,7 +104,7 @@ def fake_access(layers: Layers, *, no_road: tuple[str, ...] = (), far: dict | No
     s["tongda"] = True
     s["tongchang"] = ~s["settlement_id"].isin(no_road)
     s["network_km_to_seat"] = [(far or {}).get(i, 3.0) for i in s["settlement_id"]]
-    return StepResult("access", data={"settlements": s})
+    return StepResult("access", data=AccessData(settlements=s))
 
 
 def run_step(layers, plan=None, township=None, access=None):
@@ -112,7 +113,7 @@ def run_step(layers, plan=None, township=None, access=None):
         ctx.results["access"] = access
     else:
         ctx.failed["access"] = "not run in this test"
-    return relocation.run(ctx)
+    return ctx.result("relocation")
 
 
 def test_elevation_criterion_strict_and_dem_agreement(layers, tmp_path):
@@ -156,14 +157,14 @@ def test_elevation_criterion_strict_and_dem_agreement(layers, tmp_path):
 
 def test_threshold_override_moves_candidates(layers):
     res = run_step(layers, plan=load_plan(overrides={"relocation.threshold_m": 799.0}))
-    s = res.data["settlements"].set_index("settlement_id")
+    s = res.data.settlements.set_index("settlement_id")
     assert s.loc["s800", "relocation_candidate"] and s.loc["s800", "above_threshold"]
     assert "海拔 800 m > 799 m" in s.loc["s800", "reasons_zh"]
 
 
 def test_terrain_and_remoteness_from_access(layers):
     res = run_step(layers, access=fake_access(layers, no_road=("ssteep",)))
-    s = res.data["settlements"].set_index("settlement_id")
+    s = res.data.settlements.set_index("settlement_id")
     assert s.loc["ssteep", "slope_deg"] == pytest.approx(29.5, abs=1.0)
     assert s.loc["ssteep", "valley_depth_m"] >= 300
     assert s.loc["ssteep", "remote"] and s.loc["ssteep", "relocation_candidate"]
@@ -173,35 +174,35 @@ def test_terrain_and_remoteness_from_access(layers):
     assert "from the access step" in res.summary["remoteness"]
     # far from the seat by road also makes a settlement remote
     res2 = run_step(layers, access=fake_access(layers, far={"ssteep": 40.0}))
-    s2 = res2.data["settlements"].set_index("settlement_id")
+    s2 = res2.data.settlements.set_index("settlement_id")
     assert s2.loc["ssteep", "remote"] and "40.0 km by road" in s2.loc["ssteep", "reasons_en"]
     # priority: s1200 = 0.4 * 400/600 (elevation) + 0.2 * 3/15 (remoteness) = 30.7
     assert s2.loc["s1200", "priority"] == pytest.approx(100 * (0.4 * 400 / 600 + 0.2 * 3 / 15), abs=0.05)
     # without the terrain rule only the elevation criterion counts
     plan = load_plan(overrides={"relocation.include_terrain_remote": False})
-    s3 = run_step(layers, plan=plan, access=fake_access(layers, no_road=("ssteep",))).data["settlements"]
+    s3 = run_step(layers, plan=plan, access=fake_access(layers, no_road=("ssteep",))).data.settlements
     assert not s3.set_index("settlement_id").loc["ssteep", "relocation_candidate"]
 
 
 def test_township_filter(layers):
     res = run_step(layers, township="500154102")
-    s = res.data["settlements"]
+    s = res.data.settlements
     assert sorted(s["settlement_id"]) == ["s1200", "slow", "soutside"]
-    sites = res.data["sites"]
+    sites = res.data.sites
     assert ((sites["township_code"] == "500154102") | (sites["assigned_households"] > 0)).all()
     assert (sites["township_code"] == "500154102").any()
-    assert set(res.data["assignment"]["settlement_id"]) <= {"s1200"}
-    assert list(res.data["townships"]["township_code"]) == ["500154102"]
+    assert set(res.data.assignment["settlement_id"]) <= {"s1200"}
+    assert list(res.data.townships["township_code"]) == ["500154102"]
 
 
 def test_rollups_and_summary(layers):
     res = run_step(layers)
-    v = res.data["villages"].set_index("village_code")
+    v = res.data.villages.set_index("village_code")
     assert v.loc["500154101001", "settlements"] == 3
     assert v.loc["500154101001", "candidates"] == 1
     assert v.loc["500154101001", "candidate_households"] == 12
     assert v.loc["500154102001", "candidate_population"] == 70
-    t = res.data["townships"].set_index("township_code")
+    t = res.data.townships.set_index("township_code")
     assert t.loc["500154101", "candidate_population"] == 40 and t.loc["500154102", "candidates"] == 1
     # township 102 (108.05-108.17E) holds DEM cells 60-119 of rows 0-119 (the rest is off the DEM):
     # of its 7,200 cells on the DEM, 400 are the 1,200 m plateau and 40 x 20 ramp cells exceed 800 m
@@ -217,7 +218,7 @@ def test_rollups_and_summary(layers):
     # four lines, and a fifth saying what was left out: this layer set has settlements off the DEM
     assert len(res.summary["headline"]) == 5
     lo = res.summary["left_out"]
-    assert lo["no_elevation"] == int((res.data["settlements"]["status"] == "no_elevation").sum()) > 0
+    assert lo["no_elevation"] == int((res.data.settlements["status"] == "no_elevation").sum()) > 0
     assert res.summary["headline"][4].startswith(f"left out: {lo['no_elevation']} settlement(s) "
                                                  f"without elevation")
 
@@ -225,7 +226,7 @@ def test_rollups_and_summary(layers):
 def test_sites_vetoes_and_assignment_on_layers(layers):
     plan = load_plan(overrides={"relocation.sites.capacity_households": 15})
     res = run_step(layers, plan=plan)
-    sites = res.data["sites"]
+    sites = res.data.sites
     assert len(sites) > 0 and (sites["vetoes"] == "").all()
     assert (sites["elevation_m"] <= 800).all() and (sites["slope_deg"] <= 25).all()
     # sized to the demand: township 101 has 12 candidate households (s801), 102 has 20 (s1200);
@@ -234,11 +235,11 @@ def test_sites_vetoes_and_assignment_on_layers(layers):
     assert (sites["site_role"] == "own").all()
     assert (sites["serves_township_code"] == sites["township_code"]).all()
     assert sites["site_id"].is_unique
-    a, u = res.data["assignment"], res.data["unassigned"]
+    a, u = res.data.assignment, res.data.unassigned
     cap = sites.set_index("site_id")["capacity_households"]
     used = a.groupby("site_id")["households"].sum()
     assert (used <= cap.reindex(used.index)).all()
-    cand = res.data["settlements"]
+    cand = res.data.settlements
     cand = cand[cand["relocation_candidate"]]
     assert a["households"].sum() + u["households"].sum() == cand["households"].sum() == 32
     assert (a["distance_km"] <= 30).all()
@@ -256,10 +257,10 @@ def test_township_without_feasible_ground_is_covered_by_neighbour(layers):
         ds.write(z, 1)
     plan = load_plan(overrides={"relocation.sites.capacity_households": 40})
     res = run_step(layers, plan=plan)
-    cand = res.data["settlements"]
+    cand = res.data.settlements
     cand = cand[cand["relocation_candidate"]]
     assert sorted(cand["settlement_id"]) == ["s1200", "slow"]  # 20 + 30 households, both in 102
-    sites = res.data["sites"]
+    sites = res.data.sites
     # ceil(50 / 40) = 2 sites, both on 101's ground, chosen for 102 and labelled so
     assert len(sites) == 2
     assert (sites["township_code"] == "500154101").all()
@@ -279,10 +280,10 @@ def test_township_without_feasible_ground_is_covered_by_neighbour(layers):
     assert row["township_code"] == "500154102" and row["demand_households"] == 50
     assert sorted(row["covered_by"]) == sorted(sites["site_id"])
     assert s["cover_sites"] == 2 and s["own_sites"] == 0
-    t = res.data["townships"].set_index("township_code")
+    t = res.data.townships.set_index("township_code")
     assert t.loc["500154102", "feasible_points"] == 0
     assert "no feasible site of its own" in t.loc["500154102", "site_note"]
-    a, u = res.data["assignment"], res.data["unassigned"]
+    a, u = res.data.assignment, res.data.unassigned
     assert a["households"].sum() == 50 and len(u) == 0
     assert a["site_for_own_township"].all() and not a["same_township"].any()
     used = a.groupby("site_id")["households"].sum()
@@ -370,11 +371,11 @@ def test_user_sites_layer(layers):
          "capacity_households": [5, 100]},
         geometry=[work_point(108.02, 31.08), cell_lonlat_point(20, 80)], crs=WORK)
     res = run_step(layers)
-    sites = res.data["sites"].set_index("site_id")
+    sites = res.data.sites.set_index("site_id")
     assert list(sites.index) == ["U1", "U2"]
     assert "elevation 1,200 m > 800 m" in sites.loc["U2", "vetoes"]  # flagged, still used
     assert res.summary["sites"]["user_sites_breaking_a_veto"] == 1
-    a = res.data["assignment"]
+    a = res.data.assignment
     assert a.loc[a["site_id"] == "U1", "households"].sum() <= 5
     assert a["households"].sum() == 32
 
@@ -485,13 +486,13 @@ def test_picks_up_the_real_access_step(tmp_path):
     plan = load_plan()
     lay = load_layers(layerset.write_layerset(tmp_path / "ls"), plan=plan)
     ctx = Context(layers=lay, plan=plan, options={"township": None})
-    res = relocation.run(ctx)
+    res = ctx.result("relocation")
     if "access" in ctx.failed:
         pytest.skip(f"access step failed on the tiny layer set: {ctx.failed['access']}")
-    s = res.data["settlements"]
+    s = res.data.settlements
     assert "from the access step" in res.summary["remoteness"]
     assert s["tongchang"].notna().all()
-    acc = ctx.result("access").data["settlements"].set_index("settlement_id")
+    acc = ctx.result("access").data.settlements.set_index("settlement_id")
     for row in s.itertuples():
         expected = (not acc.loc[row.settlement_id, "tongchang"]) or (
             acc.loc[row.settlement_id, "network_km_to_seat"] > plan["relocation.remote_km_to_seat"])
@@ -518,7 +519,7 @@ def test_end_to_end_on_shipped_layers(tmp_path):
     lay = load_layers(None, plan=plan)
     ctx = Context(layers=lay, plan=plan, options={"township": None})
     ctx.failed["access"] = "left out: this test covers the relocation step alone"
-    res = relocation.run(ctx)
+    res = ctx.result("relocation")
     outputs.write_products(tmp_path, res.files)
     s = gpd.read_file(tmp_path / "relocation" / "settlements.gpkg")
     assert len(s) == len(lay.settlements) and s["settlement_id"].is_unique
@@ -541,8 +542,8 @@ def test_end_to_end_on_shipped_layers(tmp_path):
     assert (s["above_threshold"].astype(bool) == (s["elevation_m"] > thr).fillna(False)).all()
     assert (s.loc[s["elevation_m"].isna(), "status"] == "no_elevation").all()
     assert s["relocation_candidate"].astype(bool).sum() > 0
-    a, u = res.data["assignment"], res.data["unassigned"]
-    cap = res.data["sites"].set_index("site_id")["capacity_households"]
+    a, u = res.data.assignment, res.data.unassigned
+    cap = res.data.sites.set_index("site_id")["capacity_households"]
     used = a.groupby("site_id")["households"].sum()
     assert (used <= cap.reindex(used.index)).all()
     cand = s[s["relocation_candidate"].astype(bool)]

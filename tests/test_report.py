@@ -24,6 +24,7 @@ from kaizhou_gis.errors import PlanError
 from kaizhou_gis.layers import Layers
 from kaizhou_gis.pipeline import Context, StepResult
 from kaizhou_gis.plan import load_plan
+from kaizhou_gis.results import AccessData, IndustryData, RelocationData
 
 CRS = "EPSG:4545"
 X0, Y0 = 500_000.0, 3_450_000.0
@@ -92,8 +93,8 @@ def _results(layers: Layers) -> dict[str, StepResult]:
                           "village_tongchang_pct": [50.0, 75.0, 75.0],
                           "settlement_tongda_pct": [75.0, 100.0, 100.0],
                           "settlement_tongchang_pct": [50.0, 75.0, 100.0]})
-    access = StepResult("access", data={"villages": v, "settlements": s, "works": works,
-                                        "scorecard": scorecard, "cost_curve": curve})
+    access = StepResult("access", data=AccessData(villages=v, settlements=s, works=works,
+                                                  scorecard=scorecard, cost_curve=curve))
     r = layers.settlements.copy()
     r["elevation_m"] = [950.0, 820.0, 500.0, 600.0, 1200.0, 880.0]
     r["slope_deg"] = [20.0, 30.0, 5.0, 8.0, 26.0, 10.0]
@@ -115,8 +116,8 @@ def _results(layers: Layers) -> dict[str, StepResult]:
                                "households": [40, 25], "distance_km": [3.0, 5.0]})
     unassigned = pd.DataFrame({"settlement_id": ["S5"], "households": [90],
                                "reason": ["no site within 30 km"]})
-    relocation = StepResult("relocation", data={"settlements": r, "sites": sites,
-                                                "assignment": assignment, "unassigned": unassigned})
+    relocation = StepResult("relocation", data=RelocationData(settlements=r, sites=sites,
+                                                              assignment=assignment, unassigned=unassigned))
     projects = pd.DataFrame({"project_id": ["P1", "P2"], "category": ["种植业", "养殖业"],
                              "product": ["柑橘", "山羊"], "scale": [10000.0, 500.0],
                              "unit": ["亩", "头"], "target_year": [2020, 2020], "n_hosts": [2, 1]})
@@ -126,8 +127,8 @@ def _results(layers: Layers) -> dict[str, StepResult]:
                              geometry=[Point(0, 0)] * 3, crs=CRS)
     unresolved = pd.DataFrame({"project_id": ["P1"], "township_text": ["某镇"],
                                "village_text": ["某村"], "reason": ["village not in layers"]})
-    industry = StepResult("industry", data={"projects": projects, "hosts": hosts,
-                                            "unresolved": unresolved})
+    industry = StepResult("industry", data=IndustryData(projects=projects, hosts=hosts,
+                                                        unresolved=unresolved))
     return {"access": access, "relocation": relocation, "industry": industry}
 
 
@@ -144,7 +145,7 @@ def layers():
 @pytest.fixture(scope="module")
 def full(plan, layers):
     ctx = Context(layers=layers, plan=plan, results=_results(layers))
-    return report.run(ctx)
+    return report.run(ctx, ctx.needs_of("report"))
 
 
 def _ind(rep: dict, i: int) -> dict:
@@ -152,7 +153,7 @@ def _ind(rep: dict, i: int) -> dict:
 
 
 def test_ten_indicators_each_with_target_and_value_or_reason(full, plan):
-    inds = full.data["report"]["indicators"]
+    inds = full.data.report["indicators"]
     assert [i["id"] for i in inds] == list(range(1, 11))
     for i in inds:
         assert (i["target_2018"] is not None or i["target_2020"] is not None or i["note"]), i
@@ -161,12 +162,12 @@ def test_ten_indicators_each_with_target_and_value_or_reason(full, plan):
         else:
             assert i["reason"].startswith(report.NOT_DERIVABLE) or "step" in i["reason"]
     assert {i["id"] for i in inds if i["status"] == "computed"} == {2, 4, 5}
-    assert _ind(full.data["report"], 4)["target_2018"] == 1.69
-    assert _ind(full.data["report"], 8)["reason"].startswith("not derivable from these layers")
+    assert _ind(full.data.report, 4)["target_2018"] == 1.69
+    assert _ind(full.data.report, 8)["reason"].startswith("not derivable from these layers")
 
 
 def test_computed_values_match_the_step_results(full):
-    rep = full.data["report"]
+    rep = full.data.report
     assert _ind(rep, 2)["computed"] == 3
     assert _ind(rep, 4)["computed"] == pytest.approx(0.0052)
     assert _ind(rep, 4)["people"] == 500
@@ -179,7 +180,7 @@ def test_computed_values_match_the_step_results(full):
 
 
 def test_relocation_section(full):
-    rel = full.data["report"]["relocation"]
+    rel = full.data.report["relocation"]
     assert rel["candidates"] == 3 and rel["candidate_people"] == 500
     assert rel["candidate_households"] == 40 + 25 + 90
     assert rel["above_threshold"] == 4
@@ -198,7 +199,7 @@ def test_relocation_section(full):
 
 
 def test_access_and_industry_sections(full):
-    acc = full.data["report"]["access"]
+    acc = full.data.report["access"]
     card = {r["indicator"]: r for r in acc["scorecard"]}
     assert card["village_tongchang_pct"]["before_pct"] == 50.0
     assert card["settlement_tongchang_pct"]["target_pct"] == 80.0
@@ -207,7 +208,7 @@ def test_access_and_industry_sections(full):
     assert acc["works"]["km"] == 3.5 and acc["works"]["cost_yuan"] == 3_500_000
     assert {r["type"]: r["km"] for r in acc["works"]["by_type"]} == {"new": 2.5, "upgrade": 1.0}
     assert len(acc["cost_curve"]) == 3
-    ind = full.data["report"]["industry"]
+    ind = full.data.report["industry"]
     assert ind["projects"] == 2 and ind["host_villages"] == 3 and ind["unresolved_names"] == 1
     cats = {c["category"]: c for c in ind["by_category"]}
     assert cats["种植业"]["scale_by_product"] == [
@@ -216,7 +217,7 @@ def test_access_and_industry_sections(full):
 
 
 def test_township_table(full):
-    tw = full.data["townships"].set_index("township_code")
+    tw = full.data.townships.set_index("township_code")
     assert tw.loc[T1, "villages"] == 2 and tw.loc[T1, "poverty_villages"] == 2
     assert tw.loc[T1, "settlements"] == 3 and tw.loc[T2, "settlements"] == 3
     assert tw.loc[T1, "candidate_people"] == 200 and tw.loc[T2, "candidate_people"] == 300
@@ -225,13 +226,13 @@ def test_township_table(full):
     assert tw.loc[T1, "works_km"] == 2.5 and tw.loc[T2, "works_km"] == 1.0
     assert tw.loc[T1, "works_cost_10k_yuan"] == 300.0
     assert tw.loc[T1, "industry_projects"] == 2 and tw.loc[T2, "industry_projects"] == 1
-    assert full.data["townships"].attrs["labels_zh"]["candidate_people"] == "拟搬迁自然村总人口"
+    assert full.data.townships.attrs["labels_zh"]["candidate_people"] == "拟搬迁自然村总人口"
     assert tw.loc[T1, "candidate_poor_people"] == 13 + 8 and tw.loc[T2, "candidate_poor_people"] == 31
 
 
 def test_township_scope(plan, layers):
     ctx = Context(layers=layers, plan=plan, options={"township": T2}, results=_results(layers))
-    rep = report.run(ctx).data["report"]
+    rep = report.run(ctx, ctx.needs_of("report")).data.report
     assert _ind(rep, 2)["computed"] == 1
     assert _ind(rep, 4)["computed"] == pytest.approx(0.0031)  # S5: 31 registered poor of 300 people
     assert (_ind(rep, 5)["computed"], _ind(rep, 5)["computed_after"]) == (50.0, 50.0)
@@ -249,15 +250,15 @@ def test_failed_step_is_reported_not_fatal(plan, layers):
     del res["relocation"]
     ctx = Context(layers=layers, plan=plan, results=res,
                   failed={"relocation": "LayerError: settlements have no elevation"})
-    out = report.run(ctx)
-    rep = out.data["report"]
+    out = report.run(ctx, ctx.needs_of("report"))
+    rep = out.data.report
     i4 = _ind(rep, 4)
     assert i4["status"] == "unavailable" and i4["computed"] is None
     assert "relocation" in i4["reason"] and "no elevation" in i4["reason"]
     assert rep["relocation"]["status"] == "unavailable"
     assert _ind(rep, 2)["computed"] == 3  # from the layers alone
     assert "no elevation" in out.files["report.html"]
-    assert "candidate_people" not in out.data["townships"]
+    assert "candidate_people" not in out.data.townships
 
 
 def test_html_is_offline_escaped_and_has_charts(full):
@@ -267,7 +268,7 @@ def test_html_is_offline_escaped_and_has_charts(full):
     assert "<script>" not in page and "乙乡&lt;script&gt;" in page
     assert page.count('src="data:image/png;base64,') == 3
     assert "建档立卡贫困村" in page and "Registered poverty villages" in page
-    assert sorted(full.data["report"]["charts"]) == ["cost_curve", "elevation", "townships"]
+    assert sorted(full.data.report["charts"]) == ["cost_curve", "elevation", "townships"]
     for name in ("elevation", "cost_curve", "townships"):
         assert full.files[f"report_files/{name}.png"][:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -300,22 +301,22 @@ def test_unknown_measure_in_plan_is_a_plan_error(layers):
     bad = load_plan(overrides={"report.indicator_measures": {"2": "poverty_villages", "3": "income"}})
     ctx = Context(layers=layers, plan=bad, results=_results(layers))
     with pytest.raises(PlanError, match="income"):
-        report.run(ctx)
+        report.run(ctx, ctx.needs_of("report"))
 
 
 def test_results_missing_columns_leave_out_parts_not_the_report(plan, layers):
     res = _results(layers)
-    res["relocation"].data["settlements"] = res["relocation"].data["settlements"].drop(
+    res["relocation"].data.settlements = res["relocation"].data.settlements.drop(
         columns="relocation_candidate")
-    res["access"].data["villages"] = res["access"].data["villages"].drop(columns="tongchang")
-    out = report.run(Context(layers=layers, plan=plan, results=res))
-    rep = out.data["report"]
+    res["access"].data.villages = res["access"].data.villages.drop(columns="tongchang")
+    out = Context(layers=layers, plan=plan, results=res).result("report")
+    rep = out.data.report
     assert rep["relocation"]["status"] == "unavailable"
     assert "relocation_candidate" in rep["relocation"]["message"]
     assert _ind(rep, 4)["status"] == "unavailable" and "relocation_candidate" in _ind(rep, 4)["reason"]
     assert _ind(rep, 5)["computed"] == 50.0  # the scorecard still answers indicator 5
     assert rep["access"]["status"] == "ok" and rep["industry"]["status"] == "ok"
-    tw = out.data["townships"]
+    tw = out.data.townships
     assert "candidate_people" not in tw and "tongchang_before_pct" not in tw
     assert tw["industry_projects"].tolist() == [2, 1]
     assert len(rep["problems"]) == 3 and "problem / 问题" in out.files["report.md"]
@@ -329,11 +330,11 @@ def test_poverty_villages_not_derivable_when_the_layer_has_no_flag_column(tmp_pa
     frames = layer_frames()
     frames["villages"] = frames["villages"].drop(columns=["poverty_village", "deep_poverty"])
     lay = load_layers(write_layerset(tmp_path, frames), plan=plan)
-    out = report.run(Context(layers=lay, plan=plan, results=_results(_layers())))
-    ind = _ind(out.data["report"], 2)
+    out = Context(layers=lay, plan=plan, results=_results(_layers())).result("report")
+    ind = _ind(out.data.report, 2)
     assert ind["status"] == "not_derivable" and ind["computed"] is None
     assert "poverty_village" in ind["reason"] and "poverty_village" in ind["reason_zh"]
-    assert "poverty_villages" not in out.data["townships"]  # no column of made-up zeros
+    assert "poverty_villages" not in out.data.townships  # no column of made-up zeros
 
 
 def test_markdown_shows_layer_markup_as_text(full):
@@ -346,12 +347,12 @@ def test_markdown_shows_layer_markup_as_text(full):
 def test_industry_category_totals_do_not_count_parts_twice(plan, layers):
     # IND24/IND25 of the plan table are parts of IND22 (part_of): the category total is IND22's.
     res = _results(layers)
-    p = res["industry"].data["projects"]
-    res["industry"].data["projects"] = pd.concat([p.assign(part_of=""), pd.DataFrame({
+    p = res["industry"].data.projects
+    res["industry"].data.projects = pd.concat([p.assign(part_of=""), pd.DataFrame({
         "project_id": ["P3"], "category": ["种植业"], "product": ["柑橘(一部分)"],
         "scale": [4000.0], "unit": ["亩"], "target_year": [2020], "n_hosts": [0],
         "part_of": ["P1"]})], ignore_index=True)
-    rep = report.run(Context(layers=layers, plan=plan, results=res)).data["report"]
+    rep = Context(layers=layers, plan=plan, results=res).result("report").data.report
     crops = next(c for c in rep["industry"]["by_category"] if c["category"] == "种植业")
     assert [(x["product"], x["unit"], x["total"]) for x in crops["scale_by_product"]] == [
         ("柑橘", "亩", 10000.0)]

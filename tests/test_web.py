@@ -133,7 +133,7 @@ def test_runs_are_keyed_by_inputs_and_reuse_unaffected_steps(bench):
     wait_done(wb, b.key)
     assert a.reused == ["access"] and b.reused == []
     # the counts are the relocation step's: S4 (900 m) drops out at 950 m, S5 (940 m) too
-    s = a.ctx.results["relocation"].data["settlements"]
+    s = a.ctx.results["relocation"].data.settlements
     expect = int(s[s["township_code"] == DAJIN]["relocation_candidate"].sum())
     assert wb.counts(a, DAJIN)["candidates"] == expect
     base = wb.counts(wb.base, DAJIN)["candidates"]

@@ -181,7 +181,7 @@ def test_two_what_ifs_at_once_each_page_shows_its_own(browser, shipped_server):
             tab.page.wait_for_selector("#table-candidates", timeout=SLOW)
         # expected, from the plan run's settlements: above the threshold, or steep AND deep
         # valley AND remote (those three do not depend on the threshold)
-        s = wb.base.ctx.results["relocation"].data["settlements"]
+        s = wb.base.ctx.results["relocation"].data.settlements
         s = s[s["township_code"] == code]
         terrain = s["steep_terrain"].astype(bool) & s["deep_valley"].astype(bool) & s["remote"].fillna(False).astype(bool)
         for tab, key, v in zip(tabs, keys, values):

@@ -168,7 +168,7 @@ def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) 
         rep = run.ctx.results.get("report")
         scorecard = []
         if rep is not None:
-            for ind in rep.data["report"].get("indicators", []):
+            for ind in rep.data.report.get("indicators", []):
                 computed = ind.get("computed")
                 after = ind.get("computed_after")
                 ctext = _fmt(computed) if computed is not None else ""

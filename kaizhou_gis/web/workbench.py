@@ -160,7 +160,7 @@ def township_tables(ctx: Context, failures: dict[str, str], code: str) -> dict[s
     if reloc is None:
         out["candidates"] = failures.get("relocation", "relocation step did not run")
     else:
-        s = reloc.data["settlements"]
+        s = reloc.data.settlements
         s = s[(s["township_code"].astype(str) == code) & s["relocation_candidate"].astype(bool)]
         s = s.sort_values(["priority", "settlement_id"], ascending=[False, True], kind="mergesort")
         out["candidates"] = _select(s, cols["candidates"])
@@ -169,12 +169,12 @@ def township_tables(ctx: Context, failures: dict[str, str], code: str) -> dict[s
         out["gaps"] = out["works"] = failures.get("access", "access step did not run")
     else:
         rows = []
-        v = acc.data["villages"]
+        v = acc.data.villages
         v = v[v["township_code"].astype(str) == code]
         gap = ~v["tongchang"].fillna(False).astype(bool)
         vv = v[gap].assign(level="行政村 village", id=v.loc[gap, "village_code"].astype(str))
         rows.append(vv)
-        st = acc.data["settlements"]
+        st = acc.data.settlements
         st = st[(st["township_code"].astype(str) == code) & st["target_group"].fillna(False).astype(bool)]
         sgap = ~(st["tongda"].fillna(False).astype(bool) & st["tongchang"].fillna(False).astype(bool))
         ss = st[sgap].assign(level="自然村 settlement", id=st.loc[sgap, "settlement_id"].astype(str))
@@ -185,7 +185,7 @@ def township_tables(ctx: Context, failures: dict[str, str], code: str) -> dict[s
             if c in g.columns:
                 g[c] = g[c].map(_yes_no).astype(object)
         out["gaps"] = _select(g, cols["gaps"])
-        w = acc.data.get("works")
+        w = acc.data.works
         if w is None or not len(w):
             w = pd.DataFrame(columns=["work_id", "type", "km", "cost_yuan", "township_code"])
         w = pd.DataFrame(w.drop(columns="geometry", errors="ignore"))
@@ -200,7 +200,7 @@ def township_tables(ctx: Context, failures: dict[str, str], code: str) -> dict[s
     else:
         from kaizhou_gis.admin import village_townships
         from kaizhou_gis.industry import host_township_codes
-        h = ind.data.get("hosts")
+        h = ind.data.hosts
         if h is None or not len(h):
             out["industry"] = _select(pd.DataFrame(), cols["industry"])
         else:
@@ -421,7 +421,7 @@ class Workbench:
             return out
         reloc = ctx.results.get("relocation")
         if reloc is not None:
-            s = reloc.data["settlements"]
+            s = reloc.data.settlements
             if code is not None:
                 s = s[s["township_code"].astype(str) == code]
             cand = s["relocation_candidate"].astype(bool)
@@ -432,7 +432,7 @@ class Workbench:
             out["settlements"] = int(len(s))
         acc = ctx.results.get("access")
         if acc is not None:
-            v = acc.data["villages"]
+            v = acc.data.villages
             if code is not None:
                 v = v[v["township_code"].astype(str) == code]
             from kaizhou_gis.access import admin_village_mask
@@ -441,7 +441,7 @@ class Workbench:
             if adm.any():
                 out["village_tongchang_pct"] = pct(int(v.loc[adm, "tongchang"].fillna(False).astype(bool).sum()),
                                                    int(adm.sum()))
-            w = acc.data.get("works")
+            w = acc.data.works
             if w is not None and len(w):
                 if code is not None:
                     w = w[w["township_code"].astype(str) == code]
@@ -492,7 +492,8 @@ class Workbench:
         from kaizhou_gis import maps
         with self._artifact_lock(run, "mapdata"):
             if run.mapdata is None:
-                run.mapdata = maps.gather(self._context_for(run, None))
+                ctx = self._context_for(run, None)
+                run.mapdata = maps.gather(ctx, ctx.needs_of("maps"))
             return run.mapdata
 
     def township_map(self, run: Run, code: str) -> Path:
