@@ -7,6 +7,13 @@ Method
    is projected onto the line (an STRtree ``query_nearest`` over all edges at once), giving the
    edge, the snap distance and the position along the edge. A point farther than
    ``access.reach_distance_m`` from every road is not reached.
+   **Ties.** Edges within ``TIE_M`` (1 cm) of the nearest one are equally near: a point on a
+   junction is at the same distance from every edge meeting there, and which of them is nearer
+   by a few hundredths of a millimetre is float noise (a File Geodatabase, for one, stores
+   coordinates on a 0.1 mm grid). Among equally near edges the choice is canonical: a paved
+   one, then the lowest ``road_id``, then the lowest ``edge_id`` (the edge's position along its
+   road), whatever the order of the rows and whatever the noise. 1 cm is far above the noise of
+   a coordinate grid (<= 0.1 mm) and far below any distance the analysis reports.
 3. A seat is attached to the main network: of the edges within reach, to the nearest one of
    the component with the most km (any surface for 通达, paved for 通畅), so a stray fragment
    digitized next to a seat does not stand for its township's network.
@@ -52,8 +59,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _EPS = 1e-9
-#: Edges whose distance to a point differs by less than this (m) are equally near (numerical tie).
-_TIE_M = 0.01
+#: Edges whose distance to a point differs by less than this (m) are equally near: a tie, decided
+#: by :func:`canonical_pick` (paved, then road_id, then edge_id), never by float noise.
+TIE_M = 0.01
+_TIE_M = TIE_M
 
 LABELS_ZH = {
     "village_code": "行政村代码", "settlement_id": "自然村编号", "name": "名称",
@@ -72,12 +81,50 @@ LABELS_ZH = {
 # --------------------------------------------------------------------------------------------
 # Snapping
 # --------------------------------------------------------------------------------------------
+def edge_tie_keys(edges: pd.DataFrame, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort keys of edges ``e`` (row positions) for a tie: (not paved, road_id rank, edge_id)."""
+    paved = (edges["paved"].to_numpy(dtype=bool)[e] if "paved" in edges.columns
+             else np.zeros(len(e), dtype=bool))
+    if "road_id" in edges.columns:
+        _, road_rank = np.unique(edges["road_id"].astype(str).to_numpy()[e], return_inverse=True)
+    else:
+        road_rank = np.zeros(len(e), dtype=np.int64)
+    eid = edges["edge_id"].to_numpy()[e] if "edge_id" in edges.columns else np.asarray(e)
+    return ~paved, np.asarray(road_rank).ravel(), eid
+
+
+def canonical_pick(pi: np.ndarray, e: np.ndarray, dist: np.ndarray, edges: pd.DataFrame, *,
+                   tie_m: float = TIE_M) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One edge per point out of candidate pairs (point ``pi``, edge row ``e``, distance).
+
+    The candidates within ``tie_m`` of a point's nearest candidate are equally near; of them a
+    paved edge wins, then the lowest ``road_id``, then the lowest ``edge_id``. Farther
+    candidates are dropped. The result does not depend on the order of the pairs or of the
+    edges' rows, nor on coordinate noise well below ``tie_m``.
+
+    Returns ``(pi, e, dist)`` with one row per point, sorted by point.
+    """
+    pi, e, dist = np.asarray(pi), np.asarray(e), np.asarray(dist, dtype="float64")
+    if len(pi) == 0:
+        return pi, e, dist
+    dmin = np.full(int(pi.max()) + 1, np.inf)
+    np.minimum.at(dmin, pi, dist)
+    near = dist <= dmin[pi] + tie_m
+    pi, e, dist = pi[near], e[near], dist[near]
+    not_paved, road_rank, eid = edge_tie_keys(edges, e)
+    order = np.lexsort((eid, road_rank, not_paved, pi))
+    pi, e, dist = pi[order], e[order], dist[order]
+    first = np.r_[True, pi[1:] != pi[:-1]]
+    return pi[first], e[first], dist[first]
+
+
 def snap_to_edges(points: gpd.GeoSeries, edges: gpd.GeoDataFrame, *,
                   mask: np.ndarray | None = None) -> pd.DataFrame:
     """Nearest edge of every point, by projection onto the lines (not nearest vertex).
 
-    Among edges equally near (within 1 cm: a point on a junction, or a road digitized twice) a
-    paved one is taken.
+    Among edges equally near (within ``TIE_M`` = 1 cm: a point on a junction, or a road
+    digitized twice) the canonical one is taken (:func:`canonical_pick`: paved, then the lowest
+    ``road_id``, then the lowest ``edge_id``).
 
     Parameters
     ----------
@@ -104,19 +151,15 @@ def snap_to_edges(points: gpd.GeoSeries, edges: gpd.GeoDataFrame, *,
     lines = edges.geometry.to_numpy()[cand]
     tree = shapely.STRtree(lines)
     pts = geoms[ok]
-    (pi, ti), dist = tree.query_nearest(pts, return_distance=True, all_matches=False)
-    # near-equidistant edges (a point on a junction, or roads digitized twice on top of each
-    # other): the paved one wins, then the nearer, then the lower id
+    (pi, ti), dist = tree.query_nearest(pts, return_distance=True, all_matches=True)
+    # every edge within TIE_M of the nearest one is equally near (a point on a junction, or
+    # roads digitized twice on top of each other): the canonical pick decides among them
     dmin = np.full(len(pts), np.inf)
-    dmin[pi] = dist
-    pi, ti = tree.query(pts, predicate="dwithin", distance=dmin + _TIE_M)
+    np.minimum.at(dmin, pi, dist)
+    pi, ti = tree.query(pts, predicate="dwithin", distance=dmin + TIE_M)
     e = cand[ti]
     dist = shapely.distance(pts[pi], lines[ti])
-    paved = edges["paved"].to_numpy()[e] if "paved" in edges.columns else np.zeros(len(e), bool)
-    order = np.lexsort((e, dist, ~paved, pi))
-    pi, e, dist = pi[order], e[order], dist[order]
-    first = np.r_[True, pi[1:] != pi[:-1]]
-    pi, e, dist = pi[first], e[first], dist[first]
+    pi, e, dist = canonical_pick(pi, e, dist, edges)
     along = shapely.line_locate_point(edges.geometry.to_numpy()[e], pts[pi])
     rows = np.flatnonzero(ok)[pi]
     out.iloc[rows, 0] = e
@@ -168,11 +211,17 @@ def _main_network_snap(points: gpd.GeoSeries, net: RoadNetwork, nearest: pd.Data
         return out
     ei = cand[ti]
     d = shapely.distance(geoms[ok][pi], lines[ti])
-    # the biggest component first; within it the nearest edge, paved first on a tie, lower id
-    order = np.lexsort((ei, ~e["paved"].to_numpy()[ei], np.round(d / _TIE_M), -comp_km[ecomp[ei]], pi))
-    pi, ei, d = pi[order], ei[order], d[order]
-    first = np.r_[True, pi[1:] != pi[:-1]]
-    pi, ei, d = pi[first], ei[first], d[first]
+    # the biggest component first (equal km: the lower component number); within it the
+    # edges within TIE_M of the nearest are equally near and the canonical pick decides
+    km = comp_km[ecomp[ei]]
+    top = np.full(int(pi.max()) + 1, -np.inf)
+    np.maximum.at(top, pi, km)
+    keep = km == top[pi]
+    pi, ei, d = pi[keep], ei[keep], d[keep]
+    cmin = np.full(len(top), np.iinfo(np.int64).max)
+    np.minimum.at(cmin, pi, ecomp[ei])
+    keep = ecomp[ei] == cmin[pi]
+    pi, ei, d = canonical_pick(pi[keep], ei[keep], d[keep], e)
     rows = np.flatnonzero(ok)[pi]
     out.iloc[rows, 0] = ei
     out.iloc[rows, 1] = d

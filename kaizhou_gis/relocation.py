@@ -64,6 +64,7 @@ import pandas as pd
 import shapely
 
 from kaizhou_gis import leftout
+from kaizhou_gis.access import snap_to_edges
 from kaizhou_gis.admin import NO_TOWNSHIP, settlement_townships
 from kaizhou_gis.errors import KaizhouGISError, LayerError, PlanError, StepError, format_ids
 from kaizhou_gis.figures import pct
@@ -579,7 +580,11 @@ def evaluate_sites(points: gpd.GeoDataFrame, *, layers, plan: Plan, dem) -> gpd.
                       relief_radius_m=float(plan["relocation.slope_window_m"]))
     g["elevation_m"] = t["elevation_m"]
     g["slope_deg"] = t["slope_deg"].round(2)
-    g["road_distance_m"] = _nearest_distance(g.geometry, _paved(layers.roads, plan).geometry).round(1)
+    # the distances are shown to 0.1 m; the suitability is computed from them unrounded, so that
+    # coordinate noise far below 0.1 m (a File Geodatabase's 0.1 mm grid) cannot move a
+    # distance across a rounding boundary and reorder the sites
+    d_road = _nearest_distance(g.geometry, _paved(layers.roads, plan).geometry)
+    g["road_distance_m"] = np.round(d_road, 1)
     seats = layers.township_seats.copy()
     seats["township_code"] = seats["township_code"].astype(str)
     seat_geom = seats.drop_duplicates("township_code").set_index("township_code").geometry
@@ -589,7 +594,8 @@ def evaluate_sites(points: gpd.GeoDataFrame, *, layers, plan: Plan, dem) -> gpd.
     if no_seat.any():
         d_seat[no_seat] = _nearest_distance(g.geometry[no_seat], seats.geometry)
     g["seat_distance_m"] = np.round(d_seat, 1)
-    g["village_distance_m"] = _nearest_distance(g.geometry, layers.villages.geometry).round(1)
+    d_village = _nearest_distance(g.geometry, layers.villages.geometry)
+    g["village_distance_m"] = np.round(d_village, 1)
     inside = shapely.contains_xy(shapely.union_all(layers.boundary.geometry.to_numpy()),
                                  g.geometry.x.to_numpy(), g.geometry.y.to_numpy())
     vetoes = []
@@ -606,20 +612,29 @@ def evaluate_sites(points: gpd.GeoDataFrame, *, layers, plan: Plan, dem) -> gpd.
     w = sp["weights"]
     parts = {
         "slope": (1 - g["slope_deg"] / float(sp["max_slope_deg"])).clip(0, 1),
-        "road": (1 - g["road_distance_m"] / float(sp["road_distance_scale_m"])).clip(0, 1),
-        "seat": (1 - g["seat_distance_m"] / float(sp["seat_distance_scale_m"])).clip(0, 1),
-        "villages": (1 - g["village_distance_m"] / float(sp["village_distance_scale_m"])).clip(0, 1),
+        "road": pd.Series(1 - d_road / float(sp["road_distance_scale_m"]), index=g.index).clip(0, 1),
+        "seat": pd.Series(1 - d_seat / float(sp["seat_distance_scale_m"]), index=g.index).clip(0, 1),
+        "villages": pd.Series(1 - d_village / float(sp["village_distance_scale_m"]),
+                              index=g.index).clip(0, 1),
     }
     g["suitability"] = (100.0 * sum(w[k] * parts[k].fillna(0) for k in w)).round(1)
     return g
 
 
+#: Distances (m) within this of each other are equal in the site rules: grid points two steps
+#: apart are ``2 x candidate_spacing_m`` apart up to float noise (a few 1e-12 m, decided by the
+#: grid's origin, i.e. by the boundary's coordinates), so ``>= min_site_spacing_m`` must not
+#: depend on which side of the value the noise falls.
+SPACING_TOL_M = 0.001
+
+
 def _spaced(xy: np.ndarray, chosen: list[np.ndarray], min_spacing_m: float) -> bool:
-    """True when point ``xy`` is at least ``min_spacing_m`` from every point in ``chosen``."""
+    """True when point ``xy`` is at least ``min_spacing_m`` (less ``SPACING_TOL_M``) from every
+    point in ``chosen``."""
     if not chosen:
         return True
     c = np.asarray(chosen)
-    return bool(np.hypot(c[:, 0] - xy[0], c[:, 1] - xy[1]).min() >= min_spacing_m)
+    return bool(np.hypot(c[:, 0] - xy[0], c[:, 1] - xy[1]).min() >= min_spacing_m - SPACING_TOL_M)
 
 
 def _veto_kinds(vetoes: pd.Series) -> dict[str, int]:
@@ -899,6 +914,10 @@ def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_
                           dtype="float64") / 1000.0) if len(ii) else np.zeros(0)
     keep = dist_km <= max_distance_km
     ii, jj, dist_km = ii[keep], jj[keep], dist_km[keep]
+    # the problem in a canonical order (settlement row, then site row), so that among equally
+    # good solutions the solver's choice depends on the data, not on the spatial index's order
+    order = np.lexsort((jj, ii))
+    ii, jj, dist_km = ii[order], jj[order], dist_km[order]
     d_tw = d["township_code"].astype(str).to_numpy()
     same = d_tw[ii] == sites["township_code"].astype(str).to_numpy()[jj]
     serves = (sites["serves_township_code"].fillna("").astype(str).to_numpy()
@@ -939,7 +958,11 @@ def assign_households(demand: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, max_
         "site_id": site_ids[jj[used]], "site_township_code": site_tw[jj[used]],
         "households": x_pairs[used].astype("int64"), "distance_km": dist_km[used].round(2),
         "same_township": same[used], "site_for_own_township": for_own[used]}, columns=cols_a)
-    assignment = assignment.sort_values(["settlement_id", "distance_km"], kind="mergesort").reset_index(drop=True)
+    # rows by settlement, then by the unrounded distance (the rounded one can tie, and which of
+    # two sites 0.01 km apart comes first must not depend on a rounding boundary), then site
+    assignment["_d"] = dist_km[used]
+    assignment = (assignment.sort_values(["settlement_id", "_d", "site_id"], kind="mergesort")
+                  .drop(columns="_d").reset_index(drop=True))
     rows = []
     n_reach = np.bincount(ii, minlength=n) if n else np.zeros(0, dtype=int)
     cap_reach = np.bincount(ii, weights=cap[jj].astype(float), minlength=n) if n else np.zeros(0)
@@ -1004,10 +1027,11 @@ def network_distance_km(origins: gpd.GeoSeries, targets: gpd.GeoSeries, edges: g
                        shape=(n_nodes, n_nodes)).tocsr()
 
     def snap(points: gpd.GeoSeries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        (ip, ie), dist = e.sindex.nearest(points.to_numpy(), return_distance=True, return_all=False)
-        edge = np.full(len(points), -1)
-        off = np.full(len(points), np.nan)
-        edge[ip], off[ip] = ie, dist
+        # the access step's snapping rule: equally near edges (a point on a junction) are
+        # decided canonically, not by float noise
+        sn = snap_to_edges(gpd.GeoSeries(points.to_numpy()), e)
+        edge = sn["edge"].to_numpy(dtype=np.int64)
+        off = sn["snap_distance_m"].to_numpy(dtype=float)
         along = np.full(len(points), np.nan)
         ok = edge >= 0
         along[ok] = np.clip(shapely.line_locate_point(e.geometry.to_numpy()[edge[ok]],
