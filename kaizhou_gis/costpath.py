@@ -27,7 +27,7 @@ from shapely.geometry import LineString
 
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.errors import OptionError
-from kaizhou_gis.terrain import cell_size_m
+from kaizhou_gis.terrain import cell_size_m, floor_cells
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def points_to_cells(points_xy, transform: Affine, shape: tuple[int, int]) -> np.
         return out
     fin = np.isfinite(pts).all(axis=1)
     if fin.any():
-        r, c = rowcol(transform, pts[fin, 0], pts[fin, 1], op=np.floor)
+        r, c = rowcol(transform, pts[fin, 0], pts[fin, 1], op=floor_cells)
         r, c = np.asarray(r, np.int64), np.asarray(c, np.int64)
         inside = (r >= 0) & (r < shape[0]) & (c >= 0) & (c < shape[1])
         flat = np.where(inside, r * shape[1] + c, -1)

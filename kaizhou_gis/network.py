@@ -44,7 +44,7 @@ from scipy.sparse.csgraph import connected_components
 
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.errors import LayerError, format_ids
-from kaizhou_gis.terrain import slope_deg
+from kaizhou_gis.terrain import floor_cells, slope_deg
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class DemGrid:
         cols = np.full(len(x), -1, dtype=np.int64)
         ok = np.isfinite(x) & np.isfinite(y)
         if ok.any():
-            r, c = rowcol(self.transform, x[ok], y[ok], op=np.floor)
+            r, c = rowcol(self.transform, x[ok], y[ok], op=floor_cells)  # (a point on a cell edge: CELL_TOL)
             rows[ok], cols[ok] = np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)
         h, w = self.values.shape
         inside = ok & (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)

@@ -135,6 +135,22 @@ def read_block(dem: DatasetReader, row0: int, col0: int, height: int, width: int
     return out, transform
 
 
+#: A point within this share of a cell's width of a cell edge counts as on the edge and takes the
+#: cell to its right / below (the cell ``floor`` gives for a point exactly on the edge). Vertices
+#: and sample points often lie exactly on cell edges (roads digitized on a DEM's cell centres,
+#: sampled halfway between them); there float noise of the coordinates (a File Geodatabase's
+#: 0.1 mm grid is ~1e-6 of a 90 m cell; a point interpolated along a line in the work CRS lands
+#: up to ~1e-5 of a cell off the edge in the DEM's CRS) would otherwise decide between the two
+#: cells. 1e-4 of a cell is 9 mm on a 3" (90 m) DEM, 3 mm on a 30 m one.
+CELL_TOL = 1e-4
+
+
+def floor_cells(v):
+    """``floor`` of fractional row/column numbers, ``CELL_TOL`` short of each cell edge (the
+    ``op`` of :func:`rasterio.transform.rowcol` everywhere a point is put into a DEM cell)."""
+    return np.floor(np.asarray(v, dtype="float64") + CELL_TOL)
+
+
 def _point_rowcol(points: gpd.GeoSeries, dem: DatasetReader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row, column (int) of each point in the DEM grid and a mask of points inside the raster."""
     pts = points
@@ -150,7 +166,7 @@ def _point_rowcol(points: gpd.GeoSeries, dem: DatasetReader) -> tuple[np.ndarray
     rows = np.full(len(pts), -1, dtype=np.int64)
     cols = np.full(len(pts), -1, dtype=np.int64)
     if ok.any():
-        r, c = rowcol(dem.transform, xs[ok], ys[ok], op=np.floor)
+        r, c = rowcol(dem.transform, xs[ok], ys[ok], op=floor_cells)
         rows[ok], cols[ok] = np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)
     inside = ok & (rows >= 0) & (rows < dem.height) & (cols >= 0) & (cols < dem.width)
     return rows, cols, inside
