@@ -904,7 +904,9 @@ def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None,
     -------
     GeoDataFrame
         A new roads layer; an upgraded road is cut at the upgraded stretches into pieces with
-        ids ``<road_id>#1``, ``#2``, ... Input rows are never modified.
+        ids ``<road_id>#1``, ``#2``, ... (a stretch ending within ``match_tolerance_m`` of the
+        road's end takes the road to its end: the network may have moved that end onto a
+        junction). Input rows are never modified.
     """
     paved = plan["access.paved_surfaces"][0] if plan is not None else "paved"
     new_class = plan["links.new_link_road_class"] if plan is not None else "village"
@@ -948,7 +950,7 @@ def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None,
             base = out.loc[ix].to_dict()
             row_pieces, hit = [], False
             for part in shapely.get_parts(geom):
-                spans = [(_span(part, up_geoms[k]), up_ids[k]) for k in ks
+                spans = [(_span(part, up_geoms[k], end_tol=match_tolerance_m), up_ids[k]) for k in ks
                          if shapely.distance(up_mid[k], part) < match_tolerance_m]
                 hit |= bool(spans)
                 cuts = sorted({0.0, float(part.length)} | {x for (a, b), _ in spans for x in (a, b)})
@@ -980,7 +982,17 @@ def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None,
     return gpd.GeoDataFrame(res, geometry=geom_name, crs=roads.crs)
 
 
-def _span(line, g) -> tuple[float, float]:
-    """Start and end position along ``line`` of a stretch ``g`` lying on it."""
+def _span(line, g, *, end_tol: float = 0.0) -> tuple[float, float]:
+    """Start and end position along ``line`` of a stretch ``g`` lying on it.
+
+    A stretch reaching within ``end_tol`` of an end of the line reaches that end: the network
+    moved the line's end point (a gap closed at a junction, at most the snap tolerance), so the
+    upgraded edge starts at the junction while the line starts up to ``end_tol`` short of it;
+    left out, that stub would stay unpaved between the junction and the upgraded road."""
     d = shapely.line_locate_point(line, shapely.points(shapely.get_coordinates(g)))
-    return (float(d.min()), float(d.max()))
+    a, b = float(d.min()), float(d.max())
+    if a <= end_tol:
+        a = 0.0
+    if b >= float(line.length) - end_tol:
+        b = float(line.length)
+    return (a, b)
