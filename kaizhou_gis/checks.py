@@ -128,8 +128,12 @@ def swapped_message(name: str, bounds: np.ndarray, ids: list[str] | None = None)
 
 
 def inspect_dem(ds, name: str, problems: list[str], notes: list[str], *,
-                max_cells: int = 16_000_000) -> dict[str, Any]:
+                max_cells: int = 16_000_000, scope: str = "") -> dict[str, Any]:
     """Read the DEM (decimated to at most ``max_cells``), find untagged voids and impossible values.
+
+    ``ds`` is the dataset to read: the district's window of the DEM (:func:`kaizhou_gis.layers.
+    dem_window`) or the whole DEM; ``scope`` says which in the messages (e.g. " in the district's
+    window").
 
     Returns ``{"void_value": v or None, "band": float array with NaN for nodata, "transform":
     affine of the band}``; an empty dict when the data cannot be read (a problem is added).
@@ -160,7 +164,7 @@ def inspect_dem(ds, name: str, problems: list[str], notes: list[str], *,
             void_value = v
             z[(z == v) | ((z < -1e38) if v < -1e38 else False)] = np.nan
             notes.append(f"warning: dem: {name} declares no nodata value, and {n:,} of its {z.size:,} "
-                         f"cells{' (sampled)' if scale > 1 else ''} hold {v:g}, a typical void "
+                         f"cells{scope}{' (sampled)' if scale > 1 else ''} hold {v:g}, a typical void "
                          f"value; those cells are treated as nodata (their settlements get no "
                          f"elevation). Tag it to silence this note: gdal_edit.py -a_nodata {v:g} "
                          f"{name}.")
@@ -168,7 +172,7 @@ def inspect_dem(ds, name: str, problems: list[str], notes: list[str], *,
     if valid.size:
         lo, hi = float(valid.min()), float(valid.max())
         if lo < EARTH_MIN_M or hi > EARTH_MAX_M:
-            problems.append(f"dem: {name} holds values from {lo:,.0f} to {hi:,.0f}, which no "
+            problems.append(f"dem: {name} holds values{scope} from {lo:,.0f} to {hi:,.0f}, which no "
                             f"elevation in metres on Earth reaches ({EARTH_MIN_M:,.0f} .. "
                             f"{EARTH_MAX_M:,.0f} m){_unit_hint(lo, hi)}; give a DEM in metres "
                             f"with its voids tagged as nodata.")

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import rasterio
+import rasterio.windows
 import shapely
 from pyproj import CRS
 
@@ -148,6 +149,9 @@ class Layers:
     dem_tiles: tuple[str, ...] = ()
     #: Void value (e.g. -32768) of a DEM that tags no nodata; :meth:`open_dem` reports it as nodata.
     dem_nodata: float | None = None
+    #: The district's window of the DEM, ``(col_off, row_off, width, height)`` in DEM cells
+    #: (:func:`dem_window`), or None when it is the whole DEM; :meth:`open_dem` opens only it.
+    dem_window: tuple[int, int, int, int] | None = None
     #: Layer metadata ({layer: {key: value}}): GeoPackage/GDAL layer metadata, GeoTIFF tags of the
     #: DEM. :mod:`kaizhou_gis.provenance` reads ``source``/``synthetic`` items from it.
     metadata: dict[str, dict] = field(default_factory=dict)
@@ -156,8 +160,13 @@ class Layers:
 
     @contextlib.contextmanager
     def open_dem(self) -> Iterator[rasterio.io.DatasetReader]:
-        """Open the DEM for reading (windowed reads; nothing is loaded until asked)."""
-        with open_raster(self.dem_path, self.dem_tiles) as ds:
+        """Open the district's window of the DEM for reading (nothing is loaded until asked).
+
+        The dataset is the window :attr:`dem_window` of the DEM (the layers' extent plus
+        :func:`dem_window_margin_m`), so no step can read outside it: a district whose DEM is a
+        VRT over a province-sized mosaic, or one large GeoTIFF, reads only its own part.
+        """
+        with open_raster(self.dem_path, self.dem_tiles, window=self.dem_window) as ds:
             void = self.dem_nodata if ds.nodata is None else None
             if (self.dem_crs is not None and ds.crs is None) or void is not None:
                 from rasterio.vrt import WarpedVRT
@@ -306,13 +315,14 @@ def _find_dem(folder: Path) -> _Source | None:
     return None
 
 
-def mosaic_vrt(tiles) -> str:
+def mosaic_vrt(tiles, window=None) -> str:
     """A GDAL VRT (XML text, kept in memory; rasterio opens it as a dataset) that mosaics DEM
     tiles of one CRS and cell size, e.g. SRTM ``.hgt`` or Copernicus GLO-30 GeoTIFF tiles.
 
     Nothing is read until a window is asked for, so only the district's part is ever read.
     Where tiles overlap (SRTM tiles share their edge row), a tile's nodata cells do not hide the
-    other's values.
+    other's values. With ``window`` (a :class:`rasterio.windows.Window` of the mosaic, whole
+    cells) the VRT is that window only; tiles outside it are left out.
     """
     from html import escape
 
@@ -348,6 +358,11 @@ def mosaic_vrt(tiles) -> str:
                 "float64": "Float64", "uint8": "Byte"}.get(info[0][5], "Float32") \
         if len(dtypes) == 1 else "Float32"
     nodata = next((i[6] for i in info if i[6] is not None), None)
+    wx, wy = 0, 0
+    if window is not None:
+        wx, wy = int(window.col_off), int(window.row_off)
+        width, height = int(window.width), int(window.height)
+        left, top = left + wx * res_x, top + wy * res_y
     sources = []
     for path, _, tr, w, h, _, nd in info:
         xo, yo = (tr.c - left) / res_x, (tr.f - top) / res_y
@@ -355,6 +370,8 @@ def mosaic_vrt(tiles) -> str:
             raise LayerError(f"dem: tile {path.name} is not aligned with the grid of "
                              f"{info[0][0].name} (offset {xo:.3f}, {yo:.3f} cells); resample the "
                              f"tiles to one grid (gdalwarp) or merge them into dem.tif.")
+        if round(xo) >= width or round(yo) >= height or round(xo) + w <= 0 or round(yo) + h <= 0:
+            continue  # outside the window: never opened
         nd_xml = f"<NODATA>{nd!r}</NODATA>" if nd is not None else ""
         sources.append(
             f'<ComplexSource><SourceFilename relativeToVRT="0">{escape(str(path.resolve()))}'
@@ -409,9 +426,123 @@ def default_layers_dir(*, package_dir: Path | None = None, cwd: Path | None = No
         f"`kaizhou-gis demo-layers --out layers`.")
 
 
-def open_raster(path, tiles=()) -> rasterio.io.DatasetReader:
-    """Open a DEM: one raster file, or the mosaic of ``tiles``."""
-    return rasterio.open(mosaic_vrt(tiles) if tiles else path)
+def open_raster(path, tiles=(), window=None) -> rasterio.io.DatasetReader:
+    """Open a DEM: one raster file, or the mosaic of ``tiles``; with ``window`` (a
+    :class:`rasterio.windows.Window` or ``(col_off, row_off, width, height)`` in whole cells) only
+    that window of it, as a VRT whose every read stays inside the window."""
+    if window is not None and not isinstance(window, rasterio.windows.Window):
+        window = rasterio.windows.Window(*window)
+    if tiles:
+        return rasterio.open(mosaic_vrt(tiles, window=window))
+    if window is None:
+        return rasterio.open(path)
+    return rasterio.open(window_vrt(path, window))
+
+
+_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
+               "uint32": "UInt32", "int32": "Int32", "uint64": "UInt64", "int64": "Int64",
+               "float32": "Float32", "float64": "Float64"}
+
+
+def window_vrt(path, window) -> str:
+    """A GDAL VRT (XML text, opened by rasterio as a dataset) of ``window`` of the raster at
+    ``path``: same grid, CRS, data type and nodata; band 1 only. GDAL reads the source only
+    inside the window, whatever the source is (a GeoTIFF, SRTM tile or a VRT of a province)."""
+    from html import escape
+
+    window = rasterio.windows.Window(*[int(v) for v in (window.col_off, window.row_off,
+                                                        window.width, window.height)])
+    with rasterio.open(path) as ds:
+        name = ds.name
+        tr = ds.window_transform(window)
+        crs, dtype, nodata = ds.crs, ds.dtypes[0], ds.nodata
+        scale, offset = ds.scales[0], ds.offsets[0]
+    p = Path(str(name))
+    if p.is_file():
+        name = str(p.resolve())
+    w, h = int(window.width), int(window.height)
+    srs = f"<SRS>{escape(crs.to_wkt())}</SRS>" if crs is not None else ""
+    nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
+    so = (f"<Offset>{offset!r}</Offset><Scale>{scale!r}</Scale>"
+          if (scale, offset) != (1.0, 0.0) else "")
+    return (f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">{srs}'
+            f"<GeoTransform>{tr.c!r}, {tr.a!r}, {tr.b!r}, {tr.f!r}, {tr.d!r}, {tr.e!r}</GeoTransform>"
+            f'<VRTRasterBand dataType="{_GDAL_TYPES.get(dtype, "Float64")}" band="1">{nd}{so}'
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(name))}</SourceFilename>'
+            f"<SourceBand>1</SourceBand>"
+            f'<SrcRect xOff="{int(window.col_off)}" yOff="{int(window.row_off)}" xSize="{w}" ySize="{h}"/>'
+            f'<DstRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/></SimpleSource>'
+            f"</VRTRasterBand></VRTDataset>")
+
+
+def dem_window_margin_m(plan) -> float:
+    """Margin (metres) of the district's DEM window around the layers' extent: the longest new
+    road link searched (``links.max_new_link_km``; a link may run outside the layers' extent) or
+    the relocation terrain radius (``relocation.relief_window_m`` / ``slope_window_m``),
+    whichever is larger."""
+    def num(key):
+        try:
+            return float(plan.get(key, 0.0) or 0.0)
+        except (TypeError, ValueError):
+            return 0.0
+    return max(num("links.max_new_link_km") * 1000.0, num("relocation.relief_window_m"),
+               num("relocation.slope_window_m"))
+
+
+#: Cells added on every side of the district's DEM window (the road-grade grid's own pad and the
+#: cubic kernel of resampled reads).
+DEM_WINDOW_PAD_CELLS = 3
+
+
+def dem_window(ds, frames, margin_m: float, *, dem_crs=None) -> rasterio.windows.Window | None:
+    """The district's window of the DEM ``ds``: the extent of the vector ``frames`` plus
+    ``margin_m`` (metres) and :data:`DEM_WINDOW_PAD_CELLS`, in whole cells, clipped to the DEM.
+
+    None when the window is the whole DEM (then the DEM is read as it is), when no frame has
+    features and a CRS, or when the extent misses the DEM (the cross-checks name the points
+    outside the DEM).
+    """
+    dem_crs = ds.crs if ds.crs is not None else dem_crs
+    if dem_crs is None:
+        return None
+    xs_all, ys_all = [], []
+    for g in frames:
+        if g is None or g.crs is None or g.empty:
+            continue
+        b = np.asarray(g.total_bounds, dtype="float64")
+        if not np.isfinite(b).all():
+            continue
+        minx, miny, maxx, maxy = b
+        if CRS.from_user_input(g.crs).is_geographic:  # metres to degrees, generously
+            my = margin_m / 110_574.0
+            mx = margin_m / (111_320.0 * max(0.05, np.cos(np.radians(max(abs(miny), abs(maxy))))))
+        else:
+            mx = my = margin_m
+        minx, miny, maxx, maxy = minx - mx, miny - my, maxx + mx, maxy + my
+        # edges sampled, so a curved reprojection of the box is covered
+        t = np.linspace(0.0, 1.0, 9)
+        xs = np.concatenate([minx + (maxx - minx) * t, np.full(9, maxx), maxx - (maxx - minx) * t,
+                             np.full(9, minx)])
+        ys = np.concatenate([np.full(9, miny), miny + (maxy - miny) * t, np.full(9, maxy),
+                             maxy - (maxy - miny) * t])
+        x, y = transformer(g.crs, dem_crs).transform(xs, ys)
+        ok = np.isfinite(x) & np.isfinite(y)
+        xs_all.append(np.asarray(x)[ok])
+        ys_all.append(np.asarray(y)[ok])
+    if not xs_all or not sum(len(a) for a in xs_all):
+        return None
+    x, y = np.concatenate(xs_all), np.concatenate(ys_all)
+    win = rasterio.windows.from_bounds(x.min(), y.min(), x.max(), y.max(), transform=ds.transform)
+    pad = DEM_WINDOW_PAD_CELLS
+    c0 = max(0, int(np.floor(win.col_off)) - pad)
+    r0 = max(0, int(np.floor(win.row_off)) - pad)
+    c1 = min(ds.width, int(np.ceil(win.col_off + win.width)) + pad)
+    r1 = min(ds.height, int(np.ceil(win.row_off + win.height)) + pad)
+    if c1 <= c0 or r1 <= r0:
+        return None
+    if (c0, r0, c1, r1) == (0, 0, ds.width, ds.height):
+        return None
+    return rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
 
 
 def _resolve(path: Path, problems: list[str]) -> tuple[dict[str, _Source], _Source | None, Path]:
@@ -1490,7 +1621,8 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     if path.exists() and (db_url is None or dem_src is not None):  # (database: dbio said it)
         try:
             dem_info = _check_dem(dem_src, path, crs=crs, problems=problems, notes=notes,
-                                  row=dem_row)
+                                  row=dem_row, frames=list(loaded.values()),
+                                  margin_m=dem_window_margin_m(plan))
         except rasterio.errors.RasterioIOError as e:  # opened, but its data cannot be read
             log.debug("checking the DEM failed", exc_info=True)
             problems.append(checks.dem_read_problem(dem_src.describe() if dem_src else str(path), e))
@@ -1526,7 +1658,7 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
             source=description, attribution=_attribution(folder), notes=list(notes),
             dem_crs=dem_info.get("assigned_crs"), metadata=metadata, estimated=estimated,
             dem_tiles=tuple(str(t) for t in dem_info.get("tiles", ())),
-            dem_nodata=dem_info.get("void_value"))
+            dem_nodata=dem_info.get("void_value"), dem_window=dem_info.get("window"))
     for n in notes:
         log.info("%s", n)
     return LayerReport(ok=ok, layers=layers, rows=report_rows, problems=problems, notes=notes,
@@ -1781,7 +1913,10 @@ def _crs_label(crs) -> str:
     return f"EPSG:{epsg}" if epsg else crs.name
 
 
-def _check_dem(src: _Source | None, path: Path, *, crs, problems, notes, row) -> dict:
+def _check_dem(src: _Source | None, path: Path, *, crs, problems, notes, row, frames=(),
+               margin_m: float = 0.0) -> dict:
+    """Check the DEM; its cells are read only in the district's window (:func:`dem_window` of the
+    loaded vector ``frames`` plus ``margin_m``), never the whole raster beyond it."""
     info: dict[str, Any] = {"path": None}
     if src is None:
         problems.append(f"dem: no DEM found with the layers ({path}); put a GeoTIFF named dem.tif "
@@ -1822,27 +1957,40 @@ def _check_dem(src: _Source | None, path: Path, *, crs, problems, notes, row) ->
             info["bounds"] = (b.left, b.bottom, b.right, b.top)
             t = transformer(dem_crs, "EPSG:4326")
             row["bounds"] = tuple(float(x) for x in t.transform_bounds(*info["bounds"]))
-        # every cell readable (a truncated file fails here), untagged voids, impossible values
-        inspected = checks.inspect_dem(ds, src.describe(), problems, notes)
-        if not inspected:
-            return {"path": None}
-        info.update(inspected)
-        # all-nodata check on a decimated read (cheap for any size)
-        h = min(ds.height, 512)
-        w = min(ds.width, 512)
-        band = ds.read(1, out_shape=(h, w), masked=True)
-        if info.get("void_value") is not None:
-            band = np.ma.masked_equal(band, info["void_value"])
-        if band.mask.all() if np.ndim(band.mask) else bool(band.mask):
-            problems.append(f"dem: {src.describe()} holds only nodata ({ds.nodata}); give a DEM "
-                            f"with elevations.")
+        window = dem_window(ds, frames, margin_m, dem_crs=dem_crs) if dem_crs is not None else None
+        if window is not None:
+            info["window"] = (int(window.col_off), int(window.row_off), int(window.width),
+                              int(window.height))
+            notes.append(f"dem: only the district's window is read: {int(window.width)}x"
+                         f"{int(window.height)} of the DEM's {ds.width}x{ds.height} cells "
+                         f"(the layers' extent plus {margin_m:,.0f} m: the longest new link "
+                         f"searched or the relocation terrain radius).")
+        with (open_raster(src.path, src.tiles, window=window) if window is not None
+              else contextlib.nullcontext(ds)) as wds:
+            # every cell readable (a truncated file fails here), untagged voids, impossible values
+            inspected = checks.inspect_dem(wds, src.describe(), problems, notes,
+                                           scope="" if window is None else " in the district's window")
+            if not inspected:
+                return {"path": None}
+            info.update(inspected)
+            # all-nodata check on a decimated read (cheap for any size)
+            h = min(wds.height, 512)
+            w = min(wds.width, 512)
+            band = wds.read(1, out_shape=(h, w), masked=True)
+            if info.get("void_value") is not None:
+                band = np.ma.masked_equal(band, info["void_value"])
+            if band.mask.all() if np.ndim(band.mask) else bool(band.mask):
+                where = "" if window is None else " over the district (its layers' extent)"
+                problems.append(f"dem: {src.describe()} holds only nodata ({ds.nodata}){where}; "
+                                f"give a DEM with elevations there.")
         info["nodata"] = ds.nodata
     return info
 
 
-def _dem_band(path, tiles=(), void=None) -> tuple[np.ma.MaskedArray | None, Any]:
-    """The whole DEM band (masked at nodata and at ``void``) when small enough to hold, else None."""
-    with open_raster(path, tiles) as ds:
+def _dem_band(path, tiles=(), void=None, window=None) -> tuple[np.ma.MaskedArray | None, Any]:
+    """The DEM band in the district's ``window`` (the whole DEM when None; masked at nodata and
+    at ``void``) and its transform when small enough to hold, else None."""
+    with open_raster(path, tiles, window=window) as ds:
         if ds.width * ds.height > MAX_DEM_CELLS_IN_MEMORY:
             return None, ds.transform
         band = ds.read(1, masked=True)
@@ -1923,7 +2071,8 @@ def _cross_checks(layers: dict[str, gpd.GeoDataFrame], dem: dict, plan, problems
                                     f"check their coordinates and CRS.")
     if dem.get("bounds") is not None and dem.get("crs") is not None:
         x0, y0, x1, y1 = dem["bounds"]
-        band, dem_transform = _dem_band(dem["path"], dem.get("tiles", ()), dem.get("void_value"))
+        band, dem_transform = _dem_band(dem["path"], dem.get("tiles", ()), dem.get("void_value"),
+                                        dem.get("window"))
         for name, id_col in points:
             g = layers.get(name)
             if g is None or g.crs is None or g.empty:

@@ -127,12 +127,39 @@ def layer_fingerprints(layers) -> dict[str, str]:
         extra = getattr(layers, "dem_crs", None)
         tiles = getattr(layers, "dem_tiles", ()) or ()  # DEM tiles mosaicked on the fly
         try:
-            base = (_sha("|".join(file_sha256(t) for t in tiles).encode()) if tiles
-                    else file_sha256(dem))
+            if getattr(layers, "dem_window", None) is not None:
+                base = dem_window_sha256(layers)
+            else:
+                base = (_sha("|".join(file_sha256(t) for t in tiles).encode()) if tiles
+                        else file_sha256(dem))
         except OSError:  # no readable DEM: the steps that need it say so; fingerprint the name
             base = _sha(f"unreadable:{dem}".encode())
         out["dem"] = base if extra is None else _sha(f"{base}|{extra}".encode())
     return out
+
+
+def dem_window_sha256(layers, rows_per_block: int = 1024) -> str:
+    """SHA-256 of the district's window of the DEM (:attr:`Layers.dem_window`): its grid, CRS,
+    data type, nodata and cells, read block by block. A district whose DEM is a window of a
+    province-sized VRT or GeoTIFF is fingerprinted by what it reads, not by the whole file (a
+    VRT's own bytes would miss a changed tile; a large GeoTIFF's would cost reading all of it)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    h = hashlib.sha256()
+    try:
+        with layers.open_dem() as ds:
+            h.update(canonical_json({"transform": list(ds.transform)[:6],
+                                     "crs": ds.crs.to_wkt() if ds.crs is not None else None,
+                                     "dtype": ds.dtypes[0],
+                                     "nodata": None if ds.nodata is None else repr(ds.nodata),
+                                     "size": [ds.width, ds.height]}).encode())
+            for r0 in range(0, ds.height, rows_per_block):
+                n = min(rows_per_block, ds.height - r0)
+                h.update(ds.read(1, window=Window(0, r0, ds.width, n)).tobytes())
+    except rasterio.errors.RasterioError as e:
+        raise OSError(str(e)) from None
+    return h.hexdigest()
 
 
 def plan_fingerprint(plan) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 from shapely.geometry import MultiLineString, Point
 
 from kaizhou_gis.coords import convert_wgs84_to_gcj02
@@ -219,9 +220,13 @@ def test_srtm_hgt_loads_as_dem(tmp_path, plan):
     (folder / "N31E108.hgt").write_bytes(grid.tobytes())
     layers = load_layers(folder, plan=plan)
     assert layers.dem_path.endswith("N31E108.hgt")
-    with layers.open_dem() as ds:
+    with rasterio.open(layers.dem_path) as ds:
         assert ds.driver == "SRTMHGT" and ds.crs.to_epsg() == 4326
         assert ds.width == 1201 and ds.nodata == -32768
+    # the run opens the district's window of the tile (layers' extent + 15 km), not all of it
+    with layers.open_dem() as ds:
+        assert ds.crs.to_epsg() == 4326 and ds.nodata == -32768
+        assert (ds.width, ds.height) == layers.dem_window[2:] and ds.width < 1201
         z = [v[0] for v in ds.sample([(108.44, 31.22), (108.30, 31.1)])]
     assert z == [round(float(dem_elevation(108.44))), round(float(dem_elevation(108.30)))]
 
@@ -245,9 +250,13 @@ def test_two_adjacent_hgt_tiles_are_mosaicked(tmp_path, plan):
     assert report.ok, report.problem_text()
     assert any("dem: 2 tiles mosaicked on the fly (N30E108.hgt, N31E108.hgt)" in x for x in report.notes)
     layers = report.layers
-    with layers.open_dem() as ds:
+    from kaizhou_gis.layers import open_raster
+    with open_raster(layers.dem_path, layers.dem_tiles) as ds:  # the whole mosaic
         assert ds.crs.to_epsg() == 4326 and (ds.width, ds.height) == (1201, 2401)
         assert ds.bounds.bottom == pytest.approx(30.0 - 0.5 / 1200) and ds.bounds.top == pytest.approx(32.0 + 0.5 / 1200)
+    with layers.open_dem() as ds:  # the district's window of it, across the tiles' edge
+        assert (ds.width, ds.height) == layers.dem_window[2:] and ds.height < 2401
+        assert ds.bounds.bottom < 30.95 and ds.bounds.top > 31.22
         z = [v[0] for v in ds.sample([(108.44, 31.22), (108.48, 30.95), (108.30, 31.10)])]
     assert z == [round(float(dem_elevation(108.44))), 500, round(float(dem_elevation(108.30)))]
     # the pipeline's DEM window straddles both tiles
@@ -498,6 +507,13 @@ def test_zipped_srtm_tiles_as_downloaded_are_mosaicked(tmp_path, plan):
     assert report.ok, report.problem_text()
     assert any("2 tiles mosaicked on the fly (N31E107.SRTMGL3.hgt.zip, N31E108.SRTMGL3.hgt.zip)" in x
                for x in report.notes)
-    with report.layers.open_dem() as ds:
+    from kaizhou_gis.layers import mosaic_vrt, open_raster
+    L = report.layers
+    with open_raster(L.dem_path, L.dem_tiles) as ds:  # the whole mosaic
         assert (ds.width, ds.height) == (2401, 1201)
         assert [v[0] for v in ds.sample([(107.5, 31.5), (108.4, 31.2)])] == [400, 600]
+    # the district (108.3-108.5E) + 15 km does not reach N31E107: its window leaves that tile out
+    with L.open_dem() as ds:
+        assert ds.bounds.left > 108.0 and [v[0] for v in ds.sample([(108.4, 31.2)])] == [600]
+    assert "N31E107" not in mosaic_vrt([Path(t) for t in L.dem_tiles],
+                                       window=rasterio.windows.Window(*L.dem_window))
