@@ -36,8 +36,9 @@ The manifest (TOML; paths relative to the manifest file)::
 
 A district's error (bad layer, plan error, a crash in a step) is caught on the worker and reported
 in the roll-up; the others go on. A worker process that dies is replaced and its task rerun by
-dask (``distributed.scheduler.allowed-failures`` times, then ``KilledWorker``, reported like any
-other error); ``--retries`` also reruns a task that raised outside the pipeline's own handling.
+dask (``distributed.scheduler.allowed-failures`` times, then ``KilledWorker``, reported as
+"worker lost: ..." by :func:`lost_worker_error`); ``--retries`` also reruns a task that raised
+outside the pipeline's own handling.
 """
 from __future__ import annotations
 
@@ -348,8 +349,12 @@ class BatchResult:
 
 
 def make_client(*, scheduler: str | None, workers: int | None, memory_limit: str | None,
-                threads_per_worker: int = 1, dashboard: bool = True):
-    """A dask.distributed Client: to ``scheduler`` when given, else a new LocalCluster."""
+                threads_per_worker: int = 1, dashboard: bool = True, quiet: bool = True):
+    """A dask.distributed Client: to ``scheduler`` when given, else a new LocalCluster.
+
+    ``quiet``: the local workers log only critical messages (dask's ``silence_logs``): a worker
+    killed mid-district makes its peers and the restarted worker log connection tracebacks that
+    say nothing the roll-up does not (the district's rerun or its "worker lost" error)."""
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
@@ -362,7 +367,8 @@ def make_client(*, scheduler: str | None, workers: int | None, memory_limit: str
     n = workers or max(1, (os.cpu_count() or 1))
     kw: dict[str, Any] = {"n_workers": n, "threads_per_worker": threads_per_worker,
                           "processes": True,
-                          "dashboard_address": ":0" if dashboard else None}
+                          "dashboard_address": ":0" if dashboard else None,
+                          "silence_logs": logging.CRITICAL if quiet else logging.WARNING}
     if memory_limit:
         kw["memory_limit"] = memory_limit
     cluster = LocalCluster(**kw)
@@ -377,7 +383,8 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, workers: int | None 
     from dask.distributed import as_completed
 
     t0 = time.perf_counter()
-    if not logging.getLogger("kaizhou_gis").isEnabledFor(logging.INFO):
+    quiet = not logging.getLogger("kaizhou_gis").isEnabledFor(logging.INFO)
+    if quiet:
         logging.getLogger("distributed").setLevel(logging.ERROR)  # dask's own INFO chatter
     districts = read_manifest(manifest)
     out_root = Path(out_dir).resolve()
@@ -389,7 +396,8 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, workers: int | None 
     command = command_line()
     echo(f"kaizhou-gis batch: {n} district(s) in {manifest} -> {out_root}")
     done = 0
-    client, cluster = make_client(scheduler=scheduler, workers=workers, memory_limit=memory_limit)
+    client, cluster = make_client(scheduler=scheduler, workers=workers, memory_limit=memory_limit,
+                                  quiet=quiet)
     try:
         info = client.scheduler_info()
         nworkers = len(info.get("workers", {}))
@@ -414,8 +422,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, workers: int | None 
                 r = fut.result()
             except Exception as e:  # KilledWorker after the allowed failures, or lost
                 r = {"code": d.code, "status": "failed", "run": "ran",
-                     "error": f"{type(e).__name__}: {e} (the worker running it was lost "
-                              f"{_allowed_failures()} times or more)"}
+                     "error": lost_worker_error(d, e)}
             results[d.code] = r
             (res.skipped if r.get("run") == "unchanged (skipped)" else res.ran).append(d.code)
             done += 1
@@ -472,6 +479,26 @@ def _progress_line(done: int, n: int, d: District, r: dict) -> str:
 def _allowed_failures() -> int:
     import dask
     return int(dask.config.get("distributed.scheduler.allowed-failures", 3))
+
+
+def lost_worker_error(d: District, e: BaseException) -> str:
+    """The roll-up's error for a district whose task did not return: its worker processes died
+    (:class:`distributed.KilledWorker` once ``distributed.scheduler.allowed-failures`` reruns
+    are used up), or the task was lost otherwise."""
+    from distributed import KilledWorker
+
+    if isinstance(e, KilledWorker):
+        n = int(e.allowed_failures) + 1
+        where = getattr(e.last_worker, "address", "?")
+        return (f"worker lost: the worker process running district {d.code} died {n} time(s) "
+                f"while running it (killed, out of memory or crashed; last on {where}), and dask "
+                f"reruns a task at most distributed.scheduler.allowed-failures = "
+                f"{int(e.allowed_failures)} time(s); rerun the batch to retry it (complete "
+                f"districts are skipped), give the workers more memory (--memory-limit) or "
+                f"raise that setting (DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES).")
+    return (f"worker lost or task failed outside the pipeline: {type(e).__name__}: {e} (dask "
+            f"reruns a task whose worker dies up to distributed.scheduler.allowed-failures = "
+            f"{_allowed_failures()} time(s)); rerun the batch to retry it.")
 
 
 # --------------------------------------------------------------------------------------------

@@ -259,3 +259,105 @@ def test_external_scheduler_and_worker(districts, tmp_path, single_runs):
                     p.kill()
         log_s.close()
         log_w.close()
+
+
+# --------------------------------------------------------------------------------------------
+# a worker process killed (SIGKILL) while it runs a district
+# --------------------------------------------------------------------------------------------
+def _kill_worker_running(district_out: Path, batch: subprocess.Popen, seconds: float = 600) -> int:
+    """Wait until a process holds ``district_out``'s lock (a worker is running that district's
+    pipeline: the lock holds its pid), kill that process with SIGKILL and return its pid."""
+    import fcntl
+    import signal
+
+    lock = district_out / LOCK
+    t0 = time.time()
+    while time.time() - t0 < seconds:
+        if batch.poll() is not None:
+            raise AssertionError(f"the batch ended before {district_out.name} ran: "
+                                 f"{batch.communicate()}")
+        if lock.exists():
+            fd = os.open(lock, os.O_RDONLY)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_UN)  # not held (yet, or any more)
+                except BlockingIOError:  # held: the district is running
+                    text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                    if text.isdigit():
+                        pid = int(text)
+                        assert pid not in (os.getpid(), batch.pid)  # a worker, not the driver
+                        os.kill(pid, signal.SIGKILL)
+                        return pid
+            finally:
+                os.close(fd)
+        time.sleep(0.01)
+    raise TimeoutError(f"no worker ran {district_out.name} within {seconds} s")
+
+
+def _batch_popen(manifest: Path, out: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kaizhou_gis", "batch", str(manifest),
+                             "--out", str(out), "--workers", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def _two_districts(districts: Path, tmp_path: Path) -> Path:
+    m = tmp_path / "two.toml"
+    m.write_text("\n".join(f'[[district]]\ncode = "{c}"\nlayers = "{districts / c}"\n'
+                           f'plan = "{districts / c / "plan.toml"}"\n' for c in GOOD[:2]),
+                 encoding="utf-8")
+    return m
+
+
+def test_worker_killed_mid_district_is_rerun_by_dask(districts, tmp_path, single_runs):
+    """SIGKILL the worker process while it runs a district: the nanny restarts it, the scheduler
+    reruns the task (distributed.scheduler.allowed-failures, default 3), and the district's
+    outputs are complete and equal a single run's, byte for byte (the killed run's temporaries
+    are cleaned)."""
+    out = tmp_path / "out"
+    env = _env()
+    env.pop("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", None)
+    p = _batch_popen(_two_districts(districts, tmp_path), out, env)
+    try:
+        killed = _kill_worker_running(out / GOOD[0], p)
+        stdout, stderr = p.communicate(timeout=900)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    roll = json.loads((out / "rollup.json").read_text(encoding="utf-8"))["districts"]
+    assert [(x["code"], x["status"], x["error"]) for x in roll] == [(c, "ok", "") for c in GOOD[:2]]
+    for code in GOOD[:2]:
+        _same_outputs(single_runs / code, out / code)
+    line = next(ln for ln in stdout.splitlines() if f" {GOOD[0]}: ok in" in ln)
+    assert "(worker pid " in line and f"(worker pid {killed})" not in line  # rerun elsewhere
+
+
+def test_worker_killed_beyond_allowed_failures_is_reported(districts, tmp_path, single_runs):
+    """With distributed.scheduler.allowed-failures = 0 one SIGKILL exhausts dask's reruns: the
+    district is in the roll-up as failed with "worker lost ...", the other completes, exit 1."""
+    out = tmp_path / "out"
+    env = _env()
+    env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
+    p = _batch_popen(_two_districts(districts, tmp_path), out, env)
+    try:
+        _kill_worker_running(out / GOOD[0], p)
+        stdout, stderr = p.communicate(timeout=900)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 1, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert "1 of 2 district(s) failed" in stderr and GOOD[0] in stderr
+    roll = json.loads((out / "rollup.json").read_text(encoding="utf-8"))["districts"]
+    assert [(x["code"], x["status"]) for x in roll] == [(GOOD[0], "failed"), (GOOD[1], "ok")]
+    err = roll[0]["error"]
+    assert err.startswith(f"worker lost: the worker process running district {GOOD[0]} died 1 time(s)")
+    assert "distributed.scheduler.allowed-failures = 0" in err
+    assert f"{GOOD[0]}" in stdout and "FAILED: worker lost" in stdout
+    csv = pd.read_csv(out / "rollup.csv", encoding="utf-8-sig", dtype=str)
+    assert csv.iloc[0, 2] == "failed" and csv.iloc[0, 3].startswith("worker lost")
+    _same_outputs(single_runs / GOOD[1], out / GOOD[1])
