@@ -1217,6 +1217,10 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     files: dict[str, Any] = {}
     district = plan.name
     codes = sorted(d.townships["township_code"].astype(str))
+    # print sheets are drawn in worker processes while this one builds the HTML pages; each file
+    # keeps its place in `files` (its future is swapped for the bytes below)
+    pool = printmap.SheetPool(ctx)
+    sheets: list[tuple[str, str, Any]] = []
     if ctx.township is not None:
         if str(ctx.township) not in codes:
             raise OptionError(f"--township {ctx.township}: not in the townships layer; use one of "
@@ -1235,7 +1239,8 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
                 subtitle=plan.get("meta.plan_title", ""), bounds=bounds_ll, background=bg,
                 basemap=basemap, tianditu_key=tianditu_key)
         files["maps/overview.pdf"] = printmap.district_sheet(
-            ctx, d_print, map_layers("overview", d_print, st), formats=("pdf",))["pdf"]
+            ctx, d_print, map_layers("overview", d_print, st), formats=("pdf",), pool=pool)
+        sheets.append(("maps/overview.pdf", "pdf", files["maps/overview.pdf"]))
     tw_work = d.work_townships.set_index("township_code")
     bad = [c for c in codes if not re.fullmatch(r"[0-9A-Za-z_-]{1,32}", c)]
     if bad:
@@ -1258,9 +1263,10 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
             "township", d, specs, title_zh=title, title_en="Township map", subtitle=subtitle,
             bounds=bounds, background=bg, basemap=basemap, tianditu_key=tianditu_key)
         sheet = printmap.township_sheet(ctx, d_print, specs if d_print is d else
-                                        map_layers("township", d_print, st, code), code)
-        files[f"maps/townships/{code}.pdf"] = sheet["pdf"]
-        files[f"maps/townships/{code}.png"] = sheet["png"]
+                                        map_layers("township", d_print, st, code), code, pool=pool)
+        for fmt in ("pdf", "png"):
+            files[f"maps/townships/{code}.{fmt}"] = sheet
+            sheets.append((f"maps/townships/{code}.{fmt}", fmt, sheet))
     # render each page once, here, to check its size; outputs.py writes the text as it is
     sizes, folium_maps = {}, {}
     for rel in list(files):
@@ -1268,6 +1274,9 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
             folium_maps[rel] = files[rel]
             files[rel] = outputs.stable_element_ids(files[rel].get_root().render())
             sizes[rel] = len(files[rel].encode("utf-8")) / 2**20
+    for rel, fmt, sheet in sheets:
+        files[rel] = (sheet.result() if hasattr(sheet, "result") else sheet)[fmt]
+    pool.close()
     over = []
     for rel, mb in sizes.items():
         limit = float(cfg["township_max_mb"] if "/townships/" in rel else cfg["district_max_mb"])

@@ -576,8 +576,12 @@ def _work_bounds(gdf, pad_frac: float = 0.0) -> tuple[float, float, float, float
     return (w - px, s - py, e + px, n + py)
 
 
-def township_sheet(ctx, d, specs: list, code: str, *, formats=("pdf", "png")) -> dict[str, bytes]:
-    """The A3 sheet of one township (``{format: bytes}``) from the maps step's data and layers."""
+def township_sheet(ctx, d, specs: list, code: str, *, formats=("pdf", "png"),
+                   pool: "SheetPool | None" = None):
+    """The A3 sheet of one township (``{format: bytes}``) from the maps step's data and layers.
+
+    With ``pool`` (a :class:`SheetPool`) the sheet is drawn there and a
+    :class:`concurrent.futures.Future` of that dict is returned."""
     plan = ctx.plan
     cfg = plan.section("maps")
     mcfg = plan.section("maps")
@@ -588,16 +592,20 @@ def township_sheet(ctx, d, specs: list, code: str, *, formats=("pdf", "png")) ->
                       subtitle=f"{name}（{code}）· {plan.get('meta.plan_title', '')} · "
                                f"{plan.get('meta.district_name_en', '')}",
                       labels=labels, data_status=getattr(ctx, "data_status", None))
+    kwargs = dict(bounds_xy=_work_bounds(tw), work_crs=plan.work_crs,
+                  highlight=tw.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
+                  png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(mcfg["hillshade_azimuth_deg"]),
+                  altitude_deg=float(mcfg["hillshade_altitude_deg"]), formats=formats,
+                  map_crs=_wgs84_specs(d))
+    if pool is not None:
+        return pool.submit(specs, text, **kwargs)
     with ctx.layers.open_dem() as dem:
-        return render_sheet(specs, text, bounds_xy=_work_bounds(tw), work_crs=plan.work_crs, dem=dem,
-                            highlight=tw.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
-                            png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(mcfg["hillshade_azimuth_deg"]),
-                            altitude_deg=float(mcfg["hillshade_altitude_deg"]), formats=formats,
-                            map_crs=_wgs84_specs(d))
+        return render_sheet(specs, text, dem=dem, **kwargs)
 
 
-def district_sheet(ctx, d, specs: list, *, formats=("pdf",)) -> dict[str, bytes]:
-    """The A3 overview sheet of the district."""
+def district_sheet(ctx, d, specs: list, *, formats=("pdf",), pool: "SheetPool | None" = None):
+    """The A3 overview sheet of the district (with ``pool``: a Future of it, as
+    :func:`township_sheet`)."""
     plan = ctx.plan
     cfg = plan.section("maps")
     mcfg = plan.section("maps")
@@ -610,12 +618,124 @@ def district_sheet(ctx, d, specs: list, *, formats=("pdf",)) -> dict[str, bytes]
     text = sheet_text(plan, d, title=f"{plan.name}扶贫规划总图",
                       subtitle=f"{plan.get('meta.plan_title', '')} · {plan.get('meta.district_name_en', '')}",
                       labels=labels, data_status=getattr(ctx, "data_status", None))
+    kwargs = dict(bounds_xy=_work_bounds(boundary), work_crs=plan.work_crs,
+                  highlight=boundary.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
+                  png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(mcfg["hillshade_azimuth_deg"]),
+                  altitude_deg=float(mcfg["hillshade_altitude_deg"]), formats=formats,
+                  map_crs=_wgs84_specs(d))
+    if pool is not None:
+        return pool.submit(specs, text, **kwargs)
     with ctx.layers.open_dem() as dem:
-        return render_sheet(specs, text, bounds_xy=_work_bounds(boundary), work_crs=plan.work_crs, dem=dem,
-                            highlight=boundary.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
-                            png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(mcfg["hillshade_azimuth_deg"]),
-                            altitude_deg=float(mcfg["hillshade_altitude_deg"]), formats=formats,
-                            map_crs=_wgs84_specs(d))
+        return render_sheet(specs, text, dem=dem, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# drawing many sheets: the DEM read once, sheets drawn in worker processes
+# --------------------------------------------------------------------------------------------
+
+#: Environment variable: most worker processes drawing print sheets (default: the CPUs this
+#: process may use; ``1`` draws them in the process itself).
+WORKERS_ENV = "KAIZHOU_GIS_WORKERS"
+
+
+@dataclass
+class DemArray:
+    """A DEM band held in memory with what :func:`sheet_hillshade` reads of a dataset."""
+
+    values: np.ndarray
+    transform: object
+    crs: object
+    nodata: float | None
+
+    def read(self, band: int = 1, masked: bool = False) -> np.ndarray:
+        return self.values
+
+
+_WORKER_DEM: DemArray | None = None
+
+
+def _init_worker(dem: DemArray | None) -> None:
+    global _WORKER_DEM
+    _WORKER_DEM = dem
+
+
+def _render_in_worker(specs, text, kwargs) -> dict[str, bytes]:
+    return render_sheet(specs, text, dem=_WORKER_DEM, **kwargs)
+
+
+def sheet_workers() -> int:
+    """How many worker processes draw sheets: ``$KAIZHOU_GIS_WORKERS`` or the usable CPUs; 1 (in
+    this process) outside the main thread or in a daemon process (a web request, a dask worker),
+    where forking is not safe or not allowed."""
+    import multiprocessing
+    import os
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            multiprocessing.current_process().daemon or not hasattr(os, "fork"):
+        return 1
+    env = os.environ.get(WORKERS_ENV, "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            log.warning("%s=%r is not a whole number; using the CPU count", WORKERS_ENV, env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+class SheetPool:
+    """Draws print sheets, in ``workers`` forked processes when more than one, with the DEM read
+    once (every sheet reads the same full band, so the bytes are those of :func:`render_sheet`
+    on the open dataset). Results come back as futures; callers keep their own order, so the
+    output does not depend on which sheet finishes first.
+
+    Use as a context manager: ``with SheetPool(ctx, workers=2) as pool: fut = pool.submit(...)``.
+    """
+
+    def __init__(self, ctx, *, workers: int | None = None):
+        self.workers = sheet_workers() if workers is None else max(1, int(workers))
+        with ctx.layers.open_dem() as ds:
+            self.dem = DemArray(ds.read(1, masked=False), ds.transform, ds.crs, ds.nodata)
+        self._ex = None
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._ex = ProcessPoolExecutor(max_workers=self.workers,
+                                           mp_context=multiprocessing.get_context("fork"),
+                                           initializer=_init_worker, initargs=(self.dem,))
+
+    def submit(self, specs, text, **kwargs):
+        from concurrent.futures import Future
+
+        if self._ex is not None:
+            return self._ex.submit(_render_in_worker, specs, text, kwargs)
+        fut: Future = Future()
+        try:
+            fut.set_result(render_sheet(specs, text, dem=self.dem, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+            fut.set_exception(e)
+        return fut
+
+    def close(self, *, cancel: bool = False) -> None:
+        if self._ex is not None:
+            self._ex.shutdown(wait=True, cancel_futures=cancel)
+            self._ex = None
+
+    def __del__(self) -> None:  # a step that failed half-way leaves no worker behind
+        try:
+            self.close(cancel=True)
+        except Exception:  # noqa: BLE001 - interpreter shutting down
+            pass
+
+    def __enter__(self) -> "SheetPool":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(cancel=exc_type is not None)
 
 
 def _wgs84_specs(d) -> str:
@@ -656,5 +776,5 @@ def write_township_pdf(ctx, code: str, path: str | Path, *, png_path: str | Path
     return Path(path)
 
 
-__all__ = ["render_sheet", "township_sheet", "district_sheet", "write_township_pdf", "plan_layout",
+__all__ = ["render_sheet", "township_sheet", "district_sheet", "SheetPool", "write_township_pdf", "plan_layout",
            "nice_scale", "format_scale", "sheet_text", "legend_handles"]

@@ -23,10 +23,26 @@ HAVE_CJK = fonts.find_cjk_font() is not None
 @pytest.fixture(scope="module")
 def sheets(tmp_path_factory):
     ctx = make_ctx(tmp_path_factory.mktemp("print"))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
         warnings.simplefilter("error", UserWarning)  # a missing glyph fails here too
+        mp.setenv(printmap.WORKERS_ENV, "2")  # sheets drawn in 2 worker processes
+        assert printmap.sheet_workers() == 2
         res = maps.run(ctx, ctx.needs_of("maps"))
     return ctx, res
+
+
+def test_sheets_from_worker_processes_are_the_bytes_drawn_in_process(sheets):
+    """maps.run draws the sheets in worker processes; one drawn here, alone, is the same file."""
+    ctx, res = sheets
+    d = maps.gather(ctx)
+    here = printmap.township_sheet(ctx, d, maps.map_layers("township", d, maps._settings(ctx.plan), T2), T2)
+    assert here["pdf"] == res.files[f"maps/townships/{T2}.pdf"]
+    assert here["png"] == res.files[f"maps/townships/{T2}.png"]
+    # a pool of one draws in this process, with the DEM read once: the same bytes again
+    with printmap.SheetPool(ctx, workers=1) as pool:
+        fut = printmap.township_sheet(ctx, d, maps.map_layers("township", d, maps._settings(ctx.plan), T2),
+                                      T2, pool=pool, formats=("pdf",))
+        assert fut.result()["pdf"] == here["pdf"]
 
 
 def _page(pdf: bytes):
