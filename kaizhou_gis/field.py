@@ -142,14 +142,21 @@ def township_points(reloc: RelocationData, code: str, *, coords: str, last_year:
     if sites is not None and len(sites):
         site_names = dict(zip(sites["site_id"].astype(str),
                               (sites["name"] if "name" in sites else sites["site_id"]).astype(str)))
-    per_s = {sid: g for sid, g in asg.groupby(asg["settlement_id"].astype(str))} if len(asg) else {}
+    # the assignment rows of this township's candidates, in table order (one pass over the
+    # table: grouping the whole district's assignment for each township was quadratic)
+    per_s: dict[str, list] = {}
+    if len(asg) and len(cand):
+        a_sid = asg["settlement_id"].astype(str)
+        mine = a_sid.isin(set(cand["settlement_id"].astype(str))).to_numpy()
+        for sid, site, hh in zip(a_sid[mine], asg["site_id"][mine], asg["households"][mine]):
+            per_s.setdefault(sid, []).append((site, hh))
     lon, lat = _lonlat(cand, coords) if len(cand) else (np.array([]), np.array([]))
     candidates = []
     for i, r in enumerate(cand.to_dict("records")):
         sid = str(r["settlement_id"])
         a = per_s.get(sid)
-        assigned = ("; ".join(f"{site_names.get(str(x.site_id), x.site_id)} ({x.site_id}) {int(x.households)} 户"
-                              for x in a.itertuples()) if a is not None else "")
+        assigned = ("; ".join(f"{site_names.get(str(site), site)} ({site}) {int(hh)} 户"
+                              for site, hh in a) if a is not None else "")
         key, zh, en = priority_class(r.get("priority"))
         candidates.append({
             "lon": float(lon[i]), "lat": float(lat[i]), "settlement_id": sid, "name": _clean(r.get("name")),
