@@ -34,7 +34,7 @@ def sheets(tmp_path_factory):
 def test_sheets_from_worker_processes_are_the_bytes_drawn_in_process(sheets):
     """maps.run draws the sheets in worker processes; one drawn here, alone, is the same file."""
     ctx, res = sheets
-    d = maps.gather(ctx)
+    d = maps.gather(ctx, ctx.needs_of("maps"))
     here = printmap.township_sheet(ctx, d, maps.map_layers("township", d, maps._settings(ctx.plan), T2), T2)
     assert here["pdf"] == res.files[f"maps/townships/{T2}.pdf"]
     assert here["png"] == res.files[f"maps/townships/{T2}.png"]
