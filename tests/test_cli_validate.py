@@ -10,7 +10,6 @@ from click.testing import CliRunner
 from shapely.geometry import LineString, Point, Polygon
 
 from kaizhou_gis.cli import main
-from kaizhou_gis.layers import DEFAULT_LAYERS_DIR
 from layerset import DEM_RES_DEG, dem_array, layer_frames, write_dem, write_layerset
 
 
@@ -348,8 +347,6 @@ def test_township_kind_derived_from_unusual_names_is_a_note(tmp_path):
     assert "townships.kind: not 街道/镇/乡 in 1 row(s) (500154118)" in r2.output
 
 
-@pytest.mark.skipif(not (DEFAULT_LAYERS_DIR / "kaizhou.gpkg").exists(),
-                    reason="the shipped layers are not built (kaizhou-gis demo-layers)")
 def test_shipped_layers_validate_clean():
     r = CliRunner().invoke(main, ["validate"])
     assert r.exit_code == 0, r.output

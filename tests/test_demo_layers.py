@@ -249,7 +249,7 @@ def test_roads_follow_the_terrain(L, dem):
 
 def test_baseline_access_shares(tmp_path, plan):
     """Baseline 通达/通畅 shares computed by kaizhou_gis.access on the shipped layers."""
-    access = pytest.importorskip("kaizhou_gis.access")
+    from kaizhou_gis import access
     from kaizhou_gis.layers import load_layers
 
     layers = load_layers(None, plan=plan)

@@ -374,8 +374,6 @@ def test_run_for_one_township_and_even_split_option(villages, townships, seats):
 # the shipped layers
 # ------------------------------------------------------------------------------------------
 def test_resolution_on_shipped_layers(projects):
-    if not (REPO / "layers" / "kaizhou.gpkg").exists():
-        pytest.skip("shipped layers/kaizhou.gpkg not built yet (kaizhou-gis demo-layers)")
     from kaizhou_gis.layers import load_layers
     from kaizhou_gis.plan import load_plan
 

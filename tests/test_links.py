@@ -1,8 +1,6 @@
 """Gap-closing works: options, choice, cost curve, apply_works, and targets met after the works."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -171,23 +169,19 @@ def test_apply_works_cuts_road_at_upgraded_stretch():
         links.apply_works(roads, works.assign(road_id=["X", ""]))
 
 
-SHIPPED = Path(__file__).resolve().parent.parent / "layers" / "kaizhou.gpkg"
-
-
 @pytest.fixture(scope="module")
-def shipped_run():
-    from kaizhou_gis.layers import load_layers
-    from kaizhou_gis.pipeline import Context
-
-    plan = load_plan()
-    layers = load_layers(None, plan=plan)
-    return plan, layers, Context(layers=layers, plan=plan).result("access")
+def shipped_access(shipped_run, tmp_path_factory):
+    """The access step's district result of the session's run on the shipped layers (from the
+    run's cache: the same inputs, not computed again)."""
+    ctx = shipped_run.context(tmp_path_factory.mktemp("links") / "cache")
+    res = ctx.result("access")
+    assert ctx.reused.keys() == {"access"}
+    return ctx.plan, ctx.layers, res
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHIPPED.exists(), reason="shipped layers not built")
-def test_shipped_layers_meet_targets_after_works(shipped_run):
-    plan, layers, res = shipped_run
+def test_shipped_layers_meet_targets_after_works(shipped_access):
+    plan, layers, res = shipped_access
     works = res.data.works
     roads2 = links.apply_works(layers.roads, works, plan=plan)
     dem = access.read_dem(layers, plan)
@@ -209,8 +203,7 @@ def test_shipped_layers_meet_targets_after_works(shipped_run):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHIPPED.exists(), reason="shipped layers not built")
-def test_shipped_new_links_within_max_grade_on_the_dem(shipped_run):
+def test_shipped_new_links_within_max_grade_on_the_dem(shipped_access):
     """Independent of the module's own max_grade_pct column: read the DEM file, sample it at the
     vertices of every new link and check the links under the documented hairpin model. A leg of
     horizontal length h that climbs dz needs a road of at least h * max(1, (dz/h) / max grade)
@@ -220,7 +213,7 @@ def test_shipped_new_links_within_max_grade_on_the_dem(shipped_run):
     import shapely
     from pyproj import Transformer
 
-    plan, layers, res = shipped_run
+    plan, layers, res = shipped_access
     new = res.data.works[res.data.works["type"] == "new"]
     assert len(new) > 0
     gmax = plan["links.max_grade_pct"] / 100.0

@@ -3,11 +3,10 @@ here and tested in test_print.py.
 
 Most tests use a tiny synthetic district (two townships, six villages, a DEM with one hill)
 built here, with fake results of the access, relocation and industry steps that follow the data
-contract. The size-budget test runs on the shipped layers and is skipped when they are absent.
+contract. The size-budget test reads the maps of the session's run on the shipped layers.
 """
 from __future__ import annotations
 
-import functools
 import json
 import re
 from pathlib import Path
@@ -415,38 +414,26 @@ def test_script_json_cannot_close_a_script():
     assert json.loads(s) == {"a": "</script><script>alert(1)</script>", "b": "a&b"}
 
 
-SHIPPED = Path(__file__).resolve().parent.parent / "layers"
-HAVE_SHIPPED = (SHIPPED / "kaizhou.gpkg").exists() and (SHIPPED / "dem.tif").exists()
-
-
-@functools.lru_cache(maxsize=1)
-def shipped_maps() -> tuple[Context, StepResult]:
-    """All maps of the shipped layers, built once per test session (also used by the browser
-    tests). Print sheets (PDF/PNG) are stubbed here to keep it fast; test_print.py draws real ones."""
-    from kaizhou_gis.layers import load_layers
+@pytest.mark.slow
+def test_shipped_layers_within_size_budget(shipped_run):
+    """The maps of the session's ``kaizhou-gis run`` on the shipped layers, as written."""
+    import pyogrio
 
     plan = load_plan()
-    ctx = Context(layers=load_layers(None, plan=plan), plan=plan, options={})
-    with mock.patch("kaizhou_gis.printmap.render_sheet", _stub_sheet):
-        res = maps.run(ctx, ctx.needs_of("maps"))
-    return ctx, res
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not HAVE_SHIPPED, reason="shipped layers (layers/kaizhou.gpkg, layers/dem.tif) not built yet")
-def test_shipped_layers_within_size_budget():
-    ctx, res = shipped_maps()
-    n_tw = len(ctx.layers.townships)
-    htmls = [r for r in res.files if r.endswith(".html")]
+    shipped = Path(__file__).resolve().parent.parent / "layers" / "kaizhou.gpkg"
+    n_tw = pyogrio.read_info(shipped, layer="townships")["features"]
+    maps_dir = shipped_run.out / "maps"
+    files = sorted(p.relative_to(maps_dir).as_posix() for p in maps_dir.rglob("*") if p.is_file())
+    htmls = [r for r in files if r.endswith(".html")]
     assert len(htmls) == 4 + n_tw and n_tw == 40
-    assert sum(r.endswith(".png") for r in res.files) == n_tw
-    assert sum(r.endswith(".pdf") for r in res.files) == n_tw + 1  # + the district overview
+    assert sum(r.startswith("townships/") and r.endswith(".png") for r in files) == n_tw
+    assert sum(r.endswith(".pdf") for r in files) == n_tw + 1  # + the district overview
     for rel in htmls:
-        page = res.files[rel]
+        page = (maps_dir / rel).read_text(encoding="utf-8")
         mb = len(page.encode("utf-8")) / 2**20
-        assert mb <= (2.0 if "/townships/" in rel else 6.0), (rel, mb)
+        limit = plan["maps.township_max_mb" if rel.startswith("townships/") else "maps.district_max_mb"]
+        assert mb <= limit <= (2.0 if rel.startswith("townships/") else 6.0), (rel, mb)
         assert remote_references(page) == [], rel
-    assert res.summary["over_budget"] == []
 
 
 def test_names_are_not_templates_and_codes_name_files(tmp_path):

@@ -2,8 +2,8 @@
 
 Every request that is not a ``file:`` or ``data:`` URL is aborted and recorded as a failure;
 console errors and page errors are collected. Synthetic maps (from ``test_maps``) are checked for
-layers, legend, search and the injection name; one shipped-layer township map is checked when the
-shipped layers exist. Skipped when ``/usr/bin/chromium`` is absent (install the Debian package
+layers, legend, search and the injection name; then the district maps and two township maps of the
+session's run on the shipped layers. Skipped when ``/usr/bin/chromium`` is absent (install the Debian package
 ``chromium``; ``.ci/run`` does).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
 ]
 
-from test_maps import HAVE_SHIPPED, INJECTION, T1, T2, _stub_sheet, make_ctx, shipped_maps  # noqa: E402,E501  (tests/ is on sys.path)
+from test_maps import INJECTION, T1, T2, _stub_sheet, make_ctx  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")
@@ -189,22 +189,21 @@ def test_layer_can_be_switched_off(browser, site):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_SHIPPED, reason="shipped layers not built yet")
-def test_shipped_maps_offline(browser, tmp_path):
-    """Every district map and two township maps of the shipped layers: clean offline load,
-    legend = visible layers, every industry category visible (电商 and 光伏 share 135 villages),
-    village search, and a settlement search right after load (5 fresh loads)."""
-    ctx, res = shipped_maps()
-    L = ctx.layers
+def test_shipped_maps_offline(browser, shipped_run):
+    """Every district map and two township maps of the shipped layers (as the session's
+    ``kaizhou-gis run`` wrote them): clean offline load, legend = visible layers, every industry
+    category visible (电商 and 光伏 share 135 villages), village search, and a settlement search
+    right after load (5 fresh loads)."""
+    from kaizhou_gis.layers import load_layers
+
+    L = load_layers(None, plan=load_plan())
     codes = sorted(L.townships["township_code"].astype(str))
     code = "500154118" if "500154118" in codes else codes[0]
     code2 = next(c for c in codes if c != code)
     rels = ["overview.html", "relocation.html", "industry.html", "access.html",
             f"townships/{code}.html", f"townships/{code2}.html"]
-    outputs.write_products(tmp_path, {k: v for k, v in res.files.items()
-                                      if k.startswith("maps/") and k[5:] in rels})
     for rel in rels:
-        p = Page(browser, tmp_path / "maps" / rel)
+        p = Page(browser, shipped_run.out / "maps" / rel)
         try:
             p.assert_clean()
             check_legend(p)
@@ -236,7 +235,7 @@ def test_shipped_maps_offline(browser, tmp_path):
     name = next(n for n in s.loc[s["village_code"].astype(str).isin(vil), "name"].astype(str)
                 if counts[n] == 1)
     for _ in range(5):
-        p = Page(browser, tmp_path / "maps" / "relocation.html")
+        p = Page(browser, shipped_run.out / "maps" / "relocation.html")
         try:
             p.page.fill(".kz-search input", name)
             hits = p.page.locator(".kz-search-results li.kz-search-hit")

@@ -6,8 +6,8 @@
 - plan-file sources and the 10 indicator names are checked against the plan text shipped in
   ``layers/sources/``.
 
-The shipped-layer checks share one module-scoped run of the access, relocation, industry and
-report steps (no maps).
+The shipped-layer checks share one module-scoped run of the industry and report steps (no maps)
+on the access and relocation results of the session's run on the shipped layers.
 """
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kaizhou_gis.layers import DEFAULT_LAYERS_DIR, load_layers
-from kaizhou_gis.pipeline import Context
+from kaizhou_gis.layers import load_layers
 from kaizhou_gis.plan import load_plan
 
 PLAN_TEXT = Path(__file__).resolve().parent.parent / "layers" / "sources" / \
@@ -103,13 +102,12 @@ def test_paved_surfaces_is_an_assumption_not_the_plans(plan, text):
 
 
 @pytest.fixture(scope="module")
-def shipped(plan):
-    if not (DEFAULT_LAYERS_DIR / "kaizhou.gpkg").exists():
-        pytest.skip("shipped layers not built")
-    layers = load_layers(plan=plan)
-    ctx = Context(layers=layers, plan=plan)
+def shipped(shipped_run, tmp_path_factory):
+    """The steps on the shipped layers; access and relocation are the session run's (its cache)."""
+    ctx = shipped_run.context(tmp_path_factory.mktemp("meanings") / "cache")
     for step in ("access", "relocation", "industry", "report"):
         ctx.result(step)
+    assert ctx.reused.keys() == {"access", "relocation"}
     return ctx
 
 

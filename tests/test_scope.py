@@ -1,6 +1,6 @@
 """One truth: a township is a view of the district; the manifest; order- and dtype-free results.
 
-One district ``run`` of the shipped layers (module fixture) is the reference. Then, for three
+One district ``run`` of the shipped layers (the session's ``shipped_run``) is the reference. Then, for three
 townships (one with unplaced households, one with cover sites in its neighbours, one urban 街道),
 ``relocation/access/maps/report --township`` must give exactly the district's rows and values
 filtered to the township; the README's command sequence must leave a report that says which inputs
@@ -22,9 +22,6 @@ from click.testing import CliRunner
 from kaizhou_gis.cli import main
 
 SHIPPED = Path(__file__).resolve().parents[1] / "layers"
-pytestmark = pytest.mark.skipif(
-    not ((SHIPPED / "kaizhou.gpkg").exists() and (SHIPPED / "dem.tif").exists()),
-    reason="shipped layers (layers/kaizhou.gpkg, layers/dem.tif) not built")
 
 
 def _cli(*args: str) -> str:
@@ -55,10 +52,9 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 @pytest.fixture(scope="module")
-def district(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("district")
-    _cli("run", "--out", str(out))
-    return out
+def district(shipped_run) -> Path:
+    """The session's one ``kaizhou-gis run`` of the shipped layers (read only: copied to change)."""
+    return shipped_run.out
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,10 @@ import pytest
 
 from kaizhou_gis.web.workbench import Workbench
 
-from test_maps import HAVE_SHIPPED, SHIPPED  # noqa: E402  (tests/ is on sys.path)
 from test_web import INJECTION, JINJA, fast_plan, probe_layers
 from webserver import running, wait_done
 
+SHIPPED = Path(__file__).resolve().parent.parent / "layers"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -48,8 +48,6 @@ def browser():
 
 @pytest.fixture(scope="module")
 def shipped_server(tmp_path_factory):
-    if not HAVE_SHIPPED:
-        pytest.skip("shipped layers not built yet")
     tmp = tmp_path_factory.mktemp("webshipped")
     wb = Workbench(SHIPPED, fast_plan(tmp / "plan.toml"), cache_dir=tmp / "cache")
     assert wb.error is None, wb.error
