@@ -72,7 +72,7 @@ STEPS: list[Step] = [
     Step("access", "kaizhou_gis.access:run", "Road access / 道路通达通畅",
          layers=("townships", "township_seats", "villages", "settlements", "roads", "dem"),
          plan=("access", "links", "crs"), returns=AccessData, township=TOWNSHIP_VIEW, cached=True),
-    Step("relocation", "kaizhou_gis.relocation:run", "Relocation / 高山生态扶贫搬迁",
+    Step("relocation", "kaizhou_gis.relocation.step:run", "Relocation / 高山生态扶贫搬迁",
          needs=("access",),
          layers=("boundary", "townships", "township_seats", "villages", "settlements", "roads",
                  "dem", "sites"),

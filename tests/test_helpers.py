@@ -149,7 +149,7 @@ def test_every_module_uses_the_shared_helpers():
     from kaizhou_gis import batch, links, network, report
     from kaizhou_gis.demo import roads as demo_roads
 
-    for m in (access, links, report, relocation, batch):
+    for m in (access, links, report, relocation.rollups, relocation.summary, batch):
         assert m.pct is figures.pct, m.__name__
     assert network.transformer is crs.transformer and links.transformer is crs.transformer
     assert not hasattr(network, "ROAD_CLASSES")
