@@ -320,7 +320,7 @@ class _SiteSelection:
         while self.rem[code].sum() > 0:
             w = self.rem[code]
             free = np.array([i not in self.taken for i in ok.index], dtype=bool)
-            reach = (self.dist[code][:, w > 0] <= self.max_m).any(axis=1)
+            reach = np.asarray((self.dist[code][:, w > 0] <= self.max_m).any(axis=1), dtype=bool)
             mean_d = self.dist[code] @ w / w.sum()
             # strict pass: other townships' points (the own ones failed the spacing already);
             # relaxed pass: the township's own free points first, then the nearest elsewhere
