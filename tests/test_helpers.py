@@ -212,7 +212,7 @@ def test_township_png_has_chinese_with_a_font_cache_that_predates_the_font(tmp_p
         assert name in fonts.CJK_FAMILIES, name
         ctx = make_ctx(Path({str(tmp_path)!r}))
         ctx.plan = with_overrides(ctx.plan, {{"maps.png_dpi": 60, "maps.print_hillshade_dpi": 60}})
-        d = maps.gather_wgs84(ctx)
+        d = maps.gather_wgs84(ctx, ctx.needs_of("maps"))
         specs = maps.map_layers("township", d, maps._settings(ctx.plan), T1)
         warnings.simplefilter("error", UserWarning)  # "Glyph ... missing from font(s)" fails
         png = printmap.township_sheet(ctx, d, specs, T1, formats=("png",))["png"]
