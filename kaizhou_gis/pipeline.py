@@ -84,7 +84,7 @@ STEPS: list[Step] = [
                  "dem"),
          plan=("maps", "crs", "meta", "access", "relocation"), returns=MapsData,
          district_needs=True),
-    Step("report", "kaizhou_gis.report:run", "Plan scorecard / 规划指标",
+    Step("report", "kaizhou_gis.report.step:run", "Plan scorecard / 规划指标",
          needs=("access", "relocation", "industry"),
          layers=("townships", "villages", "settlements"),
          plan=("report", "meta", "baseline", "relocation", "access", "indicators"),
