@@ -79,46 +79,90 @@ def _fmt(v) -> str:
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) -> Starlette:
-    """The application; ``allowed_hosts`` limits the Host header (serving on a loopback address
-    accepts only loopback names, so a web page elsewhere cannot reach it by DNS rebinding)."""
-    env = Environment(loader=PackageLoader("kaizhou_gis.web", "templates"),
-                      autoescape=select_autoescape(default=True, default_for_string=True))
-    wb = workbench
+def _scorecard(report: dict) -> list[dict]:
+    """The overview's rows of the plan's main indicators (report.json's figures, formatted)."""
+    scorecard = []
+    for ind in report.get("indicators", []):
+        computed = ind.get("computed")
+        after = ind.get("computed_after")
+        ctext = _fmt(computed) if computed is not None else ""
+        if after is not None:
+            ctext += f" → {_fmt(after)}"
+        scorecard.append({
+            "id": ind.get("id"), "name_zh": ind.get("name_zh"), "name_en": ind.get("name_en"),
+            "unit": ind.get("unit"), "baseline": _fmt(ind.get("baseline_2015")),
+            "t2018": _fmt(ind.get("target_2018")), "t2020": _fmt(ind.get("target_2020")),
+            "computed": ctext or ind.get("reason_zh", ""),
+            "note": ind.get("comment") or ind.get("note") or ""})
+    return scorecard
 
-    def common(request: Request, overrides: dict | None = None) -> dict:
+
+def _shown_tables(tables: dict) -> list[dict]:
+    """The township page's tables: rows and bilingual column names, or the message why a table
+    is missing."""
+    shown = []
+    for key, _, zh, en, cols in TABLES:
+        t = tables[key]
+        if isinstance(t, pd.DataFrame):
+            shown.append({"key": key, "zh": zh, "en": en, "n": len(t), "message": "",
+                          "columns": [(c_zh, c_en) for _, c_zh, c_en in cols],
+                          "rows": table_records(t)})
+        else:
+            shown.append({"key": key, "zh": zh, "en": en, "n": "–", "message": t, "rows": [],
+                          "columns": []})
+    return shown
+
+
+def _file_response(path, media_type: str, filename: str | None = None, csp: str | None = None):
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if csp:
+        headers["Content-Security-Policy"] = csp
+    return FileResponse(path, media_type=media_type, filename=filename, headers=headers,
+                        content_disposition_type="attachment" if filename else "inline")
+
+
+class _Pages:
+    """The workbench's request handlers (one method per route) and the page helpers they share."""
+
+    def __init__(self, workbench: Workbench):
+        self.wb = workbench
+        self.env = Environment(loader=PackageLoader("kaizhou_gis.web", "templates"),
+                               autoescape=select_autoescape(default=True, default_for_string=True))
+
+    def common(self, request: Request, overrides: dict | None = None) -> dict:
         overrides = overrides or {}
         query = "?" + urlencode(overrides) if overrides else ""
         return {
-            "district": wb.plan.name if wb.plan is not None else "kaizhou-gis",
-            "banner": wb.banner,
+            "district": self.wb.plan.name if self.wb.plan is not None else "kaizhou-gis",
+            "banner": self.wb.banner,
             "query": query,
             "here": request.url.path,
             "overrides": {k: f"{v:g}" for k, v in overrides.items()},
-            "layers_source": getattr(wb.layers, "source", "") if wb.layers is not None else "",
-            "plan_path": wb.plan.path if wb.plan is not None else "",
-            "loaded_at": _dt.datetime.fromtimestamp(wb.loaded_at).strftime("%Y-%m-%d %H:%M:%S"),
+            "layers_source": getattr(self.wb.layers, "source", "") if self.wb.layers is not None else "",
+            "plan_path": self.wb.plan.path if self.wb.plan is not None else "",
+            "loaded_at": _dt.datetime.fromtimestamp(self.wb.loaded_at).strftime("%Y-%m-%d %H:%M:%S"),
         }
 
-    def page(name: str, status_code: int = 200, **ctx) -> HTMLResponse:
-        body = env.get_template(name).render(**ctx)
+    def page(self, name: str, status_code: int = 200, **ctx) -> HTMLResponse:
+        body = self.env.get_template(name).render(**ctx)
         return HTMLResponse(body, status_code=status_code, headers={
             "Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store"})
 
-    def error_page(request: Request, status_code: int, title_zh: str, title_en: str, message: str,
+    def error_page(self, request: Request, status_code: int, title_zh: str, title_en: str, message: str,
                    hint_zh: str = "", hint_en: str = "") -> HTMLResponse:
-        return page("error.html", status_code, **common(request), title_zh=title_zh,
-                    title_en=title_en, message=message, hint_zh=hint_zh, hint_en=hint_en)
+        return self.page("error.html", status_code, **self.common(request), title_zh=title_zh,
+                         title_en=title_en, message=message, hint_zh=hint_zh, hint_en=hint_en)
 
-    def load_error(request: Request) -> HTMLResponse:
-        return error_page(request, 503, "图层或规划文件有误", "Bad layers or plan file", wb.error,
-                          "修正后点击“重新读取数据”。",
-                          "Fix them, then press Reload data (the message is the one the command line prints).")
+    def load_error(self, request: Request) -> HTMLResponse:
+        return self.error_page(request, 503, "图层或规划文件有误", "Bad layers or plan file", str(self.wb.error),
+                               "修正后点击“重新读取数据”。",
+                               "Fix them, then press Reload data (the message is the one the command line "
+                               "prints).")
 
-    def params(run) -> list[dict]:
+    def params(self, run) -> list[dict]:
         out = []
-        for key, a in wb.adjustable().items():
+        for key, a in self.wb.adjustable().items():
             zh, en = PARAM_LABELS.get(key, (key, ""))
             cur = run.plan[key] if run is not None else a["value"]
             out.append({"key": key, "label_zh": zh, "label_en": en, "current": f"{cur:g}",
@@ -126,10 +170,10 @@ def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) 
                         "step": f"{a['step']:g}" if a.get("step") else "any", "source": a["source"]})
         return out
 
-    def counts(run, code=None) -> list[dict]:
-        mine = wb.counts(run, code)
-        base = wb.base
-        theirs = wb.counts(base, code) if base is not None and base.done.is_set() and run.overrides else {}
+    def counts(self, run, code=None) -> list[dict]:
+        mine = self.wb.counts(run, code)
+        base = self.wb.base
+        theirs = self.wb.counts(base, code) if base is not None and base.done.is_set() and run.overrides else {}
         rows = []
         for key, zh, en in COUNT_LABELS:
             if key not in mine:
@@ -143,89 +187,76 @@ def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) 
                          "base_text": _fmt(b), "delta": delta})
         return rows
 
-    def resolve_run(request: Request):
+    def resolve_run(self, request: Request):
         """The run for the request's what-if values, or an error response."""
         try:
-            overrides = wb.parse_overrides(request.query_params)
-            return wb.run_for(overrides), overrides, None
+            overrides = self.wb.parse_overrides(request.query_params)
+            return self.wb.run_for(overrides), overrides, None
         except KaizhouGISError as e:
-            return None, {}, error_page(request, 400, "假设参数有误", "Bad what-if value", str(e))
+            return None, {}, self.error_page(request, 400, "假设参数有误", "Bad what-if value", str(e))
 
-    async def overview(request: Request) -> Response:
-        if not wb.ok:
-            return load_error(request)
-        run, overrides, err = resolve_run(request)
+    async def overview(self, request: Request) -> Response:
+        if not self.wb.ok:
+            return self.load_error(request)
+        run, overrides, err = self.resolve_run(request)
         if err is not None:
             return err
-        ctx = common(request, overrides)
-        ctx.update(title_zh="总览", title_en="Overview", run=run, params=params(run),
-                   townships=wb.townships, township_json=Markup(script_json(wb.townships)),  # < > & escaped as \u00xx
-                   plan_title=wb.plan.get("meta.plan_title", ""))
+        ctx = self.common(request, overrides)
+        plan = self.wb.plan
+        assert plan is not None  # loaded (self.wb.ok)
+        ctx.update(title_zh="总览", title_en="Overview", run=run, params=self.params(run),
+                   townships=self.wb.townships,
+                   township_json=Markup(script_json(self.wb.townships)),  # < > & escaped as \u00xx
+                   plan_title=plan.get("meta.plan_title", ""))
         if not run.done.is_set():
-            return page("overview.html", progress=run.progress(), **ctx)
+            return self.page("overview.html", progress=run.progress(), **ctx)
         if run.ctx is None:
-            return error_page(request, 500, "计算失败", "The run failed", "\n".join(run.failures.values()))
+            return self.error_page(request, 500, "计算失败", "The run failed", "\n".join(run.failures.values()))
         rep = run.ctx.results.get("report")
-        scorecard = []
-        if rep is not None:
-            for ind in rep.data.report.get("indicators", []):
-                computed = ind.get("computed")
-                after = ind.get("computed_after")
-                ctext = _fmt(computed) if computed is not None else ""
-                if after is not None:
-                    ctext += f" → {_fmt(after)}"
-                scorecard.append({
-                    "id": ind.get("id"), "name_zh": ind.get("name_zh"), "name_en": ind.get("name_en"),
-                    "unit": ind.get("unit"), "baseline": _fmt(ind.get("baseline_2015")),
-                    "t2018": _fmt(ind.get("target_2018")), "t2020": _fmt(ind.get("target_2020")),
-                    "computed": ctext or ind.get("reason_zh", ""),
-                    "note": ind.get("comment") or ind.get("note") or ""})
-        return page("overview.html", progress=None, counts=counts(run), failures=run.failures,
-                    scorecard=scorecard,
-                    scorecard_missing=run.failures.get("report", "报告未生成 no report"), **ctx)
+        scorecard = _scorecard(rep.data.report) if rep is not None else []
+        return self.page("overview.html", progress=None, counts=self.counts(run), failures=run.failures,
+                         scorecard=scorecard,
+                         scorecard_missing=run.failures.get("report", "报告未生成 no report"), **ctx)
 
-    async def townships(request: Request) -> Response:
-        if not wb.ok:
-            return load_error(request)
+    async def townships(self, request: Request) -> Response:
+        if not self.wb.ok:
+            return self.load_error(request)
         try:
-            overrides = wb.parse_overrides(request.query_params)
+            overrides = self.wb.parse_overrides(request.query_params)
         except KaizhouGISError as e:
-            return error_page(request, 400, "假设参数有误", "Bad what-if value", str(e))
+            return self.error_page(request, 400, "假设参数有误", "Bad what-if value", str(e))
         q = request.query_params.get("q", "")
-        hits = search_townships(wb.townships, q)
+        hits = search_townships(self.wb.townships, q)
         if len(hits) == 1:
             return RedirectResponse(f"/township/{hits[0]['code']}"
                                     + ("?" + urlencode(overrides) if overrides else ""), 303)
-        return page("townships.html", **common(request, overrides), title_zh="乡镇",
-                    title_en="Townships", q=q, hits=hits)
+        return self.page("townships.html", **self.common(request, overrides), title_zh="乡镇",
+                         title_en="Townships", q=q, hits=hits)
 
-    async def township(request: Request) -> Response:
-        if not wb.ok:
-            return load_error(request)
+    async def township(self, request: Request) -> Response:
+        if not self.wb.ok:
+            return self.load_error(request)
         code = request.path_params["code"]
-        tw = wb.township(code)
+        tw = self.wb.township(code)
         if tw is None:
             raise HTTPException(404)
-        run, overrides, err = resolve_run(request)
+        run, overrides, err = self.resolve_run(request)
         if err is not None:
             return err
-        ctx = common(request, overrides)
-        ctx.update(title_zh=tw["name"], title_en="Township", township=tw, run=run, params=params(run))
+        ctx = self.common(request, overrides)
+        ctx.update(title_zh=tw["name"], title_en="Township", township=tw, run=run, params=self.params(run))
         if not run.done.is_set():
-            return page("township.html", progress=run.progress(), **ctx)
+            return self.page("township.html", progress=run.progress(), **ctx)
         if run.ctx is None:
-            return error_page(request, 500, "计算失败", "The run failed", "\n".join(run.failures.values()))
+            return self.error_page(request, 500, "计算失败", "The run failed", "\n".join(run.failures.values()))
         tables = await run_in_threadpool(township_tables, run.ctx, run.failures, code)
-        shown = []
-        for key, _, zh, en, cols in TABLES:
-            t = tables[key]
-            if isinstance(t, pd.DataFrame):
-                shown.append({"key": key, "zh": zh, "en": en, "n": len(t), "message": "",
-                              "columns": [(c_zh, c_en) for _, c_zh, c_en in cols],
-                              "rows": table_records(t)})
-            else:
-                shown.append({"key": key, "zh": zh, "en": en, "n": "–", "message": t, "rows": [],
-                              "columns": []})
+        downloads, note = await self.township_downloads(run, code)
+        return self.page("township.html", progress=None, counts=self.counts(run, code), failures=run.failures,
+                         tables=_shown_tables(tables), downloads=downloads, downloads_note=note, **ctx)
+
+    async def township_downloads(self, run, code: str) -> tuple[list[dict], str]:
+        """The township page's download links (the field files where the township has any) and
+        the note shown when it has none."""
         base = f"/runs/{run.key}/township/{code}"
         downloads = [
             {"id": "xlsx", "href": f"{base}/{code}_tables.xlsx", "filename": f"{code}_tables.xlsx",
@@ -242,7 +273,7 @@ def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) 
         note = ""
         for coords, zh, en in (("wgs84", "WGS84，GPS、奥维、Google Earth", "WGS84: GPS, Ovi, Google Earth"),
                                ("gcj02", "GCJ-02，高德等国内底图", "GCJ-02: Gaode and other Chinese base maps")):
-            field = await run_in_threadpool(wb.township_field, run, code, coords)
+            field = await run_in_threadpool(self.wb.township_field, run, code, coords)
             for ext in ("kmz", "gpx"):
                 if ext in field:
                     downloads.append({"id": f"{ext}-{coords}", "href": f"{base}/{code}_{coords}.{ext}",
@@ -252,94 +283,87 @@ def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) 
             if not field:
                 note = ("本乡镇没有搬迁对象或安置点，无外业文件 (KMZ/GPX)。 "
                         "No field files (KMZ/GPX): the township has no candidates and no sites.")
-        return page("township.html", progress=None, counts=counts(run, code), failures=run.failures,
-                    tables=shown, downloads=downloads, downloads_note=note, **ctx)
+        return downloads, note
 
-    async def run_progress(request: Request) -> Response:
-        run = wb.get_run(request.path_params["key"])
+    async def run_progress(self, request: Request) -> Response:
+        run = self.wb.get_run(request.path_params["key"])
         if run is None:
             raise HTTPException(404)
         return JSONResponse(run.progress(), headers={"Cache-Control": "no-store"})
 
-    def done_run(request: Request):
-        run = wb.get_run(request.path_params["key"])
+    def done_run(self, request: Request):
+        run = self.wb.get_run(request.path_params["key"])
         if run is None or not run.done.is_set() or run.ctx is None:
             raise HTTPException(404)
         return run
 
-    def file_response(path, media_type: str, filename: str | None = None, csp: str | None = None):
-        headers = {"X-Content-Type-Options": "nosniff"}
-        if csp:
-            headers["Content-Security-Policy"] = csp
-        return FileResponse(path, media_type=media_type, filename=filename, headers=headers,
-                            content_disposition_type="attachment" if filename else "inline")
+    async def overview_map(self, request: Request) -> Response:
+        run = self.done_run(request)
+        path = await run_in_threadpool(self.wb.overview_map, run)
+        return _file_response(path, "text/html; charset=utf-8", csp=MAP_CSP)
 
-    async def overview_map(request: Request) -> Response:
-        run = done_run(request)
-        path = await run_in_threadpool(wb.overview_map, run)
-        return file_response(path, "text/html; charset=utf-8", csp=MAP_CSP)
-
-    async def township_file(request: Request) -> Response:
-        run = done_run(request)
+    async def township_file(self, request: Request) -> Response:
+        run = self.done_run(request)
         code, name = request.path_params["code"], request.path_params["name"]
-        if wb.township(code) is None:
+        if self.wb.township(code) is None:
             raise HTTPException(404)
         try:
             if name == "map.html":
-                path = await run_in_threadpool(wb.township_map, run, code)
-                return file_response(path, "text/html; charset=utf-8", csp=MAP_CSP)
+                path = await run_in_threadpool(self.wb.township_map, run, code)
+                return _file_response(path, "text/html; charset=utf-8", csp=MAP_CSP)
             if name in (f"{code}.pdf", f"{code}.png"):
-                paths = await run_in_threadpool(wb.township_sheet, run, code)
+                paths = await run_in_threadpool(self.wb.township_sheet, run, code)
                 if name.endswith(".pdf"):
-                    return file_response(paths["pdf"], "application/pdf", name)
-                return file_response(paths["png"], "image/png", name)
+                    return _file_response(paths["pdf"], "application/pdf", name)
+                return _file_response(paths["png"], "image/png", name)
             for coords in FIELD_COORDS:
                 if name in (f"{code}_{coords}.kmz", f"{code}_{coords}.gpx"):
-                    paths = await run_in_threadpool(wb.township_field, run, code, coords)
+                    paths = await run_in_threadpool(self.wb.township_field, run, code, coords)
                     ext = name.rsplit(".", 1)[1]
                     if ext not in paths:
                         raise HTTPException(404)
-                    return file_response(paths[ext], "application/vnd.google-earth.kmz" if ext == "kmz"
-                                         else "application/gpx+xml", name)
+                    return _file_response(paths[ext], "application/vnd.google-earth.kmz" if ext == "kmz"
+                                          else "application/gpx+xml", name)
             if name == f"{code}_tables.xlsx":
-                path = await run_in_threadpool(wb.township_xlsx, run, code)
-                return file_response(path, "application/vnd.openxmlformats-officedocument."
-                                     "spreadsheetml.sheet", path.name)
+                path = await run_in_threadpool(self.wb.township_xlsx, run, code)
+                return _file_response(path, "application/vnd.openxmlformats-officedocument."
+                                      "spreadsheetml.sheet", path.name)
             if name == f"{code}_csv.zip":
-                path = await run_in_threadpool(wb.township_csv_zip, run, code)
-                return file_response(path, "application/zip", path.name)
+                path = await run_in_threadpool(self.wb.township_csv_zip, run, code)
+                return _file_response(path, "application/zip", path.name)
         except KaizhouGISError as e:
-            return error_page(request, 500, "文件无法生成", "The file could not be made", str(e))
+            return self.error_page(request, 500, "文件无法生成", "The file could not be made", str(e))
         raise HTTPException(404)
 
-    async def district_file(request: Request) -> Response:
-        run = done_run(request)
+    async def district_file(self, request: Request) -> Response:
+        run = self.done_run(request)
         name = request.path_params["name"]
         try:
             if name == "report.html":
-                path = await run_in_threadpool(wb.report_html, run)
-                return file_response(path, "text/html; charset=utf-8", csp=MAP_CSP)
+                path = await run_in_threadpool(self.wb.report_html, run)
+                return _file_response(path, "text/html; charset=utf-8", csp=MAP_CSP)
             if name == "outputs.zip":
-                path = await run_in_threadpool(wb.outputs_zip, run)
-                return file_response(path, "application/zip", f"{wb.plan.name}_outputs_{run.key[:8]}.zip")
+                path = await run_in_threadpool(self.wb.outputs_zip, run)
+                district = self.wb.plan.name if self.wb.plan is not None else "kaizhou-gis"
+                return _file_response(path, "application/zip", f"{district}_outputs_{run.key[:8]}.zip")
         except KaizhouGISError as e:
-            return error_page(request, 500, "文件无法生成", "The file could not be made", str(e))
+            return self.error_page(request, 500, "文件无法生成", "The file could not be made", str(e))
         raise HTTPException(404)
 
-    async def reload(request: Request) -> Response:
+    async def reload(self, request: Request) -> Response:
         origin = request.headers.get("origin") or request.headers.get("referer")
         if origin and urlsplit(origin).netloc != request.headers.get("host"):
-            return error_page(request, 403, "拒绝", "Refused",
-                              "reload must come from this workbench's own page.")
+            return self.error_page(request, 403, "拒绝", "Refused",
+                                   "reload must come from this workbench's own page.")
         form = await request.body()
         from urllib.parse import parse_qs
         nxt = (parse_qs(form.decode("utf-8", "replace")).get("next") or ["/"])[0]
         if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
             nxt = "/"
-        await run_in_threadpool(wb.load)
+        await run_in_threadpool(self.wb.load)
         return RedirectResponse(nxt, 303)
 
-    async def static(request: Request) -> Response:
+    async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in STATIC:
             raise HTTPException(404)
@@ -347,30 +371,38 @@ def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) 
         data = (resources.files("kaizhou_gis.web") / "static" / name).read_bytes()
         return Response(data, media_type=STATIC[name], headers={"X-Content-Type-Options": "nosniff"})
 
-    async def not_found(request: Request, exc: HTTPException) -> Response:
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        """The error page of an HTTPException (the only exception it is registered for)."""
+        if not isinstance(exc, HTTPException):
+            raise exc
         if exc.status_code != 404:
-            return error_page(request, exc.status_code, "错误", "Error", str(exc.detail))
-        return error_page(request, 404, "找不到该页面", "Not found",
-                          f"{request.url.path} 不存在 does not exist.")
+            return self.error_page(request, exc.status_code, "错误", "Error", str(exc.detail))
+        return self.error_page(request, 404, "找不到该页面", "Not found",
+                               f"{request.url.path} 不存在 does not exist.")
 
+
+def create_app(workbench: Workbench, *, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The application; ``allowed_hosts`` limits the Host header (serving on a loopback address
+    accepts only loopback names, so a web page elsewhere cannot reach it by DNS rebinding)."""
+    h = _Pages(workbench)
     routes = [
-        Route("/", overview),
-        Route("/townships", townships),
-        Route("/township/{code}", township),
-        Route("/api/runs/{key}", run_progress),
-        Route("/runs/{key}/overview.html", overview_map),
-        Route("/runs/{key}/township/{code}/{name}", township_file),
-        Route("/runs/{key}/{name}", district_file),
-        Route("/reload", reload, methods=["POST"]),
-        Route("/static/{name}", static),
+        Route("/", h.overview),
+        Route("/townships", h.townships),
+        Route("/township/{code}", h.township),
+        Route("/api/runs/{key}", h.run_progress),
+        Route("/runs/{key}/overview.html", h.overview_map),
+        Route("/runs/{key}/township/{code}/{name}", h.township_file),
+        Route("/runs/{key}/{name}", h.district_file),
+        Route("/reload", h.reload, methods=["POST"]),
+        Route("/static/{name}", h.static),
     ]
     middleware = []
     if allowed_hosts:
         from starlette.middleware import Middleware
         from starlette.middleware.trustedhost import TrustedHostMiddleware
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found}, middleware=middleware)
-    app.state.workbench = wb
+    app = Starlette(routes=routes, exception_handlers={HTTPException: h.not_found}, middleware=middleware)
+    app.state.workbench = workbench
     return app
 
 

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,10 @@ import pandas as pd
 from kaizhou_gis.errors import KaizhouGISError, OptionError
 from kaizhou_gis.figures import pct
 from kaizhou_gis.pipeline import Context
+
+if TYPE_CHECKING:
+    from kaizhou_gis.layers import Layers
+    from kaizhou_gis.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +248,14 @@ class Run:
                 "seconds": round(self.seconds, 1)}
 
 
+def _run_ctx(run: Run) -> Context:
+    """The context of a finished run (files are only made from finished runs)."""
+    if run.ctx is None:
+        raise OptionError(f"run {run.key[:8]} has no results: "
+                          + ("; ".join(run.failures.values()) or f"it is {run.status}"))
+    return run.ctx
+
+
 class Workbench:
     """Layers, plan and runs of one server (see the module docstring)."""
 
@@ -262,7 +274,8 @@ class Workbench:
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="kz-run")
         self._lock = threading.RLock()
         self.generation = 0
-        self.layers = self.plan = None
+        self.layers: Layers | None = None
+        self.plan: Plan | None = None
         self.error: str | None = None
         self.townships: list[dict] = []
         self.data_status: dict | None = None
@@ -416,7 +429,8 @@ class Workbench:
     # ---- figures -------------------------------------------------------------------------
     def counts(self, run: Run, code: str | None = None) -> dict[str, Any]:
         """Headline figures of a run, for the district (code None) or one township."""
-        ctx, out = run.ctx, {}
+        ctx = run.ctx
+        out: dict[str, Any] = {}
         if ctx is None:
             return out
         reloc = ctx.results.get("relocation")
@@ -473,12 +487,20 @@ class Workbench:
             raise OptionError(f"no township with code {code!r}")
         return str(code)
 
+    def _township_row(self, code: str) -> dict:
+        """The township index row of a checked code (see :meth:`_check_code`)."""
+        tw = self.township(code)
+        if tw is None:
+            raise OptionError(f"no township with code {code!r}")
+        return tw
+
     def _context_for(self, run: Run, township: str | None) -> Context:
         opts = {"header": "both", "basemap": "offline"}
         if township is not None:
             opts["township"] = township
-        return Context(layers=run.ctx.layers, plan=run.plan, options=opts,
-                       results=dict(run.ctx.results), failed=dict(run.ctx.failed),
+        done = _run_ctx(run)
+        return Context(layers=done.layers, plan=run.plan, options=opts,
+                       results=dict(done.results), failed=dict(done.failed),
                        overrides=dict(run.overrides), _inputs=run.inputs,
                        _data_status=self.data_status)
 
@@ -583,9 +605,12 @@ class Workbench:
         from kaizhou_gis.provenance import about_table
         extra = [("scope / 范围", scope, scope),
                  ("plan file / 规划文件", str(run.plan.path), str(run.plan.path))]
+        plan = self.plan
         for k, v in run.overrides.items():
-            extra.append((f"what-if / 假设调整: {k}", f"{v:g}（规划值 {self.plan[k]:g}）",
-                          f"{v:g} (plan: {self.plan[k]:g})"))
+            if plan is None:
+                raise OptionError("the plan is not loaded: " + str(self.error))
+            extra.append((f"what-if / 假设调整: {k}", f"{v:g}（规划值 {plan[k]:g}）",
+                          f"{v:g} (plan: {plan[k]:g})"))
         return about_table(self.data_status, title=f"{run.plan.name} {scope}", extra=extra)
 
     def township_xlsx(self, run: Run, code: str) -> Path:
@@ -594,9 +619,9 @@ class Workbench:
         path = self._run_dir(run, "townships", code) / f"{code}_tables.xlsx"
         with self._artifact_lock(run, path.name):
             if not path.exists():
-                tables = township_tables(run.ctx, run.failures, code)
+                tables = township_tables(_run_ctx(run), run.failures, code)
                 sheets = {k: v for k, v in tables.items() if isinstance(v, pd.DataFrame)}
-                sheets["about"] = self.about_table(run, f"{self.township(code)['name']} ({code})")
+                sheets["about"] = self.about_table(run, f"{self._township_row(code)['name']} ({code})")
                 write_xlsx(sheets, path, header="zh")
         return path
 
@@ -609,7 +634,7 @@ class Workbench:
         path = d / f"{code}_csv.zip"
         with self._artifact_lock(run, path.name):
             if not path.exists():
-                tables = township_tables(run.ctx, run.failures, code)
+                tables = township_tables(_run_ctx(run), run.failures, code)
                 names = []
                 buf = io.BytesIO()
                 with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -622,7 +647,7 @@ class Workbench:
                         z.write(tmp, f"{code}_{fname}.csv")
                         tmp.unlink()
                         names.append(f"{code}_{fname}.csv")
-                    title = f"{run.plan.name} {self.township(code)['name']} ({code})"
+                    title = f"{run.plan.name} {self._township_row(code)['name']} ({code})"
                     z.writestr("README.txt", readme_text(self.data_status, names, title=title))
                 _write_atomic(path, buf.getvalue())
         return path
@@ -631,7 +656,7 @@ class Workbench:
         path = self._run_dir(run, "district") / "report.html"
         with self._artifact_lock(run, "report.html"):
             if not path.exists():
-                rep = run.ctx.results.get("report")
+                rep = _run_ctx(run).results.get("report")
                 if rep is None:
                     raise OptionError("the report is not available: "
                                       + run.failures.get("report", "the report step did not run"))
@@ -685,7 +710,8 @@ def table_records(df: pd.DataFrame) -> list[list[Any]]:
             if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and not math.isfinite(float(v))):
                 row.append("")
             elif isinstance(v, (float, np.floating)):
-                row.append(f"{float(v):,.1f}" if abs(float(v) - round(float(v))) > 1e-9 else f"{int(round(float(v))):,}")
+                x = float(v)
+                row.append(f"{x:,.1f}" if abs(x - round(x)) > 1e-9 else f"{int(round(x)):,}")
             elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
                 row.append(f"{int(v)}" if abs(int(v)) < 10000 else f"{int(v):,}")
             elif isinstance(v, (list, tuple, set)):
