@@ -326,7 +326,7 @@ def _boundary_wgs84(d: District, out_dir: Path):
         if g.crs is None:
             g = g.set_crs(d.crs or "EPSG:4326")
         if d.coords == "gcj02":
-            from kaizhou_gis.coords import convert_gcj02_to_wgs84
+            from kaizhou_gis.terrain.coords import convert_gcj02_to_wgs84
             g = convert_gcj02_to_wgs84(g.to_crs("EPSG:4326"))
         return g.to_crs("EPSG:4326").geometry.union_all()
     except Exception as e:  # the map just lacks this outline; the table has the row

@@ -85,7 +85,7 @@ def _lonlat(gdf, coords: str) -> tuple[np.ndarray, np.ndarray]:
     xy = shapely.get_coordinates(shapely.centroid(g.values))
     lon, lat = xy[:, 0], xy[:, 1]
     if coords == "gcj02":
-        from kaizhou_gis.coords import wgs84_to_gcj02
+        from kaizhou_gis.terrain.coords import wgs84_to_gcj02
         lon, lat = wgs84_to_gcj02(lon, lat)
     return np.round(np.asarray(lon, dtype=float), 6), np.round(np.asarray(lat, dtype=float), 6)
 

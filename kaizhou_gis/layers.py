@@ -1879,7 +1879,7 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
     use_gcj = (src.coords or coords) == "gcj02"
     usable = ~(shapely.is_missing(gdf.geometry.values) | shapely.is_empty(gdf.geometry.values))
     if use_gcj:
-        from kaizhou_gis.coords import convert_gcj02_to_wgs84
+        from kaizhou_gis.terrain.coords import convert_gcj02_to_wgs84
         gdf = gdf.copy()
         if usable.any():
             sub = gdf.loc[usable]

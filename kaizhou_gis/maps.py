@@ -681,7 +681,7 @@ def _map_crs_converter(basemap: str, map_crs: str) -> Callable[[gpd.GeoDataFrame
             return None
         out = gdf.to_crs(map_crs) if gdf.crs is not None else gdf
         if basemap == "gaode":
-            from kaizhou_gis.coords import convert_wgs84_to_gcj02
+            from kaizhou_gis.terrain.coords import convert_wgs84_to_gcj02
             out = convert_wgs84_to_gcj02(out)
         return out
     return convert
@@ -1004,7 +1004,7 @@ def make_background(ctx: StepContext, bounds_lonlat: tuple[float, float, float, 
     png = hs.encode_png(hs.to_web_mercator_rows(rgba, h.bounds))
     b = h.bounds
     if basemap == "gaode":
-        from kaizhou_gis.coords import wgs84_to_gcj02
+        from kaizhou_gis.terrain.coords import wgs84_to_gcj02
         cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
         gx, gy = wgs84_to_gcj02(cx, cy)
         dx, dy = float(gx) - cx, float(gy) - cy

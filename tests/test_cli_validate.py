@@ -264,7 +264,7 @@ def test_gcj02_layers_outside_the_dem_pass_with_coords_gcj02(tmp_path):
     them, inside once --coords gcj02 converts them back."""
     import shapely
 
-    from kaizhou_gis.coords import wgs84_to_gcj02
+    from kaizhou_gis.terrain.coords import wgs84_to_gcj02
 
     def fwd(xy):
         lo, la = wgs84_to_gcj02(xy[:, 0], xy[:, 1])

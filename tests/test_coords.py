@@ -7,8 +7,13 @@ import pytest
 from pyproj import Geod
 from shapely.geometry import LineString, Point, Polygon
 
-from kaizhou_gis.coords import (convert_gcj02_to_wgs84, convert_wgs84_to_gcj02, gcj02_to_wgs84,
-                                in_china, wgs84_to_gcj02)
+from kaizhou_gis.terrain.coords import (
+    convert_gcj02_to_wgs84,
+    convert_wgs84_to_gcj02,
+    gcj02_to_wgs84,
+    in_china,
+    wgs84_to_gcj02,
+)
 
 GEOD = Geod(ellps="WGS84")
 

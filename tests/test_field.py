@@ -12,7 +12,7 @@ import pytest
 import shapely
 
 from kaizhou_gis import field, outputs
-from kaizhou_gis.coords import wgs84_to_gcj02
+from kaizhou_gis.terrain.coords import wgs84_to_gcj02
 from kaizhou_gis.pipeline import Context
 from kaizhou_gis.plan import load_plan
 

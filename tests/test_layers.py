@@ -11,7 +11,7 @@ import pytest
 import rasterio
 from shapely.geometry import MultiLineString, Point
 
-from kaizhou_gis.coords import convert_wgs84_to_gcj02
+from kaizhou_gis.terrain.coords import convert_wgs84_to_gcj02
 from kaizhou_gis.errors import LayerError, OptionError
 from kaizhou_gis.layers import Layers, check_layers, load_layers
 from kaizhou_gis.plan import load_plan

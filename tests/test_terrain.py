@@ -79,8 +79,9 @@ def _surface(x, y, x0, y0):
 
 
 def _slope_true(x, y, x0, y0):
-    gx = 0.30 + 100.0 * 2 * np.pi / 8000.0 * np.cos(2 * np.pi * (x - x0) / 8000.0) * np.cos(2 * np.pi * (y - y0) / 9000.0)
-    gy = 0.10 - 100.0 * 2 * np.pi / 9000.0 * np.sin(2 * np.pi * (x - x0) / 8000.0) * np.sin(2 * np.pi * (y - y0) / 9000.0)
+    ax, ay = 2 * np.pi * (x - x0) / 8000.0, 2 * np.pi * (y - y0) / 9000.0
+    gx = 0.30 + 100.0 * 2 * np.pi / 8000.0 * np.cos(ax) * np.cos(ay)
+    gy = 0.10 - 100.0 * 2 * np.pi / 9000.0 * np.sin(ax) * np.sin(ay)
     return np.degrees(np.arctan(np.hypot(gx, gy)))
 
 
@@ -135,7 +136,7 @@ def test_point_terrain_plane_valley_and_blocks(tmp_path, monkeypatch):
                          Point(400000, 3450000)], crs="EPSG:4545", index=["floor", "wall", "out"])
     with rasterio.open(path) as ds:
         t = terrain.point_terrain(pts, ds, slope_radius_m=100, relief_radius_m=600)
-        monkeypatch.setattr(terrain, "MAX_BLOCK_CELLS", 900)
+        monkeypatch.setattr(terrain.sampling, "MAX_BLOCK_CELLS", 900)
         t_small = terrain.point_terrain(pts, ds, slope_radius_m=100, relief_radius_m=600)
     assert t.loc["floor", "elevation_m"] == pytest.approx(500.0)
     assert t.loc["floor", "local_max_m"] == pytest.approx(500 + 0.4 * 600)
@@ -188,8 +189,8 @@ def test_small_windows_give_the_same_answers(tiny_dem, tmp_path, monkeypatch):
     with rasterio.open(tiny_dem) as ds, rasterio.open(big) as bg:
         whole = terrain.sample_elevation(pts, ds)
         zs_whole = terrain.zonal_stats(polys, bg, threshold_m=150)
-        monkeypatch.setattr(terrain, "MAX_WINDOW_CELLS", 1)
-        monkeypatch.setattr(terrain, "MAX_BLOCK_CELLS", 64 * 7)  # 7-cell tiles
+        monkeypatch.setattr(terrain.sampling, "MAX_WINDOW_CELLS", 1)
+        monkeypatch.setattr(terrain.sampling, "MAX_BLOCK_CELLS", 64 * 7)  # 7-cell tiles
         pieces = terrain.sample_elevation(pts, ds)
         zs_pieces = terrain.zonal_stats(polys, bg, threshold_m=150)
     assert whole.equals(pieces)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import shape
 
-from kaizhou_gis.coords import gcj02_to_wgs84
+from kaizhou_gis.terrain.coords import gcj02_to_wgs84
 
 log = logging.getLogger(__name__)
 

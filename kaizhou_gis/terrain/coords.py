@@ -12,7 +12,7 @@ All functions are vectorized over numpy arrays and accept scalars too.
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
+from typing import TypeVar, overload
 
 import geopandas as gpd
 import numpy as np
@@ -70,7 +70,11 @@ def _as_output(arr: np.ndarray, like) -> np.ndarray | float:
     return float(arr) if np.ndim(like) == 0 else arr
 
 
-def wgs84_to_gcj02(lon, lat) -> tuple[np.ndarray, np.ndarray]:
+@overload
+def wgs84_to_gcj02(lon: float, lat: float) -> tuple[float, float]: ...
+@overload
+def wgs84_to_gcj02(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+def wgs84_to_gcj02(lon, lat) -> tuple[np.ndarray | float, np.ndarray | float]:
     """Convert WGS84 longitude/latitude (degrees) to GCJ-02.
 
     Parameters
@@ -92,8 +96,13 @@ def wgs84_to_gcj02(lon, lat) -> tuple[np.ndarray, np.ndarray]:
     return _as_output(out_lon, lon), _as_output(out_lat, lat)
 
 
+@overload
+def gcj02_to_wgs84(lon: float, lat: float, *, tol_deg: float = ..., max_iter: int = ...) -> tuple[float, float]: ...
+@overload
+def gcj02_to_wgs84(lon: np.ndarray, lat: np.ndarray, *, tol_deg: float = ...,
+                   max_iter: int = ...) -> tuple[np.ndarray, np.ndarray]: ...
 def gcj02_to_wgs84(lon, lat, *, tol_deg: float = 1e-9,
-                   max_iter: int = 20) -> tuple[np.ndarray, np.ndarray]:
+                   max_iter: int = 20) -> tuple[np.ndarray | float, np.ndarray | float]:
     """Convert GCJ-02 longitude/latitude (degrees) to WGS84 by iterating the forward transform.
 
     Parameters
@@ -113,7 +122,7 @@ def gcj02_to_wgs84(lon, lat, *, tol_deg: float = 1e-9,
     g_lon = np.asarray(lon, dtype=float)
     g_lat = np.asarray(lat, dtype=float)
     w_lon, w_lat = g_lon.copy(), g_lat.copy()
-    for i in range(max_iter):
+    for _ in range(max_iter):
         f_lon, f_lat = wgs84_to_gcj02(w_lon, w_lat)
         e_lon = np.asarray(f_lon) - g_lon
         e_lat = np.asarray(f_lat) - g_lat

@@ -1,11 +1,10 @@
-"""Terrain from the DEM: elevation at points, slope, zonal statistics.
+"""Terrain from the DEM: cell sizes in metres, slope, windowed block reads, the point-to-cell rule,
+and terrain at points (elevation of the cell holding each point, local slope and relief around it).
 
 Works for geographic DEMs (cell sizes converted to metres row by row on the ellipsoid) and for
 projected ones. Reads are windowed: only the part of the DEM that is needed is read.
 """
 from __future__ import annotations
-
-import logging
 
 import geopandas as gpd
 import numpy as np
@@ -14,8 +13,6 @@ from pyproj import CRS, Geod
 from rasterio.io import DatasetReader
 from rasterio.transform import Affine, rowcol
 from rasterio.windows import Window
-
-log = logging.getLogger(__name__)
 
 #: Largest window (cells) read in one piece by :func:`sample_elevation`.
 MAX_WINDOW_CELLS = 32_000_000
@@ -189,6 +186,18 @@ def _split_groups(idx: np.ndarray, rows: np.ndarray, cols: np.ndarray, margin_r:
             + _split_groups(order[half:], rows, cols, margin_r, margin_c, max_cells))
 
 
+def _disc_values(arr: np.ndarray, rr: int, cc: int, radius_m: float, dx: float, dy: float) -> np.ndarray:
+    """The finite values of ``arr`` in the cells whose centres lie within ``radius_m`` metres of
+    cell (``rr``, ``cc``), for cells ``dx`` x ``dy`` metres (the cell itself always counts)."""
+    kr, kc = int(radius_m // dy), int(radius_m // dx)
+    sub = arr[rr - kr:rr + kr + 1, cc - kc:cc + kc + 1]
+    oy = (np.arange(-kr, kr + 1) * dy)[:, None]
+    ox = (np.arange(-kc, kc + 1) * dx)[None, :]
+    disc = (ox ** 2 + oy ** 2) <= radius_m ** 2 + 1e-9
+    vals = sub[disc]
+    return vals[np.isfinite(vals)]
+
+
 def point_terrain(points: gpd.GeoSeries, dem: DatasetReader, *, slope_radius_m: float,
                   relief_radius_m: float, band: int = 1) -> pd.DataFrame:
     """Local terrain around each point: mean slope and the highest and lowest ground nearby.
@@ -246,129 +255,14 @@ def point_terrain(points: gpd.GeoSeries, dem: DatasetReader, *, slope_radius_m: 
                 rr, cc = int(rows[i]) - r0, int(cols[i]) - c0
                 dx, dy = float(dx_all[rows[i]]), float(dy_all[rows[i]])
                 res["elevation_m"][i] = z[rr, cc]
-                for radius_m, arr, kind in ((slope_radius_m, s, "slope"),
-                                            (relief_radius_m, z, "relief")):
-                    kr, kc = int(radius_m // dy), int(radius_m // dx)
-                    sub = arr[rr - kr:rr + kr + 1, cc - kc:cc + kc + 1]
-                    oy = (np.arange(-kr, kr + 1) * dy)[:, None]
-                    ox = (np.arange(-kc, kc + 1) * dx)[None, :]
-                    disc = (ox ** 2 + oy ** 2) <= radius_m ** 2 + 1e-9
-                    vals = sub[disc]
-                    vals = vals[np.isfinite(vals)]
-                    if vals.size == 0:
-                        continue
-                    if kind == "slope":
-                        res["slope_deg"][i] = vals.mean()
-                    else:
-                        res["local_max_m"][i] = vals.max()
-                        res["local_min_m"][i] = vals.min()
+                vals = _disc_values(s, rr, cc, slope_radius_m, dx, dy)
+                if vals.size:
+                    res["slope_deg"][i] = vals.mean()
+                vals = _disc_values(z, rr, cc, relief_radius_m, dx, dy)
+                if vals.size:
+                    res["local_max_m"][i] = vals.max()
+                    res["local_min_m"][i] = vals.min()
     out = pd.DataFrame(res, index=points.index)
     out.loc[out["elevation_m"].isna(), ["slope_deg", "local_max_m", "local_min_m"]] = np.nan
     out["valley_depth_m"] = out["local_max_m"] - out["elevation_m"]
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Zonal statistics
-# --------------------------------------------------------------------------------------------
-
-def _supersample(cells: int) -> int:
-    """Sub-cells per cell side used to measure how much of each cell a polygon covers."""
-    return int(np.clip(np.sqrt(MAX_BLOCK_CELLS / max(cells, 1)), 1, 8))
-
-
-def zonal_stats(polygons: gpd.GeoSeries, dem: DatasetReader, *, threshold_m: float | None = None,
-                band: int = 1) -> pd.DataFrame:
-    """Elevation statistics of each polygon, weighted by the share of each cell it covers.
-
-    Each DEM cell counts with the fraction of its area inside the polygon (measured on a grid of
-    8 x 8 sub-cells, see Notes) times its ground area (which shrinks towards the poles on a
-    geographic DEM). A polygon smaller than one cell therefore still gets the value of the
-    cell(s) it lies in, instead of nothing.
-
-    Parameters
-    ----------
-    polygons
-        Polygons in any CRS (reprojected to the DEM's CRS).
-    dem
-        Open DEM dataset.
-    threshold_m
-        When given, also report the area share above this elevation (strictly greater).
-    band
-        Band to read.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Aligned to ``polygons.index``: ``min_m``, ``mean_m``, ``max_m``, ``covered_cells`` (sum
-        of covered fractions), ``nodata_pct`` (area share of the polygon on nodata or outside the
-        DEM) and, with ``threshold_m``, ``share_above_pct``. NaN where the polygon has no valid
-        cell.
-
-    Notes
-    -----
-    Coverage is measured on 8 x 8 sub-cells per cell (GDAL rasterization: a sub-cell is inside
-    when its centre is), so shares are multiples of 1/64. ``min_m`` and ``max_m`` are over the
-    valid cells with a share of at least one sub-cell (1/64): a cell that the polygon clips by
-    less, e.g. a sliver along the outline, is left out of min and max (and weighs nothing in the
-    mean). exactextract, which computes the exact covered fraction, counts every cell with a
-    positive share in its min and max; the means agree within 0.1 m on the Kaizhou
-    townships (``benchmarks/peers.py``).
-    """
-    from rasterio.features import rasterize
-
-    geoms = polygons
-    if polygons.crs is not None and dem.crs is not None and CRS(polygons.crs) != CRS(dem.crs):
-        geoms = polygons.to_crs(dem.crs)
-    cols_out = ["min_m", "mean_m", "max_m", "covered_cells", "nodata_pct"]
-    if threshold_m is not None:
-        cols_out.append("share_above_pct")
-    out = pd.DataFrame(np.nan, index=polygons.index, columns=cols_out)
-    inv = ~dem.transform
-    dx_all, dy_all = cell_size_m(dem.transform, dem.crs, dem.height)
-    for label, geom in zip(polygons.index, geoms):
-        if geom is None or geom.is_empty:
-            continue
-        minx, miny, maxx, maxy = geom.bounds
-        cs = [inv @ (x, y) for x in (minx, maxx) for y in (miny, maxy)]
-        c0 = int(np.floor(min(p[0] for p in cs))) - 1
-        c1 = int(np.ceil(max(p[0] for p in cs))) + 1
-        r0 = int(np.floor(min(p[1] for p in cs))) - 1
-        r1 = int(np.ceil(max(p[1] for p in cs))) + 1
-        acc = dict(w=0.0, wz=0.0, wa=0.0, wall=0.0, mn=np.inf, mx=-np.inf, cov=0.0)
-        tile_rows = max(1, MAX_BLOCK_CELLS // 64 // max(c1 - c0, 1))
-        tile_cols = min(c1 - c0, MAX_BLOCK_CELLS // 64)
-        for tr0 in range(r0, r1, tile_rows):
-            for tc0 in range(c0, c1, tile_cols):
-                th, tw = min(tile_rows, r1 - tr0), min(tile_cols, c1 - tc0)
-                z, tr = read_block(dem, tr0, tc0, th, tw, band=band)
-                k = _supersample(th * tw)
-                fine = rasterize([(geom, 1)], out_shape=(th * k, tw * k),
-                                 transform=tr @ Affine.scale(1.0 / k), fill=0, dtype="uint8")
-                frac = fine.reshape(th, k, tw, k).sum(axis=(1, 3)) / float(k * k)
-                if not frac.any():
-                    continue
-                rows_idx = np.clip(np.arange(tr0, tr0 + th), 0, dem.height - 1)
-                area = (dx_all[rows_idx] * dy_all[rows_idx])[:, None]
-                wgt = frac * area
-                good = np.isfinite(z) & (frac > 0)
-                acc["wall"] += float(wgt.sum())
-                acc["cov"] += float(frac[good].sum())
-                if good.any():
-                    acc["w"] += float(wgt[good].sum())
-                    acc["wz"] += float((wgt[good] * z[good]).sum())
-                    acc["mn"] = min(acc["mn"], float(z[good].min()))
-                    acc["mx"] = max(acc["mx"], float(z[good].max()))
-                    if threshold_m is not None:
-                        acc["wa"] += float(wgt[good & (z > threshold_m)].sum())
-        if acc["wall"] <= 0:
-            continue
-        out.at[label, "nodata_pct"] = 100.0 * (1.0 - acc["w"] / acc["wall"])
-        out.at[label, "covered_cells"] = acc["cov"]
-        if acc["w"] > 0:
-            out.at[label, "min_m"] = acc["mn"]
-            out.at[label, "max_m"] = acc["mx"]
-            out.at[label, "mean_m"] = acc["wz"] / acc["w"]
-            if threshold_m is not None:
-                out.at[label, "share_above_pct"] = 100.0 * acc["wa"] / acc["w"]
     return out
