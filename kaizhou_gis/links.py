@@ -10,8 +10,8 @@ Options for a point (village or settlement) that is not 通畅
     edge is upgraded whole if it is unpaved. Only possible when the point is already 通达.
 (b) **New link**: a new hardened road from the point to the nearest (cheapest) point of its
     seat's paved network, by a least-cost path over the DEM under ``links.max_grade_pct``: the
-    :mod:`kaizhou_gis.costpath` cell graph (with hairpins, below) and ONE multi-source Dijkstra
-    (:func:`kaizhou_gis.costpath.search`) from points every ``access.grade_sample_m`` along the
+    :mod:`kaizhou_gis.network.costpath` cell graph (with hairpins, below) and ONE multi-source Dijkstra
+    (:func:`kaizhou_gis.network.costpath.search`) from points every ``access.grade_sample_m`` along the
     paved network, for all points whose seats share a paved network, over the DEM window of
     their bounding box plus ``links.max_new_link_km``. When the point's own cell cannot be
     reached, the link may stop at the nearest reachable cell within ``links.link_end_max_m``
@@ -297,7 +297,7 @@ def _search_groups(groups, out, cand, dem, geoms, L, to_dem, from_dem, *, no_lin
                    max_link_km, slope_weight, sample_m, end_max_m, limit, switchback_terrain_max_pct,
                    cost_per_km, terrain_slope_deg) -> None:
     """Run one DEM search per group (candidate rows, source edges, to_paved) and fill ``out``."""
-    from kaizhou_gis.costpath import cell_centres, points_to_cells, search, trace, window_for
+    from kaizhou_gis.network.costpath import cell_centres, points_to_cells, search, trace, window_for
 
     for idx, sel, to_paved in groups:
         txy = shapely.get_coordinates(cand.geometry.to_numpy()[idx])
@@ -494,7 +494,7 @@ def _switchback_graph(dem: np.ndarray, transform, crs, *, max_grade_pct: float, 
     Returns the graph (its ``grade`` is the terrain grade) and sparse matrices of the road length
     and road grade of every step.
     """
-    from kaizhou_gis.costpath import build_cell_graph
+    from kaizhou_gis.network.costpath import build_cell_graph
 
     gmax = max_grade_pct / 100.0
     graph = build_cell_graph(dem, transform, crs, max_grade_pct=max(terrain_max_pct, max_grade_pct),

@@ -6,8 +6,8 @@ import pytest
 from rasterio.transform import from_origin
 from rasterio.windows import transform as window_transform
 
-from kaizhou_gis.costpath import (CostPath, build_cell_graph, grade_limited_paths, window_for)
 from kaizhou_gis.errors import OptionError
+from kaizhou_gis.network.costpath import CostPath, build_cell_graph, grade_limited_paths, window_for
 
 CRS_M = "EPSG:4545"  # metric: 100 m cells
 TR = from_origin(500_000.0, 3_500_000.0, 100.0, 100.0)

@@ -1,6 +1,6 @@
 """Synthetic road network routed over the synthetic DEM with a maximum grade.
 
-Three rounds of least-cost routing (:mod:`kaizhou_gis.costpath`, one multi-source Dijkstra each):
+Three rounds of least-cost routing (:mod:`kaizhou_gis.network.costpath`, one multi-source Dijkstra each):
 
 1. county seat -> every township seat (paved; cells used by two or more seat routes are ``trunk``,
    the rest ``county``);
@@ -25,7 +25,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
-from kaizhou_gis import costpath
+from kaizhou_gis.network import costpath
 from kaizhou_gis.demo.dem import Grid
 from kaizhou_gis.layers import ROAD_CLASSES
 

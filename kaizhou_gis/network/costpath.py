@@ -21,13 +21,13 @@ import numpy as np
 from pyproj import CRS
 from rasterio.transform import Affine, rowcol
 from rasterio.windows import Window
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from shapely.geometry import LineString
 
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.errors import OptionError
-from kaizhou_gis.terrain import cell_size_m, floor_cells
+from kaizhou_gis.terrain.sampling import cell_size_m, floor_cells
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,9 @@ class CellGraph:
         (rows, cols) of the grid.
     """
 
-    matrix: object
-    length: object
-    grade: object
+    matrix: csr_matrix
+    length: csr_matrix
+    grade: csr_matrix
     shape: tuple[int, int]
 
 
@@ -300,7 +300,8 @@ def paths_on_graph(graph: CellGraph, transform: Affine, sources_xy, targets_xy, 
         length, max_grade = _path_stats(graph, cells)
         coords = cell_centres(cells, transform, shape)
         coords[0] = sources_xy[s_idx]
-        coords[-1] = tuple(map(float, targets_xy[t]))
+        tx, ty = targets_xy[t]
+        coords[-1] = (float(tx), float(ty))
         if len(coords) > 2 and tol > 0:
             coords = list(LineString(coords).simplify(tol, preserve_topology=False).coords)
         rc = [divmod(c, shape[1]) for c in cells]
