@@ -151,7 +151,7 @@ def test_every_module_uses_the_shared_helpers():
 
     for m in (access, links, report, relocation.rollups, relocation.summary, batch):
         assert m.pct is figures.pct, m.__name__
-    assert network.graph.transformer is crs.transformer and links.transformer is crs.transformer
+    assert network.grid.transformer is crs.transformer and links.transformer is crs.transformer
     assert not hasattr(network, "ROAD_CLASSES")
     assert demo_roads.CLASSES == ROAD_CLASSES[:-1] and ROAD_CLASSES[-1] == "other"
 
