@@ -45,7 +45,7 @@ import pandas as pd
 import shapely
 from scipy.sparse.csgraph import dijkstra
 
-from kaizhou_gis import leftout
+from kaizhou_gis.layers import leftout
 from kaizhou_gis.admin import NO_TOWNSHIP, settlement_townships
 from kaizhou_gis.errors import LayerError, format_ids
 from kaizhou_gis.figures import pct

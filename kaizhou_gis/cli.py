@@ -292,7 +292,7 @@ def _step_command(name: str, help_text: str, extra=()):
                               "console.tianditu.gov.cn); or use --basemap offline, osm or gaode.")
         overrides = {}
         if kw.get("threshold_m") is not None:
-            from kaizhou_gis.checks import option_number
+            from kaizhou_gis.layers.checks import option_number
             option_number("--threshold-m", kw["threshold_m"])
             overrides["relocation.threshold_m"] = float(kw.pop("threshold_m"))
         kw.pop("threshold_m", None)

@@ -284,7 +284,7 @@ def _check_adjustable(leaf: dict, where: str, problems: list[str], *, value_in_r
         return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
     if isinstance(v, float) and not math.isfinite(v):  # NaN/inf: the value is wrong, not 'adjustable'
-        from kaizhou_gis.checks import plan_value_problems
+        from kaizhou_gis.layers.checks import plan_value_problems
         problems.extend(plan_value_problems({where: leaf}))
         return
     if not num(v):
@@ -310,7 +310,7 @@ def _check_adjustable(leaf: dict, where: str, problems: list[str], *, value_in_r
 
 def _check_values(plan: Plan, problems: list[str]) -> None:
     """Range checks that the types alone do not catch."""
-    from kaizhou_gis.checks import plan_value_problems
+    from kaizhou_gis.layers.checks import plan_value_problems
 
     problems.extend(plan_value_problems(plan._flat))
     for key, leaf in plan._flat.items():

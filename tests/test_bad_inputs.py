@@ -276,7 +276,7 @@ CASES = [
          message=[r"settlements\.geometry: longitude and latitude are swapped in 1 row\(s\) \(S3\)"]),
     Case("outside-boundary", frames=_geom("settlements", 0, Point(108.9, 31.2)),
          message=[r"settlements\.geometry: 1 feature\(s\) outside the district boundary.*S1"]),
-    # ---- road surfaces (the mapping itself is layers.py's; here: Chinese words count as paved,
+    # ---- road surfaces (the mapping itself is layers/roads.py's; here: Chinese words count as paved,
     # an unknown word is named and counted, never silently unpaved)
     Case("surface-chinese-words", command="access",
          frames=_chain(_set_many("roads", "surface", ["水泥路", "沥青路面", "水泥硬化", "unpaved", "unpaved"]),

@@ -133,7 +133,7 @@ def _package_sources():
 @pytest.mark.parametrize("pattern, home", [
     (r"^def _?pct\(", "figures.py"),
     (r"round\(100(\.0)? \*[^\n]*\bif\b", "figures.py"),  # a pct with its own zero guard
-    (r"^ROAD_CLASSES\s*=", "layers.py"),
+    (r"^ROAD_CLASSES\s*=", "layers/contract.py"),
     (r"Transformer\.from_crs\(", "crs.py"),
     (r"lru_cache[\s\S]{0,80}def \w*transformer", None),
     (r"\.get\(\w+, \w+\[:9\]\)|\.str\[:9\]\)", None),  # a village code cut to a township code

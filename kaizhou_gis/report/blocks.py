@@ -5,7 +5,8 @@ from typing import Any
 
 import pandas as pd
 
-from kaizhou_gis import leftout, provenance
+from kaizhou_gis import provenance
+from kaizhou_gis.layers import leftout
 from kaizhou_gis.report.common import NOT_DERIVABLE, NOT_DERIVABLE_ZH
 from kaizhou_gis.report.frames import _cal
 from kaizhou_gis.report.text import _txt, _years_plain

@@ -27,6 +27,7 @@ import pandas as pd
 import shapely
 
 from kaizhou_gis.errors import format_ids
+from kaizhou_gis.layers.contract import _ids
 
 #: Lowest and highest ground on Earth, with a margin (Dead Sea shore -430 m, Everest 8,849 m).
 EARTH_MIN_M, EARTH_MAX_M = -500.0, 9000.0
@@ -206,7 +207,6 @@ def dem_read_problem(name: str, e: Exception) -> str:
 def dem_point_problems(layers: dict, dem: dict, plan, problems: list[str], notes: list[str]) -> None:
     """Elevations at the layers' points outside the district's plausible range (plan checks)."""
     from kaizhou_gis.crs import transformer
-    from kaizhou_gis.layers import _ids
 
     band, transform = dem.get("band"), dem.get("transform")
     if band is None or dem.get("crs") is None:
@@ -257,7 +257,6 @@ def dem_point_problems(layers: dict, dem: dict, plan, problems: list[str], notes
 
 def count_problems(layers: dict, plan, problems: list[str], notes: list[str]) -> None:
     """Households and population beyond plausible bounds; implausible people per household."""
-    from kaizhou_gis.layers import _ids
 
     ratio_lo, ratio_hi = (float(x) for x in plan.get("checks.people_per_household", [1.0, 10.0]))
     for name, id_col, what in (("settlements", "settlement_id", "settlement"),
@@ -330,7 +329,6 @@ def encoding_problems(layers: dict, plan, problems: list[str], *, encoding: str 
     A ``<layer>.kind`` problem of the same layer is dropped: its garbled values come from the
     same wrong decoding, and the fix is the encoding, not the kind column.
     """
-    from kaizhou_gis.layers import _ids
 
     chinese = bool(_CJK.search(str(plan.get("meta.district_name", ""))))
     for name, id_col in _NAME_LAYERS.items():
