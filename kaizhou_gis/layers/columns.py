@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from kaizhou_gis.errors import format_ids
-from kaizhou_gis.layers.contract import _FALSE, _TOWNSHIP_KINDS, _TRUE, SCHEMA, _ids, _present
+from kaizhou_gis.layers.contract import _FALSE, _TOWNSHIP_KINDS, _TRUE, SCHEMA, _Col, _ids, _present
 
 
 def _to_code(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -76,87 +76,111 @@ def _check_columns(name: str, gdf: gpd.GeoDataFrame, plan, problems: list[str],
                 continue
             out[col.name] = _default(name, col.name, out, plan, notes)
             continue
-        s = out[col.name]
         if col.kind == "code":
-            vals, missing = _to_code(s)
-            if missing.any() and name == "roads" and col.name == "road_id":
-                rows = np.flatnonzero(missing)
-                vals = vals.copy()
-                vals.iloc[rows] = [f"r{i + 1}" for i in rows]
-                notes.append(f"roads.road_id: empty in {missing.sum()} row(s); ids r<row> "
-                             f"assigned ({format_ids(vals.iloc[rows].tolist())}).")
-                missing = np.zeros(len(vals), dtype=bool)
-            if missing.any():
-                problems.append(f"{name}.{col.name}: missing value in {missing.sum()} row(s) "
-                                f"({format_ids(_ids(out, missing, None))}); give every row a code.")
-            if col.digits == 9:
-                # NBS tables print township codes with 12 digits: 500154001000 -> 500154001
-                long = np.array([v is not None and v.isdigit() and len(v) == 12 and v.endswith("000")
-                                 for v in vals], dtype=bool)
-                if long.any():
-                    vals = vals.copy()
-                    vals[long] = [v[:9] for v in vals[long]]
-                    notes.append(f"{name}.{col.name}: {long.sum()} 12-digit township code(s) "
-                                 f"ending in 000 cut to their 9 digits.")
-            if col.digits:
-                wrong = np.array([v is not None and not (v.isdigit() and len(v) == col.digits)
-                                  for v in vals])
-                if wrong.any():
-                    problems.append(
-                        f"{name}.{col.name}: not a {col.digits}-digit code in {wrong.sum()} row(s) "
-                        f"({format_ids(vals[wrong].tolist())}); use the {col.digits}-digit "
-                        f"统计用区划代码 (store codes as text to keep leading zeros).")
-            out[col.name] = vals
+            out[col.name] = _code_column(name, col, out, problems, notes)
         elif col.kind in ("int", "float"):
-            num, missing, bad = _to_number(s)
-            infinite = np.isinf(num.to_numpy())
-            if infinite.any():
-                problems.append(f"{name}.{col.name}: infinite value (inf) in {infinite.sum()} "
-                                f"row(s) ({format_ids(_ids(out, infinite, id_col))}); write the "
-                                f"real number.")
-                num = num.where(~infinite, np.nan)
-            if bad.any():
-                problems.append(f"{name}.{col.name}: not a number in {bad.sum()} row(s) "
-                                f"({format_ids(_ids(out, bad, id_col))}: "
-                                f"{format_ids(s[bad].astype(str).tolist(), 3)}); write plain numbers.")
-            if col.kind == "int":
-                if missing.any():
-                    problems.append(f"{name}.{col.name}: missing value in {missing.sum()} row(s) "
-                                    f"({format_ids(_ids(out, missing, id_col))}); fill in a "
-                                    f"number (0 if none).")
-                neg = (num < 0).to_numpy()
-                if neg.any():
-                    problems.append(f"{name}.{col.name}: negative in {neg.sum()} row(s) "
-                                    f"({format_ids(_ids(out, neg, id_col))}); counts must be ≥ 0.")
-                ok = num.notna().to_numpy()
-                frac = ok & (np.abs(num - np.round(num)) > 1e-9).to_numpy()
-                if frac.any():
-                    notes.append(f"{name}.{col.name}: {frac.sum()} non-integer count(s) rounded "
-                                 f"({format_ids(_ids(out, frac, id_col))}).")
-                if not (bad.any() or missing.any() or neg.any() or infinite.any()
-                        or (num.abs() > 1e15).any()):
-                    out[col.name] = np.round(num).astype("int64")
-                else:
-                    out[col.name] = num
-            else:
-                out[col.name] = num
+            out[col.name] = _number_column(name, col, out, id_col, problems, notes)
         elif col.kind == "bool":
-            vals, bad = _to_bool(s)
-            if bad.any():
-                problems.append(f"{name}.{col.name}: not a yes/no value in {bad.sum()} row(s) "
-                                f"({format_ids(_ids(out, bad, id_col))}: "
-                                f"{format_ids(s[bad].astype(str).tolist(), 3)}); use 是/否, 1/0 or "
-                                f"true/false.")
-            out[col.name] = vals
+            out[col.name] = _bool_column(name, col, out, id_col, problems)
         else:
-            filled = s.astype("string").str.strip().fillna("")
-            if col.required:
-                missing = (filled == "").to_numpy()
-                if missing.any():
-                    problems.append(f"{name}.{col.name}: empty in {missing.sum()} row(s) "
-                                    f"({format_ids(_ids(out, missing, id_col))}); fill it in.")
-            out[col.name] = filled.astype(object)
+            out[col.name] = _text_column(name, col, out, id_col, problems)
     return out
+
+
+def _code_column(name: str, col: _Col, out: gpd.GeoDataFrame, problems: list[str],
+                 notes: list[str]) -> pd.Series:
+    """A code column as text (empty road ids numbered, 12-digit township codes cut to 9)."""
+    vals, missing = _to_code(out[col.name])
+    if missing.any() and name == "roads" and col.name == "road_id":
+        rows = np.flatnonzero(missing)
+        vals = vals.copy()
+        vals.iloc[rows] = [f"r{i + 1}" for i in rows]
+        notes.append(f"roads.road_id: empty in {missing.sum()} row(s); ids r<row> "
+                     f"assigned ({format_ids(vals.iloc[rows].tolist())}).")
+        missing = np.zeros(len(vals), dtype=bool)
+    if missing.any():
+        problems.append(f"{name}.{col.name}: missing value in {missing.sum()} row(s) "
+                        f"({format_ids(_ids(out, missing, None))}); give every row a code.")
+    if col.digits == 9:
+        # NBS tables print township codes with 12 digits: 500154001000 -> 500154001
+        long = np.array([v is not None and v.isdigit() and len(v) == 12 and v.endswith("000")
+                         for v in vals], dtype=bool)
+        if long.any():
+            vals = vals.copy()
+            vals[long] = [v[:9] for v in vals[long]]
+            notes.append(f"{name}.{col.name}: {long.sum()} 12-digit township code(s) "
+                         f"ending in 000 cut to their 9 digits.")
+    if col.digits:
+        wrong = np.array([v is not None and not (v.isdigit() and len(v) == col.digits)
+                          for v in vals])
+        if wrong.any():
+            problems.append(
+                f"{name}.{col.name}: not a {col.digits}-digit code in {wrong.sum()} row(s) "
+                f"({format_ids(vals[wrong].tolist())}); use the {col.digits}-digit "
+                f"统计用区划代码 (store codes as text to keep leading zeros).")
+    return vals
+
+
+def _number_column(name: str, col: _Col, out: gpd.GeoDataFrame, id_col: str | None,
+                   problems: list[str], notes: list[str]) -> pd.Series:
+    """A count (int) or measure (float) column as numbers; an int column with every value a
+    finite, non-negative number becomes int64 (rounded), else it stays float."""
+    s = out[col.name]
+    num, missing, bad = _to_number(s)
+    infinite = np.isinf(num.to_numpy())
+    if infinite.any():
+        problems.append(f"{name}.{col.name}: infinite value (inf) in {infinite.sum()} "
+                        f"row(s) ({format_ids(_ids(out, infinite, id_col))}); write the "
+                        f"real number.")
+        num = num.where(~infinite, np.nan)
+    if bad.any():
+        problems.append(f"{name}.{col.name}: not a number in {bad.sum()} row(s) "
+                        f"({format_ids(_ids(out, bad, id_col))}: "
+                        f"{format_ids(s[bad].astype(str).tolist(), 3)}); write plain numbers.")
+    if col.kind != "int":
+        return num
+    if missing.any():
+        problems.append(f"{name}.{col.name}: missing value in {missing.sum()} row(s) "
+                        f"({format_ids(_ids(out, missing, id_col))}); fill in a "
+                        f"number (0 if none).")
+    neg = (num < 0).to_numpy()
+    if neg.any():
+        problems.append(f"{name}.{col.name}: negative in {neg.sum()} row(s) "
+                        f"({format_ids(_ids(out, neg, id_col))}); counts must be ≥ 0.")
+    ok = num.notna().to_numpy()
+    frac = ok & (np.abs(num - np.round(num)) > 1e-9).to_numpy()
+    if frac.any():
+        notes.append(f"{name}.{col.name}: {frac.sum()} non-integer count(s) rounded "
+                     f"({format_ids(_ids(out, frac, id_col))}).")
+    if not (bad.any() or missing.any() or neg.any() or infinite.any()
+            or (num.abs() > 1e15).any()):
+        return np.round(num).astype("int64")
+    return num
+
+
+def _bool_column(name: str, col: _Col, out: gpd.GeoDataFrame, id_col: str | None,
+                 problems: list[str]) -> pd.Series:
+    """A yes/no column as bool (是/否, 1/0, true/false; empty is no)."""
+    s = out[col.name]
+    vals, bad = _to_bool(s)
+    if bad.any():
+        problems.append(f"{name}.{col.name}: not a yes/no value in {bad.sum()} row(s) "
+                        f"({format_ids(_ids(out, bad, id_col))}: "
+                        f"{format_ids(s[bad].astype(str).tolist(), 3)}); use 是/否, 1/0 or "
+                        f"true/false.")
+    return vals
+
+
+def _text_column(name: str, col: _Col, out: gpd.GeoDataFrame, id_col: str | None,
+                 problems: list[str]) -> pd.Series:
+    """A text column stripped, missing as ""; a required one must not be empty."""
+    filled = out[col.name].astype("string").str.strip().fillna("")
+    if col.required:
+        missing = (filled == "").to_numpy()
+        if missing.any():
+            problems.append(f"{name}.{col.name}: empty in {missing.sum()} row(s) "
+                            f"({format_ids(_ids(out, missing, id_col))}); fill it in.")
+    return filled.astype(object)
 
 
 def _default(name: str, col: str, gdf: gpd.GeoDataFrame, plan, notes: list[str]) -> Any:

@@ -49,7 +49,7 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     Parameters
     ----------
     path : str or Path, optional
-        GeoPackage, folder or TOML mapping (see the module docstring); None for the default
+        GeoPackage, folder or TOML mapping (see the package docstring); None for the default
         layers (:func:`default_layers_dir`).
     plan : Plan
         Gives the work CRS, the column aliases and the checking tolerances.
@@ -64,95 +64,25 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
     -------
     LayerReport
     """
-    from kaizhou_gis.errors import OptionError
-
-    if coords not in ("wgs84", "gcj02"):
-        raise OptionError(f"--coords {coords}: use wgs84 or gcj02.")
-    if crs is not None:
-        try:
-            CRS.from_user_input(crs)
-        except Exception as e:  # pyproj CRSError
-            raise OptionError(f"--crs {crs}: not a CRS ({e}); use an EPSG code like EPSG:4490.") from None
-    if encoding is not None and not _known_encoding(encoding):
-        raise OptionError(f"--encoding {encoding}: not a known text encoding; use e.g. GBK, "
-                          f"GB18030 or UTF-8.")
+    _check_options(crs, encoding, coords)
     problems: list[str] = []
     notes: list[str] = []
-    db_url = None
-    from kaizhou_gis import dbio
-    if dbio.is_db_url(path):  # postgresql://USER@HOST:PORT/DB?schema=S
-        tables, dem_path, target = dbio.resolve_url(path, VECTOR_LAYERS, OPTIONAL_LAYERS, problems)
-        sources = {n: _Source(Path(d.describe()), db=d) for n, d in tables.items()}
-        dem_src = _Source(dem_path) if dem_path is not None else None
-        db_url, path, folder = target.describe(), Path.cwd(), Path.cwd()
-    else:
-        path = Path(path) if path is not None else default_layers_dir()
-        sources, dem_src, folder = _resolve(path, problems)
+    path, sources, dem_src, folder, db_url = _find_sources(path, problems)
     description = db_url or str(path)
-    report_rows: list[dict] = []
-    aliases = plan.section("aliases")
-    loaded: dict[str, gpd.GeoDataFrame] = {}
-    metadata: dict[str, dict] = {}
     if path.exists() and db_url is None:
-        for name in VECTOR_LAYERS:
-            if name not in sources:
-                if name == "roads" and any(problem.startswith("roads: several OSM files")
-                                           for problem in problems):
-                    continue
-                osm_hint = (" (for roads also an OpenStreetMap extract: roads.osm.pbf, or the only "
-                            "*.osm.pbf / *.osm / *.pbf file in the folder)" if name == "roads" else "")
-                problems.append(f"{name}: layer not found in {path}; add a '{name}' layer to the "
-                                f"GeoPackage, a {name}.<shp|gpkg|geojson|...> file to the folder"
-                                f"{osm_hint}, or a '{name} = \"file\"' line to the TOML mapping.")
-    for name in VECTOR_LAYERS + OPTIONAL_LAYERS:
-        src = sources.get(name)
-        if src is None:
-            continue
-        row: dict[str, Any] = {"layer": name, "file": src.describe(), "rows": 0, "crs": "",
-                               "bounds": None}
-        clip_to = None
-        if name == "roads" and _is_osm(src.path) and loaded.get("boundary") is not None:
-            clip_to = _clip_area(loaded["boundary"], plan)
-        first_problem = len(problems)
-        try:
-            gdf = _load_one(name, src, plan=plan, crs=crs, encoding=encoding, coords=coords,
-                            aliases=aliases, problems=problems, notes=notes, row=row,
-                            clip_to=clip_to)
-        except Exception as e:  # a file this module did not foresee: report it, never a traceback
-            log.debug("reading %s failed", name, exc_info=True)
-            problems.append(f"{name}: cannot use {src.describe()} ({type(e).__name__}: {e}); "
-                            f"check the file against the layer contract (README.md, "
-                            f"'Layer contract').")
-            gdf = None
-        if src.db is not None:  # name schema.table.column in what was found
-            dbio.name_columns(problems, first_problem, name, src.db)
-        if gdf is not None:
-            loaded[name] = gdf
-            meta = _layer_metadata(src)
-            if meta:
-                metadata[name] = meta
-        report_rows.append(row)
+        _missing_layers(path, sources, problems)
+    loaded, metadata, report_rows = _read_layers(sources, plan=plan, crs=crs, encoding=encoding,
+                                                 coords=coords, problems=problems, notes=notes)
     dem_row: dict[str, Any] = {"layer": "dem", "file": dem_src.describe() if dem_src else "",
                                "rows": "", "crs": "", "bounds": None}
     dem_info: dict[str, Any] = {"path": None}
     if path.exists() and (db_url is None or dem_src is not None):  # (database: dbio said it)
-        try:
-            dem_info = _check_dem(dem_src, path, crs=crs, problems=problems, notes=notes,
-                                  row=dem_row, frames=list(loaded.values()),
-                                  margin_m=dem_window_margin_m(plan))
-        except rasterio.errors.RasterioIOError as e:  # opened, but its data cannot be read
-            log.debug("checking the DEM failed", exc_info=True)
-            problems.append(checks.dem_read_problem(dem_src.describe() if dem_src else str(path), e))
-            dem_info = {"path": None}
-        except Exception as e:  # rasterio errors on odd rasters
-            log.debug("checking the DEM failed", exc_info=True)
-            problems.append(f"dem: cannot use {dem_src.describe() if dem_src else path} "
-                            f"({type(e).__name__}: {e}); give a single-band elevation raster.")
-            dem_info = {"path": None}
+        dem_info = _read_dem(dem_src, path, loaded, plan=plan, crs=crs, problems=problems,
+                             notes=notes, row=dem_row)
     estimated: list[dict] = []
     if "settlements" in loaded:
         loaded["settlements"] = estimate_poor_population(loaded["settlements"], plan, problems, notes,
-                                                 estimated)
+                                                         estimated)
     _cross_checks(loaded, dem_info, plan, problems, notes)
     checks.dem_point_problems(loaded, dem_info, plan, problems, notes)
     checks.count_problems(loaded, plan, problems, notes)
@@ -180,6 +110,109 @@ def check_layers(path: str | Path | None = None, *, plan, crs: str | None = None
         log.info("%s", n)
     return LayerReport(ok=ok, layers=layers, rows=report_rows, problems=problems, notes=notes,
                        source=description)
+
+
+def _check_options(crs: str | None, encoding: str | None, coords: str) -> None:
+    """The options ``--crs``, ``--encoding`` and ``--coords`` (an OptionError when wrong)."""
+    from kaizhou_gis.errors import OptionError
+
+    if coords not in ("wgs84", "gcj02"):
+        raise OptionError(f"--coords {coords}: use wgs84 or gcj02.")
+    if crs is not None:
+        try:
+            CRS.from_user_input(crs)
+        except Exception as e:  # pyproj CRSError
+            raise OptionError(f"--crs {crs}: not a CRS ({e}); use an EPSG code like EPSG:4490.") from None
+    if encoding is not None and not _known_encoding(encoding):
+        raise OptionError(f"--encoding {encoding}: not a known text encoding; use e.g. GBK, "
+                          f"GB18030 or UTF-8.")
+
+
+def _find_sources(path: str | Path | None, problems: list[str]
+                  ) -> tuple[Path, dict[str, _Source], _Source | None, Path, str | None]:
+    """(path, layer sources, DEM source, folder holding README.md, database URL or None) of
+    ``--layers``: a postgresql:// URL, a file, folder or TOML mapping, or the default layers."""
+    from kaizhou_gis import dbio
+
+    if dbio.is_db_url(path):  # postgresql://USER@HOST:PORT/DB?schema=S
+        tables, dem_path, target = dbio.resolve_url(path, VECTOR_LAYERS, OPTIONAL_LAYERS, problems)
+        sources = {n: _Source(Path(d.describe()), db=d) for n, d in tables.items()}
+        dem_src = _Source(dem_path) if dem_path is not None else None
+        return Path.cwd(), sources, dem_src, Path.cwd(), target.describe()
+    path = Path(path) if path is not None else default_layers_dir()
+    sources, dem_src, folder = _resolve(path, problems)
+    return path, sources, dem_src, folder, None
+
+
+def _missing_layers(path: Path, sources: dict[str, _Source], problems: list[str]) -> None:
+    """A problem for every contract layer not found at ``path``."""
+    for name in VECTOR_LAYERS:
+        if name not in sources:
+            if name == "roads" and any(problem.startswith("roads: several OSM files")
+                                       for problem in problems):
+                continue
+            osm_hint = (" (for roads also an OpenStreetMap extract: roads.osm.pbf, or the only "
+                        "*.osm.pbf / *.osm / *.pbf file in the folder)" if name == "roads" else "")
+            problems.append(f"{name}: layer not found in {path}; add a '{name}' layer to the "
+                            f"GeoPackage, a {name}.<shp|gpkg|geojson|...> file to the folder"
+                            f"{osm_hint}, or a '{name} = \"file\"' line to the TOML mapping.")
+
+
+def _read_layers(sources: dict[str, _Source], *, plan, crs, encoding, coords, problems: list[str],
+                 notes: list[str]) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, dict], list[dict]]:
+    """Every vector layer found, read and checked alone: (layers, their metadata, report rows)."""
+    from kaizhou_gis import dbio
+
+    aliases = plan.section("aliases")
+    loaded: dict[str, gpd.GeoDataFrame] = {}
+    metadata: dict[str, dict] = {}
+    report_rows: list[dict] = []
+    for name in VECTOR_LAYERS + OPTIONAL_LAYERS:
+        src = sources.get(name)
+        if src is None:
+            continue
+        row: dict[str, Any] = {"layer": name, "file": src.describe(), "rows": 0, "crs": "",
+                               "bounds": None}
+        clip_to = None
+        if name == "roads" and _is_osm(src.path) and loaded.get("boundary") is not None:
+            clip_to = _clip_area(loaded["boundary"], plan)
+        first_problem = len(problems)
+        try:
+            gdf = _load_one(name, src, plan=plan, crs=crs, encoding=encoding, coords=coords,
+                            aliases=aliases, problems=problems, notes=notes, row=row,
+                            clip_to=clip_to)
+        except Exception as e:  # a file this package did not foresee: report it, never a traceback
+            log.debug("reading %s failed", name, exc_info=True)
+            problems.append(f"{name}: cannot use {src.describe()} ({type(e).__name__}: {e}); "
+                            f"check the file against the layer contract (README.md, "
+                            f"'Layer contract').")
+            gdf = None
+        if src.db is not None:  # name schema.table.column in what was found
+            dbio.name_columns(problems, first_problem, name, src.db)
+        if gdf is not None:
+            loaded[name] = gdf
+            meta = _layer_metadata(src)
+            if meta:
+                metadata[name] = meta
+        report_rows.append(row)
+    return loaded, metadata, report_rows
+
+
+def _read_dem(dem_src: _Source | None, path: Path, loaded: dict[str, gpd.GeoDataFrame], *, plan,
+              crs, problems: list[str], notes: list[str], row: dict) -> dict[str, Any]:
+    """:func:`~kaizhou_gis.layers.dem._check_dem` in the layers' window; a DEM that fails to read
+    becomes a problem and ``{"path": None}``."""
+    try:
+        return _check_dem(dem_src, path, crs=crs, problems=problems, notes=notes, row=row,
+                          frames=list(loaded.values()), margin_m=dem_window_margin_m(plan))
+    except rasterio.errors.RasterioIOError as e:  # opened, but its data cannot be read
+        log.debug("checking the DEM failed", exc_info=True)
+        problems.append(checks.dem_read_problem(dem_src.describe() if dem_src else str(path), e))
+    except Exception as e:  # rasterio errors on odd rasters
+        log.debug("checking the DEM failed", exc_info=True)
+        problems.append(f"dem: cannot use {dem_src.describe() if dem_src else path} "
+                        f"({type(e).__name__}: {e}); give a single-band elevation raster.")
+    return {"path": None}
 
 
 def canonical_order(name: str, gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -237,6 +270,46 @@ def _lonlat_bounds(gdf: gpd.GeoDataFrame) -> tuple[float, float, float, float] |
 
 def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, problems,
               notes, row, clip_to=None) -> gpd.GeoDataFrame | None:
+    """One layer read, its CRS and coordinates checked, its geometries and columns checked
+    against the contract, reprojected to the work CRS; None when it cannot be used (problems
+    added). ``row`` (the layer's report row) gets rows, CRS and lon/lat bounds."""
+    raw = _read_raw(name, src, plan=plan, encoding=encoding, problems=problems, notes=notes,
+                    clip_to=clip_to)
+    if raw is None:
+        return None
+    row["rows"] = len(raw)
+    if len(raw) == 0 and name in NONEMPTY_LAYERS:
+        problems.append(f"{name}: the layer has no features ({src.describe()}); the analysis "
+                        f"needs the district's {name.replace('_', ' ')} - give the layer with "
+                        f"its features (check the file, the layer name and any filter used "
+                        f"to export it).")
+    raw = _given_crs(name, src, raw, crs, problems, notes, row)
+    raw = _checked_coordinates(name, src, raw, crs, aliases, problems, notes, row)
+    if raw is None:
+        return None
+    if raw.crs is not None:
+        row["crs"] = _crs_label(raw.crs)
+    gdf = _apply_aliases(raw, name, aliases, notes)
+    given_cols = set(gdf.columns)
+    gdf = _check_geometry(name, gdf, problems, notes)
+    if name == "roads" and "road_id" not in gdf.columns:
+        gdf["road_id"] = [f"r{i + 1}" for i in range(len(gdf))]
+        notes.append(f"roads.road_id: no column; ids r1..r{len(gdf)} assigned in file order.")
+    gdf = _check_columns(name, gdf, plan, problems, notes)
+    if name == "roads" and "road_class" in gdf.columns:
+        gdf = _normalize_roads(gdf, plan, problems, notes)
+    if name == "roads" and "road_id" in gdf.columns:
+        gdf = _unique_road_ids(gdf, notes)
+    _check_kinds(name, gdf, given_cols, problems, notes)
+    if gdf.crs is None:
+        return gdf
+    return _to_work_crs(name, src, gdf, plan=plan, coords=coords, problems=problems, notes=notes,
+                        row=row, clip_to=clip_to)
+
+
+def _read_raw(name: str, src: _Source, *, plan, encoding, problems: list[str], notes: list[str],
+              clip_to) -> gpd.GeoDataFrame | None:
+    """The layer as read from its file (OSM: only the ways near the district), or None."""
     if _is_osm(src.path) and name != "roads":
         problems.append(f"{name}: OSM files are read as roads only; give {name} as "
                         f"GeoPackage, Shapefile or GeoJSON.")
@@ -257,12 +330,12 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
         problems.append(f"{name}: {src.describe()} has no geometry column; give the layer "
                         f"geometries (for a table with lon/lat columns, save it as GeoJSON first).")
         return None
-    row["rows"] = len(raw)
-    if len(raw) == 0 and name in NONEMPTY_LAYERS:
-        problems.append(f"{name}: the layer has no features ({src.describe()}); the analysis "
-                        f"needs the district's {name.replace('_', ' ')} - give the layer with "
-                        f"its features (check the file, the layer name and any filter used "
-                        f"to export it).")
+    return raw
+
+
+def _given_crs(name: str, src: _Source, raw: gpd.GeoDataFrame, crs, problems: list[str],
+               notes: list[str], row: dict) -> gpd.GeoDataFrame:
+    """The layer's CRS: its own, the TOML mapping's (wins), or ``--crs`` when it declares none."""
     layer_crs = src.crs or None
     if raw.crs is None:
         given = layer_crs or crs
@@ -276,6 +349,13 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
             notes.append(f"{name}: no CRS in the file; using {given}.")
     elif layer_crs is not None:
         raw = raw.set_crs(layer_crs, allow_override=True)
+    return raw
+
+
+def _checked_coordinates(name: str, src: _Source, raw: gpd.GeoDataFrame, crs, aliases,
+                         problems: list[str], notes: list[str], row: dict) -> gpd.GeoDataFrame | None:
+    """None (a problem added) for NaN/infinite coordinates, swapped or out-of-range lon/lat; a
+    GeoJSON read as WGS84 whose coordinates are not lon/lat gets ``--crs``."""
     nonfinite = checks.nonfinite_rows(raw)
     if nonfinite.any():
         ids = _ids(_apply_aliases(raw, name, aliases, []), nonfinite, SCHEMA[name][1])
@@ -283,55 +363,49 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
                         f"{nonfinite.sum()} row(s) ({format_ids(ids)}); give those features real "
                         f"coordinates (an empty lon/lat cell becomes NaN) or remove them.")
         return None
-    if raw.crs is not None and raw.crs.is_geographic and len(raw):
-        gb = shapely.bounds(raw.geometry.values)  # NaN rows for missing/empty geometries
-        with np.errstate(invalid="ignore"):
-            off = (gb[:, 0] < -180) | (gb[:, 2] > 180) | (gb[:, 1] < -90) | (gb[:, 3] > 90)
-        has = ~np.isnan(gb).any(axis=1)
-        if off.any() and checks.swapped_lonlat(gb[off & has]):
-            ids = _ids(_apply_aliases(raw, name, aliases, []), off, SCHEMA[name][1]) \
-                if not off[has].all() else None
-            problems.append(checks.swapped_message(name, gb[off & has], ids))
-            row["crs"] = _crs_label(raw.crs)
-            return None
-        if off.any() and off[has].all():
-            b = (np.nanmin(gb[:, 0]), np.nanmin(gb[:, 1]), np.nanmax(gb[:, 2]), np.nanmax(gb[:, 3]))
-            extent = f"x {b[0]:.6g} .. {b[2]:.6g}, y {b[1]:.6g} .. {b[3]:.6g}"
-            if crs is not None and layer_crs is None \
-                    and src.path.suffix.lower() in (".geojson", ".json"):
-                # GeoJSON without a "crs" member is read as WGS84 whatever its coordinates are
-                raw = raw.set_crs(crs, allow_override=True)
-                notes.append(f"{name}: {src.describe()} declares no CRS and its coordinates are "
-                             f"not lon/lat ({extent}); using --crs {crs}.")
-            else:
-                problems.append(
-                    f"{name}: coordinates are not longitude/latitude ({extent}) although the "
-                    f"layer's CRS is {_crs_label(raw.crs)} (GeoJSON without a \"crs\" member is "
-                    f"always read as WGS84); give the layer's real CRS: --crs EPSG:4545 (say) "
-                    f"for a GeoJSON file, `crs = \"EPSG:...\"` for this layer in a TOML mapping, "
-                    f"or fix the .prj.")
-                row["crs"] = _crs_label(raw.crs)
-                return None
-        elif off.any():
-            id_col = SCHEMA[name][1]
-            ids = _ids(_apply_aliases(raw, name, aliases, []), off, id_col)
-            problems.append(f"{name}.geometry: longitude/latitude out of range in {off.sum()} "
-                            f"row(s) ({format_ids(ids)}); correct their coordinates.")
-            row["crs"] = _crs_label(raw.crs)
-            return None
-    if raw.crs is not None:
+    if not (raw.crs is not None and raw.crs.is_geographic and len(raw)):
+        return raw
+    gb = shapely.bounds(raw.geometry.values)  # NaN rows for missing/empty geometries
+    with np.errstate(invalid="ignore"):
+        off = (gb[:, 0] < -180) | (gb[:, 2] > 180) | (gb[:, 1] < -90) | (gb[:, 3] > 90)
+    has = ~np.isnan(gb).any(axis=1)
+    if off.any() and checks.swapped_lonlat(gb[off & has]):
+        ids = _ids(_apply_aliases(raw, name, aliases, []), off, SCHEMA[name][1]) \
+            if not off[has].all() else None
+        problems.append(checks.swapped_message(name, gb[off & has], ids))
         row["crs"] = _crs_label(raw.crs)
-    gdf = _apply_aliases(raw, name, aliases, notes)
-    given_cols = set(gdf.columns)
-    gdf = _check_geometry(name, gdf, problems, notes)
-    if name == "roads" and "road_id" not in gdf.columns:
-        gdf["road_id"] = [f"r{i + 1}" for i in range(len(gdf))]
-        notes.append(f"roads.road_id: no column; ids r1..r{len(gdf)} assigned in file order.")
-    gdf = _check_columns(name, gdf, plan, problems, notes)
-    if name == "roads" and "road_class" in gdf.columns:
-        gdf = _normalize_roads(gdf, plan, problems, notes)
-    if name == "roads" and "road_id" in gdf.columns:
-        gdf = _unique_road_ids(gdf, notes)
+        return None
+    if off.any() and off[has].all():
+        b = (np.nanmin(gb[:, 0]), np.nanmin(gb[:, 1]), np.nanmax(gb[:, 2]), np.nanmax(gb[:, 3]))
+        extent = f"x {b[0]:.6g} .. {b[2]:.6g}, y {b[1]:.6g} .. {b[3]:.6g}"
+        if crs is not None and (src.crs or None) is None \
+                and src.path.suffix.lower() in (".geojson", ".json"):
+            # GeoJSON without a "crs" member is read as WGS84 whatever its coordinates are
+            raw = raw.set_crs(crs, allow_override=True)
+            notes.append(f"{name}: {src.describe()} declares no CRS and its coordinates are "
+                         f"not lon/lat ({extent}); using --crs {crs}.")
+        else:
+            problems.append(
+                f"{name}: coordinates are not longitude/latitude ({extent}) although the "
+                f"layer's CRS is {_crs_label(raw.crs)} (GeoJSON without a \"crs\" member is "
+                f"always read as WGS84); give the layer's real CRS: --crs EPSG:4545 (say) "
+                f"for a GeoJSON file, `crs = \"EPSG:...\"` for this layer in a TOML mapping, "
+                f"or fix the .prj.")
+            row["crs"] = _crs_label(raw.crs)
+            return None
+    elif off.any():
+        id_col = SCHEMA[name][1]
+        ids = _ids(_apply_aliases(raw, name, aliases, []), off, id_col)
+        problems.append(f"{name}.geometry: longitude/latitude out of range in {off.sum()} "
+                        f"row(s) ({format_ids(ids)}); correct their coordinates.")
+        row["crs"] = _crs_label(raw.crs)
+        return None
+    return raw
+
+
+def _check_kinds(name: str, gdf: gpd.GeoDataFrame, given_cols: set, problems: list[str],
+                 notes: list[str]) -> None:
+    """townships.kind in 街道/镇/乡 (derived from names: a note), villages.kind in 村/社区."""
     if name == "townships" and "kind" in gdf.columns:
         bad = ~gdf["kind"].isin(_TOWNSHIP_KINDS).to_numpy()
         if bad.any() and "kind" not in given_cols:
@@ -345,8 +419,12 @@ def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, 
         if bad.any():
             problems.append(f"villages.kind: not 村/社区 in {bad.sum()} row(s) "
                             f"({format_ids(_ids(gdf, bad, 'village_code'))}); use 村 or 社区.")
-    if gdf.crs is None:
-        return gdf
+
+
+def _to_work_crs(name: str, src: _Source, gdf: gpd.GeoDataFrame, *, plan, coords,
+                 problems: list[str], notes: list[str], row: dict, clip_to) -> gpd.GeoDataFrame | None:
+    """GCJ-02 converted to WGS84, lon/lat bounds noted, reprojected to the work CRS, OSM roads
+    clipped, multi-part roads split, the contract's columns first."""
     use_gcj = (src.coords or coords) == "gcj02"
     usable = ~(shapely.is_missing(gdf.geometry.values) | shapely.is_empty(gdf.geometry.values))
     if use_gcj:

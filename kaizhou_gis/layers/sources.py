@@ -227,33 +227,7 @@ def _resolve_toml(path: Path, problems: list[str]) -> tuple[dict[str, _Source], 
             if db is not None:
                 sources[name] = _Source(Path(db.describe()), crs=spec.get("crs"), db=db)
             continue
-        if not isinstance(spec, dict) or "path" not in spec:
-            problems.append(f"layers: {path}: '{name}' must be a file path or a table "
-                            f"{{ path = \"...\", layer = \"...\" }}.")
-            continue
-        extra = set(spec) - {"path", "layer", "crs", "encoding", "coords"}
-        if extra:
-            problems.append(f"layers: {path}: '{name}' has unknown key(s) {sorted(extra)}; "
-                            f"allowed: path, layer, crs, encoding, coords.")
-        mistyped = [k for k in ("path", "crs", "encoding", "coords")
-                    if k in spec and not isinstance(spec[k], str)]
-        if "layer" in spec and (not isinstance(spec["layer"], (str, int))
-                                or isinstance(spec["layer"], bool)):
-            mistyped.append("layer")
-        if mistyped:
-            problems.append(f"layers: {path}: '{name}'.{', '.join(mistyped)} must be text "
-                            f"(quoted, e.g. path = \"villages.shp\", crs = \"EPSG:4490\").")
-            continue
-        if spec.get("crs") is not None:
-            try:
-                CRS.from_user_input(spec["crs"])
-            except Exception as e:  # pyproj CRSError
-                problems.append(f"layers: {path}: '{name}'.crs = {spec['crs']!r} is not a CRS "
-                                f"({e}); use an EPSG code like \"EPSG:4490\".")
-                continue
-        if spec.get("encoding") is not None and not _known_encoding(spec["encoding"]):
-            problems.append(f"layers: {path}: '{name}'.encoding = {spec['encoding']!r} is not a "
-                            f"known text encoding; use e.g. \"GBK\", \"GB18030\" or \"UTF-8\".")
+        if not _toml_entry_ok(path, name, spec, problems):
             continue
         p = Path(spec["path"]).expanduser()
         if not p.is_absolute():
@@ -268,23 +242,63 @@ def _resolve_toml(path: Path, problems: list[str]) -> tuple[dict[str, _Source], 
                             f"in {path.name}.")
             continue
         if name == "dem":
-            dem = src
-            if p.is_dir():
-                tiles = _raster_tiles(p)
-                if not tiles:
-                    problems.append(f"dem: the folder {p} (from {path.name}) holds no raster "
-                                    f"tiles; put the SRTM .hgt or GeoTIFF tiles in it.")
-                    dem = None
-                elif len(tiles) == 1:
-                    dem = _Source(tiles[0], crs=src.crs)
-                else:
-                    dem.tiles = tuple(tiles)
+            dem = _toml_dem(src, path, problems)
         else:
             if src.layer is None and p.suffix.lower() in (".gpkg", ".gdb"):
                 names = _gpkg_layers(p)
                 src.layer = name if name in names else (names[0] if len(names) == 1 else None)
             sources[name] = src
     return sources, dem, folder
+
+
+def _toml_entry_ok(path: Path, name: str, spec, problems: list[str]) -> bool:
+    """Check one file entry of a TOML mapping (keys, value types, CRS, encoding); False when
+    the entry cannot be used (its problem added)."""
+    if not isinstance(spec, dict) or "path" not in spec:
+        problems.append(f"layers: {path}: '{name}' must be a file path or a table "
+                        f"{{ path = \"...\", layer = \"...\" }}.")
+        return False
+    extra = set(spec) - {"path", "layer", "crs", "encoding", "coords"}
+    if extra:
+        problems.append(f"layers: {path}: '{name}' has unknown key(s) {sorted(extra)}; "
+                        f"allowed: path, layer, crs, encoding, coords.")
+    mistyped = [k for k in ("path", "crs", "encoding", "coords")
+                if k in spec and not isinstance(spec[k], str)]
+    if "layer" in spec and (not isinstance(spec["layer"], (str, int))
+                            or isinstance(spec["layer"], bool)):
+        mistyped.append("layer")
+    if mistyped:
+        problems.append(f"layers: {path}: '{name}'.{', '.join(mistyped)} must be text "
+                        f"(quoted, e.g. path = \"villages.shp\", crs = \"EPSG:4490\").")
+        return False
+    if spec.get("crs") is not None:
+        try:
+            CRS.from_user_input(spec["crs"])
+        except Exception as e:  # pyproj CRSError
+            problems.append(f"layers: {path}: '{name}'.crs = {spec['crs']!r} is not a CRS "
+                            f"({e}); use an EPSG code like \"EPSG:4490\".")
+            return False
+    if spec.get("encoding") is not None and not _known_encoding(spec["encoding"]):
+        problems.append(f"layers: {path}: '{name}'.encoding = {spec['encoding']!r} is not a "
+                        f"known text encoding; use e.g. \"GBK\", \"GB18030\" or \"UTF-8\".")
+        return False
+    return True
+
+
+def _toml_dem(src: _Source, path: Path, problems: list[str]) -> _Source | None:
+    """The DEM entry of a TOML mapping: a raster file, or a folder of tiles (one tile: that
+    file; none: a problem and None)."""
+    if not src.path.is_dir():
+        return src
+    tiles = _raster_tiles(src.path)
+    if not tiles:
+        problems.append(f"dem: the folder {src.path} (from {path.name}) holds no raster "
+                        f"tiles; put the SRTM .hgt or GeoTIFF tiles in it.")
+        return None
+    if len(tiles) == 1:
+        return _Source(tiles[0], crs=src.crs)
+    src.tiles = tuple(tiles)
+    return src
 
 
 def _attribution(folder: Path) -> str:
