@@ -69,7 +69,7 @@ STEPS: list[Step] = [
     Step("industry", "kaizhou_gis.industry:run", "Industry projects / 产业项目",
          layers=("townships", "township_seats", "villages"), plan=("industry", "aliases"),
          returns=IndustryData),
-    Step("access", "kaizhou_gis.access:run", "Road access / 道路通达通畅",
+    Step("access", "kaizhou_gis.access.step:run", "Road access / 道路通达通畅",
          layers=("townships", "township_seats", "villages", "settlements", "roads", "dem"),
          plan=("access", "links", "crs"), returns=AccessData, township=TOWNSHIP_VIEW, cached=True),
     Step("relocation", "kaizhou_gis.relocation.step:run", "Relocation / 高山生态扶贫搬迁",

@@ -146,12 +146,13 @@ def test_one_definition_per_concept(pattern, home):
 
 
 def test_every_module_uses_the_shared_helpers():
-    from kaizhou_gis import batch, links, network, report
+    from kaizhou_gis import batch, network, report
+    from kaizhou_gis.access import options, scoring, works
     from kaizhou_gis.demo import roads as demo_roads
 
-    for m in (access, links, report, relocation.rollups, relocation.summary, batch):
+    for m in (scoring, works, report, relocation.rollups, relocation.summary, batch):
         assert m.pct is figures.pct, m.__name__
-    assert network.grid.transformer is crs.transformer and links.transformer is crs.transformer
+    assert network.grid.transformer is crs.transformer and options.transformer is crs.transformer
     assert not hasattr(network, "ROAD_CLASSES")
     assert demo_roads.CLASSES == ROAD_CLASSES[:-1] and ROAD_CLASSES[-1] == "other"
 

@@ -7,13 +7,12 @@ import pandas as pd
 import pytest
 from rasterio.transform import from_origin
 from shapely.geometry import Point
+from test_access import CRS, SEAT, X0, Y0, L, P, scenario
 
-from kaizhou_gis import access, admin, links
+from kaizhou_gis import access, admin
 from kaizhou_gis.layers import Layers
 from kaizhou_gis.network import DemGrid
 from kaizhou_gis.plan import load_plan
-
-from test_access import CRS, SEAT, X0, Y0, L, P, scenario
 
 
 def by_own_point(works):
@@ -39,7 +38,7 @@ def planned():
     plan = load_plan()
     res = access.analyse(layers, plan, dem=dem)
     vt, st = tables(layers, res, plan)
-    return layers, dem, plan, res, links.plan_works(res, vt, st, plan=plan, dem=dem)
+    return layers, dem, plan, res, access.plan_works(res, vt, st, plan=plan, dem=dem)
 
 
 def test_unpaved_spur_is_upgraded_and_cut_off_points_get_new_links(planned):
@@ -76,7 +75,7 @@ def test_cost_curve_runs_from_before_to_targets(planned):
 
 def test_applying_works_meets_targets(planned):
     layers, dem, plan, _, wp = planned
-    roads2 = links.apply_works(layers.roads, wp.works, plan=plan)
+    roads2 = access.apply_works(layers.roads, wp.works, plan=plan)
     assert len(layers.roads) == 4  # input untouched
     r1 = roads2[roads2["road_id"].str.startswith("R1")]
     assert r1["surface"].tolist() == ["paved"] and r1["source"].iloc[0] == "upgraded by U0001"
@@ -98,7 +97,7 @@ def test_shared_upgrade_counted_once():
     lay = Layers(**{**layers.__dict__, "villages": gpd.GeoDataFrame(v, crs=CRS)})
     res = access.analyse(lay, plan, dem=dem)
     vt, st = tables(lay, res, plan)
-    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    wp = access.plan_works(res, vt, st, plan=plan, dem=dem)
     up = wp.works[wp.works["type"] == "upgrade"]
     assert len(up) == 1 and up["cost_yuan"].sum() == pytest.approx(800_000.0)
     assert sorted(up["beneficiaries"].iloc[0].split(";")) == ["500154001002", "500154001007", "500154001008"]
@@ -126,7 +125,7 @@ def test_eighty_percent_target_takes_cheapest_settlements_first():
     res = access.analyse(lay, plan, dem=dem)
     assert res.settlements["tongchang"].tolist() == [True, False, False, False, False]
     vt, st2 = tables(lay, res, plan)
-    wp = links.plan_works(res, vt, st2, plan=plan, dem=dem)
+    wp = access.plan_works(res, vt, st2, plan=plan, dem=dem)
     # 80 % of 5 = 4: the three cheapest spurs (300, 600, 900 m) are upgraded, not the 1.2 km one
     assert sorted(wp.works["road_id"]) == ["T0", "T1", "T2"]
     assert wp.works["phase"].unique().tolist() == ["80% target"]
@@ -148,7 +147,7 @@ def test_no_link_over_a_wall_is_reported():
     dem = DemGrid(values=z, transform=from_origin(X0 - 2000, Y0 + 8000, 100.0, 100.0), crs=CRS)
     res = access.analyse(layers, plan, dem=dem)
     vt, st = tables(layers, res, plan)
-    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    wp = access.plan_works(res, vt, st, plan=plan, dem=dem)
     u = wp.unresolved.set_index("id")
     assert list(u.index) == ["500154001004"]
     assert "no new link under 12 % grade" in u.loc["500154001004", "reason"]
@@ -160,13 +159,13 @@ def test_apply_works_cuts_road_at_upgraded_stretch():
                              geometry=[L((0, 0), (1000, 0), (2000, 0), (3000, 0))], crs=CRS)
     works = gpd.GeoDataFrame({"work_id": ["U0001", "N0001"], "type": ["upgrade", "new"], "road_id": ["R", ""]},
                              geometry=[L((1000, 0), (2000, 0)), L((3000, 0), (3000, 500))], crs=CRS)
-    out = links.apply_works(roads, works)
+    out = access.apply_works(roads, works)
     assert out["road_id"].tolist() == ["R#1", "R#2", "R#3", "N0001"]
     assert out["surface"].tolist() == ["unpaved", "paved", "unpaved", "paved"]
     assert out.length.round(6).tolist() == [1000.0, 1000.0, 1000.0, 500.0]
     assert out.geometry.iloc[1].coords[0] == (X0 + 1000, Y0)
     with pytest.raises(ValueError, match="road_id X"):
-        links.apply_works(roads, works.assign(road_id=["X", ""]))
+        access.apply_works(roads, works.assign(road_id=["X", ""]))
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +182,7 @@ def shipped_access(shipped_run, tmp_path_factory):
 def test_shipped_layers_meet_targets_after_works(shipped_access):
     plan, layers, res = shipped_access
     works = res.data.works
-    roads2 = links.apply_works(layers.roads, works, plan=plan)
+    roads2 = access.apply_works(layers.roads, works, plan=plan)
     dem = access.read_dem(layers, plan)
     after = access.analyse(layers, plan, dem=dem, roads=roads2)
     vt, st = res.data.villages, res.data.settlements
@@ -250,7 +249,7 @@ def test_link_up_a_steep_slope_uses_hairpins_within_max_grade():
                        "settlements": layers.settlements.iloc[[0]]})
     res = access.analyse(layers, plan, dem=dem)
     vt, st = tables(layers, res, plan)
-    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    wp = access.plan_works(res, vt, st, plan=plan, dem=dem)
     d = by_own_point(wp.works).loc["500154001004"]
     assert d["type"] == "new"
     assert d["max_grade_pct"] <= 12.0 + 1e-9
@@ -260,7 +259,7 @@ def test_link_up_a_steep_slope_uses_hairpins_within_max_grade():
     assert d["hairpin_km"] > 1.0
     # with hairpins switched off (terrain limit = road limit) the village cannot be linked
     plan2 = load_plan(overrides={"links.switchback_terrain_max_pct": 12.0})
-    wp2 = links.plan_works(res, vt, st, plan=plan2, dem=dem)
+    wp2 = access.plan_works(res, vt, st, plan=plan2, dem=dem)
     assert "500154001004" in set(wp2.unresolved["id"])
 
 
@@ -275,11 +274,11 @@ def test_settlement_needing_only_tongda_may_link_to_an_unpaved_road():
     res = access.analyse(lay, plan, dem=dem)
     assert not res.settlements.loc[0, "tongda"]
     vt, st2 = tables(lay, res, plan)
-    wp = links.plan_works(res, vt, st2, plan=plan, dem=dem)
+    wp = access.plan_works(res, vt, st2, plan=plan, dem=dem)
     w = by_own_point(wp.works).loc["S9"]
     assert w["type"] == "new" and w["connects_to"] == "road network (通达 only)"
     assert 0.6 <= w["km"] <= 0.75  # 600 m straight; routing through 100 m cell centres adds a little
-    after = access.analyse(lay, plan, dem=dem, roads=links.apply_works(lay.roads, wp.works, plan=plan))
+    after = access.analyse(lay, plan, dem=dem, roads=access.apply_works(lay.roads, wp.works, plan=plan))
     assert after.settlements.loc[0, "tongda"] and not after.settlements.loc[0, "tongchang"]
     assert wp.cost_curve["settlement_tongda_pct"].iloc[-1] == pytest.approx(100.0)
 
@@ -293,12 +292,12 @@ def test_no_gaps_no_works(tmp_path):
                     "settlements": layers.settlements.iloc[[0]]})
     res = access.analyse(lay, plan, dem=dem)
     vt, st = tables(lay, res, plan)
-    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    wp = access.plan_works(res, vt, st, plan=plan, dem=dem)
     assert len(wp.works) == 0 and wp.totals["cost_yuan"] == 0.0
     assert wp.cost_curve["settlement_tongchang_pct"].tolist() == [100.0]
     outputs.write_products(tmp_path, {"works.gpkg": wp.works})
     assert len(gpd.read_file(tmp_path / "works.gpkg")) == 0
-    assert links.apply_works(lay.roads, wp.works, plan=plan)["road_id"].tolist() == ["R0", "R1", "R2", "R3"]
+    assert access.apply_works(lay.roads, wp.works, plan=plan)["road_id"].tolist() == ["R0", "R1", "R2", "R3"]
 
 
 def test_later_new_link_joins_an_earlier_one_instead_of_running_beside_it():
@@ -314,7 +313,7 @@ def test_later_new_link_joins_an_earlier_one_instead_of_running_beside_it():
         pd.concat([layers.villages, g], ignore_index=True), crs=CRS)})
     res = access.analyse(lay, plan, dem=dem)
     vt, st = tables(lay, res, plan)
-    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    wp = access.plan_works(res, vt, st, plan=plan, dem=dem)
     new = wp.works[wp.works["type"] == "new"]
     new = by_own_point(new)
     d, gk = new.loc["500154001004"], new.loc["500154001007"]
@@ -329,7 +328,7 @@ def test_later_new_link_joins_an_earlier_one_instead_of_running_beside_it():
     overlap = gk.geometry.intersection(d.geometry.buffer(20.0)).length
     assert overlap < 30.0
     assert wp.totals["cost_yuan"] == pytest.approx(wp.works["cost_yuan"].sum(), abs=2)
-    after = access.analyse(lay, plan, dem=dem, roads=links.apply_works(lay.roads, wp.works, plan=plan))
+    after = access.analyse(lay, plan, dem=dem, roads=access.apply_works(lay.roads, wp.works, plan=plan))
     assert after.villages["tongchang"].all()
 
 
@@ -355,11 +354,11 @@ def test_link_never_joins_a_link_to_another_townships_network():
     res = access.analyse(lay, plan, dem=dem)
     assert not res.villages["tongda"].any()
     vt, st = tables(lay, res, plan)
-    wp = links.plan_works(res, vt, st, plan=plan, dem=dem)
+    wp = access.plan_works(res, vt, st, plan=plan, dem=dem)
     new = by_own_point(wp.works[wp.works["type"] == "new"])
     assert new.loc["500154001004", "step"] < new.loc["500154118001", "step"]
     assert new.loc["500154118001", "km"] == pytest.approx(1.0, abs=0.06)
-    after = access.analyse(lay, plan, dem=dem, roads=links.apply_works(lay.roads, wp.works, plan=plan))
+    after = access.analyse(lay, plan, dem=dem, roads=access.apply_works(lay.roads, wp.works, plan=plan))
     assert after.villages["tongchang"].all()
 
 
@@ -374,7 +373,7 @@ def test_far_point_links_to_a_nearby_earlier_link_not_all_the_way_to_the_road(pl
     assert s3.geometry.distance(Point(c.geometry.coords[0])) < 1e-6
     assert s3["beneficiaries"] == "S3;500154001003"
     assert sorted(wp.work_ids["500154001003"].split(";")) == sorted([s3["work_id"], c["work_id"]])
-    after = access.analyse(layers, plan, dem=dem, roads=links.apply_works(layers.roads, wp.works, plan=plan))
+    after = access.analyse(layers, plan, dem=dem, roads=access.apply_works(layers.roads, wp.works, plan=plan))
     assert after.villages.loc[2, "tongchang"] and after.settlements.loc[2, "tongchang"]
 
 
@@ -383,9 +382,9 @@ def test_apply_works_clear_errors_and_roads_without_road_id():
                              geometry=[L((0, 0), (1000, 0), (2000, 0))], crs=CRS, index=[7])
     works = gpd.GeoDataFrame({"work_id": ["U0001"], "type": ["upgrade"], "road_id": ["7"]},
                              geometry=[L((0, 0), (1000, 0))], crs=CRS)
-    out = links.apply_works(roads, works)
+    out = access.apply_works(roads, works)
     assert out["road_id"].tolist() == ["7#1", "7#2"]
     assert out["surface"].tolist() == ["paved", "unpaved"]
     from kaizhou_gis.errors import LayerError
     with pytest.raises(LayerError, match="column 'type' is missing"):
-        links.apply_works(roads, works.drop(columns="type"))
+        access.apply_works(roads, works.drop(columns="type"))

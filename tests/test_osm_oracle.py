@@ -29,7 +29,8 @@ from shapely.geometry import Point, box
 
 ox = pytest.importorskip("osmnx")
 
-from kaizhou_gis.access import _along_network, analyse, snap_to_edges  # noqa: E402
+from kaizhou_gis.access import analyse, snap_to_edges  # noqa: E402
+from kaizhou_gis.access.points import _along_network  # noqa: E402
 from kaizhou_gis.layers import load_layers  # noqa: E402
 from kaizhou_gis.plan import load_plan  # noqa: E402
 
