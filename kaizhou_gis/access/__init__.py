@@ -10,6 +10,8 @@ Modules
     Shares against the plan's targets, overall and per township.
 :mod:`~kaizhou_gis.access.options`
     A point's options: upgrade path and new link over the DEM.
+:mod:`~kaizhou_gis.access.linksearch`
+    The least-cost link searches over the DEM (hairpin cell graph, one search per group).
 :mod:`~kaizhou_gis.access.works`
     Choosing the works (:func:`plan_works`, the covering heuristic described there).
 :mod:`~kaizhou_gis.access.apply`

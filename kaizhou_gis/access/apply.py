@@ -55,53 +55,17 @@ def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None,
         return out
     if roads.crs is not None and works.crs is not None and CRS(roads.crs) != CRS(works.crs):
         works = works.to_crs(roads.crs)
-    for col in ("work_id", "type", "road_id"):
-        if col not in works.columns:
-            raise LayerError(f"works: column '{col}' is missing; apply_works needs work_id, type "
-                             f"(new/upgrade) and road_id (of upgrades), as in access/works.gpkg.")
-    bad = works.loc[~works["type"].isin(["new", "upgrade"]), "work_id"]
-    if len(bad):
-        raise LayerError(f"works: type must be 'new' or 'upgrade'; rows {format_ids(bad)} have another.")
+    _check_columns(works)
     up = works[works["type"] == "upgrade"]
     rows_of: dict[str, list] = {}
-    for ix, rid in zip(out.index, out["road_id"].astype(str)):
+    for ix, rid in zip(out.index, out["road_id"].astype(str), strict=True):
         rows_of.setdefault(rid, []).append(ix)
     missing = sorted(set(up["road_id"].astype(str)) - set(rows_of))
     if missing:
         raise LayerError(f"works: upgrades name road_id {format_ids(missing)}, which are not in the "
                          f"roads layer; apply works to the roads they were made for.")
     geom_name = out.geometry.name
-    up_geoms = up.geometry.to_numpy()
-    up_mid = shapely.line_interpolate_point(up_geoms, 0.5, normalized=True)
-    up_ids = up["work_id"].astype(str).to_numpy()
-    by_road: dict[str, list[int]] = {}
-    for k, rid in enumerate(up["road_id"].astype(str)):
-        by_road.setdefault(rid, []).append(k)
-    pieces, drop = [], []
-    for rid, ks in by_road.items():
-        for ix in rows_of[rid]:
-            geom = out.geometry.loc[ix]
-            base = out.loc[ix].to_dict()
-            row_pieces, hit = [], False
-            for part in shapely.get_parts(geom):
-                spans = [(_span(part, up_geoms[k], end_tol=match_tolerance_m), up_ids[k]) for k in ks
-                         if shapely.distance(up_mid[k], part) < match_tolerance_m]
-                hit |= bool(spans)
-                cuts = sorted({0.0, float(part.length)} | {x for (a, b), _ in spans for x in (a, b)})
-                for a, b in zip(cuts[:-1], cuts[1:]):
-                    if b - a <= 1e-6:
-                        continue
-                    mid = (a + b) / 2
-                    wids = [w for (lo, hi), w in spans if lo - 1e-6 <= mid <= hi + 1e-6]
-                    row = {**base, "road_id": f"{rid}#{len(row_pieces) + 1}",
-                           geom_name: substring(part, a, b) if spans else part}
-                    if wids:
-                        row["surface"] = paved
-                        row["source"] = f"upgraded by {';'.join(wids)}"
-                    row_pieces.append(row)
-            if hit:  # rows of this road_id that no upgrade touches keep their original form
-                drop.append(ix)
-                pieces.extend(row_pieces)
+    pieces, drop = _upgraded_pieces(out, up, rows_of, paved=paved, match_tolerance_m=match_tolerance_m)
     out = out.drop(index=drop)
     new = works[works["type"] == "new"]
     add = gpd.GeoDataFrame({"road_id": new["work_id"].astype(str).to_numpy(), "road_class": new_class,
@@ -114,6 +78,65 @@ def apply_works(roads: gpd.GeoDataFrame, works: gpd.GeoDataFrame, *, plan=None,
         frames.append(add.rename_geometry(geom_name) if geom_name != "geometry" else add)
     res = pd.concat(frames, ignore_index=True)
     return gpd.GeoDataFrame(res, geometry=geom_name, crs=roads.crs)
+
+
+def _check_columns(works: gpd.GeoDataFrame) -> None:
+    """The works have the columns apply_works needs and only the types new/upgrade."""
+    for col in ("work_id", "type", "road_id"):
+        if col not in works.columns:
+            raise LayerError(f"works: column '{col}' is missing; apply_works needs work_id, type "
+                             f"(new/upgrade) and road_id (of upgrades), as in access/works.gpkg.")
+    bad = works.loc[~works["type"].isin(["new", "upgrade"]), "work_id"]
+    if len(bad):
+        raise LayerError(f"works: type must be 'new' or 'upgrade'; rows {format_ids(bad)} have another.")
+
+
+def _upgraded_pieces(out: gpd.GeoDataFrame, up: gpd.GeoDataFrame, rows_of: dict[str, list], *, paved: str,
+                     match_tolerance_m: float) -> tuple[list[dict], list]:
+    """The road rows cut at the upgraded stretches (pieces, the upgraded ones paved) and the index
+    labels of the rows they replace."""
+    geom_name = out.geometry.name
+    up_geoms = up.geometry.to_numpy()
+    up_mid = shapely.line_interpolate_point(up_geoms, 0.5, normalized=True)
+    up_ids = up["work_id"].astype(str).to_numpy()
+    by_road: dict[str, list[int]] = {}
+    for k, rid in enumerate(up["road_id"].astype(str)):
+        by_road.setdefault(rid, []).append(k)
+    pieces: list[dict] = []
+    drop: list = []
+    for rid, ks in by_road.items():
+        for ix in rows_of[rid]:
+            geom = out.geometry.loc[ix]
+            base = out.loc[ix].to_dict()
+            row_pieces: list[dict] = []
+            hit = False
+            for part in shapely.get_parts(geom):
+                spans = [(_span(part, up_geoms[k], end_tol=match_tolerance_m), up_ids[k]) for k in ks
+                         if shapely.distance(up_mid[k], part) < match_tolerance_m]
+                hit |= bool(spans)
+                _cut_part(part, spans, base, rid, row_pieces, geom_name=geom_name, paved=paved)
+            if hit:  # rows of this road_id that no upgrade touches keep their original form
+                drop.append(ix)
+                pieces.extend(row_pieces)
+    return pieces, drop
+
+
+def _cut_part(part, spans: list, base: dict, rid: str, row_pieces: list[dict], *, geom_name: str,
+              paved: str) -> None:
+    """Append the pieces of one line ``part`` of road ``rid`` (row ``base``) cut at its upgraded
+    ``spans`` to ``row_pieces``."""
+    cuts = sorted({0.0, float(part.length)} | {x for (a, b), _ in spans for x in (a, b)})
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        if b - a <= 1e-6:
+            continue
+        mid = (a + b) / 2
+        wids = [w for (lo, hi), w in spans if lo - 1e-6 <= mid <= hi + 1e-6]
+        row = {**base, "road_id": f"{rid}#{len(row_pieces) + 1}",
+               geom_name: substring(part, a, b) if spans else part}
+        if wids:
+            row["surface"] = paved
+            row["source"] = f"upgraded by {';'.join(wids)}"
+        row_pieces.append(row)
 
 
 def _span(line, g, *, end_tol: float = 0.0) -> tuple[float, float]:

@@ -336,9 +336,31 @@ def point_access(points: gpd.GeoSeries, township_codes: pd.Series, net: RoadNetw
     a = snap["along_m"].to_numpy()
     codes = township_codes.astype(str).reindex(points.index).to_numpy()
     rows = np.array([seats.row_of.get(c, -1) for c in codes], dtype=np.int64)
-    si = seats.seats
     has_edge = e >= 0
     within = has_edge & (d <= reach_distance_m)
+    c = _connection(net, seats, e, rows, has_edge, within)
+    km, tm, ck = _network_distances(net, seats, e, a, rows, within, c["tongda"], county_seat_code)
+    reason, reason_zh = _reasons(points, codes, d, within, c, reach_distance_m)
+
+    e_safe = np.maximum(e, 0)
+    return pd.DataFrame({
+        "tongda": c["tongda"], "tongchang": c["tongchang"],
+        "snap_distance_m": np.round(d, 1),
+        "edge_id": np.where(has_edge, e, -1),
+        "road_id": np.where(has_edge, net.edges["road_id"].to_numpy()[e_safe], None),
+        "road_surface": np.where(has_edge, net.edges["surface"].to_numpy()[e_safe], None),
+        "along_m": a,
+        "network_km_to_seat": np.round(km, 3), "network_km_to_county": np.round(ck, 3),
+        "travel_min_to_seat": np.round(tm, 1),
+        "reason": reason, "reason_zh": reason_zh,
+    }, index=points.index)
+
+
+def _connection(net: RoadNetwork, seats: SeatPaths, e: np.ndarray, rows: np.ndarray, has_edge: np.ndarray,
+                within: np.ndarray) -> dict[str, np.ndarray]:
+    """通达/通畅 of points on edges ``e`` measured against the seats in ``rows`` (-1: no seat),
+    with the facts the reasons need (``paved``, ``seat_known``, ``seat_on``, ``seat_paved_on``)."""
+    si = seats.seats
     eu = net.edges["u"].to_numpy()[np.maximum(e, 0)]
     comp = net.nodes["component"].to_numpy()[eu]
     pcomp = net.nodes["paved_component"].to_numpy()[eu]
@@ -352,7 +374,15 @@ def point_access(points: gpd.GeoSeries, township_codes: pd.Series, net: RoadNetw
     seat_paved_on = seat_known & of_seat("paved_on_network", False).astype(bool)
     tongda = within & seat_on & (comp == of_seat("component", -1))
     tongchang = tongda & paved & seat_paved_on & (pcomp == of_seat("paved_component", -1))
+    return {"tongda": tongda, "tongchang": tongchang, "paved": paved, "seat_known": seat_known,
+            "seat_on": seat_on, "seat_paved_on": seat_paved_on}
 
+
+def _network_distances(net: RoadNetwork, seats: SeatPaths, e: np.ndarray, a: np.ndarray, rows: np.ndarray,
+                       within: np.ndarray, tongda: np.ndarray, county_seat_code: str | None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Network km and travel minutes to the own seat (通达 points) and km to the county seat."""
+    si = seats.seats
     L = net.edges["length_m"].to_numpy()
     T = net.edges["travel_min"].to_numpy()
     seat_edge = si["edge"].to_numpy()
@@ -369,9 +399,15 @@ def point_access(points: gpd.GeoSeries, township_codes: pd.Series, net: RoadNetw
     km = np.where(tongda & np.isfinite(km), km, np.nan)
     tm = np.where(tongda & np.isfinite(tm), tm, np.nan)
     ck = np.where(within & np.isfinite(ck), ck, np.nan)
+    return km, tm, ck
 
-    reason = np.full(len(e), "", dtype=object)
-    reason_zh = np.full(len(e), "", dtype=object)
+
+def _reasons(points: gpd.GeoSeries, codes: np.ndarray, d: np.ndarray, within: np.ndarray,
+             c: dict[str, np.ndarray], reach_distance_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Why a point is not 通达/通畅 (English, Chinese): the first reason that applies."""
+    tongda, tongchang, paved = c["tongda"], c["tongchang"], c["paved"]
+    reason = np.full(len(d), "", dtype=object)
+    reason_zh = np.full(len(d), "", dtype=object)
     geoms = points.to_numpy()
     nogeom = shapely.is_missing(geoms) | shapely.is_empty(geoms)
 
@@ -383,32 +419,20 @@ def point_access(points: gpd.GeoSeries, township_codes: pd.Series, net: RoadNetw
     put(nogeom, "no location (empty geometry)", "无坐标")
     put(codes == NO_TOWNSHIP, "no township: its village is not in the villages layer",
         "无所属乡镇：所属行政村不在行政村图层中")
-    put(~seat_known, "its township has no seat in township_seats", "所属乡镇无驻地点")
+    put(~c["seat_known"], "its township has no seat in township_seats", "所属乡镇无驻地点")
     far = ~within & ~nogeom
     dtxt = np.array([f"{x:.0f}" if np.isfinite(x) else "?" for x in d], dtype=object)
     put(far, np.array([f"no road within {reach_distance_m:g} m (nearest {t} m)" for t in dtxt], dtype=object),
         np.array([f"{reach_distance_m:g}米内无道路（最近{t}米）" for t in dtxt], dtype=object))
-    put(~seat_on, "its township seat is not on the road network", "乡镇驻地不在路网上")
+    put(~c["seat_on"], "its township seat is not on the road network", "乡镇驻地不在路网上")
     put(~tongda, "only on a road fragment not connected to the township seat",
         "所在道路与乡镇驻地路网不连通")
     put(tongda & ~paved, "通达 only: the nearest road is unpaved", "仅通达：最近道路未硬化")
-    put(tongda & ~seat_paved_on, "通达 only: the township seat has no paved road",
+    put(tongda & ~c["seat_paved_on"], "通达 only: the township seat has no paved road",
         "仅通达：乡镇驻地无硬化道路")
     put(tongda & ~tongchang, "通达 only: the paved road is not linked to the township seat by paved roads",
         "仅通达：硬化道路未与乡镇驻地硬化路网相连")
-
-    e_safe = np.maximum(e, 0)
-    return pd.DataFrame({
-        "tongda": tongda, "tongchang": tongchang,
-        "snap_distance_m": np.round(d, 1),
-        "edge_id": np.where(has_edge, e, -1),
-        "road_id": np.where(has_edge, net.edges["road_id"].to_numpy()[e_safe], None),
-        "road_surface": np.where(has_edge, net.edges["surface"].to_numpy()[e_safe], None),
-        "along_m": a,
-        "network_km_to_seat": np.round(km, 3), "network_km_to_county": np.round(ck, 3),
-        "travel_min_to_seat": np.round(tm, 1),
-        "reason": reason, "reason_zh": reason_zh,
-    }, index=points.index)
+    return reason, reason_zh
 
 
 def target_group(settlements: pd.DataFrame, *, households_min: float, population_min: float) -> pd.Series:
@@ -439,9 +463,11 @@ def analyse(layers, plan, *, dem: DemGrid | None, roads: gpd.GeoDataFrame | None
     p = plan.section("access")
     net = build_network(layers.roads if roads is None else roads, dem=dem, **network_settings(plan))
     seats = seat_paths(net, layers.township_seats, reach_distance_m=float(p["reach_distance_m"]))
-    kw = dict(reach_distance_m=float(p["reach_distance_m"]), county_seat_code=str(p["county_seat_code"]))
+    reach, county = float(p["reach_distance_m"]), str(p["county_seat_code"])
     v = layers.villages
     s = layers.settlements
-    va = point_access(v.geometry, v["township_code"].astype(str), net, seats, **kw)
-    sa = point_access(s.geometry, settlement_townships(s, v, warn=False), net, seats, **kw)
+    va = point_access(v.geometry, v["township_code"].astype(str), net, seats, reach_distance_m=reach,
+                      county_seat_code=county)
+    sa = point_access(s.geometry, settlement_townships(s, v, warn=False), net, seats, reach_distance_m=reach,
+                      county_seat_code=county)
     return AccessResult(net=net, seats=seats, villages=va, settlements=sa)

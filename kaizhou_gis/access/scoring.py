@@ -3,7 +3,7 @@ per township, and before/after the proposed works."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -51,7 +51,7 @@ def scorecard(villages: pd.DataFrame, settlements: pd.DataFrame, plan, *,
     names = township_names or {}
 
     def figures(nv: int, v_da: int, v_ch: int, nt: int, t_da: int, t_ch: int) -> dict:
-        f = {
+        f: dict[str, Any] = {
             "villages": nv, "villages_tongda": v_da, "villages_tongchang": v_ch,
             "village_tongchang_pct": pct(v_ch, nv),
             "target_settlements": nt, "target_settlements_tongda": t_da,

@@ -9,9 +9,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from kaizhou_gis.layers import leftout
 from kaizhou_gis.admin import settlement_townships
 from kaizhou_gis.errors import LayerError, format_ids
+from kaizhou_gis.layers import leftout
 from kaizhou_gis.network import (
     DemGrid,
     dangles_frame,
@@ -185,8 +185,50 @@ def _build(ctx: StepContext, parts: dict, township: str | None) -> StepResult[Ac
     after_v = vt.assign(tongda=vt["tongda_after"], tongchang=vt["tongchang_after"])
     after_s = st.assign(tongda=st["tongda_after"], tongchang=st["tongchang_after"])
     sc_after = scorecard(after_v, after_s, plan, township_names=names)
-    # check: every point the works were chosen for is reached in the re-run on the changed roads
-    ch = parts["choices"]
+    check = _after_check(vt, st, parts["choices"])
+    sc = {"district": plan.name, "township": township,
+          "scope": ("township view of the district analysis: 通达/通畅 and the works are the "
+                    "district run's, filtered to this township" if township else "district"),
+          "parameters": parameters(plan),
+          "network": before.net.report, "before": sc_before, "after": sc_after, "works": totals,
+          "check": check, "unresolved": parts["unresolved"].to_dict(orient="records")}
+
+    towns = township_table(sc_before, sc_after, works)
+    network = _network_layers(before.net, layers, township)
+    curve = parts["cost_curve"]
+    if "village_code" in st.columns and "village_name" not in st.columns:  # a name next to each id
+        v_names = dict(zip(layers.villages["village_code"].astype(str), layers.villages["name"].astype(str)))
+        st = st.copy()
+        st.insert(st.columns.get_loc("village_code") + 1, "village_name",
+                  st["village_code"].astype(str).map(v_names))
+        if isinstance(st.attrs.get("labels_zh"), dict):
+            st.attrs["labels_zh"]["village_name"] = "行政村"
+    files = {
+        "access/villages.csv": vt, "access/settlements.csv": st,
+        "access/access.gpkg": {"villages": vt, "settlements": st, **network},
+        "access/scorecard.json": sc,
+        "access/works.gpkg": works,
+        "access/cost_curve.csv": curve,
+        "access/townships.csv": towns,
+    }
+    b, a = sc_before, sc_after
+    headline = _headline(b, a, totals, p, township, len(parts["unresolved"]))
+    left_out = leftout.access(vt, st)
+    headline += [f"left out: {x}" for x in leftout.access_lines(left_out, p["reach_distance_m"])]
+    summary = {"headline": headline, "left_out": left_out,
+               "before": {k: b[k] for k in b if k != "per_township"},
+               "after": {k: a[k] for k in a if k != "per_township"}, "works": totals,
+               "network": before.net.report}
+    data = AccessData(villages=vt, settlements=st, edges=before.net.edges, works=works,
+                      scorecard={"before": sc_before, "after": sc_after}, cost_curve=curve,
+                      network=before.net, unresolved=parts["unresolved"], townships=towns,
+                      parts=parts)
+    return StepResult(name="access", files=files, data=data, summary=summary,
+                      township_view=township is not None)
+
+
+def _after_check(vt: pd.DataFrame, st: pd.DataFrame, ch: pd.DataFrame) -> dict:
+    """Check: every point the works were chosen for is reached in the re-run on the changed roads."""
     after_ch = pd.concat([vt.set_index(vt["village_code"].astype(str))["tongchang_after"],
                           st.set_index(st["settlement_id"].astype(str))["tongchang_after"]])
     after_da = pd.concat([vt.set_index(vt["village_code"].astype(str))["tongda_after"],
@@ -198,22 +240,18 @@ def _build(ctx: StepContext, parts: dict, township: str | None) -> StepResult[Ac
     if missed:
         log.warning("access: %d point(s) given works are still not reached after applying them: %s",
                     len(missed), format_ids(missed))
-    check = {"points_given_works": int((ch["option"] != "").sum()),
-             "not_reached_after_applying_works": missed}
-    sc = {"district": plan.name, "township": township,
-          "scope": ("township view of the district analysis: 通达/通畅 and the works are the "
-                    "district run's, filtered to this township" if township else "district"),
-          "parameters": parameters(plan),
-          "network": before.net.report, "before": sc_before, "after": sc_after, "works": totals,
-          "check": check, "unresolved": parts["unresolved"].to_dict(orient="records")}
+    return {"points_given_works": int((ch["option"] != "").sum()),
+            "not_reached_after_applying_works": missed}
 
-    towns = township_table(sc_before, sc_after, works)
-    edges = before.net.edges.drop(columns=["road_index"])
-    dangles = dangles_frame(before.net)
-    joins = joins_frame(before.net)
-    nodes = nodes_frame(before.net)
+
+def _network_layers(net, layers, township: str | None) -> dict[str, gpd.GeoDataFrame]:
+    """The network layers of access.gpkg (edges, dangles, joins, nodes); for a township, its own
+    part of the network (edges and dangles touching its polygon, the nodes the kept edges join)."""
+    edges = net.edges.drop(columns=["road_index"])
+    dangles = dangles_frame(net)
+    joins = joins_frame(net)
+    nodes = nodes_frame(net)
     if township and "township_code" in layers.townships.columns:
-        # the township's own part of the network (edges and dangles touching its polygon)
         poly = layers.townships.loc[layers.townships["township_code"].astype(str) == str(township)]
         poly = poly.geometry[~(poly.geometry.is_empty | poly.geometry.isna())]
         if len(poly):
@@ -224,24 +262,11 @@ def _build(ctx: StepContext, parts: dict, township: str | None) -> StepResult[Ac
             # the nodes the kept edges join (every u/v of the edges layer is a node_id here)
             ends = np.union1d(edges["u"].to_numpy(), edges["v"].to_numpy())
             nodes = nodes[nodes["node_id"].isin(ends).to_numpy()]
-    curve = parts["cost_curve"]
-    if "village_code" in st.columns and "village_name" not in st.columns:  # a name next to each id
-        v_names = dict(zip(layers.villages["village_code"].astype(str), layers.villages["name"].astype(str)))
-        st = st.copy()
-        st.insert(st.columns.get_loc("village_code") + 1, "village_name",
-                  st["village_code"].astype(str).map(v_names))
-        if isinstance(st.attrs.get("labels_zh"), dict):
-            st.attrs["labels_zh"]["village_name"] = "行政村"
-    files = {
-        "access/villages.csv": vt, "access/settlements.csv": st,
-        "access/access.gpkg": {"villages": vt, "settlements": st, "edges": edges,
-                               "dangles": dangles, "joins": joins, "nodes": nodes},
-        "access/scorecard.json": sc,
-        "access/works.gpkg": works,
-        "access/cost_curve.csv": curve,
-        "access/townships.csv": towns,
-    }
-    b, a = sc_before, sc_after
+    return {"edges": edges, "dangles": dangles, "joins": joins, "nodes": nodes}
+
+
+def _headline(b: dict, a: dict, totals: dict, p, township: str | None, n_unresolved: int) -> list[str]:
+    """The step's headline lines: scorecard before → after (planned) and the works."""
     fmt = lambda x: "n/a" if x is None else f"{x:.1f}%"  # noqa: E731
     headline = [
         f"villages 通畅 {fmt(b['village_tongchang_pct'])} → {fmt(a['village_tongchang_pct'])} "
@@ -260,18 +285,7 @@ def _build(ctx: StepContext, parts: dict, township: str | None) -> StepResult[Ac
                         + f"; its share (shared works split evenly, as townships.csv): "
                           f"{totals['township_share_km']:.1f} km, "
                           f"{totals['township_share_cost_yuan'] / 1e8:.2f} 亿元")
-    if len(parts["unresolved"]):
-        headline.append(f"{len(parts['unresolved'])} village(s)/settlement(s) without a feasible work "
+    if n_unresolved:
+        headline.append(f"{n_unresolved} village(s)/settlement(s) without a feasible work "
                         f"(see scorecard.json 'unresolved')")
-    left_out = leftout.access(vt, st)
-    headline += [f"left out: {x}" for x in leftout.access_lines(left_out, p["reach_distance_m"])]
-    summary = {"headline": headline, "left_out": left_out,
-               "before": {k: b[k] for k in b if k != "per_township"},
-               "after": {k: a[k] for k in a if k != "per_township"}, "works": totals,
-               "network": before.net.report}
-    data = AccessData(villages=vt, settlements=st, edges=before.net.edges, works=works,
-                      scorecard={"before": sc_before, "after": sc_after}, cost_curve=curve,
-                      network=before.net, unresolved=parts["unresolved"], townships=towns,
-                      parts=parts)
-    return StepResult(name="access", files=files, data=data, summary=summary,
-                      township_view=township is not None)
+    return headline
