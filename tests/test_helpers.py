@@ -146,11 +146,12 @@ def test_one_definition_per_concept(pattern, home):
 
 
 def test_every_module_uses_the_shared_helpers():
-    from kaizhou_gis import batch, network, report
+    from kaizhou_gis import batch, network
     from kaizhou_gis.access import options, scoring, works
+    from kaizhou_gis.report import frames, indicators, sections
     from kaizhou_gis.demo import roads as demo_roads
 
-    for m in (scoring, works, report, relocation.rollups, relocation.summary, batch):
+    for m in (scoring, works, frames, indicators, sections, relocation.rollups, relocation.summary, batch):
         assert m.pct is figures.pct, m.__name__
     assert network.grid.transformer is crs.transformer and options.transformer is crs.transformer
     assert not hasattr(network, "ROAD_CLASSES")
