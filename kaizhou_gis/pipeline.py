@@ -78,7 +78,7 @@ STEPS: list[Step] = [
                  "dem", "sites"),
          plan=("relocation", "baseline", "crs", "meta"), returns=RelocationData,
          township=TOWNSHIP_VIEW, cached=True),
-    Step("maps", "kaizhou_gis.maps:run", "Maps / 地图",
+    Step("maps", "kaizhou_gis.maps.step:run", "Maps / 地图",
          needs=("access", "relocation", "industry"),
          layers=("boundary", "townships", "township_seats", "villages", "settlements", "roads",
                  "dem"),

@@ -186,7 +186,7 @@ def test_township_png_has_chinese_with_a_font_cache_that_predates_the_font(tmp_p
     """MPLCONFIGDIR points at a folder whose fontlist-*.json was written without the CJK fonts
     (as on a machine where fonts-noto-cjk was installed after the first plot). A fresh Python
     loads that cache; the lookup must still find the CJK font, and the township sheet's PNG (drawn
-    by kaizhou_gis.printmap, at a low resolution to stay fast) must draw its Chinese title and
+    by kaizhou_gis.maps.printmap, at a low resolution to stay fast) must draw its Chinese title and
     labels without a missing-glyph warning."""
     from matplotlib import font_manager
 
@@ -206,7 +206,8 @@ def test_township_png_has_chinese_with_a_font_cache_that_predates_the_font(tmp_p
         import warnings
         from pathlib import Path
         from matplotlib import font_manager
-        from kaizhou_gis import fonts, maps, printmap
+        from kaizhou_gis import fonts, maps
+        from kaizhou_gis.maps import printmap
         from kaizhou_gis.plan import with_overrides
         from test_maps import T1, make_ctx
         assert fonts._registered(font_manager.fontManager) is None, "the cache lists a CJK font"

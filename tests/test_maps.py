@@ -20,11 +20,11 @@ import rasterio
 from rasterio.transform import from_origin
 from shapely.geometry import LineString, Point, box
 
-from kaizhou_gis import hillshade as hs
 from kaizhou_gis import maps
 from kaizhou_gis.errors import LayerError, OptionError
 from kaizhou_gis.layers import Layers
-from kaizhou_gis.mapassets import remote_references, script_json
+from kaizhou_gis.maps import hillshade as hs
+from kaizhou_gis.maps.mapassets import remote_references, script_json
 from kaizhou_gis.pipeline import Context, StepResult
 from kaizhou_gis.plan import load_plan
 from kaizhou_gis.results import AccessData, IndustryData, RelocationData
@@ -170,7 +170,7 @@ def _stub_sheet(specs, text, *, formats=("pdf", "png"), **kw):
 @pytest.fixture(scope="module", autouse=True)
 def _fast_sheets():
     """Print sheets are drawn by test_print.py; here a stub keeps the many map builds fast."""
-    with mock.patch("kaizhou_gis.printmap.render_sheet", _stub_sheet):
+    with mock.patch("kaizhou_gis.maps.sheet.render_sheet", _stub_sheet):
         yield
 
 

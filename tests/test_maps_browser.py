@@ -70,7 +70,7 @@ def site(tmp_path_factory):
         geometry=gpd.GeoSeries([Point(x, y) for x, y in zip(lon.ravel(), lat.ravel())],
                                crs="EPSG:4326").to_crs(S.crs))
     ctx.layers.settlements = pd.concat([S, many], ignore_index=True)
-    with mock.patch("kaizhou_gis.printmap.render_sheet", _stub_sheet):
+    with mock.patch("kaizhou_gis.maps.sheet.render_sheet", _stub_sheet):
         res = maps.run(ctx, ctx.needs_of("maps"))
     out = tmp / "out"
     outputs.write_products(out, res.files)

@@ -1,5 +1,5 @@
-"""Print sheets (kaizhou_gis.printmap): A3 PDFs with vector text, the hillshade at >= 300 dpi,
-scale, graticule and notes; the PNG at >= 200 dpi; and the CJK font lookup (kaizhou_gis.fonts)
+"""Print sheets (kaizhou_gis.maps.printmap, sheet, sheetlayout, sheetpool): A3 PDFs with vector
+text, the hillshade at >= 300 dpi, scale, graticule and notes; the PNG at >= 200 dpi; and the CJK font lookup (kaizhou_gis.fonts)
 on a machine whose matplotlib font cache predates the font."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import warnings
 import numpy as np
 import pytest
 
-from kaizhou_gis import fonts, maps, printmap
+from kaizhou_gis import fonts, maps
+from kaizhou_gis.maps import printmap, sheetlayout, sheetpool
 
 pypdf = pytest.importorskip("pypdf")
 
@@ -25,8 +26,8 @@ def sheets(tmp_path_factory):
     ctx = make_ctx(tmp_path_factory.mktemp("print"))
     with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
         warnings.simplefilter("error", UserWarning)  # a missing glyph fails here too
-        mp.setenv(printmap.WORKERS_ENV, "2")  # sheets drawn in 2 worker processes
-        assert printmap.sheet_workers() == 2
+        mp.setenv(sheetpool.WORKERS_ENV, "2")  # sheets drawn in 2 worker processes
+        assert sheetpool.sheet_workers() == 2
         res = maps.run(ctx, ctx.needs_of("maps"))
     return ctx, res
 
@@ -39,7 +40,7 @@ def test_sheets_from_worker_processes_are_the_bytes_drawn_in_process(sheets):
     assert here["pdf"] == res.files[f"maps/townships/{T2}.pdf"]
     assert here["png"] == res.files[f"maps/townships/{T2}.png"]
     # a pool of one draws in this process, with the DEM read once: the same bytes again
-    with printmap.SheetPool(ctx, workers=1) as pool:
+    with sheetpool.SheetPool(ctx, workers=1) as pool:
         fut = printmap.township_sheet(ctx, d, maps.map_layers("township", d, maps._settings(ctx.plan), T2),
                                       T2, pool=pool, formats=("pdf",))
         assert fut.result()["pdf"] == here["pdf"]
@@ -63,7 +64,7 @@ def test_township_pdf_is_a3_with_title_scale_and_notes(sheets, code, name):
     m = re.search(r"1:(\d{1,3}(?: \d{3})+|\d+)", text)
     assert m and "比例尺" in text
     denominator = int(m.group(1).replace(" ", ""))
-    assert denominator == printmap.nice_scale(denominator) and 5_000 <= denominator <= 500_000
+    assert denominator == sheetlayout.nice_scale(denominator) and 5_000 <= denominator <= 500_000
     for word in ("图例", "制图单位", "开州区扶贫开发办公室", "制图日期", "数据来源", "数据状态",
                  "CGCS2000", "合成数据", "synthe"):
         assert word.lower() in text.lower(), word
@@ -78,7 +79,7 @@ def test_hillshade_raster_is_at_least_300_dpi(sheets):
     images = list(page.images)
     assert len(images) == 1  # only the hillshade is raster; lines, points and labels are vector
     wpx, hpx = images[0].image.size
-    lay = printmap.plan_layout(printmap._work_bounds(
+    lay = sheetlayout.plan_layout(printmap._work_bounds(
         ctx.layers.townships[ctx.layers.townships["township_code"] == T1].to_crs(ctx.plan.work_crs)))
     fw_in, fh_in = lay.frame_mm[2] / 25.4, lay.frame_mm[3] / 25.4
     assert wpx / fw_in >= 299.5 and hpx / fh_in >= 299.5
@@ -105,13 +106,13 @@ def test_png_sheet_is_200_dpi_a3(sheets):
 
 
 def test_scale_and_layout_choice():
-    assert printmap.nice_scale(43_210) == 50_000
-    assert printmap.nice_scale(50_000) == 50_000
-    assert printmap.nice_scale(50_001) == 60_000
-    assert printmap.nice_scale(8_100) == 10_000
-    assert printmap.format_scale(250000) == "1:250 000"
-    wide = printmap.plan_layout((0, 0, 30_000, 10_000))
-    tall = printmap.plan_layout((0, 0, 10_000, 30_000))
+    assert sheetlayout.nice_scale(43_210) == 50_000
+    assert sheetlayout.nice_scale(50_000) == 50_000
+    assert sheetlayout.nice_scale(50_001) == 60_000
+    assert sheetlayout.nice_scale(8_100) == 10_000
+    assert sheetlayout.format_scale(250000) == "1:250 000"
+    wide = sheetlayout.plan_layout((0, 0, 30_000, 10_000))
+    tall = sheetlayout.plan_layout((0, 0, 10_000, 30_000))
     assert wide.orientation == "landscape" and tall.orientation == "portrait"
     for lay in (wide, tall):  # the area fits the frame at the chosen scale
         xmin, ymin, xmax, ymax = lay.extent

@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from kaizhou_gis.errors import KaizhouGISError
 from kaizhou_gis.field import FIELD_COORDS
-from kaizhou_gis.mapassets import script_json
+from kaizhou_gis.maps.mapassets import script_json
 from kaizhou_gis.web.workbench import TABLES, Workbench, search_townships, table_records, township_tables
 
 log = logging.getLogger(__name__)

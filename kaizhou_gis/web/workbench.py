@@ -543,8 +543,9 @@ class Workbench:
         return path
 
     def township_sheet(self, run: Run, code: str) -> dict[str, Path]:
-        """The township's A3 print sheet as PDF and PNG (:func:`kaizhou_gis.printmap.township_sheet`)."""
-        from kaizhou_gis import maps, printmap
+        """The township's A3 print sheet as PDF and PNG (:func:`kaizhou_gis.maps.printmap.township_sheet`)."""
+        from kaizhou_gis import maps
+        from kaizhou_gis.maps import printmap
         code = self._check_code(code)
         d_dir = self._run_dir(run, "townships", code)
         want = {"pdf": d_dir / f"{code}.pdf", "png": d_dir / f"{code}.png"}

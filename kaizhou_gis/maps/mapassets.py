@@ -42,7 +42,7 @@ def _safe_in_tag(text: str, tag: str) -> str:
     return re.sub(rf"</(?={tag})", r"<\\/", text, flags=re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def leaflet_js() -> str:
     js = _strip_source_map(_asset_text(LEAFLET_DIR, "leaflet.js"))
     # Leaflet's attribution prefix links to its web site; keep the credit, drop the outbound link
@@ -51,7 +51,7 @@ def leaflet_js() -> str:
     return _safe_in_tag(js, "script")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def leaflet_css() -> str:
     css = _asset_text(LEAFLET_DIR, "leaflet.css")
 
@@ -64,23 +64,23 @@ def leaflet_css() -> str:
     return _safe_in_tag(css, "style")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cluster_js() -> str:
     return _safe_in_tag(_strip_source_map(_asset_text(CLUSTER_DIR, "leaflet.markercluster.js")), "script")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cluster_css() -> str:
     return _safe_in_tag(_asset_text(CLUSTER_DIR, "MarkerCluster.css") + "\n"
                         + _asset_text(CLUSTER_DIR, "MarkerCluster.Default.css"), "style")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def runtime_js() -> str:
     return _safe_in_tag(_asset_text("kaizhou-maps.js"), "script")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def runtime_css() -> str:
     return _safe_in_tag(_asset_text("kaizhou-maps.css"), "style")
 

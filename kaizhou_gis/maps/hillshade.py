@@ -9,7 +9,6 @@ bytes for an image overlay.
 from __future__ import annotations
 
 import io
-import logging
 import math
 from dataclasses import dataclass
 
@@ -22,8 +21,6 @@ from rasterio.windows import from_bounds as window_from_bounds
 
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.terrain import cell_size_m
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,7 +64,8 @@ def read_hillshade(dem: DatasetReader, bounds_lonlat: tuple[float, float, float,
     """Hillshade of the DEM over a lon/lat box, ``width_px`` wide.
 
     The DEM is read resampled to the target size (a windowed read; averaged when shrinking, cubic
-    when enlarging), shaded with metric cell sizes, and returned in EPSG:4326. Returns None when the box does not overlap the DEM.
+    when enlarging), shaded with metric cell sizes, and returned in EPSG:4326. Returns None when the box does not
+    overlap the DEM.
     """
     west, south, east, north = bounds_lonlat
     dem_crs = CRS(dem.crs) if dem.crs is not None else CRS.from_epsg(4326)
@@ -105,7 +103,8 @@ def read_hillshade(dem: DatasetReader, bounds_lonlat: tuple[float, float, float,
 
 def _to_geographic(shade: np.ndarray, transform, crs) -> tuple[np.ndarray, tuple]:
     """Nearest-neighbour warp of a projected image to a lon/lat grid of the same size."""
-    from rasterio.warp import Resampling as R, calculate_default_transform, reproject
+    from rasterio.warp import Resampling as R
+    from rasterio.warp import calculate_default_transform, reproject
 
     h, w = shade.shape
     left, top = transform.c, transform.f

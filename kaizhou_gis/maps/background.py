@@ -1,0 +1,56 @@
+"""The offline background of the HTML maps: a hillshade of the DEM as an image overlay."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+
+from kaizhou_gis.maps import hillshade as hs
+from kaizhou_gis.results import StepContext
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class Background:
+    """A hillshade image overlay (PNG bytes) and the bounds it covers, in the map CRS."""
+
+    png: bytes
+    bounds: tuple[float, float, float, float]
+    shade: np.ndarray  # lon/lat rows (for the PNG maps)
+    bounds_lonlat: tuple[float, float, float, float]
+
+
+def make_background(ctx: StepContext, bounds_lonlat: tuple[float, float, float, float], *, width_px: int,
+                    inside: gpd.GeoSeries | None, basemap: str) -> Background | None:
+    """Hillshade of the DEM for a lon/lat box, as an overlay PNG (Web-Mercator rows)."""
+    cfg = ctx.plan.section("maps")
+    try:
+        with ctx.layers.open_dem() as ds:
+            h = hs.read_hillshade(ds, bounds_lonlat, width_px=width_px,
+                                  azimuth_deg=float(cfg["hillshade_azimuth_deg"]),
+                                  altitude_deg=float(cfg["hillshade_altitude_deg"]))
+    except Exception as e:
+        log.warning("maps: no hillshade (%s)", e)
+        return None
+    if h is None:
+        return None
+    mask = None
+    if inside is not None and len(inside):
+        from rasterio.features import geometry_mask
+        from rasterio.transform import from_bounds
+        t = from_bounds(*h.bounds, h.shade.shape[1], h.shade.shape[0])
+        geoms = [g for g in inside.to_crs(4326).geometry if g is not None and not g.is_empty]
+        if geoms:
+            mask = geometry_mask(geoms, out_shape=h.shade.shape, transform=t, invert=True)
+    rgba = hs.shade_to_rgba(h.shade, inside=mask)
+    png = hs.encode_png(hs.to_web_mercator_rows(rgba, h.bounds))
+    b = h.bounds
+    if basemap == "gaode":
+        from kaizhou_gis.terrain.coords import wgs84_to_gcj02
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        gx, gy = wgs84_to_gcj02(cx, cy)
+        dx, dy = float(gx) - cx, float(gy) - cy
+        b = (b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy)
+    return Background(png=png, bounds=b, shade=h.shade, bounds_lonlat=h.bounds)

@@ -1,0 +1,171 @@
+"""Print-ready maps: township and district sheets as A3 PDF (and the same sheet as PNG).
+
+A sheet follows the conventions of Chinese planning maps (规划图):
+
+* 图名 (title) at the top, the plan's name under it;
+* the map in the plan's metric work CRS (for Kaizhou CGCS2000 / 3-degree Gauss-Kruger CM 108E,
+  EPSG:4545) at a round numeric scale (比例尺 1:50 000, chosen so the township fills the frame),
+  with a CGCS2000 graticule (经纬网, degrees and minutes on the frame) and a double neatline;
+* north arrow pointing to true north (rotated by the meridian convergence), scale bar and
+  numeric scale, legend (图例) of the layers drawn;
+* notes: data status (synthesized layers are named, in Chinese and English), sources, the CRS,
+  date and producing unit (制图单位, ``meta.producing_unit`` of the plan file).
+
+Lines, points and labels are vector; the hillshade is a raster computed on the sheet's own grid at
+``maps.print_hillshade_dpi`` (300 dpi by default): the DEM is resampled (cubic) to the cell size of
+one printed pixel and shaded there, so the relief is smooth and the raster has exactly the
+printed resolution. The PNG is the same sheet rasterized at ``print.png_dpi``.
+
+:func:`kaizhou_gis.maps.sheet.render_sheet` draws one sheet and returns ``{"pdf": bytes, "png": bytes}``;
+:func:`write_township_pdf` is the one-call entry for other tools (e.g. a web workbench).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+from pyproj import CRS
+
+from kaizhou_gis import outputs, provenance
+from kaizhou_gis.maps import sheet
+from kaizhou_gis.maps.contents import _settings, map_layers
+from kaizhou_gis.maps.data import gather_wgs84
+from kaizhou_gis.maps.page import attribution_parts
+from kaizhou_gis.maps.sheetlayout import SheetText
+from kaizhou_gis.maps.sheetpool import SheetPool
+from kaizhou_gis.maps.styles import STEP_NAMES_ZH
+
+# --------------------------------------------------------------------------------------------
+# from the maps step's data
+# --------------------------------------------------------------------------------------------
+
+def sheet_text(plan, d, *, title: str, subtitle: str, labels: list | None = None,
+               date: str | None = None, data_status: dict | None = None) -> SheetText:
+    """The words of a sheet from the plan file and the maps' data (:class:`maps.MapData`)."""
+    full, _ = attribution_parts(d.attribution)
+    if data_status is not None:  # the run's one wording (kaizhou_gis.provenance)
+        lines = provenance.banner_lines(data_status)
+        status = (["数据状态 Data status: 示意 ILLUSTRATIVE"] + lines if lines else
+                  [f"数据状态：{provenance.REAL_ZH}", f"Data status: {provenance.REAL_EN}"])
+    elif d.synthesized:
+        status = ["数据状态：部分图层为合成数据（" + "、".join(d.synthesized) + "），成果不代表实际情况。",
+                  "Data status: synthesized layers (" + ", ".join(d.synthesized)
+                  + "); results show how the method works, not facts on the ground."]
+    else:
+        status = [f"数据状态：{provenance.REAL_ZH}", f"Data status: {provenance.REAL_EN}"]
+    for step, why in d.missing.items():
+        status.append(f"缺少图层 missing: {STEP_NAMES_ZH.get(step, step)} — {why[:100]}")
+    banner = ""
+    if data_status is not None and data_status.get("synthetic"):
+        banner = (f"⚠ {provenance.MARK_ZH}：{provenance.SHORT_ZH}，"
+                  f"合成图层 {'、'.join(data_status['synthetic_layers'])} — "
+                  f"{provenance.MARK_EN}: {provenance.SHORT_EN}, synthesized layers "
+                  f"{', '.join(data_status['synthetic_layers'])}")
+    elif data_status is None and d.synthesized:
+        banner = (f"⚠ {provenance.MARK_ZH}：{'、'.join(d.synthesized)} — {provenance.MARK_EN}: "
+                  f"{', '.join(d.synthesized)}")
+    work = CRS(plan.work_crs)
+    return SheetText(
+        title=title, subtitle=subtitle,
+        producing_unit=str(plan.get("meta.producing_unit", "")),
+        date=date or _dt.date.today().isoformat(),
+        sources=[s for s in full if s] or ["—"], status=status,
+        crs_note=f"{work.name} ({work.to_string()}); 经纬网 graticule: CGCS2000 (EPSG:4490)",
+        labels=list(labels or []), banner=banner)
+
+
+def _work_bounds(gdf, pad_frac: float = 0.0) -> tuple[float, float, float, float]:
+    w, s, e, n = (float(v) for v in gdf.total_bounds)
+    px, py = (e - w) * pad_frac, (n - s) * pad_frac
+    return (w - px, s - py, e + px, n + py)
+
+
+def township_sheet(ctx, d, specs: list, code: str, *, formats=("pdf", "png"),
+                   pool: SheetPool | None = None):
+    """The A3 sheet of one township (``{format: bytes}``) from the maps step's data and layers.
+
+    With ``pool`` (a :class:`SheetPool`) the sheet is drawn there and a
+    :class:`concurrent.futures.Future` of that dict is returned."""
+    plan = ctx.plan
+    cfg = plan.section("maps")
+    mcfg = plan.section("maps")
+    name = d.township_names.get(code, code)
+    tw = d.work_townships[d.work_townships["township_code"] == code]
+    labels = _labels(d, code)
+    text = sheet_text(plan, d, title=f"{plan.name}{name}扶贫规划图",
+                      subtitle=f"{name}（{code}）· {plan.get('meta.plan_title', '')} · "
+                               f"{plan.get('meta.district_name_en', '')}",
+                      labels=labels, data_status=getattr(ctx, "data_status", None))
+    kwargs = dict(bounds_xy=_work_bounds(tw), work_crs=plan.work_crs,
+                  highlight=tw.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
+                  png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(mcfg["hillshade_azimuth_deg"]),
+                  altitude_deg=float(mcfg["hillshade_altitude_deg"]), formats=formats,
+                  map_crs=_wgs84_specs(d))
+    if pool is not None:
+        return pool.submit(specs, text, **kwargs)
+    with ctx.layers.open_dem() as dem:
+        return sheet.render_sheet(specs, text, dem=dem, **kwargs)
+
+
+def district_sheet(ctx, d, specs: list, *, formats=("pdf",), pool: SheetPool | None = None):
+    """The A3 overview sheet of the district (with ``pool``: a Future of it, as
+    :func:`township_sheet`)."""
+    plan = ctx.plan
+    cfg = plan.section("maps")
+    mcfg = plan.section("maps")
+    labels = []
+    tw = d.work_townships
+    pts = tw.geometry.representative_point().to_crs(4326)
+    for p, n in zip(pts, tw["name"].astype(str)):
+        labels.append((p.x, p.y, n, "township"))
+    boundary = ctx.layers.boundary.to_crs(plan.work_crs)
+    text = sheet_text(plan, d, title=f"{plan.name}扶贫规划总图",
+                      subtitle=f"{plan.get('meta.plan_title', '')} · {plan.get('meta.district_name_en', '')}",
+                      labels=labels, data_status=getattr(ctx, "data_status", None))
+    kwargs = dict(bounds_xy=_work_bounds(boundary), work_crs=plan.work_crs,
+                  highlight=boundary.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
+                  png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(mcfg["hillshade_azimuth_deg"]),
+                  altitude_deg=float(mcfg["hillshade_altitude_deg"]), formats=formats,
+                  map_crs=_wgs84_specs(d))
+    if pool is not None:
+        return pool.submit(specs, text, **kwargs)
+    with ctx.layers.open_dem() as dem:
+        return sheet.render_sheet(specs, text, dem=dem, **kwargs)
+
+
+def _wgs84_specs(d) -> str:
+    """The CRS of the maps' data; sheets are drawn from WGS84 data, never the GCJ-02 variant."""
+    if getattr(d, "basemap", "offline") == "gaode":
+        raise ValueError("print sheets need the WGS84 map data: use maps.gather_wgs84(ctx), not the "
+                         "GCJ-02 data of the Gaode basemap")
+    return "EPSG:4326"
+
+
+def _labels(d, code: str) -> list[tuple[float, float, str, str]]:
+    out = []
+    seats = d.seats[d.seats["township_code"].astype(str) == code]
+    for g, n in zip(seats.geometry, seats["name"].astype(str)):
+        if g is not None and not g.is_empty:
+            out.append((g.x, g.y, n, "seat"))
+    v = d.villages[d.villages["township_code"].astype(str) == code]
+    for g, n in zip(v.geometry, v["name"].astype(str)):
+        if g is not None and not g.is_empty:
+            out.append((g.x, g.y, n, "village"))
+    return out
+
+
+def write_township_pdf(ctx, code: str, path: str | Path, *, png_path: str | Path | None = None) -> Path:
+    """Write the A3 PDF sheet of township ``code`` (and optionally its PNG) for a loaded context.
+
+    ``ctx`` is a :class:`kaizhou_gis.pipeline.Context`; the steps the maps need run as needed
+    (cached in ``ctx``). Files are written atomically.
+    """
+    d = gather_wgs84(ctx, ctx.needs_of("maps"))
+    specs = map_layers("township", d, _settings(ctx.plan), str(code))
+    res = township_sheet(ctx, d, specs, str(code), formats=("pdf", "png") if png_path else ("pdf",))
+    outputs.write_bytes(res["pdf"], path)
+    if png_path:
+        outputs.write_bytes(res["png"], png_path)
+    return Path(path)
+
+

@@ -1,0 +1,120 @@
+"""Drawing many print sheets: the DEM read once, sheets drawn in worker processes
+(:class:`SheetPool`)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from kaizhou_gis.maps import sheet
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------
+# drawing many sheets: the DEM read once, sheets drawn in worker processes
+# --------------------------------------------------------------------------------------------
+
+#: Environment variable: most worker processes drawing print sheets (default: the CPUs this
+#: process may use; ``1`` draws them in the process itself).
+WORKERS_ENV = "KAIZHOU_GIS_WORKERS"
+
+
+@dataclass
+class DemArray:
+    """A DEM band held in memory with what :func:`sheet_hillshade` reads of a dataset."""
+
+    values: np.ndarray
+    transform: object
+    crs: object
+    nodata: float | None
+
+    def read(self, band: int = 1, masked: bool = False) -> np.ndarray:
+        return self.values
+
+
+_WORKER_DEM: DemArray | None = None
+
+
+def _init_worker(dem: DemArray | None) -> None:
+    global _WORKER_DEM
+    _WORKER_DEM = dem
+
+
+def _render_in_worker(specs, text, kwargs) -> dict[str, bytes]:
+    return sheet.render_sheet(specs, text, dem=_WORKER_DEM, **kwargs)
+
+
+def sheet_workers() -> int:
+    """How many worker processes draw sheets: ``$KAIZHOU_GIS_WORKERS`` or the usable CPUs; 1 (in
+    this process) outside the main thread or in a daemon process (a web request, a dask worker),
+    where forking is not safe or not allowed."""
+    import multiprocessing
+    import os
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            multiprocessing.current_process().daemon or not hasattr(os, "fork"):
+        return 1
+    env = os.environ.get(WORKERS_ENV, "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            log.warning("%s=%r is not a whole number; using the CPU count", WORKERS_ENV, env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+class SheetPool:
+    """Draws print sheets, in ``workers`` forked processes when more than one, with the DEM read
+    once (every sheet reads the same full band, so the bytes are those of :func:`render_sheet`
+    on the open dataset). Results come back as futures; callers keep their own order, so the
+    output does not depend on which sheet finishes first.
+
+    Use as a context manager: ``with SheetPool(ctx, workers=2) as pool: fut = pool.submit(...)``.
+    """
+
+    def __init__(self, ctx, *, workers: int | None = None):
+        self.workers = sheet_workers() if workers is None else max(1, int(workers))
+        with ctx.layers.open_dem() as ds:
+            self.dem = DemArray(ds.read(1, masked=False), ds.transform, ds.crs, ds.nodata)
+        self._ex = None
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._ex = ProcessPoolExecutor(max_workers=self.workers,
+                                           mp_context=multiprocessing.get_context("fork"),
+                                           initializer=_init_worker, initargs=(self.dem,))
+
+    def submit(self, specs, text, **kwargs):
+        from concurrent.futures import Future
+
+        if self._ex is not None:
+            return self._ex.submit(_render_in_worker, specs, text, kwargs)
+        fut: Future = Future()
+        try:
+            fut.set_result(sheet.render_sheet(specs, text, dem=self.dem, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+            fut.set_exception(e)
+        return fut
+
+    def close(self, *, cancel: bool = False) -> None:
+        if self._ex is not None:
+            self._ex.shutdown(wait=True, cancel_futures=cancel)
+            self._ex = None
+
+    def __del__(self) -> None:  # a step that failed half-way leaves no worker behind
+        try:
+            self.close(cancel=True)
+        except Exception:  # noqa: BLE001 - interpreter shutting down
+            pass
+
+    def __enter__(self) -> SheetPool:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(cancel=exc_type is not None)

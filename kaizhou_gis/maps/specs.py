@@ -1,0 +1,239 @@
+"""Layer specs: compact JSON descriptions of a map layer (:class:`LayerSpec`) drawn by
+``assets/kaizhou-maps.js`` in the browser and by :mod:`kaizhou_gis.maps.sheet` on paper."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from kaizhou_gis.maps.styles import LAYER_Z
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+
+def _text(v: Any) -> Any:
+    """A layer value as a JSON-friendly popup value (None for missing)."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return "是 yes" if v else "否 no"
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(float(v)):
+            return None
+        return round(float(v), 1) if abs(float(v) - round(float(v))) > 1e-9 else int(round(float(v)))
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if v is pd.NA or v is pd.NaT:
+        return None
+    s = str(v)
+    return s if s.strip() != "" else None
+
+
+def _col(df: pd.DataFrame | None, name: str, default: Any = None) -> pd.Series:
+    if df is not None and name in df.columns:
+        return df[name]
+    idx = df.index if df is not None else pd.RangeIndex(0)
+    return pd.Series(default, index=idx, dtype=object)
+
+
+def _num(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce")
+
+
+def _bool(s: pd.Series) -> pd.Series:
+    return s.map(lambda v: bool(v) if v is not None and not (isinstance(v, float) and math.isnan(v))
+                 and v is not pd.NA else False).astype(bool)
+
+
+def _round_coords(coords: np.ndarray, decimals: int) -> list:
+    """(x, y) array → list of [lat, lon] rounded."""
+    return np.round(coords[:, ::-1], decimals).tolist()
+
+
+def _line_coords(geom, decimals: int) -> list:
+    parts = shapely.get_parts(geom)
+    out = [_round_coords(shapely.get_coordinates(p), decimals) for p in parts if not p.is_empty]
+    return out[0] if len(out) == 1 else out
+
+
+def _polygon_coords(geom, decimals: int) -> list:
+    polys = []
+    for p in shapely.get_parts(geom):
+        if p.is_empty or p.geom_type != "Polygon":
+            continue
+        rings = [_round_coords(np.asarray(p.exterior.coords), decimals)]
+        rings += [_round_coords(np.asarray(r.coords), decimals) for r in p.interiors]
+        polys.append(rings)
+    return polys[0] if len(polys) == 1 else polys
+
+
+@dataclass
+class Field:
+    """One popup row: column, bilingual label, optional formatter."""
+
+    column: str
+    label: str
+    fmt: Callable[[Any], Any] | None = None
+
+
+def _fmt_m(v: Any) -> Any:
+    v = _text(v)
+    return None if v is None else f"{v:,.0f} m" if isinstance(v, (int, float)) else v
+
+
+def _fmt_deg(v: Any) -> Any:
+    v = _text(v)
+    return None if v is None else f"{v:.1f}°" if isinstance(v, (int, float)) else v
+
+
+def _fmt_km(v: Any) -> Any:
+    v = _text(v)
+    return None if v is None else f"{v:,.1f} km" if isinstance(v, (int, float)) else v
+
+
+def _fmt_wan_yuan(v: Any) -> Any:
+    v = _text(v)
+    return None if v is None else f"{v / 1e4:,.0f} 万元" if isinstance(v, (int, float)) else v
+
+
+def _fmt_ids(v: Any) -> Any:
+    v = _text(v)
+    if v is None:
+        return None
+    ids = [x for x in str(v).split(";") if x]
+    return f"{len(ids)}: " + ", ".join(ids[:5]) + (" …" if len(ids) > 5 else "")
+
+
+@dataclass
+class LayerSpec:
+    """A map layer as a compact JSON spec for ``KZ.layer`` plus its legend and control settings."""
+
+    key: str
+    label: str
+    kind: str
+    cats: list[dict]
+    data: list
+    fields: list[str] = field(default_factory=list)
+    title_field: int = -1
+    show: bool = True
+    cluster: bool = False
+    radius: float = 5.0
+    legend_note: str = ""
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "label": self.label, "kind": self.kind, "cats": self.cats,
+                "data": self.data, "f": self.fields, "tf": self.title_field,
+                "cluster": self.cluster, "radius": self.radius, "z": LAYER_Z.get(self.key, 5.0)}
+
+
+def point_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cats: list[dict],
+                fields: list[Field], *, decimals: int, title: str | None = None,
+                radius: pd.Series | None = None, show: bool = True, cluster_min: int = 10**9,
+                base_radius: float = 5.0, legend_note: str = "") -> LayerSpec:
+    """A point layer: one circle per row of ``gdf`` (EPSG:4326), coloured by category index."""
+    data = []
+    if len(gdf):
+        geoms = gdf.geometry.values
+        ok = ~(shapely.is_empty(geoms) | shapely.is_missing(geoms))
+        xy = np.full((len(gdf), 2), np.nan)
+        xy[ok] = shapely.get_coordinates(shapely.centroid(geoms[ok]))
+        latlon = np.round(xy[:, ::-1], decimals).tolist()
+        columns = _prop_columns(gdf, fields)
+        cat_idx = [int(c) for c in cat.tolist()]
+        radii = [None] * len(gdf) if radius is None else [_text(r) for r in radius.tolist()]
+        order = np.flatnonzero(ok)
+        if radius is not None:  # big circles first, so small ones stay on top and clickable
+            order = sorted(order, key=lambda i: -(radii[i] or 0.0))
+        for i in order:
+            data.append([latlon[i], cat_idx[i], radii[i], [col[i] for col in columns]])
+    labels = [f.label for f in fields]
+    tf = [f.column for f in fields].index(title) if title else -1
+    return LayerSpec(key, label, "point", cats, data, labels, tf, show=show,
+                     cluster=len(data) >= cluster_min, radius=base_radius, legend_note=legend_note)
+
+
+def spread_colocated(spec: LayerSpec) -> None:
+    """Markers at one spot (e.g. 电商 and 光伏 in the same village) are drawn side by side.
+
+    Each such row gets a fifth element ``[k, n, ring_px]``: the browser places marker k of n on a
+    ring of ``ring_px`` screen pixels around the spot (so they touch but do not cover each other
+    at every zoom), and the print sheets do the same in paper units.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, row in enumerate(spec.data):
+        groups.setdefault((round(row[0][0], 6), round(row[0][1], 6)), []).append(i)
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        n = len(idx)
+        r = max(float(spec.data[i][2] or spec.radius) for i in idx)
+        ring = round((r + 1.0) / math.sin(math.pi / n), 1)
+        for k, i in enumerate(sorted(idx, key=lambda j: spec.data[j][1])):
+            row = spec.data[i]
+            spec.data[i] = [row[0], row[1], row[2], row[3], [k, n, ring]]
+
+
+def _prop_columns(gdf: pd.DataFrame, fields: list[Field]) -> list[list]:
+    """Popup values of every row, one formatted list per field (fast: no per-cell indexing)."""
+    out = []
+    for f in fields:
+        if f.column not in gdf.columns:
+            out.append([None] * len(gdf))
+            continue
+        fmt = f.fmt or _text
+        out.append([fmt(v) for v in gdf[f.column].tolist()])
+    return out
+
+
+def line_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cats: list[dict],
+               fields: list[Field] | None, *, decimals: int, title: str | None = None,
+               show: bool = True) -> LayerSpec:
+    """A line layer. Without ``fields`` all lines of one category merge into one multi-line."""
+    data: list = []
+    if len(gdf):
+        if not fields:
+            for k in sorted(set(int(c) for c in cat)):
+                parts = []
+                for g in gdf.geometry.values[(cat == k).to_numpy()]:
+                    if g is None or g.is_empty:
+                        continue
+                    c = _line_coords(g, decimals)
+                    if c and isinstance(c[0][0], list):
+                        parts.extend(c)
+                    elif c:
+                        parts.append(c)
+                if parts:
+                    data.append([parts, k, None, None])
+        else:
+            columns = _prop_columns(gdf, fields)
+            cat_idx = [int(c) for c in cat.tolist()]
+            for i, g in enumerate(gdf.geometry.values):
+                if g is None or g.is_empty:
+                    continue
+                data.append([_line_coords(g, decimals), cat_idx[i], None, [col[i] for col in columns]])
+    labels = [f.label for f in fields] if fields else []
+    tf = [f.column for f in fields].index(title) if (fields and title) else -1
+    return LayerSpec(key, label, "line", cats, data, labels, tf, show=show)
+
+
+def polygon_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cats: list[dict],
+                  fields: list[Field], *, decimals: int, title: str | None = None,
+                  show: bool = True) -> LayerSpec:
+    data = []
+    columns = _prop_columns(gdf, fields) if fields else None
+    cat_idx = [int(c) for c in cat.tolist()]
+    for i, g in enumerate(gdf.geometry.values):
+        if g is None or g.is_empty:
+            continue
+        props = [col[i] for col in columns] if columns else None
+        data.append([_polygon_coords(g, decimals), cat_idx[i], None, props])
+    labels = [f.label for f in fields]
+    tf = [f.column for f in fields].index(title) if title else -1
+    return LayerSpec(key, label, "polygon", cats, data, labels, tf, show=show)

@@ -1,0 +1,180 @@
+"""The maps step: the district maps and the township maps (HTML) and their print sheets of a run
+(:func:`run`, registered in :data:`kaizhou_gis.pipeline.STEPS`)."""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+
+from kaizhou_gis import outputs
+from kaizhou_gis.errors import LayerError, OptionError, format_ids
+from kaizhou_gis.maps import printmap, sheetpool
+from kaizhou_gis.maps.background import make_background
+from kaizhou_gis.maps.contents import _settings, map_layers
+from kaizhou_gis.maps.data import MapData, gather, gather_wgs84
+from kaizhou_gis.maps.page import build_map
+from kaizhou_gis.maps.styles import BASEMAPS, DISTRICT_MAPS, MAP_TITLES
+from kaizhou_gis.results import MapsData, StepContext, StepNeeds, StepResult
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------
+# the step
+# --------------------------------------------------------------------------------------------
+
+def _bounds_of(gdf: gpd.GeoDataFrame, pad_frac: float = 0.03) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of a layer, padded by a fraction of its size."""
+    w, s, e, n = gdf.total_bounds
+    if not np.all(np.isfinite([w, s, e, n])):
+        raise LayerError("maps: a layer to frame a map has no geometry; every township needs a "
+                         "polygon in the townships layer and the boundary layer a polygon.")
+    px, py = (e - w) * pad_frac, (n - s) * pad_frac
+    return (float(w - px), float(s - py), float(e + px), float(n + py))
+
+
+def _options(ctx: StepContext) -> tuple[str, str | None]:
+    basemap = ctx.options.get("basemap") or "offline"
+    if basemap not in BASEMAPS:
+        raise OptionError(f"--basemap {basemap}: unknown basemap; use one of {', '.join(BASEMAPS)}.")
+    key = ctx.options.get("tianditu_key") or None
+    if key is not None and not re.fullmatch(r"[0-9A-Za-z]{8,64}", str(key)):
+        raise OptionError("--tianditu-key: a Tianditu key is 8-64 letters and digits (e.g. the "
+                          "32-character key from console.tianditu.gov.cn); check the value.")
+    if basemap == "tianditu" and not key:
+        raise OptionError("--basemap tianditu needs a Tianditu key: pass --tianditu-key K "
+                          "(free at console.tianditu.gov.cn), or use --basemap offline.")
+    return basemap, key
+
+
+def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
+    """Build the district maps and the township maps (HTML + PNG) of the run.
+
+    ``files`` holds each page as rendered HTML text (rendered once, to check the size budget) and
+    each PNG as bytes; ``data.maps`` keeps the folium objects, ``data.sizes_mb`` the sizes.
+    With ``ctx.township`` set only that township's map and PNG are built.
+    """
+    basemap, tianditu_key = _options(ctx)
+    page = _Pages(ctx, _settings(ctx.plan), basemap, tianditu_key)
+    # a township's map is drawn from the district's results (its candidates, sites, works and
+    # access are the district run's), so it is the same page as the district run's township map
+    d = gather(ctx.district, needs)
+    d_print = d if basemap != "gaode" else gather_wgs84(ctx.district, needs)  # sheets are drawn from WGS84 data
+    codes = sorted(d.townships["township_code"].astype(str))
+    # print sheets are drawn in worker processes while this one builds the HTML pages; each file
+    # keeps its place in `files` (its future is swapped for the bytes below)
+    pool = sheetpool.SheetPool(ctx)
+    if ctx.township is not None:
+        if str(ctx.township) not in codes:
+            raise OptionError(f"--township {ctx.township}: not in the townships layer; use one of "
+                              f"{', '.join(codes[:5])} ...")
+        codes = [str(ctx.township)]
+    else:
+        page.district(d, d_print, pool)
+    _check_codes(codes)
+    for code in codes:
+        page.township(d, d_print, code, pool)
+    sizes, folium_maps = _render(page.files, page.sheets)
+    pool.close()
+    summary = _summary(ctx.plan.section("maps"), d, page.files, sizes, basemap)
+    return StepResult("maps", files=page.files, data=MapsData(sizes_mb=sizes, maps=folium_maps),
+                      summary=summary)
+
+
+class _Pages:
+    """The files of a maps run, in the order they are built: each HTML page (a folium map until
+    :func:`_render`) and each print sheet (a future of ``{format: bytes}`` until then)."""
+
+    def __init__(self, ctx: StepContext, st, basemap: str, tianditu_key: str | None):
+        self.ctx, self.st, self.basemap, self.tianditu_key = ctx, st, basemap, tianditu_key
+        self.cfg = ctx.plan.section("maps")
+        self.files: dict[str, Any] = {}
+        self.sheets: list[tuple[str, str, Any]] = []
+
+    def district(self, d: MapData, d_print: MapData, pool: sheetpool.SheetPool) -> None:
+        """The district maps (HTML) and the A3 overview sheet (PDF)."""
+        ctx, plan = self.ctx, self.ctx.plan
+        bounds_ll = _bounds_of(d.boundary)
+        bg = make_background(ctx, _bounds_of(ctx.layers.boundary.to_crs(4326)),
+                             width_px=int(self.cfg["hillshade_district_px"]),
+                             inside=ctx.layers.boundary.geometry, basemap=self.basemap)
+        for kind in DISTRICT_MAPS:
+            zh, en = MAP_TITLES[kind]
+            specs = map_layers(kind, d, self.st)
+            self.files[f"maps/{kind}.html"] = build_map(
+                kind, d, specs, title_zh=f"{plan.name} {zh}", title_en=en,
+                subtitle=plan.get("meta.plan_title", ""), bounds=bounds_ll, background=bg,
+                basemap=self.basemap, tianditu_key=self.tianditu_key)
+        self.files["maps/overview.pdf"] = printmap.district_sheet(
+            ctx, d_print, map_layers("overview", d_print, self.st), formats=("pdf",), pool=pool)
+        self.sheets.append(("maps/overview.pdf", "pdf", self.files["maps/overview.pdf"]))
+
+    def township(self, d: MapData, d_print: MapData, code: str, pool: sheetpool.SheetPool) -> None:
+        """The township's map (HTML) and its A3 sheet (PDF and PNG)."""
+        ctx, plan = self.ctx, self.ctx.plan
+        tw_work = d.work_townships.set_index("township_code")
+        name = d.township_names.get(code, code)
+        sub = d.townships[d.townships["township_code"] == code]
+        if sub.geometry.isna().all() or sub.geometry.is_empty.all():
+            raise LayerError(f"townships: township_code {code} ({name}) has no polygon; add its "
+                             f"outline to the townships layer.")
+        bounds = _bounds_of(sub, 0.06)
+        bg = make_background(ctx, _bounds_of(tw_work.loc[[code]].to_crs(4326), 0.06),
+                             width_px=int(self.cfg["hillshade_township_px"]),
+                             inside=tw_work.loc[[code]].geometry, basemap=self.basemap)
+        specs = map_layers("township", d, self.st, code)
+        title = f"{plan.name} {name}"
+        subtitle = f"{name} ({code}) · {plan.get('meta.plan_title', '')}"
+        self.files[f"maps/townships/{code}.html"] = build_map(
+            "township", d, specs, title_zh=title, title_en="Township map", subtitle=subtitle,
+            bounds=bounds, background=bg, basemap=self.basemap, tianditu_key=self.tianditu_key)
+        sheet = printmap.township_sheet(ctx, d_print, specs if d_print is d else
+                                        map_layers("township", d_print, self.st, code), code, pool=pool)
+        for fmt in ("pdf", "png"):
+            self.files[f"maps/townships/{code}.{fmt}"] = sheet
+            self.sheets.append((f"maps/townships/{code}.{fmt}", fmt, sheet))
+
+
+def _check_codes(codes: list[str]) -> None:
+    bad = [c for c in codes if not re.fullmatch(r"[0-9A-Za-z_-]{1,32}", c)]
+    if bad:
+        raise LayerError(f"townships: township_code {format_ids(bad)} cannot name a map file; codes must "
+                         f"be digits (9-digit 统计用区划代码), fix the townships layer.")
+
+
+def _render(files: dict[str, Any], sheets: list[tuple[str, str, Any]]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Render each page once, here, to check its size (outputs.py writes the text as it is), and
+    swap each sheet's future for its bytes; returns (sizes in MB, the folium maps)."""
+    sizes, folium_maps = {}, {}
+    for rel in list(files):
+        if rel.endswith(".html"):
+            folium_maps[rel] = files[rel]
+            files[rel] = outputs.stable_element_ids(files[rel].get_root().render())
+            sizes[rel] = len(files[rel].encode("utf-8")) / 2**20
+    for rel, fmt, sheet in sheets:
+        files[rel] = (sheet.result() if hasattr(sheet, "result") else sheet)[fmt]
+    return sizes, folium_maps
+
+
+def _summary(cfg, d: MapData, files: dict[str, Any], sizes: dict[str, float], basemap: str) -> dict[str, Any]:
+    """The step's summary: counts, sizes against the budget, missing layers."""
+    over = []
+    for rel, mb in sizes.items():
+        limit = float(cfg["township_max_mb"] if "/townships/" in rel else cfg["district_max_mb"])
+        if mb > limit:
+            over.append(f"{rel} {mb:.2f} MB > {limit:g} MB")
+            log.warning("maps: %s is %.2f MB, over the %.1f MB budget", rel, mb, limit)
+    n_html = sum(1 for r in files if r.endswith(".html"))
+    n_tw = sum(1 for r in files if r.startswith("maps/townships/") and r.endswith(".html"))
+    headline = [f"{n_html - n_tw} district maps, {n_tw} township maps (+ A3 PDF and PNG sheets; "
+                f"district PDF)" + (f", basemap {basemap}" if basemap != "offline" else ", offline")]
+    if sizes:
+        headline.append(f"largest page {max(sizes.values()):.2f} MB"
+                        + (f"; OVER BUDGET: {', '.join(over[:3])}" if over else " (within budget)"))
+    if d.missing:
+        headline.append("missing layers: " + ", ".join(sorted(d.missing)))
+    return {"headline": headline, "maps": n_html, "township_maps": n_tw, "sizes_mb": sizes,
+            "over_budget": over, "missing_layers": dict(d.missing), "basemap": basemap,
+            "synthesized_layers": d.synthesized}
