@@ -213,9 +213,9 @@ def layers_relocation(d: MapData, st: MapSettings, code: str | None, *, show_oth
 
 
 def layers_industry(d: MapData, st: MapSettings, code: str | None) -> list[LayerSpec]:
-    h = _subset(d.hosts, code)
-    if h is None:
+    if d.hosts is None:
         return []
+    h = _subset(d.hosts, code)
     # colours from the district's categories, so they agree between district and township maps
     cats_sorted = sorted({str(c) for c in _col(d.hosts, "category", "")})
     en = {}
@@ -256,7 +256,7 @@ def layers_industry(d: MapData, st: MapSettings, code: str | None) -> list[Layer
 
 
 def layers_access(d: MapData, st: MapSettings, code: str | None, *, show_villages: bool = True) -> list[LayerSpec]:
-    out = []
+    out: list[LayerSpec] = []
     if "access" in d.missing:
         return out
     out.append(layer_villages_access(d, st, code, show=show_villages))
@@ -276,6 +276,7 @@ def layers_access(d: MapData, st: MapSettings, code: str | None, *, show_village
     if d.works is not None:
         w = d.works
         if code is not None:
+            assert d.works_work is not None  # data.gather sets it whenever works is set
             poly = d.work_townships.loc[d.work_townships["township_code"] == code].geometry.union_all()
             w = w.loc[d.works_work.intersects(poly).to_numpy()]
         out.append(line_layer("works", "建议工程 Proposed road works", w, w["work_cat"], WORK_CATS,

@@ -15,10 +15,10 @@ import functools
 import json
 import re
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import folium
-from branca.element import Element
+from branca.element import Element, Figure
 from jinja2 import Template
 
 LEAFLET_DIR = "leaflet-1.9.4"
@@ -122,7 +122,7 @@ class OfflineMap(folium.Map):
 
 def inline_assets(m: folium.Map, *, cluster: bool = True) -> None:
     """Add Leaflet (and, if ``cluster``, MarkerCluster) plus the runtime inline to the page header."""
-    root = m.get_root()
+    root = cast(Figure, m.get_root())  # a folium.Map's root is a branca Figure
     parts = [("kz_leaflet_css", f"<style>{leaflet_css()}</style>")]
     if cluster:
         parts.append(("kz_cluster_css", f"<style>{cluster_css()}</style>"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any, cast
 
 import folium
-from branca.element import MacroElement
+from branca.element import Figure, MacroElement
 from jinja2 import Template
 
 from kaizhou_gis.maps.background import Background
@@ -202,11 +203,12 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
               basemap: str, tianditu_key: str | None, notes: list[str] | None = None) -> folium.Map:
     """One offline folium map from layer specs (nothing is written)."""
     west, south, east, north = bounds
+    zoom: dict[str, Any] = {"maxZoom": 18, "minZoom": 6}  # Leaflet's option names, as given
     m = OfflineMap(location=[(south + north) / 2, (west + east) / 2], tiles=None, zoom_start=10,
-                   control_scale=False, prefer_canvas=True, **{"maxZoom": 18, "minZoom": 6})
+                   control_scale=False, prefer_canvas=True, **zoom)
     any_cluster = any(s.cluster for s in specs)
     inline_assets(m, cluster=any_cluster)
-    root = m.get_root()
+    root = cast(Figure, m.get_root())  # a folium.Map's root is a branca Figure
     root.header.add_child(RawHtml(f"<title>{html.escape(title_zh)} {html.escape(title_en)}</title>"),
                           name="kz_title")
 

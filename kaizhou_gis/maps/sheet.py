@@ -139,7 +139,7 @@ def _figure(lay: Layout):
     xmin, ymin, xmax, ymax = lay.extent
     fig = Figure(figsize=(pw / MM_PER_IN, ph / MM_PER_IN))
     FigureCanvasAgg(fig)
-    ax = fig.add_axes([fx / pw, fy / ph, fw / pw, fh / ph])
+    ax = fig.add_axes((fx / pw, fy / ph, fw / pw, fh / ph))
     ax.set_xlim(xmin, xmax)
     ax.set_ylim(ymin, ymax)
     ax.set_aspect("equal", adjustable="box")
@@ -188,7 +188,7 @@ def _draw_layers(ax, specs: list, lay: Layout, to_work: Transformer) -> None:
         if s.kind in ("line", "polygon"):
             for k in used:
                 c = s.cats[k]
-                segs = []
+                segs: list[np.ndarray] = []
                 for row in s.data:
                     if row[1] == k:
                         segs.extend(tr(np.asarray(q, dtype=float)) for q in _flatten(row[0]) if len(q) >= 2)
@@ -331,7 +331,7 @@ def _draw_scale(fig, lay: Layout) -> float:
 def _save(fig, text: SheetText, formats: tuple[str, ...], png_dpi: int) -> dict[str, bytes]:
     """The sheet as PDF (no CreationDate: the same map gives the same bytes) and/or PNG."""
     out = {}
-    meta = {"Title": text.title, "Author": text.producing_unit, "Subject": text.subtitle,
+    meta: dict[str, str | None] = {"Title": text.title, "Author": text.producing_unit, "Subject": text.subtitle,
             "Creator": "kaizhou-gis"}
     if "pdf" in formats:
         meta["CreationDate"] = None

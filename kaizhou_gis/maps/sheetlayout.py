@@ -62,6 +62,7 @@ def plan_layout(bounds_xy: tuple[float, float, float, float]) -> Layout:
         need = max(w / (frame[2] / 1000.0), h / (frame[3] / 1000.0)) * 1.04  # 2 % margin each side
         if best is None or need < best[0]:
             best = (need, orientation, page, frame, panel)
+    assert best is not None  # both orientations were tried
     need, orientation, page, frame, panel = best
     scale = nice_scale(need)
     cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2

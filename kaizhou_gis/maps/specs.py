@@ -148,7 +148,7 @@ def point_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cat
         columns = _prop_columns(gdf, fields)
         cat_idx = [int(c) for c in cat.tolist()]
         radii = [None] * len(gdf) if radius is None else [_text(r) for r in radius.tolist()]
-        order = np.flatnonzero(ok)
+        order: list[int] | np.ndarray = np.flatnonzero(ok)
         if radius is not None:  # big circles first, so small ones stay on top and clickable
             order = sorted(order, key=lambda i: -(radii[i] or 0.0))
         for i in order:
