@@ -1,6 +1,6 @@
 """Print sheets (kaizhou_gis.maps.printmap, sheet, sheetlayout, sheetpool): A3 PDFs with vector
-text, the hillshade at >= 300 dpi, scale, graticule and notes; the PNG at >= 200 dpi; and the CJK font lookup (kaizhou_gis.fonts)
-on a machine whose matplotlib font cache predates the font."""
+text, the hillshade at >= 300 dpi, scale, graticule and notes; the PNG at >= 200 dpi; and the CJK
+font lookup (kaizhou_gis.fonts) on a machine whose matplotlib font cache predates the font."""
 from __future__ import annotations
 
 import io
