@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -93,9 +94,12 @@ def _tw_access(df: pd.DataFrame, frames: _Frames, acc: StepResult) -> pd.DataFra
     works = acc.data.works
     if works is not None and len(works):
         w = _works_in_scope(works, frames)
-        wk = pd.to_numeric(w["km"], errors="coerce").fillna(0).groupby(w["township_code"]).sum()
+        # exact sums (math.fsum): the same works give the same total in a district and a
+        # township report, whatever the order of the rows (a float sum near a rounding
+        # boundary of the shown 0.01 km could otherwise differ between the two)
+        wk = pd.to_numeric(w["km"], errors="coerce").fillna(0).groupby(w["township_code"]).agg(math.fsum)
         wc = pd.to_numeric(w["cost_yuan"], errors="coerce").fillna(0).groupby(
-            w["township_code"]).sum()
+            w["township_code"]).agg(math.fsum)
         df["works_km"] = df["township_code"].map(wk).fillna(0).round(2)
         df["works_cost_10k_yuan"] = (df["township_code"].map(wc).fillna(0) / 1e4).round(1)
     else:
