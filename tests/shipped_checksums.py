@@ -2,10 +2,11 @@
 
 ``tests/data/shipped_outputs.json`` holds the SHA-256 of every file such a run writes (but
 ``manifest.json``, whose times and command line change from run to run, the folder lock holding
-the writer's process id, and the ``.cache/`` folder), recorded before the code was reshaped: a refactoring must leave every byte as it was.
-The checkout's own path, which the report prints with the layer files' paths, is
-replaced by ``<repo>`` in text files before hashing. Rendered images and PDFs depend on the versions of the drawing libraries too, so the file records
-those versions and the comparison of ``.png``/``.pdf`` files applies when they match.
+the writer's process id, and the ``.cache/`` folder), recorded before the code was reshaped: a
+refactoring must leave every byte as it was. The checkout's own path, which the report prints
+with the layer files' paths, is replaced by ``<repo>`` in text files before hashing. Rendered
+images and PDFs depend on the versions of the drawing libraries too, so the file records those
+versions and the comparison of ``.png``/``.pdf`` files applies when they match.
 
 When a change alters an output on purpose (a fixed drift or a new layer), re-record and say why
 in the commit::

@@ -8,10 +8,9 @@ from __future__ import annotations
 import math
 import re
 import sys
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import geopandas as gpd
 import numpy as np
@@ -21,7 +20,6 @@ import rasterio
 from click.testing import CliRunner
 from shapely.geometry import Point
 
-from kaizhou_gis import outputs
 from kaizhou_gis.cli import main
 from kaizhou_gis.plan import default_plan_path
 
@@ -140,8 +138,9 @@ def _truncated_dem(folder: Path):
 def _shapefile(layer: str, encoding: str, *, drop: tuple[str, ...] = ()) -> Callable:
     """Move ``layer`` out of the GeoPackage into a Shapefile in ``encoding`` without a .cpg."""
     def write(folder: Path, frames: dict) -> list[str]:
-        import pyogrio
         import warnings
+
+        import pyogrio
         g = frames[layer].drop(columns=list(drop))
         with warnings.catch_warnings():  # Shapefile field names are cut to 10 bytes, as expected
             warnings.filterwarnings("ignore", message="Normalized/laundered field name")
@@ -229,7 +228,8 @@ CASES = [
     Case("dem-in-centimetres", dem=_dem_values(lambda a: a * 100, dtype="int32"),
          message=[r"which no elevation in metres on Earth reaches", r"in centimetres it would be"]),
     Case("dem-other-void-than-tagged", dem=_dem_values(_voids_east(-9999), nodata=-32768),
-         message=[r"dem: dem\.tif holds values from -9,999", r"-9999 is a typical void value: the DEM.s voids are not its nodata tag"]),
+         message=[r"dem: dem\.tif holds values from -9,999",
+                  r"-9999 is a typical void value: the DEM.s voids are not its nodata tag"]),
     Case("dem-truncated", dem=_truncated_dem,
          message=[r"dem: dem\.tif is truncated or corrupt", r"copy or download the file again"],
          not_message=[r"^Read failed"]),

@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from layerset import DEM_RES_DEG, dem_array, layer_frames, write_dem, write_layerset
 from shapely.geometry import LineString, Point, Polygon
 
 from kaizhou_gis.cli import main
-from layerset import DEM_RES_DEG, dem_array, layer_frames, write_dem, write_layerset
 
 
 def validate(folder, *extra):

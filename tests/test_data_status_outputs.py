@@ -7,7 +7,6 @@ village row says ``synthetic``) and once with every source real.
 """
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from layerset import layer_frames, real_frames, write_layerset
 
 from kaizhou_gis import outputs, provenance
 from kaizhou_gis.cli import main
-from layerset import layer_frames, real_frames, write_layerset
 
 ZH, EN = provenance.MARK_ZH, provenance.MARK_EN
 

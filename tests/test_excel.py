@@ -8,12 +8,11 @@ import re
 import openpyxl
 import pandas as pd
 import pytest
+from test_relocation import fake_access, layers  # noqa: F401,E402  (fixture; tests/ is on sys.path)
 
 from kaizhou_gis import outputs
 from kaizhou_gis.pipeline import Context
 from kaizhou_gis.plan import load_plan
-
-from test_relocation import fake_access, layers  # noqa: F401,E402  (fixture; tests/ is on sys.path)
 
 
 @pytest.fixture
@@ -102,7 +101,8 @@ def test_names_next_to_ids(res):
             assert t["township_name"].notna().all()
     a = res.data.assignment
     assert len(a) and a["site_name"].notna().all()
-    assert list(res.files["relocation/unassigned.csv"].columns[:3]) == ["settlement_id", "settlement_name", "village_code"] \
+    assert list(res.files["relocation/unassigned.csv"].columns[:3]) == \
+        ["settlement_id", "settlement_name", "village_code"] \
         or len(res.data.unassigned) == 0
 
 

@@ -10,13 +10,12 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
+from test_relocation import fake_access, layers  # noqa: F401,E402  (fixture; tests/ is on sys.path)
 
 from kaizhou_gis import field, outputs
-from kaizhou_gis.terrain.coords import wgs84_to_gcj02
 from kaizhou_gis.pipeline import Context
 from kaizhou_gis.plan import load_plan
-
-from test_relocation import fake_access, layers  # noqa: F401,E402  (fixture; tests/ is on sys.path)
+from kaizhou_gis.terrain.coords import wgs84_to_gcj02
 
 T1 = "500154101"
 
@@ -167,9 +166,9 @@ def test_bad_field_coords_is_an_option_error(run):
 def test_cli_field_coords_gcj02(tmp_path):
     """`kaizhou-gis relocation --field-coords gcj02` writes the GCJ-02 variants; a bad value
     exits 2 with click's message."""
+    import layerset
     from click.testing import CliRunner
 
-    import layerset
     from kaizhou_gis.cli import main
 
     lay = layerset.write_layerset(tmp_path / "layers")

@@ -148,8 +148,8 @@ def test_one_definition_per_concept(pattern, home):
 def test_every_module_uses_the_shared_helpers():
     from kaizhou_gis import batch, network
     from kaizhou_gis.access import options, scoring, works
-    from kaizhou_gis.report import frames, indicators, sections
     from kaizhou_gis.demo import roads as demo_roads
+    from kaizhou_gis.report import frames, indicators, sections
 
     for m in (scoring, works, frames, indicators, sections, relocation.rollups, relocation.summary, batch):
         assert m.pct is figures.pct, m.__name__

@@ -9,13 +9,13 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+from layerset import dem_elevation, layer_frames, write_dem, write_layerset
 from shapely.geometry import MultiLineString, Point
 
-from kaizhou_gis.terrain.coords import convert_wgs84_to_gcj02
 from kaizhou_gis.errors import LayerError, OptionError
 from kaizhou_gis.layers import Layers, check_layers, load_layers
 from kaizhou_gis.plan import load_plan
-from layerset import dem_elevation, layer_frames, write_dem, write_layerset
+from kaizhou_gis.terrain.coords import convert_wgs84_to_gcj02
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +253,8 @@ def test_two_adjacent_hgt_tiles_are_mosaicked(tmp_path, plan):
     from kaizhou_gis.layers import open_raster
     with open_raster(layers.dem_path, layers.dem_tiles) as ds:  # the whole mosaic
         assert ds.crs.to_epsg() == 4326 and (ds.width, ds.height) == (1201, 2401)
-        assert ds.bounds.bottom == pytest.approx(30.0 - 0.5 / 1200) and ds.bounds.top == pytest.approx(32.0 + 0.5 / 1200)
+        assert ds.bounds.bottom == pytest.approx(30.0 - 0.5 / 1200)
+        assert ds.bounds.top == pytest.approx(32.0 + 0.5 / 1200)
     with layers.open_dem() as ds:  # the district's window of it, across the tiles' edge
         assert (ds.width, ds.height) == layers.dem_window[2:] and ds.height < 2401
         assert ds.bounds.bottom < 30.95 and ds.bounds.top > 31.22

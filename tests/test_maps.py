@@ -139,7 +139,8 @@ def fake_results(L: Layers) -> dict[str, StepResult]:
                                                          unassigned=unassigned))
     vv = L.villages
     hosts = gpd.GeoDataFrame({
-        "project_id": ["P01", "P01", "P02"], "village_code": [vv.village_code[1], vv.village_code[3], vv.village_code[4]],
+        "project_id": ["P01", "P01", "P02"],
+        "village_code": [vv.village_code[1], vv.village_code[3], vv.village_code[4]],
         "village_name": [vv.name[1], vv.name[3], vv.name[4]], "township_name": ["甲镇", "乙乡", "乙乡"],
         "category": ["种植业", "种植业", "乡村旅游"], "product": ["柑橘", "柑橘", INJECTION],
         "scale": [500.0, 500.0, 2.0], "unit": ["亩", "亩", "个"], "target_year": [2017, 2017, 2018],

@@ -13,7 +13,6 @@ from pathlib import Path
 from unittest import mock
 
 import pandas as pd
-
 import pytest
 
 from kaizhou_gis import maps, outputs
@@ -100,7 +99,8 @@ class Page:
         self.page.on("requestfailed", lambda r: self.failures.append(r.url)
                      if not r.url.startswith("data:") else None)
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-        self.page.add_init_script("window.__alerts = []; window.alert = function (m) { window.__alerts.push(String(m)); };")
+        self.page.add_init_script("window.__alerts = []; "
+                                  "window.alert = function (m) { window.__alerts.push(String(m)); };")
         self.page.goto(path.resolve().as_uri())
         self.page.wait_for_selector(".leaflet-control-layers", timeout=10_000)
 

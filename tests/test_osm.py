@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import osmium
 import pytest
+from layerset import layer_frames, write_layerset
 
 from kaizhou_gis.layers import check_layers, load_layers
 from kaizhou_gis.plan import load_plan
-from layerset import layer_frames, write_layerset
 
 
 @pytest.fixture(scope="module")

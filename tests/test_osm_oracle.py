@@ -162,7 +162,7 @@ class Oracle:
             for g, ok in ((self.U, True), (self.P, paved(d))):
                 if ok and (not g.has_edge(u, v) or g[u][v]["w"] > L):
                     g.add_edge(u, v, w=L)
-        for u, v, k, d in self.G.edges(keys=True, data=True):
+        for _u, _v, _k, d in self.G.edges(keys=True, data=True):
             d["paved"] = paved(d)
         # every way segment is in the bidirectional MultiDiGraph twice (one per direction)
         self.km_total = sum(float(np.hypot(xy[u][0] - xy[v][0], xy[u][1] - xy[v][1]))
@@ -294,7 +294,7 @@ def test_default_tolerance_differences_are_explained_by_joins(case):
     g = net.matrix(np.maximum(L, 1e-9))
     s = ours["acc"].seats.seats
     pred = {}
-    for i, code in enumerate(TOWNS):
+    for i, _code in enumerate(TOWNS):
         start = int(u[s.loc[i, "edge"]])
         pred[i] = dijkstra(g, directed=False, indices=start, return_predecessors=True)[1]
 

@@ -6,11 +6,11 @@ import json
 import pandas as pd
 import pytest
 import rasterio
+from layerset import real_frames, write_layerset
 
 from kaizhou_gis import outputs, provenance
 from kaizhou_gis.layers import load_layers
 from kaizhou_gis.plan import load_plan
-from layerset import real_frames, write_layerset
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -73,7 +73,8 @@ def test_gpkg_layer_metadata_and_dem_tag_mark_layers(tmp_path, plan):
 
 
 def test_write_products_adds_status(tmp_path):
-    st = {"synthetic": True, "synthetic_layers": ["roads"], "layers": {"roads": {"rows": 1, "of": 2, "sources": ["synthetic"]}},
+    st = {"synthetic": True, "synthetic_layers": ["roads"],
+          "layers": {"roads": {"rows": 1, "of": 2, "sources": ["synthetic"]}},
           "estimated": [], "label_zh": "合成数据：测试", "label_en": "SYNTHETIC DATA: test",
           "short_zh": "合成", "short_en": "synthetic"}
     df = pd.DataFrame({"a": [1, 2]})

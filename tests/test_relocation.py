@@ -480,6 +480,7 @@ def test_assignment_full_sites_reason():
 def test_picks_up_the_real_access_step(tmp_path):
     """On the shared tiny layer set, remoteness comes from the access step when it exists."""
     import layerset
+
     from kaizhou_gis.layers import load_layers
 
     plan = load_plan()

@@ -276,10 +276,10 @@ def test_html_is_offline_escaped_and_has_charts(full):
 def test_markdown_has_tables(full):
     md = full.files["report.md"]
     lines = md.splitlines()
-    head = next(i for i, l in enumerate(lines) if l.startswith("| # | 指标"))
+    head = next(i for i, line in enumerate(lines) if line.startswith("| # | 指标"))
     assert lines[head + 1] == "|" + "---|" * 9
-    rows = [l for l in lines[head + 2:head + 12]]
-    assert all(l.startswith("| ") for l in rows) and rows[1].startswith("| 2 | 建档立卡贫困村")
+    rows = list(lines[head + 2:head + 12])
+    assert all(r.startswith("| ") for r in rows) and rows[1].startswith("| 2 | 建档立卡贫困村")
     assert "3 → " not in rows[1] and "| 3 |" in rows[1]
     assert "![" in md and "report_files/elevation.png" in md
 
@@ -293,7 +293,7 @@ def test_json_holds_every_figure(full, tmp_path):
     assert data["relocation"]["plan"]["people_target"] == 16900
     keys = {s["key"] for s in data["settings"]}
     assert {"relocation.threshold_m", "access.reach_distance_m"} <= keys
-    prov = {l["layer"]: l for l in data["provenance"]["layers"]}
+    prov = {x["layer"]: x for x in data["provenance"]["layers"]}
     assert prov["villages"]["synthesized_rows"] == 2 and prov["settlements"]["synthesized_rows"] == 6
 
 
@@ -325,8 +325,9 @@ def test_results_missing_columns_leave_out_parts_not_the_report(plan, layers):
 def test_poverty_villages_not_derivable_when_the_layer_has_no_flag_column(tmp_path, plan):
     # A user's villages layer without poverty_village: the loader fills False (and notes it);
     # the report must not claim "0 poverty villages" as a computed value.
-    from kaizhou_gis.layers import load_layers
     from layerset import layer_frames, write_layerset
+
+    from kaizhou_gis.layers import load_layers
     frames = layer_frames()
     frames["villages"] = frames["villages"].drop(columns=["poverty_village", "deep_poverty"])
     lay = load_layers(write_layerset(tmp_path, frames), plan=plan)

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from layerset import DAJIN, layer_frames, write_layerset
+from webserver import raw_get, running, wait_done
 
 from kaizhou_gis.errors import OptionError, PlanError
 from kaizhou_gis.plan import default_plan_path, load_plan, with_overrides
 from kaizhou_gis.web.workbench import Workbench, pinyin_keys, search_townships, township_tables
-
-from layerset import DAJIN, layer_frames, write_layerset
-from webserver import raw_get, running, wait_done
 
 INJECTION = "<img src=x onerror=alert(1)>"
 JINJA = "{{ 7*7 }}"

@@ -18,11 +18,10 @@ from urllib.parse import urlsplit
 
 import openpyxl
 import pytest
-
-from kaizhou_gis.web.workbench import Workbench
-
 from test_web import INJECTION, JINJA, fast_plan, probe_layers
 from webserver import running, wait_done
+
+from kaizhou_gis.web.workbench import Workbench
 
 SHIPPED = Path(__file__).resolve().parent.parent / "layers"
 CHROMIUM = "/usr/bin/chromium"
@@ -79,7 +78,8 @@ class Tab:
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-        self.page.add_init_script("window.__alerts = []; window.alert = function (m) { window.__alerts.push(String(m)); };")
+        self.page.add_init_script("window.__alerts = []; "
+                                  "window.alert = function (m) { window.__alerts.push(String(m)); };")
 
     def goto(self, path: str):
         self.page.goto(self.base + path)
@@ -181,7 +181,8 @@ def test_two_what_ifs_at_once_each_page_shows_its_own(browser, shipped_server):
         # valley AND remote (those three do not depend on the threshold)
         s = wb.base.ctx.results["relocation"].data.settlements
         s = s[s["township_code"] == code]
-        terrain = s["steep_terrain"].astype(bool) & s["deep_valley"].astype(bool) & s["remote"].fillna(False).astype(bool)
+        terrain = (s["steep_terrain"].astype(bool) & s["deep_valley"].astype(bool)
+                   & s["remote"].fillna(False).astype(bool))
         for tab, key, v in zip(tabs, keys, values):
             expect = int(((s["elevation_m"] > v) | terrain).sum())
             assert wb.get_run(key).plan["relocation.threshold_m"] == v

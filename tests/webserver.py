@@ -6,7 +6,7 @@ import http.client
 import socket
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from kaizhou_gis.web.app import create_app
 from kaizhou_gis.web.workbench import Workbench
