@@ -66,7 +66,7 @@ class Step:
 
 #: The step graph of the main job, in run order (each step after the steps it needs).
 STEPS: list[Step] = [
-    Step("industry", "kaizhou_gis.industry:run", "Industry projects / 产业项目",
+    Step("industry", "kaizhou_gis.industry.step:run", "Industry projects / 产业项目",
          layers=("townships", "township_seats", "villages"), plan=("industry", "aliases"),
          returns=IndustryData),
     Step("access", "kaizhou_gis.access.step:run", "Road access / 道路通达通畅",

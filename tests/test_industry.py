@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 from shapely.geometry import Point, box
 
-from kaizhou_gis import industry
-from kaizhou_gis.errors import OptionError
+from kaizhou_gis.errors import LayerError, OptionError
+from kaizhou_gis.industry import load_projects, product_totals, project_status, resolve_hosts, split_hosts
+from kaizhou_gis.industry import projects as industry_projects
 from kaizhou_gis.results import IndustryData
-from kaizhou_gis.industry import (load_projects, product_totals, project_status, resolve_hosts,
-                                  split_hosts)
 
 CRS = "EPSG:4545"
 REPO = Path(__file__).resolve().parent.parent
@@ -295,7 +294,7 @@ def test_inputs_unchanged_and_errors(projects, villages, townships):
     pd.testing.assert_frame_equal(projects, before_p)
     with pytest.raises(OptionError, match="split 'half'"):
         resolve_hosts(projects, villages, townships, split="half")
-    with pytest.raises(industry.LayerError, match="villages: missing column"):
+    with pytest.raises(LayerError, match="villages: missing column"):
         resolve_hosts(projects, villages.drop(columns="township_code"), townships)
 
 
@@ -396,7 +395,7 @@ def test_resolution_on_shipped_layers(projects):
 def test_broken_project_table_is_reported_once(monkeypatch):
     from kaizhou_gis.errors import PlanError
 
-    real = industry._read_data_csv
+    real = industry_projects._read_data_csv
     good = real("industry_projects.csv")
 
     def fake(name):
@@ -409,7 +408,7 @@ def test_broken_project_table_is_reported_once(monkeypatch):
         bad.loc[4, "scale"] = "about 10000"                      # not a number
         return bad
 
-    monkeypatch.setattr(industry, "_read_data_csv", fake)
+    monkeypatch.setattr(industry_projects, "_read_data_csv", fake)
     with pytest.raises(PlanError) as e:
         load_projects()
     msg = str(e.value)
