@@ -183,44 +183,7 @@ def _check(default: Any, given: Any, where: str, problems: list[str], *, overrid
     """Check ``given`` against the shipped plan ``default``; ``overridden``: values were replaced by
     overrides (an adjustable range then bounds only the file's own value, not the override)."""
     if _is_leaf(default):
-        if not isinstance(given, dict) or "value" not in given:
-            problems.append(f"{where}: must be a table {{ value = ..., source = \"...\" }}; "
-                            f"got {given!r}.")
-            return
-        unknown = set(given) - _LEAF_KEYS - _OPTIONAL_LEAF_KEYS
-        if unknown:
-            problems.append(f"{where}: unknown key(s) {sorted(unknown)}; allowed: value, source, "
-                            f"note, adjustable.")
-        if "adjustable" in given:
-            _check_adjustable(given, where, problems, value_in_range=not overridden)
-        if "source" not in given:
-            problems.append(f"{where}: missing 'source'; cite the plan chapter or write "
-                            f"\"assumption: ...\".")
-        dv, gv = default["value"], given["value"]
-        if isinstance(dv, dict):
-            if not isinstance(gv, dict):
-                problems.append(f"{where}.value: expected a table like {dv!r}; got {gv!r}.")
-                return
-            if not all(k.isdigit() for k in dv):  # year-keyed tables may list other years
-                missing, extra = set(dv) - set(gv), set(gv) - set(dv)
-                if missing or extra:
-                    problems.append(f"{where}.value: keys must be {sorted(dv)}; "
-                                    f"missing {sorted(missing)}, unknown {sorted(extra)}.")
-            elif not all(str(k).isdigit() for k in gv):
-                problems.append(f"{where}.value: keys must be years like {sorted(dv)}; got {sorted(gv)}.")
-            for k, v in gv.items():
-                ref = next(iter(dv.values())) if dv else v
-                if not _same_type(ref, v):
-                    problems.append(f"{where}.value.{k}: expected a {_type_name(ref)}; got {v!r}.")
-            return
-        if isinstance(dv, list):
-            if not isinstance(gv, list):
-                problems.append(f"{where}.value: expected an array; got {gv!r}.")
-            elif dv and any(not _same_type(dv[0], x) for x in gv):
-                problems.append(f"{where}.value: every item must be a {_type_name(dv[0])}; got {gv!r}.")
-            return
-        if not _same_type(dv, gv):
-            problems.append(f"{where}.value: expected a {_type_name(dv)} (like {dv!r}); got {gv!r}.")
+        _check_leaf(default, given, where, problems, overridden=overridden)
         return
     if isinstance(default, dict):
         if not isinstance(given, dict):
@@ -237,43 +200,91 @@ def _check(default: Any, given: Any, where: str, problems: list[str], *, overrid
                    overridden=overridden)
         return
     if isinstance(default, list):  # arrays of tables (indicators)
-        if not isinstance(given, list) or not given:
-            problems.append(f"{where}: expected a non-empty array of tables.")
+        _check_table_array(default, given, where, problems)
+
+
+def _check_leaf(default: dict, given: Any, where: str, problems: list[str], *, overridden: bool) -> None:
+    """One setting ``{ value = ..., source = "..." }`` against the shipped one."""
+    if not isinstance(given, dict) or "value" not in given:
+        problems.append(f"{where}: must be a table {{ value = ..., source = \"...\" }}; "
+                        f"got {given!r}.")
+        return
+    unknown = set(given) - _LEAF_KEYS - _OPTIONAL_LEAF_KEYS
+    if unknown:
+        problems.append(f"{where}: unknown key(s) {sorted(unknown)}; allowed: value, source, "
+                        f"note, adjustable.")
+    if "adjustable" in given:
+        _check_adjustable(given, where, problems, value_in_range=not overridden)
+    if "source" not in given:
+        problems.append(f"{where}: missing 'source'; cite the plan chapter or write "
+                        f"\"assumption: ...\".")
+    dv, gv = default["value"], given["value"]
+    if isinstance(dv, dict):
+        if not isinstance(gv, dict):
+            problems.append(f"{where}.value: expected a table like {dv!r}; got {gv!r}.")
             return
-        ref = {k: v for k, v in default[0].items() if not _YEAR_KEY.fullmatch(k)}
-        first_years = None
-        for i, item in enumerate(given):
-            if not isinstance(item, dict):
-                problems.append(f"{where}[{i}]: expected a table.")
-                continue
-            years = sorted(k for k in item if _YEAR_KEY.fullmatch(k))
-            for k in sorted(set(ref) - set(item)):
-                problems.append(f"{where}[{i}].{k}: missing.")
-            for k in sorted(set(item) - set(ref) - set(years)):
-                problems.append(f"{where}[{i}].{k}: unknown key (year columns are written "
-                                f"baseline_YYYY and target_YYYY).")
-            if sum(k.startswith("baseline_") for k in years) != 1:
-                problems.append(f"{where}[{i}]: needs exactly one baseline_YYYY (the plan's base "
-                                f"year); has {[k for k in years if k.startswith('baseline_')]}.")
-            if not any(k.startswith("target_") for k in years):
-                problems.append(f"{where}[{i}]: needs at least one target_YYYY.")
-            if first_years is None:
-                first_years = years
-            elif years != first_years:
-                problems.append(f"{where}[{i}]: year columns {years} differ from the first "
-                                f"indicator's {first_years}; give every indicator the same years "
-                                f"(nan where the plan gives no number).")
-            for k in sorted(set(ref) & set(item)):
-                if k in _NUMBER_OR_TEXT:
-                    if _type_name(item[k]) not in ("number", "string") or isinstance(item[k], bool):
-                        problems.append(f"{where}[{i}].{k}: expected a number, the plan's words "
-                                        f"(text) or nan; got {item[k]!r}.")
-                elif not _same_type(ref[k], item[k]):
-                    problems.append(f"{where}[{i}].{k}: expected a {_type_name(ref[k])}; got {item[k]!r}.")
-            for k in years:  # a number, the plan's words (text) or nan, like _NUMBER_OR_TEXT
+        if not all(k.isdigit() for k in dv):  # year-keyed tables may list other years
+            missing, extra = set(dv) - set(gv), set(gv) - set(dv)
+            if missing or extra:
+                problems.append(f"{where}.value: keys must be {sorted(dv)}; "
+                                f"missing {sorted(missing)}, unknown {sorted(extra)}.")
+        elif not all(str(k).isdigit() for k in gv):
+            problems.append(f"{where}.value: keys must be years like {sorted(dv)}; got {sorted(gv)}.")
+        for k, v in gv.items():
+            ref = next(iter(dv.values())) if dv else v
+            if not _same_type(ref, v):
+                problems.append(f"{where}.value.{k}: expected a {_type_name(ref)}; got {v!r}.")
+        return
+    if isinstance(dv, list):
+        if not isinstance(gv, list):
+            problems.append(f"{where}.value: expected an array; got {gv!r}.")
+        elif dv and any(not _same_type(dv[0], x) for x in gv):
+            problems.append(f"{where}.value: every item must be a {_type_name(dv[0])}; got {gv!r}.")
+        return
+    if not _same_type(dv, gv):
+        problems.append(f"{where}.value: expected a {_type_name(dv)} (like {dv!r}); got {gv!r}.")
+
+
+def _check_table_array(default: list, given: Any, where: str, problems: list[str]) -> None:
+    """An array of tables (the indicators): the keys of the first shipped row, one baseline year
+    and at least one target year, the same years in every row."""
+    if not isinstance(given, list) or not given:
+        problems.append(f"{where}: expected a non-empty array of tables.")
+        return
+    ref = {k: v for k, v in default[0].items() if not _YEAR_KEY.fullmatch(k)}
+    first_years = None
+    for i, item in enumerate(given):
+        if not isinstance(item, dict):
+            problems.append(f"{where}[{i}]: expected a table.")
+            continue
+        years = sorted(k for k in item if _YEAR_KEY.fullmatch(k))
+        for k in sorted(set(ref) - set(item)):
+            problems.append(f"{where}[{i}].{k}: missing.")
+        for k in sorted(set(item) - set(ref) - set(years)):
+            problems.append(f"{where}[{i}].{k}: unknown key (year columns are written "
+                            f"baseline_YYYY and target_YYYY).")
+        if sum(k.startswith("baseline_") for k in years) != 1:
+            problems.append(f"{where}[{i}]: needs exactly one baseline_YYYY (the plan's base "
+                            f"year); has {[k for k in years if k.startswith('baseline_')]}.")
+        if not any(k.startswith("target_") for k in years):
+            problems.append(f"{where}[{i}]: needs at least one target_YYYY.")
+        if first_years is None:
+            first_years = years
+        elif years != first_years:
+            problems.append(f"{where}[{i}]: year columns {years} differ from the first "
+                            f"indicator's {first_years}; give every indicator the same years "
+                            f"(nan where the plan gives no number).")
+        for k in sorted(set(ref) & set(item)):
+            if k in _NUMBER_OR_TEXT:
                 if _type_name(item[k]) not in ("number", "string") or isinstance(item[k], bool):
                     problems.append(f"{where}[{i}].{k}: expected a number, the plan's words "
                                     f"(text) or nan; got {item[k]!r}.")
+            elif not _same_type(ref[k], item[k]):
+                problems.append(f"{where}[{i}].{k}: expected a {_type_name(ref[k])}; got {item[k]!r}.")
+        for k in years:  # a number, the plan's words (text) or nan, like _NUMBER_OR_TEXT
+            if _type_name(item[k]) not in ("number", "string") or isinstance(item[k], bool):
+                problems.append(f"{where}[{i}].{k}: expected a number, the plan's words "
+                                f"(text) or nan; got {item[k]!r}.")
 
 
 def _check_adjustable(leaf: dict, where: str, problems: list[str], *, value_in_range: bool = True) -> None:
@@ -324,6 +335,16 @@ def _check_values(plan: Plan, problems: list[str]) -> None:
             elif (key.endswith(("_m", "_km", "_deg", "_kmh", "_yuan_per_km", "_mb"))
                   or "_min" in key or "capacity" in key) and x < 0:
                 problems.append(f"{key}.value: {x} must not be negative.")
+    _check_totals(plan, problems)
+    _check_percent_indicators(plan, problems)
+    _check_road_lists(plan, problems)
+    _check_years(plan, problems)
+    _check_tables(plan, problems)
+    _check_crs(plan, problems)
+
+
+def _check_totals(plan: Plan, problems: list[str]) -> None:
+    """Weights add up to 1; the yearly relocation quotas add up to the target."""
     weights = [k for k in plan._flat if k.endswith("weights")]
     for k in weights:
         w = plan[k]
@@ -335,6 +356,10 @@ def _check_values(plan: Plan, problems: list[str]) -> None:
         problems.append(f"relocation.yearly_people: the yearly quotas add up to "
                         f"{sum(yearly.values())}, not relocation.people_target = "
                         f"{plan['relocation.people_target']}; make them agree.")
+
+
+def _check_percent_indicators(plan: Plan, problems: list[str]) -> None:
+    """Indicators in % lie between 0 and 100."""
     for i, ind in enumerate(plan.data.get("indicators", [])):
         if str(ind.get("unit", "")).strip() != "%":
             continue
@@ -344,6 +369,10 @@ def _check_values(plan: Plan, problems: list[str]) -> None:
                     and not 0 <= x <= 100:
                 problems.append(f"indicators[{i}].{k} (indicator {ind.get('id', i + 1)}, "
                                 f"unit %): {x} is not a percentage between 0 and 100.")
+
+
+def _check_road_lists(plan: Plan, problems: list[str]) -> None:
+    """Surface and road-class lists do not contradict each other."""
     paved = {str(v).strip().lower() for v in plan.get("access.paved_surfaces", [])}
     unpaved = {str(v).strip().lower() for v in plan.get("access.unpaved_surfaces", [])}
     both = sorted(paved & unpaved)
@@ -362,6 +391,9 @@ def _check_values(plan: Plan, problems: list[str]) -> None:
                         f"both left out as carrying no vehicle and mapped to a road class; remove "
                         f"it from one of the two.")
 
+
+def _check_years(plan: Plan, problems: list[str]) -> None:
+    """Indicator years agree with the base year and lie in the plan period."""
     base, targets = plan.indicator_years
     if base and int(base.rsplit("_", 1)[1]) != int(plan["meta.base_year"]):
         problems.append(f"indicators: the baseline column {base} is not meta.base_year = "
@@ -377,11 +409,19 @@ def _check_values(plan: Plan, problems: list[str]) -> None:
         if outside:
             problems.append(f"indicators: target years {outside} are outside meta.plan_period "
                             f"{p0}-{p1}.")
+
+
+def _check_tables(plan: Plan, problems: list[str]) -> None:
+    """The plan's own CSV tables exist."""
     for key in ("industry.projects_table", "industry.township_aliases", "industry.village_aliases"):
         f = plan.path_setting(key)
         if f is not None and not f.is_file():
             problems.append(f"{key}.value: {plan[key]!r} is not a file ({f}); give a CSV path "
                             f"relative to the plan file, or \"\" when the district has none.")
+
+
+def _check_crs(plan: Plan, problems: list[str]) -> None:
+    """The work CRS is projected in metres; both CRSs parse."""
     from pyproj import CRS
     for key in ("crs.work", "crs.map"):
         try:

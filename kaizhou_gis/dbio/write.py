@@ -148,8 +148,6 @@ def write_postgis(url: Any, tables: list[ResultTable], manifest: dict, *, srid: 
     written) when the server, the rights or the data refuse.
     """
     import psycopg
-    from psycopg import sql as S
-    from psycopg.types.json import Jsonb
 
     t = parse_url(url, what="--out-db")
     conn = connect(t, what="--out-db")
@@ -159,58 +157,13 @@ def write_postgis(url: Any, tables: list[ResultTable], manifest: dict, *, srid: 
             with conn.cursor() as cur:
                 _check_database(conn, t, what="--out-db")
                 _create_runs(cur, schema)
-                # one writer at a time per schema: a second run waits here for the first
-                cur.execute(S.SQL("LOCK TABLE {}.{} IN SHARE ROW EXCLUSIVE MODE").format(
-                    S.Identifier(schema), S.Identifier(RUNS_TABLE)))
-                cur.execute(S.SQL("SELECT nextval(pg_get_serial_sequence({}, 'run_id'))").format(
-                    S.Literal(f"{_quote_ident(schema)}.{RUNS_TABLE}")))
-                run_id = int(cur.fetchone()[0])
+                run_id = _next_run_id(cur, schema)
                 note = (f"kaizhou-gis run {run_id} ({manifest['started_at']:%Y-%m-%d %H:%M UTC}); "
                         f"{manifest['data_status']}")
-                # never replace a table kaizhou-gis did not write (a user's own table)
-                cur.execute(S.SQL("SELECT DISTINCT unnest(tables) FROM {}.{}").format(
-                    S.Identifier(schema), S.Identifier(RUNS_TABLE)))
-                ours = {r[0] for r in cur.fetchall()}
-                cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
-                foreign = sorted({r[0] for r in cur.fetchall()} & {rt.name for rt in tables} - ours)
-                if foreign:
-                    raise DatabaseError(
-                        f"--out-db: schema '{schema}' already holds table(s) "
-                        f"{format_ids(foreign)} that kaizhou-gis did not write (not in "
-                        f"{schema}.{RUNS_TABLE}); write to another schema, or rename or drop "
-                        f"those tables. Nothing was written.")
-                # leftovers of a run that died between CREATE and COMMIT cannot exist (the
-                # transaction rolled back), but a table with our temporary name might: drop it
-                for rt in tables:
-                    cur.execute(S.SQL("DROP TABLE IF EXISTS {}.{}").format(
-                        S.Identifier(schema), S.Identifier(rt.name + _NEW)))
-                    _write_table(cur, schema, rt, srid, note)
-                # the swap: old tables out, new ones in (locks held only from here to COMMIT)
-                for rt in tables:
-                    cur.execute(S.SQL("DROP TABLE IF EXISTS {}.{}").format(
-                        S.Identifier(schema), S.Identifier(rt.name)))
-                    cur.execute(S.SQL("ALTER TABLE {}.{} RENAME TO {}").format(
-                        S.Identifier(schema), S.Identifier(rt.name + _NEW), S.Identifier(rt.name)))
-                    for suffix in ("_pkey", "_geom_idx"):
-                        cur.execute(S.SQL("ALTER INDEX IF EXISTS {}.{} RENAME TO {}").format(
-                            S.Identifier(schema), S.Identifier(rt.name + _NEW + suffix),
-                            S.Identifier(rt.name + suffix)))
+                _refuse_foreign_tables(cur, schema, tables)
+                _stage_and_swap(cur, schema, tables, srid, note)
                 names = [rt.name for rt in tables]
-                man = {k: (v.isoformat() if isinstance(v, _dt.datetime) else v)
-                       for k, v in manifest.items()}
-                man["tables"] = {rt.name: {"rows": int(len(rt.frame)), "product": rt.product}
-                                 for rt in tables}
-                cur.execute(S.SQL(
-                    "INSERT INTO {}.{} (run_id, started_at, finished_at, tool_version, command, "
-                    "layers, plan_name, plan_file, plan_sha256, parameters, inputs, steps, "
-                    "data_status, synthesized_layers, tables, manifest) VALUES "
-                    "(%s, %s, now(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)").format(
-                        S.Identifier(schema), S.Identifier(RUNS_TABLE)),
-                    (run_id, manifest["started_at"], manifest["tool_version"], manifest["command"],
-                     manifest["layers"], manifest["plan_name"], manifest["plan_file"],
-                     manifest["plan_sha256"], Jsonb(manifest["parameters"]), Jsonb(manifest["inputs"]),
-                     Jsonb(manifest["steps"]), manifest["data_status"],
-                     manifest["synthesized_layers"], names, Jsonb(_jsonable(man))))
+                _insert_run(cur, schema, run_id, manifest, tables)
     except psycopg.errors.InsufficientPrivilege as e:
         raise DatabaseError(
             f"--out-db: no permission in schema '{schema}' of database '{t.dbname}' "
@@ -230,6 +183,80 @@ def write_postgis(url: Any, tables: list[ResultTable], manifest: dict, *, srid: 
         conn.close()
     return {"run_id": run_id, "tables": names, "rows": {rt.name: len(rt.frame) for rt in tables},
             "target": t.describe()}
+
+
+def _next_run_id(cur: Any, schema: str) -> int:
+    """Lock the runs table (one writer at a time per schema: a second run waits here for the
+    first) and draw the next run id."""
+    from psycopg import sql as S
+
+    cur.execute(S.SQL("LOCK TABLE {}.{} IN SHARE ROW EXCLUSIVE MODE").format(
+        S.Identifier(schema), S.Identifier(RUNS_TABLE)))
+    cur.execute(S.SQL("SELECT nextval(pg_get_serial_sequence({}, 'run_id'))").format(
+        S.Literal(f"{_quote_ident(schema)}.{RUNS_TABLE}")))
+    return int(cur.fetchone()[0])
+
+
+def _refuse_foreign_tables(cur: Any, schema: str, tables: list[ResultTable]) -> None:
+    """Never replace a table kaizhou-gis did not write (a user's own table)."""
+    from psycopg import sql as S
+
+    cur.execute(S.SQL("SELECT DISTINCT unnest(tables) FROM {}.{}").format(
+        S.Identifier(schema), S.Identifier(RUNS_TABLE)))
+    ours = {r[0] for r in cur.fetchall()}
+    cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
+    foreign = sorted({r[0] for r in cur.fetchall()} & {rt.name for rt in tables} - ours)
+    if foreign:
+        raise DatabaseError(
+            f"--out-db: schema '{schema}' already holds table(s) "
+            f"{format_ids(foreign)} that kaizhou-gis did not write (not in "
+            f"{schema}.{RUNS_TABLE}); write to another schema, or rename or drop "
+            f"those tables. Nothing was written.")
+
+
+def _stage_and_swap(cur: Any, schema: str, tables: list[ResultTable], srid: int, note: str) -> None:
+    """Write every table under a temporary name, then swap them in for the old ones."""
+    from psycopg import sql as S
+
+    # leftovers of a run that died between CREATE and COMMIT cannot exist (the
+    # transaction rolled back), but a table with our temporary name might: drop it
+    for rt in tables:
+        cur.execute(S.SQL("DROP TABLE IF EXISTS {}.{}").format(
+            S.Identifier(schema), S.Identifier(rt.name + _NEW)))
+        _write_table(cur, schema, rt, srid, note)
+    # the swap: old tables out, new ones in (locks held only from here to COMMIT)
+    for rt in tables:
+        cur.execute(S.SQL("DROP TABLE IF EXISTS {}.{}").format(
+            S.Identifier(schema), S.Identifier(rt.name)))
+        cur.execute(S.SQL("ALTER TABLE {}.{} RENAME TO {}").format(
+            S.Identifier(schema), S.Identifier(rt.name + _NEW), S.Identifier(rt.name)))
+        for suffix in ("_pkey", "_geom_idx"):
+            cur.execute(S.SQL("ALTER INDEX IF EXISTS {}.{} RENAME TO {}").format(
+                S.Identifier(schema), S.Identifier(rt.name + _NEW + suffix),
+                S.Identifier(rt.name + suffix)))
+
+
+def _insert_run(cur: Any, schema: str, run_id: int, manifest: dict, tables: list[ResultTable]) -> None:
+    """The run's row in the runs table: its manifest and the tables it wrote."""
+    from psycopg import sql as S
+    from psycopg.types.json import Jsonb
+
+    names = [rt.name for rt in tables]
+    man = {k: (v.isoformat() if isinstance(v, _dt.datetime) else v)
+           for k, v in manifest.items()}
+    man["tables"] = {rt.name: {"rows": int(len(rt.frame)), "product": rt.product}
+                     for rt in tables}
+    cur.execute(S.SQL(
+        "INSERT INTO {}.{} (run_id, started_at, finished_at, tool_version, command, "
+        "layers, plan_name, plan_file, plan_sha256, parameters, inputs, steps, "
+        "data_status, synthesized_layers, tables, manifest) VALUES "
+        "(%s, %s, now(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)").format(
+            S.Identifier(schema), S.Identifier(RUNS_TABLE)),
+        (run_id, manifest["started_at"], manifest["tool_version"], manifest["command"],
+         manifest["layers"], manifest["plan_name"], manifest["plan_file"],
+         manifest["plan_sha256"], Jsonb(manifest["parameters"]), Jsonb(manifest["inputs"]),
+         Jsonb(manifest["steps"]), manifest["data_status"],
+         manifest["synthesized_layers"], names, Jsonb(_jsonable(man))))
 
 
 def _quote_ident(name: str) -> str:

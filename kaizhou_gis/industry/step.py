@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
+
+import pandas as pd
 
 from kaizhou_gis.industry.hosts import resolve_hosts
 from kaizhou_gis.industry.projects import (
@@ -35,10 +38,41 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[IndustryData]:
         township_aliases=load_township_aliases(_plan_table(ctx.plan, "industry.township_aliases")),
         village_aliases=load_village_aliases(_plan_table(ctx.plan, "industry.village_aliases")))
     table = project_status(projects, hosts, unresolved)
+    n_poverty, notes = _poverty_villages_note(projects, layers.villages)
 
+    tw = ctx.township
+    if tw:
+        table, hosts, unresolved = _in_township(table, hosts, unresolved, str(tw))
+    totals = product_totals(table, hosts)
+    where = ""
+    if tw:
+        names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"]))
+        where = f" in {names.get(str(tw), tw)}"
+    summary = _summary(projects, table, hosts, unresolved, totals, where=where, split=split,
+                       no_table=table_path is False, n_poverty=n_poverty, notes=notes)
+    if len(unresolved) and "township_code" in unresolved.columns and "township_name" not in unresolved.columns:
+        tw_names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"].astype(str)))
+        unresolved.insert(unresolved.columns.get_loc("township_code") + 1, "township_name",
+                          unresolved["township_code"].map(
+                              lambda c: tw_names.get(str(c)) if isinstance(c, str) and c else None))
+    files = {
+        "industry/projects.csv": table,
+        "industry/projects.gpkg": {"industry_hosts": hosts},
+        "industry/unresolved.csv": unresolved,
+        "industry/totals.csv": totals,
+    }
+    return StepResult("industry", files=files,
+                      data=IndustryData(projects=table, hosts=hosts, unresolved=unresolved,
+                                        totals=totals),
+                      summary=summary)
+
+
+def _poverty_villages_note(projects: pd.DataFrame, villages: pd.DataFrame) -> tuple[int | None, list[str]]:
+    """The number of poverty villages the layer flags (None without the column) and a note when
+    it differs from the number the plan states for its per-poverty-village projects."""
     n_poverty = None
-    if "poverty_village" in layers.villages.columns:
-        n_poverty = int(layers.villages["poverty_village"].fillna(False).astype(bool).sum())
+    if "poverty_village" in villages.columns:
+        n_poverty = int(villages["poverty_village"].fillna(False).astype(bool).sum())
     stated_poverty = projects.loc[projects["host_level"].eq("poverty_villages"), "n_villages_stated"]
     notes = []
     if n_poverty is not None and len(stated_poverty) and int(stated_poverty.max()) != n_poverty:
@@ -47,30 +81,34 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[IndustryData]:
                         else "the villages layer flags none, so those projects are listed in "
                              "industry/unresolved.csv."))
         log.warning("%s", notes[-1])
+    return n_poverty, notes
 
-    tw = ctx.township
-    if tw:
-        keep_ids = set(hosts.loc[hosts["township_code"].astype(str) == str(tw), "project_id"])
-        keep_ids |= set(unresolved.loc[unresolved["township_code"].astype(str) == str(tw), "project_id"])
-        table = table[table["project_id"].isin(keep_ids)].copy()
-        hosts = hosts[hosts["township_code"].astype(str) == str(tw)].copy()
-        unresolved = unresolved[unresolved["township_code"].astype(str) == str(tw)].copy()
-        table.attrs["labels_zh"] = dict(PROJECT_LABELS_ZH)
-        hosts.attrs["labels_zh"] = dict(HOST_LABELS_ZH)
-        unresolved.attrs["labels_zh"] = dict(UNRESOLVED_LABELS_ZH)
 
-    totals = product_totals(table, hosts)
-    # every named host is either placed or unresolved (also within one township)
+def _in_township(table: pd.DataFrame, hosts: pd.DataFrame, unresolved: pd.DataFrame,
+                 tw: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The projects with a host (placed or not) in township ``tw``, with that township's hosts."""
+    keep_ids = set(hosts.loc[hosts["township_code"].astype(str) == tw, "project_id"])
+    keep_ids |= set(unresolved.loc[unresolved["township_code"].astype(str) == tw, "project_id"])
+    table = table[table["project_id"].isin(keep_ids)].copy()
+    hosts = hosts[hosts["township_code"].astype(str) == tw].copy()
+    unresolved = unresolved[unresolved["township_code"].astype(str) == tw].copy()
+    table.attrs["labels_zh"] = dict(PROJECT_LABELS_ZH)
+    hosts.attrs["labels_zh"] = dict(HOST_LABELS_ZH)
+    unresolved.attrs["labels_zh"] = dict(UNRESOLVED_LABELS_ZH)
+    return table, hosts, unresolved
+
+
+def _summary(projects: pd.DataFrame, table: pd.DataFrame, hosts: pd.DataFrame,
+             unresolved: pd.DataFrame, totals: pd.DataFrame, *, where: str, split: str,
+             no_table: bool, n_poverty: int | None, notes: list[str]) -> dict[str, Any]:
+    """The step summary: headline lines and counts (every named host is either placed or
+    unresolved, also within one township). Appends to ``notes`` when there is no table."""
     placed_named = int((hosts["host_level"].isin(["village", "township"])).sum())
     pv_ids = set(projects.loc[projects["host_level"].eq("poverty_villages"), "project_id"])
     n_pv_unplaced = int(unresolved["project_id"].isin(pv_ids).sum())
     named = placed_named + len(unresolved) - n_pv_unplaced
     named_villages = int(hosts["host_level"].eq("village").sum()
                          + unresolved["village_text"].ne("").sum())
-    where = ""
-    if tw:
-        names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"]))
-        where = f" in {names.get(str(tw), tw)}"
     place_ids = set(projects.loc[projects["host_level"].eq("place"), "project_id"])
     n_places = int(unresolved["project_id"].isin(place_ids).sum())
     line = f"{len(table)} plan projects (ch.3){where}; {named} named hosts{where}: {placed_named} placed"
@@ -79,7 +117,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[IndustryData]:
         line += (f", {n_not} not ({n_not - n_places} names not found, "
                  f"{n_places} mountain/scenic places; see industry/unresolved.csv)")
     headline = [line]
-    if table_path is False:
+    if no_table:
         headline = ["no industry projects table: the plan file's industry.projects_table is "
                     "empty, so there are no projects to place (the tables are written empty)"]
         notes.append(headline[0])
@@ -94,7 +132,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[IndustryData]:
         headline.append("scales over several villages split evenly (assumed; see scale_basis)")
 
     totals_records = totals.astype(object).where(totals.notna(), None).to_dict("records")
-    summary = {
+    return {
         "headline": headline,
         "n_projects": int(len(table)),
         "n_named_hosts": int(named),
@@ -111,18 +149,3 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[IndustryData]:
                                   .nunique().items()},
         "notes": notes,
     }
-    if len(unresolved) and "township_code" in unresolved.columns and "township_name" not in unresolved.columns:
-        tw_names = dict(zip(layers.townships["township_code"].astype(str), layers.townships["name"].astype(str)))
-        unresolved.insert(unresolved.columns.get_loc("township_code") + 1, "township_name",
-                          unresolved["township_code"].map(
-                              lambda c: tw_names.get(str(c)) if isinstance(c, str) and c else None))
-    files = {
-        "industry/projects.csv": table,
-        "industry/projects.gpkg": {"industry_hosts": hosts},
-        "industry/unresolved.csv": unresolved,
-        "industry/totals.csv": totals,
-    }
-    return StepResult("industry", files=files,
-                      data=IndustryData(projects=table, hosts=hosts, unresolved=unresolved,
-                                        totals=totals),
-                      summary=summary)
