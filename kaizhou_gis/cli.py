@@ -139,7 +139,7 @@ def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir
     from kaizhou_gis.pipeline import Context, resolve_township, run_steps
 
     t0 = time.perf_counter()
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     if out_db:  # before any work: the server answers, PostGIS, schema, rights
         from kaizhou_gis.dbio import check_writable
         click.echo(f"  results database: {check_writable(out_db).describe()} (reachable, writable)")

@@ -211,7 +211,7 @@ def build_kmz(points: dict, *, title: str, description: str) -> bytes:
     doc = _sub(kml, "Document")
     _sub(doc, "name", title)
     _sub(doc, "description", description)
-    for key, _, zh, en, colour, scale in PRIORITY_CLASSES + [("none", None, "无", "none", "#999999", 0.9)]:
+    for key, _, _zh, _en, colour, scale in PRIORITY_CLASSES + [("none", None, "无", "none", "#999999", 0.9)]:
         st = _sub(doc, "Style", id=f"priority_{key}")
         ic = _sub(st, "IconStyle")
         _sub(ic, "color", _kml_color(colour))
@@ -294,7 +294,8 @@ def build_gpx(points: dict, *, title: str, description: str) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(gpx, encoding="utf-8")
 
 
-def field_files(ctx: StepContext, reloc: RelocationData, *, coords: str = "wgs84", codes: list[str] | None = None) -> dict[str, bytes]:
+def field_files(ctx: StepContext, reloc: RelocationData, *, coords: str = "wgs84",
+                codes: list[str] | None = None) -> dict[str, bytes]:
     """``{"field/<code>_<coords>.kmz": bytes, "field/<code>_<coords>.gpx": bytes}`` for each
     township with candidates or sites (``codes``: default every township of the run)."""
     from kaizhou_gis.errors import OptionError

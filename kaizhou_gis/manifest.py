@@ -27,8 +27,9 @@ import hashlib
 import json
 import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -221,7 +222,7 @@ def command_line(argv: Iterable[str] | None = None) -> str:
 
 def now() -> str:
     """UTC time, ISO 8601 to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def manifest_path(out_dir: str | Path) -> Path:
@@ -231,7 +232,7 @@ def manifest_path(out_dir: str | Path) -> Path:
 def read_manifest(out_dir: str | Path) -> dict[str, Any]:
     """The manifest of ``out_dir``; an empty one when there is none or it cannot be read."""
     p = manifest_path(out_dir)
-    empty = {"format": FORMAT, "updated": None, "steps": {}, "history": []}
+    empty: dict[str, Any] = {"format": FORMAT, "updated": None, "steps": {}, "history": []}
     if not p.is_file():
         return empty
     try:

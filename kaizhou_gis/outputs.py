@@ -31,8 +31,9 @@ import shutil
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -191,10 +192,10 @@ def atomic_path(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + (suffix or path.suffix),
-                               dir=_temp_dir_for(path.parent))
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + (suffix or path.suffix),
+                                    dir=_temp_dir_for(path.parent))
     os.close(fd)
-    tmp = Path(tmp)
+    tmp = Path(tmp_name)
     tmp.unlink()  # writers (GDAL especially) want to create the file themselves
     try:
         yield tmp
@@ -301,7 +302,7 @@ def clean_stale_temp(out_dir: str | Path) -> list[Path]:
     cannot clean up; the next run calls this before writing.
     """
     out_dir = Path(out_dir)
-    removed = []
+    removed: list[Path] = []
     if out_dir.is_dir():
         key = os.path.realpath(out_dir)
         fd = None
@@ -410,7 +411,7 @@ def translate_values(df: pd.DataFrame, header: str) -> pd.DataFrame:
                 or (isinstance(v, float) and math.isnan(v))).all() and col.map(
                 lambda v: isinstance(v, (bool, np.bool_))).any()):
             table = {True: "是", False: "否"} if header == "zh" else {True: "是 yes", False: "否 no"}
-            out[c] = col.map(lambda v: table.get(bool(v)) if isinstance(v, (bool, np.bool_)) else v)
+            out[c] = col.map(lambda v, table=table: table.get(bool(v)) if isinstance(v, (bool, np.bool_)) else v)
         elif c in maps:
             m = maps[c]
             out[c] = col.map(lambda v, m=m: (m.get(v, v) if header == "zh" else

@@ -21,15 +21,15 @@ import importlib
 import logging
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kaizhou_gis.errors import KaizhouGISError, OptionError, StepError
 from kaizhou_gis.layers import Layers
 from kaizhou_gis.plan import Plan
-from kaizhou_gis.results import (AccessData, IndustryData, MapsData, RelocationData, ReportData,
-                                 StepNeeds, StepResult)
+from kaizhou_gis.results import AccessData, IndustryData, MapsData, RelocationData, ReportData, StepNeeds, StepResult
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Context:
     cache_dir: Path | None = None
     #: steps whose district result came from the cache: ``{step: fingerprint}``
     reused: dict[str, str] = field(default_factory=dict)
-    _district: "Context | None" = field(default=None, repr=False)
+    _district: Context | None = field(default=None, repr=False)
     #: the output folder of the run (set by :func:`run_steps`; the report reads its manifest)
     out_dir: Path | None = None
 
@@ -206,7 +206,7 @@ class Context:
         return StepNeeds(name, step.needs, source.result, views=views)
 
     @property
-    def district(self) -> "Context":
+    def district(self) -> Context:
         """The same run for the whole district (the context itself when it has no township);
         shares layers, plan, fingerprints and cache with this one."""
         if self.township is None:
@@ -304,7 +304,7 @@ def township_view_function(name: str) -> Callable[[StepResult, Context], StepRes
     if step.township != TOWNSHIP_VIEW:
         return None
     mod = importlib.import_module(step.target.split(":")[0])
-    return getattr(mod, "township_view")
+    return mod.township_view
 
 
 def available_steps() -> list[str]:

@@ -121,7 +121,9 @@ def connect(t: DbTarget, *, what: str = "--layers"):
     info.setdefault("connect_timeout", 10)
     info.setdefault("application_name", "kaizhou-gis")
     try:
-        return psycopg.connect(**info)
+        # conninfo_to_dict gives str values; psycopg.connect takes them as libpq keywords
+        # (its stub types the named keywords only)
+        return psycopg.connect(**info)  # type: ignore[arg-type]
     except psycopg.OperationalError as e:
         raise DatabaseError(_explain_connect(e, t, what)) from None
 

@@ -6,6 +6,7 @@ import re
 import secrets
 import shutil
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -48,7 +49,7 @@ def write_gdb(tables: list[ResultTable], out_dir: str | Path) -> Path:
     target = out_dir / "results.gdb"
     tmp = out_dir / f".results.{secrets.token_hex(4)}.tmp.gdb"  # OpenFileGDB wants the .gdb
     # 64-bit integers (only where a value needs them) need ArcGIS Pro 3.2 or later
-    big = {"layer_options": {"TARGET_ARCGIS_VERSION": "ARCGIS_PRO_3_2_OR_LATER"}}
+    big: dict[str, Any] = {"layer_options": {"TARGET_ARCGIS_VERSION": "ARCGIS_PRO_3_2_OR_LATER"}}
     try:
         for rt in tables:
             cols, gname = _frame_columns(rt)
@@ -73,7 +74,7 @@ def write_gdb(tables: list[ResultTable], out_dir: str | Path) -> Path:
             if gname:
                 frame = gpd.GeoDataFrame(plain, geometry=gpd.GeoSeries(df.geometry.values, crs=df.crs))
                 gtype = _geometry_type(frame.geometry)
-                kw = {"geometry_type": gtype} if gtype != "Geometry" else {"geometry_type": "Unknown"}
+                kw: dict[str, Any] = {"geometry_type": gtype} if gtype != "Geometry" else {"geometry_type": "Unknown"}
                 if any(str(frame[c].dtype) == "Int64" for c in plain.columns):
                     kw.update(big)
                 pyogrio.write_dataframe(frame, tmp, layer=rt.name, driver="OpenFileGDB",
@@ -81,7 +82,7 @@ def write_gdb(tables: list[ResultTable], out_dir: str | Path) -> Path:
             else:
                 kw = big if any(str(plain[c].dtype) == "Int64" for c in plain.columns) else {}
                 pyogrio.write_dataframe(plain, tmp, layer=rt.name, driver="OpenFileGDB", **kw)
-        old = None
+        old: Path | None = None
         if target.exists():
             old = out_dir / f".results.{secrets.token_hex(4)}.tmp.gdb"
             os.replace(target, old)

@@ -32,7 +32,7 @@ def _tables_with_geometry(conn, schema: str) -> dict[str, list[str]]:
     with conn.cursor() as cur:
         cur.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE n.nspname = %s AND c.relkind IN ('r','v','m','p','f') ORDER BY 1", (schema,))
-        tables = {r[0]: [] for r in cur.fetchall()}
+        tables: dict[str, list[str]] = {r[0]: [] for r in cur.fetchall()}
         cur.execute("SELECT f_table_name, f_geometry_column FROM geometry_columns "
                     "WHERE f_table_schema = %s", (schema,))
         for tname, col in cur.fetchall():

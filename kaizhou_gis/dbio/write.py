@@ -86,7 +86,7 @@ def _write_table(cur, schema: str, rt: ResultTable, srid: int, run_note: str) ->
     kinds = {c: _column_kind(df[c]) for c in cols}
     pk = _primary_key_for(df, cols)
     tmp = rt.name + _NEW
-    defs = [S.SQL("row_no bigint NOT NULL")]
+    defs: list[S.Composable] = [S.SQL("row_no bigint NOT NULL")]
     for c in cols:
         defs.append(S.SQL("{} {}").format(S.Identifier(str(c)), S.SQL(_PG_TYPES[kinds[c]])))
     if gname:

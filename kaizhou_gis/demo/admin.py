@@ -114,7 +114,8 @@ def read_seats(townships: pd.DataFrame, sources: Path = SOURCES_DIR) -> gpd.GeoD
         if isinstance(r["lon_wgs84"], str) and r["lon_wgs84"]:
             lon, lat = float(r["lon_wgs84"]), float(r["lat_wgs84"])
             elev = float(r["geonames_dem_m"])
-            src = f"GeoNames {r['geonameid']} ({r['geonames_name']}), CC BY 4.0; elevation: GeoNames dem (SRTM3/GTOPO30)"
+            src = (f"GeoNames {r['geonameid']} ({r['geonames_name']}), CC BY 4.0; "
+                   f"elevation: GeoNames dem (SRTM3/GTOPO30)")
             if isinstance(r["note"], str) and r["note"].strip():
                 src += "; point of the predecessor unit (" + r["geonames_zh"].split(",")[0] + ")"
         else:

@@ -254,6 +254,9 @@ def synthesize(grid: Grid, trend: np.ndarray, nodes_lonlat: np.ndarray, nodes_el
     rng : numpy Generator
     params : DemParams
     """
+    # One piece on purpose: a linear recipe (channel network -> warped valley distance ->
+    # relief -> slope calibration -> conditioning on the seats) where each stage rewrites the same
+    # array; the stages are marked by the comments below and use the module's helper functions.
     p = params or DemParams()
     H, W = grid.shape
     dx, dy = grid.cell_m

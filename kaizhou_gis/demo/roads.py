@@ -115,6 +115,9 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
     ``village_unpave_order`` ranks villages to leave unpaved first; ``settle_remote_order`` ranks
     settlements to leave without a road / unpaved first.
     """
+    # One piece on purpose: the routing stages 1-3 (seats, villages, settlements) share one
+    # growing edge set and cost surface, and each stage routes from the network the previous one
+    # built; the order decides the shipped roads' bytes. The stages are numbered below.
     graph = costpath.build_cell_graph(z, grid.transform, "EPSG:4326", max_grade_pct=p.max_grade_pct,
                                       slope_weight=p.slope_weight, mask=mask)
     edges = _Edges()
@@ -270,6 +273,8 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
 def _lines(grid: Grid, edges: _Edges, stubs: list[tuple[int, float, float, int, bool]]
            ) -> gpd.GeoDataFrame:
     """Merge cell edges into polylines broken at junctions and attribute changes."""
+    # One piece on purpose: one graph walk (cell edges -> node degrees -> polylines broken at
+    # junctions and attribute changes -> stubs); node_xy/walk are its local steps over shared dicts.
     W = grid.shape[1]
     attr: dict[tuple[int, int], tuple[int, bool]] = {
         k: (edges.rank[k], edges.paved[k]) for k in edges.rank}

@@ -146,7 +146,7 @@ def place_villages(grid: Grid, z: np.ndarray, slope: np.ndarray, townships: gpd.
     for code, g in zip(seats["township_code"], seats.geometry):
         r, c = grid.cell_of(g.x, g.y)
         seat_rc[code] = (int(r[0]), int(c[0]))
-    for i, (code, poly) in enumerate(zip(townships["township_code"], townships.geometry)):
+    for i, code in enumerate(townships["township_code"]):
         rr, cc = np.nonzero(tid == i + 1)
         xy = grid.to_xy_m(lon_c[cc], lat_c[rr])
         w = _weights(slope[rr, cc], p.gentle_slope_deg)
@@ -203,10 +203,13 @@ def place_settlements(grid: Grid, z: np.ndarray, slope: np.ndarray, tid: np.ndar
                       townships: gpd.GeoDataFrame, villages: pd.DataFrame, vrc: pd.DataFrame,
                       rng: np.random.Generator, p: SettleParams) -> pd.DataFrame:
     """Settlement rows (settlement_id, village_code, row, col, households, population)."""
+    # One piece on purpose: counts per village -> territories -> candidate cells ->
+    # calibrated high-site probability -> weighted draw; the random stream is consumed in this order
+    # and the shipped settlements' bytes depend on it. The stages are marked below.
     lon_c, lat_c = grid.lon, grid.lat
     kind_of = dict(zip(townships["township_code"], townships["kind"]))
     n_set = np.zeros(len(villages), dtype=np.int64)
-    for k, (vi, v) in enumerate(villages.iterrows()):
+    for k, (_vi, v) in enumerate(villages.iterrows()):
         street = kind_of[v["township_code"]] == "街道"
         if v["kind"] == "村":
             base, lam = p.settlements_per_street_village if street else p.settlements_per_village

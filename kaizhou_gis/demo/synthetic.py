@@ -121,8 +121,8 @@ facts about any place.
 def write_synthetic_district(out_dir: str | Path, spec: SyntheticDistrict, *, seed: int) -> list[Path]:
     """Build one synthetic district into ``out_dir``; returns the written paths."""
     from kaizhou_gis import outputs
-    from kaizhou_gis.demo import fixed_gdal_date
     from kaizhou_gis.demo import dem as demmod
+    from kaizhou_gis.demo import fixed_gdal_date
     from kaizhou_gis.demo.build import build_layers
 
     spec.check()
