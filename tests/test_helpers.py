@@ -147,8 +147,8 @@ def test_one_definition_per_concept(pattern, home):
 
 def test_every_module_uses_the_shared_helpers():
     from kaizhou_gis import network
-    from kaizhou_gis.batch import rollup as batch
     from kaizhou_gis.access import options, scoring, works
+    from kaizhou_gis.batch import rollup as batch
     from kaizhou_gis.demo import roads as demo_roads
     from kaizhou_gis.report import frames, indicators, sections
 

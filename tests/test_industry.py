@@ -307,7 +307,8 @@ def test_project_status_keeps_every_row(projects, villages, townships):
     assert st["IND03"] == "not placed: no host found"  # none of its 4 hosts is in the small layer
     assert st["IND14"].startswith("district-wide")
     assert st["IND28"].startswith("not placed")
-    assert table.set_index("project_id").loc["IND09", ["n_hosts_named", "n_hosts", "n_unresolved"]].tolist() == [3, 1, 2]
+    assert (table.set_index("project_id").loc["IND09", ["n_hosts_named", "n_hosts", "n_unresolved"]].tolist()
+            == [3, 1, 2])
 
 
 # ------------------------------------------------------------------------------------------
