@@ -132,6 +132,7 @@ def _clean(v: Any) -> str:
 def township_points(reloc: RelocationData, code: str, *, coords: str, last_year: int | None) -> dict:
     """The candidates (by village) and sites of one township as plain records with lon/lat."""
     s = reloc.settlements
+    assert s is not None  # a relocation result always holds its settlements
     cand = s[(s["township_code"].astype(str) == code) & s["relocation_candidate"].astype(bool)]
     cand = cand.sort_values(["village_code", "priority", "settlement_id"], ascending=[True, False, True],
                             kind="mergesort")

@@ -116,9 +116,9 @@ def frame_fingerprint(df: pd.DataFrame | None) -> str | None:
     return _sha((head + "\n" + "\n".join(rows)).encode())
 
 
-def layer_fingerprints(layers) -> dict[str, str]:
+def layer_fingerprints(layers) -> dict[str, str | None]:
     """``{layer name: sha256}`` for every loaded layer (vector content; the DEM's file bytes)."""
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     for name in _VECTOR_LAYERS:
         df = getattr(layers, name, None)
         if df is not None:
@@ -176,7 +176,7 @@ def public_options(options: dict[str, Any] | None) -> dict[str, Any]:
 
 def inputs_record(layers, plan, *, overrides: dict[str, Any] | None = None,
                   options: dict[str, Any] | None = None,
-                  layer_fps: dict[str, str] | None = None) -> dict[str, Any]:
+                  layer_fps: dict[str, str | None] | None = None) -> dict[str, Any]:
     """What a step's figures depend on, with one combined ``fingerprint``.
 
     ``options`` are the options that change figures (e.g. industry's ``split``); options that

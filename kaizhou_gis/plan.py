@@ -401,7 +401,7 @@ def _check_years(plan: Plan, problems: list[str]) -> None:
                         f"fix the base year.")
     p0, p1 = (int(x) for x in plan["meta.plan_period"][:2]) if len(plan["meta.plan_period"]) >= 2 \
         else (None, None)
-    if p0 is None or p1 < p0:
+    if p0 is None or p1 is None or p1 < p0:
         problems.append(f"meta.plan_period.value: {plan['meta.plan_period']!r} must be "
                         f"[first year, last year].")
     else:
@@ -493,7 +493,7 @@ def _apply_overrides(data: dict, overrides: dict[str, Any], where: str) -> dict:
         for p in parts[:-1]:
             node = node.get(p, {})
         leaf = node.get(parts[-1]) if isinstance(node, dict) else None
-        if not _is_leaf(leaf):
+        if leaf is None or not _is_leaf(leaf):
             raise PlanError(f"plan {where}: cannot override '{key}': no such setting.")
         leaf["value"] = value
         leaf["source"] = f"command-line override (plan file: {leaf['source']})"

@@ -107,6 +107,7 @@ def batch_run(districts, tmp_path_factory):
 
 def test_synthetic_districts_differ_and_are_labelled(districts):
     import geopandas as gpd
+
     from kaizhou_gis.plan import load_plan
 
     crs, extents = set(), set()

@@ -44,8 +44,8 @@ def write_gdb(tables: list[ResultTable], out_dir: str | Path) -> Path:
         raise OptionError(f"--format gdb: {why}; write GeoPackage instead (the default outputs).")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob(".results.*.tmp.gdb"):  # left by a killed run
-        shutil.rmtree(old, ignore_errors=True)
+    for stale in out_dir.glob(".results.*.tmp.gdb"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     target = out_dir / "results.gdb"
     tmp = out_dir / f".results.{secrets.token_hex(4)}.tmp.gdb"  # OpenFileGDB wants the .gdb
     # 64-bit integers (only where a value needs them) need ArcGIS Pro 3.2 or later

@@ -132,6 +132,7 @@ def read_layer(name: str, src: DbLayer) -> gpd.GeoDataFrame:
                         f"load it or fix the table name.")
                 from_clause = S.SQL("{}.{}").format(S.Identifier(src.schema), S.Identifier(src.table))
             else:
+                assert src.sql is not None  # a source is a table or an SQL query
                 from_clause = S.SQL("({}) AS kz_q").format(S.SQL(src.sql.strip().rstrip(";")))
             try:
                 cur.execute(S.SQL("SELECT * FROM {} LIMIT 0").format(from_clause))

@@ -110,6 +110,7 @@ def _write_table(cur, schema: str, rt: ResultTable, srid: int, run_note: str) ->
         for i in range(len(df)):
             row = [i + 1] + [conv(col[i]) for conv, col in zip(converters, columns)]
             if gname:
+                assert geoms is not None  # set with gname
                 g = geoms[i]
                 row.append(None if g is None else f"SRID={srid};{g}")
             cp.write_row(row)

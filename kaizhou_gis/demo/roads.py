@@ -25,9 +25,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
-from kaizhou_gis.network import costpath
 from kaizhou_gis.demo.dem import Grid
 from kaizhou_gis.layers import ROAD_CLASSES
+from kaizhou_gis.network import costpath
 
 log = logging.getLogger(__name__)
 

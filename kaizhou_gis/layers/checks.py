@@ -224,6 +224,7 @@ def dem_point_problems(layers: dict, dem: dict, plan, problems: list[str], notes
             continue
         xy = shapely.get_coordinates(shapely.point_on_surface(pts[usable]))
         x, y = transformer(g.crs, dem["crs"]).transform(xy[:, 0], xy[:, 1])
+        assert transform is not None  # set with band by read_dem_sample
         inv = ~transform
         col, row = inv @ (np.asarray(x), np.asarray(y))
         row, col = np.floor(row).astype(int), np.floor(col).astype(int)

@@ -255,6 +255,7 @@ def load_layers(path: str | Path | None = None, *, plan, crs: str | None = None,
     report = check_layers(path, plan=plan, crs=crs, encoding=encoding, coords=coords)
     if not report.ok:
         raise LayerError(report.problem_text())
+    assert report.layers is not None  # an ok report holds its layers
     return report.layers
 
 
@@ -265,7 +266,8 @@ def _lonlat_bounds(gdf: gpd.GeoDataFrame) -> tuple[float, float, float, float] |
     if not np.all(np.isfinite(b)):
         return None
     t = transformer(gdf.crs, "EPSG:4326")
-    return tuple(float(x) for x in t.transform_bounds(*b))
+    x0, y0, x1, y1 = t.transform_bounds(*b)
+    return float(x0), float(y0), float(x1), float(y1)
 
 
 def _load_one(name: str, src: _Source, *, plan, crs, encoding, coords, aliases, problems,
@@ -314,9 +316,10 @@ def _read_raw(name: str, src: _Source, *, plan, encoding, problems: list[str], n
         problems.append(f"{name}: OSM files are read as roads only; give {name} as "
                         f"GeoPackage, Shapefile or GeoJSON.")
         return None
-    bbox = None
+    bbox: tuple[float, float, float, float] | None = None
     if clip_to is not None:  # read only the OSM ways near the district
-        bbox = tuple(transformer(plan.work_crs, "EPSG:4326").transform_bounds(*clip_to[0].bounds))
+        x0, y0, x1, y1 = transformer(plan.work_crs, "EPSG:4326").transform_bounds(*clip_to[0].bounds)
+        bbox = (x0, y0, x1, y1)
     try:
         raw = _read_vector(name, src, encoding, notes, bbox=bbox)
     except LayerError as e:
@@ -358,7 +361,7 @@ def _checked_coordinates(name: str, src: _Source, raw: gpd.GeoDataFrame, crs, al
     GeoJSON read as WGS84 whose coordinates are not lon/lat gets ``--crs``."""
     nonfinite = checks.nonfinite_rows(raw)
     if nonfinite.any():
-        ids = _ids(_apply_aliases(raw, name, aliases, []), nonfinite, SCHEMA[name][1])
+        ids: list[str] | None = _ids(_apply_aliases(raw, name, aliases, []), nonfinite, SCHEMA[name][1])
         problems.append(f"{name}.geometry: coordinates that are not numbers (NaN or infinite) in "
                         f"{nonfinite.sum()} row(s) ({format_ids(ids)}); give those features real "
                         f"coordinates (an empty lon/lat cell becomes NaN) or remove them.")

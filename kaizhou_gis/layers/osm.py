@@ -37,7 +37,7 @@ def _osm_highways(path: Path, bbox):
             continue
         parts: list[list[tuple[float, float]]] = [[]]
         missing = 0
-        for nd in w.nodes:
+        for nd in w.nodes:  # type: ignore[union-attr]  # the filter passes ways only
             loc = nd.location
             if loc.valid():
                 parts[-1].append((loc.lon, loc.lat))
@@ -142,7 +142,8 @@ def osm_roads_layer(osm: str | Path, boundary: str | Path, *, plan,
     area = _clip_area(b, plan)
     if area is None:
         raise LayerError(f"boundary: {boundary} holds no polygon; give the district boundary.")
-    bbox = tuple(transformer(plan.work_crs, "EPSG:4326").transform_bounds(*area[0].bounds))
+    x0, y0, x1, y1 = transformer(plan.work_crs, "EPSG:4326").transform_bounds(*area[0].bounds)
+    bbox = (x0, y0, x1, y1)
     roads = read_osm_roads(osm, notes=notes, bbox=bbox).to_crs(plan.work_crs)
     roads = _clip_roads(roads, area, notes)
     excluded = {str(v).strip().lower() for v in plan.get("layers.non_vehicle_classes", [])}

@@ -5,8 +5,8 @@ from typing import Any
 
 import pandas as pd
 
-from kaizhou_gis.layers import leftout
 from kaizhou_gis.figures import pct
+from kaizhou_gis.layers import leftout
 from kaizhou_gis.plan import Plan
 from kaizhou_gis.relocation.labels import _STATUS
 from kaizhou_gis.relocation.rollups import plan_comparison

@@ -6,9 +6,9 @@ from typing import Any
 
 import pandas as pd
 
-from kaizhou_gis.layers import leftout
 from kaizhou_gis.figures import pct
 from kaizhou_gis.industry import host_township_codes
+from kaizhou_gis.layers import leftout
 from kaizhou_gis.report.common import _bool, _num, _records, _unavailable
 from kaizhou_gis.report.frames import (
     _admin,

@@ -280,7 +280,7 @@ class Workbench:
         self.townships: list[dict] = []
         self.data_status: dict | None = None
         self.banner: list[str] = []
-        self.layer_fps: dict[str, str] = {}
+        self.layer_fps: dict[str, str | None] = {}
         self.loaded_at = 0.0
         self.runs: OrderedDict[str, Run] = OrderedDict()
         self.base_key: str | None = None
