@@ -1,6 +1,7 @@
 """The relocation, access and industry sections of report.json, each against the plan."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,11 +223,13 @@ def access_section(plan, frames: _Frames, res: StepResult | None, why: str) -> d
         for t in sorted(w["type"].astype(str).unique()):
             sel = w["type"].astype(str) == t
             nw = int(w.loc[sel, "work_id"].nunique()) if "work_id" in w else int(sel.sum())
-            by_type.append({"type": t, "works": nw, "km": round(float(km[sel].sum()), 2),
-                            "cost_yuan": round(float(cost[sel].sum()), 0)})
+            by_type.append({"type": t, "works": nw, "km": round(math.fsum(km[sel]), 3),
+                            "cost_yuan": round(math.fsum(cost[sel]), 0)})
         out["works"] = {"count": int(w["work_id"].nunique()) if "work_id" in w else int(len(w)),
-                        "km": round(float(km.sum()), 2),
-                        "cost_yuan": round(float(cost.sum()), 0), "by_type": by_type}
+                        # exact sums, as the per-township table's: the same works give the
+                        # same figure whatever the order of their rows
+                        "km": round(math.fsum(km), 3),
+                        "cost_yuan": round(math.fsum(cost), 0), "by_type": by_type}
     else:
         out["works"] = {"count": 0, "km": 0.0, "cost_yuan": 0.0, "by_type": []}
     curve = res.data.cost_curve

@@ -100,7 +100,7 @@ def _tw_access(df: pd.DataFrame, frames: _Frames, acc: StepResult) -> pd.DataFra
         wk = pd.to_numeric(w["km"], errors="coerce").fillna(0).groupby(w["township_code"]).agg(math.fsum)
         wc = pd.to_numeric(w["cost_yuan"], errors="coerce").fillna(0).groupby(
             w["township_code"]).agg(math.fsum)
-        df["works_km"] = df["township_code"].map(wk).fillna(0).round(2)
+        df["works_km"] = df["township_code"].map(wk).fillna(0).round(3)
         df["works_cost_10k_yuan"] = (df["township_code"].map(wc).fillna(0) / 1e4).round(1)
     else:
         df["works_km"] = 0.0
