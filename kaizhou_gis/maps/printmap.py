@@ -87,6 +87,8 @@ def township_sheet(ctx, d, specs: list, code: str, *, formats=("pdf", "png"),
     With ``pool`` (a :class:`SheetPool`) the sheet is drawn there and a
     :class:`concurrent.futures.Future` of that dict is returned."""
     plan = ctx.plan
+    cfg = plan.section("maps")
+    mcfg = plan.section("maps")
     name = d.township_names.get(code, code)
     tw = d.work_townships[d.work_townships["township_code"] == code]
     labels = _labels(d, code)
@@ -94,13 +96,23 @@ def township_sheet(ctx, d, specs: list, code: str, *, formats=("pdf", "png"),
                       subtitle=f"{name}（{code}）· {plan.get('meta.plan_title', '')} · "
                                f"{plan.get('meta.district_name_en', '')}",
                       labels=labels, data_status=getattr(ctx, "data_status", None))
-    return _draw(ctx, d, specs, text, tw, formats=formats, pool=pool)
+    kwargs = dict(bounds_xy=_work_bounds(tw), work_crs=plan.work_crs,
+                  highlight=tw.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
+                  png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(mcfg["hillshade_azimuth_deg"]),
+                  altitude_deg=float(mcfg["hillshade_altitude_deg"]), formats=formats,
+                  map_crs=_wgs84_specs(d))
+    if pool is not None:
+        return pool.submit(specs, text, **kwargs)
+    with ctx.layers.open_dem() as dem:
+        return sheet.render_sheet(specs, text, dem=dem, **kwargs)
 
 
 def district_sheet(ctx, d, specs: list, *, formats=("pdf",), pool: SheetPool | None = None):
     """The A3 overview sheet of the district (with ``pool``: a Future of it, as
     :func:`township_sheet`)."""
     plan = ctx.plan
+    cfg = plan.section("maps")
+    mcfg = plan.section("maps")
     labels = []
     tw = d.work_townships
     pts = tw.geometry.representative_point().to_crs(4326)
@@ -110,18 +122,10 @@ def district_sheet(ctx, d, specs: list, *, formats=("pdf",), pool: SheetPool | N
     text = sheet_text(plan, d, title=f"{plan.name}扶贫规划总图",
                       subtitle=f"{plan.get('meta.plan_title', '')} · {plan.get('meta.district_name_en', '')}",
                       labels=labels, data_status=getattr(ctx, "data_status", None))
-    return _draw(ctx, d, specs, text, boundary, formats=formats, pool=pool)
-
-
-def _draw(ctx, d, specs: list, text, area, *, formats, pool: SheetPool | None):
-    """Draw a sheet of ``area`` (work-CRS frame, highlighted) with the plan's print settings:
-    in ``pool`` (a Future) or here."""
-    plan = ctx.plan
-    cfg = plan.section("maps")
-    kwargs = dict(bounds_xy=_work_bounds(area), work_crs=plan.work_crs,
-                  highlight=area.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
-                  png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(cfg["hillshade_azimuth_deg"]),
-                  altitude_deg=float(cfg["hillshade_altitude_deg"]), formats=formats,
+    kwargs = dict(bounds_xy=_work_bounds(boundary), work_crs=plan.work_crs,
+                  highlight=boundary.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
+                  png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(mcfg["hillshade_azimuth_deg"]),
+                  altitude_deg=float(mcfg["hillshade_altitude_deg"]), formats=formats,
                   map_crs=_wgs84_specs(d))
     if pool is not None:
         return pool.submit(specs, text, **kwargs)
