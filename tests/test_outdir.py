@@ -70,7 +70,7 @@ def test_out_under_a_file_exits_2_naming_the_file(tmp_path, layers_dir):
 
 
 def test_read_only_out_exits_2_with_the_reason(tmp_path, layers_dir, monkeypatch):
-    real = outputs.tempfile.mkstemp
+    real = outputs.files.tempfile.mkstemp
 
     def mkstemp(*args, dir=None, **kwargs):
         if dir is not None and Path(dir) == tmp_path / "ro":
@@ -78,7 +78,7 @@ def test_read_only_out_exits_2_with_the_reason(tmp_path, layers_dir, monkeypatch
         return real(*args, dir=dir, **kwargs)
 
     (tmp_path / "ro").mkdir()
-    monkeypatch.setattr(outputs.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(outputs.files.tempfile, "mkstemp", mkstemp)
     res = CliRunner().invoke(main, ["run", "--layers", str(layers_dir), "--out", str(tmp_path / "ro")])
     assert res.exit_code == 2, res.output
     assert f"--out {tmp_path / 'ro'}: cannot write into the folder (read-only filesystem)" in res.output
@@ -176,7 +176,7 @@ def _other_filesystem_out() -> Path | None:
     """A folder on a tmpfs (another filesystem than the system temp), or None."""
     for base in (Path("/dev/shm"), Path("/run/user") / str(os.getuid())):
         try:
-            if base.is_dir() and os.stat(base).st_dev != os.stat(outputs._shared_temp().parent).st_dev:
+            if base.is_dir() and os.stat(base).st_dev != os.stat(outputs.files._shared_temp().parent).st_dev:
                 d = base / f"kaizhou-gis-test-{uuid.uuid4().hex[:8]}"
                 d.mkdir()
                 return d
@@ -241,7 +241,7 @@ def test_write_into_another_filesystem_is_complete(tmp_path):
         outputs.write_csv(table.assign(a=table["a"] * 2), base / "t.csv")  # over an old file
         assert pd.read_csv(base / "t.csv", encoding="utf-8-sig")["a"].sum() == 2 * sum(range(1000))
         assert _all_files(base) == ["t.csv"]
-        assert oct((base / "t.csv").stat().st_mode & 0o777) == oct(0o666 & ~outputs._UMASK)
+        assert oct((base / "t.csv").stat().st_mode & 0o777) == oct(0o666 & ~outputs.files._UMASK)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

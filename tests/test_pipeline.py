@@ -183,7 +183,7 @@ _KILL_SCRIPT = textwrap.dedent('''
 
     out, marker, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     if mode == "in_folder":  # as on a machine where the system temp is another filesystem
-        outputs._temp_dir_for = lambda folder: folder
+        outputs.files._temp_dir_for = lambda folder: folder
     table = pd.DataFrame({"settlement_id": [f"S{i}" for i in range(500)], "people": range(500)})
     mod = types.ModuleType("kz_kill_steps")
     mod.alpha = lambda ctx, needs: StepResult("alpha", files={"alpha/table.csv": table})
@@ -302,7 +302,7 @@ def test_write_succeeds_when_rename_across_mount_points_is_refused(tmp_path, mon
     sys_tmp = tmp_path / "systmp"
     sys_tmp.mkdir()
     monkeypatch.setattr(os, "replace", replace)
-    monkeypatch.setattr(outputs, "_temp_dir_for", lambda folder: sys_tmp)
+    monkeypatch.setattr(outputs.files, "_temp_dir_for", lambda folder: sys_tmp)
     target = tmp_path / "out" / "report.md"
     outputs.write_text("complete\n", target)
     assert target.read_text(encoding="utf-8") == "complete\n"

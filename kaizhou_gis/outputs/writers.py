@@ -1,0 +1,210 @@
+"""Writers by file kind (GeoPackage, JSON, text, HTML, bytes, GeoTIFF) and
+:func:`write_products`, which picks the writer by a product's extension and adds the data status."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kaizhou_gis.outputs.files import FIXED_DATE, atomic_path
+from kaizhou_gis.outputs.tables import FORMULA_ABOUT_ROW, FORMULA_NOTE_EN, FORMULA_NOTE_ZH, write_csv, write_xlsx
+
+log = logging.getLogger(__name__)
+
+_FOLIUM_ID = re.compile(r"(?<=_)[0-9a-f]{32}(?![0-9a-f])")
+
+
+def stable_element_ids(html: str) -> str:
+    """Replace the random 32-hex element ids of a rendered folium page (``map_3f2a...``) by
+    sequential ones in order of first appearance, so the same map gives the same bytes."""
+    seen: dict[str, str] = {}
+
+    def repl(m: re.Match) -> str:
+        return seen.setdefault(m.group(0), f"{len(seen) + 1:032x}")
+    return _FOLIUM_ID.sub(repl, html)
+
+
+def _gpkg_ready(gdf):
+    gdf = gdf.copy()
+    for c in gdf.columns:
+        if c == gdf.geometry.name:
+            continue
+        if gdf[c].dtype == object:
+            gdf[c] = gdf[c].map(lambda v: "; ".join(map(str, v)) if isinstance(v, (list, tuple, set))
+                                else (None if v is None or (isinstance(v, float) and math.isnan(v)) else v))
+    return gdf
+
+
+def write_gpkg(layers, path: str | Path) -> Path:
+    """GeoPackage with one layer (a GeoDataFrame, named after the file) or several (a dict)."""
+    path = Path(path)
+    if not isinstance(layers, dict):
+        layers = {path.stem: layers}
+    old = os.environ.get("OGR_CURRENT_DATE")
+    os.environ["OGR_CURRENT_DATE"] = old or FIXED_DATE  # GDAL stamps each table with it
+    try:
+        with atomic_path(path) as tmp:
+            for name, gdf in layers.items():
+                _gpkg_ready(gdf).to_file(tmp, layer=name, driver="GPKG", engine="pyogrio")
+    finally:
+        if old is None:
+            os.environ.pop("OGR_CURRENT_DATE", None)
+    return path
+
+
+class _Encoder(json.JSONEncoder):
+    def default(self, o: Any) -> Any:
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return None if not np.isfinite(o) else float(o)
+        if isinstance(o, np.bool_):
+            return bool(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, (set, tuple)):
+            return list(o)
+        if isinstance(o, (Path,)):
+            return str(o)
+        if isinstance(o, (_dt.date, _dt.datetime, pd.Timestamp)):
+            return o.isoformat()
+        if isinstance(o, (pd.DataFrame,)):
+            return json.loads(o.to_json(orient="records", force_ascii=False))
+        if isinstance(o, pd.Series):
+            return o.tolist()
+        return super().default(o)
+
+
+def _nan_to_none(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {str(k): _nan_to_none(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_nan_to_none(v) for v in o]
+    return o
+
+
+def to_json_text(obj: Any) -> str:
+    """JSON text as written by :func:`write_json` (NaN becomes null, numpy types become Python)."""
+    return json.dumps(_nan_to_none(obj), cls=_Encoder, ensure_ascii=False, indent=2)
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    return write_text(to_json_text(obj) + "\n", path)
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes(data: bytes, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_html(obj: Any, path: str | Path) -> Path:
+    """An HTML page: text, or a folium/branca object rendered to a standalone page."""
+    if not isinstance(obj, str):
+        obj = stable_element_ids(obj.get_root().render())
+    return write_text(obj, path)
+
+
+def write_product(out_dir: str | Path, relpath: str, obj: Any, *, header: str = "en") -> Path:
+    """Write one product under ``out_dir`` choosing the writer by extension."""
+    path = Path(out_dir) / relpath
+    ext = path.suffix.lower()
+    if ext == ".csv":
+        return write_csv(obj, path, header=header)
+    if ext == ".xlsx":
+        return write_xlsx(obj, path, header=header)
+    if ext == ".gpkg":
+        return write_gpkg(obj, path)
+    if ext == ".json":
+        return write_json(obj, path)
+    if ext in (".html", ".htm"):
+        return write_html(obj, path)
+    if ext in (".md", ".txt"):
+        return write_text(obj, path)
+    if ext in (".png", ".jpg", ".pdf", ".tif", ".kmz", ".kml", ".gpx"):
+        if isinstance(obj, (bytes, bytearray)):
+            return write_bytes(bytes(obj), path)
+        if isinstance(obj, (str, Path)) and Path(obj).exists():  # a finished temp file to move in
+            with atomic_path(path) as tmp:
+                Path(tmp).write_bytes(Path(obj).read_bytes())
+            return path
+    raise TypeError(f"no writer for {relpath} ({type(obj).__name__})")
+
+
+def with_status(relpath: str, obj: Any, status: dict | None) -> Any:
+    """``obj`` with the data status added: ``data_status`` in a JSON object, a 说明/About sheet
+    in an XLSX workbook (see :mod:`kaizhou_gis.provenance`). Other products are returned as is."""
+    if status is None:
+        return obj
+    from kaizhou_gis import provenance
+
+    ext = Path(relpath).suffix.lower()
+    if ext == ".json" and isinstance(obj, dict) and "data_status" not in obj:
+        return {"data_status": status, **obj}
+    if ext == ".xlsx":
+        sheets = dict(obj) if isinstance(obj, dict) else {"data": obj}
+        if not any(str(k).startswith(ABOUT_SHEET) for k in sheets):
+            sheets[ABOUT_SHEET] = provenance.about_table(status, title=relpath,
+                                                         extra=[FORMULA_ABOUT_ROW])
+        return sheets
+    return obj
+
+
+#: Name of the sheet every XLSX workbook carries with the data status.
+ABOUT_SHEET = "说明 About"
+
+
+def write_products(out_dir: str | Path, files: dict[str, Any], *, header: str = "en",
+                   status: dict | None = None) -> list[Path]:
+    """Write every product of a step; returns the paths written, in order.
+
+    With ``status`` (:func:`kaizhou_gis.provenance.data_status`) every JSON object gets a
+    ``data_status`` field, every XLSX workbook a 说明/About sheet, and every folder that receives
+    CSV files a README.txt saying what the data is and listing the folder's CSV tables.
+    """
+    written = []
+    for rel, obj in files.items():
+        written.append(write_product(out_dir, rel, with_status(rel, obj, status), header=header))
+        log.debug("wrote %s", written[-1])
+    if status is not None:
+        from kaizhou_gis import provenance
+
+        folders = sorted({p.parent for p in written if p.suffix.lower() == ".csv"})
+        for folder in folders:
+            csvs = sorted(p.name for p in folder.glob("*.csv"))
+            text = provenance.readme_text(status, csvs, title=f"kaizhou-gis: {folder.name}/")
+            text += f"\n{FORMULA_NOTE_ZH}\n{FORMULA_NOTE_EN}\n"
+            written.append(write_text(text, folder / "README.txt"))
+    return written
+
+
+def write_geotiff(array: np.ndarray, path: str | Path, *, transform, crs, nodata=None,
+                  tags: dict | None = None) -> Path:
+    """Single-band GeoTIFF (deflate, tiled), written atomically."""
+    import rasterio
+
+    profile = dict(driver="GTiff", height=array.shape[0], width=array.shape[1], count=1,
+                   dtype=array.dtype, crs=crs, transform=transform, nodata=nodata,
+                   compress="deflate", predictor=2, tiled=True, blockxsize=256, blockysize=256)
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as ds:
+            ds.write(array, 1)
+            if tags:
+                ds.update_tags(**tags)
+    return Path(path)
