@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "architecture.md"
 PKG = ROOT / "kaizhou_gis"
 #: modules that run the pipeline (they may import it); every other module is analysis or output
-RUNNERS = {"pipeline.py", "cli.py", "batch/run.py", "dbio/tables.py", "web/app.py", "web/workbench.py"}
+RUNNERS = {"pipeline.py", "cli.py", "batch/run.py", "dbio/tables.py", "web/app.py", "web/workbench.py",
+           "web/downloads.py", "web/runs.py"}
 
 
 def _section(text: str, title: str) -> str:

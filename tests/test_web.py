@@ -20,7 +20,8 @@ from webserver import raw_get, running, wait_done
 
 from kaizhou_gis.errors import OptionError, PlanError
 from kaizhou_gis.plan import default_plan_path, load_plan, with_overrides
-from kaizhou_gis.web.workbench import Workbench, pinyin_keys, search_townships, township_tables
+from kaizhou_gis.web.townships import pinyin_keys, search_townships, township_tables
+from kaizhou_gis.web.workbench import Workbench
 
 INJECTION = "<img src=x onerror=alert(1)>"
 JINJA = "{{ 7*7 }}"
@@ -137,7 +138,7 @@ def test_runs_are_keyed_by_inputs_and_reuse_unaffected_steps(bench):
     assert wb.counts(a, DAJIN)["candidates"] == expect
     base = wb.counts(wb.base, DAJIN)["candidates"]
     assert base == 4 and expect == 1  # 820, 900, 940, 1020 m > 800 m; only 1020 m > 950 m
-    tables = township_tables(a.ctx, a.failures, DAJIN)
+    tables = township_tables(a.ctx.results, a.ctx.layers.villages, a.failures, DAJIN)
     assert len(tables["candidates"]) == expect
 
 

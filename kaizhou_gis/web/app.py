@@ -35,7 +35,8 @@ from starlette.routing import Route
 from kaizhou_gis.errors import KaizhouGISError
 from kaizhou_gis.field import FIELD_COORDS
 from kaizhou_gis.maps.mapassets import script_json
-from kaizhou_gis.web.workbench import TABLES, Workbench, search_townships, table_records, township_tables
+from kaizhou_gis.web.townships import TABLES, search_townships, table_records, township_tables
+from kaizhou_gis.web.workbench import Workbench
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,8 @@ class _Pages:
             return self.page("township.html", progress=run.progress(), **ctx)
         if run.ctx is None:
             return self.error_page(request, 500, "计算失败", "The run failed", "\n".join(run.failures.values()))
-        tables = await run_in_threadpool(township_tables, run.ctx, run.failures, code)
+        tables = await run_in_threadpool(township_tables, run.ctx.results, run.ctx.layers.villages,
+                                         run.failures, code)
         downloads, note = await self.township_downloads(run, code)
         return self.page("township.html", progress=None, counts=self.counts(run, code), failures=run.failures,
                          tables=_shown_tables(tables), downloads=downloads, downloads_note=note, **ctx)
