@@ -7,11 +7,13 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import shapely.affinity
 from pyproj import Transformer
 from rasterio.transform import Affine
-from shapely.geometry import Point, box
+from shapely.geometry import MultiPolygon, Point, Polygon, box
 
 from kaizhou_gis import terrain
+from kaizhou_gis.terrain.zonal import MIN_SHARE, coverage
 
 NODATA = -32768
 
@@ -169,7 +171,7 @@ def test_zonal_stats_coverage_weighted(tmp_path):
     assert s.loc[0, "min_m"] == 100 and s.loc[0, "max_m"] == 200
     assert s.loc[0, "share_above_pct"] == pytest.approx(50.0)
     assert s.loc[1, "mean_m"] == pytest.approx(100.0)
-    assert s.loc[1, "covered_cells"] == pytest.approx(0.01, abs=0.01)
+    assert s.loc[1, "covered_cells"] == pytest.approx(0.01, rel=1e-9)  # exactly 1 % of the cell
     assert s.loc[2, "mean_m"] == pytest.approx((50 + 200) / 1.5)
     assert s.loc[2, "share_above_pct"] == pytest.approx(100 / 1.5)
     assert s.loc[3, "mean_m"] == pytest.approx(2400.0)
@@ -190,7 +192,7 @@ def test_small_windows_give_the_same_answers(tiny_dem, tmp_path, monkeypatch):
         whole = terrain.sample_elevation(pts, ds)
         zs_whole = terrain.zonal_stats(polys, bg, threshold_m=150)
         monkeypatch.setattr(terrain.sampling, "MAX_WINDOW_CELLS", 1)
-        monkeypatch.setattr(terrain.sampling, "MAX_BLOCK_CELLS", 64 * 7)  # 7-cell tiles
+        monkeypatch.setattr(terrain.sampling, "MAX_BLOCK_CELLS", 7)  # 7-cell tiles
         pieces = terrain.sample_elevation(pts, ds)
         zs_pieces = terrain.zonal_stats(polys, bg, threshold_m=150)
     assert whole.equals(pieces)
@@ -199,3 +201,78 @@ def test_small_windows_give_the_same_answers(tiny_dem, tmp_path, monkeypatch):
     # the big polygon covers 39 x 39 cells' worth of area: all cells, the border ones by half
     assert zs_whole.loc[0, "covered_cells"] == pytest.approx(39 * 39)
     assert zs_whole.loc[0, "min_m"] == 100 and zs_whole.loc[0, "max_m"] == 196
+
+
+def _oracle_shares(geom, transform, height, width):
+    """Each cell's share by shapely: area of (cell box & polygon) / cell area."""
+    out = np.zeros((height, width))
+    for r in range(height):
+        for c in range(width):
+            x0, y0 = transform @ (c, r + 1)
+            x1, y1 = transform @ (c + 1, r)
+            cell = box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+            out[r, c] = geom.intersection(cell).area / cell.area
+    return out
+
+
+@pytest.mark.parametrize("geom", [
+    Polygon([(3.3, 2.1), (17.9, 5.5), (9.2, 19.4), (6.05, 11.0)]),                 # a skewed quad
+    Polygon([(1, 1), (19, 1), (19, 19), (1, 19)],                                  # a square with
+            [[(5.5, 5.5), (12.25, 6.0), (9.0, 14.7)]]),                             # a hole
+    MultiPolygon([box(0.2, 0.2, 3.7, 2.9), Polygon([(10, 10), (14.5, 10.2), (12, 18.8)])]),
+    Point(10.3, 9.7).buffer(7.77, quad_segs=64),                                  # 257 vertices
+    box(5, 5, 10, 10),                                                            # on grid lines
+])
+def test_coverage_equals_the_exact_intersection_areas(geom):
+    tr = from_origin(0, 20, 1, 1)
+    want = _oracle_shares(geom, tr, 20, 20)
+    got = coverage(geom, tr, 0, 0, 20, 20)
+    assert np.allclose(got, want, rtol=0, atol=1e-12)
+    assert ((got > 0) == (want > MIN_SHARE)).all()  # no cell only touched along an edge counts
+    # the ring's direction does not matter, nor where the window starts (cells outside: 0)
+    rev = shapely.reverse(geom)
+    assert np.allclose(coverage(rev, tr, 0, 0, 20, 20), want, rtol=0, atol=1e-12)
+    part = coverage(geom, tr, 4, 7, 9, 6)
+    assert np.allclose(part, want[4:13, 7:13], rtol=0, atol=1e-12)
+    # a rotated grid of sheared, non-square cells (any affine transform): the same shares
+    def aff(t):
+        return [t.a, t.b, t.d, t.e, t.xoff, t.yoff]
+
+    rot = Affine.translation(100, 50) @ Affine.rotation(30) @ Affine.shear(10, 0) @ Affine.scale(1.5, -0.8)
+    g_rot = shapely.affinity.affine_transform(shapely.affinity.affine_transform(geom, aff(~tr)), aff(rot))
+    assert np.allclose(coverage(g_rot, rot, 0, 0, 20, 20), want, rtol=0, atol=1e-9)
+
+
+def test_min_and_max_count_every_cell_with_a_positive_share(tmp_path):
+    """A sliver of 1/1000 of a cell still puts its cell's value into min and max (as exactextract
+    does), while weighing 1/1000 of a cell in the mean."""
+    z = np.array([[100.0, 900.0], [100.0, 100.0]], dtype="float32")
+    path = write_dem(tmp_path / "s.tif", z, from_origin(0, 200, 100, 100), "EPSG:4545",
+                     nodata=-9999.0, dtype="float32")
+    # cell (0, 0) fully and a 0.1 m strip of cell (0, 1): share 0.001
+    polys = gpd.GeoSeries([box(0, 100, 100.1, 200)], crs="EPSG:4545")
+    with rasterio.open(path) as ds:
+        s = terrain.zonal_stats(polys, ds, threshold_m=500)
+    assert s.loc[0, "max_m"] == 900 and s.loc[0, "min_m"] == 100
+    assert s.loc[0, "covered_cells"] == pytest.approx(1.001, rel=1e-12)
+    assert s.loc[0, "mean_m"] == pytest.approx((100 + 0.001 * 900) / 1.001, rel=1e-12)
+    assert s.loc[0, "share_above_pct"] == pytest.approx(100 * 0.001 / 1.001, rel=1e-9)
+
+
+def test_cells_of_is_rowcol_with_the_edge_rule():
+    """The vectorized point-to-cell step gives rasterio's rowcol(op=floor_cells) cells, points
+    on and next to cell edges included (floor_cells' scalar short path too)."""
+    from rasterio.transform import rowcol
+
+    tr = from_origin(107.9, 31.7, 1 / 1200, 1 / 1200)
+    rng = np.random.default_rng(3)
+    cols = np.r_[rng.uniform(0, 500, 300), np.arange(50) * 1.0, np.arange(50) + 1e-5, np.arange(50) - 1e-5]
+    rows = np.r_[rng.uniform(0, 500, 300), np.arange(50) * 1.0, np.arange(50) - 3e-5, np.arange(50) + 3e-4]
+    xs, ys = tr @ (cols, rows)
+    want_r, want_c = rowcol(tr, xs, ys, op=lambda v: np.floor(np.asarray(v, dtype="float64")
+                                                             + terrain.sampling.CELL_TOL))
+    got_r, got_c = terrain.sampling.cells_of(tr, xs, ys)
+    assert np.array_equal(got_r, want_r) and np.array_equal(got_c, want_c)
+    old_r, old_c = rowcol(tr, xs, ys, op=terrain.floor_cells)
+    assert np.array_equal(old_r, want_r) and np.array_equal(old_c, want_c)
+    assert np.isnan(terrain.floor_cells(float("nan")))

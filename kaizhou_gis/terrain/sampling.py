@@ -6,9 +6,12 @@ projected ones. Reads are windowed: only the part of the DEM that is needed is r
 """
 from __future__ import annotations
 
+import math
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from pyproj import CRS, Geod
 from rasterio.io import DatasetReader
 from rasterio.transform import Affine, rowcol
@@ -144,8 +147,25 @@ CELL_TOL = 1e-4
 
 def floor_cells(v):
     """``floor`` of fractional row/column numbers, ``CELL_TOL`` short of each cell edge (the
-    ``op`` of :func:`rasterio.transform.rowcol` everywhere a point is put into a DEM cell)."""
+    ``op`` of :func:`rasterio.transform.rowcol` everywhere a point is put into a DEM cell).
+
+    rasterio calls an ``op`` that is not a numpy ufunc once per coordinate, so a single float
+    takes the short path (the same double, floored by :func:`math.floor`); for arrays,
+    :func:`cells_of` does the whole conversion in one step."""
+    if isinstance(v, float) and math.isfinite(v):  # numpy.float64 included
+        return np.float64(math.floor(v + CELL_TOL))
     return np.floor(np.asarray(v, dtype="float64") + CELL_TOL)
+
+
+def cells_of(transform: Affine, xs, ys) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column (float arrays) of the cells holding the points (``xs``, ``ys``):
+    ``rasterio.transform.rowcol(transform, xs, ys, op=floor_cells)`` in one vectorized step.
+
+    The fractional positions come from rasterio's own affine arithmetic (``op=np.positive``: a
+    ufunc rasterio applies in place, the identity on floats), so the cells are the same."""
+    r, c = rowcol(transform, np.asarray(xs, dtype="float64"), np.asarray(ys, dtype="float64"),
+                  op=np.positive)
+    return floor_cells(np.asarray(r, dtype="float64")), floor_cells(np.asarray(c, dtype="float64"))
 
 
 def _point_rowcol(points: gpd.GeoSeries, dem: DatasetReader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -153,17 +173,22 @@ def _point_rowcol(points: gpd.GeoSeries, dem: DatasetReader) -> tuple[np.ndarray
     pts = points
     if points.crs is not None and dem.crs is not None and CRS(points.crs) != CRS(dem.crs):
         pts = points.to_crs(dem.crs)
-    valid = ~(pts.is_empty | pts.isna()).to_numpy()
+    arr = np.asarray(pts.to_numpy(), dtype=object)
+    valid = ~(shapely.is_missing(arr) | shapely.is_empty(arr))
     xs = np.full(len(pts), np.nan)
     ys = np.full(len(pts), np.nan)
     if valid.any():
-        xs[valid] = pts[valid].x.to_numpy()
-        ys[valid] = pts[valid].y.to_numpy()
+        if (shapely.get_type_id(arr[valid]) == 0).all():  # points: one coordinate each
+            xy = shapely.get_coordinates(arr[valid])
+            xs[valid], ys[valid] = xy[:, 0], xy[:, 1]
+        else:  # raises the GeoPandas error for a geometry that is not a point
+            xs[valid] = pts[valid].x.to_numpy()
+            ys[valid] = pts[valid].y.to_numpy()
     ok = np.isfinite(xs) & np.isfinite(ys)
     rows = np.full(len(pts), -1, dtype=np.int64)
     cols = np.full(len(pts), -1, dtype=np.int64)
     if ok.any():
-        r, c = rowcol(dem.transform, xs[ok], ys[ok], op=floor_cells)
+        r, c = cells_of(dem.transform, xs[ok], ys[ok])
         rows[ok], cols[ok] = np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)
     inside = ok & (rows >= 0) & (rows < dem.height) & (cols >= 0) & (cols < dem.width)
     return rows, cols, inside
