@@ -198,8 +198,9 @@ def build_layers(*, seed: int, scale: int = 1, district: SyntheticDistrict | Non
         coarse, ctr = adm.itur_trend_source()
         trend = demmod.trend_from_coarse(grid, coarse, ctr)
     else:
-        f = noise.fractal(grid.shape, r_dem, beta=3.0)
-        trend = 650.0 + 380.0 * f
+        trend = noise.fractal(grid.shape, r_dem, beta=3.0)
+        trend *= 380.0
+        trend += 650.0                                # 650 + 380 * fractal
     seats = a.seats
     ll = np.column_stack([seats.geometry.x, seats.geometry.y])
     if not real:
@@ -219,7 +220,9 @@ def build_layers(*, seed: int, scale: int = 1, district: SyntheticDistrict | Non
     nodes_e = np.concatenate([node_elev, [OUTLET_ELEVATION_M]])
     params = demmod.DemParams()
     z = demmod.synthesize(grid, trend, nodes, nodes_e, ll, elev, inside, r_dem, params)
+    del trend  # grid-sized arrays: each is dropped as soon as it is used up
     dem = np.round(z).astype(np.int16)
+    del z
     zf = dem.astype(float)
     slope = slope_deg(zf, grid.transform, "EPSG:4326")
 
@@ -240,6 +243,7 @@ def build_layers(*, seed: int, scale: int = 1, district: SyntheticDistrict | Non
                                 tgdf.set_index("township_code").geometry.reindex(villages["township_code"]).to_numpy(),
                                 r_village)
     sets = settle.place_settlements(grid, zf, slope, tid, tgdf, villages, vrc, r_settle, sp)
+    del slope, tid
     spoly = tgdf.set_index("township_code").geometry.reindex(
         villages["township_code"].to_numpy()[sets["vidx"]]).to_numpy()
     slon, slat = settle._jitter(grid, sets["row"].to_numpy(), sets["col"].to_numpy(), spoly, r_settle)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from rasterio.transform import Affine, from_origin, rowcol
@@ -69,13 +70,19 @@ class Grid:
     transform: Affine
     shape: tuple[int, int]
 
-    @property
+    @cached_property
     def lon(self) -> np.ndarray:
-        return self.transform.c + (np.arange(self.shape[1]) + 0.5) * self.transform.a
+        """Longitude of each column's cell centre (computed once; read-only)."""
+        out = self.transform.c + (np.arange(self.shape[1]) + 0.5) * self.transform.a
+        out.flags.writeable = False
+        return out
 
-    @property
+    @cached_property
     def lat(self) -> np.ndarray:
-        return self.transform.f + (np.arange(self.shape[0]) + 0.5) * self.transform.e
+        """Latitude of each row's cell centre (computed once; read-only)."""
+        out = self.transform.f + (np.arange(self.shape[0]) + 0.5) * self.transform.e
+        out.flags.writeable = False
+        return out
 
     @property
     def lat0(self) -> float:
@@ -195,22 +202,29 @@ def river_network(grid: Grid, nodes_xy: np.ndarray, nodes_elev: np.ndarray,
     n_springs = int(area / params.spring_spacing_m ** 2)
     springs = np.column_stack([rng.uniform(0, W * dx, n_springs), -rng.uniform(0, H * dy, n_springs)])
     # Attach springs nearest-first so that the network grows outward from the trunk.
-    d0 = cdist(springs, net_xy[:: max(1, len(net_xy) // 4000)]).min(axis=1)
+    sub = net_xy[:: max(1, len(net_xy) // 4000)]
+    chunk = max(1, 4_000_000 // max(len(sub), 1))  # bounded temporary: springs x 4000 floats
+    d0 = np.concatenate([cdist(springs[i:i + chunk], sub).min(axis=1)
+                         for i in range(0, len(springs), chunk)]) if len(springs) else np.zeros(0)
     order = np.argsort(d0, kind="stable")
     lo_g, hi_g = params.tributary_grade
     tmin, tmax = float(np.percentile(trend, 5)), float(np.percentile(trend, 95))
     tree = cKDTree(net_xy)
     tree_e = net_e
-    recent_xy = np.zeros((0, 2))
-    recent_e = np.zeros(0)
+    # channel points added since the tree was last built (a buffer, not a growing stack)
+    flush_at = 20_000
+    rbuf_x = np.empty(4 * flush_at)
+    rbuf_y = np.empty(4 * flush_at)
+    rbuf_e = np.empty(4 * flush_at)
+    m = 0
     for k in order:
         sp = springs[k]
         d_t, j_t = tree.query(sp)
-        if len(recent_xy):
-            d_r = np.hypot(recent_xy[:, 0] - sp[0], recent_xy[:, 1] - sp[1])
+        if m:
+            d_r = np.hypot(rbuf_x[:m] - sp[0], rbuf_y[:m] - sp[1])
             j_r = int(np.argmin(d_r))
-        if len(recent_xy) and d_r[j_r] < d_t:
-            dj, p0, e0 = float(d_r[j_r]), recent_xy[j_r], float(recent_e[j_r])
+        if m and d_r[j_r] < d_t:
+            dj, p0, e0 = float(d_r[j_r]), np.array([rbuf_x[j_r], rbuf_y[j_r]]), float(rbuf_e[j_r])
         else:
             dj, p0, e0 = float(d_t), tree.data[j_t], float(tree_e[j_t])
         if dj < 0.45 * params.spring_spacing_m:
@@ -225,14 +239,34 @@ def river_network(grid: Grid, nodes_xy: np.ndarray, nodes_elev: np.ndarray,
         xs.append(pts)
         es.append(bed)
         trunk.append(np.zeros(len(pts), bool))
-        recent_xy = np.vstack([recent_xy, pts])
-        recent_e = np.concatenate([recent_e, bed])
-        if len(recent_xy) > 20_000:
-            all_xy = np.vstack([tree.data, recent_xy])
-            tree_e = np.concatenate([tree_e, recent_e])
+        if m + len(pts) > len(rbuf_x):
+            grow = 2 * (m + len(pts))
+            rbuf_x, rbuf_y, rbuf_e = (np.concatenate([b[:m], np.empty(grow - m)])
+                                      for b in (rbuf_x, rbuf_y, rbuf_e))
+        rbuf_x[m:m + len(pts)] = pts[:, 0]
+        rbuf_y[m:m + len(pts)] = pts[:, 1]
+        rbuf_e[m:m + len(pts)] = bed
+        m += len(pts)
+        if m > flush_at:
+            all_xy = np.vstack([tree.data, np.column_stack([rbuf_x[:m], rbuf_y[:m]])])
+            tree_e = np.concatenate([tree_e, rbuf_e[:m]])
             tree = cKDTree(all_xy)
-            recent_xy, recent_e = np.zeros((0, 2)), np.zeros(0)
+            m = 0
     return Rivers(np.vstack(xs), np.concatenate(es), np.concatenate(trunk))
+
+
+def _calibrated(floor: np.ndarray, base: np.ndarray, inside: np.ndarray, factor: float,
+                p: DemParams) -> np.ndarray:
+    """``floor + factor * base``, stretched above ``stretch_from_m`` so that the highest cell
+    inside is ``max_elevation_m``."""
+    zz = np.multiply(base, factor)
+    zz += floor                                   # floor + factor * base
+    zmax = float(zz[inside].max())
+    if zmax > p.stretch_from_m + 1:
+        hi = zz > p.stretch_from_m
+        zz[hi] = p.stretch_from_m + (zz[hi] - p.stretch_from_m) * (
+            (p.max_elevation_m - p.stretch_from_m) / (zmax - p.stretch_from_m))
+    return zz
 
 
 def synthesize(grid: Grid, trend: np.ndarray, nodes_lonlat: np.ndarray, nodes_elev: np.ndarray,
@@ -269,8 +303,10 @@ def synthesize(grid: Grid, trend: np.ndarray, nodes_lonlat: np.ndarray, nodes_el
     channel = np.isfinite(bed)
     dist, (ir, ic) = distance_transform_edt(~channel, sampling=(dy, dx), return_indices=True)
     floor = bed[ir, ic]
+    del ir, ic
     floor = gaussian_filter(floor, p.floor_smooth_cells)  # no steps where catchments meet
     log.debug("rivers: %d channel cells", int(channel.sum()))
+    del bed, channel, rivers
 
     # Domain-warped distance: valleys wander and widen irregularly.
     if p.warp_cells > 0:
@@ -279,40 +315,62 @@ def synthesize(grid: Grid, trend: np.ndarray, nodes_lonlat: np.ndarray, nodes_el
         dist_w = noise.warp(dist, wx, wy)
     else:
         dist_w = dist
-    crest = floor + np.maximum(p.crest_gain * (trend - floor), p.min_relief_m)
-    s = 1.0 - np.exp(-np.maximum(dist_w - p.floor_halfwidth_m, 0.0) / p.valley_scale_m)
-    ridge = noise.ridged(grid.shape, rng, base_cells=p.ridged_wavelength_cells)
-    shape_ = s * (0.4 + 0.6 * ridge)
-    relief = crest - floor
+    del dist
+    # The arithmetic below is, operation for operation, that of
+    #   crest = floor + max(crest_gain * (trend - floor), min_relief_m); relief = crest - floor
+    #   s = 1 - exp(-max(dist_w - floor_halfwidth_m, 0) / valley_scale_m)
+    #   z = floor + relief * s * (0.4 + 0.6 * ridge)
+    #       + detail_amplitude * relief * min(3 s, 1) * detail;  z = max(z, floor)
+    # done in place (a few grid-sized arrays alive at once instead of a dozen).
+    relief = trend - floor
+    relief *= p.crest_gain
+    np.maximum(relief, p.min_relief_m, out=relief)
+    relief += floor                                   # crest
+    relief -= floor                                   # relief = crest - floor
+    s = dist_w
+    s -= p.floor_halfwidth_m
+    np.maximum(s, 0.0, out=s)
+    np.negative(s, out=s)
+    s /= p.valley_scale_m
+    np.exp(s, out=s)
+    np.subtract(1.0, s, out=s)
+    del dist_w
+    shape_ = noise.ridged(grid.shape, rng, base_cells=p.ridged_wavelength_cells)
+    shape_ *= 0.6
+    shape_ += 0.4
+    shape_ *= s                                       # s * (0.4 + 0.6 * ridge)
     detail = noise.fractal(grid.shape, rng, beta=1.6)
-    z = floor + relief * shape_ + p.detail_amplitude * relief * np.minimum(s * 3, 1.0) * detail
-    z = np.maximum(z, floor)
+    shape_ *= relief                                  # relief * shape_
+    z = floor + shape_
+    del shape_
+    s *= 3
+    np.minimum(s, 1.0, out=s)
+    relief *= p.detail_amplitude
+    relief *= s
+    relief *= detail
+    z += relief
+    del relief, s, detail
+    np.maximum(z, floor, out=z)
 
     # Calibration: scale the relief above the valley floor so that the median slope inside the
     # district is target_median_slope_deg, then stretch monotonically above stretch_from_m so
     # that the highest summit is max_elevation_m (bisection on the relief factor).
-    base = z - floor
-
-    def calibrated(factor: float) -> np.ndarray:
-        zz = floor + factor * base
-        zmax = float(zz[inside].max())
-        if zmax > p.stretch_from_m + 1:
-            hi = zz > p.stretch_from_m
-            zz[hi] = p.stretch_from_m + (zz[hi] - p.stretch_from_m) * (
-                (p.max_elevation_m - p.stretch_from_m) / (zmax - p.stretch_from_m))
-        return zz
+    z -= floor
+    base = z                                          # z - floor
+    del z
 
     lo_f, hi_f = 0.5, 3.0
     for _ in range(9):
         mid = 0.5 * (lo_f + hi_f)
-        med = float(np.median(slope_deg(calibrated(mid), grid.transform, "EPSG:4326")[inside]))
+        med = float(np.median(slope_deg(_calibrated(floor, base, inside, mid, p), grid.transform, "EPSG:4326")[inside]))
         if med < p.target_median_slope_deg:
             lo_f = mid
         else:
             hi_f = mid
     factor = 0.5 * (lo_f + hi_f)
     log.info("relief factor %.3f for a median slope of %.1f deg", factor, p.target_median_slope_deg)
-    z = calibrated(factor)
+    z = _calibrated(floor, base, inside, factor, p)
+    del base, floor
 
     # Conditioning on the seats: Gaussian partition-of-unity residual correction (bounded by the
     # largest residual, no overshoot), then the seat cells themselves set exactly.
@@ -340,7 +398,11 @@ def synthesize(grid: Grid, trend: np.ndarray, nodes_lonlat: np.ndarray, nodes_el
             gk = np.exp(-((gy[:, None] ** 2 + gx[None, :] ** 2) / sig ** 2))
             num[r0:r1, c0:c1] += resid[k] * gk
             den[r0:r1, c0:c1] += gk
-        z += num / np.maximum(den, 1.0)
-        z = np.maximum(z, float(np.nanmin(nodes_elev)))
+        np.maximum(den, 1.0, out=den)
+        num /= den
+        del den
+        z += num                                      # z + num / max(den, 1)
+        del num
+        np.maximum(z, float(np.nanmin(nodes_elev)), out=z)
         z[r, c] = target
     return z

@@ -20,8 +20,7 @@ def fractal(shape: tuple[int, int], rng: np.random.Generator, *, beta: float = 2
         Wavelengths longer than this many cells are damped (keeps the field from carrying a
         regional trend, which comes from elsewhere).
     """
-    white = rng.standard_normal(shape)
-    spec = np.fft.rfft2(white)
+    spec = np.fft.rfft2(rng.standard_normal(shape))
     ky = np.fft.fftfreq(shape[0])[:, None]
     kx = np.fft.rfftfreq(shape[1])[None, :]
     k = np.hypot(kx, ky)
@@ -31,10 +30,16 @@ def fractal(shape: tuple[int, int], rng: np.random.Generator, *, beta: float = 2
     if low_cut_cells:
         k0 = 1.0 / low_cut_cells
         amp *= 1.0 - np.exp(-(k / k0) ** 2)
-    field = np.fft.irfft2(spec * amp, s=shape)
+    del k
+    spec *= amp
+    del amp
+    field = np.fft.irfft2(spec, s=shape)
+    del spec
     field -= field.mean()
     sd = field.std()
-    return field / sd if sd > 0 else field
+    if sd > 0:
+        field /= sd
+    return field
 
 
 def ridged(shape: tuple[int, int], rng: np.random.Generator, *, octaves: int = 5,
@@ -50,22 +55,43 @@ def ridged(shape: tuple[int, int], rng: np.random.Generator, *, octaves: int = 5
     ky = np.fft.fftfreq(shape[0])[:, None]
     kx = np.fft.rfftfreq(shape[1])[None, :]
     k = np.hypot(kx, ky)
+    # in place, operation for operation: band = exp(-((k - k0) / (0.5 k0))^2), spec = rfft2(noise)
+    # * band, r = (1 - clip(|n|, 0, 1))^2, out += a * r * weight, weight = clip(1.5 r, 0, 1)
     for i in range(octaves):
         wl = base_cells / (2 ** i)
         k0 = 1.0 / max(wl, 2.0)
-        band = np.exp(-((k - k0) / (0.5 * k0)) ** 2)
-        spec = np.fft.rfft2(rng.standard_normal(shape)) * band
+        band = k - k0
+        band /= 0.5 * k0
+        band **= 2
+        np.negative(band, out=band)
+        np.exp(band, out=band)
+        spec = np.fft.rfft2(rng.standard_normal(shape))
+        spec *= band
+        del band
         n = np.fft.irfft2(spec, s=shape)
+        del spec
         n /= (n.std() or 1.0) * 2.0
-        r = 1.0 - np.clip(np.abs(n), 0, 1)
-        r = r * r
+        r = n
+        np.abs(r, out=r)
+        np.clip(r, 0, 1, out=r)
+        np.subtract(1.0, r, out=r)
+        np.multiply(r, r, out=r)
         a = gain ** i
-        out += a * r * weight
-        weight = np.clip(r * 1.5, 0, 1)
+        ar = np.multiply(r, a)
+        ar *= weight
+        out += ar
+        del ar
+        np.multiply(r, 1.5, out=weight)
+        np.clip(weight, 0, 1, out=weight)
+        del n, r
         total += a
+    del weight, k
     out /= total
     lo, hi = np.percentile(out, [1, 99])
-    return np.clip((out - lo) / (hi - lo + 1e-12), 0.0, 1.0)
+    out -= lo
+    out /= hi - lo + 1e-12
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
 
 
 def warp(field: np.ndarray, dx_cells: np.ndarray, dy_cells: np.ndarray) -> np.ndarray:

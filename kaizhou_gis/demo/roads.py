@@ -1,6 +1,8 @@
 """Synthetic road network routed over the synthetic DEM with a maximum grade.
 
-Three rounds of least-cost routing (:mod:`kaizhou_gis.network.costpath`, one multi-source Dijkstra each):
+Three rounds of least-cost routing over the grade-limited cell graph of
+:mod:`kaizhou_gis.network.costpath` (built lean by :mod:`kaizhou_gis.demo.cellgraph`), one
+multi-source Dijkstra each:
 
 1. county seat -> every township seat (paved; cells used by two or more seat routes are ``trunk``,
    the rest ``county``);
@@ -25,9 +27,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
+from kaizhou_gis.demo import cellgraph
 from kaizhou_gis.demo.dem import Grid
 from kaizhou_gis.layers import ROAD_CLASSES
-from kaizhou_gis.network import costpath
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +120,21 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
     # One piece on purpose: the routing stages 1-3 (seats, villages, settlements) share one
     # growing edge set and cost surface, and each stage routes from the network the previous one
     # built; the order decides the shipped roads' bytes. The stages are numbered below.
-    graph = costpath.build_cell_graph(z, grid.transform, "EPSG:4326", max_grade_pct=p.max_grade_pct,
-                                      slope_weight=p.slope_weight, mask=mask)
+    if mask is None:
+        mask = np.ones(z.shape, dtype=bool)
+
+    def cost_graph(max_grade_pct: float) -> cellgraph.CellGraph:
+        return cellgraph.cell_graph(z, grid, max_grade_pct=max_grade_pct,
+                                    slope_weight=p.slope_weight, mask=mask)
+
+    graph = cost_graph(p.max_grade_pct)
     edges = _Edges()
     # 1. county seat -> seats
-    _, pred, _ = costpath.search(graph, [seat_cells[county_idx]])
+    pred = cellgraph.search(graph, [seat_cells[county_idx]])
     use = defaultdict(int)
     seat_paths = []
     for i, c in enumerate(seat_cells):
-        cells = costpath.trace(pred, int(c))
+        cells = cellgraph.trace(graph, pred, int(c))
         if i != county_idx and len(cells) == 1:
             raise RuntimeError(f"township seat {i} is not reachable at {p.max_grade_pct} % grade")
         seat_paths.append(cells)
@@ -138,11 +146,11 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
             edges.add_path(list(e), rank, True)
     # 2. trunk -> villages
     src = edges.cells()
-    _, pred, _ = costpath.search(graph, src)
+    pred = cellgraph.search(graph, src)
     vpaths = []
     use = defaultdict(int)
     for c in village_cells:
-        cells = costpath.trace(pred, int(c))
+        cells = cellgraph.trace(graph, pred, int(c))
         vpaths.append(cells)
         for e in _path_edges(cells):
             use[e] += 1
@@ -154,21 +162,22 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
         # network built so far (trunk + the other villages' routes)
         log.info("%d villages unreachable at %s %% grade; steep unpaved roads up to %s %%",
                  len(unreachable), p.max_grade_pct, p.steep_grade_pct)
-        steep_graph = costpath.build_cell_graph(z, grid.transform, "EPSG:4326",
-                                                max_grade_pct=p.steep_grade_pct,
-                                                slope_weight=p.slope_weight, mask=mask)
+        del pred, graph  # one graph in memory at a time: the normal one is rebuilt below
+        steep_graph = cost_graph(p.steep_grade_pct)
         net = set(src_set)
         for cl in vpaths:
             if len(cl) > 1:
                 net.update(cl)
-        _, pred_s, _ = costpath.search(steep_graph, np.fromiter(net, dtype=np.int64, count=len(net)))
+        pred_s = cellgraph.search(steep_graph, np.fromiter(net, dtype=np.int64, count=len(net)))
         for i in unreachable:
-            cells = costpath.trace(pred_s, int(village_cells[i]))
+            cells = cellgraph.trace(steep_graph, pred_s, int(village_cells[i]))
             if len(cells) > 1:
                 vpaths[i] = cells
                 steep[i] = True
                 for e in _path_edges(cells):
                     use[e] += 1
+        del steep_graph, pred_s
+        graph = cost_graph(p.max_grade_pct)
     # Every reached point gets its own stub at distance 0, so the surface of its own route decides
     # its 通畅 status (the analysis snaps a point to its nearest road); the shares are therefore
     # set by designation: the most remote / poorest villages keep unpaved routes.
@@ -192,11 +201,13 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
     # 3. settlements: paved routes start on paved roads, unpaved ones on any road
     any_src = edges.cells()
     paved_src = edges.cells(paved_only=True)
-    _, pred_any, _ = costpath.search(graph, any_src)
-    _, pred_paved, _ = costpath.search(graph, paved_src)
     any_set, paved_set = set(any_src.tolist()), set(paved_src.tolist())
-    sp_any = [costpath.trace(pred_any, int(c)) for c in settle_cells]
-    sp_paved = [costpath.trace(pred_paved, int(c)) for c in settle_cells]
+    pred_any = cellgraph.search(graph, any_src)
+    sp_any = [cellgraph.trace(graph, pred_any, int(c)) for c in settle_cells]
+    del pred_any
+    pred_paved = cellgraph.search(graph, paved_src)
+    sp_paved = [cellgraph.trace(graph, pred_paved, int(c)) for c in settle_cells]
+    del pred_paved, graph
     ok_any = np.array([len(cl) > 1 or cl[0] in any_set for cl in sp_any])
     ok_paved = np.array([len(cl) > 1 or cl[0] in paved_set for cl in sp_paved])
     sxy = _xy_of_cells(grid, settle_cells)
@@ -214,20 +225,22 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
                 state[i] = 2
                 got += 1
 
-    def road_cells() -> np.ndarray:
-        cs = set(any_set)
-        for i in np.flatnonzero(state == 1):
-            cs.update(sp_any[i])
-        for i in np.flatnonzero(state == 2):
-            cs.update(sp_paved[i])
-        return np.fromiter(cs, dtype=np.int64, count=len(cs))
-
+    # road cells (the network so far and each settlement's own route) and which settlements have
+    # one within reach; kept up to date route by route (rechecking only the settlements near the
+    # cells that change), the same answer as a query over all road cells after every change
+    cover = cellgraph.RoadCover(grid, settle_cells, sxy, p.reach_m)
+    cover.add(any_src, update=False)
+    for i in np.flatnonzero(state == 1):
+        cover.add(sp_any[i], update=False)
+    for i in np.flatnonzero(state == 2):
+        cover.add(sp_paved[i], update=False)
+    cover.recheck()
     for group, share in ((settle_target, p.target_tongda_share),
                          (~settle_target, p.small_tongda_share)):
         want_off = int(round((1.0 - share) * group.sum()))
         cand = [i for i in settle_remote_order if group[i] and state[i] == 1]
         k = 0
-        reached = _reached(grid, road_cells(), sxy, p.reach_m)
+        reached = cover.covered.copy()
         while k < len(cand):
             off = int((group & ~reached).sum())
             if off >= want_off:
@@ -236,10 +249,12 @@ def build_roads(grid: Grid, z: np.ndarray, seat_cells: np.ndarray, seat_ll: np.n
             k += len(chunk)
             for i in chunk:
                 state[i] = 0
-            reached = _reached(grid, road_cells(), sxy, p.reach_m)
+                cover.remove(sp_any[i])
+            reached = cover.covered.copy()
             for i in chunk:   # still near another road: keep its own track (predictable status)
                 if reached[i]:
                     state[i] = 1
+                    cover.add(sp_any[i])
     for i in range(n):
         if state[i] == 1:
             edges.add_path(sp_any[i], 4, False)

@@ -88,6 +88,27 @@ def township_polygons(seats: gpd.GeoDataFrame, boundary: gpd.GeoDataFrame) -> gp
     return gpd.GeoSeries(out, index=seats.index, crs=WORK_CRS).to_crs("EPSG:4326")
 
 
+def township_cells(tid: np.ndarray, n: int):
+    """``cells_of(i)``: (rows, cols) of the cells of township ``i`` (``tid == i + 1``) in
+    row-major order, as ``np.nonzero(tid == i + 1)`` gives them; one sort for all townships
+    instead of one scan of the grid per township."""
+    flat = tid.ravel()
+    inside = np.flatnonzero(flat > 0)
+    order = inside[np.argsort(flat[inside], kind="stable")]
+    starts = np.searchsorted(flat[order], np.arange(1, n + 2))
+    w = tid.shape[1]
+
+    def cells_of(i: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.divmod(order[starts[i]:starts[i + 1]], w)
+
+    return cells_of
+
+
+def _positions(df: pd.DataFrame) -> dict:
+    """Row position of each index label."""
+    return {label: i for i, label in enumerate(df.index)}
+
+
 def _weights(slope: np.ndarray, gentle: float) -> np.ndarray:
     return np.exp(-np.asarray(slope) / gentle)
 
@@ -95,7 +116,9 @@ def _weights(slope: np.ndarray, gentle: float) -> np.ndarray:
 def _spread(xy: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator,
             exclude: set[int]) -> list[int]:
     """Indices of k cells spread over a weighted cell set (k-means on a weighted sample)."""
-    avail = np.array([i for i in range(len(xy)) if i not in exclude], dtype=np.int64)
+    keep = np.ones(len(xy), dtype=bool)
+    keep[np.fromiter(exclude, dtype=np.int64, count=len(exclude))] = False
+    avail = np.flatnonzero(keep)
     if len(avail) == 0:
         return []
     k = min(k, len(avail))
@@ -141,13 +164,15 @@ def place_villages(grid: Grid, z: np.ndarray, slope: np.ndarray, townships: gpd.
     tid = rasterize(((g, i + 1) for i, g in enumerate(townships.geometry)), out_shape=grid.shape,
                     transform=grid.transform, fill=0, dtype="int32")
     lon_c, lat_c = grid.lon, grid.lat
-    out = pd.DataFrame(index=villages.index, columns=["row", "col"], dtype="float64")
+    out = np.full((len(villages), 2), -1, dtype=np.int64)
     seat_rc = {}
     for code, g in zip(seats["township_code"], seats.geometry):
         r, c = grid.cell_of(g.x, g.y)
         seat_rc[code] = (int(r[0]), int(c[0]))
+    cells_of = township_cells(tid, len(townships))
+    pos_of = _positions(villages)
     for i, code in enumerate(townships["township_code"]):
-        rr, cc = np.nonzero(tid == i + 1)
+        rr, cc = cells_of(i)
         xy = grid.to_xy_m(lon_c[cc], lat_c[rr])
         w = _weights(slope[rr, cc], p.gentle_slope_deg)
         sr, sc = seat_rc[code]
@@ -164,18 +189,18 @@ def place_villages(grid: Grid, z: np.ndarray, slope: np.ndarray, townships: gpd.
             picks = _spread(xy, wc, len(comm), rng, used)
             used.update(picks)
             for vi, k in zip(comm.index, picks):
-                out.loc[vi] = (rr[k], cc[k])
+                out[pos_of[vi]] = (rr[k], cc[k])
         if len(vill):
             # keep villages out of the town centre: weight grows with distance from the seat
             wv = w * np.clip(dseat / 1500.0, 0.05, 1.0)
             picks = _spread(xy, wv, len(vill), rng, used)
             used.update(picks)
             for vi, k in zip(vill.index, picks):
-                out.loc[vi] = (rr[k], cc[k])
-    if out.isna().any().any():
-        missing = villages.loc[out.isna().any(axis=1), "village_code"].tolist()
+                out[pos_of[vi]] = (rr[k], cc[k])
+    if (out < 0).any():
+        missing = villages["village_code"].to_numpy()[(out < 0).any(axis=1)].tolist()
         raise RuntimeError(f"could not place villages {missing[:5]}")
-    return out.astype(np.int64), tid
+    return pd.DataFrame(out, index=villages.index, columns=["row", "col"]), tid
 
 
 def village_sizes(villages: pd.DataFrame, township_kind: pd.Series, rng: np.random.Generator,
@@ -218,12 +243,14 @@ def place_settlements(grid: Grid, z: np.ndarray, slope: np.ndarray, tid: np.ndar
             n_set[k] = 0 if street else rng.poisson(p.settlements_per_community)
     # territories: nearest village of the same township, per cell
     terr: dict[int, np.ndarray] = {}
+    cells_of = township_cells(tid, len(townships))
+    v_of_t = pd.Series(np.arange(len(villages))).groupby(villages["township_code"].to_numpy()).agg(list)
     for i, code in enumerate(townships["township_code"]):
-        rr, cc = np.nonzero(tid == i + 1)
-        cell_xy = grid.to_xy_m(lon_c[cc], lat_c[rr])
-        idx = np.flatnonzero((villages["township_code"] == code).to_numpy())
+        idx = np.asarray(v_of_t.get(code, []), dtype=np.int64)
         if len(idx) == 0:
             continue
+        rr, cc = cells_of(i)
+        cell_xy = grid.to_xy_m(lon_c[cc], lat_c[rr])
         vxy = grid.to_xy_m(lon_c[vrc["col"].to_numpy()[idx]], lat_c[vrc["row"].to_numpy()[idx]])
         _, nn = cKDTree(vxy).query(cell_xy)
         for j, k in enumerate(idx):
@@ -270,21 +297,20 @@ def place_settlements(grid: Grid, z: np.ndarray, slope: np.ndarray, tid: np.ndar
     pick = free_idx[np.argsort(-keys, kind="stable")[:max(quota, 0)]]
     want_high[pick] = True
     rows = []
-    used: set[int] = set()
+    used = np.zeros(grid.shape, dtype=bool)  # cells already holding a settlement
     for j, k in enumerate(ks):
         cells, w, high = cand[k]
         m = high if want_high[j] else ~high
         if not m.any():
             m = np.ones(len(cells), bool)
         ww = np.where(m, w, 0.0)
-        flat = cells[:, 0] * grid.shape[1] + cells[:, 1]
-        free = ~np.isin(flat, np.fromiter(used, dtype=np.int64, count=len(used)))
+        free = ~used[cells[:, 0], cells[:, 1]]
         ww = ww * free
         if ww.sum() <= 0:
             ww = w * free + 1e-12
         pick = int(rng.choice(len(cells), p=ww / ww.sum()))
         r, c = int(cells[pick, 0]), int(cells[pick, 1])
-        used.add(r * grid.shape[1] + c)
+        used[r, c] = True
         rows.append((k, r, c))
     df = pd.DataFrame(rows, columns=["vidx", "row", "col"])
     df["village_code"] = villages["village_code"].to_numpy()[df["vidx"]]
