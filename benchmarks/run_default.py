@@ -5,8 +5,10 @@ Usage::
     python benchmarks/run_default.py                     # shipped layers in layers/ (scale 1)
     python benchmarks/run_default.py --scale 10          # build a synthetic district 10x larger, run it
     python benchmarks/run_default.py --scale 1 --scale 3 --scale 10   # several, with the exponent fit
+    python benchmarks/run_default.py --scale 100 --no-prints   # full run without the township print sheets
     python benchmarks/run_default.py --tracemalloc       # also Python peak memory per step (slower)
     python benchmarks/run_default.py --no-save           # print only
+    python benchmarks/run_default.py --scale 10 --rebuild   # build the layers again even if cached
 
 For each scale it prints and saves ``benchmarks/results/<date>-<scale>.md`` and ``.json``: the
 build of the synthetic layers (``demo-layers --scale K``, wall and peak RSS of that process), and
@@ -14,6 +16,18 @@ per step of the run: wall seconds, CPU seconds (this process and its worker proc
 machine shared with other jobs can be told from a slow step), peak RSS of the process after the
 step, and the largest worker process. The machine is described (CPUs, memory, load average before
 and after: a wall time measured at load 15 on 2 cores is not the tool's speed).
+
+Built layers are cached: ``demo-layers --scale K`` writes into ``<build cache>/scale-K-<key>/``
+(default: ``kaizhou-gis-bench`` in the temporary folder, ``--build-cache`` to change), where the
+key is a hash of the source files of every package module the build imports, the seed and the
+versions of the libraries that shape the data (numpy, scipy, shapely, pyproj, GDAL). A later
+benchmark of the same scale and code takes that folder instead of building again; the table then
+says ``build: reused`` with the figures of the build that made it (``--rebuild`` forces a new one).
+
+``--no-prints`` asks the maps step to leave out the per-township print sheets (PDF and PNG), as
+the issue's 100x row ("full run without per-township prints") wants; the table says whether the
+sheets were in fact left out (``prints: skipped``) or drawn (a maps step that does not know the
+option draws them).
 
 With results for several scales (given together or saved earlier, the newest per scale) it fits
 the growth exponent b of ``cost ~ size^b`` (size = settlements) for wall, CPU and peak RSS, total
@@ -25,11 +39,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -84,8 +100,12 @@ def machine_info() -> dict:
 
 
 def benchmark(layers_path: Path | None, out_dir: Path, *, steps: list[str] | None = None,
-              track_memory: bool = False) -> dict:
-    """Run the pipeline once in this process and return the timings per phase."""
+              track_memory: bool = False, prints: bool = True) -> dict:
+    """Run the pipeline once in this process and return the timings per phase.
+
+    ``prints=False`` passes the ``prints`` option (False) to the steps: the maps step then leaves
+    out the per-township print sheets, if it knows the option.
+    """
     from kaizhou_gis.layers import load_layers
     from kaizhou_gis.pipeline import Context, available_steps, run_steps
     from kaizhou_gis.plan import load_plan
@@ -101,7 +121,13 @@ def benchmark(layers_path: Path | None, out_dir: Path, *, steps: list[str] | Non
                  "py_peak_mb": None, "note": ""})
     size = {"villages": len(layers.villages), "settlements": len(layers.settlements),
             "roads": len(layers.roads), "townships": len(layers.townships), "dem_cells": dem_cells}
-    ctx = Context(layers=layers, plan=plan, options={"header": "en", "township": None})
+    print(f"  load layers {rows[0]['seconds']:8.2f} s wall {rows[0]['cpu_s']:8.2f} s CPU peak RSS "
+          f"{rows[0]['rss_mb']:6.0f} MB ({size['settlements']:,} settlements, {dem_cells:,} DEM cells)",
+          file=sys.stderr, flush=True)
+    options = {"header": "en", "township": None}
+    if not prints:
+        options["prints"] = False
+    ctx = Context(layers=layers, plan=plan, options=options)
     names = steps or available_steps()
     mark = {"cpu": _cpu_s()}
 
@@ -114,12 +140,54 @@ def benchmark(layers_path: Path | None, out_dir: Path, *, steps: list[str] | Non
                      "note": (oc.message.splitlines() or [""])[0][:70] if oc.status != "ok"
                      else f"{len(oc.paths)} files"})
         mark["cpu"] = cpu
-        print(f"  {oc.name:<11} {oc.status:<7} {oc.seconds:8.2f} s", file=sys.stderr, flush=True)
+        print(f"  {oc.name:<11} {oc.status:<7} {oc.seconds:8.2f} s wall {rows[-1]['cpu_s']:8.2f} s CPU "
+              f"peak RSS {rows[-1]['rss_mb']:6.0f} MB (workers {rows[-1]['workers_rss_mb']:.0f} MB)",
+              file=sys.stderr, flush=True)
 
     run_steps(ctx, names, out_dir, on_done=done, track_memory=track_memory)
+    sheets = [p for p in (out_dir / "maps" / "townships").glob("*") if p.suffix in (".pdf", ".png")] \
+        if (out_dir / "maps" / "townships").is_dir() else []
     return {"layers": str(layers.source), "size": size, "total_seconds": time.perf_counter() - t0,
             "total_cpu_s": _cpu_s() - c0, "peak_rss_mb": _rss_mb(),
-            "workers_peak_rss_mb": _rss_mb(resource.RUSAGE_CHILDREN), "steps": rows}
+            "workers_peak_rss_mb": _rss_mb(resource.RUSAGE_CHILDREN), "steps": rows,
+            "prints_requested": prints, "township_sheet_files": len(sheets)}
+
+
+# --------------------------------------------------------------------------------------------
+# building (and caching) the synthetic layers
+# --------------------------------------------------------------------------------------------
+
+#: Default folder of the cached ``demo-layers --scale K`` builds.
+BUILD_CACHE = Path(tempfile.gettempdir()) / "kaizhou-gis-bench"
+#: Libraries whose versions can change the built bytes (part of the cache key).
+BUILD_LIBS = ("numpy", "scipy", "shapely", "pyproj", "pyogrio", "rasterio", "geopandas", "pandas")
+
+
+def build_key(scale: int, seed: int | None = None) -> str:
+    """Hash of what decides the built layers: the source of every package module the build
+    imports (found by importing it in a fresh process), the seed, the scale, library versions."""
+    code = ("import sys, json\nimport kaizhou_gis.demo, kaizhou_gis.demo.build\n"
+            "mods = sorted((n, m.__file__) for n, m in sys.modules.items()\n"
+            "              if n.split('.')[0] == 'kaizhou_gis' and getattr(m, '__file__', None))\n"
+            "print(json.dumps(mods))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    h = hashlib.sha256()
+    for name, path in json.loads(out.stdout):
+        h.update(name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    from importlib.metadata import PackageNotFoundError, version
+
+    for lib in BUILD_LIBS:
+        try:
+            h.update(f"{lib}={version(lib)}".encode())
+        except PackageNotFoundError:
+            h.update(f"{lib}=-".encode())
+    try:
+        import rasterio
+        h.update(f"gdal={rasterio.__gdal_version__}".encode())
+    except ImportError:
+        pass
+    h.update(f"scale={scale} seed={seed}".encode())
+    return h.hexdigest()[:16]
 
 
 def build_layers(scale: int, dest: Path) -> dict:
@@ -135,18 +203,55 @@ def build_layers(scale: int, dest: Path) -> dict:
     return {"seconds": time.perf_counter() - t0, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": peak}
 
 
+def cached_build(scale: int, cache: Path, *, rebuild: bool = False) -> tuple[Path, dict]:
+    """The layers of ``demo-layers --scale K`` for this code: a cached folder, or a new build.
+
+    Returns the folder and the build's figures (``reused`` True when the folder was cached; its
+    figures are then those of the build that made it). A build is written next to its final
+    place and renamed into it when complete (``build.json`` written last), so an interrupted or
+    concurrent build never leaves a half folder to be reused.
+    """
+    key = build_key(scale)
+    dest = cache / f"scale-{scale}-{key}"
+    meta = dest / "build.json"
+    if meta.is_file() and not rebuild:
+        try:
+            done = json.loads(meta.read_text(encoding="utf-8"))
+            if all((dest / n).is_file() for n in ("kaizhou.gpkg", "dem.tif")):
+                return dest, {**done["build"], "reused": True, "folder": str(dest)}
+        except (OSError, ValueError, KeyError):
+            pass
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".scale-{scale}-", dir=cache))
+    try:
+        build = build_layers(scale, tmp)
+        build["date"] = _dt.datetime.now().isoformat(timespec="seconds")
+        build["key"] = key
+        (tmp / "build.json").write_text(json.dumps({"build": build}, indent=1) + "\n", encoding="utf-8")
+        if dest.exists():
+            shutil.rmtree(dest, ignore_errors=True)
+        try:
+            tmp.rename(dest)
+        except OSError:  # another benchmark finished the same build first: use ours from tmp
+            return tmp, {**build, "reused": False, "folder": str(tmp)}
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest, {**build, "reused": False, "folder": str(dest)}
+
+
 def run_scale(scale: int, *, layers: Path | None, steps: list[str] | None, track_memory: bool,
-              keep_out: Path | None) -> dict:
-    """Build (scale > 1) and run one scale in this process."""
+              keep_out: Path | None, prints: bool = True, cache: Path = BUILD_CACHE) -> dict:
+    """Build (scale > 1; or reuse the cached build) and run one scale in this process."""
     info = machine_info()
     with tempfile.TemporaryDirectory(prefix="kaizhou-bench-") as tmp:
         build = None
         if scale > 1:
-            layers = Path(tmp) / "layers"
-            build = build_layers(scale, layers)
-            print(f"built scale-{scale} layers in {build['seconds']:.1f} s", file=sys.stderr)
+            layers, build = cached_build(scale, cache)
+            print(f"scale-{scale} layers {'reused' if build['reused'] else 'built'}: {layers} "
+                  f"({build['seconds']:.1f} s, peak RSS {build['peak_rss_mb']:.0f} MB)", file=sys.stderr)
         out = keep_out or Path(tmp) / "out"
-        result = benchmark(layers, out, steps=steps, track_memory=track_memory)
+        result = benchmark(layers, out, steps=steps, track_memory=track_memory, prints=prints)
     info["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     result.update({"scale": scale, "date": _dt.date.today().isoformat(), "machine": info,
                    "build": build, "steps_run": steps or "all"})
@@ -169,6 +274,11 @@ def run_scale_in_child(scale: int, args) -> dict:
             cmd.append("--tracemalloc")
         if args.layers:
             cmd += ["--layers", str(args.layers)]
+        if args.no_prints:
+            cmd.append("--no-prints")
+        if args.out:
+            cmd += ["--out", str(args.out)]
+        cmd += ["--build-cache", str(args.build_cache)]  # the parent built or found the layers
         subprocess.run(cmd, check=True)
         return json.loads(dest.read_text(encoding="utf-8"))
 
@@ -209,15 +319,17 @@ def growth(results: list[dict]) -> dict:
     return out
 
 
-def saved_results() -> dict[int, dict]:
-    """The newest saved result per scale in ``benchmarks/results``."""
+def saved_results(prints: bool = True) -> dict[int, dict]:
+    """The newest saved result per scale in ``benchmarks/results`` (full runs, with or without
+    the township print sheets as ``prints`` says: only like runs are fitted together)."""
     newest: dict[int, dict] = {}
     for f in sorted(RESULTS.glob("*.json")):  # date-first names: later files are newer
         try:
             r = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(r, dict) and "scale" in r and "steps" in r and r.get("steps_run") == "all":
+        if (isinstance(r, dict) and "scale" in r and "steps" in r and r.get("steps_run") == "all"
+                and r.get("prints_requested", True) == prints):
             newest[int(r["scale"])] = r
     return newest
 
@@ -242,8 +354,16 @@ def format_table(result: dict) -> str:
              f"{sz['townships']} townships, {sz['dem_cells']:,} DEM cells", ""]
     if result.get("build"):
         b = result["build"]
-        lines += [f"build (demo-layers --scale {result['scale']}): {b['seconds']:.1f} s wall, "
+        how = (f"reused (cached build of {b.get('date', '?')}, key {b.get('key', '?')}; its figures)"
+               if b.get("reused") else "built for this run")
+        lines += [f"build (demo-layers --scale {result['scale']}): {how}: {b['seconds']:.1f} s wall, "
                   f"{b['cpu_s']:.1f} s CPU, peak RSS {b['peak_rss_mb']:.0f} MB", ""]
+    ran_maps = any(r["step"] == "maps" for r in result["steps"])
+    if ran_maps and not result.get("prints_requested", True):
+        n = result.get("township_sheet_files", 0)
+        lines += [("prints: skipped (no per-township PDF/PNG sheets)" if n == 0 else
+                   f"prints: DRAWN ({n} township sheet files) although --no-prints asked to skip "
+                   f"them: this version's maps step does not know the option"), ""]
     lines += ["| step | status | wall s | CPU s | peak RSS MB | workers' peak RSS MB | py peak MB | note |",
               "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in result["steps"]:
@@ -269,7 +389,8 @@ def format_growth(g: dict) -> str:
 
 def save(result: dict, text: str) -> list[Path]:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"{result['date']}-{result['scale']}"
+    tail = "" if result.get("prints_requested", True) else "-noprints"
+    stem = RESULTS / f"{result['date']}-{result['scale']}{tail}"
     stem.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n",
                                          encoding="utf-8")
@@ -289,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="also measure Python peak memory per step (slows the run down)")
     ap.add_argument("--json", type=Path, default=None, help="also save the figures as JSON here")
     ap.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
+    ap.add_argument("--no-prints", action="store_true",
+                    help="leave out the per-township print sheets (PDF, PNG) of the maps step")
+    ap.add_argument("--build-cache", type=Path, default=BUILD_CACHE,
+                    help=f"folder of the cached synthetic layer builds (default {BUILD_CACHE})")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="build the synthetic layers again even if a cached build of this code exists")
     ap.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     scales = args.scale or [1]
@@ -296,11 +423,17 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for k in scales:
-        if len(scales) == 1:
+        build = None
+        if k > 1:  # built (or found in the cache) by this process, measured by the one that runs
+            build = cached_build(k, args.build_cache, rebuild=args.rebuild)[1]
+        if len(scales) == 1 and (build is None or build["reused"]):
             r = run_scale(k, layers=args.layers if k == 1 else None, steps=steps,
-                          track_memory=args.tracemalloc, keep_out=args.out)
-        else:
+                          track_memory=args.tracemalloc, keep_out=args.out,
+                          prints=not args.no_prints, cache=args.build_cache)
+        else:  # a fresh process: the build's memory must not count as a worker's of the run
             r = run_scale_in_child(k, args)
+        if build is not None:
+            r["build"] = build
         results.append(r)
         if args.json and len(scales) == 1:
             args.json.write_text(json.dumps(r, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -312,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             for p in save(r, text):
                 print(f"wrote {p.relative_to(HERE.parent)}", file=sys.stderr)
     if not args.quiet and steps is None:
-        pool = saved_results() if not args.no_save else {}
+        pool = saved_results(prints=not args.no_prints) if not args.no_save else {}
         pool.update({r["scale"]: r for r in results})
         if len(pool) >= 2:
             g = growth(list(pool.values()))
@@ -320,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
             if not args.no_save:
                 RESULTS.mkdir(parents=True, exist_ok=True)
-                f = RESULTS / f"{results[-1]['date']}-growth.md"
+                f = RESULTS / f"{results[-1]['date']}-growth{'-noprints' if args.no_prints else ''}.md"
                 f.write_text(text + "\n", encoding="utf-8")
                 print(f"wrote {f.relative_to(HERE.parent)}", file=sys.stderr)
     return 0 if all(s["status"] == "ok" for r in results for s in r["steps"]) else 1
