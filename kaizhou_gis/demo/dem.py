@@ -211,20 +211,24 @@ def river_network(grid: Grid, nodes_xy: np.ndarray, nodes_elev: np.ndarray,
     tmin, tmax = float(np.percentile(trend, 5)), float(np.percentile(trend, 95))
     tree = cKDTree(net_xy)
     tree_e = net_e
-    # channel points added since the tree was last built (a buffer, not a growing stack)
+    # channel points added since the tree was last built (a buffer, not a growing stack), and
+    # their positions in the buffer by square bucket, so that a spring looks only at the recent
+    # points that can be nearer than the tree's nearest one (those within d_t on both axes)
     flush_at = 20_000
     rbuf_x = np.empty(4 * flush_at)
     rbuf_y = np.empty(4 * flush_at)
     rbuf_e = np.empty(4 * flush_at)
     m = 0
+    bucket_m = params.spring_spacing_m
+    buckets: dict[tuple[int, int], list[np.ndarray]] = {}
     for k in order:
         sp = springs[k]
         d_t, j_t = tree.query(sp)
+        j_r, d_rj = -1, np.inf
         if m:
-            d_r = np.hypot(rbuf_x[:m] - sp[0], rbuf_y[:m] - sp[1])
-            j_r = int(np.argmin(d_r))
-        if m and d_r[j_r] < d_t:
-            dj, p0, e0 = float(d_r[j_r]), np.array([rbuf_x[j_r], rbuf_y[j_r]]), float(rbuf_e[j_r])
+            j_r, d_rj = _nearest_recent(rbuf_x, rbuf_y, m, buckets, bucket_m, sp, float(d_t))
+        if j_r >= 0 and d_rj < d_t:
+            dj, p0, e0 = float(d_rj), np.array([rbuf_x[j_r], rbuf_y[j_r]]), float(rbuf_e[j_r])
         else:
             dj, p0, e0 = float(d_t), tree.data[j_t], float(tree_e[j_t])
         if dj < 0.45 * params.spring_spacing_m:
@@ -246,12 +250,18 @@ def river_network(grid: Grid, nodes_xy: np.ndarray, nodes_elev: np.ndarray,
         rbuf_x[m:m + len(pts)] = pts[:, 0]
         rbuf_y[m:m + len(pts)] = pts[:, 1]
         rbuf_e[m:m + len(pts)] = bed
+        bx = np.floor(pts[:, 0] / bucket_m).astype(np.int64)
+        by = np.floor(pts[:, 1] / bucket_m).astype(np.int64)
+        for key in set(zip(bx.tolist(), by.tolist())):
+            sel = np.flatnonzero((bx == key[0]) & (by == key[1])) + m
+            buckets.setdefault(key, []).append(sel)
         m += len(pts)
         if m > flush_at:
             all_xy = np.vstack([tree.data, np.column_stack([rbuf_x[:m], rbuf_y[:m]])])
             tree_e = np.concatenate([tree_e, rbuf_e[:m]])
             tree = cKDTree(all_xy)
             m = 0
+            buckets = {}
     return Rivers(np.vstack(xs), np.concatenate(es), np.concatenate(trunk))
 
 
@@ -267,6 +277,33 @@ def _calibrated(floor: np.ndarray, base: np.ndarray, inside: np.ndarray, factor:
         zz[hi] = p.stretch_from_m + (zz[hi] - p.stretch_from_m) * (
             (p.max_elevation_m - p.stretch_from_m) / (zmax - p.stretch_from_m))
     return zz
+
+
+def _nearest_recent(xs: np.ndarray, ys: np.ndarray, m: int,
+                    buckets: dict[tuple[int, int], list[np.ndarray]], bucket_m: float,
+                    sp: np.ndarray, limit: float) -> tuple[int, float]:
+    """(index, distance) of the nearest of the first ``m`` recent points to ``sp`` if one is
+    nearer than ``limit`` (the first such index on ties, as ``argmin`` over all ``m`` gives it);
+    otherwise (-1, inf) or a point at least ``limit`` away.
+
+    Only points within ``limit`` of ``sp`` on both axes can be nearer, so only the buckets that
+    box meets are read; when it meets many (a far spring) all ``m`` points are scanned.
+    """
+    reach = limit * (1.0 + 1e-9) + 1e-6
+    bx0, bx1 = int(np.floor((sp[0] - reach) / bucket_m)), int(np.floor((sp[0] + reach) / bucket_m))
+    by0, by1 = int(np.floor((sp[1] - reach) / bucket_m)), int(np.floor((sp[1] + reach) / bucket_m))
+    if not np.isfinite(reach) or (bx1 - bx0 + 1) * (by1 - by0 + 1) > 64:
+        d = np.hypot(xs[:m] - sp[0], ys[:m] - sp[1])
+        j = int(np.argmin(d))
+        return j, float(d[j])
+    parts = [a for bx in range(bx0, bx1 + 1) for by in range(by0, by1 + 1)
+             for a in buckets.get((bx, by), ())]
+    if not parts:
+        return -1, np.inf
+    idx = np.sort(np.concatenate(parts))
+    d = np.hypot(xs[idx] - sp[0], ys[idx] - sp[1])
+    j = int(np.argmin(d))
+    return int(idx[j]), float(d[j])
 
 
 def synthesize(grid: Grid, trend: np.ndarray, nodes_lonlat: np.ndarray, nodes_elev: np.ndarray,
