@@ -248,8 +248,8 @@ def run_scale(scale: int, *, layers: Path | None, steps: list[str] | None, track
         build = None
         if scale > 1:
             layers, build = cached_build(scale, cache)
-            print(f"scale-{scale} layers {'reused' if build['reused'] else 'built'}: {layers} "
-                  f"({build['seconds']:.1f} s, peak RSS {build['peak_rss_mb']:.0f} MB)", file=sys.stderr)
+            print(f"scale-{scale} layers: {layers} (its build: {build['seconds']:.1f} s wall, "
+                  f"{build['cpu_s']:.1f} s CPU, peak RSS {build['peak_rss_mb']:.0f} MB)", file=sys.stderr)
         out = keep_out or Path(tmp) / "out"
         result = benchmark(layers, out, steps=steps, track_memory=track_memory, prints=prints)
     info["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
