@@ -18,17 +18,18 @@ its targets and the reason it is "not derivable from these layers".
 
 Layout: :mod:`.frames` (the tables, limited to the run's township), :mod:`.indicators` (the plan's
 main indicators), :mod:`.sections` (relocation, access, industry), :mod:`.townships` (per-township
-table), :mod:`.build` (report.json as a dict), :mod:`.charts` (PNG), :mod:`.blocks`, :mod:`.text`
-and :mod:`.render` (HTML and Markdown), :mod:`.step` (the pipeline step :func:`run`).
+table), :mod:`.build` (settings and provenance parts), :mod:`.charts` (PNG), :mod:`.blocks`, :mod:`.text`
+and :mod:`.render` (HTML and Markdown), :mod:`.step` (the pipeline step :func:`run` and
+:func:`build_report`, report.json as a dict: the only module reading the run context).
 """
 from kaizhou_gis.report.blocks import _indicator_rows, _sections
-from kaizhou_gis.report.build import SOURCE_STEPS, build_report, inputs_section, provenance_section, settings_table
+from kaizhou_gis.report.build import SOURCE_STEPS, provenance_section, settings_table
 from kaizhou_gis.report.charts import make_charts
 from kaizhou_gis.report.common import NOT_DERIVABLE, NOT_DERIVABLE_ZH
 from kaizhou_gis.report.indicators import MEASURES, indicator_table
 from kaizhou_gis.report.render import render_html, render_markdown
 from kaizhou_gis.report.sections import access_section, industry_section, relocation_section
-from kaizhou_gis.report.step import run
+from kaizhou_gis.report.step import build_report, inputs_section, run
 from kaizhou_gis.report.townships import TOWNSHIP_LABELS_ZH, township_table
 
 __all__ = ["MEASURES", "NOT_DERIVABLE", "NOT_DERIVABLE_ZH", "SOURCE_STEPS", "TOWNSHIP_LABELS_ZH",

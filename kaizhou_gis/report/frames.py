@@ -2,6 +2,8 @@
 several sections share (administrative villages, registered poor, calibration marks, works per township)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
@@ -10,25 +12,31 @@ from kaizhou_gis.access import admin_village_mask
 from kaizhou_gis.admin import settlement_townships, village_townships
 from kaizhou_gis.figures import pct
 from kaizhou_gis.report.common import _bool, _with_layer_columns
-from kaizhou_gis.results import StepContext, StepResult
+from kaizhou_gis.results import StepResult
+
+if TYPE_CHECKING:
+    from kaizhou_gis.layers import Layers
+    from kaizhou_gis.plan import Plan
 
 
-def _scope_label(ctx: StepContext) -> str:
-    if ctx.township is None:
+def _scope_label(layers: Layers, township: str | None) -> str:
+    """The name of the run's township ("" for the district)."""
+    if township is None:
         return ""
-    tw = ctx.layers.townships
-    hit = tw[tw["township_code"].astype(str) == str(ctx.township)]
-    return str(hit["name"].iloc[0]) if len(hit) else str(ctx.township)
+    tw = layers.townships
+    hit = tw[tw["township_code"].astype(str) == str(township)]
+    return str(hit["name"].iloc[0]) if len(hit) else str(township)
 
 
 class _Frames:
-    """The tables the report is built from, restricted to the township of the run (if any)."""
+    """The tables the report is built from, restricted to ``township`` (None: the district), with
+    the plan and the data status (:func:`kaizhou_gis.provenance.data_status`) the sections read."""
 
-    def __init__(self, ctx: StepContext):
-        self.ctx = ctx
+    def __init__(self, layers: Layers, plan: Plan, township: str | None, data_status: dict):
+        self.layers, self.plan, self.data_status = layers, plan, data_status
         self.problems: list[str] = []
-        lay = ctx.layers
-        self.township = ctx.township
+        lay = layers
+        self.township = township
         villages = pd.DataFrame(lay.villages.drop(columns="geometry", errors="ignore"))
         self.village_township = village_townships(villages)
         settlements = pd.DataFrame(lay.settlements.drop(columns="geometry", errors="ignore"))
@@ -45,12 +53,12 @@ class _Frames:
 
     def scoped_villages(self, df: pd.DataFrame) -> pd.DataFrame:
         """An access/relocation village table with township_code, limited to the run's township."""
-        df = _with_layer_columns(pd.DataFrame(df), self.ctx.layers.villages,
+        df = _with_layer_columns(pd.DataFrame(df), self.layers.villages,
                                  ["village_code", "township_code", "poverty_village"])
         return self._scope(df)
 
     def scoped_settlements(self, df: pd.DataFrame) -> pd.DataFrame:
-        df = _with_layer_columns(pd.DataFrame(df), self.ctx.layers.settlements,
+        df = _with_layer_columns(pd.DataFrame(df), self.layers.settlements,
                                  ["settlement_id", "village_code", "households", "population"])
         if "township_code" not in df:  # the steps' tables carry it (same rule)
             df["township_code"] = settlement_townships(df, self.village_township, warn=False)
@@ -85,14 +93,14 @@ def _poor(s: pd.DataFrame, plan) -> tuple[pd.Series, str]:
     return est["poor_population"].astype("int64"), est_text
 
 
-def _calibrated(ctx: StepContext) -> dict[str, bool]:
+def _calibrated(data_status: dict) -> dict[str, bool]:
     """Figures the synthetic layers were built to match (layers/README.md): shown as calibrated.
 
     A figure is calibrated when the layer it comes from is synthesized: the poverty-village count
     (villages), village 通畅 now (roads), the share of settlements above the threshold (settlements,
     dem) and the registered poor of the candidates (settlements.poor_population).
     """
-    syn = set(ctx.data_status.get("synthetic_layers", []))
+    syn = set(data_status.get("synthetic_layers", []))
     return {"poverty_villages": "villages" in syn,
             "village_tongchang_before": "roads" in syn,
             "share_above_threshold": bool({"settlements", "dem"} & syn),
@@ -104,11 +112,11 @@ def _cal(flag: bool) -> str:
     return f" [{provenance.CALIBRATED_ZH} / {provenance.CALIBRATED_EN}]" if flag else ""
 
 
-def _poverty_flag_filled(ctx: StepContext) -> bool:
+def _poverty_flag_filled(layers: Layers) -> bool:
     """True when the villages layer had no poverty_village column (the loader filled False and
     noted it): then the layers cannot say how many poverty villages there are."""
     return any(str(n).startswith("villages.poverty_village: no column")
-               for n in (getattr(ctx.layers, "notes", None) or []))
+               for n in (getattr(layers, "notes", None) or []))
 
 
 def _beneficiary_ids(works: pd.DataFrame | None) -> set[str]:
@@ -142,7 +150,7 @@ def _works_in_scope(works, frames: _Frames) -> pd.DataFrame:
                      cost_yuan=pd.to_numeric(w["cost_yuan"], errors="coerce") / n,
                      _share=1.0 / n).explode("township_code")
     else:
-        w["township_code"] = _works_township(works, frames.ctx.layers.townships)
+        w["township_code"] = _works_township(works, frames.layers.townships)
         w["_share"] = 1.0
     return frames._scope(w)
 

@@ -50,24 +50,24 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
     scope = "township of this run" if frames.township else "whole district"
     if measure == "poverty_villages":
         v = frames.villages
-        if "poverty_village" not in v or _poverty_flag_filled(frames.ctx):
+        if "poverty_village" not in v or _poverty_flag_filled(frames.layers):
             return {"status": "not_derivable", "computed": None, "basis": MEASURES[measure],
                     "reason": f"{NOT_DERIVABLE}: the villages layer has no poverty_village column",
                     "reason_zh": f"{NOT_DERIVABLE_ZH}（村图层无贫困村标记 poverty_village）"}
         n = int(_bool(v["poverty_village"]).sum())
-        bkey, _ = frames.ctx.plan.indicator_years
+        bkey, _ = frames.plan.indicator_years
         base = _num(ind.get(bkey))
         comment = (f"the layers hold {n} poverty villages ({scope}); the plan's "
                    f"{bkey.rsplit('_', 1)[1]} baseline is {base:g}" if base is not None
                    else f"{n} poverty villages in the layers")
-        comment += _cal(_calibrated(frames.ctx)["poverty_villages"])
+        comment += _cal(_calibrated(frames.data_status)["poverty_villages"])
         return {"status": "computed", "computed": n, "computed_after": None,
                 "compare_with": bkey, "basis": MEASURES[measure], "comment": comment}
     if measure == "relocation_people":
         s = frames.scoped_settlements(steps["relocation"].data.settlements)
         cand = _bool(s["relocation_candidate"])
         pop = pd.to_numeric(s["population"], errors="coerce").fillna(0)
-        poor, basis = _poor(s, frames.ctx.plan)
+        poor, basis = _poor(s, frames.plan)
         years = pd.to_numeric(s.get("schedule_year"), errors="coerce") if "schedule_year" in s \
             else pd.Series(np.nan, s.index)
         sched = cand & years.notna()
@@ -75,7 +75,7 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
         poor_sched = int(poor[sched].sum())
         unit = str(ind.get("unit", ""))
         value = poor_sched / 10_000 if "万" in unit else poor_sched
-        tkeys = frames.ctx.plan.indicator_years[1]
+        tkeys = frames.plan.indicator_years[1]
         target = next((t for t in (_num(ind.get(k)) for k in tkeys) if t is not None), None)
         comment = (f"{poor_sched:,} registered poor people (建档立卡贫困人口) in the "
                    f"{int(sched.sum())} settlements scheduled for the plan's years ({scope}; "
@@ -85,7 +85,7 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
                    f"basis: {basis}")
         if target:
             comment += f"; {100 * value / target:.1f} % of the plan's {target:g} {unit}"
-        comment += _cal(_calibrated(frames.ctx)["registered_poor"] and "estimated" not in basis)
+        comment += _cal(_calibrated(frames.data_status)["registered_poor"] and "estimated" not in basis)
         return {"status": "computed", "computed": round(value, 4), "computed_after": None,
                 "compare_with": tkeys[0], "basis": MEASURES[measure], "comment": comment,
                 "people": int(people), "registered_poor_scheduled": poor_sched,
@@ -104,10 +104,10 @@ def _measure(measure: str, ind: dict, frames: _Frames, steps: dict, why: dict) -
             before = pct(float(_bool(v["tongchang"]).sum()), len(v))
             after = _after_tongchang(v, acc, frames)
         comment = (f"{scope}, 行政村 only (社区 not counted): {before}% now"
-                   f"{_cal(_calibrated(frames.ctx)['village_tongchang_before'])}; {after}% "
+                   f"{_cal(_calibrated(frames.data_status)['village_tongchang_before'])}; {after}% "
                    f"{provenance.PLANNED_EN} / {provenance.PLANNED_ZH}")
         return {"status": "computed", "computed": before, "computed_after": after,
-                "compare_with": frames.ctx.plan.indicator_years[1][0], "basis": MEASURES[measure], "comment": comment}
+                "compare_with": frames.plan.indicator_years[1][0], "basis": MEASURES[measure], "comment": comment}
     raise PlanError(f"unknown measure {measure!r}")  # pragma: no cover (checked by _indicator_measures)
 
 

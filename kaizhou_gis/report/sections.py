@@ -107,7 +107,7 @@ def _relocation_counts(t: _Relocating, people_target, frames: _Frames) -> dict[s
         "candidate_poor_vs_target_pct": pct(float(poor[cand].sum()), people_target),
         "poor_population_basis": t.poor_basis,
         "poor_people_in_layer": int(poor.sum()),
-        "calibrated": {k: v for k, v in _calibrated(frames.ctx).items()
+        "calibrated": {k: v for k, v in _calibrated(frames.data_status).items()
                        if k in ("share_above_threshold", "registered_poor")},
     }
 

@@ -41,7 +41,7 @@ def township_table(frames: _Frames, steps: dict) -> pd.DataFrame:
     v = frames.villages
     vt = v["township_code"].astype(str) if "township_code" in v else pd.Series(dtype=str)
     df["villages"] = df["township_code"].map(vt.value_counts()).fillna(0).astype(int)
-    if "poverty_village" in v and not _poverty_flag_filled(frames.ctx):
+    if "poverty_village" in v and not _poverty_flag_filled(frames.layers):
         pv = vt[_bool(v["poverty_village"])].value_counts()
         df["poverty_villages"] = df["township_code"].map(pv).fillna(0).astype(int)
     st = frames.settlements["township_code"].astype(str)
@@ -65,7 +65,7 @@ def township_table(frames: _Frames, steps: dict) -> pd.DataFrame:
 def _tw_relocation(df: pd.DataFrame, frames: _Frames, rel: StepResult) -> pd.DataFrame:
     s = frames.scoped_settlements(rel.data.settlements)
     cand = _bool(s["relocation_candidate"])
-    poor, _ = _poor(s, frames.ctx.plan)
+    poor, _ = _poor(s, frames.plan)
     g = s[cand].assign(
         _hh=pd.to_numeric(s.loc[cand, "households"], errors="coerce").fillna(0),
         _pop=pd.to_numeric(s.loc[cand, "population"], errors="coerce").fillna(0),
