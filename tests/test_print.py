@@ -182,3 +182,74 @@ def test_sheets_are_drawn_from_wgs84_data_with_the_gaode_basemap(tmp_path):
     with mock.patch.object(printmap, "township_sheet", record):
         res = maps.run(ctx, ctx.needs_of("maps"))
     assert seen == ["offline"] and f"maps/townships/{T1}.pdf" in res.files
+
+
+def _pdf_fonts(pdf: bytes) -> list[str]:
+    """The BaseFont of every font of a one-page PDF."""
+    return [str(f.get_object()["/BaseFont"]) for f in _page(pdf)["/Resources"]["/Font"].values()]
+
+
+@pytest.mark.skipif(not HAVE_CJK, reason="no CJK font (apt-get install fonts-noto-cjk)")
+def test_sheets_embed_only_the_subset_font(sheets):
+    """Every character of every sheet is in the district's subset font: no PDF falls back to the
+    full CJK collection (which costs a parse of the 20 MB font per embedded font)."""
+    _, res = sheets
+    pdfs = [rel for rel in res.files if rel.endswith(".pdf")]
+    assert len(pdfs) == 3  # the overview and two townships
+    for rel in pdfs:
+        names = _pdf_fonts(res.files[rel])
+        assert names and all(n.split("+")[-1].startswith(fonts.SUBSET_PS_NAME) for n in names), (rel, names)
+
+
+@pytest.mark.skipif(not HAVE_CJK, reason="no CJK font (apt-get install fonts-noto-cjk)")
+def test_subset_font_holds_every_character_drawn(tmp_path):
+    """The district's characters (printmap.font_chars) cover what each sheet draws, and the subset
+    font made for them maps every one the full font has."""
+    from fontTools.ttLib import TTFont
+    from matplotlib import font_manager
+
+    from kaizhou_gis.maps import sheet
+
+    ctx = make_ctx(tmp_path)
+    d = maps.gather_wgs84(ctx, ctx.needs_of("maps"))
+    st = maps._settings(ctx.plan)
+    text = printmap.sheet_text(ctx.plan, d, title="t", subtitle="s", labels=printmap._labels(d, T1))
+    chars = printmap.font_chars(ctx.plan, d, text)
+    for code in (T1, T2):
+        tw_text = printmap.sheet_text(ctx.plan, d, title=f"{ctx.plan.name}{d.township_names[code]}扶贫规划图",
+                                      subtitle=code, labels=printmap._labels(d, code))
+        assert sheet.sheet_chars(maps.map_layers("township", d, st, code), tw_text) <= chars
+    assert {"东", "风", "村", "甲", "镇", "比", "例", "尺", "°", "′"} <= chars
+    assert fonts.subset_family(chars) == fonts.SUBSET_FAMILY
+    full_path, face = fonts._source_font(fonts.find_cjk_font(), "normal")
+    full = TTFont(full_path, fontNumber=face, lazy=True).getBestCmap()
+    for weight, path in fonts._SUBSET["files"].items():
+        sub = TTFont(path)
+        cmap = sub.getBestCmap()
+        assert {ord(c) for c in chars if ord(c) in full} <= set(cmap), weight
+        assert sub["name"].getDebugName(1) == fonts.SUBSET_FAMILY
+        assert len(sub.getGlyphOrder()) < 5_000  # a subset, not the 65 000 glyphs of the font
+    found = font_manager.findfont(font_manager.FontProperties(family=fonts.SUBSET_FAMILY, weight="bold"),
+                                  fallback_to_default=False)
+    assert str(found) == str(fonts._SUBSET["files"]["bold"])
+
+
+@pytest.mark.skipif(not HAVE_CJK, reason="no CJK font (apt-get install fonts-noto-cjk)")
+def test_a_character_outside_the_subset_draws_from_the_full_font():
+    """A character the subset was not made for is drawn from the full CJK font (no missing glyph)
+    and stays text in the PDF."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fonts.subset_family("开州")
+    with warnings.catch_warnings(), matplotlib.rc_context(fonts.cjk_rc(subset=True)):
+        warnings.simplefilter("error", UserWarning)
+        fig = Figure()
+        FigureCanvasAgg(fig)
+        fig.text(0.1, 0.5, "开州区竹溪镇")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="pdf")
+    names = _pdf_fonts(buf.getvalue())
+    assert any(fonts.SUBSET_PS_NAME in n for n in names) and any(fonts.SUBSET_PS_NAME not in n for n in names)
+    assert "开州区竹溪镇" in _page(buf.getvalue()).extract_text()

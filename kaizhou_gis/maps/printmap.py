@@ -87,50 +87,85 @@ def township_sheet(ctx, d, specs: list, code: str, *, formats=("pdf", "png"),
     With ``pool`` (a :class:`SheetPool`) the sheet is drawn there and a
     :class:`concurrent.futures.Future` of that dict is returned."""
     plan = ctx.plan
-    cfg = plan.section("maps")
-    mcfg = plan.section("maps")
     name = d.township_names.get(code, code)
-    tw = d.work_townships[d.work_townships["township_code"] == code]
-    labels = _labels(d, code)
     text = sheet_text(plan, d, title=f"{plan.name}{name}扶贫规划图",
                       subtitle=f"{name}（{code}）· {plan.get('meta.plan_title', '')} · "
                                f"{plan.get('meta.district_name_en', '')}",
-                      labels=labels, data_status=getattr(ctx, "data_status", None))
-    kwargs = dict(bounds_xy=_work_bounds(tw), work_crs=plan.work_crs,
-                  highlight=tw.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
-                  png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(mcfg["hillshade_azimuth_deg"]),
-                  altitude_deg=float(mcfg["hillshade_altitude_deg"]), formats=formats,
-                  map_crs=_wgs84_specs(d))
-    if pool is not None:
-        return pool.submit(specs, text, **kwargs)
-    with ctx.layers.open_dem() as dem:
-        return sheet.render_sheet(specs, text, dem=dem, **kwargs)
+                      labels=_labels(d, code), data_status=getattr(ctx, "data_status", None))
+    area = d.work_townships[d.work_townships["township_code"] == code]
+    return _draw(plan, d, specs, text, area, ctx.layers, formats=formats, pool=pool)
 
 
 def district_sheet(ctx, d, specs: list, *, formats=("pdf",), pool: SheetPool | None = None):
     """The A3 overview sheet of the district (with ``pool``: a Future of it, as
     :func:`township_sheet`)."""
     plan = ctx.plan
-    cfg = plan.section("maps")
-    mcfg = plan.section("maps")
-    labels = []
     tw = d.work_townships
     pts = tw.geometry.representative_point().to_crs(4326)
-    for p, n in zip(pts, tw["name"].astype(str)):
-        labels.append((p.x, p.y, n, "township"))
-    boundary = ctx.layers.boundary.to_crs(plan.work_crs)
+    labels = [(p.x, p.y, n, "township") for p, n in zip(pts, tw["name"].astype(str))]
     text = sheet_text(plan, d, title=f"{plan.name}扶贫规划总图",
                       subtitle=f"{plan.get('meta.plan_title', '')} · {plan.get('meta.district_name_en', '')}",
                       labels=labels, data_status=getattr(ctx, "data_status", None))
-    kwargs = dict(bounds_xy=_work_bounds(boundary), work_crs=plan.work_crs,
-                  highlight=boundary.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
-                  png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(mcfg["hillshade_azimuth_deg"]),
-                  altitude_deg=float(mcfg["hillshade_altitude_deg"]), formats=formats,
-                  map_crs=_wgs84_specs(d))
+    area = ctx.layers.boundary.to_crs(plan.work_crs)
+    return _draw(plan, d, specs, text, area, ctx.layers, formats=formats, pool=pool)
+
+
+def _draw(plan, d, specs: list, text: SheetText, area, layers, *, formats,
+          pool: SheetPool | None):
+    """Draw the sheet framing ``area`` (work CRS, drawn highlighted) with the plan's print
+    settings and the subset font of :func:`font_chars`: in ``pool`` (a Future) or here, with the
+    DEM of ``layers``."""
+    cfg = plan.section("maps")
+    kwargs = dict(bounds_xy=_work_bounds(area), work_crs=plan.work_crs,
+                  highlight=area.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
+                  png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(cfg["hillshade_azimuth_deg"]),
+                  altitude_deg=float(cfg["hillshade_altitude_deg"]), formats=formats,
+                  map_crs=_wgs84_specs(d), font_chars=font_chars(plan, d, text))
     if pool is not None:
         return pool.submit(specs, text, **kwargs)
-    with ctx.layers.open_dem() as dem:
+    with layers.open_dem() as dem:
         return sheet.render_sheet(specs, text, dem=dem, **kwargs)
+
+
+def font_chars(plan, d, text: SheetText) -> frozenset[str]:
+    """The characters the subset font of a district's sheets is made for
+    (:func:`kaizhou_gis.fonts.subset_family`): those of every sheet of the district, so every
+    sheet of a run, drawn in any process, uses the same subset and a sheet's bytes do not depend
+    on which other sheets were drawn. From the plan's names, the township, village and seat
+    names, the legend's category labels, the notes (``text``: data status, sources, CRS) and the
+    fixed words of a sheet; a character missed here still draws, from the full font."""
+    words: list[str] = [plan.name, str(plan.get("meta.plan_title", "")),
+                        str(plan.get("meta.district_name_en", "")), text.producing_unit, text.date,
+                        text.crs_note, text.banner, *text.status, *text.sources,
+                        *sheet.SHEET_WORDS, "扶贫规划图", "扶贫规划总图",
+                        "".join(map(chr, range(0x21, 0x7F)))]  # printable ASCII
+    words += [str(v) for v in d.township_names.values()]
+    for gdf, col in ((d.seats, "name"), (d.villages, "name"), (d.work_townships, "name"),
+                     (d.townships, "name"), (d.hosts, "category"), (d.hosts, "category_en")):
+        if gdf is not None and col in gdf.columns:
+            words += gdf[col].dropna().astype(str).tolist()
+    words += list(_style_words())
+    return frozenset(ch for w in words for ch in w if not ch.isspace())
+
+
+def _style_words():
+    """Every string of the map styles (legend labels and their prefixes)."""
+    from kaizhou_gis.maps import styles
+
+    def walk(v):
+        if isinstance(v, str):
+            yield v
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                yield from walk(k)
+                yield from walk(x)
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            for x in v:
+                yield from walk(x)
+
+    for name, v in vars(styles).items():
+        if name.isupper():
+            yield from walk(v)
 
 
 def _wgs84_specs(d) -> str:

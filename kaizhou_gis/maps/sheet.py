@@ -64,6 +64,12 @@ def shade_to_grey(shade: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
 # the sheet
 # --------------------------------------------------------------------------------------------
 
+#: The words every sheet draws besides its :class:`SheetText` and legend, and the signs of the
+#: legend's class labels ("800–1,000 m", "≥ 1,500 m"), for the subset font.
+SHEET_WORDS = ("比例尺 Scale", "图例 Legend", "北", "数据来源 Sources:", "坐标系 CRS:",
+               "制图单位 Producing unit:", "制图日期 Date:", "°′″", "–—·（）：，、≥≤±×")
+
+
 def _graticule_step_min(span_deg: float) -> float:
     for m in _GRATICULE_MIN:
         if span_deg * 60.0 / m <= 6:
@@ -96,24 +102,32 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
                  work_crs: str, dem=None, highlight=None, hillshade_dpi: int = 300,
                  png_dpi: int = 200, azimuth_deg: float = 315.0, altitude_deg: float = 45.0,
                  legend_entries: list | None = None, formats: tuple[str, ...] = ("pdf", "png"),
-                 map_crs: str = "EPSG:4326") -> dict[str, bytes]:
+                 map_crs: str = "EPSG:4326", font_chars=None) -> dict[str, bytes]:
     """Draw one A3 sheet of ``specs`` (:class:`kaizhou_gis.maps.specs.LayerSpec`, lat/lon in
     ``map_crs``) framing ``bounds_xy`` (work CRS); returns ``{format: bytes}``.
 
     ``highlight`` (a shapely geometry in the work CRS) is the area shown at full strength; the
     hillshade outside it is faded. The parts are drawn in a fixed order (map content, graticule,
     north arrow, neatline, title, panel), which is the order of the artists in the files.
+
+    The text is drawn with a subset of the CJK font (:func:`kaizhou_gis.fonts.subset_family`) made
+    for ``font_chars`` (e.g. every character of a district's sheets,
+    :func:`kaizhou_gis.maps.printmap.font_chars`) or, when None, for the characters on this sheet,
+    with the full font behind it for any other: embedding it in the PDF takes milliseconds instead
+    of a parse of the whole font collection per embedded font. The same ``font_chars`` give the
+    same bytes.
     """
     import matplotlib
     from matplotlib.lines import Line2D
 
-    from kaizhou_gis.fonts import cjk_rc
+    from kaizhou_gis import fonts
 
     lay = plan_layout(bounds_xy)
     to_work = transformer(map_crs, work_crs)
     to_geo = transformer(work_crs, "EPSG:4490")  # CGCS2000 geographic
 
-    with matplotlib.rc_context(cjk_rc()):
+    fonts.subset_family(sheet_chars(specs, text) if font_chars is None else font_chars)
+    with matplotlib.rc_context(fonts.cjk_rc(subset=True)):
         fig, ax = _figure(lay)
         if dem is not None:  # hillshade raster at the print resolution
             _draw_hillshade(ax, dem, lay, work_crs, highlight, hillshade_dpi=hillshade_dpi,
@@ -127,6 +141,14 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
         handles = legend_entries if legend_entries is not None else legend_handles(specs, Line2D)
         _draw_panel(fig, lay, text, handles)
         return _save(fig, text, formats, png_dpi)
+
+
+def sheet_chars(specs: list, text: SheetText) -> frozenset[str]:
+    """The characters a sheet of ``specs`` and ``text`` draws (its words, labels, legend)."""
+    words = [text.title, text.subtitle, text.producing_unit, text.date, text.crs_note, text.banner,
+             *text.status, *text.sources, *(lab[2] for lab in text.labels), *SHEET_WORDS,
+             *(h.get_label() for h in legend_handles(specs))]
+    return frozenset(ch for w in words for ch in w if not ch.isspace())
 
 
 def _figure(lay: Layout):

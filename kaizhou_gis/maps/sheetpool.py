@@ -71,7 +71,8 @@ def sheet_workers() -> int:
 class SheetPool:
     """Draws print sheets, in ``workers`` forked processes when more than one, with the DEM read
     once (every sheet reads the same full band, so the bytes are those of :func:`render_sheet`
-    on the open dataset). Results come back as futures; callers keep their own order, so the
+    on the open dataset) and the subset font of the sheets made once (see :meth:`submit`).
+    Results come back as futures; callers keep their own order, so the
     output does not depend on which sheet finishes first.
 
     Use as a context manager: ``with SheetPool(ctx, workers=2) as pool: fut = pool.submit(...)``.
@@ -82,6 +83,7 @@ class SheetPool:
         with ctx.layers.open_dem() as ds:
             self.dem = DemArray(ds.read(1, masked=False), ds.transform, ds.crs, ds.nodata)
         self._ex = None
+        self._started = False
         if self.workers > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -94,6 +96,13 @@ class SheetPool:
         from concurrent.futures import Future
 
         if self._ex is not None:
+            if not self._started and kwargs.get("font_chars") is not None:
+                # the subset font is made here, once, before the workers are forked: they
+                # inherit it (a worker given other characters makes its own)
+                from kaizhou_gis import fonts
+
+                fonts.subset_family(kwargs["font_chars"])
+            self._started = True
             return self._ex.submit(_render_in_worker, specs, text, kwargs)
         fut: Future = Future()
         try:
