@@ -253,3 +253,33 @@ def test_a_character_outside_the_subset_draws_from_the_full_font():
     names = _pdf_fonts(buf.getvalue())
     assert any(fonts.SUBSET_PS_NAME in n for n in names) and any(fonts.SUBSET_PS_NAME not in n for n in names)
     assert "开州区竹溪镇" in _page(buf.getvalue()).extract_text()
+
+
+def test_hillshade_shaded_at_the_dem_resolution_agrees_with_shading_every_printed_pixel(monkeypatch):
+    """The sheet's hillshade is shaded on a grid of half a DEM cell and resampled to the printed
+    pixels; the grey it prints agrees with shading every printed pixel (the former method) to a
+    couple of grey levels, at a fraction of the work. On the shipped DEM at 1:50 000, 300 dpi."""
+    from kaizhou_gis.layers import load_layers
+    from kaizhou_gis.maps import sheet
+    from kaizhou_gis.plan import load_plan
+
+    plan = load_plan()
+    layers = load_layers(None, plan=plan)
+    cx, cy = layers.townships.to_crs(plan.work_crs).geometry.iloc[0].representative_point().coords[0]
+    px = 50_000 * 25.4e-3 / 300  # metres per printed pixel: 4.23 m
+    w, h = 1200, 900
+    extent = (cx - w * px / 2, cy - h * px / 2, cx + w * px / 2, cy + h * px / 2)
+    kw = dict(azimuth_deg=315.0, altitude_deg=45.0)
+    with layers.open_dem() as dem:
+        dem_arr = sheetpool.DemArray(dem.read(1), dem.transform, dem.crs, dem.nodata)
+    factor = sheet._shade_factor(dem_arr.transform, dem_arr.values.shape, dem_arr.crs, plan.work_crs, extent, w)
+    assert factor > 4  # the DEM cell spans many printed pixels
+    new = sheet.sheet_hillshade(dem_arr, plan.work_crs, extent, w, h, **kw)
+    monkeypatch.setattr(sheet, "SHADE_OVERSAMPLE", 1e9)  # every printed pixel shaded: the former way
+    every = sheet.sheet_hillshade(dem_arr, plan.work_crs, extent, w, h, **kw)
+    assert new.shape == every.shape == (h, w) and new.dtype == np.float32
+    a = sheet.shade_to_grey(new, None).astype(float)
+    b = sheet.shade_to_grey(every, None).astype(float)
+    assert b.std() > 5  # relief
+    assert np.abs(a - b).mean() < 3.0  # grey levels of 255
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
