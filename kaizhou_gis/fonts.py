@@ -116,6 +116,9 @@ SUBSET_WEIGHTS = ("normal", "bold")
 #: This process's subset font: the characters it was made for and its files by weight. A forked
 #: worker inherits it with its files (see :func:`_font_file`).
 _SUBSET: dict = {"chars": frozenset(), "files": {}}
+#: The subset fonts made in this process, by their characters (a long-lived process, e.g. the web
+#: workbench, that draws sheets of several districts makes each once).
+_MADE: dict[frozenset, dict[str, str]] = {}
 
 
 def subset_family(chars) -> str | None:
@@ -142,7 +145,10 @@ def subset_family(chars) -> str | None:
     chars = frozenset(chars)
     if _SUBSET["files"] and chars == _SUBSET["chars"]:
         return SUBSET_FAMILY
-    files = {w: _font_file(_subset_bytes(name, w, chars)) for w in SUBSET_WEIGHTS}
+    made = _MADE.get(chars)  # made before in this process (or its parent): the same files
+    if made is None or not all(os.path.exists(p) for p in made.values()):
+        made = _MADE[chars] = {w: _font_file(_subset_bytes(name, w, chars)) for w in SUBSET_WEIGHTS}
+    files = made
     _register(files)
     _SUBSET.update(chars=chars, files=files)
     log.debug("CJK subset font of %d characters: %s", len(chars), files)
