@@ -128,3 +128,29 @@ def test_window_for_margin_and_clipping():
 def test_bad_options_raise():
     with pytest.raises(OptionError):
         build_cell_graph(np.zeros((3, 3)), TR, CRS_M, max_grade_pct=0.0)
+
+
+@pytest.mark.parametrize("crs, tr", [(CRS_M, TR), ("EPSG:4326", from_origin(108.0, 31.5, 0.001, 0.001))])
+def test_grid_cost_matrix_is_the_cell_graph_built_lean(crs, tr):
+    """The lean CSR (costs only, built in row blocks) is entry for entry the matrix of
+    build_cell_graph: same sparsity, same column order, the same float64 costs; step_attributes
+    gives the length and grade build_cell_graph stores for each edge, in both directions."""
+    from kaizhou_gis.network.costpath import grid_cost_matrix, step_attributes
+
+    rng = np.random.default_rng(7)
+    z = 200.0 + np.cumsum(rng.normal(0.0, 9.0, (23, 19)), axis=0)
+    z[5, 7] = np.nan  # no data: no edge touches it
+    z[12, 0] = 2000.0  # a spike: too steep on every side
+    g = build_cell_graph(z, tr, crs, max_grade_pct=15.0, slope_weight=3.0)
+    m = grid_cost_matrix(z, tr, crs, max_grade_pct=15.0, step_cost=lambda h, gr: h * (1.0 + 3.0 * gr),
+                         rows_per_block=4)  # several blocks, one not full
+    assert m.has_sorted_indices and m.indices.dtype == np.int32
+    assert np.array_equal(m.indptr, g.matrix.indptr) and np.array_equal(m.indices, g.matrix.indices)
+    assert np.array_equal(m.data, g.matrix.data)  # bit for bit
+    assert 0 < m.nnz < 8 * z.size and m[5 * 19 + 7].nnz == 0 and m[:, 12 * 19].nnz == 0
+    a = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    h, gr = step_attributes(z, tr, crs, a, m.indices)
+    assert np.array_equal(h, np.asarray(g.length[a, m.indices]).ravel())
+    assert np.array_equal(gr, np.asarray(g.grade[a, m.indices]).ravel())
+    with pytest.raises(OptionError, match="not neighbours"):
+        step_attributes(z, tr, crs, [0], [2])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,15 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import LineString
 
 from kaizhou_gis.network import DemGrid, terrain_class
-from kaizhou_gis.network.costpath import cell_centres, points_to_cells, search, trace, window_for
+from kaizhou_gis.network.costpath import (
+    cell_centres,
+    grid_cost_matrix,
+    points_to_cells,
+    search_matrix,
+    step_attributes,
+    trace,
+    window_for,
+)
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,8 @@ class _Searched:
     h: int
     w: int
     tr: Any
-    graph: Any
-    road_len: Any
-    road_grade: Any
+    sub: np.ndarray
+    gmax: float
     sxy: np.ndarray
     rep: np.ndarray
     dist: np.ndarray
@@ -111,16 +118,16 @@ def _search_window(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: n
     h, w = int(win.height), int(win.width)
     sub = s.dem.values[r0:r0 + h, c0:c0 + w]
     tr = window_transform(win, s.dem.transform)
-    graph, road_len, road_grade = _switchback_graph(sub, tr, s.dem.crs, max_grade_pct=s.max_grade_pct,
-                                                    terrain_max_pct=s.switchback_terrain_max_pct,
-                                                    slope_weight=s.slope_weight)
+    matrix = _switchback_graph(sub, tr, s.dem.crs, max_grade_pct=s.max_grade_pct,
+                               terrain_max_pct=s.switchback_terrain_max_pct, slope_weight=s.slope_weight)
     src_cells = points_to_cells(np.column_stack([sx, sy]), tr, (h, w))
-    dist, pred, nearest = search(graph, src_cells)
+    dist, pred, nearest = search_matrix(matrix, src_cells)
+    del matrix
     src_of_cell: dict[int, int] = {}
     for si_, c in enumerate(src_cells.tolist()):
         if c >= 0 and c not in src_of_cell:
             src_of_cell[c] = si_
-    return _Searched(r0=r0, c0=c0, h=h, w=w, tr=tr, graph=graph, road_len=road_len, road_grade=road_grade,
+    return _Searched(r0=r0, c0=c0, h=h, w=w, tr=tr, sub=sub, gmax=s.max_grade_pct / 100.0,
                      sxy=sxy, rep=rep, dist=dist, pred=pred, nearest=nearest, src_of_cell=src_of_cell)
 
 
@@ -161,10 +168,10 @@ def _traced_link(s: LinkSearch, f: _Searched, ends: _Ends, j: int, pt: np.ndarra
     cells = trace(f.pred, cell)
     a_, b2 = np.asarray(cells[:-1]), np.asarray(cells[1:])
     if len(cells) > 1:
-        step_road = np.asarray(f.road_len[a_, b2], dtype="float64").ravel()
-        step_grade = np.asarray(f.road_grade[a_, b2], dtype="float64").ravel() * 100.0
-        step_tgrade = np.asarray(f.graph.grade[a_, b2], dtype="float64").ravel() * 100.0
-        step_corr = np.asarray(f.graph.length[a_, b2], dtype="float64").ravel()
+        step_corr, g = step_attributes(f.sub, f.tr, s.dem.crs, a_, b2)
+        step_road = _road_length(step_corr, g, f.gmax)
+        step_grade = np.minimum(g, f.gmax) * 100.0
+        step_tgrade = g * 100.0
     else:
         step_road = step_grade = step_tgrade = step_corr = np.zeros(0)
     length = float(step_road.sum())
@@ -203,39 +210,33 @@ def _traced_link(s: LinkSearch, f: _Searched, ends: _Ends, j: int, pt: np.ndarra
             "simplify_m": 0.5 * ends.csize, "source_line": int(f.rep[s_idx])}
 
 
+def _road_length(h: np.ndarray, g: np.ndarray, gmax: float) -> np.ndarray:
+    """Road length of steps of horizontal length ``h`` over terrain grade ``g``: ``h`` where
+    ``g`` is at most ``gmax``, else ``h * g / gmax`` (hairpins at the maximum grade)."""
+    return h * np.maximum(1.0, g / gmax)
+
+
 def _switchback_graph(dem: np.ndarray, transform, crs, *, max_grade_pct: float, terrain_max_pct: float,
-                      slope_weight: float):
-    """Cell graph whose steps may cross terrain up to ``terrain_max_pct`` by hairpin bends.
+                      slope_weight: float) -> sp.csr_matrix:
+    """Cost matrix of the cell graph whose steps may cross terrain up to ``terrain_max_pct`` by
+    hairpin bends.
 
     A step of horizontal length h over terrain grade g > max grade is climbed by a road of length
     h * g / max grade at the maximum grade (switchbacks); gentler steps keep length h and grade g.
     Step cost = road length * (1 + slope_weight * road grade). With ``terrain_max_pct`` equal to
     ``max_grade_pct`` this is the plain grade-limited graph.
 
-    Returns the graph (its ``grade`` is the terrain grade) and sparse matrices of the road length
-    and road grade of every step.
+    Only the costs are kept (:func:`~kaizhou_gis.network.costpath.grid_cost_matrix`); the length
+    and grades of a traced path's steps come from
+    :func:`~kaizhou_gis.network.costpath.step_attributes` and :func:`_road_length`.
     """
-    from kaizhou_gis.network.costpath import build_cell_graph
-
     gmax = max_grade_pct / 100.0
-    graph = build_cell_graph(dem, transform, crs, max_grade_pct=max(terrain_max_pct, max_grade_pct),
-                             slope_weight=0.0)
-    # CellGraph declares its matrices as ``object``; they are csr matrices (see its docstring)
-    length, grade, matrix = (cast(sp.csr_matrix, graph.length), cast(sp.csr_matrix, graph.grade),
-                             cast(sp.csr_matrix, graph.matrix))
-    same = (np.array_equal(length.indptr, grade.indptr)
-            and np.array_equal(length.indices, grade.indices)
-            and np.array_equal(length.indptr, matrix.indptr)
-            and np.array_equal(length.indices, matrix.indices))
-    if not same:  # pragma: no cover - costpath builds all three from the same coordinates
-        raise RuntimeError("costpath cell graph matrices do not share one sparsity structure")
-    g = grade.data
-    road_len = length.copy()
-    road_len.data = length.data * np.maximum(1.0, g / gmax)
-    road_grade = grade.copy()
-    road_grade.data = np.minimum(g, gmax)
-    matrix.data = road_len.data * (1.0 + slope_weight * road_grade.data)
-    return graph, road_len, road_grade
+
+    def step_cost(h: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return _road_length(h, g, gmax) * (1.0 + slope_weight * np.minimum(g, gmax))
+
+    return grid_cost_matrix(dem, transform, crs, max_grade_pct=max(terrain_max_pct, max_grade_pct),
+                            step_cost=step_cost)
 
 
 def _cell_metres(transform, crs, height: int) -> tuple[float, float]:

@@ -27,7 +27,8 @@ from shapely.geometry import LineString
 
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.errors import OptionError
-from kaizhou_gis.terrain.sampling import cell_size_m, floor_cells
+from kaizhou_gis.network.grid import rowcol_cells
+from kaizhou_gis.terrain.sampling import cell_size_m
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,119 @@ def build_cell_graph(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
     return CellGraph(matrix=mat(costs), length=mat(lengths), grade=mat(grades), shape=(nrow, ncol))
 
 
+#: The eight neighbours (d_row, d_col) of a cell in the order of their flat index (row-major), the
+#: column order of a row of the canonical CSR matrix.
+_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def _step_h(dx: np.ndarray, dy: np.ndarray, rows: np.ndarray, dr, dc) -> np.ndarray:
+    """Horizontal length (m) of steps from cells in ``rows`` by ``(dr, dc)``, one of ``_OFFSETS``
+    (``dr`` 0 or 1; the first cell is the upper one, or the left one in a row), exactly as
+    :func:`build_cell_graph` computes it."""
+    dr, dc = np.asarray(dr), np.asarray(dc)
+    nxt = rows + dr
+    side = (dy[rows] + dy[nxt]) / 2.0
+    diag = np.hypot((dx[rows] + dx[nxt]) / 2.0, side)
+    return np.where(dr == 0, dx[rows], np.where(dc == 0, side, diag))
+
+
+def grid_cost_matrix(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: float,
+                     step_cost, rows_per_block: int = 256) -> csr_matrix:
+    """The cost matrix of the 8-connected, grade-limited cell graph, built lean.
+
+    The same graph as :func:`build_cell_graph` (edges whose terrain grade ``|dz| / h`` is at most
+    ``max_grade_pct``, between finite cells), with each edge's cost ``step_cost(h, g)`` (``h``
+    horizontal metres, ``g`` grade as a fraction, both float64 arrays; computed once per cell
+    pair and used in both directions), as the canonical CSR matrix (sorted column indices, int32
+    indices) that ``coo_matrix(...).tocsr()`` of the same entries gives, so a search on it is the
+    same search. Only the cost is stored: 12 bytes per edge instead of the five int64/float64
+    arrays of the coordinate form and three matrices; :func:`step_attributes` gives the length
+    and grade of the few steps of a traced path.
+    """
+    z = np.asarray(dem, dtype="float64")
+    nrow, ncol = z.shape
+    n = nrow * ncol
+    if n >= 2**31 - 1:
+        raise OptionError(f"costpath: a window of {n} cells is too large for one search.")
+    dx, dy = cell_size_m(transform, crs, nrow)
+    max_grade = max_grade_pct / 100.0
+    # the cost of each of the four base offsets, stored on its first cell (NaN: no edge)
+    base = {}
+    for dr, dc in _OFFSETS:
+        w = np.full((nrow, ncol), np.nan)
+        r1 = nrow - dr
+        c0, c1 = max(0, -dc), ncol - max(0, dc)
+        if r1 > 0 and c1 > c0:
+            za, zb = z[0:r1, c0:c1], z[dr:r1 + dr, c0 + dc:c1 + dc]
+            h2 = np.broadcast_to(_step_h(dx, dy, np.arange(r1), dr, dc)[:, None], za.shape)
+            with np.errstate(invalid="ignore"):
+                g = np.abs(zb - za) / h2
+            keep = np.isfinite(za) & np.isfinite(zb) & (g <= max_grade)
+            cost = np.full(za.shape, np.nan)
+            cost[keep] = step_cost(h2[keep], g[keep])
+            w[0:r1, c0:c1] = cost
+        base[(dr, dc)] = w
+
+    def block(r0: int, r1: int) -> np.ndarray:
+        """(rows r0..r1-1, cols, 8) costs towards the eight neighbours (NaN: no edge)."""
+        out = np.full((r1 - r0, ncol, 8), np.nan)
+        for k, (dr, dc) in enumerate(_NEIGHBOURS):
+            if (dr, dc) in base:  # forward: stored on this cell
+                out[:, :, k] = base[(dr, dc)][r0:r1]
+            else:  # backward: stored on the neighbour, the first cell of the pair
+                src = base[(-dr, -dc)]
+                ra, rb = max(r0, -dr), min(r1, nrow - dr)
+                ca, cb = max(0, -dc), min(ncol, ncol - dc)
+                if rb > ra and cb > ca:
+                    out[ra - r0:rb - r0, ca:cb, k] = src[ra + dr:rb + dr, ca + dc:cb + dc]
+        return out
+
+    counts = np.zeros(n, dtype=np.int64)
+    for r0 in range(0, nrow, rows_per_block):
+        r1 = min(nrow, r0 + rows_per_block)
+        counts[r0 * ncol:r1 * ncol] = np.isfinite(block(r0, r1)).sum(axis=2).ravel()
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    nnz = int(indptr[-1])
+    data = np.empty(nnz, dtype="float64")
+    indices = np.empty(nnz, dtype=np.int32)
+    off = np.array([dr * ncol + dc for dr, dc in _NEIGHBOURS], dtype=np.int64)
+    for r0 in range(0, nrow, rows_per_block):
+        r1 = min(nrow, r0 + rows_per_block)
+        b = block(r0, r1).reshape(-1, 8)
+        m = np.isfinite(b)
+        lo, hi = int(indptr[r0 * ncol]), int(indptr[r1 * ncol])
+        data[lo:hi] = b[m]
+        cells = np.arange(r0 * ncol, r1 * ncol, dtype=np.int64)[:, None] + off[None, :]
+        indices[lo:hi] = cells[m]
+    index_dtype = np.int32 if nnz < 2**31 else np.int64
+    return csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n, n))
+
+
+def step_attributes(dem: np.ndarray, transform: Affine, crs, cells_a, cells_b) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal length (m) and terrain grade (fraction) of steps between neighbouring cells
+    ``cells_a[i]`` → ``cells_b[i]`` (flat indices of ``dem``), the values
+    :func:`build_cell_graph` / :func:`grid_cost_matrix` give their edges."""
+    z = np.asarray(dem, dtype="float64")
+    nrow, ncol = z.shape
+    a = np.asarray(cells_a, dtype=np.int64)
+    b = np.asarray(cells_b, dtype=np.int64)
+    if len(a) == 0:
+        return np.zeros(0), np.zeros(0)
+    first = np.minimum(a, b)  # the upper (or left) cell of the pair
+    second = np.maximum(a, b)
+    r, c = np.divmod(first, ncol)
+    r2, c2 = np.divmod(second, ncol)
+    dr, dc = r2 - r, c2 - c
+    if not (np.isin(dr, (0, 1)).all() and (np.abs(dc) <= 1).all() and ((dr != 0) | (dc != 0)).all()):
+        raise OptionError("costpath.step_attributes: the cells of a step are not neighbours.")
+    dx, dy = cell_size_m(transform, crs, nrow)
+    h = _step_h(dx, dy, r, dr, dc)
+    zf = z.ravel()
+    g = np.abs(zf[second] - zf[first]) / h
+    return h, g
+
+
 def points_to_cells(points_xy, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
     """Flat cell index of each (x, y) point; -1 for points outside the grid or not finite."""
     pts = np.asarray(points_xy, dtype="float64").reshape(-1, 2)
@@ -177,8 +291,7 @@ def points_to_cells(points_xy, transform: Affine, shape: tuple[int, int]) -> np.
         return out
     fin = np.isfinite(pts).all(axis=1)
     if fin.any():
-        r, c = rowcol(transform, pts[fin, 0], pts[fin, 1], op=floor_cells)
-        r, c = np.asarray(r, np.int64), np.asarray(c, np.int64)
+        r, c = rowcol_cells(transform, pts[fin, 0], pts[fin, 1])
         inside = (r >= 0) & (r < shape[0]) & (c >= 0) & (c < shape[1])
         flat = np.where(inside, r * shape[1] + c, -1)
         out[fin] = flat
@@ -191,12 +304,17 @@ def search(graph: CellGraph, source_cells) -> tuple[np.ndarray, np.ndarray, np.n
     Returns ``(cost, predecessors, nearest_source_cell)`` arrays over all cells; unreachable
     cells have cost ``inf``, predecessor -9999 and source -9999.
     """
+    return search_matrix(graph.matrix, source_cells)
+
+
+def search_matrix(matrix: csr_matrix, source_cells) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`search` on a cost matrix (e.g. from :func:`grid_cost_matrix`)."""
     src = np.unique(np.asarray(source_cells, dtype=np.int64))
     src = src[src >= 0]
-    n = graph.shape[0] * graph.shape[1]
+    n = matrix.shape[0]
     if len(src) == 0:
         return np.full(n, np.inf), np.full(n, -9999, np.int32), np.full(n, -9999, np.int32)
-    dist, pred, sources = dijkstra(graph.matrix, directed=True, indices=src,
+    dist, pred, sources = dijkstra(matrix, directed=True, indices=src,
                                    return_predecessors=True, min_only=True)
     return dist, pred, sources
 

@@ -72,8 +72,7 @@ class DemGrid:
         cols = np.full(len(x), -1, dtype=np.int64)
         ok = np.isfinite(x) & np.isfinite(y)
         if ok.any():
-            r, c = rowcol(self.transform, x[ok], y[ok], op=floor_cells)  # (a point on a cell edge: CELL_TOL)
-            rows[ok], cols[ok] = np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)
+            rows[ok], cols[ok] = rowcol_cells(self.transform, x[ok], y[ok])
         h, w = self.values.shape
         inside = ok & (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
         return rows, cols, inside
@@ -85,6 +84,17 @@ class DemGrid:
         out = np.full(len(rows), np.nan)
         out[inside] = grid[rows[inside], cols[inside]]
         return out
+
+
+def rowcol_cells(transform: Affine, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column (int64) of the cells holding points ``x``, ``y``: ``rasterio``'s
+    :func:`~rasterio.transform.rowcol` with :func:`~kaizhou_gis.terrain.floor_cells` (a point on a
+    cell edge: ``CELL_TOL``), the same cells, with ``floor_cells`` applied to the whole array at
+    once (``rowcol`` calls a non-ufunc ``op`` once per point in Python; ``np.positive``, a ufunc,
+    keeps its fractional rows and columns as they are)."""
+    r, c = rowcol(transform, np.atleast_1d(np.asarray(x, dtype="float64")),
+                  np.atleast_1d(np.asarray(y, dtype="float64")), op=np.positive)
+    return floor_cells(r).astype(np.int64), floor_cells(c).astype(np.int64)
 
 
 def terrain_class(slope_deg_values: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
