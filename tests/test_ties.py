@@ -166,3 +166,33 @@ def test_site_choice_and_assignment_do_not_move_with_the_coordinates_grid():
         pd.testing.assert_frame_equal(ref[1].drop(columns="distance_km"), got[1].drop(columns="distance_km"))
         assert np.abs(ref[1]["distance_km"] - got[1]["distance_km"]).max() <= 0.01
         pd.testing.assert_frame_equal(ref[2], got[2])
+
+
+def test_snap_finds_the_nearest_edge_near_and_far_as_a_brute_force_would():
+    """snap_to_edges searches growing radii (then query_nearest for the far points): every point,
+    on a road, near one or kilometres away, gets the edge a brute force over all edges gives
+    (the tie rule: paved, then road_id), with its distance and position along the edge."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for k in range(40):
+        x, y = rng.uniform(0, 4000, 2)
+        a = rng.uniform(0, np.pi)
+        rows.append((f"R{k:02d}", "paved" if k % 3 else "unpaved",
+                     L((x, y), (x + 300 * np.cos(a), y + 300 * np.sin(a)), (x + 500, y + 40))))
+    rows.append(("R90", "unpaved", L((0, 0), (0, 900))))
+    rows.append(("R91", "paved", L((0, 0), (0, 900))))  # digitized twice: the paved one wins
+    net = _net(rows)
+    e = net.edges
+    pts = [Point(X0 + x, Y0 + y) for x, y in rng.uniform(-3000, 7000, (150, 2))]
+    pts += [Point(X0, Y0 + 450), Point(X0 + 60_000, Y0 - 40_000), Point(X0 + 2000, Y0 + 2000)]
+    s = access.snap_to_edges(gpd.GeoSeries(pts, crs=CRS), e)
+    lines = e.geometry.to_numpy()
+    for i, p in enumerate(pts):
+        d = shapely.distance(p, lines)
+        near = np.flatnonzero(d <= d.min() + access.points.TIE_M)
+        best = min(near, key=lambda j: (not e["paved"].iloc[j], e["road_id"].iloc[j], e["edge_id"].iloc[j]))
+        assert s["edge"].iloc[i] == best, i
+        assert s["snap_distance_m"].iloc[i] == d[best]
+        assert s["along_m"].iloc[i] == pytest.approx(lines[best].project(p))
+    assert e["road_id"].iloc[s["edge"].iloc[150]] == "R91"
+    assert s["snap_distance_m"].iloc[151] > 40_000  # beyond the growing radii: query_nearest
