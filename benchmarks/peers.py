@@ -20,9 +20,11 @@ Anchors:
 * network distances from every township seat to every node: the one multi-source
   ``scipy.sparse.csgraph.dijkstra`` of ``access.seat_paths`` vs ``networkx``
   ``single_source_dijkstra_path_length`` per seat (on the same graph);
-* nearest road edge of every settlement: ``access.snap_to_edges`` (STRtree nearest, ties to the
-  paved edge, position along the edge) vs a bare ``shapely.STRtree.query_nearest`` plus
-  ``line_locate_point`` (the osmnx ``nearest_edges`` idiom).
+* nearest road edge of every settlement: ``access.snap_to_edges`` (STRtree ``dwithin`` queries at
+  a growing radius, ``query_nearest`` for the few far points; every edge within 1 cm of the
+  nearest, ties to the paved edge; position along the edge) vs a bare
+  ``shapely.STRtree.query_nearest`` plus ``line_locate_point`` (the osmnx ``nearest_edges``
+  idiom, which keeps whichever of equally near edges the tree returns).
 
 ``exactextract`` and ``rasterstats`` come with the ``bench`` extra (``pip install -e '.[bench]'``);
 an anchor that is not installed is skipped with the reason.
