@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 
 from kaizhou_gis.errors import OptionError
 from kaizhou_gis.maps.data import MapData
 from kaizhou_gis.maps.specs import (
     Field,
     LayerSpec,
+    Prepared,
     _bool,
     _col,
     _fmt_deg,
@@ -94,163 +97,270 @@ def _settings(plan) -> MapSettings:
                        elev_breaks=list(cfg["elevation_breaks_m"]))
 
 
-def _subset(gdf: gpd.GeoDataFrame | None, code: str | None, column: str = "township_code"):
-    if gdf is None or code is None or column not in gdf.columns:
-        return gdf
-    return gdf[gdf[column].astype(str) == code]
+class _MapRows:
+    """The maps' layers of a run (:class:`MapData`) prepared once for the district maps and every
+    township map: each frame as a :class:`Prepared` (coordinates and popup values of its rows),
+    the per-row categories, each township's row positions (grouped once), the township outlines
+    in the work CRS and spatial indexes of the roads and works. A map then takes its rows by
+    position instead of filtering and copying the district's frames."""
+
+    def __init__(self, d: MapData, st: MapSettings):
+        dec = st.decimals
+        self.frames = {name: getattr(d, name) for name in _FRAMES}
+        self.roads_src, self.roads_work = d.roads, d.roads_work
+        self.roads = {scale: Prepared(gdf, dec) for scale, gdf in d.roads.items()}
+        self.boundary = Prepared(d.boundary, dec)
+        self.townships = Prepared(d.townships, dec)
+        self.township_codes = np.asarray(d.townships["township_code"].astype(str), dtype=object)
+        self.villages = Prepared(d.villages, dec)
+        self.seats = Prepared(d.seats, dec)
+        self._positions: dict[str, dict[str, np.ndarray]] = {}
+        self._outlines: dict[str, Any] = {}
+        self._trees: dict[str, shapely.STRtree] = {}
+        self.settlements = Prepared(d.settlements, dec) if d.settlements is not None else None
+        if d.settlements is not None and "relocation_candidate" in d.settlements.columns:
+            s = d.settlements
+            edges, _ = _elevation_classes(st.threshold_m, st.elev_breaks)
+            elev = _num(s["elevation_m"]) if "elevation_m" in s else pd.Series(np.nan, index=s.index)
+            self.candidate = _bool(s["relocation_candidate"]).to_numpy()
+            self.elevation_class = np.searchsorted(edges, elev.fillna(-1e9).to_numpy(), side="right")
+        if d.settlements is not None and "acc_target_group" in d.settlements.columns:
+            s = d.settlements
+            tch, tda = _bool(_col(s, "acc_tongchang", False)), _bool(_col(s, "acc_tongda", False))
+            self.gap = (_bool(s["acc_target_group"]) & ~tch).to_numpy()
+            self.gap_cat = np.where(tda, 0, 1)
+        self.sites = self.assignment = self.hosts = self.works = None
+        if d.sites is not None:
+            self.sites = Prepared(d.sites, dec)
+            self.site_codes = d.sites["township_code"].to_numpy()
+            self.site_ids = np.asarray(d.sites["site_id"].astype(str), dtype=object)
+            self.site_capacity = _num(_col(d.sites, "capacity_households", np.nan))
+        if d.assignment is not None:
+            self.assignment = Prepared(d.assignment, dec)
+            self.assignment_codes = d.assignment["township_code"].to_numpy()
+            self.assignment_site_codes = d.assignment["site_township"].to_numpy()
+            self.assignment_sites = d.assignment["site_id"].to_numpy()
+        if d.hosts is not None:
+            self._prepare_hosts(d.hosts, dec)
+        if d.works is not None:
+            self.works = Prepared(d.works, dec)
+
+    def _prepare_hosts(self, hosts: gpd.GeoDataFrame, dec: int) -> None:
+        # colours from the district's categories, so they agree between district and township maps
+        cats_sorted = sorted({str(c) for c in _col(hosts, "category", "")})
+        en = {}
+        if "category_en" in hosts.columns:
+            en = {str(z): str(e) for z, e in zip(hosts["category"], hosts["category_en"])
+                  if isinstance(e, str) and e.strip()}
+        self.host_cats = [{"color": CATEGORY_COLORS[i % len(CATEGORY_COLORS)],
+                           "label": f"{c} {en[c]}" if c in en and en[c] != c else c}
+                          for i, c in enumerate(cats_sorted)] or [{"color": GREY, "label": "—"}]
+        self.host_cat = (_col(hosts, "category", "").astype(str)
+                         .map({c: i for i, c in enumerate(cats_sorted)}).fillna(0).astype(int).to_numpy())
+        self.host_scale = _num(hosts["scale"]) if "scale" in hosts else None
+        self.host_unit = _col(hosts, "unit", "").astype(str)
+        hh = hosts.copy()
+        if len(hh):
+            hh["scale_text"] = [
+                None if not np.isfinite(_num(pd.Series([s])).iloc[0]) else
+                f"{float(s):,.4g} {u or ''}{' (均分 split)' if bool(sp) else ''}"
+                for s, u, sp in zip(_col(hh, "scale"), _col(hh, "unit", ""), _col(hh, "scale_assumed_split", False))]
+        self.hosts = Prepared(hh, dec)
+
+    def current(self, d: MapData) -> bool:
+        """Whether ``d`` still holds the frames these rows were prepared from."""
+        return (all(getattr(d, name) is gdf for name, gdf in self.frames.items())
+                and d.roads is self.roads_src and d.roads_work is self.roads_work)
+
+    def rows(self, name: str, code: str | None) -> np.ndarray:
+        """Positions of the rows of frame ``name`` (a :class:`MapData` attribute) on a map: all of
+        them on a district map (or when the frame has no township code), else those of township
+        ``code``."""
+        gdf = self.frames[name]
+        if code is None or "township_code" not in gdf.columns:
+            return np.arange(len(gdf))
+        if name not in self._positions:
+            groups: dict[str, list[int]] = {}
+            for i, c in enumerate(gdf["township_code"].astype(str).tolist()):
+                groups.setdefault(c, []).append(i)
+            self._positions[name] = {c: np.asarray(v, dtype=np.intp) for c, v in groups.items()}
+        return self._positions[name].get(code, np.zeros(0, dtype=np.intp))
+
+    def outline(self, code: str):
+        """The township's outline in the work CRS (its polygons' union)."""
+        if code not in self._outlines:
+            wt = self.frames["work_townships"]
+            self._outlines[code] = wt.loc[wt["township_code"] == code].geometry.union_all()
+        return self._outlines[code]
+
+    def intersecting(self, name: str, geoms: gpd.GeoSeries, area) -> np.ndarray:
+        """Positions (in order) of the geometries of ``geoms`` that intersect ``area``: the
+        candidates from a spatial index, kept by the exact predicate."""
+        if name not in self._trees:
+            self._trees[name] = shapely.STRtree(geoms.values)
+        values = geoms.values
+        cand = np.sort(self._trees[name].query(area))
+        return cand[shapely.intersects(values[cand], area)]
+
+
+#: MapData frames a :class:`_MapRows` is prepared from (rebuilt when one is replaced).
+_FRAMES = ("boundary", "townships", "seats", "villages", "settlements", "sites", "assignment",
+           "hosts", "works", "works_work", "work_townships")
+
+
+def _map_rows(d: MapData, st: MapSettings) -> _MapRows:
+    """The run's :class:`_MapRows` for these settings, prepared on first use and kept in ``d``."""
+    key = ("map_rows", st.decimals, st.threshold_m, tuple(st.elev_breaks))
+    rows = d.cache.get(key)
+    if rows is None or not rows.current(d):
+        rows = d.cache[key] = _MapRows(d, st)
+    return rows
 
 
 def layer_boundary(d: MapData, st: MapSettings, code: str | None) -> LayerSpec:
+    r = _map_rows(d, st)
     if code is None:
-        gdf = d.boundary
-        return polygon_layer("boundary", "区界 District boundary", gdf, pd.Series(0, index=gdf.index),
+        return polygon_layer("boundary", "区界 District boundary", r.boundary, np.zeros(len(r.boundary), int),
                              BOUNDARY_CAT, [Field("name", "名称 name")], decimals=st.decimals)
-    gdf = d.townships
-    cat = (gdf["township_code"] != code).astype(int).map({1: 0, 0: 1})
-    return polygon_layer("townships", "乡镇 Townships", gdf, cat, TOWNSHIP_CAT,
+    cat = (r.township_codes == code).astype(int)  # 1: this township, drawn bold
+    return polygon_layer("townships", "乡镇 Townships", r.townships, cat, TOWNSHIP_CAT,
                          [Field("name", "名称 name"), Field("township_code", "代码 code"),
                           Field("kind", "类型 kind")], decimals=st.decimals, title="name")
 
 
 def layer_townships(d: MapData, st: MapSettings) -> LayerSpec:
-    gdf = d.townships
-    return polygon_layer("townships", "乡镇 Townships", gdf, pd.Series(0, index=gdf.index),
+    r = _map_rows(d, st)
+    return polygon_layer("townships", "乡镇 Townships", r.townships, np.zeros(len(r.townships), int),
                          TOWNSHIP_CAT[:1], [Field("name", "名称 name"), Field("township_code", "代码 code"),
                                             Field("kind", "类型 kind")], decimals=st.decimals, title="name")
 
 
 def layer_roads(d: MapData, st: MapSettings, code: str | None, *, show: bool = True) -> LayerSpec:
-    if code is None:
-        gdf = d.roads["district"]
-    else:
-        poly = d.work_townships.loc[d.work_townships["township_code"] == code].geometry.union_all()
-        rw = d.roads_work["township"]
-        hit = rw[rw.intersects(poly.buffer(500.0))]
-        gdf = d.roads["township"].loc[hit.index]
-    return line_layer("roads", "道路 Roads (by surface)", gdf, gdf["road_cat"], ROAD_CATS, None,
-                      decimals=st.decimals, show=show)
+    r = _map_rows(d, st)
+    scale = "district" if code is None else "township"
+    rows = None
+    if code is not None:  # the roads within 500 m of the township
+        rows = r.intersecting("roads", d.roads_work["township"].geometry, r.outline(code).buffer(500.0))
+    cat = d.roads[scale]["road_cat"].to_numpy()
+    return line_layer("roads", "道路 Roads (by surface)", r.roads[scale], cat if rows is None else cat[rows],
+                      ROAD_CATS, None, decimals=st.decimals, show=show, rows=rows)
 
 
 def layer_villages_poverty(d: MapData, st: MapSettings, code: str | None, *, show: bool = True) -> LayerSpec:
-    v = _subset(d.villages, code)
-    return point_layer("villages", "村 Villages (poverty status)", v, v["poverty_cat"], POVERTY_CATS,
-                       VILLAGE_FIELDS, decimals=st.decimals, title="name", show=show,
-                       cluster_min=st.cluster_min, base_radius=6)
+    r = _map_rows(d, st)
+    rows = r.rows("villages", code)
+    return point_layer("villages", "村 Villages (poverty status)", r.villages,
+                       d.villages["poverty_cat"].to_numpy()[rows], POVERTY_CATS, VILLAGE_FIELDS,
+                       decimals=st.decimals, title="name", show=show, cluster_min=st.cluster_min,
+                       base_radius=6, rows=rows)
 
 
 def layer_villages_access(d: MapData, st: MapSettings, code: str | None, *, show: bool = True) -> LayerSpec:
-    v = _subset(d.villages, code)
-    return point_layer("villages_access", "村 通达/通畅 Village road access", v, v["access_cat"],
-                       ACCESS_CATS, VILLAGE_FIELDS, decimals=st.decimals, title="name", show=show,
-                       cluster_min=st.cluster_min, base_radius=6)
+    r = _map_rows(d, st)
+    rows = r.rows("villages", code)
+    return point_layer("villages_access", "村 通达/通畅 Village road access", r.villages,
+                       d.villages["access_cat"].to_numpy()[rows], ACCESS_CATS, VILLAGE_FIELDS,
+                       decimals=st.decimals, title="name", show=show, cluster_min=st.cluster_min,
+                       base_radius=6, rows=rows)
 
 
 def layer_seats(d: MapData, st: MapSettings, code: str | None) -> LayerSpec:
-    s = _subset(d.seats, code)
-    return point_layer("seats", "乡镇驻地 Township seats", s, pd.Series(0, index=s.index), SEAT_CAT,
+    r = _map_rows(d, st)
+    rows = r.rows("seats", code)
+    return point_layer("seats", "乡镇驻地 Township seats", r.seats, np.zeros(len(rows), int), SEAT_CAT,
                        [Field("name", "名称 name"), Field("elevation_m", "海拔 elevation", _fmt_m)],
-                       decimals=st.decimals, title="name", base_radius=5)
+                       decimals=st.decimals, title="name", base_radius=5, rows=rows)
 
 
 def layers_relocation(d: MapData, st: MapSettings, code: str | None, *, show_other: bool = False) -> list[LayerSpec]:
-    s = _subset(d.settlements, code)
-    if s is None or "relocation_candidate" not in s.columns:
+    r = _map_rows(d, st)
+    if r.settlements is None or "relocation_candidate" not in d.settlements.columns:
         return []
-    cand = _bool(s["relocation_candidate"])
-    edges, cats = _elevation_classes(st.threshold_m, st.elev_breaks)
-    elev = _num(s["elevation_m"]) if "elevation_m" in s else pd.Series(np.nan, index=s.index)
-    cls = pd.Series(np.searchsorted(edges, elev.fillna(-1e9).to_numpy(), side="right"), index=s.index)
-    c = s[cand]
-    out = [point_layer("candidates", "拟整体搬迁自然村 Relocation candidates (whole settlements, by elevation)", c,
-                       cls[cand], cats, SETTLEMENT_FIELDS, decimals=st.decimals, title="name",
-                       cluster_min=st.cluster_min, base_radius=5)]
-    o = s[~cand]
-    out.append(point_layer("settlements_other", "其他自然村 Other settlements", o,
-                           pd.Series(0, index=o.index), OTHER_SETTLEMENT_CAT, SETTLEMENT_FIELDS,
+    rows = r.rows("settlements", code)
+    cand = r.candidate[rows]
+    _, cats = _elevation_classes(st.threshold_m, st.elev_breaks)
+    c = rows[cand]
+    out = [point_layer("candidates", "拟整体搬迁自然村 Relocation candidates (whole settlements, by elevation)",
+                       r.settlements, r.elevation_class[c], cats, SETTLEMENT_FIELDS, decimals=st.decimals,
+                       title="name", cluster_min=st.cluster_min, base_radius=5, rows=c)]
+    o = rows[~cand]
+    out.append(point_layer("settlements_other", "其他自然村 Other settlements", r.settlements,
+                           np.zeros(len(o), int), OTHER_SETTLEMENT_CAT, SETTLEMENT_FIELDS,
                            decimals=st.decimals, title="name", show=show_other,
-                           cluster_min=st.cluster_min, base_radius=3))
+                           cluster_min=st.cluster_min, base_radius=3, rows=o))
     if d.sites is not None:
-        sites = d.sites
-        if code is not None:
-            keep = sites["township_code"] == code
-            if d.assignment is not None:
-                used = set(d.assignment.loc[d.assignment["township_code"] == code, "site_id"])
-                keep |= sites["site_id"].astype(str).isin(used)
-            sites = sites[keep]
-        cap = _num(_col(sites, "capacity_households", np.nan))
-        cap_max = float(np.nanmax(cap)) if cap.notna().any() else 1.0
-        r0, r1 = (6.0, 8.0) if code is not None else (3.0, 5.0)  # smaller on the district map
-        distinct = cap.dropna().unique()
-        if len(distinct) <= 1:  # every site holds the same: one size, and the legend says so
-            radius = pd.Series(r0 + (2.0 if code is not None else 0.5), index=sites.index)
-            label = "安置点 Resettlement sites"
-            note = (f"每个安置点容量 {float(distinct[0]):,.0f} 户 every site holds "
-                    f"{float(distinct[0]):,.0f} households") if len(distinct) else ""
-        else:
-            radius = (r0 + r1 * np.sqrt(cap.fillna(0) / max(cap_max, 1.0))).round(1)
-            label = "安置点 Resettlement sites (size = capacity)"
-            note = "圆越大容量越大 larger circle = more capacity"
-        out.append(point_layer(
-            "sites", label, sites, sites["site_cat"], SITE_CATS,
-            [Field("site_name", "名称 name"), Field("site_id", "编号 id"),
-             Field("capacity_households", "容量(户) capacity (households)"),
-             Field("assigned_households", "已安置(户) assigned (households)"),
-             Field("suitability", "适宜性 suitability"), Field("elevation_m", "海拔 elevation", _fmt_m),
-             Field("slope_deg", "坡度 slope", _fmt_deg)],
-            decimals=st.decimals, title="site_name", radius=radius, base_radius=8,
-            legend_note=note))
+        out.append(_layer_sites(d, r, st, code))
     if d.assignment is not None:
-        a = d.assignment
+        a = None
         if code is not None:
-            a = a[(a["township_code"] == code) | (a["site_township"] == code)]
-        out.append(line_layer("assignment", "搬迁去向 Assignment (settlement → site)", a,
-                              pd.Series(0, index=a.index), ASSIGN_CAT,
+            a = np.flatnonzero((r.assignment_codes == code) | (r.assignment_site_codes == code))
+        out.append(line_layer("assignment", "搬迁去向 Assignment (settlement → site)", r.assignment,
+                              np.zeros(len(r.assignment) if a is None else len(a), int), ASSIGN_CAT,
                               [Field("settlement_id", "自然村 settlement"), Field("site_id", "安置点 site"),
                                Field("households", "户数 households"),
                                Field("distance_km", "距离 distance", _fmt_km)],
-                              decimals=st.decimals, show=code is not None))
+                              decimals=st.decimals, show=code is not None, rows=a))
     return out
 
 
+def _layer_sites(d: MapData, r: _MapRows, st: MapSettings, code: str | None) -> LayerSpec:
+    """The resettlement sites: of the township and those its candidates are assigned to."""
+    rows = np.arange(len(r.sites))
+    if code is not None:
+        keep = r.site_codes == code
+        if d.assignment is not None:
+            used = set(r.assignment_sites[r.assignment_codes == code])
+            keep |= np.fromiter((sid in used for sid in r.site_ids), bool, len(r.site_ids))
+        rows = np.flatnonzero(keep)
+    cap = r.site_capacity.iloc[rows]
+    cap_max = float(np.nanmax(cap)) if cap.notna().any() else 1.0
+    r0, r1 = (6.0, 8.0) if code is not None else (3.0, 5.0)  # smaller on the district map
+    distinct = cap.dropna().unique()
+    if len(distinct) <= 1:  # every site holds the same: one size, and the legend says so
+        radius = pd.Series(r0 + (2.0 if code is not None else 0.5), index=cap.index)
+        label = "安置点 Resettlement sites"
+        note = (f"每个安置点容量 {float(distinct[0]):,.0f} 户 every site holds "
+                f"{float(distinct[0]):,.0f} households") if len(distinct) else ""
+    else:
+        radius = (r0 + r1 * np.sqrt(cap.fillna(0) / max(cap_max, 1.0))).round(1)
+        label = "安置点 Resettlement sites (size = capacity)"
+        note = "圆越大容量越大 larger circle = more capacity"
+    return point_layer(
+        "sites", label, r.sites, d.sites["site_cat"].to_numpy()[rows], SITE_CATS,
+        [Field("site_name", "名称 name"), Field("site_id", "编号 id"),
+         Field("capacity_households", "容量(户) capacity (households)"),
+         Field("assigned_households", "已安置(户) assigned (households)"),
+         Field("suitability", "适宜性 suitability"), Field("elevation_m", "海拔 elevation", _fmt_m),
+         Field("slope_deg", "坡度 slope", _fmt_deg)],
+        decimals=st.decimals, title="site_name", radius=radius, base_radius=8,
+        legend_note=note, rows=rows)
+
+
 def layers_industry(d: MapData, st: MapSettings, code: str | None) -> list[LayerSpec]:
-    if d.hosts is None:
+    r = _map_rows(d, st)
+    if r.hosts is None:
         return []
-    h = _subset(d.hosts, code)
-    # colours from the district's categories, so they agree between district and township maps
-    cats_sorted = sorted({str(c) for c in _col(d.hosts, "category", "")})
-    en = {}
-    if "category_en" in d.hosts.columns:
-        en = {str(z): str(e) for z, e in zip(d.hosts["category"], d.hosts["category_en"])
-              if isinstance(e, str) and e.strip()}
-    cats = [{"color": CATEGORY_COLORS[i % len(CATEGORY_COLORS)],
-             "label": f"{c} {en[c]}" if c in en and en[c] != c else c}
-            for i, c in enumerate(cats_sorted)] or [{"color": GREY, "label": "—"}]
-    cat = _col(h, "category", "").astype(str).map({c: i for i, c in enumerate(cats_sorted)}).fillna(0).astype(int)
-    radius = pd.Series(6.0, index=h.index)
-    if len(h) and "scale" in h:
-        scale = _num(h["scale"])
-        unit = _col(h, "unit", "").astype(str)
+    rows = r.rows("hosts", code)
+    radius = pd.Series(6.0, index=np.arange(len(rows)))
+    if len(rows) and r.host_scale is not None:
+        scale = r.host_scale.iloc[rows]
+        unit = r.host_unit.iloc[rows]
         unit_max = scale.groupby(unit).transform("max")
         distinct = scale.groupby(unit).transform("nunique")
         frac = (scale / unit_max).where(unit_max > 0)
         # one size for a unit whose hosts all have the same scale (e.g. one plant per village)
         frac = frac.where(distinct > 1, 0.3)
         radius = (4 + 8 * np.sqrt(frac.fillna(0))).round(1)
-    hh = h.copy()
-    if len(hh):
-        hh["scale_text"] = [
-            None if not np.isfinite(_num(pd.Series([s])).iloc[0]) else
-            f"{float(s):,.4g} {u or ''}{' (均分 split)' if bool(sp) else ''}"
-            for s, u, sp in zip(_col(hh, "scale"), _col(hh, "unit", ""), _col(hh, "scale_assumed_split", False))]
     spec = point_layer(
-        "industry", "产业项目 Industry projects (size = scale)", hh, cat, cats,
+        "industry", "产业项目 Industry projects (size = scale)", r.hosts, r.host_cat[rows], r.host_cats,
         [Field("product", "产品 product"), Field("project_id", "项目 project"),
          Field("category", "类别 category"), Field("scale_text", "规模 scale"),
          Field("village_name", "村 village"), Field("township_name", "乡镇 township"),
          Field("target_year", "年份 year")],
         decimals=st.decimals, title="product", radius=radius, cluster_min=st.cluster_min,
         base_radius=6, legend_note="圆越大规模越大(同单位); 同村多项目错开显示 larger circle = larger "
-                                   "scale (same unit); projects in one village are shown side by side")
+                                   "scale (same unit); projects in one village are shown side by side",
+        rows=rows)
     spread_colocated(spec)
     return [spec]
 
@@ -259,31 +369,29 @@ def layers_access(d: MapData, st: MapSettings, code: str | None, *, show_village
     out: list[LayerSpec] = []
     if "access" in d.missing:
         return out
+    r = _map_rows(d, st)
     out.append(layer_villages_access(d, st, code, show=show_villages))
-    s = _subset(d.settlements, code)
-    if s is not None and "acc_target_group" in s.columns:
-        tg = _bool(s["acc_target_group"])
-        tch = _bool(_col(s, "acc_tongchang", False))
-        tda = _bool(_col(s, "acc_tongda", False))
-        gap = s[tg & ~tch]
-        cat = pd.Series(np.where(tda[tg & ~tch], 0, 1), index=gap.index)
+    if r.settlements is not None and "acc_target_group" in d.settlements.columns:
+        rows = r.rows("settlements", code)
+        gap = rows[r.gap[rows]]
         out.append(point_layer(
-            "gaps", "缺口: 未通畅的集中居住自然村 Gaps (target settlements not hardened)", gap, cat,
-            GAP_CATS, SETTLEMENT_FIELDS[:3] + [Field("households", "户数 households"),
-                                               Field("population", "人口 population"),
-                                               Field("access_reason", "原因 reason")],
-            decimals=st.decimals, title="name", cluster_min=st.cluster_min, base_radius=5))
-    if d.works is not None:
-        w = d.works
+            "gaps", "缺口: 未通畅的集中居住自然村 Gaps (target settlements not hardened)", r.settlements,
+            r.gap_cat[gap], GAP_CATS, SETTLEMENT_FIELDS[:3] + [Field("households", "户数 households"),
+                                                               Field("population", "人口 population"),
+                                                               Field("access_reason", "原因 reason")],
+            decimals=st.decimals, title="name", cluster_min=st.cluster_min, base_radius=5, rows=gap))
+    if r.works is not None:
+        rows = None
         if code is not None:
             assert d.works_work is not None  # data.gather sets it whenever works is set
-            poly = d.work_townships.loc[d.work_townships["township_code"] == code].geometry.union_all()
-            w = w.loc[d.works_work.intersects(poly).to_numpy()]
-        out.append(line_layer("works", "建议工程 Proposed road works", w, w["work_cat"], WORK_CATS,
+            rows = r.intersecting("works", d.works_work.geometry, r.outline(code))
+        cat = d.works["work_cat"].to_numpy()
+        out.append(line_layer("works", "建议工程 Proposed road works", r.works, cat if rows is None else cat[rows],
+                              WORK_CATS,
                               [Field("work_id", "编号 id"), Field("type", "类型 type"),
                                Field("km", "长度 length", _fmt_km), Field("cost_yuan", "投资 cost", _fmt_wan_yuan),
                                Field("beneficiaries", "受益 beneficiaries", _fmt_ids)],
-                              decimals=st.decimals, title="work_id"))
+                              decimals=st.decimals, title="work_id", rows=rows))
     return out
 
 

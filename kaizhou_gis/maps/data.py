@@ -52,6 +52,8 @@ class MapData:
     basemap: str = "offline"  # "gaode": coordinates shifted to GCJ-02
     #: :func:`kaizhou_gis.provenance.data_status` of the run (title boxes, PNG title blocks).
     status: dict = field(default_factory=dict)
+    #: what the maps prepare once per run from these frames (:mod:`kaizhou_gis.maps.contents`)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def _step_data(ctx: StepContext, needs: StepNeeds, name: str, missing: dict[str, str]) -> Any:

@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any, cast
 
 import folium
-from branca.element import Element, Figure
+from branca.element import Element, Figure, MacroElement
 from jinja2 import Template
 
 LEAFLET_DIR = "leaflet-1.9.4"
@@ -111,6 +111,34 @@ class RawHtml(Element):
         super().__init__()
         self._name = "RawHtml"
         self.content = content
+
+
+def _literal(text: str) -> str:
+    """What branca's ``Element(text).render()`` gives for the rendered text of an element: the
+    text itself (newlines normalised, one trailing newline dropped, as Jinja does) when it holds
+    no template syntax, else the template's own rendering."""
+    if "{{" in text or "{%" in text or "{#" in text:
+        return Template(text).render()
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text[:-1] if text.endswith("\n") else text
+
+
+class LiteralParts(MacroElement):
+    """Mixin for a folium element (put it last in the bases): its header, html and script parts
+    go into the page as literal text (:class:`RawHtml`) instead of each being compiled as a new
+    Jinja template, as ``MacroElement.render`` does. The page is the same byte for byte; the
+    compile of the large layer data (the JSON specs, the hillshade image) is gone."""
+
+    def render(self, **kwargs):
+        figure = self.get_root()
+        assert isinstance(figure, Figure), "You cannot render this Element if it is not in a Figure."
+        macros = self._template.module.__dict__
+        for part in ("header", "html", "script"):
+            macro = macros.get(part)
+            if macro is not None:
+                getattr(figure, part).add_child(RawHtml(_literal(macro(self, kwargs))), name=self.get_name())
+        for element in self._children.values():
+            element.render(**kwargs)
 
 
 class OfflineMap(folium.Map):

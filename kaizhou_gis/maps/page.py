@@ -7,13 +7,13 @@ import re
 from typing import Any, cast
 
 import folium
-from branca.element import Figure, MacroElement
+from branca.element import Figure
 from jinja2 import Template
 
 from kaizhou_gis.maps.background import Background
 from kaizhou_gis.maps.contents import _missing_for
 from kaizhou_gis.maps.data import MapData
-from kaizhou_gis.maps.mapassets import OfflineMap, RawHtml, inline_assets, script_json
+from kaizhou_gis.maps.mapassets import LiteralParts, OfflineMap, RawHtml, inline_assets, script_json
 from kaizhou_gis.maps.specs import LayerSpec
 from kaizhou_gis.maps.styles import (
     GAODE_ATTR,
@@ -31,7 +31,7 @@ from kaizhou_gis.maps.styles import (
 # folium elements
 # --------------------------------------------------------------------------------------------
 
-class SpecLayer(folium.map.Layer):
+class SpecLayer(folium.map.Layer, LiteralParts):
     """A folium layer drawn in the browser by ``KZ.layer`` from a :class:`LayerSpec`."""
 
     _template = Template("""
@@ -47,7 +47,7 @@ class SpecLayer(folium.map.Layer):
         self.spec_json = script_json(spec.to_json())
 
 
-class PageExtras(MacroElement):
+class PageExtras(LiteralParts):
     """Title, legend, notes, search box, north arrow, scale bar and attribution of a map."""
 
     _template = Template("""
@@ -72,6 +72,10 @@ class PageExtras(MacroElement):
         self.attribution_json = script_json(attribution_html)
         self.search_json = script_json(search_index)
         self.placeholder_json = script_json(placeholder)
+
+
+class HillshadeOverlay(folium.raster_layers.ImageOverlay, LiteralParts):
+    """The hillshade image overlay (a large ``data:`` URL), rendered as literal text."""
 
 
 def _legend_html(specs: list[LayerSpec], extra: list[tuple[str, str]] | None = None) -> str:
@@ -217,7 +221,7 @@ def build_map(kind: str, d: MapData, specs: list[LayerSpec], *, title_zh: str, t
         import base64
         url = "data:image/png;base64," + base64.b64encode(background.png).decode("ascii")
         b = background.bounds
-        folium.raster_layers.ImageOverlay(
+        HillshadeOverlay(
             url, bounds=[[b[1], b[0]], [b[3], b[2]]], name="地形晕渲 Hillshade (offline)",
             overlay=False, control=True, show=basemap == "offline", opacity=0.9,
             interactive=False).add_to(m)

@@ -133,26 +133,98 @@ class LayerSpec:
                 "cluster": self.cluster, "radius": self.radius, "z": LAYER_Z.get(self.key, 5.0)}
 
 
-def point_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cats: list[dict],
+class Prepared:
+    """A layer's rows made ready once for every map that shows some of them.
+
+    The district maps and each township map draw parts of the same frames; the point position,
+    line or polygon coordinates and formatted popup values of a row do not depend on the map, so
+    they are computed once per frame (on first use, over all rows at once) and a map takes its
+    rows by position. A layer function gets either a GeoDataFrame (all its rows) or a
+    :class:`Prepared` with ``rows``, the positions it shows.
+    """
+
+    def __init__(self, gdf: gpd.GeoDataFrame, decimals: int):
+        self.gdf, self.decimals = gdf, int(decimals)
+        self._points: tuple[np.ndarray, list] | None = None
+        self._lines: list | None = None
+        self._polygons: list | None = None
+        self._columns: dict[tuple[str, Any], list] = {}
+
+    def __len__(self) -> int:
+        return len(self.gdf)
+
+    def points(self) -> tuple[np.ndarray, list]:
+        """(which rows have a geometry, ``[lat, lon]`` of each row's centroid, rounded)."""
+        if self._points is None:
+            geoms = self.gdf.geometry.values
+            ok = ~(shapely.is_empty(geoms) | shapely.is_missing(geoms))
+            xy = np.full((len(geoms), 2), np.nan)
+            xy[ok] = shapely.get_coordinates(shapely.centroid(geoms[ok]))
+            self._points = (ok, np.round(xy[:, ::-1], self.decimals).tolist())
+        return self._points
+
+    def lines(self) -> list:
+        """Each row's line coordinates (:func:`_line_coords`), None for a missing or empty one."""
+        if self._lines is None:
+            self._lines = [None if g is None or g.is_empty else _line_coords(g, self.decimals)
+                           for g in self.gdf.geometry.values]
+        return self._lines
+
+    def polygons(self) -> list:
+        """Each row's polygon rings (:func:`_polygon_coords`), None for a missing or empty one."""
+        if self._polygons is None:
+            self._polygons = [None if g is None or g.is_empty else _polygon_coords(g, self.decimals)
+                              for g in self.gdf.geometry.values]
+        return self._polygons
+
+    def column(self, f: Field) -> list:
+        """The popup values of one field for every row (None for every row without the column)."""
+        key = (f.column, f.fmt)
+        if key not in self._columns:
+            if f.column not in self.gdf.columns:
+                self._columns[key] = [None] * len(self.gdf)
+            else:
+                fmt = f.fmt or _text
+                self._columns[key] = [fmt(v) for v in self.gdf[f.column].tolist()]
+        return self._columns[key]
+
+
+def _rows_of(gdf: gpd.GeoDataFrame | Prepared, decimals: int,
+             rows: np.ndarray | None) -> tuple[Prepared, np.ndarray]:
+    """The prepared rows of a layer and the positions shown (all rows when ``rows`` is None)."""
+    prep = gdf if isinstance(gdf, Prepared) else Prepared(gdf, decimals)
+    if prep.decimals != int(decimals):
+        raise ValueError(f"layer prepared with {prep.decimals} coordinate decimals, drawn with {decimals}")
+    return prep, (np.arange(len(prep)) if rows is None else np.asarray(rows, dtype=np.intp))
+
+
+def _values(v: pd.Series | np.ndarray | list) -> list:
+    """Per-row values (category, radius) in row order as a list."""
+    return v.tolist() if hasattr(v, "tolist") else list(v)
+
+
+def point_layer(key: str, label: str, gdf: gpd.GeoDataFrame | Prepared, cat, cats: list[dict],
                 fields: list[Field], *, decimals: int, title: str | None = None,
-                radius: pd.Series | None = None, show: bool = True, cluster_min: int = 10**9,
-                base_radius: float = 5.0, legend_note: str = "") -> LayerSpec:
-    """A point layer: one circle per row of ``gdf`` (EPSG:4326), coloured by category index."""
+                radius=None, show: bool = True, cluster_min: int = 10**9,
+                base_radius: float = 5.0, legend_note: str = "", rows: np.ndarray | None = None) -> LayerSpec:
+    """A point layer: one circle per row of ``gdf`` (EPSG:4326), coloured by category index.
+
+    ``rows``: the positions of ``gdf`` shown (default all); ``cat`` and ``radius`` hold one value
+    per row shown, in that order.
+    """
+    prep, rows = _rows_of(gdf, decimals, rows)
     data = []
-    if len(gdf):
-        geoms = gdf.geometry.values
-        ok = ~(shapely.is_empty(geoms) | shapely.is_missing(geoms))
-        xy = np.full((len(gdf), 2), np.nan)
-        xy[ok] = shapely.get_coordinates(shapely.centroid(geoms[ok]))
-        latlon = np.round(xy[:, ::-1], decimals).tolist()
-        columns = _prop_columns(gdf, fields)
-        cat_idx = [int(c) for c in cat.tolist()]
-        radii = [None] * len(gdf) if radius is None else [_text(r) for r in radius.tolist()]
-        order: list[int] | np.ndarray = np.flatnonzero(ok)
+    if len(rows):
+        ok_all, latlon = prep.points()
+        columns = [prep.column(f) for f in fields]
+        cat_idx = [int(c) for c in _values(cat)]
+        radii = [None] * len(rows) if radius is None else [_text(r) for r in _values(radius)]
+        order: list[int] | np.ndarray = np.flatnonzero(ok_all[rows])
         if radius is not None:  # big circles first, so small ones stay on top and clickable
             order = sorted(order, key=lambda i: -(radii[i] or 0.0))
         for i in order:
-            data.append([latlon[i], cat_idx[i], radii[i], [col[i] for col in columns]])
+            p = rows[i]
+            data.append([latlon[p], cat_idx[i], radii[i], [col[p] for col in columns]])
     labels = [f.label for f in fields]
     tf = [f.column for f in fields].index(title) if title else -1
     return LayerSpec(key, label, "point", cats, data, labels, tf, show=show,
@@ -180,60 +252,54 @@ def spread_colocated(spec: LayerSpec) -> None:
             spec.data[i] = [row[0], row[1], row[2], row[3], [k, n, ring]]
 
 
-def _prop_columns(gdf: pd.DataFrame, fields: list[Field]) -> list[list]:
-    """Popup values of every row, one formatted list per field (fast: no per-cell indexing)."""
-    out = []
-    for f in fields:
-        if f.column not in gdf.columns:
-            out.append([None] * len(gdf))
-            continue
-        fmt = f.fmt or _text
-        out.append([fmt(v) for v in gdf[f.column].tolist()])
-    return out
-
-
-def line_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cats: list[dict],
+def line_layer(key: str, label: str, gdf: gpd.GeoDataFrame | Prepared, cat, cats: list[dict],
                fields: list[Field] | None, *, decimals: int, title: str | None = None,
-               show: bool = True) -> LayerSpec:
-    """A line layer. Without ``fields`` all lines of one category merge into one multi-line."""
+               show: bool = True, rows: np.ndarray | None = None) -> LayerSpec:
+    """A line layer. Without ``fields`` all lines of one category merge into one multi-line.
+    ``rows`` and ``cat`` as in :func:`point_layer`."""
+    prep, rows = _rows_of(gdf, decimals, rows)
     data: list = []
-    if len(gdf):
+    if len(rows):
+        coords = prep.lines()
+        cat_idx = [int(c) for c in _values(cat)]
         if not fields:
-            for k in sorted(set(int(c) for c in cat)):
+            for k in sorted(set(cat_idx)):
                 parts = []
-                for g in gdf.geometry.values[(cat == k).to_numpy()]:
-                    if g is None or g.is_empty:
+                for i, p in enumerate(rows):
+                    c = coords[p]
+                    if cat_idx[i] != k or not c:
                         continue
-                    c = _line_coords(g, decimals)
-                    if c and isinstance(c[0][0], list):
+                    if isinstance(c[0][0], list):
                         parts.extend(c)
-                    elif c:
+                    else:
                         parts.append(c)
                 if parts:
                     data.append([parts, k, None, None])
         else:
-            columns = _prop_columns(gdf, fields)
-            cat_idx = [int(c) for c in cat.tolist()]
-            for i, g in enumerate(gdf.geometry.values):
-                if g is None or g.is_empty:
+            columns = [prep.column(f) for f in fields]
+            for i, p in enumerate(rows):
+                if coords[p] is None:
                     continue
-                data.append([_line_coords(g, decimals), cat_idx[i], None, [col[i] for col in columns]])
+                data.append([coords[p], cat_idx[i], None, [col[p] for col in columns]])
     labels = [f.label for f in fields] if fields else []
     tf = [f.column for f in fields].index(title) if (fields and title) else -1
     return LayerSpec(key, label, "line", cats, data, labels, tf, show=show)
 
 
-def polygon_layer(key: str, label: str, gdf: gpd.GeoDataFrame, cat: pd.Series, cats: list[dict],
+def polygon_layer(key: str, label: str, gdf: gpd.GeoDataFrame | Prepared, cat, cats: list[dict],
                   fields: list[Field], *, decimals: int, title: str | None = None,
-                  show: bool = True) -> LayerSpec:
+                  show: bool = True, rows: np.ndarray | None = None) -> LayerSpec:
+    """A polygon layer; ``rows`` and ``cat`` as in :func:`point_layer`."""
+    prep, rows = _rows_of(gdf, decimals, rows)
     data = []
-    columns = _prop_columns(gdf, fields) if fields else None
-    cat_idx = [int(c) for c in cat.tolist()]
-    for i, g in enumerate(gdf.geometry.values):
-        if g is None or g.is_empty:
+    coords = prep.polygons()
+    columns = [prep.column(f) for f in fields] if fields else None
+    cat_idx = [int(c) for c in _values(cat)]
+    for i, p in enumerate(rows):
+        if coords[p] is None:
             continue
-        props = [col[i] for col in columns] if columns else None
-        data.append([_polygon_coords(g, decimals), cat_idx[i], None, props])
+        props = [col[p] for col in columns] if columns else None
+        data.append([coords[p], cat_idx[i], None, props])
     labels = [f.label for f in fields]
     tf = [f.column for f in fields].index(title) if title else -1
     return LayerSpec(key, label, "polygon", cats, data, labels, tf, show=show)
