@@ -21,6 +21,7 @@ Tencent or other Chinese base maps), stated in the file names (``_gcj02``) and d
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import re
@@ -153,7 +154,7 @@ def township_points(reloc: RelocationData, code: str, *, coords: str, last_year:
             per_s.setdefault(sid, []).append((site, hh))
     lon, lat = _lonlat(cand, coords) if len(cand) else (np.array([]), np.array([]))
     candidates = []
-    for i, r in enumerate(cand.to_dict("records")):
+    for i, r in enumerate(_records(cand, _CAND_COLUMNS)):
         sid = str(r["settlement_id"])
         a = per_s.get(sid)
         assigned = ("; ".join(f"{site_names.get(str(site), site)} ({site}) {int(hh)} 户"
@@ -178,7 +179,7 @@ def township_points(reloc: RelocationData, code: str, *, coords: str, last_year:
         keep = sites[(sites["township_code"].astype(str) == code) | sites["site_id"].astype(str).isin(used)]
         keep = keep.sort_values("site_id", kind="mergesort")
         slon, slat = _lonlat(keep, coords) if len(keep) else (np.array([]), np.array([]))
-        for i, r in enumerate(keep.to_dict("records")):
+        for i, r in enumerate(_records(keep, _SITE_COLUMNS)):
             site_rows.append({
                 "lon": float(slon[i]), "lat": float(slat[i]), "site_id": _clean(r.get("site_id")),
                 "name": _clean(r.get("name") or r.get("site_id")),
@@ -188,6 +189,20 @@ def township_points(reloc: RelocationData, code: str, *, coords: str, last_year:
                 "elevation_m": _clean(round(float(r["elevation_m"])) if pd.notna(r.get("elevation_m")) else None),
             })
     return {"candidates": candidates, "sites": site_rows}
+
+
+#: the columns of the settlements and sites that the field files read
+_CAND_COLUMNS = ("settlement_id", "name", "village_code", "village_name", "households", "population",
+                 "priority", "reasons_zh", "reasons_en", "schedule_year", "assigned_households",
+                 "elevation_m")
+_SITE_COLUMNS = ("site_id", "name", "township_code", "capacity_households", "assigned_households",
+                 "elevation_m")
+
+
+def _records(df: pd.DataFrame, columns: tuple[str, ...]) -> list[dict]:
+    """The rows of ``df`` as dicts of the ``columns`` it has (``to_dict("records")`` of those only:
+    the cost of that call grows with the number of columns)."""
+    return df[[c for c in columns if c in df.columns]].to_dict("records")
 
 
 _CAND_FIELDS = [("settlement_id", "编号 id"), ("village_name", "行政村 village"),
@@ -298,23 +313,34 @@ def build_gpx(points: dict, *, title: str, description: str) -> bytes:
 def field_files(ctx: StepContext, reloc: RelocationData, *, coords: str = "wgs84",
                 codes: list[str] | None = None) -> dict[str, bytes]:
     """``{"field/<code>_<coords>.kmz": bytes, "field/<code>_<coords>.gpx": bytes}`` for each
-    township with candidates or sites (``codes``: default every township of the run)."""
-    from kaizhou_gis.errors import OptionError
-
-    if coords not in FIELD_COORDS:
-        raise OptionError(f"--field-coords {coords}: use one of {', '.join(FIELD_COORDS)}.")
-    plan = ctx.plan
+    township with candidates or sites (``codes``: default every township of the run): the run's
+    plan, townships and data status given to :func:`build_field_files`."""
     tw = ctx.layers.townships
     names = dict(zip(tw["township_code"].astype(str), tw["name"].astype(str)))
     if codes is None:
         codes = [str(ctx.township)] if ctx.township else sorted(names)
+    return build_field_files(reloc, plan=ctx.plan, township_names=names, codes=codes, coords=coords,
+                             data_status=getattr(ctx, "data_status", None))
+
+
+def build_field_files(reloc: RelocationData, *, plan, township_names: dict[str, str], codes: list[str],
+                      coords: str = "wgs84", data_status: dict | None = None) -> dict[str, bytes]:
+    """The field files of townships ``codes`` from the relocation step's result (see
+    :func:`field_files`); ``plan`` gives the district name, plan title and the quota years."""
+    from kaizhou_gis.errors import OptionError
+
+    if coords not in FIELD_COORDS:
+        raise OptionError(f"--field-coords {coords}: use one of {', '.join(FIELD_COORDS)}.")
     years = [int(y) for y in plan["relocation.yearly_people"]]
     last_year = max(years) if years else None
-    status = getattr(ctx, "data_status", None)
     from kaizhou_gis import provenance
 
-    banner = "\n".join(provenance.banner_lines(status)) if status else ""
+    banner = "\n".join(provenance.banner_lines(data_status)) if data_status else ""
     zh, en = COORD_TEXT[coords]
+    # the tables without their metadata (attrs), which pandas deep-copies on every selection and
+    # every row of to_dict: read once per run instead of once per township and row
+    reloc = dataclasses.replace(reloc, settlements=_without_attrs(reloc.settlements),
+                                sites=_without_attrs(reloc.sites), assignment=_without_attrs(reloc.assignment))
     out = {}
     for code in codes:
         if not re.fullmatch(r"[0-9A-Za-z_-]{1,32}", code):
@@ -322,7 +348,7 @@ def field_files(ctx: StepContext, reloc: RelocationData, *, coords: str = "wgs84
         pts = township_points(reloc, code, coords=coords, last_year=last_year)
         if not pts["candidates"] and not pts["sites"]:
             continue
-        name = names.get(code, code)
+        name = township_names.get(code, code)
         title = (f"{plan.name}{name} 高山生态扶贫搬迁 relocation candidates & sites "
                  f"({coords.upper()})")
         desc = "\n".join(x for x in [
@@ -334,6 +360,15 @@ def field_files(ctx: StepContext, reloc: RelocationData, *, coords: str = "wgs84
             banner] if x)
         out[f"field/{code}_{coords}.kmz"] = build_kmz(pts, title=title, description=desc)
         out[f"field/{code}_{coords}.gpx"] = build_gpx(pts, title=title, description=desc)
+    return out
+
+
+def _without_attrs(df):
+    """``df`` (shallow copy) without ``attrs``; ``df`` itself when it has none."""
+    if df is None or not df.attrs:
+        return df
+    out = df.copy(deep=False)
+    out.attrs = {}
     return out
 
 

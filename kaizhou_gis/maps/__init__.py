@@ -8,7 +8,8 @@ objects; :mod:`kaizhou_gis.outputs` writes them.
 
 Where each part lives:
 
-* :mod:`~kaizhou_gis.maps.data`: the data the maps show, gathered once per run (:func:`gather`);
+* :mod:`~kaizhou_gis.maps.data`: the data the maps show, gathered once per run (:func:`map_data`
+  from the layers, plan and step results; :func:`gather` from a run's context);
 * :mod:`~kaizhou_gis.maps.styles`: basemaps, titles, categories and colours, draw order;
 * :mod:`~kaizhou_gis.maps.specs`: layer specs (compact JSON drawn by ``assets/kaizhou-maps.js``);
 * :mod:`~kaizhou_gis.maps.contents`: which layers each map shows (:func:`map_layers`);
@@ -33,9 +34,9 @@ How the pages are made:
 * a step that is unavailable or failed (access, relocation, industry) leaves its layers out and
   the page's notes panel says which layers are missing and why.
 """
-from kaizhou_gis.maps.background import make_background
+from kaizhou_gis.maps.background import hillshade_sun, make_background
 from kaizhou_gis.maps.contents import _settings, map_layers
-from kaizhou_gis.maps.data import MapData, gather, gather_wgs84
+from kaizhou_gis.maps.data import MapData, gather, gather_wgs84, map_data
 from kaizhou_gis.maps.page import attribution_parts, build_map
 from kaizhou_gis.maps.step import _bounds_of, run
 from kaizhou_gis.maps.styles import (
@@ -52,4 +53,5 @@ from kaizhou_gis.maps.styles import (
 # the names other modules and the tests use as ``maps.<name>``
 __all__ = ["ACCESS_CATS", "CATEGORY_COLORS", "ELEV_COLORS", "MAP_TITLES", "POVERTY_CATS", "ROAD_CATS",
            "SITE_CATS", "WORK_CATS", "MapData", "_bounds_of", "_settings", "attribution_parts",
-           "build_map", "gather", "gather_wgs84", "make_background", "map_layers", "run"]
+           "build_map", "gather", "gather_wgs84", "hillshade_sun", "make_background", "map_data",
+           "map_layers", "run"]

@@ -8,7 +8,6 @@ import geopandas as gpd
 import numpy as np
 
 from kaizhou_gis.maps import hillshade as hs
-from kaizhou_gis.results import StepContext
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +21,20 @@ class Background:
     bounds_lonlat: tuple[float, float, float, float]
 
 
-def make_background(ctx: StepContext, bounds_lonlat: tuple[float, float, float, float], *, width_px: int,
-                    inside: gpd.GeoSeries | None, basemap: str) -> Background | None:
-    """Hillshade of the DEM for a lon/lat box, as an overlay PNG (Web-Mercator rows)."""
-    cfg = ctx.plan.section("maps")
+def make_background(dem, bounds_lonlat: tuple[float, float, float, float], *, width_px: int,
+                    inside: gpd.GeoSeries | None, basemap: str, azimuth_deg: float,
+                    altitude_deg: float) -> Background | None:
+    """Hillshade of the DEM for a lon/lat box, as an overlay PNG (Web-Mercator rows).
+
+    ``dem`` is the open DEM (a rasterio dataset; None: no background); the sun is at
+    ``azimuth_deg``/``altitude_deg`` (``maps.hillshade_*`` of the plan); outside ``inside`` (any
+    CRS) the relief is faded. None when the DEM cannot be read there.
+    """
+    if dem is None:
+        return None
     try:
-        with ctx.layers.open_dem() as ds:
-            h = hs.read_hillshade(ds, bounds_lonlat, width_px=width_px,
-                                  azimuth_deg=float(cfg["hillshade_azimuth_deg"]),
-                                  altitude_deg=float(cfg["hillshade_altitude_deg"]))
+        h = hs.read_hillshade(dem, bounds_lonlat, width_px=width_px, azimuth_deg=float(azimuth_deg),
+                              altitude_deg=float(altitude_deg))
     except Exception as e:
         log.warning("maps: no hillshade (%s)", e)
         return None
@@ -54,3 +58,10 @@ def make_background(ctx: StepContext, bounds_lonlat: tuple[float, float, float, 
         dx, dy = float(gx) - cx, float(gy) - cy
         b = (b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy)
     return Background(png=png, bounds=b, shade=h.shade, bounds_lonlat=h.bounds)
+
+
+def hillshade_sun(cfg) -> dict[str, float]:
+    """The sun of the hillshade from the plan's ``maps`` section, as keyword arguments of
+    :func:`make_background`."""
+    return {"azimuth_deg": float(cfg["hillshade_azimuth_deg"]),
+            "altitude_deg": float(cfg["hillshade_altitude_deg"])}

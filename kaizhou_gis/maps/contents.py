@@ -129,7 +129,10 @@ class _MapRows:
             tch, tda = _bool(_col(s, "acc_tongchang", False)), _bool(_col(s, "acc_tongda", False))
             self.gap = (_bool(s["acc_target_group"]) & ~tch).to_numpy()
             self.gap_cat = np.where(tda, 0, 1)
-        self.sites = self.assignment = self.hosts = self.works = None
+        self.sites: Prepared | None = None
+        self.assignment: Prepared | None = None
+        self.hosts: Prepared | None = None
+        self.works: Prepared | None = None
         if d.sites is not None:
             self.sites = Prepared(d.sites, dec)
             self.site_codes = d.sites["township_code"].to_numpy()
@@ -274,7 +277,7 @@ def layer_seats(d: MapData, st: MapSettings, code: str | None) -> LayerSpec:
 
 def layers_relocation(d: MapData, st: MapSettings, code: str | None, *, show_other: bool = False) -> list[LayerSpec]:
     r = _map_rows(d, st)
-    if r.settlements is None or "relocation_candidate" not in d.settlements.columns:
+    if r.settlements is None or "relocation_candidate" not in r.settlements.gdf.columns:
         return []
     rows = r.rows("settlements", code)
     cand = r.candidate[rows]
@@ -288,9 +291,9 @@ def layers_relocation(d: MapData, st: MapSettings, code: str | None, *, show_oth
                            np.zeros(len(o), int), OTHER_SETTLEMENT_CAT, SETTLEMENT_FIELDS,
                            decimals=st.decimals, title="name", show=show_other,
                            cluster_min=st.cluster_min, base_radius=3, rows=o))
-    if d.sites is not None:
-        out.append(_layer_sites(d, r, st, code))
-    if d.assignment is not None:
+    if r.sites is not None:
+        out.append(_layer_sites(d, r, r.sites, st, code))
+    if r.assignment is not None:
         a = None
         if code is not None:
             a = np.flatnonzero((r.assignment_codes == code) | (r.assignment_site_codes == code))
@@ -303,9 +306,9 @@ def layers_relocation(d: MapData, st: MapSettings, code: str | None, *, show_oth
     return out
 
 
-def _layer_sites(d: MapData, r: _MapRows, st: MapSettings, code: str | None) -> LayerSpec:
+def _layer_sites(d: MapData, r: _MapRows, sites: Prepared, st: MapSettings, code: str | None) -> LayerSpec:
     """The resettlement sites: of the township and those its candidates are assigned to."""
-    rows = np.arange(len(r.sites))
+    rows = np.arange(len(sites))
     if code is not None:
         keep = r.site_codes == code
         if d.assignment is not None:
@@ -326,7 +329,7 @@ def _layer_sites(d: MapData, r: _MapRows, st: MapSettings, code: str | None) -> 
         label = "安置点 Resettlement sites (size = capacity)"
         note = "圆越大容量越大 larger circle = more capacity"
     return point_layer(
-        "sites", label, r.sites, d.sites["site_cat"].to_numpy()[rows], SITE_CATS,
+        "sites", label, sites, sites.gdf["site_cat"].to_numpy()[rows], SITE_CATS,
         [Field("site_name", "名称 name"), Field("site_id", "编号 id"),
          Field("capacity_households", "容量(户) capacity (households)"),
          Field("assigned_households", "已安置(户) assigned (households)"),
@@ -371,7 +374,7 @@ def layers_access(d: MapData, st: MapSettings, code: str | None, *, show_village
         return out
     r = _map_rows(d, st)
     out.append(layer_villages_access(d, st, code, show=show_villages))
-    if r.settlements is not None and "acc_target_group" in d.settlements.columns:
+    if r.settlements is not None and "acc_target_group" in r.settlements.gdf.columns:
         rows = r.rows("settlements", code)
         gap = rows[r.gap[rows]]
         out.append(point_layer(
@@ -381,17 +384,17 @@ def layers_access(d: MapData, st: MapSettings, code: str | None, *, show_village
                                                                Field("access_reason", "原因 reason")],
             decimals=st.decimals, title="name", cluster_min=st.cluster_min, base_radius=5, rows=gap))
     if r.works is not None:
-        rows = None
+        shown = None
         if code is not None:
             assert d.works_work is not None  # data.gather sets it whenever works is set
-            rows = r.intersecting("works", d.works_work.geometry, r.outline(code))
-        cat = d.works["work_cat"].to_numpy()
-        out.append(line_layer("works", "建议工程 Proposed road works", r.works, cat if rows is None else cat[rows],
+            shown = r.intersecting("works", d.works_work.geometry, r.outline(code))
+        cat = r.works.gdf["work_cat"].to_numpy()
+        out.append(line_layer("works", "建议工程 Proposed road works", r.works, cat if shown is None else cat[shown],
                               WORK_CATS,
                               [Field("work_id", "编号 id"), Field("type", "类型 type"),
                                Field("km", "长度 length", _fmt_km), Field("cost_yuan", "投资 cost", _fmt_wan_yuan),
                                Field("beneficiaries", "受益 beneficiaries", _fmt_ids)],
-                              decimals=st.decimals, title="work_id", rows=rows))
+                              decimals=st.decimals, title="work_id", rows=shown))
     return out
 
 

@@ -16,7 +16,14 @@ from kaizhou_gis.admin import settlement_townships, village_townships
 from kaizhou_gis.errors import KaizhouGISError
 from kaizhou_gis.industry import host_township_codes
 from kaizhou_gis.maps.specs import _bool, _col, _num
-from kaizhou_gis.results import StepContext, StepNeeds, StepResult
+from kaizhou_gis.results import (
+    AccessData,
+    IndustryData,
+    RelocationData,
+    StepContext,
+    StepNeeds,
+    StepResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,26 +79,37 @@ def _step_data(ctx: StepContext, needs: StepNeeds, name: str, missing: dict[str,
 
 
 def gather(ctx: StepContext, needs: StepNeeds, basemap: str | None = None) -> MapData:
-    """Collect the layers and the results of the steps the maps need (``needs``, from
-    ``ctx.needs_of("maps")``), enriched and in the map CRS.
+    """The maps' data of a run: the results of the steps the maps need (``needs``, from
+    ``ctx.needs_of("maps")``; a step that failed is left out and named in ``missing``) and the
+    run's layers, plan and data status given to :func:`map_data`.
 
     ``basemap`` (default: the run's ``--basemap``) "gaode" shifts everything to GCJ-02.
     """
-    plan, L = ctx.plan, ctx.layers
-    cfg = plan.section("maps")
-    basemap = basemap or ctx.options.get("basemap") or "offline"
     missing: dict[str, str] = {}
-    # what the loader filled in or changed (e.g. no poverty_village column: every village is
-    # drawn as "other village") belongs on the page next to the layers it explains
-    notes: list[str] = [f"图层 layers: {n}" for n in (getattr(L, "notes", None) or [])]
     access = _step_data(ctx, needs, "access", missing)
     reloc = _step_data(ctx, needs, "relocation", missing)
     industry = _step_data(ctx, needs, "industry", missing)
+    return map_data(ctx.layers, ctx.plan, access=access, relocation=reloc, industry=industry,
+                    missing=missing, data_status=ctx.data_status,
+                    basemap=basemap or ctx.options.get("basemap") or "offline")
+
+
+def map_data(L, plan, *, access: AccessData | None, relocation: RelocationData | None,
+             industry: IndustryData | None, missing: dict[str, str], data_status: dict,
+             basemap: str = "offline") -> MapData:
+    """Everything the maps show, from the layers ``L``, the plan and the results of the access,
+    relocation and industry steps (None: left out, with the reason in ``missing``), enriched and
+    in the map CRS (``plan["crs.map"]``; GCJ-02 for ``basemap="gaode"``)."""
+    cfg = plan.section("maps")
+    missing = dict(missing)
+    # what the loader filled in or changed (e.g. no poverty_village column: every village is
+    # drawn as "other village") belongs on the page next to the layers it explains
+    notes: list[str] = [f"图层 layers: {n}" for n in (getattr(L, "notes", None) or [])]
 
     tw_names = dict(zip(L.townships["township_code"].astype(str), L.townships["name"].astype(str)))
     villages = _villages(L, tw_names, access)
-    settlements = _settlements(L.settlements, villages, reloc, access)
-    sites, assignment = _sites_and_assignment(reloc, settlements, notes)
+    settlements = _settlements(L.settlements, villages, relocation, access)
+    sites, assignment = _sites_and_assignment(relocation, settlements, notes)
     hosts = _hosts(industry, villages, notes)
     works = _works(access)
     paved_words = {str(s).lower() for s in plan.get("access.paved_surfaces", ["paved"])}
@@ -113,8 +131,7 @@ def gather(ctx: StepContext, needs: StepNeeds, basemap: str | None = None) -> Ma
         works_work = works.copy()
         works_work[works_work.geometry.name] = works_work.geometry.simplify(tw_tol)
 
-    status = ctx.data_status
-    synthesized = list(status["synthetic_layers"])
+    synthesized = list(data_status["synthetic_layers"])
     if basemap == "gaode":
         notes.append("坐标已转换为 GCJ-02 以配合高德底图 coordinates shifted to GCJ-02 to match Gaode tiles.")
     return MapData(
@@ -128,7 +145,7 @@ def gather(ctx: StepContext, needs: StepNeeds, basemap: str | None = None) -> Ma
         missing=missing, notes=notes, synthesized=synthesized,
         attribution=getattr(L, "attribution", "") or "", township_names=tw_names,
         work_townships=work_townships, roads_work=roads_work, works_work=works_work, basemap=basemap,
-        status=status)
+        status=data_status)
 
 
 def _villages(L, tw_names: dict[str, str], access) -> gpd.GeoDataFrame:

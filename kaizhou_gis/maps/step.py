@@ -2,8 +2,10 @@
 (:func:`run`, registered in :data:`kaizhou_gis.pipeline.STEPS`)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import geopandas as gpd
@@ -12,8 +14,8 @@ import numpy as np
 from kaizhou_gis import outputs
 from kaizhou_gis.errors import LayerError, OptionError, format_ids
 from kaizhou_gis.maps import printmap, sheetpool
-from kaizhou_gis.maps.background import make_background
-from kaizhou_gis.maps.contents import _settings, map_layers
+from kaizhou_gis.maps.background import Background, hillshade_sun, make_background
+from kaizhou_gis.maps.contents import MapSettings, _settings, map_layers
 from kaizhou_gis.maps.data import MapData, gather, gather_wgs84
 from kaizhou_gis.maps.page import build_map
 from kaizhou_gis.maps.styles import BASEMAPS, DISTRICT_MAPS, MAP_TITLES
@@ -54,10 +56,12 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
 
     ``files`` holds each page as rendered HTML text (rendered once, to check the size budget) and
     each PNG as bytes; ``data.maps`` keeps the folium objects, ``data.sizes_mb`` the sizes.
-    With ``ctx.township`` set only that township's map and PNG are built.
+    With ``ctx.township`` set only that township's map and PNG are built. This wrapper is the
+    only part of the maps that reads the run's context: the parts below get plain data.
     """
     basemap, tianditu_key = _options(ctx)
-    page = _Pages(ctx, _settings(ctx.plan), basemap, tianditu_key)
+    plan = ctx.plan
+    st = _settings(plan)
     # a township's map is drawn from the district's results (its candidates, sites, works and
     # access are the district run's), so it is the same page as the district run's township map
     d = gather(ctx.district, needs)
@@ -71,70 +75,92 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
             raise OptionError(f"--township {ctx.township}: not in the townships layer; use one of "
                               f"{', '.join(codes[:5])} ...")
         codes = [str(ctx.township)]
-    else:
-        page.district(d, d_print, pool)
+    files: dict[str, Any] = {}
+    sheets: list[tuple[str, str, Any]] = []
+    pages = _Pages(d, st, plan.section("maps"), plan_name=plan.name,
+                   plan_title=plan.get("meta.plan_title", ""), boundary=ctx.layers.boundary,
+                   open_dem=ctx.layers.open_dem, basemap=basemap, tianditu_key=tianditu_key)
+    if ctx.township is None:
+        files.update(pages.district())
+        files["maps/overview.pdf"] = printmap.district_sheet(
+            ctx, d_print, map_layers("overview", d_print, st), formats=("pdf",), pool=pool)
+        sheets.append(("maps/overview.pdf", "pdf", files["maps/overview.pdf"]))
     _check_codes(codes)
     for code in codes:
-        page.township(d, d_print, code, pool)
-    sizes, folium_maps = _render(page.files, page.sheets)
+        files[f"maps/townships/{code}.html"], specs = pages.township(code)
+        sheet = printmap.township_sheet(ctx, d_print, specs if d_print is d else
+                                        map_layers("township", d_print, st, code), code, pool=pool)
+        for fmt in ("pdf", "png"):
+            files[f"maps/townships/{code}.{fmt}"] = sheet
+            sheets.append((f"maps/townships/{code}.{fmt}", fmt, sheet))
+    sizes, folium_maps = _render(files, sheets)
     pool.close()
-    summary = _summary(ctx.plan.section("maps"), d, page.files, sizes, basemap)
-    return StepResult("maps", files=page.files, data=MapsData(sizes_mb=sizes, maps=folium_maps),
+    summary = _summary(plan.section("maps"), d, files, sizes, basemap)
+    return StepResult("maps", files=files, data=MapsData(sizes_mb=sizes, maps=folium_maps),
                       summary=summary)
 
 
 class _Pages:
-    """The files of a maps run, in the order they are built: each HTML page (a folium map until
-    :func:`_render`) and each print sheet (a future of ``{format: bytes}`` until then)."""
+    """The HTML pages of the maps (folium maps; rendered by :func:`_render`), from the maps' data
+    ``d``, the map settings ``st``, the plan's ``maps`` section ``cfg``, the district boundary
+    layer and ``open_dem`` (a context manager of the DEM as a rasterio dataset, for the hillshade
+    backgrounds)."""
 
-    def __init__(self, ctx: StepContext, st, basemap: str, tianditu_key: str | None):
-        self.ctx, self.st, self.basemap, self.tianditu_key = ctx, st, basemap, tianditu_key
-        self.cfg = ctx.plan.section("maps")
-        self.files: dict[str, Any] = {}
-        self.sheets: list[tuple[str, str, Any]] = []
+    def __init__(self, d: MapData, st: MapSettings, cfg, *, plan_name: str, plan_title: str,
+                 boundary: gpd.GeoDataFrame, open_dem: Callable[[], contextlib.AbstractContextManager], basemap: str,
+                 tianditu_key: str | None):
+        self.d, self.st, self.cfg = d, st, cfg
+        self.plan_name, self.plan_title, self.boundary = plan_name, plan_title, boundary
+        self.open_dem = open_dem
+        self.basemap, self.tianditu_key = basemap, tianditu_key
+        self.sun = hillshade_sun(cfg)
+        self.tw_work = d.work_townships.set_index("township_code")
 
-    def district(self, d: MapData, d_print: MapData, pool: sheetpool.SheetPool) -> None:
-        """The district maps (HTML) and the A3 overview sheet (PDF)."""
-        ctx, plan = self.ctx, self.ctx.plan
+    def district(self) -> dict[str, Any]:
+        """The district maps: ``{"maps/<kind>.html": folium map}``."""
+        d, out = self.d, {}
         bounds_ll = _bounds_of(d.boundary)
-        bg = make_background(ctx, _bounds_of(ctx.layers.boundary.to_crs(4326)),
-                             width_px=int(self.cfg["hillshade_district_px"]),
-                             inside=ctx.layers.boundary.geometry, basemap=self.basemap)
+        bg = self._background(_bounds_of(self.boundary.to_crs(4326)), int(self.cfg["hillshade_district_px"]),
+                              self.boundary.geometry)
         for kind in DISTRICT_MAPS:
             zh, en = MAP_TITLES[kind]
             specs = map_layers(kind, d, self.st)
-            self.files[f"maps/{kind}.html"] = build_map(
-                kind, d, specs, title_zh=f"{plan.name} {zh}", title_en=en,
-                subtitle=plan.get("meta.plan_title", ""), bounds=bounds_ll, background=bg,
+            out[f"maps/{kind}.html"] = build_map(
+                kind, d, specs, title_zh=f"{self.plan_name} {zh}", title_en=en,
+                subtitle=self.plan_title, bounds=bounds_ll, background=bg,
                 basemap=self.basemap, tianditu_key=self.tianditu_key)
-        self.files["maps/overview.pdf"] = printmap.district_sheet(
-            ctx, d_print, map_layers("overview", d_print, self.st), formats=("pdf",), pool=pool)
-        self.sheets.append(("maps/overview.pdf", "pdf", self.files["maps/overview.pdf"]))
+        return out
 
-    def township(self, d: MapData, d_print: MapData, code: str, pool: sheetpool.SheetPool) -> None:
-        """The township's map (HTML) and its A3 sheet (PDF and PNG)."""
-        ctx, plan = self.ctx, self.ctx.plan
-        tw_work = d.work_townships.set_index("township_code")
+    def township(self, code: str) -> tuple[Any, list]:
+        """The township's map (a folium map) and its layers (specs)."""
+        d = self.d
         name = d.township_names.get(code, code)
         sub = d.townships[d.townships["township_code"] == code]
         if sub.geometry.isna().all() or sub.geometry.is_empty.all():
             raise LayerError(f"townships: township_code {code} ({name}) has no polygon; add its "
                              f"outline to the townships layer.")
         bounds = _bounds_of(sub, 0.06)
-        bg = make_background(ctx, _bounds_of(tw_work.loc[[code]].to_crs(4326), 0.06),
-                             width_px=int(self.cfg["hillshade_township_px"]),
-                             inside=tw_work.loc[[code]].geometry, basemap=self.basemap)
+        outline = self.tw_work.loc[[code]]
+        bg = self._background(_bounds_of(outline.to_crs(4326), 0.06), int(self.cfg["hillshade_township_px"]),
+                              outline.geometry)
         specs = map_layers("township", d, self.st, code)
-        title = f"{plan.name} {name}"
-        subtitle = f"{name} ({code}) · {plan.get('meta.plan_title', '')}"
-        self.files[f"maps/townships/{code}.html"] = build_map(
-            "township", d, specs, title_zh=title, title_en="Township map", subtitle=subtitle,
-            bounds=bounds, background=bg, basemap=self.basemap, tianditu_key=self.tianditu_key)
-        sheet = printmap.township_sheet(ctx, d_print, specs if d_print is d else
-                                        map_layers("township", d_print, self.st, code), code, pool=pool)
-        for fmt in ("pdf", "png"):
-            self.files[f"maps/townships/{code}.{fmt}"] = sheet
-            self.sheets.append((f"maps/townships/{code}.{fmt}", fmt, sheet))
+        title = f"{self.plan_name} {name}"
+        subtitle = f"{name} ({code}) · {self.plan_title}"
+        return build_map("township", d, specs, title_zh=title, title_en="Township map",
+                         subtitle=subtitle, bounds=bounds, background=bg, basemap=self.basemap,
+                         tianditu_key=self.tianditu_key), specs
+
+    def _background(self, bounds_ll: tuple[float, float, float, float], width_px: int,
+                    inside: gpd.GeoSeries) -> Background | None:
+        """The hillshade background of a map (None without a readable DEM)."""
+        with contextlib.ExitStack() as stack:
+            try:
+                dem = stack.enter_context(self.open_dem())
+            except Exception as e:  # the maps are still useful without relief
+                log.warning("maps: no hillshade (%s)", e)
+                return None
+            return make_background(dem, bounds_ll, width_px=width_px, inside=inside,
+                                   basemap=self.basemap, **self.sun)
 
 
 def _check_codes(codes: list[str]) -> None:

@@ -101,9 +101,11 @@ class RunFiles:
                 cfg = ctx.plan.section("maps")
                 tw_work = d.work_townships.set_index("township_code")
                 sub = d.townships[d.townships["township_code"] == code]
-                bg = maps.make_background(ctx, maps._bounds_of(tw_work.loc[[code]].to_crs(4326), 0.06),
-                                          width_px=int(cfg["hillshade_township_px"]),
-                                          inside=tw_work.loc[[code]].geometry, basemap="offline")
+                with ctx.layers.open_dem() as dem:
+                    bg = maps.make_background(dem, maps._bounds_of(tw_work.loc[[code]].to_crs(4326), 0.06),
+                                              width_px=int(cfg["hillshade_township_px"]),
+                                              inside=tw_work.loc[[code]].geometry, basemap="offline",
+                                              **maps.hillshade_sun(cfg))
                 name = d.township_names.get(code, code)
                 m = maps.build_map("township", d, maps.map_layers("township", d, maps._settings(ctx.plan), code),
                                    title_zh=f"{ctx.plan.name} {name}", title_en="Township map",
@@ -160,9 +162,11 @@ class RunFiles:
                 ctx = self._context_for(run, None)
                 d = self.map_data(run)
                 st = maps._settings(ctx.plan)
-                bg = maps.make_background(ctx, maps._bounds_of(ctx.layers.boundary.to_crs(4326)),
-                                          width_px=int(ctx.plan["maps.hillshade_district_px"]),
-                                          inside=ctx.layers.boundary.geometry, basemap="offline")
+                with ctx.layers.open_dem() as dem:
+                    bg = maps.make_background(dem, maps._bounds_of(ctx.layers.boundary.to_crs(4326)),
+                                              width_px=int(ctx.plan["maps.hillshade_district_px"]),
+                                              inside=ctx.layers.boundary.geometry, basemap="offline",
+                                              **maps.hillshade_sun(ctx.plan.section("maps")))
                 zh, en = maps.MAP_TITLES["overview"]
                 m = maps.build_map("overview", d, maps.map_layers("overview", d, st),
                                    title_zh=f"{ctx.plan.name} {zh}", title_en=en,
