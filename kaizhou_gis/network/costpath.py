@@ -195,9 +195,11 @@ def grid_cost_matrix(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
     horizontal metres, ``g`` grade as a fraction, both float64 arrays; computed once per cell
     pair and used in both directions), as the canonical CSR matrix (sorted column indices, int32
     indices) that ``coo_matrix(...).tocsr()`` of the same entries gives, so a search on it is the
-    same search. Only the cost is stored: 12 bytes per edge instead of the five int64/float64
-    arrays of the coordinate form and three matrices; :func:`step_attributes` gives the length
-    and grade of the few steps of a traced path.
+    same search. Only the cost is stored, 12 bytes per edge (the coordinate form held five
+    int64/float64 arrays and three matrices), written in blocks of ``rows_per_block`` rows:
+    besides the matrix, a pass over the grid keeps one byte per cell and offset (which edges
+    exist), and a block's temporaries. :func:`step_attributes` gives the length and grade of
+    the few steps of a traced path.
     """
     z = np.asarray(dem, dtype="float64")
     nrow, ncol = z.shape
@@ -206,55 +208,65 @@ def grid_cost_matrix(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
         raise OptionError(f"costpath: a window of {n} cells is too large for one search.")
     dx, dy = cell_size_m(transform, crs, nrow)
     max_grade = max_grade_pct / 100.0
-    # the cost of each of the four base offsets, stored on its first cell (NaN: no edge)
-    base = {}
-    for dr, dc in _OFFSETS:
-        w = np.full((nrow, ncol), np.nan)
-        r1 = nrow - dr
-        c0, c1 = max(0, -dc), ncol - max(0, dc)
-        if r1 > 0 and c1 > c0:
-            za, zb = z[0:r1, c0:c1], z[dr:r1 + dr, c0 + dc:c1 + dc]
-            h2 = np.broadcast_to(_step_h(dx, dy, np.arange(r1), dr, dc)[:, None], za.shape)
-            with np.errstate(invalid="ignore"):
-                g = np.abs(zb - za) / h2
-            keep = np.isfinite(za) & np.isfinite(zb) & (g <= max_grade)
-            cost = np.full(za.shape, np.nan)
-            cost[keep] = step_cost(h2[keep], g[keep])
-            w[0:r1, c0:c1] = cost
-        base[(dr, dc)] = w
+    step = max(1, int(rows_per_block))
 
-    def block(r0: int, r1: int) -> np.ndarray:
-        """(rows r0..r1-1, cols, 8) costs towards the eight neighbours (NaN: no edge)."""
-        out = np.full((r1 - r0, ncol, 8), np.nan)
-        for k, (dr, dc) in enumerate(_NEIGHBOURS):
-            if (dr, dc) in base:  # forward: stored on this cell
-                out[:, :, k] = base[(dr, dc)][r0:r1]
-            else:  # backward: stored on the neighbour, the first cell of the pair
-                src = base[(-dr, -dc)]
-                ra, rb = max(r0, -dr), min(r1, nrow - dr)
-                ca, cb = max(0, -dc), min(ncol, ncol - dc)
-                if rb > ra and cb > ca:
-                    out[ra - r0:rb - r0, ca:cb, k] = src[ra + dr:rb + dr, ca + dc:cb + dc]
+    def base(dr: int, dc: int, ra: int, rb: int, cost: bool) -> np.ndarray:
+        """Edges from the cells of rows ra..rb-1 by offset (dr, dc) (one of ``_OFFSETS``): the
+        keep mask, or the cost (NaN: no edge)."""
+        out = np.full((rb - ra, ncol), np.nan) if cost else np.zeros((rb - ra, ncol), dtype=bool)
+        rb_ = min(rb, nrow - dr)
+        c0, c1 = max(0, -dc), ncol - max(0, dc)
+        if rb_ <= ra or c1 <= c0:
+            return out
+        za, zb = z[ra:rb_, c0:c1], z[ra + dr:rb_ + dr, c0 + dc:c1 + dc]
+        h2 = np.broadcast_to(_step_h(dx, dy, np.arange(ra, rb_), dr, dc)[:, None], za.shape)
+        with np.errstate(invalid="ignore"):
+            g = np.abs(zb - za) / h2
+        keep = np.isfinite(za) & np.isfinite(zb) & (g <= max_grade)
+        if not cost:
+            out[:rb_ - ra, c0:c1] = keep
+            return out
+        part = np.full(za.shape, np.nan)
+        part[keep] = step_cost(h2[keep], g[keep])
+        out[:rb_ - ra, c0:c1] = part
+        return out
+
+    def around(r0: int, r1: int, cost: bool) -> np.ndarray:
+        """(rows r0..r1-1, cols, 8): the edges towards the eight neighbours (mask or cost), from
+        the base offsets of these rows and of the row above (the backward directions)."""
+        lo = max(0, r0 - 1)
+        out = np.full((r1 - r0, ncol, 8), np.nan) if cost else np.zeros((r1 - r0, ncol, 8), dtype=bool)
+        for dr, dc in _OFFSETS:
+            b = base(dr, dc, lo, r1, cost)  # rows lo..r1-1
+            k = _NEIGHBOURS.index((dr, dc))  # forward: stored on this cell
+            out[:, :, k] = b[r0 - lo:]
+            k = _NEIGHBOURS.index((-dr, -dc))  # backward: stored on the neighbour
+            ra, rb = max(r0, dr), r1  # this cell's row r takes the neighbour's row r - dr
+            ca, cb = max(0, dc), min(ncol, ncol + dc)
+            if rb > ra and cb > ca:
+                out[ra - r0:rb - r0, ca:cb, k] = b[ra - dr - lo:rb - dr - lo, ca - dc:cb - dc]
         return out
 
     counts = np.zeros(n, dtype=np.int64)
-    for r0 in range(0, nrow, rows_per_block):
-        r1 = min(nrow, r0 + rows_per_block)
-        counts[r0 * ncol:r1 * ncol] = np.isfinite(block(r0, r1)).sum(axis=2).ravel()
+    for r0 in range(0, nrow, step):
+        r1 = min(nrow, r0 + step)
+        counts[r0 * ncol:r1 * ncol] = around(r0, r1, False).sum(axis=2).ravel()
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
+    del counts
     nnz = int(indptr[-1])
     data = np.empty(nnz, dtype="float64")
     indices = np.empty(nnz, dtype=np.int32)
     off = np.array([dr * ncol + dc for dr, dc in _NEIGHBOURS], dtype=np.int64)
-    for r0 in range(0, nrow, rows_per_block):
-        r1 = min(nrow, r0 + rows_per_block)
-        b = block(r0, r1).reshape(-1, 8)
+    for r0 in range(0, nrow, step):
+        r1 = min(nrow, r0 + step)
+        b = around(r0, r1, True).reshape(-1, 8)
         m = np.isfinite(b)
         lo, hi = int(indptr[r0 * ncol]), int(indptr[r1 * ncol])
+        if int(m.sum()) != hi - lo:
+            raise OptionError("costpath: step_cost gave a non-finite cost to an edge of the graph.")
         data[lo:hi] = b[m]
-        cells = np.arange(r0 * ncol, r1 * ncol, dtype=np.int64)[:, None] + off[None, :]
-        indices[lo:hi] = cells[m]
+        indices[lo:hi] = (np.arange(r0 * ncol, r1 * ncol, dtype=np.int64)[:, None] + off[None, :])[m]
     index_dtype = np.int32 if nnz < 2**31 else np.int64
     return csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n, n))
 
