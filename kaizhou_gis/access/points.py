@@ -101,11 +101,17 @@ def canonical_pick(pi: np.ndarray, e: np.ndarray, dist: np.ndarray, edges: pd.Da
     np.minimum.at(dmin, pi, dist)
     near = dist <= dmin[pi] + tie_m
     pi, e, dist = pi[near], e[near], dist[near]
-    not_paved, road_rank, eid = edge_tie_keys(edges, e)
-    order = np.lexsort((eid, road_rank, not_paved, pi))
+    order = np.argsort(pi, kind="stable")
     pi, e, dist = pi[order], e[order], dist[order]
-    first = np.r_[True, pi[1:] != pi[:-1]]
-    return pi[first], e[first], dist[first]
+    alone = np.r_[True, pi[1:] != pi[:-1]] & np.r_[pi[:-1] != pi[1:], True]
+    if alone.all():  # no tie: one candidate per point (the usual case; no keys to look up)
+        return pi, e, dist
+    tied = ~alone  # the keys only for the points with several candidates
+    not_paved, road_rank, eid = edge_tie_keys(edges, e[tied])
+    sub = np.flatnonzero(tied)[np.lexsort((eid, road_rank, not_paved, pi[tied]))]
+    keep = np.concatenate([np.flatnonzero(alone), sub[np.r_[True, pi[sub][1:] != pi[sub][:-1]]]])
+    keep.sort()
+    return pi[keep], e[keep], dist[keep]
 
 
 def snap_to_edges(points: gpd.GeoSeries, edges: gpd.GeoDataFrame, *,
