@@ -310,6 +310,40 @@ def build_gpx(points: dict, *, title: str, description: str) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(gpx, encoding="utf-8")
 
 
+def _split_by_township(reloc: RelocationData) -> dict[str, RelocationData]:
+    """For each township code, ``reloc`` cut down to the rows :func:`township_points` reads
+    for it (its candidate settlements, their assignment rows, the township's sites and the
+    sites its candidates are assigned to), in table order: one pass over each table instead
+    of one per township (filtering the whole district's tables per township grew with
+    townships x settlements)."""
+    s, asg, sites = reloc.settlements, reloc.assignment, reloc.sites
+    if s is None or not isinstance(asg, pd.DataFrame):
+        return {}
+    cand = s[s["relocation_candidate"].astype(bool)]
+    cand_by = dict(tuple(cand.groupby(cand["township_code"].astype(str), sort=False)))
+    empty_s = cand.iloc[:0]
+    asg_by: dict[str, pd.DataFrame] = {}
+    if len(asg):
+        asg_by = dict(tuple(asg.groupby(asg["township_code"].astype(str), sort=False)))
+    sites_by: dict[str, Any] = {}
+    if sites is not None and len(sites):
+        rows: dict[str, set[int]] = {}
+        at: dict[str, list[int]] = {}
+        for i, (t, sid) in enumerate(zip(sites["township_code"].astype(str), sites["site_id"].astype(str))):
+            rows.setdefault(t, set()).add(i)
+            at.setdefault(sid, []).append(i)
+        for code, a in asg_by.items():
+            mine = rows.setdefault(code, set())
+            for sid in set(a["site_id"].astype(str)):
+                mine.update(at.get(sid, ()))
+        sites_by = {code: sites.iloc[sorted(r)] for code, r in rows.items()}
+    codes = set(cand_by) | set(asg_by) | set(sites_by)
+    return {c: dataclasses.replace(reloc, settlements=cand_by.get(c, empty_s),
+                                   assignment=asg_by.get(c, asg.iloc[:0]),
+                                   sites=sites_by.get(c, sites.iloc[:0] if sites is not None else None))
+            for c in codes}
+
+
 def field_files(ctx: StepContext, reloc: RelocationData, *, coords: str = "wgs84",
                 codes: list[str] | None = None) -> dict[str, bytes]:
     """``{"field/<code>_<coords>.kmz": bytes, "field/<code>_<coords>.gpx": bytes}`` for each
@@ -341,11 +375,13 @@ def build_field_files(reloc: RelocationData, *, plan, township_names: dict[str, 
     # every row of to_dict: read once per run instead of once per township and row
     reloc = dataclasses.replace(reloc, settlements=_without_attrs(reloc.settlements),
                                 sites=_without_attrs(reloc.sites), assignment=_without_attrs(reloc.assignment))
+    per_township = _split_by_township(reloc) if len(codes) > 1 else {}
     out = {}
     for code in codes:
         if not re.fullmatch(r"[0-9A-Za-z_-]{1,32}", code):
             continue  # maps reject such codes with a message; file names come from codes only
-        pts = township_points(reloc, code, coords=coords, last_year=last_year)
+        pts = township_points(per_township.get(code, reloc) if per_township else reloc, code,
+                              coords=coords, last_year=last_year)
         if not pts["candidates"] and not pts["sites"]:
             continue
         name = township_names.get(code, code)

@@ -180,3 +180,15 @@ def test_cli_field_coords_gcj02(tmp_path):
     r = CliRunner().invoke(main, ["relocation", "--layers", str(lay), "--out", str(tmp_path / "o2"),
                                   "--field-coords", "bd09"])
     assert r.exit_code == 2 and "bd09" in r.output
+
+
+def test_all_townships_at_once_equal_one_by_one(run):
+    """field_files cuts the tables by township once for all townships; each township's files
+    are byte for byte those of a run for that township alone (which reads the whole tables)."""
+    ctx, res = run
+    files = field.field_files(ctx, res.data)
+    codes = sorted({p.split("/")[1].split("_")[0] for p in files})
+    assert len(codes) >= 2
+    for code in codes:
+        one = field.field_files(ctx, res.data, codes=[code])
+        assert one == {p: b for p, b in files.items() if p.startswith(f"field/{code}_")}

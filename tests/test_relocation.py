@@ -365,6 +365,27 @@ def test_network_distance_km_along_roads():
     assert math.isnan(relocation.network_distance_km(origins, targets, edges.iloc[:0])[0])
 
 
+def test_network_distance_km_long_detours_and_source_batches(monkeypatch):
+    """Two points 800 m apart whose roads meet only 20 km round a loop of 1 km edges: the
+    bounded first search misses the way and the unbounded second one finds it; searching the
+    sources one per call gives the same figures."""
+    from kaizhou_gis.relocation import assignment as asg_mod
+
+    xs = np.arange(0, 10001, 1000.0)
+    pts = [(x, 0.0) for x in xs] + [(x, 1000.0) for x in xs[::-1]]
+    lines = [LineString([pts[k], pts[k + 1]]) for k in range(len(pts) - 1)]
+    edges = gpd.GeoDataFrame({"u": np.arange(len(lines)), "v": np.arange(len(lines)) + 1,
+                              "length_m": [ln.length for ln in lines]}, geometry=lines, crs=WORK)
+    origins = gpd.GeoSeries([Point(500, 100), Point(2500, -30), Point(9800, 950)], crs=WORK)
+    targets = gpd.GeoSeries([Point(500, 900), Point(2700, 20), Point(9000, 0)], crs=WORK)
+    km = relocation.network_distance_km(origins, targets, edges)
+    assert km[0] == pytest.approx((100 + 9500 + 1000 + 9500 + 100) / 1000)
+    assert km[1] == pytest.approx((30 + 200 + 20) / 1000)  # along one edge
+    assert km[2] == pytest.approx((50 + 200 + 1000 + 1000) / 1000)
+    monkeypatch.setattr(asg_mod, "_SOURCES_PER_CALL", 1)
+    assert np.array_equal(relocation.network_distance_km(origins, targets, edges), km)
+
+
 def test_user_sites_layer(layers):
     layers.sites = gpd.GeoDataFrame(
         {"site_id": ["U1", "U2"], "name": ["甲安置点", "乙安置点"], "township_code": ["500154101", "500154102"],

@@ -199,7 +199,6 @@ def network_distance_km(origins: gpd.GeoSeries, targets: gpd.GeoSeries, edges: g
         Kilometres, one per pair.
     """
     from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import dijkstra
 
     n = len(origins)
     out = np.full(n, np.nan)
@@ -232,20 +231,67 @@ def network_distance_km(origins: gpd.GeoSeries, targets: gpd.GeoSeries, edges: g
 
     eo, ao, oo = snap(origins)
     et, at, ot = snap(targets)
-    ok = (eo >= 0) & (et >= 0)
-    if not ok.any():
+    ok = np.flatnonzero((eo >= 0) & (et >= 0))
+    if not len(ok):
         return out
-    # shortest paths from the end nodes of the targets' edges (few sites, many settlements)
-    src = np.unique(np.concatenate([u[et[ok]], v[et[ok]]]))
-    dmat = dijkstra(graph, directed=False, indices=src)
-    row = {int(s): k for k, s in enumerate(src)}
-    for k in np.flatnonzero(ok):
-        te, oe = et[k], eo[k]
-        t_ends = ((u[te], at[k]), (v[te], L[te] - at[k]))
-        o_ends = ((u[oe], ao[k]), (v[oe], L[oe] - ao[k]))
-        best = min(tp + dmat[row[int(tn)], on] + op for tn, tp in t_ends for on, op in o_ends)
-        if te == oe:
-            best = min(best, abs(at[k] - ao[k]))
-        if np.isfinite(best):
-            out[k] = (best + oo[k] + ot[k]) / 1000.0
+    te, oe = et[ok], eo[ok]
+    # the two ends of each pair's target and origin edges, and the way from the point to each
+    t_node = np.stack([u[te], v[te]], axis=1)
+    t_way = np.stack([at[ok], L[te] - at[ok]], axis=1)
+    o_node = np.stack([u[oe], v[oe]], axis=1)
+    o_way = np.stack([ao[ok], L[oe] - ao[ok]], axis=1)
+    # node-to-node distances from the targets' end nodes (few sites, many settlements), each
+    # source searched only as far as its pairs need first (3x their straight distance plus both
+    # edges): a pair whose best way is within its sources' limits is exact (a way through a
+    # node beyond the limit is longer); the few others are searched again without a limit
+    straight = np.hypot(np.asarray(origins.x)[ok] - np.asarray(targets.x)[ok],
+                        np.asarray(origins.y)[ok] - np.asarray(targets.y)[ok])
+    want = 3.0 * np.nan_to_num(straight, nan=np.inf) + L[te] + L[oe] + 1000.0
+    best, reach = _best_ways(graph, t_node, t_way, o_node, o_way, want)
+    again = ~(best <= reach)
+    if again.any():
+        best[again] = _best_ways(graph, t_node[again], t_way[again], o_node[again], o_way[again],
+                                 np.full(int(again.sum()), np.inf))[0]
+    same_edge = te == oe
+    best[same_edge] = np.minimum(best[same_edge], np.abs(at[ok][same_edge] - ao[ok][same_edge]))
+    fin = np.isfinite(best)
+    out[ok[fin]] = (best[fin] + oo[ok][fin] + ot[ok][fin]) / 1000.0
     return out
+
+
+#: Sources per Dijkstra call of :func:`_best_ways` (bounds the distance rows held at once).
+_SOURCES_PER_CALL = 64
+
+
+def _best_ways(graph, t_node: np.ndarray, t_way: np.ndarray, o_node: np.ndarray, o_way: np.ndarray,
+               want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each pair, the shortest of the four ways target end -> network -> origin end
+    (``t_way[:, a] + dist(t_node[:, a], o_node[:, b]) + o_way[:, b]``), and the distance up to
+    which it is exact. Each source node is searched at least as far as the largest ``want`` of
+    its pairs (sources in batches of similar reach; inf beyond a batch's limit)."""
+    from scipy.sparse.csgraph import dijkstra
+
+    src, pos = np.unique(t_node, return_inverse=True)
+    pos = pos.reshape(t_node.shape)
+    need = np.zeros(len(src))
+    np.maximum.at(need, pos[:, 0], want)
+    np.maximum.at(need, pos[:, 1], want)
+    order = np.argsort(need, kind="stable")
+    rank = np.empty(len(src), dtype=np.int64)
+    rank[order] = np.arange(len(src))
+    used = np.empty(len(src))
+    net = np.full((len(t_node), 2, 2), np.inf)
+    for c0 in range(0, len(src), _SOURCES_PER_CALL):
+        batch = order[c0:c0 + _SOURCES_PER_CALL]
+        limit = float(need[batch].max())
+        used[batch] = limit
+        dm = dijkstra(graph, directed=False, indices=src[batch], limit=limit)
+        for a in (0, 1):
+            sel = np.flatnonzero((rank[pos[:, a]] >= c0) & (rank[pos[:, a]] < c0 + _SOURCES_PER_CALL))
+            for b in (0, 1):
+                net[sel, a, b] = dm[rank[pos[sel, a]] - c0, o_node[sel, b]]
+    best = np.full(len(t_node), np.inf)
+    for a in (0, 1):
+        for b in (0, 1):
+            best = np.minimum(best, t_way[:, a] + net[:, a, b] + o_way[:, b])
+    return best, np.minimum(used[pos[:, 0]], used[pos[:, 1]])

@@ -62,8 +62,30 @@ BEYOND_QUOTAS_EN = "after {year} / beyond the quotas"
 BEYOND_QUOTAS_ZH = "{year}年后（超出年度指标）"
 
 
+class SharedLabels(dict):
+    """A read-only mapping that :func:`copy.deepcopy` hands back as it is.
+
+    pandas deep-copies a frame's ``attrs`` into every frame and column derived from it (each
+    column read, slice, sort, ``astype``, ``to_dict``), so labels held in plain dicts were copied
+    hundreds of thousands of times per run (a third of the relocation step's time, in the field
+    files and the spreadsheet). The labels of a table are fixed once set: shared, not copied.
+    """
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return (type(self), (dict(self),))
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("table labels are read-only: set a new mapping in attrs instead")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only
+    __ior__ = _read_only
+
+
 def _labelled(df: pd.DataFrame) -> pd.DataFrame:
-    df.attrs["labels_zh"] = {c: LABELS_ZH[c] for c in df.columns if c in LABELS_ZH}
+    df.attrs["labels_zh"] = SharedLabels({c: LABELS_ZH[c] for c in df.columns if c in LABELS_ZH})
     values = {c: dict(VALUES_ZH[c]) for c in df.columns if c in VALUES_ZH and VALUES_ZH[c]}
     if "reason" in df.columns and "reason_zh" in df.columns:
         values["reason"] = {str(e): str(z) for e, z in zip(df["reason"], df["reason_zh"])
@@ -72,7 +94,7 @@ def _labelled(df: pd.DataFrame) -> pd.DataFrame:
         values["schedule_status"] = {str(v): (BEYOND_QUOTAS_ZH.format(year=v.split()[1])
                                               if v.startswith("after ") else f"{v}年")
                                      for v in df["schedule_status"].dropna().unique() if str(v)}
-    df.attrs["values_zh"] = values
+    df.attrs["values_zh"] = SharedLabels({c: SharedLabels(v) for c, v in values.items()})
     return df
 
 
