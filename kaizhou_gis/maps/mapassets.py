@@ -126,22 +126,32 @@ def _literal(text: str) -> str:
 class LiteralParts(MacroElement):
     """Mixin for a folium element (put it last in the bases): its header, html and script parts
     go into the page as literal text (:class:`RawHtml`) instead of each being compiled as a new
-    Jinja template, as ``MacroElement.render`` does. The page is the same byte for byte; the
-    compile of the large layer data (the JSON specs, the hillshade image) is gone."""
+    Jinja template, as ``MacroElement.render`` does; so do those of its children that render as a
+    plain ``MacroElement`` (e.g. the ``addTo`` statement folium adds to each layer). The page is
+    the same byte for byte; the compile of the large layer data (the JSON specs, the hillshade
+    image) is gone."""
 
     def render(self, **kwargs):
-        figure = self.get_root()
-        assert isinstance(figure, Figure), "You cannot render this Element if it is not in a Figure."
-        macros = self._template.module.__dict__
-        for part in ("header", "html", "script"):
-            macro = macros.get(part)
-            if macro is not None:
-                getattr(figure, part).add_child(RawHtml(_literal(macro(self, kwargs))), name=self.get_name())
-        for element in self._children.values():
-            element.render(**kwargs)
+        _render_literal(self, kwargs)
 
 
-class OfflineMap(folium.Map):
+def _render_literal(el: MacroElement, kwargs: dict) -> None:
+    """``MacroElement.render`` of ``el`` with its parts added as literal text."""
+    figure = el.get_root()
+    assert isinstance(figure, Figure), "You cannot render this Element if it is not in a Figure."
+    macros = el._template.module.__dict__
+    for part in ("header", "html", "script"):
+        macro = macros.get(part)
+        if macro is not None:
+            getattr(figure, part).add_child(RawHtml(_literal(macro(el, kwargs))), name=el.get_name())
+    for child in el._children.values():
+        if isinstance(child, MacroElement) and type(child).render is MacroElement.render:
+            _render_literal(child, kwargs)
+        else:
+            child.render(**kwargs)
+
+
+class OfflineMap(folium.Map, LiteralParts):
     """A folium Map that links no CDN file; :func:`inline_assets` supplies the code inline."""
 
     default_js: list = []
