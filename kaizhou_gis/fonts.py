@@ -147,7 +147,7 @@ def subset_family(chars) -> str | None:
         return SUBSET_FAMILY
     made = _MADE.get(chars)  # made before in this process (or its parent): the same files
     if made is None or not all(os.path.exists(p) for p in made.values()):
-        made = _MADE[chars] = {w: _font_file(_subset_bytes(name, w, chars)) for w in SUBSET_WEIGHTS}
+        made = _MADE[chars] = {w: _font_file(_subset_bytes(name, w, chars), w) for w in SUBSET_WEIGHTS}
     files = made
     _register(files)
     _SUBSET.update(chars=chars, files=files)
@@ -205,10 +205,15 @@ def _subset_bytes(family: str, weight: str, chars) -> bytes:
     return buf.getvalue()
 
 
-def _font_file(data: bytes) -> str:
+def _font_file(data: bytes, weight: str) -> str:
     """A font file holding ``data`` in a temporary folder of this process, removed when the
     process ends (inside the run's scratch folder in the system temp, which the next run sweeps
-    if this one is killed); forked workers read it while this process lives."""
+    if this one is killed); forked workers read it while this process lives.
+
+    The file's name is fixed by the weight and the bytes (``KaizhouSheetCJK-bold-<sha>.otf``): the
+    PDF backend orders the embedded fonts by their file names, so a random name would swap the
+    regular and bold fonts from one run to the next and the same map would give other bytes."""
+    import hashlib
     import shutil
     import tempfile
     from multiprocessing import util
@@ -221,9 +226,12 @@ def _font_file(data: bytes) -> str:
         # at exit of this process only (a finalizer is skipped in a forked child)
         util.Finalize(None, shutil.rmtree, args=(folder, True), exitpriority=10)
         _SUBSET.update(folder=folder, pid=os.getpid())
-    fd, path = tempfile.mkstemp(suffix=".otf", dir=folder)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+    path = os.path.join(folder, f"{SUBSET_PS_NAME}-{weight}-{hashlib.sha256(data).hexdigest()[:16]}.otf")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
     return path
 
 

@@ -232,3 +232,17 @@ def test_township_png_has_chinese_with_a_font_cache_that_predates_the_font(tmp_p
     assert "font: " in r.stdout
     assert (tmp_path / "t.png").read_bytes().startswith(b"\x89PNG")
     assert cache.read_bytes() == before  # the stale cache was used as it was, not rebuilt
+
+
+def test_subset_font_files_are_named_by_weight_and_bytes(monkeypatch):
+    """The PDF backend orders embedded fonts by file name: the subset fonts' names must not be
+    random, or the regular and bold fonts swap between runs and the same sheet gives other bytes."""
+    names = []
+    for _ in range(2):  # as two processes: each makes its own folder
+        monkeypatch.setitem(fonts._SUBSET, "folder", None)
+        paths = {w: fonts._font_file(b"font bytes " + w.encode(), w) for w in fonts.SUBSET_WEIGHTS}
+        assert all(os.path.exists(p) for p in paths.values())
+        names.append({w: os.path.basename(p) for w, p in paths.items()})
+    assert names[0] == names[1]
+    assert names[0]["normal"].startswith(f"{fonts.SUBSET_PS_NAME}-normal-")
+    assert names[0]["normal"] != fonts._font_file(b"other bytes", "normal").rsplit("/", 1)[-1]
