@@ -254,6 +254,11 @@ def validate(layers_path, plan_path, crs, encoding, coords):
     click.secho(f"OK: layers and plan '{plan.name}' ({plan.path}) are valid.", fg="green")
 
 
+_no_prints = click.option(
+    "--no-prints", "no_prints", is_flag=True, default=False,
+    help="Leave out the A3 print sheets of the townships (maps/townships/*.pdf, *.png); the HTML "
+         "maps and the district sheet are made as usual. For very large districts.")
+
 _field_coords = click.option(
     "--field-coords", type=click.Choice(["wgs84", "gcj02"]), default="wgs84", show_default=True,
     help="Coordinates of the field files (field/*.kmz, *.gpx): wgs84 (GPS, Google Earth, Ovi) or "
@@ -264,9 +269,10 @@ _field_coords = click.option(
 @layer_options
 @out_option
 @_field_coords
+@_no_prints
 @handle_errors
 def run(layers_path, plan_path, crs, encoding, coords, out_dir, header, formats, out_db,
-        field_coords):
+        field_coords, no_prints):
     """The main job: validate, then every analysis, the maps and the report."""
     from kaizhou_gis import outputs
     from kaizhou_gis.layers import check_layers
@@ -281,7 +287,8 @@ def run(layers_path, plan_path, crs, encoding, coords, out_dir, header, formats,
             _fail(report.problem_text())
         _run(available_steps(), layers_path=layers_path, plan_path=plan_path, crs=crs,
              encoding=encoding, coords=coords, out_dir=out_dir, header=header,
-             options={"field_coords": field_coords}, show_notes=False, out_db=out_db,
+             options={"field_coords": field_coords, **({"prints": False} if no_prints else {})},
+             show_notes=False, out_db=out_db,
              formats=formats)
 
 
@@ -296,6 +303,8 @@ def _step_command(name: str, help_text: str, extra=()):
             option_number("--threshold-m", kw["threshold_m"])
             overrides["relocation.threshold_m"] = float(kw.pop("threshold_m"))
         kw.pop("threshold_m", None)
+        if kw.pop("no_prints", False):
+            kw["prints"] = False
         _run([name], layers_path=layers_path, plan_path=plan_path, crs=crs, encoding=encoding,
              coords=coords, out_dir=out_dir, header=header, options=kw, overrides=overrides,
              title=f"kaizhou-gis {name}", out_db=out_db, formats=formats)
@@ -329,7 +338,8 @@ _step_command("maps", "Offline folium HTML maps for the district and each townsh
                click.option("--basemap", type=click.Choice(["offline", "osm", "tianditu", "gaode"]),
                             default="offline", show_default=True,
                             help="Basemap shown first; offline = hillshade from the DEM."),
-               click.option("--tianditu-key", default=None, help="Tianditu API key (tianditu basemap).")])
+               click.option("--tianditu-key", default=None, help="Tianditu API key (tianditu basemap)."),
+               _no_prints])
 _step_command("report", "The plan scorecard: report.html, report.md, report.json.", [_township])
 
 

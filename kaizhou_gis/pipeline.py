@@ -137,7 +137,7 @@ def get_step(name: str) -> Step:
 #: Options that change figures (part of the inputs fingerprint).
 ANALYSIS_OPTIONS: tuple[str, ...] = ("split",)
 #: Options that change only how files look (recorded beside the fingerprint).
-OUTPUT_OPTIONS: tuple[str, ...] = ("header", "basemap")
+OUTPUT_OPTIONS: tuple[str, ...] = ("header", "basemap", "prints")
 
 
 @dataclass

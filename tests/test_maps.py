@@ -319,6 +319,29 @@ def test_attribution_without_readme_names_synthesized_layers(tmp_path):
     assert full == ["a (MIT)", "b SYNTHESIZED"] and short == "a · b"
 
 
+def test_no_prints_leaves_out_the_township_sheets_only(tmp_path):
+    ctx = make_ctx(tmp_path, prints=False)
+    res = maps.run(ctx, ctx.needs_of("maps"))
+    assert sorted(res.files) == sorted(
+        ["maps/overview.html", "maps/relocation.html", "maps/industry.html", "maps/access.html",
+         "maps/overview.pdf", f"maps/townships/{T1}.html", f"maps/townships/{T2}.html"])
+    assert res.summary["township_prints"] is False
+    assert "township print sheets left out: --no-prints" in res.summary["headline"][0]
+    assert ctx.output_options["prints"] is False  # recorded in the manifest beside the fingerprint
+
+
+def test_no_prints_on_the_command_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kaizhou_gis import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "_run", lambda names, **kw: seen.update(names=names, **kw))
+    res = CliRunner().invoke(cli.main, ["maps", "--no-prints", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert seen["names"] == ["maps"] and seen["options"]["prints"] is False
+
+
 def test_missing_steps_are_reported_not_fatal(tmp_path):
     ctx = make_ctx(tmp_path, results=False)
     res = maps.run(ctx, ctx.needs_of("maps"))

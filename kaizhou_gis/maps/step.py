@@ -86,8 +86,11 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
             ctx, d_print, map_layers("overview", d_print, st), formats=("pdf",), pool=pool)
         sheets.append(("maps/overview.pdf", "pdf", files["maps/overview.pdf"]))
     _check_codes(codes)
+    prints = ctx.options.get("prints", True) is not False  # --no-prints: HTML maps only
     for code in codes:
         files[f"maps/townships/{code}.html"], specs = pages.township(code)
+        if not prints:
+            continue
         sheet = printmap.township_sheet(ctx, d_print, specs if d_print is d else
                                         map_layers("township", d_print, st, code), code, pool=pool)
         for fmt in ("pdf", "png"):
@@ -95,7 +98,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
             sheets.append((f"maps/townships/{code}.{fmt}", fmt, sheet))
     sizes, folium_maps = _render(files, sheets)
     pool.close()
-    summary = _summary(plan.section("maps"), d, files, sizes, basemap)
+    summary = _summary(plan.section("maps"), d, files, sizes, basemap, prints=prints)
     return StepResult("maps", files=files, data=MapsData(sizes_mb=sizes, maps=folium_maps),
                       summary=summary)
 
@@ -184,7 +187,8 @@ def _render(files: dict[str, Any], sheets: list[tuple[str, str, Any]]) -> tuple[
     return sizes, folium_maps
 
 
-def _summary(cfg, d: MapData, files: dict[str, Any], sizes: dict[str, float], basemap: str) -> dict[str, Any]:
+def _summary(cfg, d: MapData, files: dict[str, Any], sizes: dict[str, float], basemap: str, *,
+             prints: bool = True) -> dict[str, Any]:
     """The step's summary: counts, sizes against the budget, missing layers."""
     over = []
     for rel, mb in sizes.items():
@@ -194,8 +198,10 @@ def _summary(cfg, d: MapData, files: dict[str, Any], sizes: dict[str, float], ba
             log.warning("maps: %s is %.2f MB, over the %.1f MB budget", rel, mb, limit)
     n_html = sum(1 for r in files if r.endswith(".html"))
     n_tw = sum(1 for r in files if r.startswith("maps/townships/") and r.endswith(".html"))
-    headline = [f"{n_html - n_tw} district maps, {n_tw} township maps (+ A3 PDF and PNG sheets; "
-                f"district PDF)" + (f", basemap {basemap}" if basemap != "offline" else ", offline")]
+    sheets = ("(+ A3 PDF and PNG sheets; district PDF)" if prints else
+              "(township print sheets left out: --no-prints; district PDF)")
+    headline = [f"{n_html - n_tw} district maps, {n_tw} township maps {sheets}"
+                + (f", basemap {basemap}" if basemap != "offline" else ", offline")]
     if sizes:
         headline.append(f"largest page {max(sizes.values()):.2f} MB"
                         + (f"; OVER BUDGET: {', '.join(over[:3])}" if over else " (within budget)"))
@@ -203,4 +209,5 @@ def _summary(cfg, d: MapData, files: dict[str, Any], sizes: dict[str, float], ba
         headline.append("missing layers: " + ", ".join(sorted(d.missing)))
     return {"headline": headline, "maps": n_html, "township_maps": n_tw, "sizes_mb": sizes,
             "over_budget": over, "missing_layers": dict(d.missing), "basemap": basemap,
+            "township_prints": prints,
             "synthesized_layers": d.synthesized}
