@@ -29,6 +29,7 @@ from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
 from kaizhou_gis.demo.dem import Grid
+from kaizhou_gis.network.costpath import step_length
 from kaizhou_gis.terrain import cell_size_m
 
 #: Neighbours of a cell in ascending flat-index order (the order of a sorted CSR row).
@@ -63,13 +64,7 @@ def _forward(z: np.ndarray, ok: np.ndarray, dx: np.ndarray, dy: np.ndarray, dr: 
     if rb_ <= ra:
         return out
     c0, c1 = max(0, -dc), ncol - max(0, dc)
-    rr = np.arange(ra, rb_)
-    if dr == 0:
-        h = dx[rr]
-    elif dc == 0:
-        h = (dy[rr] + dy[rr + dr]) / 2.0
-    else:
-        h = np.hypot((dx[rr] + dx[rr + dr]) / 2.0, (dy[rr] + dy[rr + dr]) / 2.0)
+    h = step_length(dx, dy, np.arange(ra, rb_), dr, dc)
     h2 = np.broadcast_to(h[:, None], (rb_ - ra, c1 - c0))
     a = (slice(ra, rb_), slice(c0, c1))
     b = (slice(ra + dr, rb_ + dr), slice(c0 + dc, c1 + dc))

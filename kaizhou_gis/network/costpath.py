@@ -139,13 +139,7 @@ def build_cell_graph(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
         a = (slice(r0, r1), slice(c0, c1))
         b = (slice(r0 + dr, r1 + dr), slice(c0 + dc, c1 + dc))
         # Horizontal distance between the two centres (metres), per row of the first cell.
-        rr = np.arange(r0, r1)
-        if dr == 0:
-            h = dx[rr]
-        elif dc == 0:
-            h = (dy[rr] + dy[rr + dr]) / 2.0
-        else:
-            h = np.hypot((dx[rr] + dx[rr + dr]) / 2.0, (dy[rr] + dy[rr + dr]) / 2.0)
+        h = step_length(dx, dy, np.arange(r0, r1), dr, dc)
         h2 = np.broadcast_to(h[:, None], (r1 - r0, c1 - c0))
         both = ok[a] & ok[b]
         with np.errstate(invalid="ignore"):
@@ -173,6 +167,18 @@ def build_cell_graph(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
 #: The eight neighbours (d_row, d_col) of a cell in the order of their flat index (row-major), the
 #: column order of a row of the canonical CSR matrix.
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def step_length(dx: np.ndarray, dy: np.ndarray, rows: np.ndarray, dr: int, dc: int) -> np.ndarray:
+    """Horizontal length (m) between the centres of the cells in ``rows`` and their neighbours at
+    the offset ``(dr, dc)`` (one of ``_OFFSETS``), from the cell sizes per row ``dx``, ``dy``
+    (:func:`kaizhou_gis.terrain.cell_size_m`): the one formula of every cell graph (also the
+    synthetic road builder's, :mod:`kaizhou_gis.demo.cellgraph`)."""
+    if dr == 0:
+        return dx[rows]
+    if dc == 0:
+        return (dy[rows] + dy[rows + dr]) / 2.0
+    return np.hypot((dx[rows] + dx[rows + dr]) / 2.0, (dy[rows] + dy[rows + dr]) / 2.0)
 
 
 def _step_h(dx: np.ndarray, dy: np.ndarray, rows: np.ndarray, dr, dc) -> np.ndarray:
