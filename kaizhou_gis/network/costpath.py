@@ -169,22 +169,12 @@ def build_cell_graph(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
-def step_length(dx: np.ndarray, dy: np.ndarray, rows: np.ndarray, dr: int, dc: int) -> np.ndarray:
+def step_length(dx: np.ndarray, dy: np.ndarray, rows: np.ndarray, dr, dc) -> np.ndarray:
     """Horizontal length (m) between the centres of the cells in ``rows`` and their neighbours at
-    the offset ``(dr, dc)`` (one of ``_OFFSETS``), from the cell sizes per row ``dx``, ``dy``
-    (:func:`kaizhou_gis.terrain.cell_size_m`): the one formula of every cell graph (also the
-    synthetic road builder's, :mod:`kaizhou_gis.demo.cellgraph`)."""
-    if dr == 0:
-        return dx[rows]
-    if dc == 0:
-        return (dy[rows] + dy[rows + dr]) / 2.0
-    return np.hypot((dx[rows] + dx[rows + dr]) / 2.0, (dy[rows] + dy[rows + dr]) / 2.0)
-
-
-def _step_h(dx: np.ndarray, dy: np.ndarray, rows: np.ndarray, dr, dc) -> np.ndarray:
-    """Horizontal length (m) of steps from cells in ``rows`` by ``(dr, dc)``, one of ``_OFFSETS``
-    (``dr`` 0 or 1; the first cell is the upper one, or the left one in a row), exactly as
-    :func:`build_cell_graph` computes it."""
+    the offset ``(dr, dc)`` (one of ``_OFFSETS``, the same for all rows or one per row; ``dr`` 0
+    or 1: the first cell is the upper one, or the left one in a row), from the cell sizes per row
+    ``dx``, ``dy`` (:func:`kaizhou_gis.terrain.cell_size_m`): the one formula of every cell graph
+    (also the synthetic road builder's, :mod:`kaizhou_gis.demo.cellgraph`)."""
     dr, dc = np.asarray(dr), np.asarray(dc)
     nxt = rows + dr
     side = (dy[rows] + dy[nxt]) / 2.0
@@ -225,7 +215,7 @@ def grid_cost_matrix(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
         if rb_ <= ra or c1 <= c0:
             return out
         za, zb = z[ra:rb_, c0:c1], z[ra + dr:rb_ + dr, c0 + dc:c1 + dc]
-        h2 = np.broadcast_to(_step_h(dx, dy, np.arange(ra, rb_), dr, dc)[:, None], za.shape)
+        h2 = np.broadcast_to(step_length(dx, dy, np.arange(ra, rb_), dr, dc)[:, None], za.shape)
         with np.errstate(invalid="ignore"):
             g = np.abs(zb - za) / h2
         keep = np.isfinite(za) & np.isfinite(zb) & (g <= max_grade)
@@ -295,7 +285,7 @@ def step_attributes(dem: np.ndarray, transform: Affine, crs, cells_a, cells_b) -
     if not (np.isin(dr, (0, 1)).all() and (np.abs(dc) <= 1).all() and ((dr != 0) | (dc != 0)).all()):
         raise OptionError("costpath.step_attributes: the cells of a step are not neighbours.")
     dx, dy = cell_size_m(transform, crs, nrow)
-    h = _step_h(dx, dy, r, dr, dc)
+    h = step_length(dx, dy, r, dr, dc)
     zf = z.ravel()
     g = np.abs(zf[second] - zf[first]) / h
     return h, g
