@@ -108,7 +108,7 @@ def rollup_html(df: pd.DataFrame) -> str:
     n_ok = int((df["status"] == "ok").sum())
     n_syn = _n_synthetic(df)
     charts = "".join([
-        _bar_chart(df, "candidate_people", "搬迁对象人数 / relocation candidates (people)", "人"),
+        _bar_chart(df, "candidate_people", "拟整体搬迁自然村人口 / people in relocation candidates", "人"),
         _bar_chart(df, "village_tongchang_before_pct", "行政村通畅率-现状 / villages 通畅 before (%)", "%"),
         _bar_chart(df, "works_km", "建议工程里程 / proposed works (km)", "km"),
         _bar_chart(df, "works_cost_yuan", "建议工程投资 / cost of works (yuan)", "元")])

@@ -58,7 +58,7 @@ PARAM_LABELS = {
     "access.reach_distance_m": ("道路可达距离(米)", "Road reach distance (m)"),
 }
 COUNT_LABELS = [
-    ("candidates", "搬迁对象(自然村)", "relocation candidates (settlements)"),
+    ("candidates", "拟整体搬迁自然村", "relocation candidates (settlements)"),
     ("candidate_households", "搬迁户数", "candidate households"),
     ("candidate_people", "搬迁人口", "candidate people"),
     ("above_threshold", "海拔门槛以上自然村", "settlements above the threshold"),
@@ -283,7 +283,7 @@ class _Pages:
                                       "zh": f"外业文件 {ext.upper()}（{zh}）",
                                       "en": f"Field file {ext.upper()} ({en})"})
             if not field:
-                note = ("本乡镇没有搬迁对象或安置点，无外业文件 (KMZ/GPX)。 "
+                note = ("本乡镇没有拟整体搬迁自然村或安置点，无外业文件 (KMZ/GPX)。 "
                         "No field files (KMZ/GPX): the township has no candidates and no sites.")
         return downloads, note
 

@@ -42,7 +42,7 @@ def search_townships(index: list[dict], query: str) -> list[dict]:
 
 #: (key, sheet/file name, Chinese title, English title, [(column, 中文, English)])
 TABLES: list[tuple[str, str, str, str, list[tuple[str, str, str]]]] = [
-    ("candidates", "candidates", "搬迁对象", "Relocation candidates", [
+    ("candidates", "candidates", "拟整体搬迁自然村", "Relocation candidates", [
         ("settlement_id", "自然村编号", "settlement id"), ("name", "自然村", "settlement"),
         ("village_name", "行政村", "village"), ("households", "户数", "households"),
         ("population", "人口", "people"), ("elevation_m", "海拔(米)", "elevation m"),
