@@ -87,7 +87,7 @@ def cjk_rc(*, subset: bool = False, **extra) -> dict:
     ``sans-serif`` family would take only the first font of the list."""
     rc = {"font.family": cjk_font_family(subset=True) if subset else "sans-serif",
           "font.sans-serif": cjk_font_family(subset=subset),
-          "axes.unicode_minus": False, "pdf.fonttype": 42}
+          "axes.unicode_minus": False, "pdf.fonttype": 42, "ps.fonttype": 42}
     rc.update(extra)
     return rc
 
@@ -112,6 +112,13 @@ SUBSET_FAMILY = "Kaizhou Sheet CJK"
 SUBSET_PS_NAME = "KaizhouSheetCJK"
 #: Weights the print sheets draw with (the data-status banner is bold).
 SUBSET_WEIGHTS = ("normal", "bold")
+
+#: The OpenType features the subset font keeps: those HarfBuzz (matplotlib's text layout)
+#: applies to horizontal text by default, so text is shaped as with the full font. Vertical
+#: forms, proportional and half widths (``vert``, ``palt``, ``halt`` ...) are never applied there
+#: and would only enlarge the tables matplotlib subsets again for every PDF.
+SHAPING_FEATURES = ("abvm", "blwm", "calt", "ccmp", "clig", "curs", "dist", "kern", "liga",
+                    "locl", "mark", "mkmk", "rclt", "rlig", "rvrn")
 
 #: This process's subset font: the characters it was made for and its files by weight. A forked
 #: worker inherits it with its files (see :func:`_font_file`).
@@ -183,7 +190,7 @@ def _subset_bytes(family: str, weight: str, chars) -> bytes:
     from fontTools.ttLib import TTFont
 
     path, face = _source_font(family, weight)
-    opts = subset.Options(layout_features=["*"], name_IDs=["*"], name_languages=["*"],
+    opts = subset.Options(layout_features=list(SHAPING_FEATURES), name_IDs=["*"], name_languages=["*"],
                           glyph_names=True, notdef_outline=True, recommended_glyphs=True,
                           font_number=face)
     font = TTFont(path, fontNumber=face, lazy=True, recalcTimestamp=False)
@@ -198,6 +205,8 @@ def _subset_bytes(family: str, weight: str, chars) -> bytes:
                 rec.string = SUBSET_FAMILY + ("" if weight == "normal" else " Bold")
             elif rec.nameID == 6:  # the PDF's BaseFont: says the subset was embedded
                 rec.string = SUBSET_PS_NAME + ("-Regular" if weight == "normal" else "-Bold")
+        if "CFF " in font:
+            _cff_to_truetype(font)
         buf = io.BytesIO()
         font.save(buf)
     finally:
@@ -205,12 +214,60 @@ def _subset_bytes(family: str, weight: str, chars) -> bytes:
     return buf.getvalue()
 
 
+def _cff_to_truetype(font) -> None:
+    """Turn the PostScript (CFF) outlines of ``font`` into TrueType (quadratic ``glyf``) outlines,
+    in place (fontTools' ``otf2ttf`` recipe: cubic curves approximated by quadratic ones to
+    within 1/1000 em, i.e. 0.02 pt at 22 pt).
+
+    Why: matplotlib embeds a font of a PDF as a TrueType font (``FontFile2``) and subsets it per
+    file. A CFF font written there is not what the PDF says it is: strict readers (MuPDF, used by
+    many viewers and converters) draw the wrong glyphs or none, and subsetting CFF (running the
+    charstrings, pruning subroutines, compiling) is the most expensive part of writing a sheet.
+    TrueType outlines are what ``FontFile2`` holds and are copied glyph by glyph."""
+    from fontTools.pens.cu2quPen import Cu2QuPen
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+    from fontTools.ttLib import newTable
+
+    order = font.getGlyphOrder()
+    glyph_set = font.getGlyphSet()
+    glyf = newTable("glyf")
+    glyf.glyphOrder = order
+    glyf.glyphs = {}
+    for name in order:
+        pen = TTGlyphPen(glyph_set)
+        # CFF contours run counter-clockwise, TrueType ones clockwise
+        glyph_set[name].draw(Cu2QuPen(pen, 1.0, reverse_direction=True))
+        glyf.glyphs[name] = pen.glyph()
+    font["loca"] = newTable("loca")
+    font["glyf"] = glyf
+    del font["CFF "]
+    if "VORG" in font:
+        del font["VORG"]
+    glyf.compile(font)
+    hmtx = font["hmtx"]
+    for name, g in glyf.glyphs.items():  # TrueType places a glyph by its left side bearing
+        if hasattr(g, "xMin"):
+            hmtx[name] = (hmtx[name][0], g.xMin)
+    maxp = font["maxp"] = newTable("maxp")
+    maxp.tableVersion = 0x00010000
+    for attr in ("maxTwilightPoints", "maxStorage", "maxFunctionDefs", "maxInstructionDefs",
+                 "maxStackElements", "maxSizeOfInstructions", "maxComponentElements"):
+        setattr(maxp, attr, 0)
+    maxp.maxZones = 1
+    maxp.compile(font)
+    post = font["post"]
+    post.formatType, post.extraNames, post.mapping = 2.0, [], {}
+    post.glyphOrder = order
+    font["head"].glyphDataFormat = 0
+    font.sfntVersion = "\x00\x01\x00\x00"
+
+
 def _font_file(data: bytes, weight: str) -> str:
     """A font file holding ``data`` in a temporary folder of this process, removed when the
     process ends (inside the run's scratch folder in the system temp, which the next run sweeps
     if this one is killed); forked workers read it while this process lives.
 
-    The file's name is fixed by the weight and the bytes (``KaizhouSheetCJK-bold-<sha>.otf``): the
+    The file's name is fixed by the weight and the bytes (``KaizhouSheetCJK-bold-<sha>.ttf``): the
     PDF backend orders the embedded fonts by their file names, so a random name would swap the
     regular and bold fonts from one run to the next and the same map would give other bytes."""
     import hashlib
@@ -226,7 +283,7 @@ def _font_file(data: bytes, weight: str) -> str:
         # at exit of this process only (a finalizer is skipped in a forked child)
         util.Finalize(None, shutil.rmtree, args=(folder, True), exitpriority=10)
         _SUBSET.update(folder=folder, pid=os.getpid())
-    path = os.path.join(folder, f"{SUBSET_PS_NAME}-{weight}-{hashlib.sha256(data).hexdigest()[:16]}.otf")
+    path = os.path.join(folder, f"{SUBSET_PS_NAME}-{weight}-{hashlib.sha256(data).hexdigest()[:16]}.ttf")
     if not os.path.exists(path):
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:

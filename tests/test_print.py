@@ -283,3 +283,81 @@ def test_hillshade_shaded_at_the_dem_resolution_agrees_with_shading_every_printe
     assert b.std() > 5  # relief
     assert np.abs(a - b).mean() < 3.0  # grey levels of 255
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
+
+
+def _shipped_dem_and_extent(w: int, h: int):
+    """The shipped DEM in memory and a ``w`` × ``h`` grid at 1:50 000, 300 dpi over the first
+    township's centre, with that township as the highlighted area."""
+    from kaizhou_gis.layers import load_layers
+    from kaizhou_gis.plan import load_plan
+
+    plan = load_plan()
+    layers = load_layers(None, plan=plan)
+    area = layers.townships.to_crs(plan.work_crs).geometry.iloc[0]
+    cx, cy = area.representative_point().coords[0]
+    px = 50_000 * 25.4e-3 / 300
+    extent = (cx - w * px / 2, cy - h * px / 2, cx + w * px / 2, cy + h * px / 2)
+    with layers.open_dem() as dem:
+        dem_arr = sheetpool.DemArray(dem.read(1), dem.transform, dem.crs, dem.nodata)
+    return plan, dem_arr, extent, area
+
+
+def test_sheet_relief_is_the_grey_of_the_hillshade_taken_on_the_shading_grid():
+    """sheet_relief takes the (linear) grey on the shading grid and resamples that 8-bit grey;
+    it prints what shade_to_grey(sheet_hillshade(...)) printed, to a grey level of 255 on
+    average, fade outside the township included."""
+    from rasterio.features import geometry_mask
+
+    from kaizhou_gis.maps import sheet
+
+    w, h = 1200, 900
+    plan, dem, extent, area = _shipped_dem_and_extent(w, h)
+    inside = geometry_mask([area], out_shape=(h, w), transform=sheet.grid_transform(extent, w, h),
+                           invert=True)
+    assert 0.2 < inside.mean() < 0.9  # the frame shows the township and its surroundings
+    kw = dict(azimuth_deg=315.0, altitude_deg=45.0)
+    old = sheet.shade_to_grey(sheet.sheet_hillshade(dem, plan.work_crs, extent, w, h, **kw), inside)
+    new = sheet.sheet_relief(dem, plan.work_crs, extent, w, h, inside=inside, **kw)
+    assert new.shape == (h, w) and new.dtype == np.uint8
+    a, b = old.astype(float), new.astype(float)
+    assert a.std() > 20  # relief
+    assert np.abs(a - b).mean() < 0.5 and np.abs(a - b).max() <= 6
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
+    # outside the township the same relief, faded towards white
+    assert b[~inside].mean() > b[inside].mean() + 20
+
+
+def test_relief_is_one_lossless_grey_image_in_the_pdf_and_fills_the_frame_in_the_png():
+    """The relief artist writes the grey itself into the PDF (DeviceGray, decoded back to the
+    same bytes through the Up-predictor Flate stream) and copies it onto the frame's pixels of
+    the raster sheet (the bilinear resampling of the grey to those pixels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from kaizhou_gis.maps import sheet
+
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:300, 0:400]
+    grey = np.clip(128 + 60 * np.sin(xx / 37.0) * np.cos(yy / 23.0) + rng.normal(0, 8, xx.shape),
+                   0, 255).astype(np.uint8)
+    grey[:50, :80] = 255  # a step, and a corner that tells up from down and left from right
+    fig = Figure(figsize=(4, 3))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.1, 0.1, 0.8, 0.8))
+    ax.set_xlim(0, 400)
+    ax.set_ylim(0, 300)
+    ax.set_axis_off()
+    ax.add_artist(sheet._relief_class()(grey, (0, 0, 400, 300), zorder=0))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="pdf")
+    page = _page(buf.getvalue())
+    (img,) = list(page.images)
+    assert img.image.mode == "L"
+    assert np.array_equal(np.asarray(img.image), grey)  # lossless, north up
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    png = np.asarray(Image.open(buf).convert("L")).astype(float)
+    frame = png[30:270, 40:360]  # 0.1-0.9 of a 400 × 300 px canvas
+    want = np.asarray(Image.fromarray(grey).resize((320, 240), Image.Resampling.BILINEAR)).astype(float)
+    assert np.abs(frame - want).mean() < 0.5
