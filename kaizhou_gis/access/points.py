@@ -301,20 +301,30 @@ def seat_paths(net: RoadNetwork, seats: gpd.GeoDataFrame, *, reach_distance_m: f
     frac_a = np.concatenate([sa / L[se], 1.0 - sa / L[se]])
     ex_len = np.maximum(frac_a * np.concatenate([L[se], L[se]]), _EPS)
     ex_time = np.maximum(frac_a * np.concatenate([T[se], T[se]]), _EPS)
-    dist = np.full((S, n), np.inf)
-    tmin = np.full((S, n), np.inf)
     if ok.any():
         g_len = net.matrix(np.maximum(L, _EPS), extra=(ex_i, ex_j, ex_len), n_extra_nodes=S)
         g_time = net.matrix(np.maximum(T, _EPS), extra=(ex_i, ex_j, ex_time), n_extra_nodes=S)
-        d = dijkstra(g_len, directed=False, indices=vn)
-        t = dijkstra(g_time, directed=False, indices=vn)
-        dist[ok] = d[:, :n]
-        tmin[ok] = t[:, :n]
+        dist = _seat_rows(dijkstra(g_len, directed=False, indices=vn), ok, n)
+        tmin = _seat_rows(dijkstra(g_time, directed=False, indices=vn), ok, n)
+    else:
+        dist = np.full((S, n), np.inf)
+        tmin = np.full((S, n), np.inf)
     bad = info.loc[~info["on_network"], "township_code"].tolist()
     if bad:
         log.warning("township seats with no road within %g m: %s", reach_distance_m, format_ids(bad))
     return SeatPaths(seats=info, dist_m=dist, time_min=tmin,
                      row_of={c: i for i, c in enumerate(info["township_code"])})
+
+
+def _seat_rows(d: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
+    """(S, n) values of the seats ``ok`` from their search rows ``d`` (one per seat on the
+    network, n nodes plus the seats' virtual nodes), inf for the other seats. With every seat
+    on the network (the usual case) a view of ``d``: no second S x n array to fill and copy."""
+    if ok.all():
+        return d[:, :n]
+    out = np.full((len(ok), n), np.inf)
+    out[ok] = d[:, :n]
+    return out
 
 
 def _along_network(net: RoadNetwork, node_values: np.ndarray, rows: np.ndarray, edge: np.ndarray,

@@ -402,29 +402,30 @@ def _upgrade_rows(sel: _Selection, edges: pd.DataFrame, chains: list[list[int]],
         for ei in chain:
             wid_of_edge[ei] = f"U{n_:04d}"
     benef: dict[str, list[str]] = {}
-    for k in range(sel.K):
-        if sel.option[k] in ("upgrade", "free"):
-            pid = cand["pid"].iloc[k]
-            for wid in dict.fromkeys(wid_of_edge[int(ei)] for ei in sel.paths[k]):
-                benef.setdefault(wid, []).append(pid)
-                work_ids.setdefault(pid, []).append(wid)
+    pids = cand["pid"].to_numpy()
+    for k in np.flatnonzero(np.isin(sel.option, ["upgrade", "free"])).tolist():
+        pid = pids[k]
+        for wid in dict.fromkeys(wid_of_edge[int(ei)] for ei in sel.paths[k]):
+            benef.setdefault(wid, []).append(pid)
+            work_ids.setdefault(pid, []).append(wid)
     town_of = dict(zip(cand["pid"], cand["township_code"], strict=True))
     length_m = edges["length_m"].to_numpy()
     terr = edges["terrain"].to_numpy()
     egrade = edges["max_grade_pct"].to_numpy(dtype="float64")
     egeom = edges.geometry.to_numpy()
+    road_id = edges["road_id"].to_numpy()
+    main_terrain = _main_terrain(chains, length_m, terr)
     rows = []
-    for chain in chains:
+    for chain, terrain in zip(chains, main_terrain, strict=True):
         wid = wid_of_edge[chain[0]]
         towns = sorted({town_of[b] for b in benef.get(wid, [])})
-        by_terrain = pd.Series(length_m[chain]).groupby(terr[chain]).sum()
         geom = shapely.line_merge(shapely.multilinestrings(list(egeom[chain])))
         if geom.geom_type != "LineString":  # not a simple stretch: keep the edges' union
             geom = shapely.multilinestrings(list(egeom[chain]))
         g = egrade[chain]
         rows.append({"work_id": wid, "type": "upgrade", "km": float(length_m[chain].sum()) / 1000.0,
                      "cost_yuan": float(sel.ecost[chain].sum()), "beneficiaries": ";".join(benef.get(wid, [])),
-                     "terrain": str(by_terrain.idxmax()), "road_id": edges["road_id"].iloc[chain[0]],
+                     "terrain": terrain, "road_id": road_id[chain[0]],
                      "edge_id": ";".join(map(str, chain)),
                      "max_grade_pct": float(np.nanmax(g)) if np.isfinite(g).any() else np.nan,
                      "max_terrain_grade_pct": np.nan, "hairpin_km": 0.0, "path_m": 0.0,
@@ -432,6 +433,19 @@ def _upgrade_rows(sel: _Selection, edges: pd.DataFrame, chains: list[list[int]],
                      "township_code": ";".join(towns), "phase": sel.edge_phase[chain[0]],
                      "step": int(sel.edge_step[chain[0]]), "geometry": geom})
     return rows
+
+
+def _main_terrain(chains: list[list[int]], length_m: np.ndarray, terr: np.ndarray) -> list[str]:
+    """The terrain class with the most km of each chain of edges (equal km: the first class in
+    sorted order): one grouped sum over all chains (per chain and class, the edges in chain
+    order, as a groupby of each chain alone sums them)."""
+    if not chains:
+        return []
+    cid = np.repeat(np.arange(len(chains)), [len(c) for c in chains])
+    flat = np.concatenate([np.asarray(c, dtype=np.int64) for c in chains])
+    sums = pd.Series(length_m[flat]).groupby([cid, terr[flat]]).sum()
+    best = sums.groupby(level=0).idxmax()
+    return [str(t) for _, t in best.reindex(np.arange(len(chains))).tolist()]
 
 
 def _link_rows(sel: _Selection, work_ids: dict[str, list[str]]) -> list[dict]:

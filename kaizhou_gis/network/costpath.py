@@ -286,8 +286,9 @@ def step_attributes(dem: np.ndarray, transform: Affine, crs, cells_a, cells_b) -
         raise OptionError("costpath.step_attributes: the cells of a step are not neighbours.")
     dx, dy = cell_size_m(transform, crs, nrow)
     h = step_length(dx, dy, r, dr, dc)
-    zf = z.ravel()
-    g = np.abs(zf[second] - zf[first]) / h
+    # 2-D indexing: ``z`` may be a window of a larger grid (not contiguous), whose ravel()
+    # would copy the whole window for a few steps
+    g = np.abs(z[r2, c2] - z[r, c]) / h
     return h, g
 
 
