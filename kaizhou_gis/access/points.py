@@ -205,12 +205,13 @@ class SeatPaths:
     ``seats`` has one row per seat (index 0..S-1): ``township_code``, ``name``, ``edge``,
     ``snap_distance_m``, ``along_m``, ``on_network`` (snapped within reach), ``component``,
     ``paved_edge``, ``paved_along_m``, ``paved_on_network``, ``paved_component``.
-    ``dist_m`` and ``time_min`` are (S, n_nodes) arrays (inf where unreachable).
+    ``dist_m`` and ``time_min`` are (S, n_nodes) arrays (inf where unreachable), None when the
+    distances were not asked for (``seat_paths(..., distances=False)``).
     """
 
     seats: pd.DataFrame
-    dist_m: np.ndarray
-    time_min: np.ndarray
+    dist_m: np.ndarray | None
+    time_min: np.ndarray | None
     row_of: dict[str, int]
 
 
@@ -256,8 +257,10 @@ def _main_network_snap(points: gpd.GeoSeries, net: RoadNetwork, nearest: pd.Data
     return out
 
 
-def seat_paths(net: RoadNetwork, seats: gpd.GeoDataFrame, *, reach_distance_m: float) -> SeatPaths:
-    """Snap the township seats and run one multi-source Dijkstra from all of them."""
+def seat_paths(net: RoadNetwork, seats: gpd.GeoDataFrame, *, reach_distance_m: float,
+               distances: bool = True) -> SeatPaths:
+    """Snap the township seats and run one multi-source Dijkstra from all of them (without
+    ``distances``: snap only; 通达/通畅 need the components, not the distances)."""
     if "township_code" not in seats.columns:
         raise LayerError("township_seats: column 'township_code' is missing; add the 9-digit code "
                          "of each seat's township.")
@@ -301,7 +304,9 @@ def seat_paths(net: RoadNetwork, seats: gpd.GeoDataFrame, *, reach_distance_m: f
     frac_a = np.concatenate([sa / L[se], 1.0 - sa / L[se]])
     ex_len = np.maximum(frac_a * np.concatenate([L[se], L[se]]), _EPS)
     ex_time = np.maximum(frac_a * np.concatenate([T[se], T[se]]), _EPS)
-    if ok.any():
+    if not distances:
+        dist = tmin = None
+    elif ok.any():
         g_len = net.matrix(np.maximum(L, _EPS), extra=(ex_i, ex_j, ex_len), n_extra_nodes=S)
         g_time = net.matrix(np.maximum(T, _EPS), extra=(ex_i, ex_j, ex_time), n_extra_nodes=S)
         dist = _seat_rows(dijkstra(g_len, directed=False, indices=vn), ok, n)
@@ -387,7 +392,10 @@ def point_access(points: gpd.GeoSeries, township_codes: pd.Series, net: RoadNetw
     has_edge = e >= 0
     within = has_edge & (d <= reach_distance_m)
     c = _connection(net, seats, e, rows, has_edge, within)
-    km, tm, ck = _network_distances(net, seats, e, a, rows, within, c["tongda"], county_seat_code)
+    if seats.dist_m is None:  # reach only (seat_paths without distances)
+        km = tm = ck = np.full(len(e), np.nan)
+    else:
+        km, tm, ck = _network_distances(net, seats, e, a, rows, within, c["tongda"], county_seat_code)
     reason, reason_zh = _reasons(points, codes, d, within, c, reach_distance_m)
 
     e_safe = np.maximum(e, 0)
@@ -503,14 +511,23 @@ class AccessResult:
     settlements: pd.DataFrame
 
 
-def analyse(layers, plan, *, dem: DemGrid | None, roads: gpd.GeoDataFrame | None = None) -> AccessResult:
+def analyse(layers, plan, *, dem: DemGrid | None, roads: gpd.GeoDataFrame | None = None,
+            reach_only: bool = False) -> AccessResult:
     """Network + access of every village and settlement (the whole district).
 
-    ``roads`` replaces the layers' roads (e.g. with works applied).
+    ``roads`` replaces the layers' roads (e.g. with works applied). ``reach_only``: 通达/通畅,
+    snap distances, edges and reasons only, as the re-run on the roads with the works applied
+    needs them: those come from the network's topology, surfaces and components, so its edges
+    get no grades or terrain (no DEM sampling), its dangles no distance check, and the network
+    distances and travel times (one Dijkstra per seat over the whole network, twice) are NaN.
     """
     p = plan.section("access")
-    net = build_network(layers.roads if roads is None else roads, dem=dem, **network_settings(plan))
-    seats = seat_paths(net, layers.township_seats, reach_distance_m=float(p["reach_distance_m"]))
+    settings = network_settings(plan)
+    if reach_only:
+        dem, settings = None, {**settings, "dangle_check_m": 0.0}
+    net = build_network(layers.roads if roads is None else roads, dem=dem, **settings)
+    seats = seat_paths(net, layers.township_seats, reach_distance_m=float(p["reach_distance_m"]),
+                       distances=not reach_only)
     reach, county = float(p["reach_distance_m"]), str(p["county_seat_code"])
     v = layers.villages
     s = layers.settlements

@@ -100,7 +100,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[AccessData]:
     plan_out = plan_works(before, vt, st, plan=plan, dem=dem)
     works = plan_out.works
     roads_after = apply_works(layers.roads, works, plan=plan)
-    after = analyse(layers, plan, dem=dem, roads=roads_after)
+    after = analyse(layers, plan, dem=dem, roads=roads_after, reach_only=True)  # 通达/通畅 after
     vt["tongda_after"] = after.villages.loc[vt.index, "tongda"]
     vt["tongchang_after"] = after.villages.loc[vt.index, "tongchang"]
     st["tongda_after"] = after.settlements.loc[st.index, "tongda"]
