@@ -104,9 +104,10 @@ def _upgraded_pieces(out: gpd.GeoDataFrame, up: gpd.GeoDataFrame, rows_of: dict[
         by_road.setdefault(rid, []).append(k)
     pieces: list[dict] = []
     drop: list = []
+    geom_of = dict(zip(out.index, out.geometry.to_numpy()))
     for rid, ks in by_road.items():
         for ix in rows_of[rid]:
-            geom = out.geometry.loc[ix]
+            geom = geom_of[ix]
             base = out.loc[ix].to_dict()
             row_pieces: list[dict] = []
             hit = False

@@ -280,10 +280,12 @@ def _end_to_line_moves(ix: _EndIndex, lines: np.ndarray, in_cluster: dict[int, i
 
 def _current_end_keys(ix: _EndIndex, precision_m: float) -> dict[tuple[int, int], tuple]:
     """Keys of the current end points of every line (after step 1)."""
+    first = np.round(ix.coords[ix.starts] / precision_m).astype(np.int64).tolist()
+    last = np.round(ix.coords[ix.ends] / precision_m).astype(np.int64).tolist()
     end_key_now = {}
-    for li, (a, b) in enumerate(zip(ix.starts, ix.ends)):
-        end_key_now[(li, 0)] = tuple(np.round(ix.coords[a] / precision_m).astype(np.int64))
-        end_key_now[(li, -1)] = tuple(np.round(ix.coords[b] / precision_m).astype(np.int64))
+    for li, (a, b) in enumerate(zip(first, last)):
+        end_key_now[(li, 0)] = tuple(a)
+        end_key_now[(li, -1)] = tuple(b)
     return end_key_now
 
 
