@@ -193,8 +193,9 @@ def grid_cost_matrix(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
     indices) that ``coo_matrix(...).tocsr()`` of the same entries gives, so a search on it is the
     same search. Only the cost is stored, 12 bytes per edge (the coordinate form held five
     int64/float64 arrays and three matrices), written in blocks of ``rows_per_block`` rows:
-    besides the matrix, a pass over the grid keeps one byte per cell and offset (which edges
-    exist), and a block's temporaries. :func:`step_attributes` gives the length and grade of
+    besides the matrix, a first pass over the grid keeps one byte per cell (how many edges it
+    has: each offset's mask computed once, counted on both its cells), and a block's
+    temporaries (the column indices built as int32). :func:`step_attributes` gives the length and grade of
     the few steps of a traced path.
     """
     z = np.asarray(dem, dtype="float64")
@@ -227,13 +228,14 @@ def grid_cost_matrix(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
         out[:rb_ - ra, c0:c1] = part
         return out
 
-    def around(r0: int, r1: int, cost: bool) -> np.ndarray:
-        """(rows r0..r1-1, cols, 8): the edges towards the eight neighbours (mask or cost), from
-        the base offsets of these rows and of the row above (the backward directions)."""
+    def around(r0: int, r1: int) -> np.ndarray:
+        """(rows r0..r1-1, cols, 8): the costs of the edges towards the eight neighbours (NaN: no
+        edge), from the base offsets of these rows and of the row above (the backward
+        directions)."""
         lo = max(0, r0 - 1)
-        out = np.full((r1 - r0, ncol, 8), np.nan) if cost else np.zeros((r1 - r0, ncol, 8), dtype=bool)
+        out = np.full((r1 - r0, ncol, 8), np.nan)
         for dr, dc in _OFFSETS:
-            b = base(dr, dc, lo, r1, cost)  # rows lo..r1-1
+            b = base(dr, dc, lo, r1, True)  # rows lo..r1-1
             k = _NEIGHBOURS.index((dr, dc))  # forward: stored on this cell
             out[:, :, k] = b[r0 - lo:]
             k = _NEIGHBOURS.index((-dr, -dc))  # backward: stored on the neighbour
@@ -243,26 +245,38 @@ def grid_cost_matrix(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
                 out[ra - r0:rb - r0, ca:cb, k] = b[ra - dr - lo:rb - dr - lo, ca - dc:cb - dc]
         return out
 
-    counts = np.zeros(n, dtype=np.int64)
+    # edges per cell: each base offset's mask once, counted on its first cell and on the
+    # neighbour it leads to (the backward direction)
+    counts = np.zeros((nrow, ncol), dtype=np.int8)
     for r0 in range(0, nrow, step):
         r1 = min(nrow, r0 + step)
-        counts[r0 * ncol:r1 * ncol] = around(r0, r1, False).sum(axis=2).ravel()
+        for dr, dc in _OFFSETS:
+            b = base(dr, dc, r0, r1, False)
+            counts[r0:r1] += b
+            rb = min(r1 + dr, nrow)
+            if rb <= r0 + dr:
+                continue
+            src = b[:rb - r0 - dr]
+            if dc >= 0:
+                counts[r0 + dr:rb, dc:] += src[:, :ncol - dc]
+            else:
+                counts[r0 + dr:rb, :dc] += src[:, -dc:]
     indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
+    np.cumsum(counts.ravel(), out=indptr[1:])
     del counts
     nnz = int(indptr[-1])
     data = np.empty(nnz, dtype="float64")
     indices = np.empty(nnz, dtype=np.int32)
-    off = np.array([dr * ncol + dc for dr, dc in _NEIGHBOURS], dtype=np.int64)
+    off = np.array([dr * ncol + dc for dr, dc in _NEIGHBOURS], dtype=np.int32)  # n < 2**31 - 1
     for r0 in range(0, nrow, step):
         r1 = min(nrow, r0 + step)
-        b = around(r0, r1, True).reshape(-1, 8)
+        b = around(r0, r1).reshape(-1, 8)
         m = np.isfinite(b)
         lo, hi = int(indptr[r0 * ncol]), int(indptr[r1 * ncol])
         if int(m.sum()) != hi - lo:
             raise OptionError("costpath: step_cost gave a non-finite cost to an edge of the graph.")
         data[lo:hi] = b[m]
-        indices[lo:hi] = (np.arange(r0 * ncol, r1 * ncol, dtype=np.int64)[:, None] + off[None, :])[m]
+        indices[lo:hi] = (np.arange(r0 * ncol, r1 * ncol, dtype=np.int32)[:, None] + off[None, :])[m]
     index_dtype = np.int32 if nnz < 2**31 else np.int64
     return csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n, n))
 
