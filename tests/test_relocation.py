@@ -583,3 +583,41 @@ def test_size_to_must_be_a_known_choice(layers):
     plan = load_plan(overrides={"relocation.sites.size_to": "everyone"})
     with pytest.raises(PlanError, match="relocation.sites.size_to = 'everyone'"):
         run_step(layers, plan=plan)
+
+
+@pytest.mark.parametrize("first", [(1, 1), (8, 30)])
+def test_assignment_column_generation_reaches_the_whole_problems_optimum(monkeypatch, first):
+    # the assignment is solved over a few pairs per settlement and site, adding the pairs the
+    # duals price below zero; it must end at the optimum of the LP over every pair in reach
+    from scipy.optimize import linprog
+    from scipy.sparse import coo_matrix
+
+    from kaizhou_gis.relocation import assignment
+
+    monkeypatch.setattr(assignment, "_FIRST_PER_SETTLEMENT", first[0])
+    monkeypatch.setattr(assignment, "_FIRST_PER_SITE", first[1])
+    rng = np.random.default_rng(7)
+    n, m = 80, 12
+    xy_s, xy_t = rng.uniform(0, 20_000, (n, 2)), rng.uniform(0, 20_000, (m, 2))
+    h = rng.integers(1, 40, n)
+    cap = rng.integers(40, 110, m)  # less capacity than households: some stay unplaced
+    ii, jj = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(m), indexing="ij"))
+    cost = np.hypot(*(xy_s[ii] - xy_t[jj]).T) / 1000.0 + np.where((ii + jj) % 3 == 0, 10.0, 0.0)
+    d = pd.DataFrame({"priority": rng.uniform(0, 100, n),
+                      "schedule_year": np.where(rng.uniform(size=n) < 0.5, 2017, np.nan)})
+    unplaced_cost = (m + 1) * 50.0
+    x, unplaced = assignment._solve(d, ii, jj, cost, h, cap, unplaced_cost=unplaced_cost)
+    c_un = unplaced_cost * (1 + d["priority"].to_numpy() / 100 + 2 * d["schedule_year"].notna().to_numpy())
+    k = len(ii)
+    whole = linprog(np.concatenate([cost, c_un]),
+                    A_ub=coo_matrix((np.ones(k), (jj, np.arange(k))), shape=(m, k + n)),
+                    b_ub=cap.astype(float),
+                    A_eq=coo_matrix((np.ones(k + n), (np.concatenate([ii, np.arange(n)]),
+                                                      np.arange(k + n))), shape=(n, k + n)),
+                    b_eq=h.astype(float), bounds=(0, None), method="highs-ds")
+    assert whole.status == 0
+    assert unplaced.sum() == h.sum() - cap.sum() > 0  # every site full, the rest unplaced
+    np.testing.assert_array_equal(np.bincount(ii, weights=x, minlength=n) + unplaced, h)
+    assert (np.bincount(jj, weights=x, minlength=m) <= cap).all()
+    assert cost @ x + c_un @ unplaced == pytest.approx(whole.fun, rel=1e-12)
+    np.testing.assert_array_equal(x, np.round(whole.x[:k]))

@@ -114,37 +114,133 @@ def _pairs_in_reach(d: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, max_distance_k
     return ii[order], jj[order], dist_km[order]
 
 
+#: Pairs per settlement (its cheapest) and per site (its cheapest settlements) in the first
+#: restricted problem of :func:`_solve`, and pairs added per settlement and round.
+_FIRST_PER_SETTLEMENT = 8
+_FIRST_PER_SITE = 30
+_ADDED_PER_SETTLEMENT = 4
+#: HiGHS's dual feasibility tolerance (its default), also the pricing tolerance of the pairs
+#: left out.
+_DUAL_TOLERANCE = 1e-7
+
+
 def _solve(d: pd.DataFrame, ii: np.ndarray, jj: np.ndarray, cost: np.ndarray, h: np.ndarray,
            cap: np.ndarray, *, unplaced_cost: float) -> tuple[np.ndarray, np.ndarray]:
     """The transportation LP: (households per pair, unplaced households per settlement).
 
     Leaving a household unplaced costs ``unplaced_cost`` (more than any chain of placements)
     times 1 + priority/100, plus 2 for a scheduled settlement (``schedule_year``), so scheduled,
-    then higher-priority households are placed first."""
-    from scipy.optimize import linprog
-    from scipy.sparse import coo_matrix
+    then higher-priority households are placed first.
 
+    Solved by column generation with HiGHS (highspy, dual simplex): the problem over every pair
+    in reach has ~70 pairs per settlement at a 30 km reach, of which the optimum uses one or
+    two, and the simplex's work grows with the columns it prices. So it is solved first over
+    each settlement's cheapest pairs and each site's cheapest settlements; then the pairs left
+    out are priced with the solution's duals (reduced cost ``cost - dual(settlement) -
+    dual(site)``), the most negative few per settlement are added and the problem is solved
+    again from the previous basis, until no pair left out has a negative reduced cost beyond
+    HiGHS's dual feasibility tolerance. That is the optimality condition of the whole problem,
+    so the optimum is the whole problem's (same objective within the solver's tolerance; on
+    the shipped layers and the 3x/10x synthetic districts the same assignment, pair for pair).
+    """
     n, m = len(d), len(cap)
     prio = (d["priority"].fillna(0).to_numpy(dtype=float).clip(0, 100) if "priority" in d.columns
             else np.zeros(n))
     tier = (d["schedule_year"].notna().to_numpy(dtype=float) if "schedule_year" in d.columns
             else np.zeros(n))
-    c = np.concatenate([cost, unplaced_cost * (1.0 + prio / 100.0 + 2.0 * tier)])
+    c_unplaced = unplaced_cost * (1.0 + prio / 100.0 + 2.0 * tier)
     k = len(ii)
-    a_eq = coo_matrix((np.ones(k + n), (np.concatenate([ii, np.arange(n)]),
-                                        np.arange(k + n))), shape=(n, k + n)).tocsr()
-    a_ub = coo_matrix((np.ones(k), (jj, np.arange(k))), shape=(m, k + n)).tocsr()
-    sol = linprog(c, A_ub=a_ub, b_ub=cap.astype(float), A_eq=a_eq, b_eq=h.astype(float),
-                  bounds=(0, None), method="highs-ds")
-    if sol.status != 0:
-        raise StepError(f"relocation: the assignment problem could not be solved "
-                        f"({sol.message}); check site capacities and settlement households.")
-    x = sol.x
-    if np.abs(x - np.round(x)).max() > 1e-6:
+    active = (_cheapest(ii, jj, cost, n, _FIRST_PER_SETTLEMENT)
+              | _cheapest(jj, ii, cost, m, _FIRST_PER_SITE))
+    hs = _highs()
+    inf = hs.getInfinity()
+    hs.addRows(n + m, np.concatenate([h.astype(float), np.full(m, -inf)]),
+               np.concatenate([h.astype(float), cap.astype(float)]), 0,
+               np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0))
+    columns = []  # pair index of each HiGHS column, -1 for a settlement's unplaced households
+
+    def add_pairs(sel: np.ndarray) -> None:
+        idx = np.flatnonzero(sel)
+        rows = np.empty(2 * len(idx), dtype=np.int32)
+        rows[0::2], rows[1::2] = ii[idx], n + jj[idx]
+        hs.addCols(len(idx), cost[idx], np.zeros(len(idx)), np.full(len(idx), inf), 2 * len(idx),
+                   np.arange(0, 2 * len(idx), 2, dtype=np.int32), rows, np.ones(2 * len(idx)))
+        columns.append(idx)
+
+    add_pairs(active)
+    hs.addCols(n, c_unplaced, np.zeros(n), np.full(n, inf), n, np.arange(n, dtype=np.int32),
+               np.arange(n, dtype=np.int32), np.ones(n))
+    columns.append(np.full(n, -1))
+    tol = _DUAL_TOLERANCE
+    while True:
+        hs.run()
+        status = hs.getModelStatus()
+        if status != _highs_optimal():
+            raise StepError(f"relocation: the assignment problem could not be solved "
+                            f"({hs.modelStatusToString(status)}); check site capacities and "
+                            f"settlement households.")
+        y = np.asarray(hs.getSolution().row_dual)
+        reduced = cost - y[ii] - y[n + jj]
+        priced = ~active & (reduced < -tol)
+        if not priced.any():
+            break
+        new = _cheapest(ii, jj, np.where(priced, reduced, np.inf), n, _ADDED_PER_SETTLEMENT) & priced
+        active |= new
+        add_pairs(new)
+    col = np.concatenate(columns)
+    value = np.asarray(hs.getSolution().col_value)
+    if np.abs(value - np.round(value)).max(initial=0.0) > 1e-6:
         raise StepError("relocation: the assignment solver returned a fractional solution; "
                         "report this as a bug.")
-    x = np.round(x)
-    return x[:k], x[k:]
+    value = np.round(value)
+    x = np.zeros(k)
+    x[col[col >= 0]] = value[col >= 0]
+    return x, value[col < 0]
+
+
+def _cheapest(owner: np.ndarray, other: np.ndarray, cost: np.ndarray, n_owners: int,
+              count: int) -> np.ndarray:
+    """Mask of each owner's ``count`` cheapest pairs (ties: the lower ``other`` row first;
+    infinite costs never)."""
+    order = np.lexsort((other, cost, owner))
+    start = np.searchsorted(owner[order], np.arange(n_owners))
+    rank = np.empty(len(owner), dtype=np.int64)
+    rank[order] = np.arange(len(owner)) - start[owner[order]]
+    return (rank < count) & np.isfinite(cost)
+
+
+def _highs():
+    """A silent HiGHS instance (highspy). HiGHS prints its banner to the process's standard
+    output when an instance is made, before any option can be set: the output file descriptor
+    is pointed at the null device for that moment."""
+    import os
+    import sys
+
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        hs = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+    hs.setOptionValue("output_flag", False)
+    hs.setOptionValue("solver", "simplex")
+    hs.setOptionValue("simplex_strategy", 1)  # dual simplex, as linprog's "highs-ds" before
+    hs.setOptionValue("dual_feasibility_tolerance", _DUAL_TOLERANCE)
+    hs.setOptionValue("random_seed", 0)
+    hs.setOptionValue("threads", 1)
+    return hs
+
+
+def _highs_optimal():
+    import highspy
+
+    return highspy.HighsModelStatus.kOptimal
 
 
 def _unplaced_rows(d: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, ii: np.ndarray, jj: np.ndarray,
