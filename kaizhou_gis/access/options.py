@@ -129,9 +129,11 @@ def link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_gra
     L = e["length_m"].to_numpy()
     geoms = e.geometry.to_numpy()
     # one search per paved network holding seats (usually one for the whole district)
-    seat_comp = np.array([si["paved_component"].iloc[seats.row_of[c]]
-                          if c in seats.row_of and si["paved_on_network"].iloc[seats.row_of[c]] else -1
-                          for c in cand["township_code"]])
+    seat_row = _seat_rows(seats, cand)
+    r0 = np.maximum(seat_row, 0)
+    seat_comp = np.where((seat_row >= 0) & si["paved_on_network"].to_numpy(dtype=bool)[r0],
+                         si["paved_component"].to_numpy(dtype=np.int64)[r0], -1) if len(si) else \
+        np.full(len(cand), -1, dtype=np.int64)
     for i in np.flatnonzero(seat_comp < 0):
         out[i] = {"reason": "the township seat has no paved road to link to"}
     snap = cand["snap_distance_m"].to_numpy(dtype="float64")
@@ -183,11 +185,15 @@ def _fallback_links(search: LinkSearch, net, seats, fallback_any_surface: np.nda
     e, si = net.edges, seats.seats
     comp_node = net.nodes["component"].to_numpy()
     e_comp = comp_node[e["u"].to_numpy()]
-    fb = np.array([fallback_any_surface[i] and (out[i] is None or "geometry" not in out[i])
-                   and c in seats.row_of and si["on_network"].iloc[seats.row_of[c]]
-                   for i, c in enumerate(search.cand["township_code"])], dtype=bool)
-    fb_comp = np.array([si["component"].iloc[seats.row_of[c]] if f else -1
-                        for f, c in zip(fb, search.cand["township_code"], strict=True)])
+    seat_row = _seat_rows(seats, search.cand)
+    r0 = np.maximum(seat_row, 0)
+    no_link = np.array([lk is None or "geometry" not in lk for lk in out], dtype=bool)
+    fb = np.asarray(fallback_any_surface, dtype=bool) & no_link & (seat_row >= 0)
+    if len(si):
+        fb &= si["on_network"].to_numpy(dtype=bool)[r0]
+        fb_comp = np.where(fb, si["component"].to_numpy(dtype=np.int64)[r0], -1)
+    else:
+        fb_comp = np.full(len(fb), -1, dtype=np.int64)
     # few and scattered: one small search window per settlement
     groups = [(np.array([i]), np.flatnonzero(e_comp == fb_comp[i]), False)
               for i in np.flatnonzero(fb_comp >= 0)]
@@ -199,6 +205,11 @@ def _fallback_links(search: LinkSearch, net, seats, fallback_any_surface: np.nda
     for i, before in first.items():
         if "geometry" not in (out[i] or {}) and before:
             out[i] = {"reason": f"{before['reason']}; none to a road of any surface either"}
+
+
+def _seat_rows(seats, cand: pd.DataFrame) -> np.ndarray:
+    """Row of each candidate's township seat in ``seats.seats`` (-1: no seat)."""
+    return np.array([seats.row_of.get(c, -1) for c in cand["township_code"]], dtype=np.int64)
 
 
 def join_link(lk: dict, taken: dict[int, int], *, cost_per_km: dict,

@@ -81,9 +81,9 @@ def scorecard(villages: pd.DataFrame, settlements: pd.DataFrame, plan, *,
     ts = t.groupby("code")[["n", "da", "ch"]].sum().reindex(codes, fill_value=0)
     out["per_township"] = [
         {"township_code": c, "township_name": names.get(c, ""),
-         **figures(int(vs.at[c, "n"]), int(vs.at[c, "da"]), int(vs.at[c, "ch"]),
-                   int(ts.at[c, "n"]), int(ts.at[c, "da"]), int(ts.at[c, "ch"]))}
-        for c in codes]
+         **figures(int(a[0]), int(a[1]), int(a[2]), int(b[0]), int(b[1]), int(b[2]))}
+        for c, a, b in zip(codes, vs[["n", "da", "ch"]].to_numpy().tolist(),
+                           ts[["n", "da", "ch"]].to_numpy().tolist(), strict=True)]
     return out
 
 
