@@ -193,7 +193,7 @@ class _MapRows:
         """The township's outline in the work CRS (its polygons' union)."""
         if code not in self._outlines:
             wt = self.frames["work_townships"]
-            self._outlines[code] = wt.loc[wt["township_code"] == code].geometry.union_all()
+            self._outlines[code] = wt.geometry.iloc[self.rows("work_townships", code)].union_all()
         return self._outlines[code]
 
     def intersecting(self, name: str, geoms: gpd.GeoSeries, area) -> np.ndarray:

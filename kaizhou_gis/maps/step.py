@@ -15,7 +15,7 @@ from kaizhou_gis import outputs
 from kaizhou_gis.errors import LayerError, OptionError, format_ids
 from kaizhou_gis.maps import printmap, sheetpool
 from kaizhou_gis.maps.background import Background, hillshade_sun, make_background
-from kaizhou_gis.maps.contents import MapSettings, _settings, map_layers
+from kaizhou_gis.maps.contents import MapSettings, _map_rows, _settings, map_layers
 from kaizhou_gis.maps.data import MapData, gather, gather_wgs84
 from kaizhou_gis.maps.page import build_map
 from kaizhou_gis.maps.styles import BASEMAPS, DISTRICT_MAPS, MAP_TITLES
@@ -80,22 +80,23 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     pages = _Pages(d, st, plan.section("maps"), plan_name=plan.name,
                    plan_title=plan.get("meta.plan_title", ""), boundary=ctx.layers.boundary,
                    open_dem=ctx.layers.open_dem, basemap=basemap, tianditu_key=tianditu_key)
-    if ctx.township is None:
-        files.update(pages.district())
-        files["maps/overview.pdf"] = printmap.district_sheet(
-            ctx, d_print, map_layers("overview", d_print, st), formats=("pdf",), pool=pool)
-        sheets.append(("maps/overview.pdf", "pdf", files["maps/overview.pdf"]))
-    _check_codes(codes)
-    prints = ctx.options.get("prints", True) is not False  # --no-prints: HTML maps only
-    for code in codes:
-        files[f"maps/townships/{code}.html"], specs = pages.township(code)
-        if not prints:
-            continue
-        sheet = printmap.township_sheet(ctx, d_print, specs if d_print is d else
-                                        map_layers("township", d_print, st, code), code, pool=pool)
-        for fmt in ("pdf", "png"):
-            files[f"maps/townships/{code}.{fmt}"] = sheet
-            sheets.append((f"maps/townships/{code}.{fmt}", fmt, sheet))
+    with contextlib.closing(pages):
+        if ctx.township is None:
+            files.update(pages.district())
+            files["maps/overview.pdf"] = printmap.district_sheet(
+                ctx, d_print, map_layers("overview", d_print, st), formats=("pdf",), pool=pool)
+            sheets.append(("maps/overview.pdf", "pdf", files["maps/overview.pdf"]))
+        _check_codes(codes)
+        prints = ctx.options.get("prints", True) is not False  # --no-prints: HTML maps only
+        for code in codes:
+            files[f"maps/townships/{code}.html"], specs = pages.township(code)
+            if not prints:
+                continue
+            sheet = printmap.township_sheet(ctx, d_print, specs if d_print is d else
+                                            map_layers("township", d_print, st, code), code, pool=pool)
+            for fmt in ("pdf", "png"):
+                files[f"maps/townships/{code}.{fmt}"] = sheet
+                sheets.append((f"maps/townships/{code}.{fmt}", fmt, sheet))
     sizes, folium_maps = _render(files, sheets)
     pool.close()
     summary = _summary(plan.section("maps"), d, files, sizes, basemap, prints=prints)
@@ -118,6 +119,8 @@ class _Pages:
         self.basemap, self.tianditu_key = basemap, tianditu_key
         self.sun = hillshade_sun(cfg)
         self.tw_work = d.work_townships.set_index("township_code")
+        self._stack = contextlib.ExitStack()
+        self._dem: Any = None
 
     def district(self) -> dict[str, Any]:
         """The district maps: ``{"maps/<kind>.html": folium map}``."""
@@ -138,7 +141,7 @@ class _Pages:
         """The township's map (a folium map) and its layers (specs)."""
         d = self.d
         name = d.township_names.get(code, code)
-        sub = d.townships[d.townships["township_code"] == code]
+        sub = d.townships.iloc[_map_rows(d, self.st).rows("townships", code)]
         if sub.geometry.isna().all() or sub.geometry.is_empty.all():
             raise LayerError(f"townships: township_code {code} ({name}) has no polygon; add its "
                              f"outline to the townships layer.")
@@ -155,15 +158,21 @@ class _Pages:
 
     def _background(self, bounds_ll: tuple[float, float, float, float], width_px: int,
                     inside: gpd.GeoSeries) -> Background | None:
-        """The hillshade background of a map (None without a readable DEM)."""
-        with contextlib.ExitStack() as stack:
+        """The hillshade background of a map (None without a readable DEM). The DEM is opened
+        once for all the maps (:meth:`close` closes it)."""
+        if self._dem is None:
             try:
-                dem = stack.enter_context(self.open_dem())
+                self._dem = self._stack.enter_context(self.open_dem())
             except Exception as e:  # the maps are still useful without relief
                 log.warning("maps: no hillshade (%s)", e)
                 return None
-            return make_background(dem, bounds_ll, width_px=width_px, inside=inside,
-                                   basemap=self.basemap, **self.sun)
+        return make_background(self._dem, bounds_ll, width_px=width_px, inside=inside,
+                               basemap=self.basemap, **self.sun)
+
+    def close(self) -> None:
+        """Close the DEM opened for the backgrounds."""
+        self._stack.close()
+        self._dem = None
 
 
 def _check_codes(codes: list[str]) -> None:
