@@ -119,8 +119,53 @@ def _start_shipped_run(shared: Path) -> None:
         started.touch()
 
 
+#: Rough work (CPU seconds on the 2-core dev machine) of the test files that cost most. Under
+#: ``--dist loadfile`` each file is one unit of work that pytest-xdist hands, in collection
+#: order, to the next worker that runs out; the longest files go first (so no long file is left
+#: for the end while the other worker idles) and the files that need the shared shipped run go
+#: last (so both workers do other work while the run, which starts at collection, goes on).
+#: Files not listed count as small; an unlisted new slow file only runs in alphabetical order.
+FILE_WEIGHTS = {
+    "test_batch.py": 90, "test_maps_browser.py": 60, "test_web_browser.py": 50, "test_dbio.py": 45,
+    "test_scope.py": 40, "test_demo_layers.py": 35, "test_web.py": 30, "test_bad_inputs.py": 25,
+    "test_print.py": 25, "test_data_status_outputs.py": 20, "test_maps.py": 20,
+    "test_dem_window.py": 15, "test_fuzz_loaders.py": 15, "test_cellsafe.py": 12,
+    "test_layers.py": 10, "test_helpers.py": 10, "test_pipeline.py": 10, "test_notebook.py": 10,
+}
+
+
+def pytest_configure(config):
+    # pytest-xdist (>= 3.5) hands out the files of ``--dist loadfile`` by their NUMBER OF TESTS,
+    # most first, unless told to keep the collection order (``--no-loadscope-reorder``, xdist
+    # >= 3.8): by that count the few long files (test_batch, test_web_browser) went last and
+    # one worker ran them alone at the end. Keep the order :func:`_order_for_two_workers` makes.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def _order_for_two_workers(items) -> None:
+    """Sort ``items`` (in place) file by file: files that need no shipped run first, longest
+    first; then those that need it, longest first; the tests of a file keep their order. The
+    order is the same in every xdist worker (it depends on the names only)."""
+    needs: dict[str, bool] = {}
+    for item in items:
+        f = item.nodeid.split("::", 1)[0]
+        needs[f] = needs.get(f, False) or "shipped_run" in getattr(item, "fixturenames", ())
+    first = {}
+    for i, item in enumerate(items):
+        first.setdefault(item.nodeid.split("::", 1)[0], i)
+
+    def key(pair):
+        i, item = pair
+        f = item.nodeid.split("::", 1)[0]
+        return needs[f], -FILE_WEIGHTS.get(Path(f).name, 0), first[f], i
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=key)]
+
+
 @pytest.hookimpl(trylast=True)  # after -k/-m deselected what will not run
 def pytest_collection_modifyitems(session, config, items):
+    _order_for_two_workers(items)
     if any("shipped_run" in getattr(item, "fixturenames", ()) for item in items):
         _start_shipped_run(_shared_tmp(config._tmp_path_factory))
 
