@@ -13,11 +13,12 @@ A sheet follows the conventions of Chinese planning maps (规划图):
 
 Lines, points and labels are vector; the hillshade is a raster on the sheet's own grid at
 ``maps.print_hillshade_dpi`` (300 dpi by default): the DEM is resampled (cubic) to a grid of about
-half a DEM cell, shaded there and the shade resampled (bicubic) to the printed pixels, so the relief
+half a DEM cell, shaded there and its grey resampled (bicubic) to the printed pixels, so the relief
 is smooth and the raster has exactly the printed resolution
-(:func:`kaizhou_gis.maps.sheet.sheet_hillshade`). The PNG is the same sheet rasterized at
-``print.png_dpi``. The text is drawn with a subset of the CJK font made for the district's
-characters (:func:`font_chars`), which keeps it real text in the PDF and cheap to embed.
+(:func:`kaizhou_gis.maps.sheet.sheet_relief`); the PDF holds it as one greyscale image. The PNG is
+the same sheet rasterized at ``maps.png_dpi``. The text is drawn with a subset of the CJK font
+made for the district's characters (:func:`font_chars`, TrueType outlines), which keeps it real
+text in the PDF and cheap to embed.
 
 :func:`kaizhou_gis.maps.sheet.render_sheet` draws one sheet and returns ``{"pdf": bytes, "png": bytes}``;
 :func:`write_township_pdf` is the one-call entry for other tools (e.g. a web workbench).
