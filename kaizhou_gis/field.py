@@ -265,7 +265,7 @@ def build_kmz(points: dict, *, title: str, description: str) -> bytes:
     for (vcode, vname), recs in by_village.items():
         f = _sub(doc, "Folder")
         _sub(f, "name", f"{vname} {vcode}".strip())
-        _sub(f, "description", f"{len(recs)} 个搬迁对象自然村 candidate settlements")
+        _sub(f, "description", f"{len(recs)} 个拟整体搬迁自然村 candidate settlements")
         for rec in recs:
             placemark(f, rec, f"{rec['name']} [{rec['priority_text'].split()[0]}]",
                       f"priority_{rec['priority_class']}", _CAND_FIELDS)
@@ -305,7 +305,7 @@ def build_gpx(points: dict, *, title: str, description: str) -> bytes:
         wpt(rec, f"{rec['name']}（容量 {rec['capacity_households']} 户）", "安置点 site", _SITE_FIELDS)
     for rec in points["candidates"]:
         wpt(rec, f"{rec['name']} [{rec['priority_text'].split()[0]}]",
-            f"搬迁对象 candidate, 优先级 {rec['priority_text']}", _CAND_FIELDS)
+            f"拟整体搬迁 candidate, 优先级 {rec['priority_text']}", _CAND_FIELDS)
     ET.indent(gpx)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(gpx, encoding="utf-8")
 
@@ -389,7 +389,7 @@ def build_field_files(reloc: RelocationData, *, plan, township_names: dict[str, 
                  f"({coords.upper()})")
         desc = "\n".join(x for x in [
             f"{name}（{code}）· {plan.get('meta.plan_title', '')}",
-            f"搬迁对象 {len(pts['candidates'])} 个自然村 candidate settlements; "
+            f"拟整体搬迁自然村 {len(pts['candidates'])} 个 candidate settlements; "
             f"安置点 {len(pts['sites'])} sites",
             f"坐标 {zh}; {en}",
             "优先级 priority: 高 high ≥ 67, 中 medium 33–67, 低 low < 33 (score 0-100)",

@@ -101,7 +101,7 @@ def test_kmz_and_gpx_round_trip_through_gdal(run, tmp_path, coords):
             got[ident] = (g.x, g.y)
         for ident, (lo, la) in expected.items():
             assert got[ident] == pytest.approx((lo, la), abs=1.5e-6), ident
-        assert set(wp["type"].str.split(",").str[0]) <= {"安置点 site", "搬迁对象 candidate"}
+        assert set(wp["type"].str.split(",").str[0]) <= {"安置点 site", "拟整体搬迁 candidate"}
     assert checked >= 4  # candidates and sites of both townships were compared
 
 
