@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -134,25 +133,91 @@ def write_csv(df: pd.DataFrame, path: str | Path, *, header: str = "en") -> Path
 
 def write_xlsx(df: pd.DataFrame | dict[str, pd.DataFrame], path: str | Path, *,
                header: str = "en") -> Path:
-    """XLSX workbook: one sheet per table (``{sheet: df}``) or one sheet "data"."""
+    """XLSX workbook: one sheet per table (``{sheet: df}``) or one sheet "data".
+
+    Written with XlsxWriter row by row (``constant_memory``: one row held at a time, strings
+    inline): a frozen, bold, top-aligned and wrapped header row, an autofilter over
+    the table, column widths from the content, number formats by column kind
+    (:data:`NUMBER_FORMATS`), codes as text cells. Text goes in as text only (no formula, number
+    or URL is ever made of a string) and every text cell is :func:`cell_safe`. Missing values are
+    empty cells; infinities are written as text ("inf", "'-inf"), as pandas writes them.
+    """
+    import datetime as dt
+
+    import xlsxwriter
+
     sheets = df if isinstance(df, dict) else {"data": df}
     with atomic_path(path) as tmp:
-        with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
-            for name, table in sheets.items():
-                plain = _plain_table(translate_values(table, header))
-                codes = [is_code_column(c) for c in plain.columns]
-                for c, is_code in zip(list(plain.columns), codes):
-                    if is_code:
-                        plain[c] = plain[c].map(_code_text).astype(object)
-                kinds = [_column_kind(plain[c], c) for c in plain.columns]
-                plain.columns = _labels(table, header)
-                plain.to_excel(xw, sheet_name=str(name)[:31], index=False)
-                ws = xw.sheets[str(name)[:31]]
-                _format_sheet(ws, plain, kinds)
-            for ws in xw.book.worksheets:
-                _no_formula_cells(ws)
-        _fix_xlsx_times(tmp)
+        wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_formulas": False,
+                                            "strings_to_numbers": False, "strings_to_urls": False})
+        wb.set_properties({"created": dt.datetime.strptime(FIXED_DATE, "%Y-%m-%dT%H:%M:%SZ")})
+        head = wb.add_format({"bold": True, "valign": "top", "text_wrap": True})
+        formats = {k: wb.add_format({"num_format": f}) for k, f in NUMBER_FORMATS.items()}
+        formats["datetime"] = wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        formats["date"] = wb.add_format({"num_format": "yyyy-mm-dd"})
+        for name, table in sheets.items():
+            plain = _plain_table(translate_values(table, header))
+            for c in list(plain.columns):
+                if is_code_column(c):
+                    plain[c] = plain[c].map(_code_text).astype(object)
+            kinds = [_column_kind(plain[c], c) for c in plain.columns]
+            plain.columns = _labels(table, header)
+            ws = wb.add_worksheet(str(name)[:31])
+            _write_sheet(ws, plain, kinds, head, formats)
+        wb.close()
     return Path(path)
+
+
+def _write_sheet(ws, plain: pd.DataFrame, kinds: list[str], head, formats: dict) -> None:
+    """One sheet: widths, frozen header, autofilter, then the cells row by row."""
+    import datetime as dt
+
+    n_rows, n_cols = len(plain), len(plain.columns)
+    sample = plain.head(2000)
+    for j, label in enumerate(plain.columns):
+        width = max([_display_width(label) + 3] + [_display_width(v) for v in sample.iloc[:, j].tolist()])
+        # XlsxWriter stores a width of w pixels as w / 7 characters (Calibri 11's digit)
+        ws.set_column_pixels(j, j, 7 * min(max(width + 2, 8), 60))
+    ws.freeze_panes(1, 0)
+    if n_cols:
+        ws.autofilter(0, 0, max(n_rows, 0), n_cols - 1)
+    for j, label in enumerate(plain.columns):
+        ws.write_string(0, j, cell_safe(str(label)), head)
+    fmts = [formats.get(k) for k in kinds]
+    columns = [plain.iloc[:, j].tolist() for j in range(n_cols)]
+    number, string, blank, boolean = ws.write_number, ws.write_string, ws.write_blank, ws.write_boolean
+    for i in range(n_rows):
+        r = i + 1
+        for j in range(n_cols):
+            v, f = columns[j][i], fmts[j]
+            t = type(v)
+            if t is str:
+                string(r, j, cell_safe(v), f) if v else blank(r, j, None, f)
+            elif t is float or t is int:
+                if v != v:
+                    blank(r, j, None, f)
+                elif t is float and math.isinf(v):
+                    string(r, j, cell_safe("inf" if v > 0 else "-inf"), f)
+                else:
+                    number(r, j, v, f)
+            elif t is bool or isinstance(v, np.bool_):
+                boolean(r, j, bool(v), f)
+            elif v is None or v is pd.NA or v is pd.NaT:
+                blank(r, j, None, f)
+            elif isinstance(v, (np.integer, np.floating)):
+                fv = float(v)
+                if fv != fv:
+                    blank(r, j, None, f)
+                elif math.isinf(fv):
+                    string(r, j, cell_safe("inf" if fv > 0 else "-inf"), f)
+                else:
+                    number(r, j, int(v) if isinstance(v, np.integer) else fv, f)
+            elif isinstance(v, dt.datetime):
+                ws.write_datetime(r, j, v.replace(tzinfo=None), formats["datetime"])
+            elif isinstance(v, dt.date):
+                ws.write_datetime(r, j, v, formats["date"])
+            else:
+                string(r, j, cell_safe(str(v)), f)
 
 
 #: Number formats by column kind (Excel codes): codes and text as text, years without a
@@ -190,61 +255,3 @@ def _display_width(v: Any) -> int:
     elif isinstance(v, (int, np.integer)):
         v = f"{v:,}"
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in str(v))
-
-
-def _format_sheet(ws, plain: pd.DataFrame, kinds: list[str]) -> None:
-    """Frozen header, autofilter, column widths, number formats and text-typed codes."""
-    from openpyxl.styles import Alignment, Font
-    from openpyxl.utils import get_column_letter
-
-    ws.freeze_panes = "A2"
-    n_rows, n_cols = len(plain), len(plain.columns)
-    if n_cols:
-        ws.auto_filter.ref = f"A1:{get_column_letter(n_cols)}{max(n_rows + 1, 1)}"
-    sample = plain.head(2000)
-    for j, (label, kind) in enumerate(zip(plain.columns, kinds), start=1):
-        letter = get_column_letter(j)
-        width = max([_display_width(label) + 3] + [_display_width(v) for v in sample.iloc[:, j - 1].tolist()])
-        ws.column_dimensions[letter].width = float(min(max(width + 2, 8), 60))
-        head = ws.cell(row=1, column=j)
-        head.font = Font(bold=True)
-        head.alignment = Alignment(vertical="top", wrap_text=True)
-        fmt = NUMBER_FORMATS.get(kind)
-        if fmt is None:
-            continue
-        for (cell,) in ws.iter_rows(min_row=2, max_row=n_rows + 1, min_col=j, max_col=j):
-            if kind == "code" and cell.value is not None and not isinstance(cell.value, str):
-                cell.value = _code_text(cell.value)
-            if kind == "code":
-                cell.data_type = "s" if cell.value is not None else cell.data_type
-            cell.number_format = fmt
-
-
-def _no_formula_cells(ws) -> None:
-    """Every cell of a sheet as a value: text is formula-safe and stored as a string cell.
-
-    openpyxl turns any text starting with ``=`` into a formula cell (data_type ``f``); this pass
-    makes sure no sheet of the workbook, whoever filled it, keeps one.
-    """
-    for row in ws.iter_rows():
-        for cell in row:
-            v = cell.value
-            if isinstance(v, str) and (cell.data_type == "f" or v.startswith(FORMULA_TRIGGERS)):
-                cell.value = cell_safe(v)
-                cell.data_type = "s"
-
-
-def _fix_xlsx_times(path: Path) -> None:
-    """Give an XLSX (a zip) fixed entry times and created/modified properties."""
-    stamp = FIXED_DATE
-    with zipfile.ZipFile(path) as z:
-        entries = [(i, z.read(i.filename)) for i in z.infolist()]
-    with zipfile.ZipFile(path, "w") as z:
-        for info, data in entries:
-            if info.filename == "docProps/core.xml":
-                data = re.sub(rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:)",
-                              lambda m: m.group(1) + stamp.encode() + m.group(3), data)
-            zi = zipfile.ZipInfo(info.filename, date_time=(2024, 1, 1, 0, 0, 0))
-            zi.compress_type = info.compress_type
-            zi.external_attr = info.external_attr
-            z.writestr(zi, data)
