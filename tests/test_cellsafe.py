@@ -82,18 +82,15 @@ def test_tables_keep_numbers_and_neutralise_text(tmp_path):
     assert scan_tables(tmp_path)[0] == []
 
 
-def test_a_formula_cell_put_into_any_sheet_is_made_a_string(tmp_path, monkeypatch):
-    # e.g. an About sheet filled by other code with openpyxl directly
-    real = pd.DataFrame.to_excel
+def test_a_formula_text_that_skipped_the_table_preparation_is_made_a_string(tmp_path, monkeypatch):
+    # the XLSX writer itself makes every text cell safe, whatever prepared the table
+    from kaizhou_gis.outputs import tables
 
-    def to_excel(self, xw, *args, **kwargs):
-        real(self, xw, *args, **kwargs)
-        xw.book.create_sheet("about")["A1"] = "=1+1"
-
-    monkeypatch.setattr(pd.DataFrame, "to_excel", to_excel)
-    outputs.write_xlsx(pd.DataFrame({"a": [1]}), tmp_path / "t.xlsx")
+    monkeypatch.setattr(tables, "_plain_table", lambda df: pd.DataFrame(df))
+    outputs.write_xlsx({"about": pd.DataFrame({"a": ["=1+1", "+A2", "@x", "-2"]})}, tmp_path / "t.xlsx")
     ws = openpyxl.load_workbook(tmp_path / "t.xlsx")["about"]
-    assert ws["A1"].value == "'=1+1" and ws["A1"].data_type == "s"
+    assert [c.value for c in ws["A"][1:]] == ["'=1+1", "'+A2", "'@x", "-2"]
+    assert all(c.data_type == "s" for c in ws["A"][1:])
 
 
 @pytest.mark.slow
