@@ -50,7 +50,9 @@ def sheet_hillshade(dem, work_crs: str, extent: tuple[float, float, float, float
     if shade.shape == (height_px, width_px):
         shade[~ok] = np.nan
         return shade
-    return _resample_shade(np.where(ok, shade, np.float32(1.0)), ok, width_px, height_px)
+    from kaizhou_gis.maps.hillshade import resample_shade
+
+    return resample_shade(np.where(ok, shade, np.float32(1.0)), ok, width_px, height_px)
 
 
 def _coarse_shade(dem, work_crs: str, extent: tuple[float, float, float, float], width_px: int,
@@ -125,21 +127,6 @@ def _shade_factor(dem_transform, dem_shape: tuple[int, int], dem_crs, work_crs: 
     factor = cell / SHADE_OVERSAMPLE / px
     # under 1.5 target pixels a shading cell would save little and blur a little
     return factor if math.isfinite(factor) and factor >= 1.5 else 1.0
-
-
-def _resample_shade(shade: np.ndarray, ok: np.ndarray, width_px: int, height_px: int) -> np.ndarray:
-    """``shade`` (over the same extent as the target) resampled bicubic to ``width_px`` ×
-    ``height_px``, clipped to 0-1; NaN where the nearest shading cell had no DEM."""
-    from PIL import Image
-
-    fine = Image.fromarray(shade.astype("float32", copy=False), mode="F").resize(
-        (width_px, height_px), Image.Resampling.BICUBIC)
-    out = np.clip(np.asarray(fine, dtype="float32"), 0.0, 1.0)
-    if not ok.all():
-        valid = Image.fromarray(ok.astype(np.uint8) * 255, mode="L").resize(
-            (width_px, height_px), Image.Resampling.NEAREST)
-        out = np.where(np.asarray(valid) > 0, out, np.float32(np.nan))
-    return out
 
 
 #: The grey outside the highlighted area of a grey inside it (:func:`shade_to_grey`).
