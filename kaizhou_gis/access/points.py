@@ -438,6 +438,8 @@ def _network_distances(net: RoadNetwork, seats: SeatPaths, e: np.ndarray, a: np.
                        within: np.ndarray, tongda: np.ndarray, county_seat_code: str | None
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Network km and travel minutes to the own seat (通达 points) and km to the county seat."""
+    if seats.dist_m is None or seats.time_min is None:
+        raise ValueError("_network_distances needs seat_paths(..., distances=True)")
     si = seats.seats
     L = net.edges["length_m"].to_numpy()
     T = net.edges["travel_min"].to_numpy()
