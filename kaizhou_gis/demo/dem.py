@@ -209,11 +209,17 @@ def river_network(grid: Grid, nodes_xy: np.ndarray, nodes_elev: np.ndarray,
     order = np.argsort(d0, kind="stable")
     lo_g, hi_g = params.tributary_grade
     tmin, tmax = float(np.percentile(trend, 5)), float(np.percentile(trend, 95))
-    tree = cKDTree(net_xy)
-    tree_e = net_e
-    # channel points added since the tree was last built (a buffer, not a growing stack), and
+    # the channel points already placed as a few k-d trees (the logarithmic method): the recent
+    # points become a tree every 20,000 points and a tree is merged into the next one while that
+    # one is at most twice its size, so that building costs O(N log^2 N) in all and a spring asks
+    # O(log N) trees. One rebuild of a single whole tree per 20,000 points was quadratic: a 100x
+    # build spent 18 CPU-minutes here. The nearest point does not depend on how the points are
+    # split (a tie is between a channel's first point and the point it starts from: same place,
+    # same height).
+    trees: list[tuple[cKDTree, np.ndarray]] = [(cKDTree(net_xy), net_e)]
+    # channel points added since the last tree was built (a buffer, not a growing stack), and
     # their positions in the buffer by square bucket, so that a spring looks only at the recent
-    # points that can be nearer than the tree's nearest one (those within d_t on both axes)
+    # points that can be nearer than the trees' nearest one (those within d_t on both axes)
     flush_at = 20_000
     rbuf_x = np.empty(4 * flush_at)
     rbuf_y = np.empty(4 * flush_at)
@@ -223,7 +229,11 @@ def river_network(grid: Grid, nodes_xy: np.ndarray, nodes_elev: np.ndarray,
     buckets: dict[tuple[int, int], list[np.ndarray]] = {}
     for k in order:
         sp = springs[k]
-        d_t, j_t = tree.query(sp)
+        d_t, j_t, tree, tree_e = np.inf, -1, trees[0][0], trees[0][1]
+        for t, te in trees:
+            d, j = t.query(sp)
+            if d < d_t:
+                d_t, j_t, tree, tree_e = d, j, t, te
         j_r, d_rj = -1, np.inf
         if m:
             j_r, d_rj = _nearest_recent(rbuf_x, rbuf_y, m, buckets, bucket_m, sp, float(d_t))
@@ -256,15 +266,14 @@ def river_network(grid: Grid, nodes_xy: np.ndarray, nodes_elev: np.ndarray,
             sel = np.flatnonzero((bx == key[0]) & (by == key[1])) + m
             buckets.setdefault(key, []).append(sel)
         m += len(pts)
-        # rebuild when the recent points reach a share of the tree (not a fixed count): the
-        # rebuilds then cost O(N log N) in all instead of one whole-tree build per 20,000 points
-        # (quadratic: the 100x build spent 18 CPU-minutes here). The nearest point found does not
-        # depend on when the tree is rebuilt (tree and buffer are both searched; a tie is between
-        # a channel's first point and the point it starts from, which have the same height)
-        if m > max(flush_at, len(tree_e) // 4):
-            all_xy = np.vstack([tree.data, np.column_stack([rbuf_x[:m], rbuf_y[:m]])])
-            tree_e = np.concatenate([tree_e, rbuf_e[:m]])
-            tree = cKDTree(all_xy)
+        if m > flush_at:
+            new_xy = np.column_stack([rbuf_x[:m], rbuf_y[:m]])
+            new_e = rbuf_e[:m].copy()
+            while trees and len(trees[-1][1]) <= 2 * len(new_e):
+                t, te = trees.pop()
+                new_xy = np.vstack([t.data, new_xy])
+                new_e = np.concatenate([te, new_e])
+            trees.append((cKDTree(new_xy), new_e))
             m = 0
             buckets = {}
     return Rivers(np.vstack(xs), np.concatenate(es), np.concatenate(trunk))
