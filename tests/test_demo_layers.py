@@ -324,6 +324,23 @@ def test_synthetic_district_for_scale():
     assert a.plan_poverty.empty
 
 
+def test_more_than_999_townships_take_the_next_county_code():
+    """统计用区划代码 has 3 digits per township: a 100x district (4,000 townships) spans several
+    synthetic county codes instead of 10-digit township codes the layer checks reject."""
+    from kaizhou_gis.demo.build import SyntheticDistrict, _synthetic_admin
+    from kaizhou_gis.errors import OptionError
+
+    spec = SyntheticDistrict(townships=1_001, villages=2_002, area_km2=60_000.0)
+    a, _ = _synthetic_admin(1, np.random.default_rng(3), spec)
+    t = a.townships["township_code"]
+    assert t.is_unique and (t.str.len() == 9).all()
+    assert t.iloc[998] == "900000999" and t.iloc[999] == "900001001" and t.iloc[1000] == "900001002"
+    assert (a.villages["village_code"].str.len() == 12).all()
+    with pytest.raises(OptionError, match="county codes"):
+        _synthetic_admin(1, np.random.default_rng(3), SyntheticDistrict(
+            code="999999", townships=1_001, villages=2_002, area_km2=60_000.0))
+
+
 @pytest.mark.slow
 def test_scale_two_builds_a_larger_synthetic_district(tmp_path):
     paths = build_demo_layers(tmp_path, scale=2)

@@ -59,8 +59,9 @@ def _fill_elevations(ll: np.ndarray, elev: np.ndarray) -> np.ndarray:
 class SyntheticDistrict:
     """What a purely synthetic district looks like (no real parts; every row says ``synthetic``).
 
-    ``code`` is a 6-digit district code (townships get ``code`` + 3 digits, villages 3 more),
-    ``lon``/``lat`` the centre, ``area_km2`` the area, ``townships`` and ``villages`` the counts.
+    ``code`` is a 6-digit district code (townships get ``code`` + 3 digits, from the 1,000th on
+    ``code`` + 1 and so on; villages 3 more), ``lon``/``lat`` the centre, ``area_km2`` the area,
+    ``townships`` and ``villages`` the counts.
     """
 
     code: str = "900000"
@@ -134,7 +135,12 @@ def _synthetic_admin(scale: int, rng: np.random.Generator,
     n_jd = max(1, int(round(n_t * 0.05)))
     n_x = int(round(n_t * 0.125)) if n_t > 1 else 0
     kinds = ["街道"] * n_jd + ["镇"] * (n_t - n_jd - n_x) + ["乡"] * n_x
-    codes = [f"{spec.code}{i + 1:03d}" for i in range(n_t)]
+    # 统计用区划代码: a township is its county's 6 digits and 3 of its own (001-999); a district
+    # of more townships (demo-layers --scale 100: 4,000) spans several synthetic county codes
+    codes = [f"{int(spec.code) + i // 999:06d}{i % 999 + 1:03d}" for i in range(n_t)]
+    if len(codes[-1]) != 9:
+        raise OptionError(f"demo-layers: {n_t} townships need {n_t // 999 + 1} county codes from "
+                          f"{spec.code}: use a smaller --code (e.g. 900000).")
     names = [f"合成{i + 1}{k}" for i, k in enumerate(kinds)]
     townships = pd.DataFrame({"township_code": codes, "name": names, "kind": kinds})
     seats = gpd.GeoDataFrame({"township_code": codes, "name": names,
