@@ -249,22 +249,24 @@ def layer_roads(d: MapData, st: MapSettings, code: str | None, *, show: bool = T
                       ROAD_CATS, None, decimals=st.decimals, show=show, rows=rows)
 
 
-def layer_villages_poverty(d: MapData, st: MapSettings, code: str | None, *, show: bool = True) -> LayerSpec:
+def _village_layer(d: MapData, st: MapSettings, code: str | None, key: str, name: str, column: str,
+                   cats, show: bool) -> LayerSpec:
+    """The villages of the map (the township's, or all) coloured by ``column`` of ``d.villages``."""
     r = _map_rows(d, st)
     rows = r.rows("villages", code)
-    return point_layer("villages", "村 Villages (poverty status)", r.villages,
-                       d.villages["poverty_cat"].to_numpy()[rows], POVERTY_CATS, VILLAGE_FIELDS,
+    return point_layer(key, name, r.villages, d.villages[column].to_numpy()[rows], cats, VILLAGE_FIELDS,
                        decimals=st.decimals, title="name", show=show, cluster_min=st.cluster_min,
                        base_radius=6, rows=rows)
+
+
+def layer_villages_poverty(d: MapData, st: MapSettings, code: str | None, *, show: bool = True) -> LayerSpec:
+    return _village_layer(d, st, code, "villages", "村 Villages (poverty status)", "poverty_cat",
+                          POVERTY_CATS, show)
 
 
 def layer_villages_access(d: MapData, st: MapSettings, code: str | None, *, show: bool = True) -> LayerSpec:
-    r = _map_rows(d, st)
-    rows = r.rows("villages", code)
-    return point_layer("villages_access", "村 通达/通畅 Village road access", r.villages,
-                       d.villages["access_cat"].to_numpy()[rows], ACCESS_CATS, VILLAGE_FIELDS,
-                       decimals=st.decimals, title="name", show=show, cluster_min=st.cluster_min,
-                       base_radius=6, rows=rows)
+    return _village_layer(d, st, code, "villages_access", "村 通达/通畅 Village road access", "access_cat",
+                          ACCESS_CATS, show)
 
 
 def layer_seats(d: MapData, st: MapSettings, code: str | None) -> LayerSpec:
