@@ -1,6 +1,6 @@
-"""Print sheets (kaizhou_gis.maps.printmap, sheet, sheetlayout, sheetpool): A3 PDFs with vector
-text, the hillshade at >= 300 dpi, scale, graticule and notes; the PNG at >= 200 dpi; and the CJK
-font lookup (kaizhou_gis.fonts) on a machine whose matplotlib font cache predates the font."""
+"""Print sheets (kaizhou_gis.maps.printmap, sheet, sheetrelief, sheetlayout, sheetpool): A3 PDFs
+with vector text, the hillshade at >= 300 dpi, scale, graticule and notes; the PNG at >= 200 dpi;
+and the CJK font lookup (kaizhou_gis.fonts) on a machine whose matplotlib font cache predates the font."""
 from __future__ import annotations
 
 import io
@@ -260,7 +260,7 @@ def test_hillshade_shaded_at_the_dem_resolution_agrees_with_shading_every_printe
     pixels; the grey it prints agrees with shading every printed pixel (the former method) to a
     couple of grey levels, at a fraction of the work. On the shipped DEM at 1:50 000, 300 dpi."""
     from kaizhou_gis.layers import load_layers
-    from kaizhou_gis.maps import sheet
+    from kaizhou_gis.maps import sheetrelief
     from kaizhou_gis.plan import load_plan
 
     plan = load_plan()
@@ -272,14 +272,14 @@ def test_hillshade_shaded_at_the_dem_resolution_agrees_with_shading_every_printe
     kw = dict(azimuth_deg=315.0, altitude_deg=45.0)
     with layers.open_dem() as dem:
         dem_arr = sheetpool.DemArray(dem.read(1), dem.transform, dem.crs, dem.nodata)
-    factor = sheet._shade_factor(dem_arr.transform, dem_arr.values.shape, dem_arr.crs, plan.work_crs, extent, w)
+    factor = sheetrelief._shade_factor(dem_arr.transform, dem_arr.values.shape, dem_arr.crs, plan.work_crs, extent, w)
     assert factor > 4  # the DEM cell spans many printed pixels
-    new = sheet.sheet_hillshade(dem_arr, plan.work_crs, extent, w, h, **kw)
-    monkeypatch.setattr(sheet, "SHADE_OVERSAMPLE", 1e9)  # every printed pixel shaded: the former way
-    every = sheet.sheet_hillshade(dem_arr, plan.work_crs, extent, w, h, **kw)
+    new = sheetrelief.sheet_hillshade(dem_arr, plan.work_crs, extent, w, h, **kw)
+    monkeypatch.setattr(sheetrelief, "SHADE_OVERSAMPLE", 1e9)  # every printed pixel shaded: the former way
+    every = sheetrelief.sheet_hillshade(dem_arr, plan.work_crs, extent, w, h, **kw)
     assert new.shape == every.shape == (h, w) and new.dtype == np.float32
-    a = sheet.shade_to_grey(new, None).astype(float)
-    b = sheet.shade_to_grey(every, None).astype(float)
+    a = sheetrelief.shade_to_grey(new, None).astype(float)
+    b = sheetrelief.shade_to_grey(every, None).astype(float)
     assert b.std() > 5  # relief
     assert np.abs(a - b).mean() < 3.0  # grey levels of 255
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
@@ -308,16 +308,16 @@ def test_sheet_relief_is_the_grey_of_the_hillshade_taken_on_the_shading_grid():
     average, fade outside the township included."""
     from rasterio.features import geometry_mask
 
-    from kaizhou_gis.maps import sheet
+    from kaizhou_gis.maps import sheetrelief
 
     w, h = 1200, 900
     plan, dem, extent, area = _shipped_dem_and_extent(w, h)
-    inside = geometry_mask([area], out_shape=(h, w), transform=sheet.grid_transform(extent, w, h),
+    inside = geometry_mask([area], out_shape=(h, w), transform=sheetrelief.grid_transform(extent, w, h),
                            invert=True)
     assert 0.2 < inside.mean() < 0.9  # the frame shows the township and its surroundings
     kw = dict(azimuth_deg=315.0, altitude_deg=45.0)
-    old = sheet.shade_to_grey(sheet.sheet_hillshade(dem, plan.work_crs, extent, w, h, **kw), inside)
-    new = sheet.sheet_relief(dem, plan.work_crs, extent, w, h, inside=inside, **kw)
+    old = sheetrelief.shade_to_grey(sheetrelief.sheet_hillshade(dem, plan.work_crs, extent, w, h, **kw), inside)
+    new = sheetrelief.sheet_relief(dem, plan.work_crs, extent, w, h, inside=inside, **kw)
     assert new.shape == (h, w) and new.dtype == np.uint8
     a, b = old.astype(float), new.astype(float)
     assert a.std() > 20  # relief
@@ -335,7 +335,7 @@ def test_relief_is_one_lossless_grey_image_in_the_pdf_and_fills_the_frame_in_the
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from kaizhou_gis.maps import sheet
+    from kaizhou_gis.maps import sheetrelief
 
     rng = np.random.default_rng(7)
     yy, xx = np.mgrid[0:300, 0:400]
@@ -348,7 +348,7 @@ def test_relief_is_one_lossless_grey_image_in_the_pdf_and_fills_the_frame_in_the
     ax.set_xlim(0, 400)
     ax.set_ylim(0, 300)
     ax.set_axis_off()
-    ax.add_artist(sheet._relief_class()(grey, (0, 0, 400, 300), zorder=0))
+    ax.add_artist(sheetrelief._relief_class()(grey, (0, 0, 400, 300), zorder=0))
     buf = io.BytesIO()
     fig.savefig(buf, format="pdf")
     page = _page(buf.getvalue())

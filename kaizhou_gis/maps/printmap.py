@@ -15,7 +15,7 @@ Lines, points and labels are vector; the hillshade is a raster on the sheet's ow
 ``maps.print_hillshade_dpi`` (300 dpi by default): the DEM is resampled (cubic) to a grid of about
 half a DEM cell, shaded there and its grey resampled (bicubic) to the printed pixels, so the relief
 is smooth and the raster has exactly the printed resolution
-(:func:`kaizhou_gis.maps.sheet.sheet_relief`); the PDF holds it as one greyscale image. The PNG is
+(:func:`kaizhou_gis.maps.sheetrelief.sheet_relief`); the PDF holds it as one greyscale image. The PNG is
 the same sheet rasterized at ``maps.png_dpi``. The text is drawn with a subset of the CJK font
 made for the district's characters (:func:`font_chars`, TrueType outlines), which keeps it real
 text in the PDF and cheap to embed.

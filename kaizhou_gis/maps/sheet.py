@@ -1,153 +1,23 @@
-"""Drawing one print sheet (:func:`render_sheet`) with matplotlib: hillshade on the sheet's grid,
-layers, labels, graticule, north arrow, scale bar, legend and notes."""
+"""Drawing one print sheet (:func:`render_sheet`) with matplotlib: layers, labels, graticule,
+north arrow, scale bar, legend and notes over the relief of :mod:`kaizhou_gis.maps.sheetrelief`."""
 from __future__ import annotations
 
-import functools
 import io
 import math
 from collections.abc import Callable
 
 import numpy as np
-from pyproj import CRS, Transformer
+from pyproj import Transformer
 
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.maps.sheetlayout import _GRATICULE_MIN, MM_PER_IN, Layout, SheetText, format_scale, plan_layout
+from kaizhou_gis.maps.sheetrelief import draw_relief
+from kaizhou_gis.maps.sheetrelief import grid_transform as grid_transform  # re-exported: the relief's
+from kaizhou_gis.maps.sheetrelief import shade_to_grey as shade_to_grey  # public names stay
+from kaizhou_gis.maps.sheetrelief import sheet_hillshade as sheet_hillshade  # importable as
+from kaizhou_gis.maps.sheetrelief import sheet_relief as sheet_relief  # sheet.<name>
 from kaizhou_gis.maps.styles import LAYER_Z as draw_order
 from kaizhou_gis.maps.styles import PNG_LEGEND_PREFIX
-
-# --------------------------------------------------------------------------------------------
-# hillshade on the sheet's grid
-# --------------------------------------------------------------------------------------------
-
-def grid_transform(extent: tuple[float, float, float, float], width_px: int, height_px: int):
-    """North-up affine transform of a ``width_px`` × ``height_px`` grid over ``extent``."""
-    from affine import Affine
-
-    xmin, ymin, xmax, ymax = extent
-    return Affine((xmax - xmin) / width_px, 0.0, xmin, 0.0, -(ymax - ymin) / height_px, ymax)
-
-
-#: The hillshade of a sheet is computed on a grid of cells this many times finer than the DEM's
-#: (then resampled to the printed pixels); finer adds nothing the DEM holds.
-SHADE_OVERSAMPLE = 2.0
-
-
-def sheet_hillshade(dem, work_crs: str, extent: tuple[float, float, float, float], width_px: int,
-                    height_px: int, *, azimuth_deg: float, altitude_deg: float) -> np.ndarray | None:
-    """Shaded relief (0-1 float32, NaN outside the DEM) on a ``width_px`` × ``height_px`` grid over
-    ``extent`` in the work CRS.
-
-    The relief is shaded on a grid of the same extent whose cells are about half a DEM cell
-    (:data:`SHADE_OVERSAMPLE`; the DEM resampled cubic to it, so it has no facets), never finer
-    than the target grid, and that shade is resampled (bicubic) to the target grid: at 300 dpi
-    and 1:50 000 a printed pixel is 4 m and a DEM cell some 50 m, so shading every printed
-    pixel cost ~30× the work for the same picture."""
-    coarse = _coarse_shade(dem, work_crs, extent, width_px, height_px, azimuth_deg=azimuth_deg,
-                           altitude_deg=altitude_deg)
-    if coarse is None:
-        return None
-    shade, ok = coarse
-    if shade.shape == (height_px, width_px):
-        shade[~ok] = np.nan
-        return shade
-    from kaizhou_gis.maps.hillshade import resample_shade
-
-    return resample_shade(np.where(ok, shade, np.float32(1.0)), ok, width_px, height_px)
-
-
-def _coarse_shade(dem, work_crs: str, extent: tuple[float, float, float, float], width_px: int,
-                  height_px: int, *, azimuth_deg: float, altitude_deg: float):
-    """The shade (0-1 float32) on the shading grid of :func:`sheet_hillshade` and where it has
-    DEM values (bool), or None where the DEM does not reach ``extent``."""
-    from rasterio.warp import Resampling, reproject
-
-    from kaizhou_gis.maps.hillshade import hillshade
-
-    src = dem.read(1, masked=False)
-    src_crs = dem.crs if dem.crs is not None else CRS.from_epsg(4326)
-    factor = _shade_factor(dem.transform, src.shape, src_crs, work_crs, extent, width_px)
-    cw, ch = max(2, math.ceil(width_px / factor)), max(2, math.ceil(height_px / factor))
-    transform = grid_transform(extent, cw, ch)
-    z = np.full((ch, cw), np.nan, dtype="float32")
-    reproject(source=src.astype("float32", copy=False), destination=z,
-              src_transform=dem.transform, src_crs=src_crs, src_nodata=dem.nodata,
-              dst_transform=transform, dst_crs=work_crs, dst_nodata=np.nan,
-              resampling=Resampling.cubic)
-    ok = np.isfinite(z)
-    if not ok.any():
-        return None
-    filled = np.where(ok, z, np.float32(np.nanmean(z)))
-    shade = hillshade(filled, transform, CRS(work_crs), azimuth_deg=azimuth_deg,
-                      altitude_deg=altitude_deg).astype("float32")
-    return shade, ok
-
-
-def sheet_relief(dem, work_crs: str, extent: tuple[float, float, float, float], width_px: int,
-                 height_px: int, *, azimuth_deg: float, altitude_deg: float,
-                 inside=None) -> np.ndarray | None:
-    """The printed grey relief (uint8, :func:`shade_to_grey`) on a ``width_px`` × ``height_px``
-    grid over ``extent``, faded where ``inside`` (bool, that grid) is False; None where the
-    DEM does not reach ``extent``.
-
-    The grey of :func:`shade_to_grey` is a linear function of the shade, so it is taken on the
-    shading grid of :func:`sheet_hillshade` and that grey is resampled (bicubic, 8-bit) to the
-    printed pixels: the same picture (within a grey level of 255) without carrying some ten
-    million float pixels through each step."""
-    from PIL import Image
-
-    coarse = _coarse_shade(dem, work_crs, extent, width_px, height_px, azimuth_deg=azimuth_deg,
-                           altitude_deg=altitude_deg)
-    if coarse is None:
-        return None
-    shade, ok = coarse
-    grey = shade_to_grey(np.where(ok, shade, np.float32(1.0)), None)  # 255 where no DEM
-    if grey.shape != (height_px, width_px):
-        grey = np.asarray(Image.fromarray(grey, mode="L").resize(
-            (width_px, height_px), Image.Resampling.BICUBIC))
-        if not ok.all():  # no DEM: white, where the nearest shading cell had none
-            valid = np.asarray(Image.fromarray(ok.astype(np.uint8) * 255, mode="L").resize(
-                (width_px, height_px), Image.Resampling.NEAREST)) > 0
-            grey = np.where(valid, grey, np.uint8(255))
-    if inside is not None:
-        grey = np.where(inside, grey, _FADE[grey])
-    return grey
-
-
-def _shade_factor(dem_transform, dem_shape: tuple[int, int], dem_crs, work_crs: str,
-                  extent: tuple[float, float, float, float], width_px: int) -> float:
-    """How many target pixels one cell of the shading grid spans (>= 1): a DEM cell (in the work
-    CRS, measured at the DEM's centre) over :data:`SHADE_OVERSAMPLE`, in target pixels."""
-    rows, cols = dem_shape
-    r, c = rows // 2, cols // 2
-    xs = [dem_transform.c + dem_transform.a * cc + dem_transform.b * rr for cc, rr in ((c, r), (c + 1, r), (c, r + 1))]
-    ys = [dem_transform.f + dem_transform.d * cc + dem_transform.e * rr for cc, rr in ((c, r), (c + 1, r), (c, r + 1))]
-    wx, wy = transformer(dem_crs, work_crs).transform(xs, ys)
-    cell = min(math.hypot(wx[1] - wx[0], wy[1] - wy[0]), math.hypot(wx[2] - wx[0], wy[2] - wy[0]))
-    px = (extent[2] - extent[0]) / width_px
-    factor = cell / SHADE_OVERSAMPLE / px
-    # under 1.5 target pixels a shading cell would save little and blur a little
-    return factor if math.isfinite(factor) and factor >= 1.5 else 1.0
-
-
-#: The grey outside the highlighted area of a grey inside it (:func:`shade_to_grey`).
-_FADE = (np.arange(256, dtype=np.float32) * np.float32(0.35) + np.float32(255.0 * 0.65)).astype(np.uint8)
-
-
-def shade_to_grey(shade: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
-    """Grey uint8 relief for print: light (paper stays readable), faded outside ``inside``."""
-    # 255 - 0.62 * 255 * (1 - shade), in float32 (a sheet has some ten million pixels)
-    v = np.nan_to_num(shade.astype(np.float32), nan=1.0)
-    v *= np.float32(0.62 * 255.0)
-    v += np.float32(255.0 - 0.62 * 255.0)
-    np.clip(v, 0, 255, out=v)
-    if inside is not None:  # outside: 255 - (255 - v) * 0.35
-        v = np.where(inside, v, v * np.float32(0.35) + np.float32(255.0 * 0.65))
-    return v.astype(np.uint8)
-
-
-# --------------------------------------------------------------------------------------------
-# the sheet
-# --------------------------------------------------------------------------------------------
 
 #: The words every sheet draws besides its :class:`SheetText` and legend, and the signs of the
 #: legend's class labels ("800–1,000 m", "≥ 1,500 m"), for the subset font.
@@ -215,8 +85,8 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
     with matplotlib.rc_context(fonts.cjk_rc(subset=True)):
         fig, ax = _figure(lay)
         if dem is not None:  # hillshade raster at the print resolution
-            _draw_hillshade(ax, dem, lay, work_crs, highlight, hillshade_dpi=hillshade_dpi,
-                            azimuth_deg=azimuth_deg, altitude_deg=altitude_deg)
+            draw_relief(ax, dem, lay, work_crs, highlight, hillshade_dpi=hillshade_dpi,
+                        azimuth_deg=azimuth_deg, altitude_deg=altitude_deg)
         _draw_layers(ax, specs, lay, to_work)
         _draw_highlight(ax, highlight)
         _draw_labels(ax, text, lay, to_work)
@@ -257,123 +127,6 @@ def _figure(lay: Layout):
     ax.set_facecolor("white")
     return fig, ax
 
-
-def _draw_hillshade(ax, dem, lay: Layout, work_crs: str, highlight, *, hillshade_dpi: int,
-                    azimuth_deg: float, altitude_deg: float) -> None:
-    """The hillshade on the map frame's own grid at ``hillshade_dpi``, faded outside ``highlight``."""
-    _, _, fw, fh = lay.frame_mm
-    wpx = int(round(fw / MM_PER_IN * hillshade_dpi))
-    hpx = int(round(fh / MM_PER_IN * hillshade_dpi))
-    inside = None
-    if highlight is not None and not highlight.is_empty:
-        from rasterio.features import geometry_mask
-        inside = geometry_mask([highlight], out_shape=(hpx, wpx),
-                               transform=grid_transform(lay.extent, wpx, hpx), invert=True)
-    grey = sheet_relief(dem, work_crs, lay.extent, wpx, hpx, azimuth_deg=azimuth_deg,
-                        altitude_deg=altitude_deg, inside=inside)
-    if grey is not None:
-        ax.add_artist(_relief_class()(grey, lay.extent, zorder=0))
-
-
-#: zlib level of the relief image in the PDF: 1 writes it in a seventh of the time the PNG
-#: encoder matplotlib uses takes (adaptive filters, level 6), for a file some 40 % larger.
-PDF_RELIEF_ZLIB_LEVEL = 1
-
-
-def _fast_grey_flate(pdf_file) -> None:
-    """Make ``pdf_file`` (matplotlib's ``PdfFile``) compress its greyscale images with the PNG
-    "Up" predictor on every row and zlib at :data:`PDF_RELIEF_ZLIB_LEVEL`: the same Flate stream
-    with PNG predictors (``/Predictor 10``: each row names its filter) that matplotlib writes,
-    made in numpy and one zlib call. Other images keep matplotlib's encoder; a matplotlib
-    without this hook keeps its own for all."""
-    import zlib
-
-    own = getattr(pdf_file, "_writePng", None)
-    if own is None or getattr(pdf_file, "_kaizhou_grey_flate", False):
-        return
-
-    def write_png(img):
-        a = np.asarray(img)
-        if img.mode != "L" or a.ndim != 2 or a.dtype != np.uint8:
-            return own(img)
-        rows = np.empty((a.shape[0], a.shape[1] + 1), dtype=np.uint8)
-        rows[:, 0] = 2  # PNG filter type 2, Up: the difference to the row above (mod 256)
-        rows[0, 1:] = a[0]
-        np.subtract(a[1:], a[:-1], out=rows[1:, 1:])
-        return zlib.compress(rows.tobytes(), PDF_RELIEF_ZLIB_LEVEL), 8, None
-
-    pdf_file._writePng = write_png
-    pdf_file._kaizhou_grey_flate = True
-
-
-@functools.cache
-def _relief_class():
-    """The :class:`matplotlib.artist.Artist` drawing the grey relief (made on first use: this
-    module does not import matplotlib at import time)."""
-    from matplotlib.artist import Artist
-    from matplotlib.transforms import Affine2D
-
-    class Relief(Artist):
-        """The grey relief (uint8, north up, rows top to bottom) filling the map's ``extent``.
-
-        A vector backend (the PDF) gets the grey itself, at its own resolution, as one
-        DeviceGray image: what ``imshow`` wrote there, without the RGBA copy, the search for
-        <= 256 colours and the indexed-colour conversion matplotlib makes of an RGBA image.
-        A raster backend (the PNG) gets the grey resampled once (bilinear) to exactly the
-        pixels the frame covers, so drawing it is a copy, not a resampling of the full image."""
-
-        def __init__(self, grey: np.ndarray, extent, **kwargs):
-            super().__init__()
-            self.update(kwargs)
-            self._grey = grey
-            self._extent = extent
-            self._sized: dict[tuple[int, int], np.ndarray] = {}
-
-        def _rgba(self, w: int, h: int) -> np.ndarray:
-            from PIL import Image
-
-            key = (w, h)
-            if key not in self._sized:
-                g = self._grey
-                if g.shape != (h, w):
-                    g = np.asarray(Image.fromarray(g, mode="L").resize(
-                        (w, h), Image.Resampling.BILINEAR))
-                rgba = np.empty((h, w, 4), dtype=np.uint8)
-                rgba[..., :3] = g[..., None]
-                rgba[..., 3] = 255
-                self._sized = {key: rgba}
-            return self._sized[key]
-
-        def draw(self, renderer) -> None:
-            if not self.get_visible():
-                return
-            ax = self.axes
-            if ax is None:
-                raise ValueError("the relief is drawn in the map's axes (ax.add_artist)")
-            xmin, ymin, xmax, ymax = self._extent
-            (x0, y0), (x1, y1) = ax.transData.transform([(xmin, ymin), (xmax, ymax)])
-            gc = renderer.new_gc()
-            gc.set_clip_rectangle(ax.bbox)  # the relief fills the map's frame, no further
-            if renderer.option_scale_image():  # vector: the image at its own resolution
-                from matplotlib.backends.backend_pdf import RendererPdf
-
-                im = self._grey[::-1, :, None]  # rows bottom to top, as draw_image takes them
-                # the PDF backend draws through a MixedModeRenderer; other vector backends: RGBA
-                base = getattr(renderer, "_renderer", renderer)
-                if isinstance(base, RendererPdf):
-                    _fast_grey_flate(base.file)
-                else:
-                    im = self._rgba(self._grey.shape[1], self._grey.shape[0])[::-1]
-                renderer.draw_image(gc, x0, y0, im, Affine2D().scale(x1 - x0, y1 - y0))
-            else:  # raster: the grey on the frame's own pixels
-                left, bottom, right, top = (int(round(v)) for v in (x0, y0, x1, y1))
-                if right > left and top > bottom:
-                    renderer.draw_image(gc, left, bottom,
-                                        self._rgba(right - left, top - bottom)[::-1])
-            gc.restore()
-            self.stale = False
-
-    return Relief
 
 
 def _draw_layers(ax, specs: list, lay: Layout, to_work: Transformer) -> None:

@@ -22,7 +22,7 @@ WORKERS_ENV = "KAIZHOU_GIS_WORKERS"
 
 @dataclass
 class DemArray:
-    """A DEM band held in memory with what :func:`sheet_hillshade` reads of a dataset."""
+    """A DEM band held in memory with what :func:`kaizhou_gis.maps.sheetrelief.sheet_hillshade` reads of a dataset."""
 
     values: np.ndarray
     transform: object
