@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -95,11 +93,16 @@ class Tab:
 
 def cli_candidates(tmp: Path, township: str, threshold_m: float) -> int:
     """Candidates of a township from ``kaizhou-gis relocation --threshold-m`` (its candidates.csv)."""
+    from click.testing import CliRunner
+
+    from kaizhou_gis.cli import main
+
     out = tmp / f"cli_{threshold_m:g}"
-    r = subprocess.run([sys.executable, "-m", "kaizhou_gis", "-q", "relocation", "--threshold-m",
-                        f"{threshold_m:g}", "--township", township, "--out", str(out)],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    # in this process (the command's code path as from a shell, without paying the imports of a
+    # new interpreter)
+    r = CliRunner().invoke(main, ["-q", "relocation", "--threshold-m", f"{threshold_m:g}",
+                                  "--township", township, "--out", str(out)])
+    assert r.exit_code == 0, r.output
     with open(out / "relocation" / "candidates.csv", encoding="utf-8-sig") as f:
         return sum(1 for _ in csv.DictReader(f))
 
