@@ -10,6 +10,7 @@ and their counts stored as floats must give byte-identical outputs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,32 @@ from click.testing import CliRunner
 from kaizhou_gis.cli import main
 
 SHIPPED = Path(__file__).resolve().parents[1] / "layers"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_load_per_input():
+    """The commands of this module read each set of inputs once: the CLI's loader
+    (``kaizhou_gis.cli._load``: read + check the layers, read the plan) is called for the first
+    command on given layers/plan/options, and later commands with the very same arguments get a
+    deep copy of what it returned (so no command sees another's changes). Everything else each
+    command does as from a shell (options, township, fingerprints, cache, manifest) is
+    unchanged; the loader itself is tested in test_layers/test_bad_inputs."""
+    import copy
+
+    from kaizhou_gis import cli
+
+    real, loaded = cli._load, {}
+
+    def load(layers_path, plan_path, crs, encoding, coords, overrides=None):
+        key = (str(layers_path), str(plan_path), crs, encoding, coords,
+               tuple(sorted((overrides or {}).items())))
+        if key not in loaded:
+            loaded[key] = real(layers_path, plan_path, crs, encoding, coords, overrides)
+        return copy.deepcopy(loaded[key])
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli, "_load", load)
+        yield
 
 
 def _cli(*args: str) -> str:
@@ -193,7 +220,10 @@ def test_township_maps_and_report_equal_the_district(district, picks, townships,
 
 def test_readme_sequence_report_states_inputs_and_mixes_nothing(district, picks, tmp_path):
     out = tmp_path / "outputs"
-    shutil.copytree(district, out)  # = `kaizhou-gis run` into this folder
+    # = `kaizhou-gis run` into this folder; the maps (191 MB of the run's 208 MB, which none of
+    # the commands below writes) as hard links instead of copies
+    shutil.copytree(district, out, ignore=shutil.ignore_patterns("maps"))
+    shutil.copytree(district / "maps", out / "maps", copy_function=os.link)
     _cli("relocation", "--threshold-m", "1000", "--out", str(out))
     code = picks["cover"]
     _cli("access", "--township", code, "--out", str(out))
