@@ -219,13 +219,21 @@ def test_pages_escape_every_name_and_load_nothing_from_elsewhere(bench):
     assert not re.search(rb'<(script|link)[^>]+(src|href)="https?://', body)
 
 
+def _cli_in_process(*args: str):
+    """``kaizhou-gis ARGS`` in this process (CliRunner: exit code, stdout and stderr apart)."""
+    from click.testing import CliRunner
+
+    from kaizhou_gis.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
 def test_bad_layers_page_shows_the_cli_message(tmp_path):
     missing = tmp_path / "nothing_here.gpkg"
     wb = Workbench(missing, None, cache_dir=tmp_path / "cache")
     assert wb.error and "nothing_here.gpkg" in wb.error
-    cli = subprocess.run([sys.executable, "-m", "kaizhou_gis", "relocation", "--layers", str(missing),
-                          "--out", str(tmp_path / "out")], capture_output=True, text=True)
-    assert cli.returncode == 2 and wb.error in cli.stderr
+    cli = _cli_in_process("relocation", "--layers", str(missing), "--out", str(tmp_path / "out"))
+    assert cli.exit_code == 2 and wb.error in cli.stderr
     with running(wb) as url:
         for path in ("/", f"/township/{DAJIN}"):
             status, text = get(url, path)
@@ -241,9 +249,9 @@ def test_plan_error_page_and_reload(tmp_path):
     good = default_plan_path().read_text(encoding="utf-8")
     plan.write_text(good.replace("[meta]", "[meta]\nspeling = { value = 1, source = \"x\" }"), encoding="utf-8")
     wb = Workbench(layers, plan, cache_dir=tmp_path / "cache")
-    cli = subprocess.run([sys.executable, "-m", "kaizhou_gis", "relocation", "--layers", str(layers),
-                          "--plan", str(plan), "--out", str(tmp_path / "out")], capture_output=True, text=True)
-    assert cli.returncode == 2 and wb.error in cli.stderr and "meta.speling: unknown key" in wb.error
+    cli = _cli_in_process("relocation", "--layers", str(layers), "--plan", str(plan),
+                          "--out", str(tmp_path / "out"))
+    assert cli.exit_code == 2 and wb.error in cli.stderr and "meta.speling: unknown key" in wb.error
     with running(wb) as url:
         status, text = get(url, "/")
         assert status == 503 and "meta.speling: unknown key" in text
