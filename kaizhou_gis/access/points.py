@@ -18,10 +18,11 @@ Method
    the component with the most km (any surface for 通达, paved for 通畅), so a stray fragment
    digitized next to a seat does not stand for its township's network.
    Each seat becomes a virtual node joined to both ends of its edge with the partial lengths, so
-   distances start exactly at the seat. One multi-source Dijkstra call
-   (:func:`scipy.sparse.csgraph.dijkstra` with all seats as ``indices``) gives network distances
-   from every seat to every node; a point's distance to a seat is the smaller of (distance to the
-   edge's start node + position along) and (distance to its end node + rest of the edge).
+   distances start exactly at the seat. Dijkstra searches from the seats
+   (:func:`scipy.sparse.csgraph.dijkstra`, batched, each bounded to the area its own points
+   need: :mod:`kaizhou_gis.access.seatfield`) give the network distances from a seat to the
+   nodes of its township's points; a point's distance to a seat is the smaller of (distance to
+   the edge's start node + position along) and (distance to its end node + rest of the edge).
 4. 通达 (tongda): the point's edge is in the same connected component (any surface) as the edge
    of its **own** township's seat. 通畅 (tongchang): the point's edge is paved and in the same
    paved-only component as its seat's paved edge. A point on an unpaved spur is
@@ -45,8 +46,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from scipy.sparse.csgraph import dijkstra
 
+from kaizhou_gis.access.seatfield import SeatField
 from kaizhou_gis.admin import NO_TOWNSHIP, settlement_townships
 from kaizhou_gis.errors import LayerError, format_ids
 from kaizhou_gis.network import (
@@ -205,13 +206,15 @@ class SeatPaths:
     ``seats`` has one row per seat (index 0..S-1): ``township_code``, ``name``, ``edge``,
     ``snap_distance_m``, ``along_m``, ``on_network`` (snapped within reach), ``component``,
     ``paved_edge``, ``paved_along_m``, ``paved_on_network``, ``paved_component``.
-    ``dist_m`` and ``time_min`` are (S, n_nodes) arrays (inf where unreachable), None when the
-    distances were not asked for (``seat_paths(..., distances=False)``).
+    ``dist_m`` and ``time_min`` are :class:`~kaizhou_gis.access.seatfield.SeatField` objects: network
+    metres and travel minutes from a seat to a node, computed for the pairs read
+    (``field.at(rows, nodes)``; ``field[rows]`` gives whole rows, inf where unreachable); None
+    when the distances were not asked for (``seat_paths(..., distances=False)``).
     """
 
     seats: pd.DataFrame
-    dist_m: np.ndarray | None
-    time_min: np.ndarray | None
+    dist_m: SeatField | None
+    time_min: SeatField | None
     row_of: dict[str, int]
 
 
@@ -306,14 +309,19 @@ def seat_paths(net: RoadNetwork, seats: gpd.GeoDataFrame, *, reach_distance_m: f
     ex_time = np.maximum(frac_a * np.concatenate([T[se], T[se]]), _EPS)
     if not distances:
         dist = tmin = None
-    elif ok.any():
+    else:
         g_len = net.matrix(np.maximum(L, _EPS), extra=(ex_i, ex_j, ex_len), n_extra_nodes=S)
         g_time = net.matrix(np.maximum(T, _EPS), extra=(ex_i, ex_j, ex_time), n_extra_nodes=S)
-        dist = _seat_rows(dijkstra(g_len, directed=False, indices=vn), ok, n)
-        tmin = _seat_rows(dijkstra(g_time, directed=False, indices=vn), ok, n)
-    else:
-        dist = np.full((S, n), np.inf)
-        tmin = np.full((S, n), np.inf)
+        sources = np.where(ok, n + np.arange(S), -1)
+        node_xy = shapely.get_coordinates(net.nodes.geometry.to_numpy())
+        g = s.geometry.to_numpy()
+        seat_xy = np.column_stack([shapely.get_x(g), shapely.get_y(g)])
+        seat_comp = info["component"].to_numpy()
+        common = dict(node_xy=node_xy, seat_xy=seat_xy, node_comp=comp, seat_comp=seat_comp)
+        dist = SeatField(g_len, sources, n, **common)
+        pos = (L > 0) & np.isfinite(T)
+        per_m = float(np.median(T[pos] / L[pos])) if pos.any() else 1.0
+        tmin = SeatField(g_time, sources, n, per_m=per_m, **common)
     bad = info.loc[~info["on_network"], "township_code"].tolist()
     if bad:
         log.warning("township seats with no road within %g m: %s", reach_distance_m, format_ids(bad))
@@ -321,21 +329,11 @@ def seat_paths(net: RoadNetwork, seats: gpd.GeoDataFrame, *, reach_distance_m: f
                      row_of={c: i for i, c in enumerate(info["township_code"])})
 
 
-def _seat_rows(d: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
-    """(S, n) values of the seats ``ok`` from their search rows ``d`` (one per seat on the
-    network, n nodes plus the seats' virtual nodes), inf for the other seats. With every seat
-    on the network (the usual case) a view of ``d``: no second S x n array to fill and copy."""
-    if ok.all():
-        return d[:, :n]
-    out = np.full((len(ok), n), np.inf)
-    out[ok] = d[:, :n]
-    return out
-
-
-def _along_network(net: RoadNetwork, node_values: np.ndarray, rows: np.ndarray, edge: np.ndarray,
-                   along: np.ndarray, weight: np.ndarray, seat_edge: np.ndarray,
+def _along_network(net: RoadNetwork, node_values: SeatField | np.ndarray, rows: np.ndarray,
+                   edge: np.ndarray, along: np.ndarray, weight: np.ndarray, seat_edge: np.ndarray,
                    seat_along: np.ndarray) -> np.ndarray:
-    """Network value from a seat row to points on edges (partial edges at both ends)."""
+    """Network value from a seat row to points on edges (partial edges at both ends);
+    ``node_values``: a :class:`SeatField` or an (S, n_nodes) array of seat-to-node values."""
     out = np.full(len(rows), np.inf)
     ok = (rows >= 0) & (edge >= 0)
     if not ok.any():
@@ -346,7 +344,12 @@ def _along_network(net: RoadNetwork, node_values: np.ndarray, rows: np.ndarray, 
     L = net.edges["length_m"].to_numpy()[e]
     w = weight[e]
     frac = np.clip(a / L, 0.0, 1.0)
-    best = np.minimum(node_values[r, u] + frac * w, node_values[r, v] + (1.0 - frac) * w)
+    if isinstance(node_values, SeatField):  # both ends in one batch of searches
+        ends = node_values.at(np.concatenate([r, r]), np.concatenate([u, v]))
+        du, dv = ends[:len(r)], ends[len(r):]
+    else:
+        du, dv = node_values[r, u], node_values[r, v]
+    best = np.minimum(du + frac * w, dv + (1.0 - frac) * w)
     same = seat_edge[r] == e
     if same.any():
         direct = np.abs(frac - np.clip(seat_along[r] / L, 0.0, 1.0)) * w

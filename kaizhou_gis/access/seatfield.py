@@ -1,0 +1,146 @@
+"""Network distances (or travel times) from the township seats to road nodes, computed only for
+the (seat, node) pairs that are read.
+
+Why not one array of every seat to every node: that array has S x n cells, and both S (the
+townships) and n (the road nodes) grow with the district, so its memory and the time to fill it
+grow with the square of the district: 38 x 4,000 cells for Kaizhou, 400 x 100,000 at ten times
+its size, 4,000 x 1,000,000 (32 GB per array) at a hundred times. A settlement is measured
+against the seat of its own township, a few km away, so a seat's search need only reach as far as
+its own township's points (and the county seat's as far as the whole district).
+
+How the answer stays exact: :func:`scipy.sparse.csgraph.dijkstra` with ``limit`` returns the
+exact value of every node within the limit and inf beyond it. The limit of a seat starts at twice
+the straight-line distance to the farthest node asked for, plus 1 km (times the typical minutes per
+metre for travel times), and is doubled while any node asked for is in the seat's connected
+component (so it has a finite value) but came back inf. Every value returned is therefore the
+value of the unbounded search, whichever limit found it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import dijkstra
+
+#: Cells of one batch of searches (seats x nodes, float64): 64 MB. Seats are searched together
+#: in batches of about this size (one batch for a district of Kaizhou's size).
+BATCH_CELLS = 1 << 23
+#: The first limit of a seat's search: this many times the straight-line distance to the
+#: farthest node asked for, plus :data:`MARGIN_M` (roads wind: a detour factor of 2 covers
+#: nearly all; the rest is found by doubling the limit).
+DETOUR = 2.0
+MARGIN_M = 1000.0
+
+
+class SeatField:
+    """Values (metres or minutes) of the shortest paths from each seat to road nodes.
+
+    Parameters
+    ----------
+    graph : sparse matrix
+        Upper-triangle graph of the roads plus one virtual node per seat (numbered from
+        ``n_nodes``), as :meth:`kaizhou_gis.network.RoadNetwork.matrix` makes it.
+    sources : int array (S,)
+        The virtual node of each seat, -1 for a seat off the network (its values are inf).
+    node_xy, seat_xy : float arrays (n, 2), (S, 2)
+        Coordinates (work CRS metres) of the road nodes and of the seats: the first limits.
+    node_comp, seat_comp : int arrays (n,), (S,)
+        Connected component of each node and of each seat's edge: a node in its seat's
+        component has a finite value.
+    per_m : float
+        Units of the weight per metre of straight line for the first limit (1 for metres; for
+        travel times the typical minutes per metre).
+
+    ``field.at(rows, nodes)`` gives the value of each pair; ``field[rows]`` (an int, a slice,
+    an index or boolean array) the full rows, as an (k, n) array, for checks and small districts.
+    """
+
+    def __init__(self, graph: sp.spmatrix, sources: np.ndarray, n_nodes: int, *,
+                 node_xy: np.ndarray, seat_xy: np.ndarray, node_comp: np.ndarray,
+                 seat_comp: np.ndarray, per_m: float = 1.0):
+        g = sp.csr_matrix(graph)
+        # both directions once (a search with directed=False transposes the graph per call)
+        self._graph = (g + g.T).tocsr()
+        self.sources = np.asarray(sources, dtype=np.int64)
+        self.n_nodes = int(n_nodes)
+        self._node_xy = np.asarray(node_xy, dtype="float64")
+        self._seat_xy = np.asarray(seat_xy, dtype="float64")
+        self._node_comp = np.asarray(node_comp)
+        self._seat_comp = np.asarray(seat_comp)
+        self._per_m = float(per_m)
+        #: no path is longer than all edges together: a limit past this is no limit
+        self._total = float(g.sum())
+        #: searches run so far and how often a limit was doubled (for benchmarks and tests)
+        self.searches = 0
+        self.widened = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.sources), self.n_nodes
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows = np.arange(len(self.sources))[key]
+        return self.full(np.atleast_1d(rows)) if np.ndim(rows) else self.full(np.array([rows]))[0]
+
+    def full(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """(len(rows), n_nodes) values of every node from the seats ``rows`` (all by default):
+        unbounded searches, for checks and small districts."""
+        rows = np.arange(len(self.sources)) if rows is None else np.asarray(rows, dtype=np.int64)
+        out = np.full((len(rows), self.n_nodes), np.inf)
+        on = self.sources[rows] >= 0
+        if on.any():
+            self.searches += int(on.sum())
+            out[on] = dijkstra(self._graph, directed=True, indices=self.sources[rows[on]])[:, :self.n_nodes]
+        return out
+
+    def at(self, rows: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """Value of each pair (seat row, node); inf for a row < 0, a seat off the network or a
+        node its seat cannot reach."""
+        rows = np.asarray(rows, dtype=np.int64)
+        nodes = np.asarray(nodes, dtype=np.int64)
+        out = np.full(rows.shape, np.inf)
+        ok = rows >= 0
+        ok[ok] = self.sources[rows[ok]] >= 0
+        if not ok.any():
+            return out
+        pos = np.flatnonzero(ok)
+        r, nd = rows[pos], nodes[pos]
+        seat_rows, inv = np.unique(r, return_inverse=True)
+        # each seat's first limit: twice the straight line to its farthest node, plus a margin
+        far = np.zeros(len(seat_rows))
+        np.maximum.at(far, inv, np.hypot(*(self._node_xy[nd] - self._seat_xy[r]).T))
+        first = (DETOUR * far + MARGIN_M) * self._per_m
+        order = np.argsort(first, kind="stable")  # seats of like limits search together
+        per_batch = max(1, BATCH_CELLS // (self._graph.shape[0]))
+        for b in range(0, len(order), per_batch):
+            batch = order[b:b + per_batch]
+            local = np.full(len(seat_rows), -1)
+            local[batch] = np.arange(len(batch))
+            sel = np.flatnonzero(local[inv] >= 0)
+            out[pos[sel]] = self._search(seat_rows[batch], first[batch], local[inv[sel]], nd[sel])
+        return out
+
+    def _search(self, seats: np.ndarray, limits: np.ndarray, row: np.ndarray,
+                node: np.ndarray) -> np.ndarray:
+        """Values of the pairs (``row`` into ``seats``, ``node``) from searches of the seats
+        with their ``limits``; the seats with a node of their component left inf (beyond the
+        limit) are searched again with twice the limit, until none is."""
+        vals = np.full(len(row), np.inf)
+        same = self._node_comp[node] == self._seat_comp[seats][row]
+        limits = np.asarray(limits, dtype="float64").copy()
+        todo = np.arange(len(seats))
+        while len(todo):
+            limit = float(limits[todo].max())
+            self.searches += len(todo)
+            d = dijkstra(self._graph, directed=True, indices=self.sources[seats[todo]], limit=limit)
+            at = np.full(len(seats), -1)
+            at[todo] = np.arange(len(todo))
+            sel = np.flatnonzero(at[row] >= 0)
+            vals[sel] = d[at[row[sel]], node[sel]]
+            if np.isinf(limit):
+                break
+            todo = np.unique(row[sel][np.isinf(vals[sel]) & same[sel]])
+            if len(todo):
+                self.widened += 1
+                limits[todo] = 2.0 * np.maximum(limits[todo], 0.5)
+                limits[todo[limits[todo] >= self._total]] = np.inf
+        return vals
