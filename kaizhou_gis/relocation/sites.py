@@ -228,9 +228,10 @@ def _coverage_table(ev: gpd.GeoDataFrame, sel: _SiteSelection, site_of: dict[Any
     capacity chosen for it and what is still short, with a note saying why (labelled)."""
     hh, cap = sel.hh, sel.cap
     left_over = {c: max(int(sel.rem[c].sum()), 0) for c in hh.index}
+    by_tw = ev.groupby("township_code", sort=False).indices
     rows = []
     for code in sorted(hh.index):
-        mine = ev[ev["township_code"] == code]
+        mine = ev.iloc[by_tw.get(code, np.zeros(0, dtype=np.int64))]
         n_ok = int((mine["vetoes"] == "").sum())
         note = _coverage_note(mine, n_ok, own_spaced=own_spaced[code], need=sel.need[code],
                               n_cover=len(sel.cover[code]), n_relaxed=sel.relaxed_n[code],
@@ -254,10 +255,18 @@ COVERAGE_COLUMNS = ["township_code", "township_name", "demand_households", "site
 class _SiteSelection:
     """The state of :func:`select_sites` while it picks points: the unvetoed points ``ok``
     (by township, falling suitability), the picks so far, and per township the households of
-    each settlement not yet given room at a site chosen for it."""
+    each settlement not yet given room at a site chosen for it.
+
+    Per township only the points within ``max_m`` of one of its settlements are kept with their
+    distances to its settlements (a k-d tree finds them): no other point can be in its reach or
+    give room to its settlements, so the work grows with the points near each township, not
+    with the district's points times its townships. The spacing from the sites taken so far is
+    checked against the sites in the neighbouring cells of a grid of ``min_spacing_m``."""
 
     def __init__(self, ok: gpd.GeoDataFrame, demand: gpd.GeoDataFrame, hh: pd.Series, *, cap: int,
                  min_spacing_m: float, max_m: float) -> None:
+        from scipy.spatial import cKDTree
+
         self.ok, self.hh, self.cap = ok, hh, cap
         self.min_spacing_m, self.max_m = min_spacing_m, max_m
         self.xy = np.column_stack([ok.geometry.x.to_numpy(), ok.geometry.y.to_numpy()]) if len(ok) \
@@ -266,38 +275,59 @@ class _SiteSelection:
         self.need = {c: -(-int(v) // cap) for c, v in hh.items()}
         self.picks: list[tuple[Any, str, str, bool]] = []  # (index, serves township, role, spacing relaxed)
         self.own: dict[str, int] = {}
-        self.taken: set[Any] = set()
-        self.all_xy: list[np.ndarray] = []
+        self.free = np.ones(len(ok), dtype=bool)  # not yet taken
+        self.spacing = _SpacingGrid(min_spacing_m)
         self.cover: dict[str, list[Any]] = {c: [] for c in hh.index}
         self.relaxed_n: dict[str, int] = {c: 0 for c in hh.index}
         self.tw_ok = ok["township_code"].to_numpy()
         self.suit_all = ok["suitability"].to_numpy()
+        # the township's points in ``ok`` order (falling suitability)
+        self.tw_points = pd.Series(self.tw_ok).groupby(self.tw_ok, sort=False).indices
         # households of each settlement not yet given room at a site chosen for its township; a
         # site's room goes to the township's nearest settlements within reach (a siting rule only:
-        # the households themselves are placed by the assignment LP)
+        # the households themselves are placed by the assignment LP). ``near[code]``: the points
+        # (positions in ``ok``, ascending) within ``max_m`` of a settlement of the township,
+        # ``dist[code]``: their distances to its settlements, ``row[code]``: position -> row
         self.dist: dict[str, np.ndarray] = {}
         self.rem: dict[str, np.ndarray] = {}
+        self.near: dict[str, np.ndarray] = {}
+        self.row: dict[str, dict[int, int]] = {}
         xy = self.xy
+        tree = cKDTree(xy) if len(xy) else None
+        tw_d = demand["township_code"].astype(str).to_numpy()
+        by_tw = pd.Series(tw_d).groupby(tw_d, sort=False).indices
         for code in hh.index:
-            pts = demand[demand["township_code"].astype(str) == code]
+            pts = demand.iloc[np.asarray(by_tw.get(code, []), dtype=np.int64)]
             sx, sy = pts.geometry.x.to_numpy(), pts.geometry.y.to_numpy()
-            self.dist[code] = np.hypot(xy[:, 0][:, None] - sx[None, :], xy[:, 1][:, None] - sy[None, :])
+            near = np.zeros(0, dtype=np.int64)
+            if tree is not None and len(sx):
+                # a slightly larger radius for the tree, then the exact test below
+                hits = tree.query_ball_point(np.column_stack([sx, sy]), r=max_m * (1 + 1e-9) + 1e-6)
+                near = np.unique(np.concatenate([np.asarray(h, dtype=np.int64) for h in hits]))
+            d = np.hypot(xy[near, 0][:, None] - sx[None, :], xy[near, 1][:, None] - sy[None, :])
+            keep = (d <= max_m).any(axis=1)
+            self.near[code], self.dist[code] = near[keep], d[keep]
+            self.row[code] = {int(k): r for r, k in enumerate(near[keep])}
             self.rem[code] = pts["households"].to_numpy(dtype=float)
 
     def take_own_spaced(self) -> None:
         """Step 1: each township's best unvetoed points, ``min_spacing_m`` apart, up to its need."""
-        ok, xy, pos = self.ok, self.xy, self.pos
+        ok, xy = self.ok, self.xy
         for code in sorted(self.hh.index):
             chosen: list[np.ndarray] = []
-            for i in ok.index[ok["township_code"].to_numpy() == code]:
+            for k in self.tw_points.get(code, ()):
                 if len(chosen) >= self.need[code]:
                     break
-                if _spaced(xy[pos[i]], chosen, self.min_spacing_m):
-                    chosen.append(xy[pos[i]])
-                    self.picks.append((i, code, "own", False))
+                if _spaced(xy[k], chosen, self.min_spacing_m):
+                    chosen.append(xy[k])
+                    self.picks.append((ok.index[k], code, "own", False))
             self.own[code] = len(chosen)
-        self.taken = {i for i, _, _, _ in self.picks}
-        self.all_xy = [xy[pos[i]] for i in self.taken]
+        for i, _, _, _ in self.picks:
+            self._take(self.pos[i])
+
+    def _take(self, k: int) -> None:
+        self.free[k] = False
+        self.spacing.add(self.xy[k])
 
     def give_first_room(self) -> None:
         """The room of the step-1 sites to their townships' nearest settlements."""
@@ -305,36 +335,47 @@ class _SiteSelection:
             self.give_room(code, self.pos[i])
 
     def give_room(self, code: str, k: int) -> None:
+        r = self.row[code].get(int(k))
+        if r is None:  # no settlement of the township within reach of the point
+            return
         room = float(self.cap)
-        dist, rem = self.dist[code], self.rem[code]
-        for j in np.argsort(dist[k], kind="stable"):
-            if room <= 0 or dist[k, j] > self.max_m:
+        d, rem = self.dist[code][r], self.rem[code]
+        for j in np.argsort(d, kind="stable"):
+            if room <= 0 or d[j] > self.max_m:
                 break
             take = min(room, rem[j])
             rem[j] -= take
             room -= take
 
+    def _in_reach(self, code: str) -> np.ndarray:
+        """Rows of ``dist[code]`` (points) within reach of a settlement of ``code`` still
+        without room."""
+        return np.asarray((self.dist[code][:, self.rem[code] > 0] <= self.max_m).any(axis=1), dtype=bool)
+
     def fill(self, code: str, relaxed: bool, own_only: bool = False) -> None:
         """Points for ``code`` until its households all have room or no point is left."""
         ok, tw_ok = self.ok, self.tw_ok
+        near, dist = self.near[code], self.dist[code]
         while self.rem[code].sum() > 0:
             w = self.rem[code]
-            free = np.array([i not in self.taken for i in ok.index], dtype=bool)
-            reach = np.asarray((self.dist[code][:, w > 0] <= self.max_m).any(axis=1), dtype=bool)
-            mean_d = self.dist[code] @ w / w.sum()
+            rows = np.flatnonzero(self._in_reach(code) & self.free[near])
+            if own_only:
+                rows = rows[tw_ok[near[rows]] == code]
+            k_all = near[rows]
+            # household-weighted mean distance, a row at a time (the same value whichever rows
+            # are summed together)
+            mean_d = (dist[rows] * w).sum(axis=1) / w.sum()
             # strict pass: other townships' points (the own ones failed the spacing already);
             # relaxed pass: the township's own free points first, then the nearest elsewhere
-            own_first = (tw_ok != code).astype(int) if relaxed else np.zeros(len(ok), dtype=int)
+            own_first = (tw_ok[k_all] != code).astype(int) if relaxed else np.zeros(len(k_all), dtype=int)
             pick = None
-            for k in np.lexsort((-self.suit_all, mean_d, own_first)):
-                if (free[k] and reach[k] and (not own_only or tw_ok[k] == code)
-                        and (relaxed or _spaced(self.xy[k], self.all_xy, self.min_spacing_m))):
-                    pick = k
+            for k in k_all[np.lexsort((-self.suit_all[k_all], mean_d, own_first))]:
+                if relaxed or self.spacing.spaced(self.xy[k]):
+                    pick = int(k)
                     break
             if pick is None:
                 return
-            self.taken.add(ok.index[pick])
-            self.all_xy.append(self.xy[pick])
+            self._take(pick)
             is_own = tw_ok[pick] == code
             self.picks.append((ok.index[pick], code, "own" if is_own else "cover", relaxed))
             if is_own:
@@ -347,12 +388,43 @@ class _SiteSelection:
     def order(self) -> list[str]:
         """Townships still short, most constrained first: fewest free feasible points in reach
         per site short."""
-        free = np.array([i not in self.taken for i in self.ok.index], dtype=bool)
-        rem, dist = self.rem, self.dist
+        rem = self.rem
         short = [c for c in self.hh.index if rem[c].sum() > 0]
-        n_free = {c: int((free & (dist[c][:, rem[c] > 0] <= self.max_m).any(axis=1)).sum()) for c in short}
+        n_free = {c: int((self.free[self.near[c]] & self._in_reach(c)).sum()) for c in short}
         return sorted(short, key=lambda c: (n_free[c] - math.ceil(rem[c].sum() / self.cap),
                                             -rem[c].sum(), c))
+
+
+class _SpacingGrid:
+    """The sites taken so far, in square cells of at least ``min_spacing_m``: a point closer
+    than that to a site lies in the site's cell or one of its eight neighbours."""
+
+    def __init__(self, min_spacing_m: float) -> None:
+        self.min_spacing_m = min_spacing_m
+        self.size = max(float(min_spacing_m), 1.0) * (1 + 1e-6)
+        self.cells: dict[tuple[int, int], list[np.ndarray]] = {}
+        self.all: list[np.ndarray] = []
+
+    def _cell(self, xy: np.ndarray) -> tuple[int, int] | None:
+        if not np.isfinite(xy).all():
+            return None
+        return int(math.floor(xy[0] / self.size)), int(math.floor(xy[1] / self.size))
+
+    def add(self, xy: np.ndarray) -> None:
+        self.all.append(xy)
+        cell = self._cell(xy)
+        self.cells.setdefault(cell, []).append(xy)  # key None: a point without coordinates
+
+    def spaced(self, xy: np.ndarray) -> bool:
+        """:func:`_spaced` of ``xy`` against every site added."""
+        cell = self._cell(xy)
+        if cell is None or None in self.cells:  # not finite: compare with every site
+            return _spaced(xy, self.all, self.min_spacing_m)
+        cx, cy = cell
+        near = [p for dx in (-1, 0, 1) for dy in (-1, 0, 1) for p in self.cells.get((cx + dx, cy + dy), ())]
+        if not near:
+            return True
+        return _spaced(xy, near, self.min_spacing_m)
 
 
 def _site_table(ok: gpd.GeoDataFrame, picks: list[tuple[Any, str, str, bool]], cap: int,
