@@ -367,7 +367,7 @@ def test_network_distance_km_along_roads():
 
 def test_network_distance_km_long_detours_and_source_batches(monkeypatch):
     """Two points 800 m apart whose roads meet only 20 km round a loop of 1 km edges: the
-    bounded first search misses the way and the unbounded second one finds it; searching the
+    bounded first search misses the way and the widened ones find it; searching the
     sources one per call gives the same figures."""
     from kaizhou_gis.relocation import assignment as asg_mod
 

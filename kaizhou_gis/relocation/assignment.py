@@ -138,7 +138,8 @@ def _solve(d: pd.DataFrame, ii: np.ndarray, jj: np.ndarray, cost: np.ndarray, h:
     each settlement's cheapest pairs and each site's cheapest settlements; then the pairs left
     out are priced with the solution's duals (reduced cost ``cost - dual(settlement) -
     dual(site)``), the most negative few per settlement are added and the problem is solved
-    again from the previous basis, until no pair left out has a negative reduced cost beyond
+    again from the previous basis (by the primal simplex: the basis stays primal feasible when
+    columns are added), until no pair left out has a negative reduced cost beyond
     HiGHS's dual feasibility tolerance. That is the optimality condition of the whole problem,
     so the optimum is the whole problem's (same objective within the solver's tolerance; on
     the shipped layers and the 3x/10x synthetic districts the same assignment, pair for pair).
@@ -187,6 +188,9 @@ def _solve(d: pd.DataFrame, ii: np.ndarray, jj: np.ndarray, cost: np.ndarray, h:
         new = _cheapest(ii, jj, np.where(priced, reduced, np.inf), n, _ADDED_PER_SETTLEMENT) & priced
         active |= new
         add_pairs(new)
+        # the added columns are nonbasic at 0: the basis stays primal feasible, so the primal
+        # simplex goes on from it (the dual simplex had to restore dual feasibility first)
+        hs.setOptionValue("simplex_strategy", 4)
     col = np.concatenate(columns)
     value = np.asarray(hs.getSolution().col_value)
     if np.abs(value - np.round(value)).max(initial=0.0) > 1e-6:
@@ -339,15 +343,30 @@ def network_distance_km(origins: gpd.GeoSeries, targets: gpd.GeoSeries, edges: g
     # node-to-node distances from the targets' end nodes (few sites, many settlements), each
     # source searched only as far as its pairs need first (3x their straight distance plus both
     # edges): a pair whose best way is within its sources' limits is exact (a way through a
-    # node beyond the limit is longer); the few others are searched again without a limit
+    # node beyond the limit is longer); the others are searched again, each time twice as far
+    # (a search to the whole network for every such source grew with sources x nodes), and
+    # without a limit once the limit passes the length of the whole network. Pairs whose edges
+    # lie in different parts of the network have no way at all and are not searched again.
     straight = np.hypot(np.asarray(origins.x)[ok] - np.asarray(targets.x)[ok],
                         np.asarray(origins.y)[ok] - np.asarray(targets.y)[ok])
     want = 3.0 * np.nan_to_num(straight, nan=np.inf) + L[te] + L[oe] + 1000.0
     best, reach = _best_ways(graph, t_node, t_way, o_node, o_way, want)
     again = ~(best <= reach)
     if again.any():
-        best[again] = _best_ways(graph, t_node[again], t_way[again], o_node[again], o_way[again],
-                                 np.full(int(again.sum()), np.inf))[0]
+        from scipy.sparse.csgraph import connected_components
+
+        part = connected_components(graph, directed=False)[1]
+        again &= (part[t_node][:, :, None] == part[o_node][:, None, :]).any(axis=(1, 2))
+        whole = float(pair["w"].sum())  # no shortest way is longer than every edge together
+        limit = want.copy()
+        while again.any():
+            idx = np.flatnonzero(again)
+            limit[idx] *= 2.0
+            lim = np.where(limit[idx] >= whole, np.inf, limit[idx])
+            b, r = _best_ways(graph, t_node[idx], t_way[idx], o_node[idx], o_way[idx], lim)
+            done = (b <= r) | np.isinf(lim)
+            best[idx[done]] = b[done]
+            again[idx[done]] = False
     same_edge = te == oe
     best[same_edge] = np.minimum(best[same_edge], np.abs(at[ok][same_edge] - ao[ok][same_edge]))
     fin = np.isfinite(best)
