@@ -102,14 +102,34 @@ def picks(district) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def townships(district, picks, tmp_path_factory) -> dict[str, Path]:
-    """Each township's four commands into its own folder that holds the district's cache."""
+    """Each township's four commands into its own folder that holds the district's cache.
+
+    A print sheet shows the day it was drawn (制图日期): the commands draw on the day the
+    district's sheets were drawn (the day the session's shipped run wrote them), so that a
+    session that passes midnight between that run and these commands compares the same sheets
+    (seen: 69 pixels of the date differed at 00:0x)."""
+    import datetime as dt
+    import types
+
+    from kaizhou_gis.maps import printmap
+
+    drawn = dt.date.fromtimestamp(
+        (district / "maps/townships" / f"{picks['cover']}.png").stat().st_mtime)
+
+    class _DistrictDay(dt.date):
+        @classmethod
+        def today(cls):
+            return drawn
+
     outs = {}
-    for code in picks.values():
-        out = tmp_path_factory.mktemp(f"tw{code}")
-        shutil.copytree(district / ".cache", out / ".cache")
-        for cmd in ("relocation", "access", "maps", "report"):
-            _cli(cmd, "--township", code, "--out", str(out))
-        outs[code] = out
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(printmap, "_dt", types.SimpleNamespace(date=_DistrictDay))
+        for code in picks.values():
+            out = tmp_path_factory.mktemp(f"tw{code}")
+            shutil.copytree(district / ".cache", out / ".cache")
+            for cmd in ("relocation", "access", "maps", "report"):
+                _cli(cmd, "--township", code, "--out", str(out))
+            outs[code] = out
     return outs
 
 
