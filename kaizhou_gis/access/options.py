@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import shapely
-from scipy.sparse.csgraph import dijkstra
 from shapely.geometry import LineString
 
 from kaizhou_gis.access.linksearch import LinkSearch, search_groups
+from kaizhou_gis.access.seatfield import BATCH_CELLS, DETOUR, MARGIN_M, bounded_search, symmetric
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.network import DemGrid, terrain_class
 
@@ -49,7 +49,13 @@ def candidates(before, vt: pd.DataFrame, st: pd.DataFrame) -> pd.DataFrame:
 
 
 def upgrade_options(net, seats, cand: pd.DataFrame, cost_per_km: dict) -> tuple[np.ndarray, list, np.ndarray]:
-    """Cheapest upgrade path of every 通达 candidate: (standalone cost, edge lists, edge costs)."""
+    """Cheapest upgrade path of every 通达 candidate: (standalone cost, edge lists, edge costs).
+
+    One Dijkstra search per seat with candidates (cost: the upgrade yuan of unpaved edges plus a
+    token per metre), bounded to the area of its own candidates and widened where a candidate's
+    edge was left beyond the bound (:func:`~kaizhou_gis.access.seatfield.bounded_search`), so
+    memory and time grow with the district, not with seats x nodes.
+    """
     e = net.edges
     n = net.n_nodes
     L = e["length_m"].to_numpy()
@@ -70,8 +76,7 @@ def upgrade_options(net, seats, cand: pd.DataFrame, cost_per_km: dict) -> tuple[
     ex_i = np.concatenate([vn, vn])
     ex_j = np.concatenate([u[pe[ok_rows]], v[pe[ok_rows]]])
     ex_w = np.full(len(ex_i), 1e-9)
-    g = net.matrix(np.maximum(w, 1e-9), extra=(ex_i, ex_j, ex_w), n_extra_nodes=S)
-    dist, pred = dijkstra(g, directed=False, indices=vn, return_predecessors=True)
+    g = symmetric(net.matrix(np.maximum(w, 1e-9), extra=(ex_i, ex_j, ex_w), n_extra_nodes=S))
     row_pos = {r: k for k, r in enumerate(ok_rows)}
     # (min node, max node) -> cheapest edge between them (the one the matrix kept)
     key = np.minimum(u, v).astype(np.int64) * (n + S) + np.maximum(u, v)
@@ -79,31 +84,70 @@ def upgrade_options(net, seats, cand: pd.DataFrame, cost_per_km: dict) -> tuple[
     k_sorted = key[order]
     first = np.r_[True, k_sorted[1:] != k_sorted[:-1]]
     edge_of = dict(zip(k_sorted[first].tolist(), order[first].tolist()))
+    # the candidates a search must reach: both ends of their edge
+    ci, ck = [], []
     for i, c in enumerate(cand.itertuples(index=False)):
         r = seats.row_of.get(c.township_code, -1)
-        if not c.tongda or r not in row_pos or c.edge < 0:
-            continue
-        k = row_pos[r]
-        ce = int(c.edge)
-        a, b = int(u[ce]), int(v[ce])
-        da, db = dist[k, a], dist[k, b]
-        if not (np.isfinite(da) or np.isfinite(db)):
-            continue
-        x = a if da <= db else b
-        edges = [ce] if cost[ce] > 0 else []
-        guard = 0
-        while x < n and guard <= n:
-            px = int(pred[k, x])
-            if px < 0 or px >= n:
-                break
-            eid = edge_of[min(x, px) * (n + S) + max(x, px)]
-            if cost[eid] > 0:
-                edges.append(eid)
-            x = px
-            guard += 1
-        paths[i] = sorted(set(edges))
-        std[i] = float(cost[paths[i]].sum())
+        if c.tongda and r in row_pos and c.edge >= 0:
+            ci.append(i)
+            ck.append(row_pos[r])
+    if not ci:
+        return std, paths, cost
+    ci_a, ck_a = np.asarray(ci), np.asarray(ck)
+    ce = cand["edge"].to_numpy()[ci_a].astype(np.int64)
+    row, node = np.r_[ck_a, ck_a], np.r_[u[ce], v[ce]]
+    comp = net.nodes["component"].to_numpy()
+    seat_node = u[pe[ok_rows]]
+    same = comp[node] == comp[seat_node][row]
+    # first bound: twice the straight line to the farthest end + 1 km, at the dearest yuan/m
+    xy = shapely.get_coordinates(net.nodes.geometry.to_numpy())
+    far = np.zeros(len(ok_rows))
+    np.maximum.at(far, row, np.hypot(*(xy[node] - xy[seat_node[row]]).T))
+    per_m = float(np.max(w / np.maximum(L, 1e-9))) if len(w) else 1.0
+    limits = (DETOUR * far + MARGIN_M) * per_m
+    by_seat = pd.Series(np.arange(len(ci)), index=ck_a).groupby(level=0).agg(list).to_dict()
+    seat_order = np.argsort(limits, kind="stable")
+    per_batch = max(1, BATCH_CELLS // g.shape[0])
+    for b0 in range(0, len(seat_order), per_batch):
+        batch = seat_order[b0:b0 + per_batch]
+        local = np.full(len(ok_rows), -1)
+        local[batch] = np.arange(len(batch))
+        keep = local[row] >= 0
+        for done, at, dist, pred in bounded_search(g, vn[batch], limits[batch], local[row[keep]],
+                                                   node[keep], same[keep], total=float(g.sum()),
+                                                   predecessors=True):
+            for k_local in done:
+                k = int(at[k_local])
+                for j in by_seat.get(int(batch[k_local]), []):
+                    i = ci[j]
+                    paths[i], std[i] = _trace_upgrade(int(ce[j]), dist[k], pred[k], n, S, u, v,
+                                                      cost, edge_of)
     return std, paths, cost
+
+
+def _trace_upgrade(ce: int, dist: np.ndarray, pred: np.ndarray, n: int, S: int, u: np.ndarray,
+                   v: np.ndarray, cost: np.ndarray, edge_of: dict) -> tuple[list | None, float]:
+    """The unpaved edges (and their cost) on the cheapest path from the seat to edge ``ce``,
+    from a search's distances and predecessors; (None, inf) when neither end is reached."""
+    a, b = int(u[ce]), int(v[ce])
+    da, db = dist[a], dist[b]
+    if not (np.isfinite(da) or np.isfinite(db)):
+        return None, np.inf
+    x = a if da <= db else b
+    edges = [ce] if cost[ce] > 0 else []
+    guard = 0
+    while x < n and guard <= n:
+        px = int(pred[x])
+        if px < 0 or px >= n:
+            break
+        eid = edge_of[min(x, px) * (n + S) + max(x, px)]
+        if cost[eid] > 0:
+            edges.append(eid)
+        x = px
+        guard += 1
+    path = sorted(set(edges))
+    return path, float(cost[path].sum())
+
 
 def link_options(net, seats, cand: pd.DataFrame, dem: DemGrid | None, *, max_grade_pct: float,
                   max_link_km: float, slope_weight: float, sample_m: float, end_max_m: float,

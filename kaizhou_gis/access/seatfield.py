@@ -58,8 +58,7 @@ class SeatField:
                  node_xy: np.ndarray, seat_xy: np.ndarray, node_comp: np.ndarray,
                  seat_comp: np.ndarray, per_m: float = 1.0):
         g = sp.csr_matrix(graph)
-        # both directions once (a search with directed=False transposes the graph per call)
-        self._graph = (g + g.T).tocsr()
+        self._graph = symmetric(g)
         self.sources = np.asarray(sources, dtype=np.int64)
         self.n_nodes = int(n_nodes)
         self._node_xy = np.asarray(node_xy, dtype="float64")
@@ -121,26 +120,56 @@ class SeatField:
 
     def _search(self, seats: np.ndarray, limits: np.ndarray, row: np.ndarray,
                 node: np.ndarray) -> np.ndarray:
-        """Values of the pairs (``row`` into ``seats``, ``node``) from searches of the seats
-        with their ``limits``; the seats with a node of their component left inf (beyond the
-        limit) are searched again with twice the limit, until none is."""
+        """Values of the pairs (``row`` into ``seats``, ``node``) from the bounded searches of
+        the seats (:func:`bounded_search`)."""
         vals = np.full(len(row), np.inf)
         same = self._node_comp[node] == self._seat_comp[seats][row]
-        limits = np.asarray(limits, dtype="float64").copy()
-        todo = np.arange(len(seats))
-        while len(todo):
-            limit = float(limits[todo].max())
-            self.searches += len(todo)
-            d = dijkstra(self._graph, directed=True, indices=self.sources[seats[todo]], limit=limit)
-            at = np.full(len(seats), -1)
-            at[todo] = np.arange(len(todo))
-            sel = np.flatnonzero(at[row] >= 0)
+        for rnd, (done, at, d, _) in enumerate(bounded_search(
+                self._graph, self.sources[seats], limits, row, node, same, total=self._total)):
+            self.searches += int((at >= 0).sum())
+            self.widened += rnd > 0
+            sel = np.flatnonzero(np.isin(row, done))
             vals[sel] = d[at[row[sel]], node[sel]]
-            if np.isinf(limit):
-                break
-            todo = np.unique(row[sel][np.isinf(vals[sel]) & same[sel]])
-            if len(todo):
-                self.widened += 1
-                limits[todo] = 2.0 * np.maximum(limits[todo], 0.5)
-                limits[todo[limits[todo] >= self._total]] = np.inf
         return vals
+
+
+def symmetric(graph: sp.spmatrix) -> sp.csr_matrix:
+    """Both directions of an upper-triangle graph, for searches with ``directed=True`` (a
+    search with ``directed=False`` transposes the graph on every call)."""
+    g = sp.csr_matrix(graph)
+    return (g + g.T).tocsr()
+
+
+def bounded_search(graph: sp.csr_matrix, sources: np.ndarray, limits: np.ndarray, row: np.ndarray,
+                   node: np.ndarray, same: np.ndarray, *, total: float, predecessors: bool = False):
+    """Dijkstra searches from ``sources``, each bounded by its limit, until every pair (``row``
+    into ``sources``, ``node``) whose node is reachable (``same``: in the source's component)
+    has its exact value: the sources with such a node left beyond the limit are searched again
+    with twice their limit (no limit once it passes ``total``, the sum of all weights).
+
+    Yields one tuple per round: ``(done, at, dist, pred)``: the sources (positions in
+    ``sources``) whose pairs are all exact after this round, each searched source's row in
+    ``dist`` (``at[k]``, -1 if not searched this round), the round's distances and its
+    predecessors (None unless ``predecessors``). Within the limit a search is the unbounded
+    search, so the values (and the shortest-path tree) of a done source are the unbounded ones.
+    """
+    limits = np.asarray(limits, dtype="float64").copy()
+    todo = np.arange(len(sources))
+    while len(todo):
+        limit = float(limits[todo].max())
+        res = dijkstra(graph, directed=True, indices=sources[todo], limit=limit,
+                       return_predecessors=predecessors)
+        dist, pred = res if predecessors else (res, None)
+        at = np.full(len(sources), -1)
+        at[todo] = np.arange(len(todo))
+        sel = np.flatnonzero(at[row] >= 0)
+        if np.isinf(limit):
+            again = np.empty(0, dtype=np.int64)
+        else:
+            vals = dist[at[row[sel]], node[sel]]
+            again = np.unique(row[sel][np.isinf(vals) & same[sel]])
+        yield np.setdiff1d(todo, again), at, dist, pred
+        todo = again
+        if len(todo):
+            limits[todo] = 2.0 * np.maximum(limits[todo], 0.5)
+            limits[todo[limits[todo] >= total]] = np.inf
