@@ -402,7 +402,7 @@ class _SpacingGrid:
     def __init__(self, min_spacing_m: float) -> None:
         self.min_spacing_m = min_spacing_m
         self.size = max(float(min_spacing_m), 1.0) * (1 + 1e-6)
-        self.cells: dict[tuple[int, int], list[np.ndarray]] = {}
+        self.cells: dict[tuple[int, int] | None, list[np.ndarray]] = {}
         self.all: list[np.ndarray] = []
 
     def _cell(self, xy: np.ndarray) -> tuple[int, int] | None:
