@@ -50,10 +50,12 @@ class _LayersSource(click.ParamType):
     name = "PATH|URL"
 
     def convert(self, value, param, ctx):
-        from kaizhou_gis.dbio import is_db_url
-
         if value is None or isinstance(value, Path):
             return value
+        if not str(value).startswith("postgres"):  # no URL: parse without importing dbio
+            return Path(value)  # (and GeoPandas with it: a command that stops early stays quick)
+        from kaizhou_gis.dbio import is_db_url
+
         return str(value) if is_db_url(value) else Path(value)
 
 
@@ -119,7 +121,7 @@ def _echo_status(status: dict) -> None:
 
 def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, header,
          options=None, overrides=None, title="kaizhou-gis run", show_notes=True, out_db=None,
-         formats=()):
+         formats=(), loaded=None):
     from kaizhou_gis import outputs
 
     # --out is checked and locked before any work: a file, a read-only folder or another run
@@ -128,12 +130,14 @@ def _run(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, heade
         return _run_locked(steps, layers_path=layers_path, plan_path=plan_path, crs=crs,
                            encoding=encoding, coords=coords, out_dir=out_dir, header=header,
                            options=options, overrides=overrides, title=title,
-                           show_notes=show_notes, out_db=out_db, formats=formats)
+                           show_notes=show_notes, out_db=out_db, formats=formats, loaded=loaded)
 
 
 def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir, header,
                 options=None, overrides=None, title="kaizhou-gis run", show_notes=True,
-                out_db=None, formats=()):
+                out_db=None, formats=(), loaded=None):
+    """``loaded``: (layers, plan) already read and checked by the caller (``run`` checks them
+    first to print the layer table), so they are not read a second time."""
     import datetime as dt
 
     from kaizhou_gis.pipeline import Context, resolve_township, run_steps
@@ -149,7 +153,7 @@ def _run_locked(steps, *, layers_path, plan_path, crs, encoding, coords, out_dir
         if not ok:
             raise OptionError(f"--format gdb: {why}.")
     click.echo(f"{title}: loading layers and plan ...")
-    layers, plan = _load(layers_path, plan_path, crs, encoding, coords, overrides)
+    layers, plan = loaded or _load(layers_path, plan_path, crs, encoding, coords, overrides)
     opts = dict(options or {})
     opts["township"] = resolve_township(layers, opts.get("township"))
     opts["header"] = header
@@ -289,7 +293,7 @@ def run(layers_path, plan_path, crs, encoding, coords, out_dir, header, formats,
              encoding=encoding, coords=coords, out_dir=out_dir, header=header,
              options={"field_coords": field_coords, **({"prints": False} if no_prints else {})},
              show_notes=False, out_db=out_db,
-             formats=formats)
+             formats=formats, loaded=(report.layers, plan))
 
 
 def _step_command(name: str, help_text: str, extra=()):

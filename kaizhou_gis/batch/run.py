@@ -36,7 +36,7 @@ def run_district(d: District | dict, out_root: str, *, force: bool = False,
     if isinstance(d, dict):
         d = District(**d)
     from kaizhou_gis import manifest
-    from kaizhou_gis.layers import check_layers, load_layers
+    from kaizhou_gis.layers import check_layers
     from kaizhou_gis.pipeline import Context, available_steps, run_steps
     from kaizhou_gis.plan import load_plan
 
@@ -51,7 +51,8 @@ def run_district(d: District | dict, out_root: str, *, force: bool = False,
         report = check_layers(d.layers, plan=plan, crs=d.crs, encoding=d.encoding, coords=d.coords)
         if not report.ok:
             raise KaizhouGISError(report.problem_text())
-        layers = load_layers(d.layers, plan=plan, crs=d.crs, encoding=d.encoding, coords=d.coords)
+        layers = report.layers  # what load_layers would read again (`run` does the same)
+        assert layers is not None  # an ok report holds its layers
         # the options `kaizhou-gis run` gives a district run (cli.run and cli._run)
         ctx = Context(layers=layers, plan=plan, overrides={},
                       options={"field_coords": d.field_coords, "township": None, "header": d.header})
