@@ -142,9 +142,11 @@ def subset_family(chars) -> str | None:
 
     The glyph numbers of the subset, and so the bytes of a PDF drawn with it, depend on the
     characters it was made for: the same ``chars`` give the same font in any process. It is made
-    again only when ``chars`` change. Put :data:`SUBSET_FAMILY` before the full font in
-    ``font.sans-serif`` (:func:`cjk_font_family` with ``subset=True``): a character outside the
-    subset then draws from the full font.
+    again only when ``chars`` change. Making it costs about 0.6 CPU-s per weight; with
+    ``$KAIZHOU_GIS_FONT_CACHE`` set to a folder, runs share the fonts made before for the same
+    characters (:func:`_cached_subset_bytes`; the same bytes as made anew). Put
+    :data:`SUBSET_FAMILY` before the full font in ``font.sans-serif`` (:func:`cjk_font_family`
+    with ``subset=True``): a character outside the subset then draws from the full font.
     """
     name = find_cjk_font()
     if name is None:
@@ -154,7 +156,8 @@ def subset_family(chars) -> str | None:
         return SUBSET_FAMILY
     made = _MADE.get(chars)  # made before in this process (or its parent): the same files
     if made is None or not all(os.path.exists(p) for p in made.values()):
-        made = _MADE[chars] = {w: _font_file(_subset_bytes(name, w, chars), w) for w in SUBSET_WEIGHTS}
+        made = _MADE[chars] = {w: _font_file(_cached_subset_bytes(name, w, chars), w)
+                               for w in SUBSET_WEIGHTS}
     files = made
     _register(files)
     _SUBSET.update(chars=chars, files=files)
@@ -178,6 +181,68 @@ def _source_font(family: str, weight: str) -> tuple[str, int]:
                     face = i
                     break
     return str(path), int(face)
+
+
+#: Environment variable: a folder where the subset fonts are kept between runs (opt-in; unset,
+#: every run makes its fonts again and writes nothing outside its own temp folder).
+FONT_CACHE_ENV = "KAIZHOU_GIS_FONT_CACHE"
+
+
+def _cached_subset_bytes(family: str, weight: str, chars) -> bytes:
+    """:func:`_subset_bytes`, read from the folder ``$KAIZHOU_GIS_FONT_CACHE`` when it holds a font
+    made for the same key, else made and stored there (when the variable is set).
+
+    The key (:func:`_cache_key`) is everything the bytes depend on: the source font file (path,
+    size, modification time, face), the weight, the characters and the code that makes the font
+    (this module's source and the fontTools version), so a stale entry is never used. A file's
+    name also carries the SHA-256 of its bytes, checked on reading: a damaged or half-copied file
+    is ignored and made again. Writes are atomic (a temporary file renamed), so processes that
+    share the folder (parallel runs, test workers) never read half a file."""
+    import hashlib
+
+    folder = os.environ.get(FONT_CACHE_ENV, "").strip()
+    if not folder:
+        return _subset_bytes(family, weight, chars)
+    path, face = _source_font(family, weight)
+    key = _cache_key(path, face, weight, chars)
+    try:
+        for entry in os.scandir(folder):
+            if entry.name.startswith(f"{key}-") and entry.name.endswith(".ttf"):
+                with open(entry.path, "rb") as fh:
+                    data = fh.read()
+                if entry.name == f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.ttf":
+                    return data
+                log.debug("font cache: %s does not hold what its name says; made again", entry.path)
+    except OSError as e:  # no folder yet, or unreadable: make the font
+        log.debug("font cache %s not read: %s", folder, e)
+    data = _subset_bytes(family, weight, chars)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        target = os.path.join(folder, f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.ttf")
+        tmp = f"{target}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except OSError as e:  # a read-only or full cache folder costs time, not the run
+        log.warning("font cache %s=%s not written (%s); fonts are made on every run",
+                    FONT_CACHE_ENV, folder, e)
+    return data
+
+
+def _cache_key(path: str, face: int, weight: str, chars) -> str:
+    """The cache key of a subset font (see :func:`_cached_subset_bytes`): 32 hex digits."""
+    import hashlib
+    import json
+
+    import fontTools
+
+    st = os.stat(path)
+    with open(__file__, "rb") as fh:
+        code = hashlib.sha256(fh.read()).hexdigest()
+    ident = json.dumps({"font": [os.path.realpath(path), st.st_size, st.st_mtime_ns, face],
+                        "weight": weight, "chars": "".join(sorted(chars)), "code": code,
+                        "fonttools": fontTools.version}, ensure_ascii=True, sort_keys=True)
+    return hashlib.sha256(ident.encode("ascii")).hexdigest()[:32]
 
 
 def _subset_bytes(family: str, weight: str, chars) -> bytes:
