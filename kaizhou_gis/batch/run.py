@@ -123,6 +123,7 @@ def make_client(*, scheduler: str | None, workers: int | None, memory_limit: str
             raise OptionError(f"--scheduler {scheduler}: cannot connect ({e}); start one with "
                               f"`dask scheduler` and `dask worker {scheduler}`, or leave "
                               f"--scheduler out for a local cluster.") from None
+    _start_workers_from_fork_server()
     n = workers or max(1, (os.cpu_count() or 1))
     kw: dict[str, Any] = {"n_workers": n, "threads_per_worker": threads_per_worker,
                           "processes": True,
@@ -132,6 +133,43 @@ def make_client(*, scheduler: str | None, workers: int | None, memory_limit: str
         kw["memory_limit"] = memory_limit
     cluster = LocalCluster(**kw)
     return Client(cluster), cluster
+
+
+#: The module the fork server of the local workers imports (:func:`_start_workers_from_fork_server`).
+PRELOAD_MODULE = "kaizhou_gis.batch.preload"
+#: dask's setting of how a nanny starts its worker process, and the environment variable that sets it.
+START_METHOD_KEY = "distributed.worker.multiprocessing-method"
+START_METHOD_ENV = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
+
+
+def _start_workers_from_fork_server() -> bool:
+    """Start the local cluster's worker processes from a fork server that has imported the
+    pipeline (:mod:`kaizhou_gis.batch.preload`) once, instead of dask's default ``spawn`` (a
+    fresh interpreter per worker that imports dask, GeoPandas, matplotlib and every step again,
+    about 3 CPU-s each, again for a worker that replaces a killed one). True when set.
+
+    Left as it is when the user chose a start method (``DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD``
+    or a dask config file setting another than ``spawn``) or the platform has no fork server
+    (Windows). Process-wide and lasting: the nannies read the setting each time they start a
+    worker, also after this call."""
+    import multiprocessing
+
+    import dask
+    from distributed.utils import get_mp_context
+
+    if os.environ.get(START_METHOD_ENV) or dask.config.get(START_METHOD_KEY) != "spawn" \
+            or "forkserver" not in multiprocessing.get_all_start_methods():
+        return dask.config.get(START_METHOD_KEY) == "forkserver"
+    import multiprocessing.forkserver
+
+    dask.config.set({START_METHOD_KEY: "forkserver"})
+    ctx = get_mp_context()  # sets dask's preload list (distributed and its packages), once
+    # (CPython keeps the list on the module's fork server; without it, distributed alone)
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    preload = list(getattr(server, "_preload_modules", None) or ["distributed"])
+    if PRELOAD_MODULE not in preload:
+        ctx.set_forkserver_preload([*preload, PRELOAD_MODULE])
+    return True
 
 
 def run_batch(manifest: str | Path, out_dir: str | Path, *, workers: int | None = None,
