@@ -361,3 +361,78 @@ def test_relief_is_one_lossless_grey_image_in_the_pdf_and_fills_the_frame_in_the
     frame = png[30:270, 40:360]  # 0.1-0.9 of a 400 × 300 px canvas
     want = np.asarray(Image.fromarray(grey).resize((320, 240), Image.Resampling.BILINEAR)).astype(float)
     assert np.abs(frame - want).mean() < 0.5
+
+
+def test_png_sheet_is_the_pdf_rasterized(sheets):
+    """The PNG is the PDF's page drawn by PDFium at 200 dpi (one drawing for both files): the
+    same pixels as rasterizing the PDF again, and the PDF's relief image where the map frame is."""
+    from PIL import Image
+
+    from kaizhou_gis.maps import sheetpng
+
+    ctx, res = sheets
+    pdf, png = res.files[f"maps/townships/{T1}.pdf"], res.files[f"maps/townships/{T1}.png"]
+    im = Image.open(io.BytesIO(png))
+    assert im.mode == "RGB" and im.info["dpi"] == pytest.approx((200, 200), abs=0.01)
+    assert im.info["Title"] == _page(pdf).pdf.metadata["/Title"] and im.info["Software"] == "kaizhou-gis"
+    rgb = np.asarray(im)
+    assert np.array_equal(rgb, sheetpng.rasterize_pdf(pdf, im.size, 200))
+    # the map frame of the PNG shows the PDF's relief (lines, labels and graticule drawn over it)
+    lay = sheetlayout.plan_layout(printmap._work_bounds(
+        ctx.layers.townships[ctx.layers.townships["township_code"] == T1].to_crs(ctx.plan.work_crs)))
+    fx, fy, fw, fh = (v / 25.4 * 200 for v in lay.frame_mm)
+    top = lay.page_mm[1] / 25.4 * 200 - fy - fh
+    box = (int(fx) + 3, int(top) + 3, int(fx + fw) - 3, int(top + fh) - 3)
+    relief = np.asarray(list(_page(pdf).images)[0].image.convert("L"))
+    want = np.asarray(Image.fromarray(relief).resize((int(fw), int(fh)), Image.Resampling.BILINEAR))
+    got = np.asarray(im.convert("L").crop(box)).astype(float)
+    want = want[3:3 + got.shape[0], 3:3 + got.shape[1]].astype(float)
+    d = np.abs(got - want)
+    assert np.median(d) == 0 and (d <= 3).mean() > 0.9
+    assert d.mean() < 0.7 * np.abs(got - want[::-1]).mean()  # north up, not the relief upside down
+
+
+def test_encode_png_round_trip():
+    """The sheet's PNG writer: Pillow reads back the same pixels, the resolution and the text
+    chunks (a Chinese title as iTXt)."""
+    from PIL import Image
+
+    from kaizhou_gis.maps import sheetpng
+
+    rgb = np.random.default_rng(3).integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    rgb[5:9] = rgb[4]  # repeated rows: the Up filter's zeros
+    png = sheetpng.encode_png(rgb, dpi=200, info={"Title": "开州区汉丰街道扶贫规划图", "Software": "kaizhou-gis"})
+    im = Image.open(io.BytesIO(png))
+    im.load()
+    assert im.mode == "RGB" and im.size == (53, 37)
+    assert np.array_equal(np.asarray(im), rgb)
+    assert im.info["Title"] == "开州区汉丰街道扶贫规划图" and im.info["Software"] == "kaizhou-gis"
+    assert im.info["dpi"] == pytest.approx((200, 200), abs=0.01)
+    assert sheetpng.up_filtered(rgb.reshape(37, -1))[6, 1:].tolist() == [0] * 159
+
+
+def test_rasterize_pdf_from_several_threads():
+    """PDFium is called by one thread at a time (a web workbench draws sheets in threads): the
+    same page rasterized from four threads at once gives the same pixels each time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from kaizhou_gis.maps import sheetpng
+
+    fig = Figure(figsize=(3, 2))
+    FigureCanvasAgg(fig)
+    fig.add_artist(Line2D([0.1, 0.9], [0.2, 0.8], color="red"))
+    fig.text(0.1, 0.5, "Kaizhou 1:50 000")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="pdf")
+    pdf = buf.getvalue()
+    one = sheetpng.rasterize_pdf(pdf, (300, 200), 100)
+    assert one.shape == (200, 300, 3) and (one[..., 0] > one[..., 1] + 100).any()  # the red line
+    with ThreadPoolExecutor(4) as ex:
+        many = list(ex.map(lambda _: sheetpng.rasterize_pdf(pdf, (300, 200), 100), range(12)))
+    assert all(np.array_equal(m, one) for m in many)
+    with pytest.raises(ValueError, match="less than"):
+        sheetpng.rasterize_pdf(pdf, (301, 200), 100)

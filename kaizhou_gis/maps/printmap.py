@@ -16,7 +16,8 @@ Lines, points and labels are vector; the hillshade is a raster on the sheet's ow
 half a DEM cell, shaded there and its grey resampled (bicubic) to the printed pixels, so the relief
 is smooth and the raster has exactly the printed resolution
 (:func:`kaizhou_gis.maps.sheetrelief.sheet_relief`); the PDF holds it as one greyscale image. The PNG is
-the same sheet rasterized at ``maps.png_dpi``. The text is drawn with a subset of the CJK font
+that PDF rasterized by PDFium at ``maps.png_dpi`` (:func:`kaizhou_gis.maps.sheetpng.sheet_png`): the
+file looked at on screen is the drawing that is printed. The text is drawn with a subset of the CJK font
 made for the district's characters (:func:`font_chars`, TrueType outlines), which keeps it real
 text in the PDF and cheap to embed.
 

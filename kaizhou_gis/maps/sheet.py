@@ -11,6 +11,7 @@ from pyproj import Transformer
 
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.maps.sheetlayout import _GRATICULE_MIN, MM_PER_IN, Layout, SheetText, format_scale, plan_layout
+from kaizhou_gis.maps.sheetpng import sheet_png
 from kaizhou_gis.maps.sheetrelief import draw_relief
 from kaizhou_gis.maps.sheetrelief import grid_transform as grid_transform  # re-exported: the relief's
 from kaizhou_gis.maps.sheetrelief import shade_to_grey as shade_to_grey  # public names stay
@@ -286,39 +287,23 @@ def _draw_scale(fig, lay: Layout) -> float:
 
 
 def _save(fig, text: SheetText, formats: tuple[str, ...], png_dpi: int) -> dict[str, bytes]:
-    """The sheet as PDF (no CreationDate: the same map gives the same bytes) and/or PNG."""
+    """The sheet as PDF (no CreationDate: the same map gives the same bytes) and/or PNG, the PNG
+    rasterized from that PDF (:func:`kaizhou_gis.maps.sheetpng.sheet_png`): matplotlib draws
+    the sheet once."""
     out = {}
     meta: dict[str, str | None] = {"Title": text.title, "Author": text.producing_unit, "Subject": text.subtitle,
-            "Creator": "kaizhou-gis"}
-    if "pdf" in formats:
-        meta["CreationDate"] = None
+                                   "Creator": "kaizhou-gis", "CreationDate": None}
+    if "pdf" in formats or "png" in formats:
         buf = io.BytesIO()
         fig.savefig(buf, format="pdf", metadata=meta)
-        out["pdf"] = buf.getvalue()
-    if "png" in formats:
-        out["png"] = _png(fig, png_dpi, {"Title": text.title, "Software": "kaizhou-gis"})
+        pdf = buf.getvalue()
+        if "pdf" in formats:
+            out["pdf"] = pdf
+        if "png" in formats:
+            w_in, h_in = fig.get_size_inches()
+            out["png"] = sheet_png(pdf, (int(w_in * png_dpi), int(h_in * png_dpi)), png_dpi,
+                                   {"Title": text.title, "Software": "kaizhou-gis"})
     return out
-
-
-def _png(fig, dpi: int, info: dict[str, str]) -> bytes:
-    """The sheet rasterized at ``dpi`` (Agg, as ``savefig(format="png")`` draws it) as an RGB PNG:
-    the page is opaque, so the alpha channel matplotlib writes is a quarter of the bytes to
-    compress for nothing. ``compress_level`` 3: some 10 % larger than the default (6) in half
-    the time."""
-    from PIL import Image, PngImagePlugin
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="raw", dpi=dpi)
-    w, h = (int(v * dpi) for v in fig.get_size_inches())  # Agg's canvas: whole pixels
-    if len(buf.getbuffer()) != w * h * 4:
-        raise RuntimeError(f"raw sheet of {len(buf.getbuffer())} bytes is not {w} x {h} RGBA")
-    rgba = Image.frombuffer("RGBA", (w, h), buf.getvalue(), "raw", "RGBA", 0, 1)
-    meta = PngImagePlugin.PngInfo()
-    for k, v in info.items():
-        meta.add_text(k, v)
-    png = io.BytesIO()
-    rgba.convert("RGB").save(png, format="png", compress_level=3, pnginfo=meta, dpi=(dpi, dpi))
-    return png.getvalue()
 
 
 def _flatten(geom: list) -> list:

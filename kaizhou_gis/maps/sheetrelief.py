@@ -11,6 +11,7 @@ from pyproj import CRS
 
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.maps.sheetlayout import MM_PER_IN, Layout
+from kaizhou_gis.maps.sheetpng import up_filtered
 
 
 def grid_transform(extent: tuple[float, float, float, float], width_px: int, height_px: int):
@@ -179,11 +180,7 @@ def _fast_grey_flate(pdf_file) -> None:
         a = np.asarray(img)
         if img.mode != "L" or a.ndim != 2 or a.dtype != np.uint8:
             return own(img)
-        rows = np.empty((a.shape[0], a.shape[1] + 1), dtype=np.uint8)
-        rows[:, 0] = 2  # PNG filter type 2, Up: the difference to the row above (mod 256)
-        rows[0, 1:] = a[0]
-        np.subtract(a[1:], a[:-1], out=rows[1:, 1:])
-        return zlib.compress(rows.tobytes(), PDF_RELIEF_ZLIB_LEVEL), 8, None
+        return zlib.compress(up_filtered(a).tobytes(), PDF_RELIEF_ZLIB_LEVEL), 8, None
 
     pdf_file._writePng = write_png
     pdf_file._kaizhou_grey_flate = True
