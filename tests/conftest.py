@@ -148,6 +148,12 @@ FILE_WEIGHTS = {
 
 
 def pytest_configure(config):
+    # every run of the session draws its print sheets on the day the checksum record's sheets
+    # show (a sheet prints the day it was drawn): the same bytes on any day, also when the
+    # session passes midnight between two runs it compares
+    import shipped_checksums
+
+    os.environ.setdefault("SOURCE_DATE_EPOCH", shipped_checksums.source_date_epoch())
     # pytest-xdist (>= 3.5) hands out the files of ``--dist loadfile`` by their NUMBER OF TESTS,
     # most first, unless told to keep the collection order (``--no-loadscope-reorder``, xdist
     # >= 3.8): by that count the few long files (test_batch, test_web_browser) went last and

@@ -8,15 +8,23 @@ with the layer files' paths, is replaced by ``<repo>`` in text files before hash
 images and PDFs depend on the versions of the drawing libraries too, so the file records those
 versions and the comparison of ``.png``/``.pdf`` files applies when they match.
 
+The print sheets show the day they were drawn (制图日期), so the record keeps the day its sheets
+show (``sheet_date``) and a run to compare draws on that day: ``run`` makes the run with
+``SOURCE_DATE_EPOCH`` set to it (the test session's shipped run does the same).
+
 When a change alters an output on purpose (a fixed drift or a new layer), re-record and say why
 in the commit::
 
-    python3 -m kaizhou_gis run --out /tmp/shipped && python3 tests/shipped_checksums.py record /tmp/shipped
+    python3 tests/shipped_checksums.py run /tmp/shipped && python3 tests/shipped_checksums.py record /tmp/shipped
+    python3 tests/shipped_checksums.py run /tmp/shipped && python3 tests/shipped_checksums.py compare /tmp/shipped
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import os
+import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -47,9 +55,35 @@ def checksums(out: Path) -> dict[str, str]:
     return sums
 
 
+def sheet_date() -> str:
+    """The day (ISO) the recorded print sheets show."""
+    return json.loads(RECORD.read_text(encoding="utf-8"))["sheet_date"]
+
+
+def source_date_epoch() -> str:
+    """``SOURCE_DATE_EPOCH`` (seconds, UTC midnight) of the recorded sheets' day: a run made
+    with it draws its sheets with the record's date."""
+    day = dt.date.fromisoformat(sheet_date())
+    return str(int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()))
+
+
+def run(out: Path) -> int:
+    """``kaizhou-gis run --out OUT`` on the shipped layers, drawing on the record's day."""
+    env = {**os.environ, "SOURCE_DATE_EPOCH": source_date_epoch()}
+    return subprocess.call([sys.executable, "-m", "kaizhou_gis", "run", "--out", str(out)],
+                           env=env, cwd=REPO)
+
+
 def record(out: Path) -> None:
+    """Record the run in ``out``, made by :func:`run` (its sheets show the record's day, which
+    the new record keeps; a first record takes the day of ``$SOURCE_DATE_EPOCH`` or today)."""
     RECORD.parent.mkdir(parents=True, exist_ok=True)
-    data = {"renderers": renderer_versions(), "files": checksums(out)}
+    if RECORD.exists():
+        day = dt.date.fromisoformat(sheet_date())
+    else:
+        epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+        day = dt.datetime.fromtimestamp(int(epoch), dt.UTC).date() if epoch else dt.date.today()
+    data = {"renderers": renderer_versions(), "sheet_date": day.isoformat(), "files": checksums(out)}
     RECORD.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"{len(data['files'])} files recorded in {RECORD}")
 
@@ -70,8 +104,10 @@ def differences(out: Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("record", "compare"):
-        sys.exit("usage: python3 tests/shipped_checksums.py record|compare OUTPUT_FOLDER")
+    if len(sys.argv) != 3 or sys.argv[1] not in ("run", "record", "compare"):
+        sys.exit("usage: python3 tests/shipped_checksums.py run|record|compare OUTPUT_FOLDER")
+    if sys.argv[1] == "run":
+        sys.exit(run(Path(sys.argv[2])))
     if sys.argv[1] == "record":
         record(Path(sys.argv[2]))
     else:

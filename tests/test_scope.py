@@ -104,32 +104,19 @@ def picks(district) -> dict[str, str]:
 def townships(district, picks, tmp_path_factory) -> dict[str, Path]:
     """Each township's four commands into its own folder that holds the district's cache.
 
-    A print sheet shows the day it was drawn (制图日期): the commands draw on the day the
-    district's sheets were drawn (the day the session's shipped run wrote them), so that a
-    session that passes midnight between that run and these commands compares the same sheets
-    (seen: 69 pixels of the date differed at 00:0x)."""
-    import datetime as dt
-    import types
+    A print sheet shows the day it was drawn (制图日期): the session draws every sheet on the
+    day of ``SOURCE_DATE_EPOCH`` (tests/conftest.py), so the township sheets and the district's
+    show the same date even when the session passes midnight between them."""
+    import os
 
-    from kaizhou_gis.maps import printmap
-
-    drawn = dt.date.fromtimestamp(
-        (district / "maps/townships" / f"{picks['cover']}.png").stat().st_mtime)
-
-    class _DistrictDay(dt.date):
-        @classmethod
-        def today(cls):
-            return drawn
-
+    assert os.environ.get("SOURCE_DATE_EPOCH")
     outs = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(printmap, "_dt", types.SimpleNamespace(date=_DistrictDay))
-        for code in picks.values():
-            out = tmp_path_factory.mktemp(f"tw{code}")
-            shutil.copytree(district / ".cache", out / ".cache")
-            for cmd in ("relocation", "access", "maps", "report"):
-                _cli(cmd, "--township", code, "--out", str(out))
-            outs[code] = out
+    for code in picks.values():
+        out = tmp_path_factory.mktemp(f"tw{code}")
+        shutil.copytree(district / ".cache", out / ".cache")
+        for cmd in ("relocation", "access", "maps", "report"):
+            _cli(cmd, "--township", code, "--out", str(out))
+        outs[code] = out
     return outs
 
 

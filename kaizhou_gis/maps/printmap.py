@@ -9,7 +9,9 @@ A sheet follows the conventions of Chinese planning maps (规划图):
 * north arrow pointing to true north (rotated by the meridian convergence), scale bar and
   numeric scale, legend (图例) of the layers drawn;
 * notes: data status (synthesized layers are named, in Chinese and English), sources, the CRS,
-  date and producing unit (制图单位, ``meta.producing_unit`` of the plan file).
+  date (制图日期: the day the sheet is drawn, or the UTC day of ``SOURCE_DATE_EPOCH`` when that
+  is set, the reproducible-builds convention, so the same inputs give the same bytes on any
+  day: :func:`sheet_date`) and producing unit (制图单位, ``meta.producing_unit`` of the plan file).
 
 Lines, points and labels are vector; the hillshade is a raster on the sheet's own grid at
 ``maps.print_hillshade_dpi`` (300 dpi by default): the DEM is resampled (cubic) to a grid of about
@@ -27,6 +29,8 @@ text in the PDF and cheap to embed.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
+import os
 from pathlib import Path
 
 from pyproj import CRS
@@ -39,6 +43,26 @@ from kaizhou_gis.maps.page import attribution_parts
 from kaizhou_gis.maps.sheetlayout import SheetText
 from kaizhou_gis.maps.sheetpool import SheetPool
 from kaizhou_gis.maps.styles import STEP_NAMES_ZH
+
+log = logging.getLogger(__name__)
+
+#: Environment variable (reproducible-builds.org): seconds since 1970-01-01 UTC whose day the
+#: sheets show as their date instead of today's.
+SOURCE_DATE_ENV = "SOURCE_DATE_EPOCH"
+
+
+def sheet_date() -> str:
+    """The date a sheet shows (ISO): the UTC day of ``$SOURCE_DATE_EPOCH`` when it is set to a
+    whole number of seconds, else today's date."""
+    raw = os.environ.get(SOURCE_DATE_ENV, "").strip()
+    if raw:
+        try:
+            return _dt.datetime.fromtimestamp(int(raw), _dt.UTC).date().isoformat()
+        except (ValueError, OverflowError, OSError):
+            log.warning("%s=%r is not a whole number of seconds since 1970; the sheets show "
+                        "today's date", SOURCE_DATE_ENV, raw)
+    return _dt.date.today().isoformat()
+
 
 # --------------------------------------------------------------------------------------------
 # from the maps step's data
@@ -73,7 +97,7 @@ def sheet_text(plan, d, *, title: str, subtitle: str, labels: list | None = None
     return SheetText(
         title=title, subtitle=subtitle,
         producing_unit=str(plan.get("meta.producing_unit", "")),
-        date=date or _dt.date.today().isoformat(),
+        date=date or sheet_date(),
         sources=[s for s in full if s] or ["—"], status=status,
         crs_note=f"{work.name} ({work.to_string()}); 经纬网 graticule: CGCS2000 (EPSG:4490)",
         labels=list(labels or []), banner=banner)
