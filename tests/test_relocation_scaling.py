@@ -9,7 +9,6 @@ import math
 import geopandas as gpd
 import networkx as nx
 import numpy as np
-import pandas as pd
 import pytest
 from shapely.geometry import LineString, Point
 
@@ -50,7 +49,7 @@ def _reference_selection(ok, demand, hh, *, cap, min_spacing_m, max_m, own_befor
             if relocation._spaced(xy[k], chosen, min_spacing_m):
                 chosen.append(xy[k])
                 picks.append((k, code))
-    for k, code in picks:
+    for k, _code in picks:
         free[k] = False
         all_xy.append(xy[k])
     for k, code in list(picks):
