@@ -10,9 +10,8 @@ import fontTools.subset  # noqa: F401 - the print sheets' subset font (kaizhou_g
 import matplotlib.backends.backend_agg  # noqa: F401 - the sheets and the report's charts
 import matplotlib.figure  # noqa: F401
 
-import kaizhou_gis.batch.run  # noqa: F401 - run_district, the task itself
 import kaizhou_gis.layers  # noqa: F401
 import kaizhou_gis.manifest  # noqa: F401
-from kaizhou_gis.pipeline import available_steps
+from kaizhou_gis.batch.run import import_steps  # run_district, the task itself
 
-available_steps()  # imports the module of every step
+import_steps()  # the module of every step (through the pipeline, which only runners import)

@@ -135,6 +135,14 @@ def make_client(*, scheduler: str | None, workers: int | None, memory_limit: str
     return Client(cluster), cluster
 
 
+def import_steps() -> list[str]:
+    """Import the module of every step of the pipeline (what a district run needs); returns the
+    step names. For :mod:`kaizhou_gis.batch.preload`."""
+    from kaizhou_gis.pipeline import available_steps
+
+    return available_steps()
+
+
 #: The module the fork server of the local workers imports (:func:`_start_workers_from_fork_server`).
 PRELOAD_MODULE = "kaizhou_gis.batch.preload"
 #: dask's setting of how a nanny starts its worker process, and the environment variable that sets it.
