@@ -17,7 +17,9 @@ Where each part lives:
 * :mod:`~kaizhou_gis.maps.background`, :mod:`~kaizhou_gis.maps.hillshade`: the offline hillshade
   background; :mod:`~kaizhou_gis.maps.mapassets`: the inlined Leaflet files;
 * :mod:`~kaizhou_gis.maps.printmap`, :mod:`~kaizhou_gis.maps.sheet`,
-  :mod:`~kaizhou_gis.maps.sheetlayout`, :mod:`~kaizhou_gis.maps.sheetpool`: the A3 print sheets;
+  :mod:`~kaizhou_gis.maps.sheetlayout`, :mod:`~kaizhou_gis.maps.sheetrelief` (the shaded relief),
+  :mod:`~kaizhou_gis.maps.sheetpng` (the PNG: the PDF rasterized),
+  :mod:`~kaizhou_gis.maps.sheetpool`: the A3 print sheets;
 * :mod:`~kaizhou_gis.maps.step`: the step wrapper, the only part that reads the run's options.
 
 How the pages are made:
