@@ -13,7 +13,7 @@ import shapely
 from shapely.geometry import LineString
 
 from kaizhou_gis.access.linksearch import LinkSearch, search_groups
-from kaizhou_gis.access.seatfield import BATCH_CELLS, DETOUR, MARGIN_M, bounded_search, symmetric
+from kaizhou_gis.access.seatfield import bounded_search, first_limits, symmetric
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.network import DemGrid, terrain_class
 
@@ -101,27 +101,16 @@ def upgrade_options(net, seats, cand: pd.DataFrame, cost_per_km: dict) -> tuple[
     same = comp[node] == comp[seat_node][row]
     # first bound: twice the straight line to the farthest end + 1 km, at the dearest yuan/m
     xy = shapely.get_coordinates(net.nodes.geometry.to_numpy())
-    far = np.zeros(len(ok_rows))
-    np.maximum.at(far, row, np.hypot(*(xy[node] - xy[seat_node[row]]).T))
     per_m = float(np.max(w / np.maximum(L, 1e-9))) if len(w) else 1.0
-    limits = (DETOUR * far + MARGIN_M) * per_m
+    limits = first_limits(len(ok_rows), row, xy[node], xy[seat_node[row]], per_m)
     by_seat = pd.Series(np.arange(len(ci)), index=ck_a).groupby(level=0).agg(list).to_dict()
-    seat_order = np.argsort(limits, kind="stable")
-    per_batch = max(1, BATCH_CELLS // g.shape[0])
-    for b0 in range(0, len(seat_order), per_batch):
-        batch = seat_order[b0:b0 + per_batch]
-        local = np.full(len(ok_rows), -1)
-        local[batch] = np.arange(len(batch))
-        keep = local[row] >= 0
-        for done, at, dist, pred in bounded_search(g, vn[batch], limits[batch], local[row[keep]],
-                                                   node[keep], same[keep], total=float(g.sum()),
-                                                   predecessors=True):
-            for k_local in done:
-                k = int(at[k_local])
-                for j in by_seat.get(int(batch[k_local]), []):
-                    i = ci[j]
-                    paths[i], std[i] = _trace_upgrade(int(ce[j]), dist[k], pred[k], n, S, u, v,
-                                                      cost, edge_of)
+    for _, done, at, dist, pred in bounded_search(g, vn, limits, row, node, same,
+                                                  total=float(g.sum()), predecessors=True):
+        for k in done:
+            for j in by_seat.get(int(k), []):
+                i = ci[j]
+                paths[i], std[i] = _trace_upgrade(int(ce[j]), dist[at[k]], pred[at[k]], n, S, u, v,
+                                                  cost, edge_of)
     return std, paths, cost
 
 

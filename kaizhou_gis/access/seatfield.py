@@ -104,33 +104,25 @@ class SeatField:
         pos = np.flatnonzero(ok)
         r, nd = rows[pos], nodes[pos]
         seat_rows, inv = np.unique(r, return_inverse=True)
-        # each seat's first limit: twice the straight line to its farthest node, plus a margin
-        far = np.zeros(len(seat_rows))
-        np.maximum.at(far, inv, np.hypot(*(self._node_xy[nd] - self._seat_xy[r]).T))
-        first = (DETOUR * far + MARGIN_M) * self._per_m
-        order = np.argsort(first, kind="stable")  # seats of like limits search together
-        per_batch = max(1, BATCH_CELLS // (self._graph.shape[0]))
-        for b in range(0, len(order), per_batch):
-            batch = order[b:b + per_batch]
-            local = np.full(len(seat_rows), -1)
-            local[batch] = np.arange(len(batch))
-            sel = np.flatnonzero(local[inv] >= 0)
-            out[pos[sel]] = self._search(seat_rows[batch], first[batch], local[inv[sel]], nd[sel])
-        return out
-
-    def _search(self, seats: np.ndarray, limits: np.ndarray, row: np.ndarray,
-                node: np.ndarray) -> np.ndarray:
-        """Values of the pairs (``row`` into ``seats``, ``node``) from the bounded searches of
-        the seats (:func:`bounded_search`)."""
-        vals = np.full(len(row), np.inf)
-        same = self._node_comp[node] == self._seat_comp[seats][row]
-        for rnd, (done, at, d, _) in enumerate(bounded_search(
-                self._graph, self.sources[seats], limits, row, node, same, total=self._total)):
+        first = first_limits(len(seat_rows), inv, self._node_xy[nd], self._seat_xy[r], self._per_m)
+        same = self._node_comp[nd] == self._seat_comp[r]
+        for rnd, done, at, d, _ in bounded_search(self._graph, self.sources[seat_rows], first, inv,
+                                                  nd, same, total=self._total):
             self.searches += int((at >= 0).sum())
             self.widened += rnd > 0
-            sel = np.flatnonzero(np.isin(row, done))
-            vals[sel] = d[at[row[sel]], node[sel]]
-        return vals
+            sel = np.flatnonzero(np.isin(inv, done))
+            out[pos[sel]] = d[at[inv[sel]], nd[sel]]
+        return out
+
+
+def first_limits(n_sources: int, row: np.ndarray, node_xy: np.ndarray, source_xy: np.ndarray,
+                 per_m: float) -> np.ndarray:
+    """The first limit of each source's search: :data:`DETOUR` times the straight line to the
+    farthest node asked of it, plus :data:`MARGIN_M`, in weight units (``per_m`` per metre).
+    ``row``: the source of each pair; ``node_xy``, ``source_xy``: the pair's two ends."""
+    far = np.zeros(n_sources)
+    np.maximum.at(far, row, np.hypot(*(np.asarray(node_xy) - np.asarray(source_xy)).T))
+    return (DETOUR * far + MARGIN_M) * per_m
 
 
 def symmetric(graph: sp.spmatrix) -> sp.csr_matrix:
@@ -145,31 +137,37 @@ def bounded_search(graph: sp.csr_matrix, sources: np.ndarray, limits: np.ndarray
     """Dijkstra searches from ``sources``, each bounded by its limit, until every pair (``row``
     into ``sources``, ``node``) whose node is reachable (``same``: in the source's component)
     has its exact value: the sources with such a node left beyond the limit are searched again
-    with twice their limit (no limit once it passes ``total``, the sum of all weights).
+    with twice their limit (no limit once it passes ``total``, the sum of all weights). Sources
+    are searched in batches of about :data:`BATCH_CELLS` cells, those of like limits together.
 
-    Yields one tuple per round: ``(done, at, dist, pred)``: the sources (positions in
-    ``sources``) whose pairs are all exact after this round, each searched source's row in
-    ``dist`` (``at[k]``, -1 if not searched this round), the round's distances and its
-    predecessors (None unless ``predecessors``). Within the limit a search is the unbounded
-    search, so the values (and the shortest-path tree) of a done source are the unbounded ones.
+    Yields one tuple per search: ``(round, done, at, dist, pred)``: the round of the batch
+    (0 for its first search), the sources (positions in ``sources``) whose pairs are all exact
+    after it, each searched source's row in ``dist`` (``at[k]``, -1 if not searched), the
+    distances and the predecessors (None unless ``predecessors``). Within the limit a search is
+    the unbounded search, so the values (and the shortest-path tree) of a done source are the
+    unbounded ones.
     """
     limits = np.asarray(limits, dtype="float64").copy()
-    todo = np.arange(len(sources))
-    while len(todo):
-        limit = float(limits[todo].max())
-        res = dijkstra(graph, directed=True, indices=sources[todo], limit=limit,
-                       return_predecessors=predecessors)
-        dist, pred = res if predecessors else (res, None)
-        at = np.full(len(sources), -1)
-        at[todo] = np.arange(len(todo))
-        sel = np.flatnonzero(at[row] >= 0)
-        if np.isinf(limit):
-            again = np.empty(0, dtype=np.int64)
-        else:
-            vals = dist[at[row[sel]], node[sel]]
-            again = np.unique(row[sel][np.isinf(vals) & same[sel]])
-        yield np.setdiff1d(todo, again), at, dist, pred
-        todo = again
-        if len(todo):
-            limits[todo] = 2.0 * np.maximum(limits[todo], 0.5)
-            limits[todo[limits[todo] >= total]] = np.inf
+    order = np.argsort(limits, kind="stable")
+    per_batch = max(1, BATCH_CELLS // graph.shape[0])
+    for b in range(0, len(order), per_batch):
+        todo = order[b:b + per_batch]
+        rnd = 0
+        while len(todo):
+            limit = float(limits[todo].max())
+            res = dijkstra(graph, directed=True, indices=sources[todo], limit=limit,
+                           return_predecessors=predecessors)
+            dist, pred = res if predecessors else (res, None)
+            at = np.full(len(sources), -1)
+            at[todo] = np.arange(len(todo))
+            sel = np.flatnonzero(at[row] >= 0)
+            if np.isinf(limit):
+                again = np.empty(0, dtype=np.int64)
+            else:
+                vals = dist[at[row[sel]], node[sel]]
+                again = np.unique(row[sel][np.isinf(vals) & same[sel]])
+            yield rnd, np.setdiff1d(todo, again), at, dist, pred
+            todo, rnd = again, rnd + 1
+            if len(todo):
+                limits[todo] = 2.0 * np.maximum(limits[todo], 0.5)
+                limits[todo[limits[todo] >= total]] = np.inf
