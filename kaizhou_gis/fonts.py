@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
@@ -92,12 +93,19 @@ def cjk_rc(*, subset: bool = False, **extra) -> dict:
     return rc
 
 
+#: matplotlib's rc settings are one process-wide dict: a drawing in one thread (the web
+#: workbench draws reports and sheets in worker threads) must not see another thread's
+#: ``rc_context`` end half-way (its text then falls back to DejaVu Sans: boxes for Chinese).
+_RC_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
-def cjk_context(**extra) -> Iterator[None]:
-    """``with cjk_context(): ...`` draws Chinese text with the CJK font."""
+def cjk_context(*, subset: bool = False, **extra) -> Iterator[None]:
+    """``with cjk_context(): ...`` draws Chinese text with the CJK font (:func:`cjk_rc`), one
+    thread at a time: the rc settings hold for the whole block, whatever other threads draw."""
     import matplotlib
 
-    with matplotlib.rc_context(cjk_rc(**extra)):
+    with _RC_LOCK, matplotlib.rc_context(cjk_rc(subset=subset, **extra)):
         yield
 
 

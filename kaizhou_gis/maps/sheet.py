@@ -73,7 +73,6 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
     of a parse of the whole font collection per embedded font. The same ``font_chars`` give the
     same bytes.
     """
-    import matplotlib
     from matplotlib.lines import Line2D
 
     from kaizhou_gis import fonts
@@ -83,7 +82,7 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
     to_geo = transformer(work_crs, "EPSG:4490")  # CGCS2000 geographic
 
     fonts.subset_family(sheet_chars(specs, text) if font_chars is None else font_chars)
-    with matplotlib.rc_context(fonts.cjk_rc(subset=True)):
+    with fonts.cjk_context(subset=True):
         fig, ax = _figure(lay)
         if dem is not None:  # hillshade raster at the print resolution
             draw_relief(ax, dem, lay, work_crs, highlight, hillshade_dpi=hillshade_dpi,

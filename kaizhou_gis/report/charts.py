@@ -50,15 +50,12 @@ class _Label:
 
 def make_charts(report: dict, townships: pd.DataFrame, chart_data: dict) -> dict[str, bytes]:
     """PNG charts: settlement elevation histogram, cost curve, township bars (what data allows)."""
-    import matplotlib
-
-    from kaizhou_gis.fonts import cjk_rc, find_cjk_font
+    from kaizhou_gis.fonts import cjk_context, find_cjk_font
 
     lab = _Label(find_cjk_font() is not None)
-    rc = cjk_rc()
     status = report.get("data_status")
     charts: dict[str, bytes] = {}
-    with matplotlib.rc_context(rc):
+    with cjk_context():
         elev = chart_data.get("elevation_m")
         if elev is not None and len(elev):
             charts["elevation"] = _elevation_chart(elev, chart_data, lab, status)
