@@ -154,3 +154,32 @@ def test_grid_cost_matrix_is_the_cell_graph_built_lean(crs, tr):
     assert np.array_equal(gr, np.asarray(g.grade[a, m.indices]).ravel())
     with pytest.raises(OptionError, match="not neighbours"):
         step_attributes(z, tr, crs, [0], [2])
+
+
+def test_grid_cost_matrix_of_a_part_with_the_grid_cell_sizes_is_the_grid_matrix_there():
+    """A part of a geographic grid built with the whole grid's cell sizes of its rows has the
+    edges, and the edge costs to the last bit, of the whole grid's matrix between its cells;
+    the part's own sizes (latitudes from its own transform) may differ in the last bits."""
+    from rasterio.transform import Affine
+
+    from kaizhou_gis.network.costpath import grid_cost_matrix
+    from kaizhou_gis.terrain import cell_size_m
+
+    rng = np.random.default_rng(5)
+    z = np.round(rng.normal(size=(40, 50)).cumsum(axis=0).cumsum(axis=1) * 3.0 + 500.0)
+    tr = from_origin(108.123, 31.456, 1 / 1200, 1 / 1200)
+    cost = lambda h, g: h * (1.0 + 10.0 * g)  # noqa: E731
+    whole = grid_cost_matrix(z, tr, "EPSG:4326", max_grade_pct=50.0, step_cost=cost)
+    dx, dy = cell_size_m(tr, "EPSG:4326", z.shape[0])
+    r0, r1, c0, c1 = 7, 31, 9, 44
+    part = grid_cost_matrix(z[r0:r1, c0:c1], tr @ Affine.translation(c0, r0), "EPSG:4326",
+                            max_grade_pct=50.0, step_cost=cost, cell_sizes=(dx[r0:r1], dy[r0:r1]))
+    rr, cc = np.mgrid[r0:r1, c0:c1]
+    cells = (rr * z.shape[1] + cc).ravel()
+    sub = whole[cells][:, cells]
+    assert part.nnz == sub.nnz > 0
+    assert np.array_equal(part.indptr, sub.indptr) and np.array_equal(part.indices, sub.indices)
+    assert np.array_equal(part.data, sub.data)  # bit for bit
+    with pytest.raises(OptionError, match="cell_sizes"):
+        grid_cost_matrix(z[r0:r1, c0:c1], tr, "EPSG:4326", max_grade_pct=50.0, step_cost=cost,
+                         cell_sizes=(dx, dy))

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import shapely
+from rasterio.transform import Affine
 from rasterio.windows import transform as window_transform
+from scipy.sparse.csgraph import connected_components
 from shapely.geometry import LineString
 
 from kaizhou_gis.network import DemGrid, terrain_class
@@ -24,6 +26,7 @@ from kaizhou_gis.network.costpath import (
     trace,
     window_for,
 )
+from kaizhou_gis.terrain import cell_size_m
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,11 @@ class _Searched:
     gmax: float
     sxy: np.ndarray
     rep: np.ndarray
-    dist: np.ndarray
-    pred: np.ndarray
-    nearest: np.ndarray
+    dist: Any
+    pred: Any
+    nearest: Any
     src_of_cell: dict[int, int]
+    src_cells: np.ndarray | None = None
 
 
 @dataclass
@@ -78,6 +82,10 @@ class _Ends:
     cost: np.ndarray
     best: np.ndarray
     csize: float
+    ok: np.ndarray | None = None
+    dd: np.ndarray | None = None
+    own_k: int = 0
+    cell0: np.ndarray | None = None
 
 
 def search_groups(s: LinkSearch, groups, out: list, geoms: np.ndarray, L: np.ndarray) -> None:
@@ -98,15 +106,18 @@ def search_groups(s: LinkSearch, groups, out: list, geoms: np.ndarray, L: np.nda
                 out[i] = {"reason": f"no {'paved ' if to_paved else ''}road of the seat's network "
                                     f"within {s.max_link_km:g} km"}
             continue
+        if int(win.height) > TILE_CELLS + 2 * TILE_MARGIN or int(win.width) > TILE_CELLS + 2 * TILE_MARGIN:
+            _search_tiled(s, win, geoms, L, near, idx, txy, tx, ty, to_paved, out)
+            continue
         found = _search_window(s, win, geoms, L, near)
         ends = _end_cells(s, found, idx, txy, tx, ty)
         for j, i in enumerate(idx):
             out[i] = _traced_link(s, found, ends, j, txy[j], to_paved)
 
 
-def _search_window(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: np.ndarray) -> _Searched:
-    """The hairpin cell graph of the DEM window and one multi-source Dijkstra from points every
-    ``sample_m`` along the source lines ``near``."""
+def _sources(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: np.ndarray) -> _Searched:
+    """The DEM window ``win`` and the sources of its search, points every ``sample_m`` along
+    the source lines ``near`` (no search yet: ``dist``, ``pred``, ``nearest`` are None)."""
     nseg = np.maximum(1, np.ceil(L[near] / s.sample_m).astype(np.int64))
     npts = nseg + 1
     rep = np.repeat(near, npts)
@@ -118,22 +129,210 @@ def _search_window(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: n
     h, w = int(win.height), int(win.width)
     sub = s.dem.values[r0:r0 + h, c0:c0 + w]
     tr = window_transform(win, s.dem.transform)
-    matrix = _switchback_graph(sub, tr, s.dem.crs, max_grade_pct=s.max_grade_pct,
-                               terrain_max_pct=s.switchback_terrain_max_pct, slope_weight=s.slope_weight)
     src_cells = points_to_cells(np.column_stack([sx, sy]), tr, (h, w))
-    dist, pred, nearest = search_matrix(matrix, src_cells)
-    del matrix
     src_of_cell: dict[int, int] = {}
     for si_, c in enumerate(src_cells.tolist()):
         if c >= 0 and c not in src_of_cell:
             src_of_cell[c] = si_
     return _Searched(r0=r0, c0=c0, h=h, w=w, tr=tr, sub=sub, gmax=s.max_grade_pct / 100.0,
-                     sxy=sxy, rep=rep, dist=dist, pred=pred, nearest=nearest, src_of_cell=src_of_cell)
+                     sxy=sxy, rep=rep, dist=None, pred=None, nearest=None, src_of_cell=src_of_cell,
+                     src_cells=src_cells)
 
 
-def _end_cells(s: LinkSearch, f: _Searched, idx: np.ndarray, txy: np.ndarray, tx, ty) -> _Ends:
-    """Candidate end cells: the point's own cell and the cells around it within the limit; the
-    point's own cell when reachable, otherwise the reachable cell nearest to the point."""
+def _search_window(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: np.ndarray) -> _Searched:
+    """The hairpin cell graph of the DEM window and one multi-source Dijkstra from points every
+    ``sample_m`` along the source lines ``near``."""
+    f = _sources(s, win, geoms, L, near)
+    matrix = _switchback_graph(f.sub, f.tr, s.dem.crs, max_grade_pct=s.max_grade_pct,
+                               terrain_max_pct=s.switchback_terrain_max_pct, slope_weight=s.slope_weight)
+    f.dist, f.pred, f.nearest = search_matrix(matrix, f.src_cells)
+    return f
+
+
+# --------------------------------------------------------------------------------------------
+# The search of a large window, tile by tile
+# --------------------------------------------------------------------------------------------
+#: A window larger than a tile's (``TILE_CELLS`` plus ``TILE_MARGIN`` on each side) is searched
+#: tile by tile: the candidates of each square of ``TILE_CELLS`` cells are searched over the
+#: square plus a margin of ``TILE_MARGIN`` cells (doubled for the candidates whose answer it does
+#: not prove, see :func:`_search_tiled`).
+TILE_CELLS = 512
+TILE_MARGIN = 64
+
+
+class _InWindow:
+    """The result array ``a`` of a search over the part (rows ``wr0``.., columns ``wc0``..,
+    ``wh`` x ``ww`` cells) of a window ``fw_w`` cells wide, read by flat index of the window:
+    ``fill`` outside the part; with ``cells``, values that are flat indices of the part (the
+    predecessors, the nearest sources) are turned into flat indices of the window."""
+
+    def __init__(self, a: np.ndarray, wr0: int, wc0: int, wh: int, ww: int, fw_w: int, fill,
+                 cells: bool = False):
+        self.a, self.wr0, self.wc0, self.wh, self.ww, self.fw_w = a, wr0, wc0, wh, ww, fw_w
+        self.fill, self.cells = fill, cells
+
+    def __getitem__(self, k):
+        k = np.asarray(k, dtype=np.int64)
+        r, c = np.divmod(k, self.fw_w)
+        r, c = r - self.wr0, c - self.wc0
+        inside = (r >= 0) & (r < self.wh) & (c >= 0) & (c < self.ww)
+        v = np.where(inside, self.a[np.where(inside, r * self.ww + c, 0)], self.fill)
+        if self.cells:
+            vr, vc = np.divmod(v, self.ww)
+            v = np.where(v >= 0, (vr + self.wr0) * self.fw_w + vc + self.wc0, v)
+        return v[()] if v.ndim == 0 else v
+
+
+def _search_tiled(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: np.ndarray,
+                  idx: np.ndarray, txy: np.ndarray, tx, ty, to_paved: bool, out: list) -> None:
+    """The search of :func:`_search_window` over a large window ``win``, tile by tile, with the
+    same links (and reasons) as the one search over the whole window.
+
+    The candidates in each square of :data:`TILE_CELLS` cells are searched over the square plus
+    a margin (the part of the window), with the edge costs of the whole window (the same cell
+    sizes) and the sources that lie in the part. A candidate's answer from a part is the whole
+    window's when the part proves it:
+
+    * its chosen end cell (its own, or the nearest reachable within the limit) costs less than
+      any path from outside the part could: a step's cost is at least its horizontal length,
+      and a path from a cell outside the part crosses at least as many rows (columns) of the
+      part, each at least the smallest cell height (width) of the window, as lie between the
+      cell and that side. Such a cost is the whole window's least cost, and every least-cost
+      path lies inside the part (the same path, the same source);
+    * every end cell it would prefer (its own cell, and the nearer cells of the ring) that the
+      part cannot reach is unreachable in the whole window too: the cell's connected part of
+      the part's cell graph holds no source and no cell on a side of the part that borders the
+      rest of the window, so it is the cell's whole connected part of the window's graph.
+
+    The other candidates are searched again with twice the margin, until the part is the whole
+    window (which proves everything). Memory is that of one part, not of the whole window.
+    """
+    f = _sources(s, win, geoms, L, near)
+    h, w = f.h, f.w
+    dx, dy = cell_size_m(f.tr, s.dem.crs, h)  # the window's, as its one graph would use
+    step_min = (float(np.min(dx)), float(np.min(dy)))
+    ends = _end_geometry(s, f, idx, txy, tx, ty)
+    src_rc = np.divmod(f.src_cells[f.src_cells >= 0], w)
+    cell0 = ends.cell0
+    tile = np.where(cell0 >= 0, (cell0 // w) // TILE_CELLS * (w // TILE_CELLS + 1) + (cell0 % w) // TILE_CELLS, -1)
+    pending = np.arange(len(idx))
+    margin = TILE_MARGIN
+    while len(pending):
+        retry = []
+        for t in np.unique(tile[pending]).tolist():
+            js = pending[tile[pending] == t]
+            if t < 0:  # the point lies outside the window: no end cell, no link
+                _choose(ends, js, _InWindow(np.zeros(1), 0, 0, 0, 0, w, np.inf))
+                for j in js.tolist():
+                    out[idx[j]] = _traced_link(s, f, ends, j, txy[j], to_paved)
+                continue
+            tr_, tc_ = divmod(t, w // TILE_CELLS + 1)
+            wr0, wr1 = max(0, tr_ * TILE_CELLS - margin), min(h, (tr_ + 1) * TILE_CELLS + margin)
+            wc0, wc1 = max(0, tc_ * TILE_CELLS - margin), min(w, (tc_ + 1) * TILE_CELLS + margin)
+            part = _search_part(s, f, wr0, wr1, wc0, wc1, dx, dy, src_rc)
+            _choose(ends, js, part.dist)
+            for j in js.tolist():
+                if _proved(ends, j, part, (wr0, wr1, wc0, wc1), (h, w), step_min):
+                    out[idx[j]] = _traced_link(s, part, ends, j, txy[j], to_paved)
+                else:
+                    retry.append(j)
+            del part
+        pending = np.asarray(retry, dtype=np.int64)
+        margin *= 2
+
+
+@dataclass
+class _Part(_Searched):
+    """A search over a part of a window (rows ``wr0``..``wr1``, columns ``wc0``..``wc1``):
+    ``dist``, ``pred``, ``nearest`` read by flat index of the window (:class:`_InWindow`);
+    ``labels`` the connected parts of the part's cell graph (computed when first asked)."""
+
+    wr0: int = 0
+    wr1: int = 0
+    wc0: int = 0
+    wc1: int = 0
+    matrix: Any = None
+    labels: np.ndarray | None = None
+
+
+def _search_part(s: LinkSearch, f: _Searched, wr0: int, wr1: int, wc0: int, wc1: int,
+                 dx: np.ndarray, dy: np.ndarray, src_rc) -> _Part:
+    """One multi-source search over the part rows ``wr0:wr1``, columns ``wc0:wc1`` of the window
+    of ``f``, from the window's sources that lie in the part."""
+    wh, ww = wr1 - wr0, wc1 - wc0
+    z = f.sub[wr0:wr1, wc0:wc1]
+    tr = f.tr @ Affine.translation(wc0, wr0)
+    matrix = _switchback_graph(z, tr, s.dem.crs, max_grade_pct=s.max_grade_pct,
+                               terrain_max_pct=s.switchback_terrain_max_pct, slope_weight=s.slope_weight,
+                               cell_sizes=(dx[wr0:wr1], dy[wr0:wr1]))
+    sr, sc = src_rc
+    inside = (sr >= wr0) & (sr < wr1) & (sc >= wc0) & (sc < wc1)
+    dist, pred, nearest = search_matrix(matrix, (sr[inside] - wr0) * ww + (sc[inside] - wc0))
+    w = f.w
+    return _Part(r0=f.r0, c0=f.c0, h=f.h, w=w, tr=f.tr, sub=f.sub, gmax=f.gmax, sxy=f.sxy, rep=f.rep,
+                 dist=_InWindow(dist, wr0, wc0, wh, ww, w, np.inf),
+                 pred=_InWindow(pred, wr0, wc0, wh, ww, w, -9999, cells=True),
+                 nearest=_InWindow(nearest, wr0, wc0, wh, ww, w, -9999, cells=True),
+                 src_of_cell=f.src_of_cell, wr0=wr0, wr1=wr1, wc0=wc0, wc1=wc1, matrix=matrix)
+
+
+def _proved(ends: _Ends, j: int, part: _Part, box: tuple[int, int, int, int], shape: tuple[int, int],
+            step_min: tuple[float, float]) -> bool:
+    """Whether the part ``box`` (rows wr0:wr1, columns wc0:wc1 of a window of ``shape``) proves
+    candidate ``j``'s answer (see :func:`_search_tiled`)."""
+    wr0, wr1, wc0, wc1 = box
+    h, w = shape
+    open_ = (wr0 > 0, wr1 < h, wc0 > 0, wc1 < w)  # sides bordering the rest of the window
+    if not any(open_):
+        return True
+    ok = ends.ok[j]
+    cost = ends.cost[j]
+    b = int(ends.best[j])
+    fin = np.isfinite(cost)
+    # the end cells preferred to the chosen one: the own cell, then the ring by distance (and
+    # by position among equal distances, as argmin)
+    k = np.arange(len(cost))
+    if not fin.any():
+        before = ok
+    elif b == ends.own_k:
+        before = np.zeros(len(cost), dtype=bool)
+    else:
+        dd = ends.dd[j]
+        before = ok & ((k == ends.own_k) | (dd < dd[b]) | ((dd == dd[b]) & (k < b)))
+    unreached = before & ~fin
+    if unreached.any():
+        if part.labels is None:
+            part.labels = connected_components(part.matrix, directed=True, connection="weak")[1]
+        lab = part.labels.reshape(part.wr1 - part.wr0, part.wc1 - part.wc0)
+        edge = []
+        if open_[0]:
+            edge.append(lab[0])
+        if open_[1]:
+            edge.append(lab[-1])
+        if open_[2]:
+            edge.append(lab[:, 0])
+        if open_[3]:
+            edge.append(lab[:, -1])
+        touching = np.unique(np.concatenate(edge))
+        r, c = np.divmod(ends.flat[j][unreached], w)
+        r, c = r - wr0, c - wc0
+        if not ((r >= 0) & (r < lab.shape[0]) & (c >= 0) & (c < lab.shape[1])).all():
+            return False  # an end cell outside the part
+        if np.isin(lab[r, c], touching).any():
+            return False
+    if not fin.any():
+        return True
+    r, c = divmod(int(ends.flat[j, b]), w)
+    dxm, dym = step_min
+    bound = min([(r - wr0 + 1) * dym] * open_[0] + [(wr1 - r) * dym] * open_[1]
+                + [(c - wc0 + 1) * dxm] * open_[2] + [(wc1 - c) * dxm] * open_[3])
+    # any path from outside the part costs at least ``bound`` (less a float margin)
+    return bool(cost[b] < bound * (1.0 - 1e-9))
+
+
+def _end_geometry(s: LinkSearch, f: _Searched, idx: np.ndarray, txy: np.ndarray, tx, ty) -> _Ends:
+    """Candidate end cells of each point: its own cell and the cells around it within the limit
+    (``ok``), with their distance to the point (``dd``); no costs yet (see :func:`_choose`)."""
     h, w, tr = f.h, f.w, f.tr
     cell0 = points_to_cells(np.column_stack([tx, ty]), tr, (h, w))
     csize = float(np.nanmin([abs(v) for v in _cell_metres(tr, s.dem.crs, h)]))
@@ -149,13 +348,27 @@ def _end_cells(s: LinkSearch, f: _Searched, idx: np.ndarray, txy: np.ndarray, tx
     dd = np.hypot(ex.reshape(flat.shape) - txy[:, 0:1], ey.reshape(flat.shape) - txy[:, 1:2])
     own = (dr == 0) & (dc == 0)
     ok = inside & ((dd <= s.limit[idx][:, None]) | own[None, :])
-    cost = np.where(ok, f.dist[flat], np.inf)
-    own_k = int(np.flatnonzero(own)[0])
+    return _Ends(flat=flat, ex=ex.reshape(flat.shape), ey=ey.reshape(flat.shape), own=own,
+                 cost=np.full(flat.shape, np.inf), best=np.zeros(len(flat), dtype=np.int64), csize=csize,
+                 ok=ok, dd=dd, own_k=int(np.flatnonzero(own)[0]), cell0=cell0)
+
+
+def _choose(ends: _Ends, rows: np.ndarray, dist) -> None:
+    """The costs of the end cells of the points ``rows`` from a search's ``dist`` and the chosen
+    end: the point's own cell when reachable, otherwise the reachable cell nearest to it."""
+    cost = np.where(ends.ok[rows], dist[ends.flat[rows]], np.inf)
     reach_ok = np.isfinite(cost)
-    ring_key = np.where(reach_ok, dd, np.inf)
-    best = np.where(reach_ok[:, own_k], own_k, np.argmin(ring_key, axis=1))
-    return _Ends(flat=flat, ex=ex.reshape(flat.shape), ey=ey.reshape(flat.shape), own=own, cost=cost, best=best,
-                 csize=csize)
+    ring_key = np.where(reach_ok, ends.dd[rows], np.inf)
+    ends.cost[rows] = cost
+    ends.best[rows] = np.where(reach_ok[:, ends.own_k], ends.own_k, np.argmin(ring_key, axis=1))
+
+
+def _end_cells(s: LinkSearch, f: _Searched, idx: np.ndarray, txy: np.ndarray, tx, ty) -> _Ends:
+    """Candidate end cells: the point's own cell and the cells around it within the limit; the
+    point's own cell when reachable, otherwise the reachable cell nearest to the point."""
+    ends = _end_geometry(s, f, idx, txy, tx, ty)
+    _choose(ends, np.arange(len(idx)), f.dist)
+    return ends
 
 
 def _traced_link(s: LinkSearch, f: _Searched, ends: _Ends, j: int, pt: np.ndarray, to_paved: bool) -> dict:
@@ -217,7 +430,7 @@ def _road_length(h: np.ndarray, g: np.ndarray, gmax: float) -> np.ndarray:
 
 
 def _switchback_graph(dem: np.ndarray, transform, crs, *, max_grade_pct: float, terrain_max_pct: float,
-                      slope_weight: float) -> sp.csr_matrix:
+                      slope_weight: float, cell_sizes=None) -> sp.csr_matrix:
     """Cost matrix of the cell graph whose steps may cross terrain up to ``terrain_max_pct`` by
     hairpin bends.
 
@@ -236,7 +449,7 @@ def _switchback_graph(dem: np.ndarray, transform, crs, *, max_grade_pct: float, 
         return _road_length(h, g, gmax) * (1.0 + slope_weight * np.minimum(g, gmax))
 
     return grid_cost_matrix(dem, transform, crs, max_grade_pct=max(terrain_max_pct, max_grade_pct),
-                            step_cost=step_cost)
+                            step_cost=step_cost, cell_sizes=cell_sizes)
 
 
 def _cell_metres(transform, crs, height: int) -> tuple[float, float]:

@@ -183,7 +183,8 @@ def step_length(dx: np.ndarray, dy: np.ndarray, rows: np.ndarray, dr, dc) -> np.
 
 
 def grid_cost_matrix(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: float,
-                     step_cost, rows_per_block: int = 256) -> csr_matrix:
+                     step_cost, rows_per_block: int = 256,
+                     cell_sizes: tuple[np.ndarray, np.ndarray] | None = None) -> csr_matrix:
     """The cost matrix of the 8-connected, grade-limited cell graph, built lean.
 
     The same graph as :func:`build_cell_graph` (edges whose terrain grade ``|dz| / h`` is at most
@@ -197,13 +198,21 @@ def grid_cost_matrix(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
     has: each offset's mask computed once, counted on both its cells), and a block's
     temporaries (the column indices built as int32). :func:`step_attributes` gives the length and grade of
     the few steps of a traced path.
+
+    ``cell_sizes``: the cell width and height (m) of each row of ``dem``, when ``dem`` is a
+    part of a larger grid whose sizes were computed once (the sizes of its rows there, so the
+    part's edges cost what they cost in the larger grid, to the last bit); by default
+    :func:`~kaizhou_gis.terrain.cell_size_m` of ``transform``.
     """
     z = np.asarray(dem, dtype="float64")
     nrow, ncol = z.shape
     n = nrow * ncol
     if n >= 2**31 - 1:
         raise OptionError(f"costpath: a window of {n} cells is too large for one search.")
-    dx, dy = cell_size_m(transform, crs, nrow)
+    dx, dy = cell_size_m(transform, crs, nrow) if cell_sizes is None else \
+        (np.asarray(cell_sizes[0], dtype="float64"), np.asarray(cell_sizes[1], dtype="float64"))
+    if len(dx) != nrow or len(dy) != nrow:
+        raise OptionError(f"costpath: cell_sizes give {len(dx)} and {len(dy)} rows for a grid of {nrow}.")
     max_grade = max_grade_pct / 100.0
     step = max(1, int(rows_per_block))
 
