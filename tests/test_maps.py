@@ -180,7 +180,7 @@ def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("maps")
     ctx = make_ctx(tmp)
     res = maps.run(ctx, ctx.needs_of("maps"))
-    pages = {rel: obj for rel, obj in res.files.items() if rel.endswith(".html")}
+    pages = {rel: str(obj) for rel, obj in res.files.items() if rel.endswith(".html")}
     return ctx, res, pages
 
 
@@ -313,7 +313,7 @@ def test_search_index_legend_and_attribution(built):
 def test_attribution_without_readme_names_synthesized_layers(tmp_path):
     ctx = make_ctx(tmp_path, township=T1)
     ctx.layers.attribution = ""
-    page = maps.run(ctx, ctx.needs_of("maps")).files[f"maps/townships/{T1}.html"]
+    page = str(maps.run(ctx, ctx.needs_of("maps")).files[f"maps/townships/{T1}.html"])
     assert "合成数据 SYNTHESIZED layers: township_seats, villages, settlements, roads" in page
     full, short = maps.attribution_parts("intro\n> a (MIT)\n> b SYNTHESIZED\nShort form: `a · b`")
     assert full == ["a (MIT)", "b SYNTHESIZED"] and short == "a · b"
@@ -345,14 +345,14 @@ def test_no_prints_on_the_command_line(tmp_path, monkeypatch):
 def test_missing_steps_are_reported_not_fatal(tmp_path):
     ctx = make_ctx(tmp_path, results=False)
     res = maps.run(ctx, ctx.needs_of("maps"))
-    page = res.files["maps/relocation.html"]
+    page = str(res.files["maps/relocation.html"])
     assert "缺少图层 missing layer: 搬迁 relocation" in page
     assert "relocation crashed in this test" in page
     specs = _spec_layers(page)
     assert "candidates" not in specs and "sites" not in specs and "boundary" in specs
     assert "villages" in specs  # still searchable by village name
     assert set(res.summary["missing_layers"]) == {"access", "relocation", "industry"}
-    ov = _spec_layers(res.files["maps/overview.html"])
+    ov = _spec_layers(str(res.files["maps/overview.html"]))
     assert "villages" in ov  # poverty status needs no other step
 
 
@@ -371,20 +371,20 @@ def test_basemap_options(tmp_path):
     with pytest.raises(OptionError, match="tianditu-key"):
         make_ctx(tmp_path, basemap="tianditu", tianditu_key='k"};alert(1)//').result("maps")
     res = make_ctx(tmp_path, basemap="tianditu", tianditu_key="KEY12345", township=T1).result("maps")
-    page = res.files[f"maps/townships/{T1}.html"]
+    page = str(res.files[f"maps/townships/{T1}.html"])
     assert "tianditu.gov.cn" in page and "tk=KEY12345" in page
 
 
 def test_gaode_variant_shifts_overlays(tmp_path):
     off = make_ctx(tmp_path, township=T1).result("maps")
     gd = make_ctx(tmp_path, basemap="gaode", township=T1).result("maps")
-    a = _spec_layers(off.files[f"maps/townships/{T1}.html"])["villages"]["data"]
-    b = _spec_layers(gd.files[f"maps/townships/{T1}.html"])["villages"]["data"]
+    a = _spec_layers(str(off.files[f"maps/townships/{T1}.html"]))["villages"]["data"]
+    b = _spec_layers(str(gd.files[f"maps/townships/{T1}.html"]))["villages"]["data"]
     dlat = b[0][0][0] - a[0][0][0]
     dlon = b[0][0][1] - a[0][0][1]
     # near Kaizhou GCJ-02 is ~+0.0046° lon, ~-0.0021° lat off WGS84
     assert 0.003 < dlon < 0.006 and -0.004 < dlat < -0.001
-    assert "autonavi" in gd.files[f"maps/townships/{T1}.html"]
+    assert "autonavi" in str(gd.files[f"maps/townships/{T1}.html"])
 
 
 def test_hillshade_faces_the_sun():
@@ -465,7 +465,7 @@ def test_names_are_not_templates_and_codes_name_files(tmp_path):
     tw = ctx.layers.townships.copy()
     tw.loc[tw["township_code"] == T1, "name"] = "丙{{ 7*7 }}镇"
     ctx.layers.townships = tw
-    page = maps.run(ctx, ctx.needs_of("maps")).files[f"maps/townships/{T1}.html"]
+    page = str(maps.run(ctx, ctx.needs_of("maps")).files[f"maps/townships/{T1}.html"])
     assert "丙{{ 7*7 }}镇" in page and "丙49镇" not in page
     ctx = make_ctx(tmp_path)
     tw = ctx.layers.townships.copy()
@@ -481,6 +481,6 @@ def test_layer_loader_notes_are_on_the_page(tmp_path):
     ctx = make_ctx(tmp_path, township=T1)
     ctx.layers.notes = ["villages.poverty_village: no column; every village counts as not poverty village.",
                         f"villages.name: {INJECTION}"]
-    page = maps.run(ctx, ctx.needs_of("maps")).files[f"maps/townships/{T1}.html"]
+    page = str(maps.run(ctx, ctx.needs_of("maps")).files[f"maps/townships/{T1}.html"])
     assert "villages.poverty_village: no column" in page
     assert "villages.name: &lt;img src=x onerror=alert(1)&gt;" in page

@@ -14,6 +14,7 @@ import base64
 import functools
 import json
 import re
+from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any, cast
 
@@ -134,21 +135,87 @@ class LiteralParts(MacroElement):
     def render(self, **kwargs):
         _render_literal(self, kwargs)
 
+    def literal_parts(self, kwargs: dict) -> dict[str, Element]:
+        """The element's header, html and script parts (those its template has) as page
+        elements: by default its template's macros rendered to literal text."""
+        macros = self._template.module.__dict__
+        return {part: RawHtml(_literal(macros[part](self, kwargs)))
+                for part in ("header", "html", "script") if macros.get(part) is not None}
+
 
 def _render_literal(el: MacroElement, kwargs: dict) -> None:
     """``MacroElement.render`` of ``el`` with its parts added as literal text."""
     figure = el.get_root()
     assert isinstance(figure, Figure), "You cannot render this Element if it is not in a Figure."
-    macros = el._template.module.__dict__
-    for part in ("header", "html", "script"):
-        macro = macros.get(part)
-        if macro is not None:
-            getattr(figure, part).add_child(RawHtml(_literal(macro(el, kwargs))), name=el.get_name())
+    if isinstance(el, LiteralParts):
+        parts = el.literal_parts(kwargs)
+    else:
+        parts = LiteralParts.literal_parts(el, kwargs)  # type: ignore[arg-type]  # same attributes
+    for part, child in parts.items():
+        getattr(figure, part).add_child(child, name=el.get_name())
     for child in el._children.values():
         if isinstance(child, MacroElement) and type(child).render is MacroElement.render:
             _render_literal(child, kwargs)
         else:
             child.render(**kwargs)
+
+
+class StreamText(Element):
+    """Literal text of a page given as a sequence of pieces (:meth:`pieces`), so that a large
+    part (a layer's data) goes out piece by piece and is never one string (:func:`render_chunks`).
+    ``render`` joins the pieces, for branca's own rendering. A piece is ``(text, ids)``: ``ids``
+    False for data text, which holds no element id (:func:`render_chunks` leaves it as it is)."""
+
+    def __init__(self, pieces: Callable[[], Iterator[tuple[str, bool]]]):
+        super().__init__()
+        self._name = "StreamText"
+        self.pieces = pieces
+
+    def render(self, **kwargs) -> str:
+        return "".join(text for text, _ in self.pieces())
+
+
+def script_json_chunks(obj: dict, stream_key: str, rows: int = 2000) -> Iterator[str]:
+    """:func:`script_json` of the dict ``obj`` in pieces: the list ``obj[stream_key]`` goes out
+    ``rows`` items at a time. The pieces joined are exactly ``script_json(obj)`` (JSON with
+    compact separators joins a list's items with ``,``; the escapes of :func:`script_json` act on
+    single characters, and ``{{``, ``{%``, ``{#`` can only occur inside one item's strings)."""
+    items = list(obj.items())
+    head = "{"
+    for n, (k, v) in enumerate(items):
+        sep = "," if n else ""
+        if k != stream_key:
+            head += sep + script_json(k) + ":" + script_json(v)
+            continue
+        yield head + sep + script_json(k) + ":["
+        data = v
+        for i in range(0, len(data), rows):
+            yield ("," if i else "") + script_json(data[i:i + rows])[1:-1]
+        head = "]"
+    yield head + "}"
+
+
+def render_chunks(figure: Figure) -> Iterator[tuple[str, bool]]:
+    """``figure.render()`` (a branca Figure, e.g. a folium map's root) as a sequence of
+    ``(text, ids)`` pieces whose texts joined are the rendered page byte for byte, without ever
+    holding the page as one string: the children of the header, body and script parts are
+    rendered one by one and a :class:`StreamText` gives its pieces. ``ids`` is False for pieces
+    of layer data (they hold no element id)."""
+    for child in figure._children.values():
+        child.render()
+    yield ("<!DOCTYPE html>\n<html>\n<head>\n"
+           + (f"<title>{figure.title}</title>" if figure.title else "") + "    ", True)
+    tails = ("\n</head>\n<body>\n    ", "\n</body>\n<script>\n    ", "\n</script>\n</html>")
+    for part, tail in zip((figure.header, figure.html, figure.script), tails):
+        if type(part)._template is not Element._template:  # a plain Element joins its children
+            raise TypeError(f"render_chunks: {type(part).__name__} is not a plain branca Element")
+        for child in part._children.values():
+            yield "\n    ", True
+            if isinstance(child, StreamText):
+                yield from child.pieces()
+            else:
+                yield child.render(), True
+        yield tail, True
 
 
 class OfflineMap(folium.Map, LiteralParts):

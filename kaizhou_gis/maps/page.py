@@ -7,13 +7,21 @@ import re
 from typing import Any, cast
 
 import folium
-from branca.element import Figure
+from branca.element import Element, Figure
 from jinja2 import Template
 
 from kaizhou_gis.maps.background import Background
 from kaizhou_gis.maps.contents import _missing_for
 from kaizhou_gis.maps.data import MapData
-from kaizhou_gis.maps.mapassets import LiteralParts, OfflineMap, RawHtml, inline_assets, script_json
+from kaizhou_gis.maps.mapassets import (
+    LiteralParts,
+    OfflineMap,
+    RawHtml,
+    StreamText,
+    inline_assets,
+    script_json,
+    script_json_chunks,
+)
 from kaizhou_gis.maps.specs import LayerSpec
 from kaizhou_gis.maps.styles import (
     GAODE_ATTR,
@@ -32,19 +40,29 @@ from kaizhou_gis.maps.styles import (
 # --------------------------------------------------------------------------------------------
 
 class SpecLayer(folium.map.Layer, LiteralParts):
-    """A folium layer drawn in the browser by ``KZ.layer`` from a :class:`LayerSpec`."""
+    """A folium layer drawn in the browser by ``KZ.layer`` from a :class:`LayerSpec`.
 
-    _template = Template("""
-        {% macro script(this, kwargs) %}
-        var {{ this.get_name() }} = KZ.layer({{ this._parent.get_name() }}, {{ this.spec_json }});
-        {% endmacro %}
-    """)
+    Its script (``var <name> = KZ.layer(<map>, <spec JSON>);``) is rendered as a
+    :class:`StreamText`: the spec's JSON is made when the page is written, a few thousand rows at
+    a time (:func:`script_json_chunks`), so neither the layer nor the page holds it as one string.
+    """
 
     def __init__(self, spec: LayerSpec):
         super().__init__(name=html.escape(spec.label), overlay=True, control=True, show=spec.show)
         self._name = "SpecLayer"
         self.spec = spec
-        self.spec_json = script_json(spec.to_json())
+
+    def literal_parts(self, kwargs: dict) -> dict[str, Element]:
+        assert self._parent is not None, "a SpecLayer is rendered on its map"
+        name, parent, spec = self.get_name(), self._parent.get_name(), self.spec
+
+        def pieces():
+            yield f"\n        var {name} = KZ.layer({parent}, ", True
+            for chunk in script_json_chunks(spec.to_json(), "data"):
+                yield chunk, False
+            yield ");\n        ", True
+
+        return {"script": StreamText(pieces)}
 
 
 class PageExtras(LiteralParts):

@@ -5,20 +5,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 
-from kaizhou_gis import outputs
 from kaizhou_gis.errors import LayerError, OptionError, format_ids
 from kaizhou_gis.maps import printmap, sheetpool
 from kaizhou_gis.maps.background import Background, hillshade_sun, make_background
 from kaizhou_gis.maps.contents import MapSettings, _map_rows, _settings, map_layers
 from kaizhou_gis.maps.data import MapData, gather, gather_wgs84
+from kaizhou_gis.maps.mapassets import render_chunks
 from kaizhou_gis.maps.page import build_map
 from kaizhou_gis.maps.styles import BASEMAPS, DISTRICT_MAPS, MAP_TITLES
+from kaizhou_gis.outputs.writers import HtmlPage
 from kaizhou_gis.results import MapsData, StepContext, StepNeeds, StepResult
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,10 @@ def _options(ctx: StepContext) -> tuple[str, str | None]:
 def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     """Build the district maps and the township maps (HTML + PNG) of the run.
 
-    ``files`` holds each page as rendered HTML text (rendered once, to check the size budget) and
-    each PNG as bytes; ``data.maps`` keeps the folium objects, ``data.sizes_mb`` the sizes.
+    ``files`` holds each page rendered as an :class:`~kaizhou_gis.outputs.writers.HtmlPage`
+    (rendered once, as soon as it is built, piece by piece and kept compressed, so that one
+    page's layers are in memory at a time) and each PNG as bytes; ``data.sizes_mb`` holds the
+    page sizes (``data.maps`` is left empty: the folium objects are not kept).
     With ``ctx.township`` set only that township's map and PNG are built. This wrapper is the
     only part of the maps that reads the run's context: the parts below get plain data.
     """
@@ -82,14 +85,17 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
                    open_dem=ctx.layers.open_dem, basemap=basemap, tianditu_key=tianditu_key)
     with contextlib.closing(pages):
         if ctx.township is None:
-            files.update(pages.district())
+            for rel, page in pages.district():
+                files[rel] = _rendered(page)
             files["maps/overview.pdf"] = printmap.district_sheet(
                 ctx, d_print, map_layers("overview", d_print, st), formats=("pdf",), pool=pool)
             sheets.append(("maps/overview.pdf", "pdf", files["maps/overview.pdf"]))
         _check_codes(codes)
         prints = ctx.options.get("prints", True) is not False  # --no-prints: HTML maps only
         for code in codes:
-            files[f"maps/townships/{code}.html"], specs = pages.township(code)
+            page, specs = pages.township(code)
+            files[f"maps/townships/{code}.html"] = _rendered(page)
+            del page
             if not prints:
                 continue
             sheet = printmap.township_sheet(ctx, d_print, specs if d_print is d else
@@ -97,10 +103,10 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
             for fmt in ("pdf", "png"):
                 files[f"maps/townships/{code}.{fmt}"] = sheet
                 sheets.append((f"maps/townships/{code}.{fmt}", fmt, sheet))
-    sizes, folium_maps = _render(files, sheets)
+    sizes = _collect(files, sheets)
     pool.close()
     summary = _summary(plan.section("maps"), d, files, sizes, basemap, prints=prints)
-    return StepResult("maps", files=files, data=MapsData(sizes_mb=sizes, maps=folium_maps),
+    return StepResult("maps", files=files, data=MapsData(sizes_mb=sizes, maps={}),
                       summary=summary)
 
 
@@ -122,20 +128,20 @@ class _Pages:
         self._stack = contextlib.ExitStack()
         self._dem: Any = None
 
-    def district(self) -> dict[str, Any]:
-        """The district maps: ``{"maps/<kind>.html": folium map}``."""
-        d, out = self.d, {}
+    def district(self) -> Iterator[tuple[str, Any]]:
+        """The district maps, one at a time: ``("maps/<kind>.html", folium map)``."""
+        d = self.d
         bounds_ll = _bounds_of(d.boundary)
         bg = self._background(_bounds_of(self.boundary.to_crs(4326)), int(self.cfg["hillshade_district_px"]),
                               self.boundary.geometry)
         for kind in DISTRICT_MAPS:
             zh, en = MAP_TITLES[kind]
             specs = map_layers(kind, d, self.st)
-            out[f"maps/{kind}.html"] = build_map(
+            yield f"maps/{kind}.html", build_map(
                 kind, d, specs, title_zh=f"{self.plan_name} {zh}", title_en=en,
                 subtitle=self.plan_title, bounds=bounds_ll, background=bg,
                 basemap=self.basemap, tianditu_key=self.tianditu_key)
-        return out
+            del specs
 
     def township(self, code: str) -> tuple[Any, list]:
         """The township's map (a folium map) and its layers (specs)."""
@@ -182,18 +188,17 @@ def _check_codes(codes: list[str]) -> None:
                          f"be digits (9-digit 统计用区划代码), fix the townships layer.")
 
 
-def _render(files: dict[str, Any], sheets: list[tuple[str, str, Any]]) -> tuple[dict[str, float], dict[str, Any]]:
-    """Render each page once, here, to check its size (outputs.py writes the text as it is), and
-    swap each sheet's future for its bytes; returns (sizes in MB, the folium maps)."""
-    sizes, folium_maps = {}, {}
-    for rel in list(files):
-        if rel.endswith(".html"):
-            folium_maps[rel] = files[rel]
-            files[rel] = outputs.stable_element_ids(files[rel].get_root().render())
-            sizes[rel] = len(files[rel].encode("utf-8")) / 2**20
+def _rendered(m: Any) -> HtmlPage:
+    """A folium map rendered (ids made stable) into a compressed :class:`HtmlPage`."""
+    return HtmlPage(render_chunks(m.get_root()))
+
+
+def _collect(files: dict[str, Any], sheets: list[tuple[str, str, Any]]) -> dict[str, float]:
+    """Swap each sheet's future for its bytes; returns the sizes of the pages in MB."""
+    sizes = {rel: page.size / 2**20 for rel, page in files.items() if isinstance(page, HtmlPage)}
     for rel, fmt, sheet in sheets:
         files[rel] = (sheet.result() if hasattr(sheet, "result") else sheet)[fmt]
-    return sizes, folium_maps
+    return sizes
 
 
 def _summary(cfg, d: MapData, files: dict[str, Any], sizes: dict[str, float], basemap: str, *,

@@ -8,8 +8,10 @@ import logging
 import math
 import os
 import re
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -22,14 +24,71 @@ log = logging.getLogger(__name__)
 _FOLIUM_ID = re.compile(r"(?<=_)[0-9a-f]{32}(?![0-9a-f])")
 
 
-def stable_element_ids(html: str) -> str:
-    """Replace the random 32-hex element ids of a rendered folium page (``map_3f2a...``) by
-    sequential ones in order of first appearance, so the same map gives the same bytes."""
-    seen: dict[str, str] = {}
+class StableIds:
+    """Replaces the random 32-hex element ids of a rendered folium page (``map_3f2a...``) by
+    sequential ones in order of first appearance (:meth:`sub`, called on the page's pieces in
+    order), so the same map gives the same bytes."""
 
-    def repl(m: re.Match) -> str:
-        return seen.setdefault(m.group(0), f"{len(seen) + 1:032x}")
-    return _FOLIUM_ID.sub(repl, html)
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def _repl(self, m: re.Match) -> str:
+        return self.seen.setdefault(m.group(0), f"{len(self.seen) + 1:032x}")
+
+    def sub(self, text: str) -> str:
+        return _FOLIUM_ID.sub(self._repl, text)
+
+
+def stable_element_ids(html: str) -> str:
+    """:class:`StableIds` over a whole rendered page."""
+    return StableIds().sub(html)
+
+
+class HtmlPage:
+    """A rendered HTML page held compressed (zlib) until it is written, with its size.
+
+    Made from the page's pieces in order (``(text, ids)``; :func:`kaizhou_gis.maps.mapassets.render_chunks`),
+    each piece with ``ids`` true passed through :class:`StableIds`: the page is never one string
+    in memory, only a few pieces at a time and the compressed bytes (about a fifth of the page).
+    :func:`write_html` writes it piece by piece; ``str(page)`` gives the whole text (tests).
+    """
+
+    def __init__(self, pieces: Iterable[tuple[str, bool]]):
+        ids = StableIds()
+        comp = zlib.compressobj(1)
+        blocks, size = [], 0
+        for text, has_ids in pieces:
+            data = (ids.sub(text) if has_ids else text).encode("utf-8")
+            size += len(data)
+            out = comp.compress(data)
+            if out:
+                blocks.append(out)
+        blocks.append(comp.flush())
+        self._data = b"".join(blocks)
+        #: the page's size in bytes (UTF-8)
+        self.size = size
+
+    def chunks(self) -> Iterator[bytes]:
+        """The page's UTF-8 bytes, a block at a time (about 10 MB at most)."""
+        d = zlib.decompressobj()
+        data = memoryview(self._data)
+        for i in range(0, len(data), 1 << 20):
+            out = d.decompress(data[i:i + (1 << 20)])
+            if out:
+                yield out
+        rest = d.flush()
+        if rest:
+            yield rest
+
+    def write_to(self, fh: BinaryIO) -> None:
+        for block in self.chunks():
+            fh.write(block)
+
+    def __str__(self) -> str:
+        return b"".join(self.chunks()).decode("utf-8")
+
+    def __contains__(self, text: str) -> bool:
+        return text in str(self)
 
 
 def _gpkg_ready(gdf):
@@ -115,7 +174,12 @@ def write_bytes(data: bytes, path: str | Path) -> Path:
 
 
 def write_html(obj: Any, path: str | Path) -> Path:
-    """An HTML page: text, or a folium/branca object rendered to a standalone page."""
+    """An HTML page: text, an :class:`HtmlPage` (written piece by piece), or a folium/branca
+    object rendered to a standalone page."""
+    if isinstance(obj, HtmlPage):
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            obj.write_to(fh)
+        return Path(path)
     if not isinstance(obj, str):
         obj = stable_element_ids(obj.get_root().render())
     return write_text(obj, path)
