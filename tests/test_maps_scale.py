@@ -73,3 +73,86 @@ def test_html_page_holds_the_page_compressed():
     assert len(page._data) < page.size / 5
     assert str(page) == text
     assert sum(len(c) for c in page.chunks()) == page.size
+
+
+# --------------------------------------------------------------------------------------------
+# a large district's pages: compact layers above MapSettings.detail_max
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def district(tmp_path_factory):
+    from kaizhou_gis.maps.contents import _settings
+    from kaizhou_gis.maps.data import gather
+    from tests.test_maps import make_ctx
+
+    ctx = make_ctx(tmp_path_factory.mktemp("scale"))
+    return ctx, gather(ctx, ctx.needs_of("maps")), _settings(ctx.plan)
+
+
+def test_large_district_pages_draw_compact_layers(district):
+    import dataclasses
+
+    from kaizhou_gis.maps.contents import map_layers
+    from kaizhou_gis.maps.page import search_index
+
+    ctx, d, full = district
+    small = dataclasses.replace(full, detail_max=2)
+    for kind in ("overview", "relocation", "access", "industry"):
+        big = {s.key: s for s in map_layers(kind, d, full)}
+        assert not any(s.compact or s.link >= 0 for s in big.values()), kind
+        compact = {s.key: s for s in map_layers(kind, d, small)}
+        assert set(compact) == set(big)
+        for key, s in compact.items():
+            n = len(big[key].data) if key != "roads" else len(d.roads["district"])
+            assert s.compact == (n > 2 and key not in ("boundary", "townships", "seats", "sites")), (kind, key)
+            if not s.compact or key == "roads":
+                continue
+            # every feature is still drawn, at the same place and in the same category
+            assert [r[:2] for r in s.data] == [r[:2] for r in big[key].data], (kind, key)
+            assert s.fields == big[key].fields[:3] + ["乡镇图 township map"] and s.link == 3
+            assert "details on the township maps" in s.legend_note
+            assert s.to_json()["link"] == 3 and "link" not in big[key].to_json()
+        # the search finds every place the full page finds
+        assert search_index(list(compact.values())) == search_index(list(big.values()))
+    # the township code a popup links to is the feature's township
+    cand = {s.key: s for s in map_layers("relocation", d, small)}["candidates"]
+    tw = dict(zip(d.settlements["settlement_id"].astype(str), d.settlements["township_code"].astype(str)))
+    assert cand.data and all(r[3][3] == tw[r[3][1]] for r in cand.data)
+
+
+def test_large_district_roads_are_the_longest(district):
+    import dataclasses
+
+    from kaizhou_gis.maps.contents import layer_roads
+
+    _, d, full = district
+    n = len(d.roads["district"])
+    assert n > 2
+    spec = layer_roads(d, dataclasses.replace(full, detail_max=2), None)
+    drawn = sum(len(parts) for parts, *_ in spec.data)
+    assert spec.compact and drawn == 2
+    assert f"the 2 longest of {n:,} roads" in spec.legend_note and "最长的 2 条" in spec.legend_note
+    length = d.roads_work["district"].geometry.length
+    longest = set(length.sort_values(ascending=False).index[:2])
+    assert len(longest) == 2 and length.loc[list(longest)].min() >= length.drop(list(longest)).max()
+    # the full layer below the limit: every road, and the township maps keep every road near them
+    assert sum(len(p) for p, *_ in layer_roads(d, full, None).data) == n
+
+
+def test_large_district_page_says_so(district, tmp_path, monkeypatch):
+    from kaizhou_gis.maps import step, styles
+
+    ctx, _, _ = district
+    monkeypatch.setattr(styles, "DISTRICT_DETAIL_MAX", 2)
+    monkeypatch.setattr("kaizhou_gis.maps.sheet.render_sheet",
+                        lambda specs, text, *, formats=("pdf", "png"), **kw: {f: b"stub" for f in formats})
+    from tests.test_maps import make_ctx
+
+    ctx = make_ctx(tmp_path)
+    res = step.run(ctx, ctx.needs_of("maps"))
+    page = str(res.files["maps/relocation.html"])
+    assert "Large district: layers with more than 2 features" in page
+    assert "大区图: 超过 2 个要素的图层以简化形式显示" in page
+    assert '"link":3' in page
+    assert "Large district" not in str(next(v for k, v in res.files.items() if k.startswith("maps/townships/")
+                                            and k.endswith(".html")))

@@ -19,16 +19,22 @@
     var box = el("div", "kz-popup");
     if (spec.tf >= 0 && props[spec.tf] !== undefined) box.appendChild(el("div", "kz-popup-title", props[spec.tf]));
     box.appendChild(el("div", "kz-popup-layer", spec.label));
-    var table = el("table");
+    var table = el("table"), link = spec.link === undefined ? -1 : spec.link;
     for (var i = 0; i < spec.f.length; i++) {
       var v = props[i];
-      if (i === spec.tf || v === null || v === undefined || v === "") continue;
+      if (i === spec.tf || i === link || v === null || v === undefined || v === "") continue;
       var tr = el("tr");
       tr.appendChild(el("th", null, spec.f[i]));
       tr.appendChild(el("td", null, v));
       table.appendChild(tr);
     }
     box.appendChild(table);
+    if (link >= 0 && props[link] !== null && props[link] !== undefined && props[link] !== "") {
+      /* a large district page: the feature's details are on its township's map */
+      var a = el("a", "kz-popup-link", spec.f[link] + " →");
+      a.href = "townships/" + encodeURIComponent(String(props[link])) + ".html";
+      box.appendChild(a);
+    }
     return box;
   }
 

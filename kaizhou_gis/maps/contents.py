@@ -12,6 +12,7 @@ import pandas as pd
 import shapely
 
 from kaizhou_gis.errors import OptionError
+from kaizhou_gis.maps import styles
 from kaizhou_gis.maps.data import MapData
 from kaizhou_gis.maps.specs import (
     Field,
@@ -88,13 +89,55 @@ class MapSettings:
     cluster_min: int
     threshold_m: float
     elev_breaks: list[float]
+    #: a district page's layer with more features is drawn compact (:data:`styles.DISTRICT_DETAIL_MAX`)
+    detail_max: int = styles.DISTRICT_DETAIL_MAX
 
 
 def _settings(plan) -> MapSettings:
     cfg = plan.section("maps")
     return MapSettings(decimals=int(cfg["coordinate_decimals"]), cluster_min=int(cfg["cluster_min_points"]),
                        threshold_m=float(plan["relocation.threshold_m"]),
-                       elev_breaks=list(cfg["elevation_breaks_m"]))
+                       elev_breaks=list(cfg["elevation_breaks_m"]), detail_max=styles.DISTRICT_DETAIL_MAX)
+
+
+#: The note of a district page with compact layers (here, not in :mod:`styles`, whose strings
+#: make the print sheets' font subset).
+COMPACT_NOTE = ("大区图: 超过 {n:,} 个要素的图层以简化形式显示 (道路仅显示最长的 {n:,} 条; 弹窗仅列名称与编号, "
+                "附乡镇图链接); 全部要素及其详情见各乡镇图 maps/townships/<代码>.html 与结果表 (CSV/GPKG)。 "
+                "Large district: layers with more than {n:,} features are drawn in a compact form "
+                "(roads: the {n:,} longest; popups: name and id with a link to the township map); "
+                "every feature with its details is on the township maps maps/townships/<code>.html "
+                "and in the result tables (CSV/GPKG).")
+
+
+#: The popup field of a compact layer that links to the feature's township map.
+TOWNSHIP_LINK = Field("township_code", "乡镇图 township map")
+
+
+def _compact(st: MapSettings, code: str | None, n: int) -> bool:
+    """Whether a layer of ``n`` features is drawn compact: on a district page (``code`` None)
+    above :attr:`MapSettings.detail_max`."""
+    return code is None and n > st.detail_max
+
+
+def _compact_fields(fields: list[Field], frame: gpd.GeoDataFrame | None) -> list[Field]:
+    """The popup fields of a compact layer: the identifying ones (the first three: name, id or
+    code, village or township) and the township-map link when the frame has a township code."""
+    out = list(fields[:3])
+    if frame is not None and "township_code" in frame.columns:
+        out.append(TOWNSHIP_LINK)
+    return out
+
+
+def _mark_compact(spec: LayerSpec, st: MapSettings) -> LayerSpec:
+    """Flag ``spec`` compact, with its link field and legend note."""
+    spec.compact = True
+    labels = spec.fields
+    spec.link = labels.index(TOWNSHIP_LINK.label) if TOWNSHIP_LINK.label in labels else -1
+    note = (f"区图超过 {st.detail_max:,} 个要素: 弹窗仅列名称与编号, 详情见乡镇图 over {st.detail_max:,} "
+            f"features: popups list name and id; details on the township maps")
+    spec.legend_note = f"{spec.legend_note}; {note}" if spec.legend_note else note
+    return spec
 
 
 class _MapRows:
@@ -170,6 +213,12 @@ class _MapRows:
                 for s, u, sp in zip(_col(hh, "scale"), _col(hh, "unit", ""), _col(hh, "scale_assumed_split", False))]
         self.hosts = Prepared(hh, dec)
 
+    def longest_roads(self, n: int) -> np.ndarray:
+        """Positions (in order) of the ``n`` longest district-scale roads (by length in the work
+        CRS; ties by position)."""
+        length = self.roads_work["district"].geometry.length.to_numpy()
+        return np.sort(np.argsort(-length, kind="stable")[:n])
+
     def current(self, d: MapData) -> bool:
         """Whether ``d`` still holds the frames these rows were prepared from."""
         return (all(getattr(d, name) is gdf for name, gdf in self.frames.items())
@@ -242,11 +291,19 @@ def layer_roads(d: MapData, st: MapSettings, code: str | None, *, show: bool = T
     r = _map_rows(d, st)
     scale = "district" if code is None else "township"
     rows = None
+    n_all = len(d.roads[scale])
     if code is not None:  # the roads within 500 m of the township
         rows = r.intersecting("roads", d.roads_work["township"].geometry, r.outline(code).buffer(500.0))
+    elif _compact(st, code, n_all):  # a large district: the longest roads (all on the township maps)
+        rows = r.longest_roads(st.detail_max)
     cat = d.roads[scale]["road_cat"].to_numpy()
-    return line_layer("roads", "道路 Roads (by surface)", r.roads[scale], cat if rows is None else cat[rows],
+    spec = line_layer("roads", "道路 Roads (by surface)", r.roads[scale], cat if rows is None else cat[rows],
                       ROAD_CATS, None, decimals=st.decimals, show=show, rows=rows)
+    if code is None and rows is not None:
+        spec.compact = True
+        spec.legend_note = (f"区图仅显示最长的 {len(rows):,} 条 (共 {n_all:,} 条), 全部道路见乡镇图 the district "
+                            f"map shows the {len(rows):,} longest of {n_all:,} roads; all roads on the township maps")
+    return spec
 
 
 def _village_layer(d: MapData, st: MapSettings, code: str | None, key: str, name: str, column: str,
@@ -254,9 +311,12 @@ def _village_layer(d: MapData, st: MapSettings, code: str | None, key: str, name
     """The villages of the map (the township's, or all) coloured by ``column`` of ``d.villages``."""
     r = _map_rows(d, st)
     rows = r.rows("villages", code)
-    return point_layer(key, name, r.villages, d.villages[column].to_numpy()[rows], cats, VILLAGE_FIELDS,
+    compact = _compact(st, code, len(rows))
+    spec = point_layer(key, name, r.villages, d.villages[column].to_numpy()[rows], cats,
+                       _compact_fields(VILLAGE_FIELDS, d.villages) if compact else VILLAGE_FIELDS,
                        decimals=st.decimals, title="name", show=show, cluster_min=st.cluster_min,
                        base_radius=6, rows=rows)
+    return _mark_compact(spec, st) if compact else spec
 
 
 def layer_villages_poverty(d: MapData, st: MapSettings, code: str | None, *, show: bool = True) -> LayerSpec:
@@ -285,26 +345,34 @@ def layers_relocation(d: MapData, st: MapSettings, code: str | None, *, show_oth
     cand = r.candidate[rows]
     _, cats = _elevation_classes(st.threshold_m, st.elev_breaks)
     c = rows[cand]
+    frame = r.settlements.gdf
+
+    def fields(n: int) -> list[Field]:
+        return _compact_fields(SETTLEMENT_FIELDS, frame) if _compact(st, code, n) else SETTLEMENT_FIELDS
+
     out = [point_layer("candidates", "拟整体搬迁自然村 Relocation candidates (whole settlements, by elevation)",
-                       r.settlements, r.elevation_class[c], cats, SETTLEMENT_FIELDS, decimals=st.decimals,
+                       r.settlements, r.elevation_class[c], cats, fields(len(c)), decimals=st.decimals,
                        title="name", cluster_min=st.cluster_min, base_radius=5, rows=c)]
     o = rows[~cand]
     out.append(point_layer("settlements_other", "其他自然村 Other settlements", r.settlements,
-                           np.zeros(len(o), int), OTHER_SETTLEMENT_CAT, SETTLEMENT_FIELDS,
+                           np.zeros(len(o), int), OTHER_SETTLEMENT_CAT, fields(len(o)),
                            decimals=st.decimals, title="name", show=show_other,
                            cluster_min=st.cluster_min, base_radius=3, rows=o))
+    out = [_mark_compact(spec, st) if _compact(st, code, n) else spec for spec, n in zip(out, (len(c), len(o)))]
     if r.sites is not None:
         out.append(_layer_sites(d, r, r.sites, st, code))
     if r.assignment is not None:
         a = None
         if code is not None:
             a = np.flatnonzero((r.assignment_codes == code) | (r.assignment_site_codes == code))
-        out.append(line_layer("assignment", "搬迁去向 Assignment (settlement → site)", r.assignment,
-                              np.zeros(len(r.assignment) if a is None else len(a), int), ASSIGN_CAT,
-                              [Field("settlement_id", "自然村 settlement"), Field("site_id", "安置点 site"),
-                               Field("households", "户数 households"),
-                               Field("distance_km", "距离 distance", _fmt_km)],
-                              decimals=st.decimals, show=code is not None, rows=a))
+        n = len(r.assignment) if a is None else len(a)
+        a_fields = [Field("settlement_id", "自然村 settlement"), Field("site_id", "安置点 site"),
+                    Field("households", "户数 households"), Field("distance_km", "距离 distance", _fmt_km)]
+        spec = line_layer("assignment", "搬迁去向 Assignment (settlement → site)", r.assignment,
+                          np.zeros(n, int), ASSIGN_CAT,
+                          _compact_fields(a_fields, r.assignment.gdf) if _compact(st, code, n) else a_fields,
+                          decimals=st.decimals, show=code is not None, rows=a)
+        out.append(_mark_compact(spec, st) if _compact(st, code, n) else spec)
     return out
 
 
@@ -356,18 +424,20 @@ def layers_industry(d: MapData, st: MapSettings, code: str | None) -> list[Layer
         # one size for a unit whose hosts all have the same scale (e.g. one plant per village)
         frac = frac.where(distinct > 1, 0.3)
         radius = (4 + 8 * np.sqrt(frac.fillna(0))).round(1)
+    h_fields = [Field("product", "产品 product"), Field("project_id", "项目 project"),
+                Field("category", "类别 category"), Field("scale_text", "规模 scale"),
+                Field("village_name", "村 village"), Field("township_name", "乡镇 township"),
+                Field("target_year", "年份 year")]
+    compact = _compact(st, code, len(rows))
     spec = point_layer(
         "industry", "产业项目 Industry projects (size = scale)", r.hosts, r.host_cat[rows], r.host_cats,
-        [Field("product", "产品 product"), Field("project_id", "项目 project"),
-         Field("category", "类别 category"), Field("scale_text", "规模 scale"),
-         Field("village_name", "村 village"), Field("township_name", "乡镇 township"),
-         Field("target_year", "年份 year")],
+        _compact_fields(h_fields, r.hosts.gdf) if compact else h_fields,
         decimals=st.decimals, title="product", radius=radius, cluster_min=st.cluster_min,
         base_radius=6, legend_note="圆越大规模越大(同单位); 同村多项目错开显示 larger circle = larger "
                                    "scale (same unit); projects in one village are shown side by side",
         rows=rows)
     spread_colocated(spec)
-    return [spec]
+    return [_mark_compact(spec, st) if compact else spec]
 
 
 def layers_access(d: MapData, st: MapSettings, code: str | None, *, show_villages: bool = True) -> list[LayerSpec]:
@@ -379,24 +449,29 @@ def layers_access(d: MapData, st: MapSettings, code: str | None, *, show_village
     if r.settlements is not None and "acc_target_group" in r.settlements.gdf.columns:
         rows = r.rows("settlements", code)
         gap = rows[r.gap[rows]]
-        out.append(point_layer(
+        g_fields = SETTLEMENT_FIELDS[:3] + [Field("households", "户数 households"),
+                                            Field("population", "人口 population"),
+                                            Field("access_reason", "原因 reason")]
+        compact = _compact(st, code, len(gap))
+        spec = point_layer(
             "gaps", "缺口: 未通畅的集中居住自然村 Gaps (target settlements not hardened)", r.settlements,
-            r.gap_cat[gap], GAP_CATS, SETTLEMENT_FIELDS[:3] + [Field("households", "户数 households"),
-                                                               Field("population", "人口 population"),
-                                                               Field("access_reason", "原因 reason")],
-            decimals=st.decimals, title="name", cluster_min=st.cluster_min, base_radius=5, rows=gap))
+            r.gap_cat[gap], GAP_CATS, _compact_fields(g_fields, r.settlements.gdf) if compact else g_fields,
+            decimals=st.decimals, title="name", cluster_min=st.cluster_min, base_radius=5, rows=gap)
+        out.append(_mark_compact(spec, st) if compact else spec)
     if r.works is not None:
         shown = None
         if code is not None:
             assert d.works_work is not None  # data.gather sets it whenever works is set
             shown = r.intersecting("works", d.works_work.geometry, r.outline(code))
         cat = r.works.gdf["work_cat"].to_numpy()
-        out.append(line_layer("works", "建议工程 Proposed road works", r.works, cat if shown is None else cat[shown],
-                              WORK_CATS,
-                              [Field("work_id", "编号 id"), Field("type", "类型 type"),
-                               Field("km", "长度 length", _fmt_km), Field("cost_yuan", "投资 cost", _fmt_wan_yuan),
-                               Field("beneficiaries", "受益 beneficiaries", _fmt_ids)],
-                              decimals=st.decimals, title="work_id", rows=shown))
+        w_fields = [Field("work_id", "编号 id"), Field("type", "类型 type"),
+                    Field("km", "长度 length", _fmt_km), Field("cost_yuan", "投资 cost", _fmt_wan_yuan),
+                    Field("beneficiaries", "受益 beneficiaries", _fmt_ids)]
+        compact = _compact(st, code, len(cat) if shown is None else len(shown))
+        spec = line_layer("works", "建议工程 Proposed road works", r.works, cat if shown is None else cat[shown],
+                          WORK_CATS, _compact_fields(w_fields, r.works.gdf) if compact else w_fields,
+                          decimals=st.decimals, title="work_id", rows=shown)
+        out.append(_mark_compact(spec, st) if compact else spec)
     return out
 
 

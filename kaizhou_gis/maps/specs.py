@@ -126,11 +126,18 @@ class LayerSpec:
     cluster: bool = False
     radius: float = 5.0
     legend_note: str = ""
+    #: drawn in the compact form of a large district page (:data:`styles.DISTRICT_DETAIL_MAX`)
+    compact: bool = False
+    #: index of the field holding the township code its popup links to (-1: no link)
+    link: int = -1
 
     def to_json(self) -> dict:
-        return {"key": self.key, "label": self.label, "kind": self.kind, "cats": self.cats,
-                "data": self.data, "f": self.fields, "tf": self.title_field,
-                "cluster": self.cluster, "radius": self.radius, "z": LAYER_Z.get(self.key, 5.0)}
+        out = {"key": self.key, "label": self.label, "kind": self.kind, "cats": self.cats,
+               "data": self.data, "f": self.fields, "tf": self.title_field,
+               "cluster": self.cluster, "radius": self.radius, "z": LAYER_Z.get(self.key, 5.0)}
+        if self.link >= 0:
+            out["link"] = self.link
+        return out
 
 
 class Prepared:

@@ -14,7 +14,7 @@ import numpy as np
 from kaizhou_gis.errors import LayerError, OptionError, format_ids
 from kaizhou_gis.maps import printmap, sheetpool
 from kaizhou_gis.maps.background import Background, hillshade_sun, make_background
-from kaizhou_gis.maps.contents import MapSettings, _map_rows, _settings, map_layers
+from kaizhou_gis.maps.contents import COMPACT_NOTE, MapSettings, _map_rows, _settings, map_layers
 from kaizhou_gis.maps.data import MapData, gather, gather_wgs84
 from kaizhou_gis.maps.mapassets import render_chunks
 from kaizhou_gis.maps.page import build_map
@@ -137,10 +137,11 @@ class _Pages:
         for kind in DISTRICT_MAPS:
             zh, en = MAP_TITLES[kind]
             specs = map_layers(kind, d, self.st)
+            notes = [COMPACT_NOTE.format(n=self.st.detail_max)] if any(s.compact for s in specs) else []
             yield f"maps/{kind}.html", build_map(
                 kind, d, specs, title_zh=f"{self.plan_name} {zh}", title_en=en,
                 subtitle=self.plan_title, bounds=bounds_ll, background=bg,
-                basemap=self.basemap, tianditu_key=self.tianditu_key)
+                basemap=self.basemap, tianditu_key=self.tianditu_key, notes=notes)
             del specs
 
     def township(self, code: str) -> tuple[Any, list]:

@@ -14,6 +14,12 @@ MAP_TITLES = {
 STEP_NAMES_ZH = {"access": "道路通达通畅 access", "relocation": "搬迁 relocation",
                  "industry": "产业项目 industry"}
 
+#: A layer of a district page with more features than this is drawn in its compact form (README
+#: "Large districts"): roads, the longest this many; point and line layers, popups with the
+#: identifying fields only and a link to the feature's township map, which has the full detail.
+#: The shipped Kaizhou layers (4,083 roads, 1,823 settlements) and a 10x district stay below it.
+DISTRICT_DETAIL_MAX = 50_000
+
 # Online tile layers (off by default; they need the internet).
 OSM_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTR = "&copy; OpenStreetMap contributors (online tiles)"
