@@ -63,3 +63,50 @@ def test_batches_of_one_seat_give_the_same(monkeypatch):
     rows = np.repeat([0, 1], n)
     nodes = np.tile(np.arange(n), 2)
     np.testing.assert_array_equal(field.at(rows, nodes), exact.ravel())
+
+
+def _tree_heavy_graph(seed: int, n: int = 600):
+    """A random road-like graph: a few cycles (the core), many dead-end branches hanging off
+    them and off each other, a loop road, and a separate tree holding no seat."""
+    rng = np.random.default_rng(seed)
+    i, j = [], []
+    core = 40
+    for k in range(core):  # a ring with a few chords
+        i.append(k)
+        j.append((k + 1) % core)
+    for _ in range(8):
+        a, b = rng.integers(0, core, 2)
+        if a != b:
+            i.append(a)
+            j.append(b)
+    for k in range(core, n - 30):  # branches: each node hangs off an earlier one
+        i.append(k)
+        j.append(int(rng.integers(0, k)))
+    for k in range(n - 30, n):  # a separate tree
+        i.append(k)
+        j.append(int(rng.integers(n - 30, k)) if k > n - 30 else k)
+    i.append(5)  # a loop road
+    j.append(5)
+    w = rng.uniform(10.0, 2_000.0, len(i))
+    g = sp.coo_matrix((w, (np.minimum(i, j), np.maximum(i, j))), shape=(n, n)).tocsr()
+    return g + g.T - sp.diags(g.diagonal())
+
+
+def test_core_graph_searches_equal_the_whole_graph_searches():
+    """Distances (to the bit) and predecessors of searches over the core with the pendant trees
+    filled in equal scipy's Dijkstra over the whole graph: unbounded and bounded, from seats on
+    the core and inside a branch."""
+    from kaizhou_gis.access.seatfield import CoreGraph
+
+    for seed in (1, 2, 3):
+        g = sp.csr_matrix(_tree_heavy_graph(seed))
+        seats = np.array([3, 17, 300, 555])  # 300, 555: inside branches
+        cg = CoreGraph(g, seats)
+        assert len(cg.core) < g.shape[0] / 3  # most nodes were peeled
+        for limit in (np.inf, 500.0, 3_000.0, 12_000.0):
+            want_d, want_p = dijkstra(g, directed=True, indices=seats, limit=limit, return_predecessors=True)
+            got_d, got_p = cg.dijkstra(seats, limit=limit, return_predecessors=True)
+            np.testing.assert_array_equal(got_d, want_d)
+            np.testing.assert_array_equal(got_p, want_p)
+            np.testing.assert_array_equal(cg.dijkstra(seats, limit=limit), want_d)
+        assert np.isinf(got_d[:, -30:]).all()  # the seatless tree
