@@ -38,6 +38,13 @@ TOWNSHIP_VIEW = "view"  # the district result, filtered by the module's ``townsh
 TOWNSHIP_OWN = "own"    # the step function itself handles ``ctx.township``
 
 
+#: :attr:`Step.plan` of a step that reads every section of the plan.
+EVERY_SECTION = "*"
+#: The value a step uses for a run option that is not given (the command line's defaults):
+#: ``kaizhou-gis run`` and a Context made without the option key the same cached result.
+OPTION_DEFAULTS: dict[str, Any] = {"field_coords": "wgs84", "basemap": "offline", "prints": True}
+
+
 @dataclass(frozen=True)
 class Step:
     """One node of the step graph."""
@@ -51,7 +58,9 @@ class Step:
     needs: tuple[str, ...] = ()
     #: layers it reads (names of :data:`kaizhou_gis.layers.VECTOR_LAYERS`, ``OPTIONAL_LAYERS``, "dem")
     layers: tuple[str, ...] = ()
-    #: plan sections it reads (top-level tables of the plan file, e.g. ``relocation``)
+    #: plan sections it reads (top-level tables of the plan file, e.g. ``relocation``; ``"*"``:
+    #: every section). The step runs on a plan noting what it reads (:meth:`Context.result`): a
+    #: cached step that reads a section it does not declare is not cached.
     plan: tuple[str, ...] = ()
     #: the class of its result's ``data``
     returns: type | None = None
@@ -62,32 +71,36 @@ class Step:
     district_needs: bool = False
     #: its district result is kept in ``<out>/.cache`` for later commands (the costly analyses)
     cached: bool = False
+    #: run options it reads (``ctx.options``; an option not given counts as its
+    #: :data:`OPTION_DEFAULTS` value), part of its cache key
+    options: tuple[str, ...] = ()
 
 
 #: The step graph of the main job, in run order (each step after the steps it needs).
 STEPS: list[Step] = [
     Step("industry", "kaizhou_gis.industry.step:run", "Industry projects / 产业项目",
          layers=("townships", "township_seats", "villages"), plan=("industry", "aliases"),
-         returns=IndustryData),
+         returns=IndustryData, options=("split",)),
     Step("access", "kaizhou_gis.access.step:run", "Road access / 道路通达通畅",
          layers=("townships", "township_seats", "villages", "settlements", "roads", "dem"),
-         plan=("access", "links", "crs"), returns=AccessData, township=TOWNSHIP_VIEW, cached=True),
+         plan=("access", "links", "crs", "meta"), returns=AccessData, township=TOWNSHIP_VIEW,
+         cached=True),
     Step("relocation", "kaizhou_gis.relocation.step:run", "Relocation / 高山生态扶贫搬迁",
          needs=("access",),
          layers=("boundary", "townships", "township_seats", "villages", "settlements", "roads",
                  "dem", "sites"),
-         plan=("relocation", "baseline", "crs", "meta"), returns=RelocationData,
-         township=TOWNSHIP_VIEW, cached=True),
+         plan=("relocation", "baseline", "access", "crs", "meta"), returns=RelocationData,
+         township=TOWNSHIP_VIEW, cached=True, options=("field_coords",)),
     Step("maps", "kaizhou_gis.maps.step:run", "Maps / 地图",
          needs=("access", "relocation", "industry"),
          layers=("boundary", "townships", "township_seats", "villages", "settlements", "roads",
                  "dem"),
          plan=("maps", "crs", "meta", "access", "relocation"), returns=MapsData,
-         district_needs=True),
+         district_needs=True, options=("basemap", "tianditu_key", "prints")),
     Step("report", "kaizhou_gis.report.step:run", "Plan scorecard / 规划指标",
          needs=("access", "relocation", "industry"),
          layers=("townships", "villages", "settlements"),
-         plan=("report", "meta", "baseline", "relocation", "access", "indicators"),
+         plan=(EVERY_SECTION,),  # its settings table lists every setting of the plan
          returns=ReportData),
 ]
 
@@ -160,6 +173,9 @@ class Context:
     _district: Context | None = field(default=None, repr=False)
     #: the output folder of the run (set by :func:`run_steps`; the report reads its manifest)
     out_dir: Path | None = None
+    #: plan sections each step function read when it ran here (:meth:`Plan.reading`)
+    plan_reads: dict[str, frozenset[str]] = field(default_factory=dict)
+    _keys: dict[str, str] = field(default_factory=dict, repr=False)
 
     def result(self, name: str) -> StepResult:
         """The result of step ``name``, running it now if it has not run.
@@ -187,13 +203,24 @@ class Context:
                     assert view is not None, f"step {name} declares a township view"
                     res = view(self.district.result(name), self)
                 else:
-                    res = fn(self, self.needs_of(name))
+                    res = self._run_noting_plan_reads(name, fn)
                 self._to_cache(name, res)
         except KaizhouGISError as e:
             self.failed[name] = str(e)
             raise
         self.results[name] = res
         return res
+
+    def _run_noting_plan_reads(self, name: str, fn) -> StepResult:
+        """Run step function ``fn`` on a copy of the plan that notes the sections it reads
+        (kept in :attr:`plan_reads`; a step nested in it, through its needs, notes its own)."""
+        plan = self.plan
+        self.plan = plan.reading()
+        try:
+            return fn(self, self.needs_of(name))
+        finally:
+            self.plan_reads[name] = self.plan.sections_read
+            self.plan = plan
 
     def needs_of(self, name: str) -> StepNeeds:
         """The results step ``name`` declared it needs, computed on first use (on the district
@@ -221,28 +248,54 @@ class Context:
                                      results=given, failed=dict(self.failed),
                                      overrides=self.overrides, cache_dir=self.cache_dir,
                                      reused=self.reused, _inputs=self._inputs, out_dir=self.out_dir,
-                                     _data_status=self._data_status)
+                                     _data_status=self._data_status, _keys=self._keys)
         return self._district
 
-    def _cache_key(self) -> str:
-        from kaizhou_gis import manifest
-        return manifest.cache_key(self.inputs)
+    def cache_key(self, name: str) -> str:
+        """Key of step ``name``'s cached district result: what that step reads, and nothing
+        else. The code (:func:`kaizhou_gis.manifest.code_fingerprint`), the layers' fingerprints,
+        the plan sections the step declares (with the command line's overrides), the run options
+        it declares, and the keys of the steps it needs: ``relocation --threshold-m`` changes the
+        relocation section, so relocation's key, not access's (access is reused)."""
+        if name not in self._keys:
+            from kaizhou_gis import manifest
+
+            step = get_step(name)
+            data = self.plan.data
+            rec = {"step": name, "code": manifest.code_fingerprint(),
+                   "layers": self.inputs["layers"],
+                   "plan": data if EVERY_SECTION in step.plan else
+                   {sec: data.get(sec) for sec in step.plan},
+                   "options": {k: OPTION_DEFAULTS.get(k) if self.options.get(k) is None
+                               else self.options.get(k) for k in step.options},
+                   "needs": {n: self.cache_key(n) for n in step.needs}}
+            self._keys[name] = manifest._sha(manifest.canonical_json(rec).encode())
+        return self._keys[name]
 
     def _from_cache(self, name: str) -> StepResult | None:
         if self.cache_dir is None or self.township is not None or not get_step(name).cached:
             return None
         from kaizhou_gis import manifest
-        res = manifest.load_cached(self.cache_dir, name, self._cache_key())
+        key = self.cache_key(name)
+        res = manifest.load_cached(self.cache_dir, name, key)
         if res is not None:
-            log.info("step %s: district result reused (same inputs fingerprint)", name)
-            self.reused[name] = self._cache_key()
+            log.info("step %s: district result reused (same inputs of the step)", name)
+            self.reused[name] = key
         return res
 
     def _to_cache(self, name: str, res: StepResult) -> None:
-        if self.cache_dir is None or self.township is not None or not get_step(name).cached:
+        step = get_step(name)
+        if self.cache_dir is None or self.township is not None or not step.cached:
+            return
+        read = self.plan_reads.get(name, frozenset())
+        undeclared = [] if EVERY_SECTION in step.plan else sorted(read - set(step.plan))
+        if undeclared:  # its key would miss them: a later run could reuse a stale result
+            log.warning("step %s read plan section(s) %s that it does not declare in "
+                        "kaizhou_gis/pipeline.py (STEPS); its result is not cached", name,
+                        ", ".join(undeclared))
             return
         from kaizhou_gis import manifest
-        manifest.store_cached(self.cache_dir, name, self._cache_key(), res)
+        manifest.store_cached(self.cache_dir, name, self.cache_key(name), res)
 
     @property
     def data_status(self) -> dict:
@@ -261,6 +314,8 @@ class Context:
     def inputs(self) -> dict[str, Any]:
         """What the figures depend on (:func:`kaizhou_gis.manifest.inputs_record`): layer and
         plan fingerprints, overrides, analysis options, and one combined ``fingerprint``."""
+        if self._inputs is None and self.township is not None:
+            self._inputs = self.district.inputs  # the same inputs: fingerprinted once
         if self._inputs is None:
             from kaizhou_gis import manifest
             self._inputs = manifest.inputs_record(

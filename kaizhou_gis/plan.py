@@ -63,13 +63,21 @@ class Plan:
 
     Use ``plan["relocation.threshold_m"]`` for a value, ``plan.source(key)`` for its provenance and
     ``plan.section("relocation.sites")`` for a dict of a section's values.
+
+    :meth:`reading` gives a copy that notes which top-level sections are read through these
+    methods (:attr:`sections_read`): the pipeline runs each step on such a copy, so a step's cache
+    key holds the sections it declares and a step reading one it does not declare is caught.
     """
 
     data: dict
     path: str
     _flat: dict = field(default_factory=dict, repr=False)
+    #: the sections read through this copy (:meth:`reading`); None: not noted
+    _reads: set | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self._flat:  # a copy made by reading()
+            return
         flat: dict[str, dict] = {}
 
         def walk(node: dict, prefix: str) -> None:
@@ -83,19 +91,37 @@ class Plan:
         walk({k: v for k, v in self.data.items() if k != "indicators"}, "")
         object.__setattr__(self, "_flat", flat)
 
+    def reading(self) -> Plan:
+        """The same plan (same values, shared, not copied) noting the sections read from it."""
+        return Plan(data=self.data, path=self.path, _flat=self._flat, _reads=set())
+
+    @property
+    def sections_read(self) -> frozenset[str]:
+        """Top-level sections read through this copy (``"*"``: every section); empty unless made
+        by :meth:`reading`."""
+        return frozenset(self._reads or ())
+
+    def _note(self, key: str) -> None:
+        if self._reads is not None:
+            self._reads.add(key.split(".", 1)[0] if key else "*")
+
     def __getitem__(self, key: str) -> Any:
+        self._note(key)
         try:
             return self._flat[key]["value"]
         except KeyError:
             raise PlanError(f"plan {self.path}: no setting '{key}'") from None
 
     def __contains__(self, key: str) -> bool:
+        self._note(key)
         return key in self._flat
 
     def get(self, key: str, default: Any = None) -> Any:
+        self._note(key)
         return self._flat[key]["value"] if key in self._flat else default
 
     def source(self, key: str) -> str:
+        self._note(key)
         return self._flat[key]["source"]
 
     def is_assumption(self, key: str) -> bool:
@@ -103,17 +129,20 @@ class Plan:
 
     def section(self, name: str) -> dict[str, Any]:
         """Values of one section (leaves directly under it), e.g. ``section("access")``."""
+        self._note(name)
         prefix = name + "."
         return {k[len(prefix):]: v["value"] for k, v in self._flat.items()
                 if k.startswith(prefix) and "." not in k[len(prefix):]}
 
     def settings(self, prefix: str = "") -> dict[str, dict]:
         """Every setting under ``prefix`` as ``{key: {"value": ..., "source": ...}}`` (for reports)."""
+        self._note(prefix)
         return {k: dict(v) for k, v in self._flat.items() if k.startswith(prefix)}
 
     def adjustable(self) -> dict[str, dict]:
         """Settings the plan file marks ``adjustable`` (what-if parameters), in file order:
         ``{key: {"value", "min", "max", "step", "source"}}``."""
+        self._note("")
         out = {}
         for k, leaf in self._flat.items():
             adj = leaf.get("adjustable")
@@ -138,6 +167,7 @@ class Plan:
     def indicator_years(self) -> tuple[str, list[str]]:
         """The indicators' baseline key and target keys in year order, e.g.
         ``("baseline_2015", ["target_2018", "target_2020"])`` (the plan file's own years)."""
+        self._note("indicators")
         keys = list(self.data.get("indicators", [{}])[0])
         base = [k for k in keys if _YEAR_KEY.fullmatch(k) and k.startswith("baseline_")]
         targets = sorted((k for k in keys if _YEAR_KEY.fullmatch(k) and k.startswith("target_")),
@@ -146,6 +176,7 @@ class Plan:
 
     @property
     def indicators(self) -> list[dict]:
+        self._note("indicators")
         return [dict(i) for i in self.data.get("indicators", [])]
 
     @property

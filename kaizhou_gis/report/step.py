@@ -86,7 +86,8 @@ def inputs_section(ctx: StepContext, needs: StepNeeds) -> dict:
     inp = ctx.inputs
     used = {}
     for n in SOURCE_STEPS:
-        how = ("district result reused from the cache of this folder (same inputs fingerprint)"
+        how = ("district result reused from the cache of this folder (the same layers, and the "
+               "same plan sections and options that step reads)"
                if n in ctx.reused else "computed for this report")
         if ctx.township is not None and n in needs.views:
             how += "; township view of the district result"
