@@ -15,6 +15,7 @@ import click
 
 from kaizhou_gis import __version__
 from kaizhou_gis.errors import KaizhouGISError, OptionError
+from kaizhou_gis.pipeline import OPTION_DEFAULTS  # the registry only (no step is imported)
 
 log = logging.getLogger("kaizhou_gis")
 
@@ -264,7 +265,8 @@ _no_prints = click.option(
          "maps and the district sheet are made as usual. For very large districts.")
 
 _field_coords = click.option(
-    "--field-coords", type=click.Choice(["wgs84", "gcj02"]), default="wgs84", show_default=True,
+    "--field-coords", type=click.Choice(["wgs84", "gcj02"]), default=OPTION_DEFAULTS["field_coords"],
+    show_default=True,
     help="Coordinates of the field files (field/*.kmz, *.gpx): wgs84 (GPS, Google Earth, Ovi) or "
          "gcj02 (apps on Gaode/AMap, Tencent and other Chinese base maps).")
 
@@ -280,7 +282,7 @@ def run(layers_path, plan_path, crs, encoding, coords, out_dir, header, formats,
     """The main job: validate, then every analysis, the maps and the report."""
     from kaizhou_gis import outputs
     from kaizhou_gis.layers import check_layers
-    from kaizhou_gis.pipeline import available_steps
+    from kaizhou_gis.pipeline import installed_steps
     from kaizhou_gis.plan import load_plan
 
     with outputs.output_folder(out_dir):
@@ -289,7 +291,7 @@ def run(layers_path, plan_path, crs, encoding, coords, out_dir, header, formats,
         click.echo(report.format())
         if not report.ok:
             _fail(report.problem_text())
-        _run(available_steps(), layers_path=layers_path, plan_path=plan_path, crs=crs,
+        _run(installed_steps(), layers_path=layers_path, plan_path=plan_path, crs=crs,
              encoding=encoding, coords=coords, out_dir=out_dir, header=header,
              options={"field_coords": field_coords, **({"prints": False} if no_prints else {})},
              show_notes=False, out_db=out_db,
@@ -340,7 +342,7 @@ _step_command("industry", "The plan's industry projects placed on their host vil
 _step_command("maps", "Offline folium HTML maps for the district and each township, A3 print sheets (PDF, PNG).",
               [_township,
                click.option("--basemap", type=click.Choice(["offline", "osm", "tianditu", "gaode"]),
-                            default="offline", show_default=True,
+                            default=OPTION_DEFAULTS["basemap"], show_default=True,
                             help="Basemap shown first; offline = hillshade from the DEM."),
                click.option("--tianditu-key", default=None, help="Tianditu API key (tianditu basemap)."),
                _no_prints])

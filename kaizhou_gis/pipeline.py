@@ -18,18 +18,22 @@ from __future__ import annotations
 
 import graphlib
 import importlib
+import importlib.machinery
 import logging
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kaizhou_gis.errors import KaizhouGISError, OptionError, StepError
-from kaizhou_gis.layers import Layers
-from kaizhou_gis.plan import Plan
 from kaizhou_gis.results import AccessData, IndustryData, MapsData, RelocationData, ReportData, StepNeeds, StepResult
+
+if TYPE_CHECKING:  # the layers (GeoPandas, rasterio) load with the layers, not with the registry
+    from kaizhou_gis.layers import Layers
+    from kaizhou_gis.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -346,9 +350,9 @@ def step_function(name: str) -> Callable[[Context, StepNeeds], StepResult] | Non
     try:
         module = importlib.import_module(mod)
     except ModuleNotFoundError as e:
-        if e.name == mod:
+        if e.name == mod or mod.startswith(f"{e.name}."):  # the module or its package: not installed
             return None
-        raise
+        raise  # a library the module imports is missing: say which
     return getattr(module, fn)
 
 
@@ -362,7 +366,43 @@ def township_view_function(name: str) -> Callable[[StepResult, Context], StepRes
     return mod.township_view
 
 
+def _module_exists(module: str) -> bool:
+    """Whether ``module`` is installed, found on the import path without importing it or its
+    packages (``kaizhou_gis.maps.step`` would import all of the maps, folium with them)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    parts = module.split(".")
+    path = None
+    for i in range(len(parts)):
+        name = ".".join(parts[: i + 1])
+        pkg = sys.modules.get(name)
+        if pkg is not None and i < len(parts) - 1:
+            path = getattr(pkg, "__path__", None)
+        else:
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is None:
+                return False
+            path = spec.submodule_search_locations
+        if path is None and i < len(parts) - 1:
+            return False
+    return True
+
+
+def step_available(name: str) -> bool:
+    """Whether step ``name``'s module is installed (what :func:`step_function` would find), without
+    importing it: a step's module, and the libraries it needs, load when the step runs."""
+    return _module_exists(get_step(name).target.split(":")[0])
+
+
+def installed_steps() -> list[str]:
+    """The registered steps whose modules are installed, in run order, none imported (each
+    loads when it runs): what ``kaizhou-gis run`` runs."""
+    return [s.name for s in STEPS if step_available(s.name)]
+
+
 def available_steps() -> list[str]:
+    """The same steps as :func:`installed_steps`, each module imported (a worker's preload wants
+    them all in memory before it forks)."""
     return [s.name for s in STEPS if step_function(s.name) is not None]
 
 
