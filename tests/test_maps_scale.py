@@ -10,7 +10,7 @@ import pytest
 from kaizhou_gis.maps.mapassets import render_chunks, script_json, script_json_chunks
 from kaizhou_gis.maps.page import SpecLayer
 from kaizhou_gis.maps.specs import LayerSpec
-from kaizhou_gis.outputs.writers import HtmlPage, StableIds, stable_element_ids, write_html
+from kaizhou_gis.outputs.writers import HtmlPage, PageSpool, StableIds, stable_element_ids, write_html
 
 
 def _spec(n: int, key: str = "pts") -> LayerSpec:
@@ -66,13 +66,29 @@ def test_stable_ids_over_pieces_number_in_order_of_first_appearance():
     assert ids.sub(f"map_{b}.addTo(map_{a}) id_{a}0") == f"map_{2:032x}.addTo(map_{1:032x}) id_{a}0"
 
 
-def test_html_page_holds_the_page_compressed():
-    text = "".join(f"<div>行 row {i} " + "x" * (i % 50) + "</div>\n" for i in range(100_000))
-    page = HtmlPage([(text[i:i + 7000], False) for i in range(0, len(text), 7000)])
-    assert page.size == len(text.encode("utf-8"))
-    assert len(page._data) < page.size / 5
+def test_html_page_holds_the_page_compressed(tmp_path):
+    import base64
+
+    text = "".join(f"<div>行 row {i} " + "x" * (i % 50) + "</div>\n" for i in range(300_000))
+    pieces = [(text[i:i + 7000], False) for i in range(0, len(text), 7000)]
+    page = HtmlPage(pieces)
+    assert page.size == len(text.encode("utf-8")) > 10 * 2**20
+    assert page.memory_bytes == page.stored_bytes < page.size / 5
     assert str(page) == text
     assert sum(len(c) for c in page.chunks()) == page.size
+    # with a spool the compressed bytes are in its scratch file, not in memory; an image of
+    # 3 MB (base64, as the hillshade) goes there as it is compressed, not at the end
+    image = base64.b64encode(np.random.default_rng(0).bytes(3 * 2**20)).decode("ascii")
+    img_pieces = [("<img src='data:image/png;base64,", True), (image, False), ("'>", True)]
+    spool = PageSpool()
+    pages = [HtmlPage(pieces, spool), HtmlPage([("<p>短 short</p>", True)], spool),
+             HtmlPage(img_pieces, spool)]
+    assert [p.memory_bytes for p in pages] == [0, 0, 0]
+    assert pages[0].stored_bytes == page.stored_bytes and len(pages[2]._parts) >= 2
+    image_page = f"<img src='data:image/png;base64,{image}'>"
+    assert [str(p) for p in pages] == [text, "<p>短 short</p>", image_page]
+    write_html(pages[2], tmp_path / "p.html")
+    assert (tmp_path / "p.html").read_text(encoding="utf-8") == image_page
 
 
 # --------------------------------------------------------------------------------------------

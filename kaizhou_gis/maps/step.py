@@ -19,7 +19,7 @@ from kaizhou_gis.maps.data import MapData, gather, gather_wgs84
 from kaizhou_gis.maps.mapassets import render_chunks
 from kaizhou_gis.maps.page import build_map
 from kaizhou_gis.maps.styles import BASEMAPS, DISTRICT_MAPS, MAP_TITLES
-from kaizhou_gis.outputs.writers import HtmlPage
+from kaizhou_gis.outputs.writers import HtmlPage, PageSpool
 from kaizhou_gis.results import MapsData, StepContext, StepNeeds, StepResult
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,9 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     """Build the district maps and the township maps (HTML + PNG) of the run.
 
     ``files`` holds each page rendered as an :class:`~kaizhou_gis.outputs.writers.HtmlPage`
-    (rendered once, as soon as it is built, piece by piece and kept compressed, so that one
-    page's layers are in memory at a time) and each PNG as bytes; ``data.sizes_mb`` holds the
-    page sizes (``data.maps`` is left empty: the folium objects are not kept).
+    (rendered once, as soon as it is built, piece by piece, and kept compressed in a scratch
+    file until it is written, so that one page's layers are in memory at a time) and each PNG as
+    bytes; ``data.sizes_mb`` holds the page sizes (``data.maps`` is left empty: the folium objects are not kept).
     With ``ctx.township`` set only that township's map and PNG are built. This wrapper is the
     only part of the maps that reads the run's context: the parts below get plain data.
     """
@@ -79,6 +79,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
                               f"{', '.join(codes[:5])} ...")
         codes = [str(ctx.township)]
     files: dict[str, Any] = {}
+    spool = PageSpool()  # the rendered pages wait there, compressed, until they are written
     sheets: list[tuple[str, str, Any]] = []
     pages = _Pages(d, st, plan.section("maps"), plan_name=plan.name,
                    plan_title=plan.get("meta.plan_title", ""), boundary=ctx.layers.boundary,
@@ -86,7 +87,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     with contextlib.closing(pages):
         if ctx.township is None:
             for rel, page in pages.district():
-                files[rel] = _rendered(page)
+                files[rel] = HtmlPage(render_chunks(page.get_root()), spool)
             files["maps/overview.pdf"] = printmap.district_sheet(
                 ctx, d_print, map_layers("overview", d_print, st), formats=("pdf",), pool=pool)
             sheets.append(("maps/overview.pdf", "pdf", files["maps/overview.pdf"]))
@@ -94,7 +95,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
         prints = ctx.options.get("prints", True) is not False  # --no-prints: HTML maps only
         for code in codes:
             page, specs = pages.township(code)
-            files[f"maps/townships/{code}.html"] = _rendered(page)
+            files[f"maps/townships/{code}.html"] = HtmlPage(render_chunks(page.get_root()), spool)
             del page
             if not prints:
                 continue
@@ -187,11 +188,6 @@ def _check_codes(codes: list[str]) -> None:
     if bad:
         raise LayerError(f"townships: township_code {format_ids(bad)} cannot name a map file; codes must "
                          f"be digits (9-digit 统计用区划代码), fix the townships layer.")
-
-
-def _rendered(m: Any) -> HtmlPage:
-    """A folium map rendered (ids made stable) into a compressed :class:`HtmlPage`."""
-    return HtmlPage(render_chunks(m.get_root()))
 
 
 def _collect(files: dict[str, Any], sheets: list[tuple[str, str, Any]]) -> dict[str, float]:

@@ -8,6 +8,8 @@ import logging
 import math
 import os
 import re
+import tempfile
+import weakref
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -44,38 +46,100 @@ def stable_element_ids(html: str) -> str:
     return StableIds().sub(html)
 
 
+class PageSpool:
+    """An unnamed scratch file (in this process's scratch folder of the system temp, removed by
+    the system when it is closed or the process ends) that the compressed pages of a step are
+    appended to, so that a district's hundreds of pages are not all held in memory until they
+    are written (:class:`HtmlPage`)."""
+
+    def __init__(self) -> None:
+        from kaizhou_gis.outputs.files import _scratch_dir
+
+        scratch = _scratch_dir()
+        self._fh = tempfile.TemporaryFile(dir=scratch if scratch is not None else None)
+        self._end = 0
+        weakref.finalize(self, self._fh.close)  # closed with the last page that refers to it
+
+    def append(self, data: bytes) -> tuple[int, int]:
+        """Store ``data``; returns its (offset, length)."""
+        off = self._end
+        self._fh.seek(off)
+        self._fh.write(data)
+        self._end += len(data)
+        return off, len(data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._fh.flush()
+        return os.pread(self._fh.fileno(), length, offset)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
 class HtmlPage:
     """A rendered HTML page held compressed (zlib) until it is written, with its size.
 
     Made from the page's pieces in order (``(text, ids)``; :func:`kaizhou_gis.maps.mapassets.render_chunks`),
     each piece with ``ids`` true passed through :class:`StableIds`: the page is never one string
-    in memory, only a few pieces at a time and the compressed bytes (about a fifth of the page).
-    :func:`write_html` writes it piece by piece; ``str(page)`` gives the whole text (tests).
+    in memory, only a few pieces at a time and the compressed bytes (about a fifth of the page;
+    with a ``spool``, in its scratch file instead of memory). :func:`write_html` writes it piece
+    by piece; ``str(page)`` gives the whole text (tests).
     """
 
-    def __init__(self, pieces: Iterable[tuple[str, bool]]):
+    def __init__(self, pieces: Iterable[tuple[str, bool]], spool: PageSpool | None = None):
         ids = StableIds()
         comp = zlib.compressobj(1)
-        blocks, size = [], 0
+        blocks: list[bytes] = []
+        size = 0
+
+        def keep(out: bytes) -> None:
+            if out:
+                blocks.append(out)
+                if spool is not None and sum(map(len, blocks)) >= 1 << 20:
+                    self._parts.append(spool.append(b"".join(blocks)))
+                    blocks.clear()
+
+        self._spool = spool
+        self._parts: list[Any] = []  # (offset, length) in the spool, or bytes
         for text, has_ids in pieces:
             data = (ids.sub(text) if has_ids else text).encode("utf-8")
             size += len(data)
-            out = comp.compress(data)
-            if out:
-                blocks.append(out)
+            keep(comp.compress(data))
         blocks.append(comp.flush())
-        self._data = b"".join(blocks)
+        rest = b"".join(blocks)
+        self._parts.append(spool.append(rest) if spool is not None else rest)
         #: the page's size in bytes (UTF-8)
         self.size = size
+
+    @property
+    def stored_bytes(self) -> int:
+        """The compressed size (in memory, or in the spool)."""
+        return sum(p[1] if isinstance(p, tuple) else len(p) for p in self._parts)
+
+    @property
+    def memory_bytes(self) -> int:
+        """What the page holds in memory (0 when it is in a spool)."""
+        return sum(len(p) for p in self._parts if isinstance(p, bytes))
+
+    def _compressed(self) -> Iterator[bytes]:
+        for p in self._parts:
+            if isinstance(p, bytes):
+                yield p
+                continue
+            assert self._spool is not None
+            off, n = p
+            for i in range(0, n, 1 << 20):
+                yield self._spool.read(off + i, min(1 << 20, n - i))
 
     def chunks(self) -> Iterator[bytes]:
         """The page's UTF-8 bytes, a block at a time (about 10 MB at most)."""
         d = zlib.decompressobj()
-        data = memoryview(self._data)
-        for i in range(0, len(data), 1 << 20):
-            out = d.decompress(data[i:i + (1 << 20)])
-            if out:
-                yield out
+        for block in self._compressed():
+            data = memoryview(block)
+            for i in range(0, len(data), 1 << 20):
+                out = d.decompress(data[i:i + (1 << 20)])
+                if out:
+                    yield out
         rest = d.flush()
         if rest:
             yield rest
