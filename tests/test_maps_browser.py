@@ -32,12 +32,16 @@ from test_maps import INJECTION, T1, T2, _stub_sheet, make_ctx  # noqa: E402  (t
 
 @pytest.fixture(scope="module")
 def browser():
-    """One browser context for the module (each test opens its own page in it)."""
+    """One browser context for the module with one tab in it (:class:`Tab`): each load of a map
+    (:class:`Page`) is a fresh navigation of that tab, not a new tab (a new tab starts a new
+    renderer process: about 0.5 CPU-s more per load, ~50 loads in this module)."""
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         ctx = b.new_context(viewport={"width": 1280, "height": 900})
-        yield ctx
+        tab = Tab(ctx)
+        yield tab
+        tab.page.close()
         ctx.close()
         b.close()
 
@@ -76,36 +80,58 @@ def site(tmp_path_factory):
     return out / "maps"
 
 
-class Page:
-    """A page opened offline, with the failures it produced."""
+class Tab:
+    """The module's one browser tab, offline: every request that is not a ``file:``, ``data:`` or
+    ``about:`` URL is aborted; requests, console/page errors and dialogs go to the :class:`Page`
+    (the load) that is open in it."""
 
-    def __init__(self, context, path: Path):
-        self.failures: list[str] = []
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
+    def __init__(self, context):
         self.page = context.new_page()
+        self.current: Page | None = None
 
         def route(r):
             url = r.request.url
             if url.startswith(("file:", "data:", "about:")):
                 r.continue_()
             else:
-                self.failures.append(url)
+                if self.current is not None:
+                    self.current.failures.append(url)
                 r.abort()
 
+        def record(kind, value):
+            if self.current is not None and value is not None:
+                getattr(self.current, kind).append(value)
+
         self.page.route("**/*", route)
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("requestfailed", lambda r: self.failures.append(r.url)
-                     if not r.url.startswith("data:") else None)
-        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("console", lambda m: record("errors", m.text if m.type == "error" else None))
+        self.page.on("pageerror", lambda e: record("errors", str(e)))
+        self.page.on("requestfailed", lambda r: record("failures", None if r.url.startswith("data:")
+                                                       else r.url))
+        self.page.on("dialog", lambda d: (record("dialogs", d.message), d.dismiss()))
+        # before every document's own scripts, on every load
         self.page.add_init_script("window.__alerts = []; "
                                   "window.alert = function (m) { window.__alerts.push(String(m)); };")
+
+
+class Page:
+    """A page loaded offline (a fresh navigation of the module's :class:`Tab`: a new document
+    with its own scripts and state), with the failures it produced."""
+
+    def __init__(self, tab: Tab, path: Path):
+        self.failures: list[str] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page = tab.page
+        self.tab = tab
+        tab.current = self
         self.page.goto(path.resolve().as_uri())
         self.page.wait_for_selector(".leaflet-control-layers", timeout=10_000)
 
     def close(self):
-        self.page.close()
+        """The load is over: the tab leaves the document (its pending requests and timers end
+        with it, recorded nowhere) and waits for the next load."""
+        self.tab.current = None
+        self.page.goto("about:blank")
 
     def wait_map_still(self, timeout: int = 10_000) -> None:
         """Wait until the map neither zooms nor pans (a popup's autoPan, a fly to a feature)."""
