@@ -87,28 +87,49 @@ def districts(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def single_runs(districts, tmp_path_factory) -> Path:
-    """Each good district through the plain `run` command; the first WITHOUT the session's font
-    cache (tests/conftest.py): it makes its subset fonts, the later batch runs of that district
-    take them from the cache, and the tests compare the two byte for byte."""
-    out = tmp_path_factory.mktemp("single")
-    for code in GOOD:
-        with pytest.MonkeyPatch.context() as mp:
-            if code == GOOD[0]:
-                mp.delenv(FONT_CACHE_ENV, raising=False)
-            r = CliRunner().invoke(main, ["run", "--layers", str(districts / code),
-                                          "--plan", str(districts / code / "plan.toml"),
-                                          "--out", str(out / code)])
-        assert r.exit_code == 0, r.output
-    return out
+def _single_run(districts: Path, code: str, out: Path) -> None:
+    r = CliRunner().invoke(main, ["run", "--layers", str(districts / code),
+                                  "--plan", str(districts / code / "plan.toml"), "--out", str(out)])
+    assert r.exit_code == 0, r.output
 
 
 @pytest.fixture(scope="module")
-def batch_run(districts, tmp_path_factory):
+def runs(districts, tmp_path_factory) -> tuple[Path, tuple[Path, subprocess.CompletedProcess]]:
+    """Each good district through the plain `run` command, and the 4-district batch (a `batch`
+    process with 2 dask workers), which runs while the single runs of the second and third
+    district run here. The first single run runs WITHOUT the session's font cache
+    (tests/conftest.py) and before the batch starts: it makes its subset fonts, the batch runs
+    of that district take them from the cache, and the tests compare the two byte for byte."""
+    single = tmp_path_factory.mktemp("single")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(FONT_CACHE_ENV, raising=False)
+        _single_run(districts, GOOD[0], single / GOOD[0])
     out = tmp_path_factory.mktemp("batch")
-    r = _cli("batch", str(districts / "batch4.toml"), "--out", str(out), "--workers", "2")
-    return out, r
+    args = [sys.executable, "-m", "kaizhou_gis", "batch", str(districts / "batch4.toml"),
+            "--out", str(out), "--workers", "2"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=_env(), cwd=ROOT)
+    try:
+        for code in GOOD[1:]:
+            _single_run(districts, code, single / code)
+        stdout, stderr = p.communicate(timeout=600)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    return single, (out, subprocess.CompletedProcess(args, p.returncode, stdout, stderr))
+
+
+@pytest.fixture(scope="module")
+def single_runs(runs) -> Path:
+    """Each good district's `run` output folder: ``single_runs / code``."""
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def batch_run(runs) -> tuple[Path, subprocess.CompletedProcess]:
+    """The batch's output folder and the finished `batch` process (exit code, what it printed)."""
+    return runs[1]
 
 
 def test_synthetic_districts_differ_and_are_labelled(districts):
@@ -234,11 +255,13 @@ def test_external_scheduler_and_worker(districts, tmp_path, single_runs):
                              stdout=log_s, stderr=subprocess.STDOUT, env=_env())
     worker = None
     try:
-        _wait_for(sched_file)
-        addr = json.loads(sched_file.read_text())["address"]
-        worker = subprocess.Popen([*worker_cli, addr, "--nworkers", "1", "--nthreads", "1",
+        # the worker starts at once and finds the scheduler through its file when it is there
+        worker = subprocess.Popen([*worker_cli, "--scheduler-file", str(sched_file),
+                                   "--nworkers", "1", "--nthreads", "1",
                                    "--no-dashboard", "--local-directory", str(tmp_path / "w")],
                                   stdout=log_w, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path)
+        _wait_for(sched_file)
+        addr = json.loads(sched_file.read_text())["address"]
         m = tmp_path / "two.toml"
         m.write_text("\n".join(f'[[district]]\ncode = "{c}"\nlayers = "{districts / c}"\n'
                                f'plan = "{districts / c / "plan.toml"}"\n' for c in GOOD[:2]),
