@@ -180,6 +180,8 @@ class Context:
     #: plan sections each step function read when it ran here (:meth:`Plan.reading`)
     plan_reads: dict[str, frozenset[str]] = field(default_factory=dict)
     _keys: dict[str, str] = field(default_factory=dict, repr=False)
+    #: the plan while a step runs on its noting copy (:meth:`_run_noting_plan_reads`)
+    _plan: Plan | None = field(default=None, repr=False)
 
     def result(self, name: str) -> StepResult:
         """The result of step ``name``, running it now if it has not run.
@@ -219,12 +221,17 @@ class Context:
         """Run step function ``fn`` on a copy of the plan that notes the sections it reads
         (kept in :attr:`plan_reads`; a step nested in it, through its needs, notes its own)."""
         plan = self.plan
+        outermost = self._plan is None
+        if outermost:
+            self._plan = plan  # the plan itself, for a district context made during the step
         self.plan = plan.reading()
         try:
             return fn(self, self.needs_of(name))
         finally:
             self.plan_reads[name] = self.plan.sections_read
             self.plan = plan
+            if outermost:
+                self._plan = None
 
     def needs_of(self, name: str) -> StepNeeds:
         """The results step ``name`` declared it needs, computed on first use (on the district
@@ -248,7 +255,7 @@ class Context:
             # results given to this context from outside (not made here as township views) and
             # failures hold for the district too
             given = {k: v for k, v in self.results.items() if not v.township_view}
-            self._district = Context(layers=self.layers, plan=self.plan, options=opts,
+            self._district = Context(layers=self.layers, plan=self._plan or self.plan, options=opts,
                                      results=given, failed=dict(self.failed),
                                      overrides=self.overrides, cache_dir=self.cache_dir,
                                      reused=self.reused, _inputs=self._inputs, out_dir=self.out_dir,

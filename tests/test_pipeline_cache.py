@@ -150,6 +150,24 @@ def test_a_step_reading_an_undeclared_section_is_not_cached(tmp_path, monkeypatc
     assert first.plan is plan and second.plan is plan  # the noting copy was only for the step
 
 
+def _sees_the_district(ctx, needs):
+    return StepResult("looks", summary={"district_plan": ctx.district.plan,
+                                        "threshold": ctx.plan[THRESHOLD]})
+
+
+def test_a_district_context_made_during_a_step_gets_the_plan_itself(monkeypatch):
+    mod = types.ModuleType(FAKE)
+    mod.looks = _sees_the_district
+    monkeypatch.setitem(sys.modules, FAKE, mod)
+    monkeypatch.setattr(pipeline, "STEPS", [pipeline.Step("looks", f"{FAKE}:looks", "L",
+                                                          plan=("relocation",))])
+    plan = load_plan()
+    ctx = Context(layers=None, plan=plan, options={"township": "500154101"})
+    res = ctx.result("looks")
+    assert res.summary["district_plan"] is plan and ctx.district.plan is plan and ctx.plan is plan
+    assert ctx.plan_reads == {"looks": {"relocation"}}
+
+
 def test_a_township_run_fingerprints_its_inputs_once(monkeypatch):
     calls = []
     real = manifest.inputs_record
