@@ -82,10 +82,10 @@ class _Ends:
     cost: np.ndarray
     best: np.ndarray
     csize: float
-    ok: np.ndarray | None = None
-    dd: np.ndarray | None = None
+    ok: np.ndarray
+    dd: np.ndarray
+    cell0: np.ndarray
     own_k: int = 0
-    cell0: np.ndarray | None = None
 
 
 def search_groups(s: LinkSearch, groups, out: list, geoms: np.ndarray, L: np.ndarray) -> None:
@@ -212,7 +212,9 @@ def _search_tiled(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: np
     dx, dy = cell_size_m(f.tr, s.dem.crs, h)  # the window's, as its one graph would use
     step_min = (float(np.min(dx)), float(np.min(dy)))
     ends = _end_geometry(s, f, idx, txy, tx, ty)
-    src_rc = np.divmod(f.src_cells[f.src_cells >= 0], w)
+    cells = f.src_cells
+    assert cells is not None  # set by _sources
+    src_rc = np.divmod(cells[cells >= 0], w)
     cell0 = ends.cell0
     tile = np.where(cell0 >= 0, (cell0 // w) // TILE_CELLS * (w // TILE_CELLS + 1) + (cell0 % w) // TILE_CELLS, -1)
     pending = np.arange(len(idx))

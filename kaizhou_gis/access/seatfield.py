@@ -198,7 +198,7 @@ class CoreGraph:
                             return_predecessors=return_predecessors)
         res = dijkstra(self.core_graph, directed=True, indices=self.index[indices], limit=limit,
                        return_predecessors=return_predecessors)
-        dc, pc = res if return_predecessors else (res, None)
+        dc, pc = res if return_predecessors else (res, np.empty(0, dtype=np.int32))
         dist = np.full((len(indices), self.n), np.inf)
         dist[:, self.core] = dc
         del dc
