@@ -136,7 +136,7 @@ _SUBSET: dict = {"chars": frozenset(), "files": {}}
 _MADE: dict[frozenset, dict[str, str]] = {}
 
 
-def subset_family(chars) -> str | None:
+def subset_family(chars, *, register: bool = True) -> str | None:
     """The family of a subset of the CJK font (regular and bold) made for exactly ``chars`` (and
     printable ASCII), registered with matplotlib's font manager in this process; None without a
     CJK font.
@@ -160,17 +160,49 @@ def subset_family(chars) -> str | None:
     if name is None:
         return None
     chars = frozenset(chars)
-    if _SUBSET["files"] and chars == _SUBSET["chars"]:
+    if _SUBSET["files"] and chars == _SUBSET["chars"] and \
+            all(os.path.exists(p) for p in _SUBSET["files"].values()):
+        if register and not _SUBSET.get("registered"):
+            _register(_SUBSET["files"])
+            _SUBSET["registered"] = True
         return SUBSET_FAMILY
     made = _MADE.get(chars)  # made before in this process (or its parent): the same files
     if made is None or not all(os.path.exists(p) for p in made.values()):
         made = _MADE[chars] = {w: _font_file(_cached_subset_bytes(name, w, chars), w)
                                for w in SUBSET_WEIGHTS}
     files = made
-    _register(files)
-    _SUBSET.update(chars=chars, files=files)
+    if register:
+        _register(files)
+    _SUBSET.update(chars=chars, files=files, registered=register)
     log.debug("CJK subset font of %d characters: %s", len(chars), files)
     return SUBSET_FAMILY
+
+
+def sheet_font_files(chars) -> dict[str, str]:
+    """The font files (by weight, :data:`SUBSET_WEIGHTS`) the print sheets are written with: the
+    subset of the CJK font made for ``chars`` (:func:`subset_family`, not registered with
+    matplotlib: the sheets lay their text out themselves), or, on a machine without a CJK font,
+    the same subset of DejaVu Sans (matplotlib's own font; Chinese then shows as boxes, with the
+    warning of :func:`find_cjk_font`)."""
+    chars = frozenset(chars)
+    if subset_family(chars, register=False) is not None:
+        return dict(_SUBSET["files"])
+    return {w: _font_file(_cached_subset_bytes("DejaVu Sans", w, chars), w) for w in SUBSET_WEIGHTS}
+
+
+def fallback_font_file(chars) -> str | None:
+    """A subset of DejaVu Sans (regular) with those of ``chars`` it has, for characters the CJK
+    font lacks (symbols, some scripts), as matplotlib fell back to it glyph by glyph; None when
+    it has none of them."""
+    from fontTools.ttLib import TTFont
+
+    chars = frozenset(chars)
+    path, face = _source_font("DejaVu Sans", "normal")
+    have = TTFont(path, fontNumber=face, lazy=True).getBestCmap()
+    mine = frozenset(c for c in chars if ord(c) in have)
+    if not mine:
+        return None
+    return _font_file(_cached_subset_bytes("DejaVu Sans", "normal", mine), "fallback")
 
 
 def _source_font(family: str, weight: str) -> tuple[str, int]:

@@ -85,7 +85,7 @@ def encode_png(rgb: np.ndarray, *, dpi: int, info: dict[str, str]) -> bytes:
             chunks.append((b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1")))
         except UnicodeEncodeError:
             chunks.append((b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")))
-    chunks += [(b"IDAT", zlib.compress(rows.tobytes(), PNG_ZLIB_LEVEL)), (b"IEND", b"")]
+    chunks += [(b"IDAT", zlib.compress(rows, PNG_ZLIB_LEVEL)), (b"IEND", b"")]
     out = [b"\x89PNG\r\n\x1a\n"]
     for tag, data in chunks:
         out += [struct.pack(">I", len(data)), tag, data,

@@ -97,11 +97,9 @@ class SheetPool:
 
         if self._ex is not None:
             if not self._started and kwargs.get("font_chars") is not None:
-                # the subset font is made here, once, before the workers are forked: they
-                # inherit it (a worker given other characters makes its own)
-                from kaizhou_gis import fonts
-
-                fonts.subset_family(kwargs["font_chars"])
+                # the subset font is made (and read) here, once, before the workers are
+                # forked: they inherit it (a worker given other characters makes its own)
+                sheet.preload_fonts(kwargs["font_chars"])
             self._started = True
             return self._ex.submit(_render_in_worker, specs, text, kwargs)
         fut: Future = Future()

@@ -1,9 +1,7 @@
 """The shaded relief of a print sheet: the DEM shaded on the sheet's own grid and printed as
-one grey image (:func:`sheet_relief`), drawn in the map's axes by a :class:`Relief` artist that
-gives the PDF the grey itself and the PNG the grey on the frame's own pixels."""
+one grey image (:func:`sheet_relief`, on the map frame's grid :func:`frame_relief`)."""
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -11,7 +9,6 @@ from pyproj import CRS
 
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.maps.sheetlayout import MM_PER_IN, Layout
-from kaizhou_gis.maps.sheetpng import up_filtered
 
 
 def grid_transform(extent: tuple[float, float, float, float], width_px: int, height_px: int):
@@ -141,10 +138,11 @@ def shade_to_grey(shade: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
 
 
 
-def draw_relief(ax, dem, lay: Layout, work_crs: str, highlight, *, hillshade_dpi: int,
-                azimuth_deg: float, altitude_deg: float) -> None:
-    """The relief on the map frame's own grid at ``hillshade_dpi``, faded outside ``highlight``,
-    added to ``ax`` (the map's axes in the work CRS) under everything else."""
+def frame_relief(dem, lay: Layout, work_crs: str, highlight, *, hillshade_dpi: int,
+                 azimuth_deg: float, altitude_deg: float) -> np.ndarray | None:
+    """The relief (grey uint8, north up) on the map frame's own grid at ``hillshade_dpi``, faded
+    outside ``highlight``; None where the DEM does not reach the frame. The sheet writes it into
+    the PDF as one DeviceGray image filling the frame."""
     _, _, fw, fh = lay.frame_mm
     wpx = int(round(fw / MM_PER_IN * hillshade_dpi))
     hpx = int(round(fh / MM_PER_IN * hillshade_dpi))
@@ -153,104 +151,11 @@ def draw_relief(ax, dem, lay: Layout, work_crs: str, highlight, *, hillshade_dpi
         from rasterio.features import geometry_mask
         inside = geometry_mask([highlight], out_shape=(hpx, wpx),
                                transform=grid_transform(lay.extent, wpx, hpx), invert=True)
-    grey = sheet_relief(dem, work_crs, lay.extent, wpx, hpx, azimuth_deg=azimuth_deg,
+    return sheet_relief(dem, work_crs, lay.extent, wpx, hpx, azimuth_deg=azimuth_deg,
                         altitude_deg=altitude_deg, inside=inside)
-    if grey is not None:
-        ax.add_artist(_relief_class()(grey, lay.extent, zorder=0))
 
 
-#: zlib level of the relief image in the PDF: 1 writes it in a seventh of the time the PNG
-#: encoder matplotlib uses takes (adaptive filters, level 6), for a file some 40 % larger.
+#: zlib level of the relief image in the PDF (a Flate stream with the PNG "Up" predictor on every
+#: row): level 1 writes it in a seventh of the time of zlib's default level with adaptive filters,
+#: for a file some 40 % larger.
 PDF_RELIEF_ZLIB_LEVEL = 1
-
-
-def _fast_grey_flate(pdf_file) -> None:
-    """Make ``pdf_file`` (matplotlib's ``PdfFile``) compress its greyscale images with the PNG
-    "Up" predictor on every row and zlib at :data:`PDF_RELIEF_ZLIB_LEVEL`: the same Flate stream
-    with PNG predictors (``/Predictor 10``: each row names its filter) that matplotlib writes,
-    made in numpy and one zlib call. Other images keep matplotlib's encoder; a matplotlib
-    without this hook keeps its own for all."""
-    import zlib
-
-    own = getattr(pdf_file, "_writePng", None)
-    if own is None or getattr(pdf_file, "_kaizhou_grey_flate", False):
-        return
-
-    def write_png(img):
-        a = np.asarray(img)
-        if img.mode != "L" or a.ndim != 2 or a.dtype != np.uint8:
-            return own(img)
-        return zlib.compress(up_filtered(a).tobytes(), PDF_RELIEF_ZLIB_LEVEL), 8, None
-
-    pdf_file._writePng = write_png
-    pdf_file._kaizhou_grey_flate = True
-
-
-@functools.cache
-def _relief_class():
-    """The :class:`matplotlib.artist.Artist` drawing the grey relief (made on first use: this
-    module does not import matplotlib at import time)."""
-    from matplotlib.artist import Artist
-    from matplotlib.transforms import Affine2D
-
-    class Relief(Artist):
-        """The grey relief (uint8, north up, rows top to bottom) filling the map's ``extent``.
-
-        A vector backend (the PDF) gets the grey itself, at its own resolution, as one
-        DeviceGray image: what ``imshow`` wrote there, without the RGBA copy, the search for
-        <= 256 colours and the indexed-colour conversion matplotlib makes of an RGBA image.
-        A raster backend (the PNG) gets the grey resampled once (bilinear) to exactly the
-        pixels the frame covers, so drawing it is a copy, not a resampling of the full image."""
-
-        def __init__(self, grey: np.ndarray, extent, **kwargs):
-            super().__init__()
-            self.update(kwargs)
-            self._grey = grey
-            self._extent = extent
-            self._sized: dict[tuple[int, int], np.ndarray] = {}
-
-        def _rgba(self, w: int, h: int) -> np.ndarray:
-            from PIL import Image
-
-            key = (w, h)
-            if key not in self._sized:
-                g = self._grey
-                if g.shape != (h, w):
-                    g = np.asarray(Image.fromarray(g, mode="L").resize(
-                        (w, h), Image.Resampling.BILINEAR))
-                rgba = np.empty((h, w, 4), dtype=np.uint8)
-                rgba[..., :3] = g[..., None]
-                rgba[..., 3] = 255
-                self._sized = {key: rgba}
-            return self._sized[key]
-
-        def draw(self, renderer) -> None:
-            if not self.get_visible():
-                return
-            ax = self.axes
-            if ax is None:
-                raise ValueError("the relief is drawn in the map's axes (ax.add_artist)")
-            xmin, ymin, xmax, ymax = self._extent
-            (x0, y0), (x1, y1) = ax.transData.transform([(xmin, ymin), (xmax, ymax)])
-            gc = renderer.new_gc()
-            gc.set_clip_rectangle(ax.bbox)  # the relief fills the map's frame, no further
-            if renderer.option_scale_image():  # vector: the image at its own resolution
-                from matplotlib.backends.backend_pdf import RendererPdf
-
-                im = self._grey[::-1, :, None]  # rows bottom to top, as draw_image takes them
-                # the PDF backend draws through a MixedModeRenderer; other vector backends: RGBA
-                base = getattr(renderer, "_renderer", renderer)
-                if isinstance(base, RendererPdf):
-                    _fast_grey_flate(base.file)
-                else:
-                    im = self._rgba(self._grey.shape[1], self._grey.shape[0])[::-1]
-                renderer.draw_image(gc, x0, y0, im, Affine2D().scale(x1 - x0, y1 - y0))
-            else:  # raster: the grey on the frame's own pixels
-                left, bottom, right, top = (int(round(v)) for v in (x0, y0, x1, y1))
-                if right > left and top > bottom:
-                    renderer.draw_image(gc, left, bottom,
-                                        self._rgba(right - left, top - bottom)[::-1])
-            gc.restore()
-            self.stale = False
-
-    return Relief
