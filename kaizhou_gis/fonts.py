@@ -138,15 +138,16 @@ _MADE: dict[frozenset, dict[str, str]] = {}
 
 def subset_family(chars, *, register: bool = True) -> str | None:
     """The family of a subset of the CJK font (regular and bold) made for exactly ``chars`` (and
-    printable ASCII), registered with matplotlib's font manager in this process; None without a
-    CJK font.
+    printable ASCII), registered with matplotlib's font manager in this process (unless
+    ``register`` is False); None without a CJK font.
 
-    Why: matplotlib embeds a TrueType font in a PDF by subsetting the font file with fontTools,
-    for each embedded font of each file it writes, and that parses the whole Noto CJK collection
-    (20 MB, 65 000 glyphs), 0.3-0.6 s a time. From this subset (the glyphs of a few hundred
-    characters) the same step takes milliseconds. The subset keeps the glyph outlines, metrics
-    and layout tables (GSUB/GPOS) of the characters, so the text is laid out and drawn as with
-    the full font and stays real text in the PDF.
+    Why: a PDF must embed the font of its text, and the whole Noto CJK collection is 20 MB of
+    65 000 glyphs. The print sheets' PDF writer (:mod:`kaizhou_gis.maps.pdfwriter`, through
+    :func:`sheet_font_files`) embeds this subset (the glyphs of a few hundred characters) as it
+    is; matplotlib, for a chart PDF, subsets it again in milliseconds instead of parsing the
+    collection (0.3-0.6 s a time). The subset keeps the glyph outlines, metrics and layout
+    tables (GSUB/GPOS) of the characters, so the text is laid out and drawn as with the full
+    font and stays real text in the PDF.
 
     The glyph numbers of the subset, and so the bytes of a PDF drawn with it, depend on the
     characters it was made for: the same ``chars`` give the same font in any process. It is made
@@ -298,6 +299,7 @@ def _subset_bytes(family: str, weight: str, chars) -> bytes:
     opts = subset.Options(layout_features=list(SHAPING_FEATURES), name_IDs=["*"], name_languages=["*"],
                           glyph_names=True, notdef_outline=True, recommended_glyphs=True,
                           font_number=face)
+    opts.drop_tables += ["FFTM"]  # FontForge's timestamps (DejaVu Sans): not subsettable, not needed
     font = TTFont(path, fontNumber=face, lazy=True, recalcTimestamp=False)
     try:
         sub = subset.Subsetter(opts)
@@ -372,9 +374,10 @@ def _font_file(data: bytes, weight: str) -> str:
     process ends (inside the run's scratch folder in the system temp, which the next run sweeps
     if this one is killed); forked workers read it while this process lives.
 
-    The file's name is fixed by the weight and the bytes (``KaizhouSheetCJK-bold-<sha>.ttf``): the
-    PDF backend orders the embedded fonts by their file names, so a random name would swap the
-    regular and bold fonts from one run to the next and the same map would give other bytes."""
+    The file's name is fixed by the weight and the bytes (``KaizhouSheetCJK-bold-<sha>.ttf``):
+    matplotlib's PDF backend orders the embedded fonts by their file names, so a random name
+    would swap the regular and bold fonts from one run to the next and the same chart would give
+    other bytes; a forked worker finds the same file its parent made."""
     import hashlib
     import shutil
     import tempfile

@@ -170,3 +170,70 @@ def test_colours():
     assert pdfwriter.rgba("#00000080")[3] == pytest.approx(128 / 255)
     with pytest.raises(ValueError, match="colour"):
         pdfwriter.rgba("not-a-colour")
+
+
+@pytest.mark.skipif(not HAVE_CJK, reason="no CJK font (apt-get install fonts-noto-cjk)")
+def test_a_sheet_draws_characters_outside_font_chars_and_outside_the_cjk_font(tmp_path):
+    """A label with a character the district's characters (font_chars) missed is still drawn
+    from the subset font (made for font_chars and the sheet's own characters); a character the
+    CJK font lacks (Georgian) is drawn from DejaVu Sans, as matplotlib fell back to it. Both stay
+    text, and no glyph is the .notdef box."""
+    import pypdfium2
+
+    from kaizhou_gis.crs import transformer
+    from kaizhou_gis.maps import sheet
+    from kaizhou_gis.maps.sheetlayout import SheetText
+
+    text = SheetText(title="开州区测试图", subtitle="s", producing_unit="u", date="2026-01-01",
+                     sources=["src"], status=["ok"], crs_note="EPSG:4545",
+                     labels=[(108.4, 31.2, "竹溪镇 ქ", "township")])
+    x, y = transformer("EPSG:4326", "EPSG:4545").transform(108.4, 31.2)
+    res = sheet.render_sheet([], text, bounds_xy=(x - 2000, y - 2000, x + 2000, y + 2000),
+                             work_crs="EPSG:4545", formats=("pdf",), font_chars=frozenset("开州区"))
+    pdf = res["pdf"]
+    doc = pypdfium2.PdfDocument(pdf)
+    try:
+        extracted = doc[0].get_textpage().get_text_range()
+    finally:
+        doc.close()
+    assert "竹溪镇 ქ" in extracted and "开州区测试图" in extracted
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    names = sorted(str(f.get_object()["/BaseFont"]) for f in reader.pages[0]["/Resources"]["/Font"].values())
+    assert len(names) == 2, names
+    assert sorted(n.split("+")[1] for n in names) == sorted([fonts.SUBSET_PS_NAME + "-Regular",
+                                                            sheet.FALLBACK_PS_NAME]), names
+    content = _streams(pdf)[0].decode()
+    glyphs = [run[i:i + 4] for run in re.findall(r"<([0-9A-F]+)>", content) for i in range(0, len(run), 4)]
+    assert len(glyphs) > 100 and "0000" not in glyphs  # no glyph drawn as .notdef (glyph 0)
+
+
+def test_the_sheet_modules_do_not_draw_with_matplotlib(tmp_path):
+    """The sheet worker imports no matplotlib to draw: the modules import none, and a sheet drawn
+    in a fresh process loads neither matplotlib's figure, text nor any backend (the font lookup
+    may read matplotlib's font list)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = (
+        "import sys\n"
+        "from kaizhou_gis.maps import pdfwriter, sheet, sheetpng, sheetpool, sheetrelief, printmap\n"
+        "assert not [m for m in sys.modules if m.startswith('matplotlib')], 'imported'\n"
+        "from kaizhou_gis.crs import transformer\n"
+        "from kaizhou_gis.maps.sheetlayout import SheetText\n"
+        "x, y = transformer('EPSG:4326', 'EPSG:4545').transform(108.4, 31.2)\n"
+        "t = SheetText(title='开州区', subtitle='s', producing_unit='u', date='2026-01-01', sources=['a'],"
+        " status=['b'], crs_note='c', labels=[(108.4, 31.2, '竹溪镇', 'township')])\n"
+        "res = sheet.render_sheet([], t, bounds_xy=(x - 2000, y - 2000, x + 2000, y + 2000),"
+        " work_crs='EPSG:4545', formats=('pdf', 'png'), png_dpi=30)\n"
+        "assert res['pdf'].startswith(b'%PDF') and res['png'].startswith(b'\\x89PNG')\n"
+        "bad = [m for m in sys.modules if m.startswith(('matplotlib.figure', 'matplotlib.text',"
+        " 'matplotlib.backends.backend_', 'matplotlib.pyplot', 'matplotlib.axes'))]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]

@@ -102,6 +102,7 @@ class Font:
     italic_angle: float = 0.0
     cap_height: int = 700
     stem_v: int = 80
+    _shaped: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Font:
@@ -149,13 +150,17 @@ class Font:
         """The glyph id of each character (0, the .notdef box, when the font has none)."""
         return [self.cmap.get(ord(c), 0) for c in text]
 
-    def missing(self, text: str) -> set[str]:
-        return {c for c in text if ord(c) not in self.cmap}
-
     def shape(self, text: str) -> tuple[list[int], np.ndarray, np.ndarray]:
         """The glyphs of ``text``, their advances and the kerning after each (font units): one
         glyph per character, the pair adjustments of the font's ``kern`` feature (GPOS), as a
-        shaper applies them to horizontal text."""
+        shaper applies them to horizontal text. Remembered by text (a sheet measures its words
+        before drawing them; graticule labels repeat)."""
+        hit = self._shaped.get(text)
+        if hit is None:
+            hit = self._shaped[text] = self._shape(text)
+        return hit
+
+    def _shape(self, text: str) -> tuple[list[int], np.ndarray, np.ndarray]:
         g = self.glyphs(text)
         kern = np.array([self.kern(a, b) for a, b in zip(g, g[1:])] + [0.0] if g else [],
                         dtype=np.float64)
@@ -359,7 +364,7 @@ class Page:
         self.ops.append(paint)
 
     def markers(self, centres: np.ndarray, shape: np.ndarray, *, fill, stroke, lw: float,
-                join: int = 1, clip=None) -> None:
+                join: int = 1) -> None:
         """Paint the unit ``shape`` (closed polygon, points relative to a centre) at each of
         ``centres``, filled and stroked (one path per marker, in order)."""
         paint = self._style(fill, stroke, lw, None, 0, join)
@@ -538,10 +543,10 @@ def _to_unicode_cmap(used: dict[int, str]) -> str:
 
 
 def _embed_image(w: _Writer, im: _Image) -> int:
-    from kaizhou_gis.maps.sheetpng import up_filtered
+    from kaizhou_gis.maps.sheetpng import deflate, up_filtered
 
     h, wd = im.grey.shape
-    data = zlib.compress(up_filtered(im.grey), im.zlib_level)
+    data = deflate(up_filtered(im.grey), im.zlib_level)
     return w.add_stream(
         (f"/Type /XObject /Subtype /Image /Width {wd} /Height {h} /ColorSpace /DeviceGray "
          f"/BitsPerComponent 8 /Filter /FlateDecode /DecodeParms << /Predictor 10 /Colors 1 "

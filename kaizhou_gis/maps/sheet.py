@@ -187,6 +187,17 @@ class _MapFrame:
 # text: the subset font, laid out as matplotlib laid out the sheet's words
 # --------------------------------------------------------------------------------------------
 
+#: The PDF name of the fallback font (DejaVu Sans, for characters the CJK font lacks).
+FALLBACK_PS_NAME = "KaizhouSheetFallback-Regular"
+
+
+@functools.lru_cache(maxsize=8)
+def _fallback_font(path: str) -> Font:
+    import dataclasses
+
+    return dataclasses.replace(font_from_file(path), ps_name=FALLBACK_PS_NAME)
+
+
 class _Ink:
     """The sheet's fonts (regular, bold and a fallback for characters the CJK font lacks) and
     text laid out with them: lines of glyph runs with their widths and ink extents."""
@@ -201,7 +212,7 @@ class _Ink:
         self.fallback = None
         if missing:
             path = fonts.fallback_font_file(frozenset(missing))
-            self.fallback = font_from_file(path) if path else None
+            self.fallback = _fallback_font(path) if path else None
             lost = [c for c in missing if self.fallback is None or ord(c) not in self.fallback.cmap]
             if lost:
                 log.warning("no font has the characters %s; the sheets show them as boxes",
