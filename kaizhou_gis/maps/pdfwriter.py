@@ -22,6 +22,7 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -42,11 +43,9 @@ def rgba(color) -> tuple[float, float, float, float]:
     """``color`` as (r, g, b, a) in 0-1: ``#rgb``, ``#rrggbb``, ``#rrggbbaa``, a grey level as a
     string (``"0.8"``, matplotlib's convention), a few names, or a 3/4-tuple of floats."""
     if isinstance(color, (tuple, list)):
-        v = tuple(float(c) for c in color)
-        if len(v) == 3:
-            return (*v, 1.0)
-        if len(v) == 4:
-            return v  # type: ignore[return-value]
+        v = [float(c) for c in color]
+        if len(v) in (3, 4):
+            return (v[0], v[1], v[2], v[3] if len(v) == 4 else 1.0)
         raise ValueError(f"not a colour: {color!r}")
     s = str(color).strip().lower()
     s = _NAMED.get(s, s)
@@ -195,7 +194,7 @@ class _Kerning:
     remembered): a district's font has some 2,000 glyphs, a sheet's text a few hundred pairs."""
 
     def __init__(self, tt, gid: dict[str, int]):
-        self.lookups: list[list[tuple]] = []
+        self.lookups: list[list[tuple[int, Any]]] = []
         self.cache: dict[tuple[int, int], float] = {}
         if "GPOS" not in tt or tt["GPOS"].table.FeatureList is None:
             return
@@ -204,7 +203,7 @@ class _Kerning:
         for li in sorted({i for fr in table.FeatureList.FeatureRecord if fr.FeatureTag == "kern"
                           for i in fr.Feature.LookupListIndex}):
             lookup = table.LookupList.Lookup[li]
-            subs = []
+            subs: list[tuple[int, Any]] = []
             for st in lookup.SubTable:
                 if lookup.LookupType == 9:
                     if st.ExtensionLookupType != 2:

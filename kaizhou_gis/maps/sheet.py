@@ -18,9 +18,9 @@ import numpy as np
 from pyproj import Transformer
 
 from kaizhou_gis.crs import transformer
+from kaizhou_gis.maps.pdfwriter import Font, Page, font_from_file, rgba
 from kaizhou_gis.maps.sheetlayout import _GRATICULE_MIN, MM_PER_IN, Layout, SheetText, format_scale, plan_layout
 from kaizhou_gis.maps.sheetpng import sheet_png
-from kaizhou_gis.maps.pdfwriter import Font, Page, font_from_file, rgba
 from kaizhou_gis.maps.sheetrelief import PDF_RELIEF_ZLIB_LEVEL, frame_relief
 from kaizhou_gis.maps.sheetrelief import grid_transform as grid_transform  # re-exported: the relief's
 from kaizhou_gis.maps.sheetrelief import shade_to_grey as shade_to_grey  # public names stay
@@ -649,7 +649,7 @@ def _legend_of(page: Page, ink: _Ink, lay: Layout, entries: list) -> None:
             items.append((e, min(0.0, -td), max(hh, th - td), hlen + htpad + tw))
         first_top = items[0][2]
         bases, acc = [], 0.0  # each item's origin above the column's origin
-        for e, iy0, iy1, _ in items:
+        for _e, iy0, iy1, _ in items:
             bases.append(first_top - acc - iy1)
             acc += (iy1 - iy0) + sep
         bottom = bases[-1] + items[-1][1]
