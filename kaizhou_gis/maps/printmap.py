@@ -19,9 +19,10 @@ half a DEM cell, shaded there and its grey resampled (bicubic) to the printed pi
 is smooth and the raster has exactly the printed resolution
 (:func:`kaizhou_gis.maps.sheetrelief.sheet_relief`); the PDF holds it as one greyscale image. The PNG is
 that PDF rasterized by PDFium at ``maps.png_dpi`` (:func:`kaizhou_gis.maps.sheetpng.sheet_png`): the
-file looked at on screen is the drawing that is printed. The text is drawn with a subset of the CJK font
-made for the district's characters (:func:`font_chars`, TrueType outlines), which keeps it real
-text in the PDF and cheap to embed.
+file looked at on screen is the drawing that is printed. The PDF is written directly
+(:mod:`kaizhou_gis.maps.pdfwriter`), its text in a subset of the CJK font made for the district's
+characters (:func:`font_chars`, TrueType outlines) embedded as it is, which keeps it real text in
+the PDF (selectable, searchable) and cheap to embed.
 
 :func:`kaizhou_gis.maps.sheet.render_sheet` draws one sheet and returns ``{"pdf": bytes, "png": bytes}``;
 :func:`write_township_pdf` is the one-call entry for other tools (e.g. a web workbench).
