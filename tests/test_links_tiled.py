@@ -33,13 +33,15 @@ def run(dem: DemGrid, lines: list[LineString], points: list[Point], crs: str, *,
                    terrain_slope_deg={"hilly": 8.0, "mountain": 20.0})
     geoms = np.array(lines, dtype=object)
     out: list = [None] * len(points)
-    old = linksearch.TILE_CELLS, linksearch.TILE_MARGIN
+    old = linksearch.TILE_CELLS, linksearch.TILE_MARGIN, linksearch.WHOLE_WINDOW_MAX_CELLS
     linksearch.TILE_CELLS, linksearch.TILE_MARGIN = tile, margin
+    if tile < 10**6:  # a tile size given: the window searched in tiles whatever its cell count
+        linksearch.WHOLE_WINDOW_MAX_CELLS = 0
     try:
         search_groups(s, [(np.arange(len(points)), np.arange(len(lines)), True)], out, geoms,
                       shapely.length(geoms))
     finally:
-        linksearch.TILE_CELLS, linksearch.TILE_MARGIN = old
+        linksearch.TILE_CELLS, linksearch.TILE_MARGIN, linksearch.WHOLE_WINDOW_MAX_CELLS = old
     return out
 
 
@@ -132,8 +134,8 @@ def test_cheaper_route_beyond_the_margin(parts):
     beyond it: the pass is cheaper; a naive window takes the ramp, the tiles take the pass, as
     the whole window does."""
     z = cliff_dem()
-    z[40, 62] = 300.0 + 0.45 * 100.0  # a ramp of 22.5 % terrain grade through the wall at column 62
-    z[39, 62] = z[41, 62] = 300.0 + 0.45 * 50.0
+    z[40, 64] = 300.0 + 0.45 * 100.0  # a ramp of 22.5 % terrain grade through the wall at column 64
+    z[39, 64] = z[41, 64] = 300.0 + 0.45 * 50.0
     dem = DemGrid(values=z, transform=from_origin(X0, Y0 + 8000.0, 100.0, 100.0), crs=CRS)
     road = [LineString([(X0 + 5050, Y0 + 3850), (X0 + 7950, Y0 + 3850)])]  # row 41, south of the wall
     pts = [Point(X0 + 6650, Y0 + 4150), Point(X0 + 3050, Y0 + 4150)]  # row 38: columns 66 and 30
@@ -158,7 +160,7 @@ def test_enclosed_pit_is_proved_unreachable_without_the_whole_window(parts):
     assert whole == [{"reason": "no link"}]
     tiled = run(dem, road, [pit], CRS, tile=8, margin=3, limit_m=150.0)
     assert tiled == whole
-    assert len(parts) == 1 and parts[0] == (5, 19, 5, 19)
+    assert len(parts) == 1 and parts[0] == (9, 16, 9, 16)  # the pit's cell (12, 12) and 3 cells
 
 
 def test_geographic_dem_tiles_give_the_whole_window_links(parts):

@@ -106,7 +106,8 @@ def search_groups(s: LinkSearch, groups, out: list, geoms: np.ndarray, L: np.nda
                 out[i] = {"reason": f"no {'paved ' if to_paved else ''}road of the seat's network "
                                     f"within {s.max_link_km:g} km"}
             continue
-        if int(win.height) > TILE_CELLS + 2 * TILE_MARGIN or int(win.width) > TILE_CELLS + 2 * TILE_MARGIN:
+        hh, ww = int(win.height), int(win.width)
+        if hh * ww > WHOLE_WINDOW_MAX_CELLS and max(hh, ww) > TILE_CELLS + 2 * TILE_MARGIN:
             _search_tiled(s, win, geoms, L, near, idx, txy, tx, ty, to_paved, out)
             continue
         found = _search_window(s, win, geoms, L, near)
@@ -152,12 +153,17 @@ def _search_window(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: n
 # --------------------------------------------------------------------------------------------
 # The search of a large window, tile by tile
 # --------------------------------------------------------------------------------------------
-#: A window larger than a tile's (``TILE_CELLS`` plus ``TILE_MARGIN`` on each side) is searched
-#: tile by tile: the candidates of each square of ``TILE_CELLS`` cells are searched over the
-#: square plus a margin of ``TILE_MARGIN`` cells (doubled for the candidates whose answer it does
-#: not prove, see :func:`_search_tiled`).
-TILE_CELLS = 512
-TILE_MARGIN = 64
+#: A window of more than ``WHOLE_WINDOW_MAX_CELLS`` cells and larger than a tile's (``TILE_CELLS``
+#: plus ``TILE_MARGIN`` on each side) is searched tile by tile: the one search over a window of
+#: 12 M cells peaks at about 1.5 GB, and is faster than the tiles below that (a 10x district's
+#: 9.9 M-cell window: 36.9 CPU-s in one search, 46.4 in tiles of 2,048, 59.5 in tiles of 512, the
+#: same links). Tile by tile: the candidates of each square of ``TILE_CELLS`` cells are searched over the
+#: box of their cells plus a margin of ``TILE_MARGIN`` cells (doubled for the candidates whose
+#: answer it does not prove, over the box of their cells, see :func:`_search_tiled`). At 90 m
+#: cells a tile is 184 km a side (a part of 5.3 M cells, ~0.6 GB while searched), the margin 11.5 km.
+WHOLE_WINDOW_MAX_CELLS = 12_000_000
+TILE_CELLS = 2048
+TILE_MARGIN = 128
 
 
 class _InWindow:
@@ -188,8 +194,8 @@ def _search_tiled(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: np
     """The search of :func:`_search_window` over a large window ``win``, tile by tile, with the
     same links (and reasons) as the one search over the whole window.
 
-    The candidates in each square of :data:`TILE_CELLS` cells are searched over the square plus
-    a margin (the part of the window), with the edge costs of the whole window (the same cell
+    The candidates in each square of :data:`TILE_CELLS` cells are searched over the box of their
+    cells plus a margin (the part of the window), with the edge costs of the whole window (the same cell
     sizes) and the sources that lie in the part. A candidate's answer from a part is the whole
     window's when the part proves it:
 
@@ -204,8 +210,8 @@ def _search_tiled(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: np
       the part's cell graph holds no source and no cell on a side of the part that borders the
       rest of the window, so it is the cell's whole connected part of the window's graph.
 
-    The other candidates are searched again with twice the margin, until the part is the whole
-    window (which proves everything). Memory is that of one part, not of the whole window.
+    The other candidates are searched again (over the box of their cells) with twice the margin,
+    until the part is the whole window (which proves everything). Memory is that of one part, not of the whole window.
     """
     f = _sources(s, win, geoms, L, near)
     h, w = f.h, f.w
@@ -216,11 +222,13 @@ def _search_tiled(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: np
     assert cells is not None  # set by _sources
     src_rc = np.divmod(cells[cells >= 0], w)
     cell0 = ends.cell0
-    tile = np.where(cell0 >= 0, (cell0 // w) // TILE_CELLS * (w // TILE_CELLS + 1) + (cell0 % w) // TILE_CELLS, -1)
+    R = int(round((ends.flat.shape[1] ** 0.5 - 1) / 2))  # the end cells' reach around the point's cell
+    margin = np.full(len(idx), TILE_MARGIN, dtype=np.int64)
     pending = np.arange(len(idx))
-    margin = TILE_MARGIN
+    size = TILE_CELLS
     while len(pending):
         retry = []
+        tile = np.where(cell0 >= 0, (cell0 // w) // size * (w // size + 1) + (cell0 % w) // size, -1)
         for t in np.unique(tile[pending]).tolist():
             js = pending[tile[pending] == t]
             if t < 0:  # the point lies outside the window: no end cell, no link
@@ -228,20 +236,26 @@ def _search_tiled(s: LinkSearch, win, geoms: np.ndarray, L: np.ndarray, near: np
                 for j in js.tolist():
                     out[idx[j]] = _traced_link(s, f, ends, j, txy[j], to_paved)
                 continue
-            tr_, tc_ = divmod(t, w // TILE_CELLS + 1)
-            wr0, wr1 = max(0, tr_ * TILE_CELLS - margin), min(h, (tr_ + 1) * TILE_CELLS + margin)
-            wc0, wc1 = max(0, tc_ * TILE_CELLS - margin), min(w, (tc_ + 1) * TILE_CELLS + margin)
+            r, c = np.divmod(cell0[js], w)  # the part: the points' cells plus the margin
+            m = int(margin[js].max())
+            wr0, wr1 = max(0, int(r.min()) - m), min(h, int(r.max()) + 1 + m)
+            wc0, wc1 = max(0, int(c.min()) - m), min(w, int(c.max()) + 1 + m)
             part = _search_part(s, f, wr0, wr1, wc0, wc1, dx, dy, src_rc)
             _choose(ends, js, part.dist)
             for j in js.tolist():
                 if _proved(ends, j, part, (wr0, wr1, wc0, wc1), (h, w), step_min):
                     out[idx[j]] = _traced_link(s, part, ends, j, txy[j], to_paved)
-                else:
-                    retry.append(j)
+                    continue
+                retry.append(j)
+                # twice the margin, or more: when the part reached the chosen end cell at cost D
+                # (a path of the whole window too, so its least cost is at most D), a margin that
+                # holds every path of cost D to it (which proves it if the chosen cell stays)
+                got = float(ends.cost[j, ends.best[j]])
+                need = math.ceil(got / min(step_min)) + R + 2 if math.isfinite(got) else 0
+                margin[j] = max(2 * m, min(need, max(h, w)))
             del part
         pending = np.asarray(retry, dtype=np.int64)
-        margin *= 2
-
+        size = max(1, TILE_CELLS // 8)  # the points searched again: in smaller groups
 
 @dataclass
 class _Part(_Searched):

@@ -13,7 +13,8 @@ Options for a point (village or settlement) that is not 通畅
     :mod:`kaizhou_gis.network.costpath` cell graph (with hairpins, below) and ONE multi-source Dijkstra
     (:func:`kaizhou_gis.network.costpath.search`) from points every ``access.grade_sample_m`` along the
     paved network, for all points whose seats share a paved network, over the DEM window of
-    their bounding box plus ``links.max_new_link_km``. When the point's own cell cannot be
+    their bounding box plus ``links.max_new_link_km`` (a large window is searched tile by tile,
+    with the same links: :func:`kaizhou_gis.access.linksearch._search_tiled`). When the point's own cell cannot be
     reached, the link may stop at the nearest reachable cell within ``links.link_end_max_m``
     (the rest is a village path, ``path_m``). No feasible path, or one longer than
     ``max_new_link_km``, means no link ("no new link under 12 % grade within 15 km").
