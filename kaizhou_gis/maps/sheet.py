@@ -12,14 +12,24 @@ import functools
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from pyproj import Transformer
 
 from kaizhou_gis.crs import transformer
-from kaizhou_gis.maps.pdfwriter import Font, Page, font_from_file, rgba
-from kaizhou_gis.maps.sheetlayout import _GRATICULE_MIN, MM_PER_IN, Layout, SheetText, format_scale, plan_layout
+from kaizhou_gis.maps.pdfwriter import Page, font_from_file
+from kaizhou_gis.maps.sheetink import FALLBACK_PS_NAME as FALLBACK_PS_NAME  # re-exported
+from kaizhou_gis.maps.sheetink import Ink
+from kaizhou_gis.maps.sheetlayout import (
+    _GRATICULE_MIN,
+    MM_PER_IN,
+    PT_PER_MM,
+    Layout,
+    SheetText,
+    format_scale,
+    plan_layout,
+)
+from kaizhou_gis.maps.sheetlegend import draw_legend, legend_handles, marker_kind, marker_paths
 from kaizhou_gis.maps.sheetpng import sheet_png
 from kaizhou_gis.maps.sheetrelief import PDF_RELIEF_ZLIB_LEVEL, frame_relief
 from kaizhou_gis.maps.sheetrelief import grid_transform as grid_transform  # re-exported: the relief's
@@ -27,7 +37,6 @@ from kaizhou_gis.maps.sheetrelief import shade_to_grey as shade_to_grey  # publi
 from kaizhou_gis.maps.sheetrelief import sheet_hillshade as sheet_hillshade  # importable as
 from kaizhou_gis.maps.sheetrelief import sheet_relief as sheet_relief  # sheet.<name>
 from kaizhou_gis.maps.styles import LAYER_Z as draw_order
-from kaizhou_gis.maps.styles import PNG_LEGEND_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +78,6 @@ def _nice_bar_m(scale: int, max_mm: float) -> float:
 # the sheet
 # --------------------------------------------------------------------------------------------
 
-PT_PER_MM = 72.0 / MM_PER_IN
 #: The z of the map frame's outline (matplotlib's axes spines): drawn after everything else of
 #: that z inside the frame and before anything above it.
 FRAME_Z = 2.5
@@ -100,7 +108,7 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
     to_geo = transformer(work_crs, "EPSG:4490")  # CGCS2000 geographic
     entries = legend_entries if legend_entries is not None else legend_handles(specs)
     chars = sheet_chars(specs, text, entries)
-    ink = _Ink(chars if font_chars is None else frozenset(font_chars) | chars)
+    ink = Ink(chars if font_chars is None else frozenset(font_chars) | chars)
 
     pw, ph = (v * PT_PER_MM for v in lay.page_mm)
     page = Page(pw, ph)
@@ -142,7 +150,7 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
     words += _panel(page, ink, lay, text, entries)
     for draw in words:
         draw()
-    _legend_of(page, ink, lay, entries)
+    draw_legend(page, ink, lay, entries)
     return _save(page, lay, text, formats, png_dpi)
 
 
@@ -184,127 +192,6 @@ class _MapFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# text: the subset font, laid out as matplotlib laid out the sheet's words
-# --------------------------------------------------------------------------------------------
-
-#: The PDF name of the fallback font (DejaVu Sans, for characters the CJK font lacks).
-FALLBACK_PS_NAME = "KaizhouSheetFallback-Regular"
-
-
-@functools.lru_cache(maxsize=8)
-def _fallback_font(path: str) -> Font:
-    import dataclasses
-
-    return dataclasses.replace(font_from_file(path), ps_name=FALLBACK_PS_NAME)
-
-
-class _Ink:
-    """The sheet's fonts (regular, bold and a fallback for characters the CJK font lacks) and
-    text laid out with them: lines of glyph runs with their widths and ink extents."""
-
-    def __init__(self, chars: frozenset[str]):
-        from kaizhou_gis import fonts
-
-        files = fonts.sheet_font_files(chars)
-        self.fonts = {w: font_from_file(p) for w, p in files.items()}
-        regular = self.fonts["normal"]
-        missing = sorted(c for c in chars if ord(c) not in regular.cmap and not c.isspace())
-        self.fallback = None
-        if missing:
-            path = fonts.fallback_font_file(frozenset(missing))
-            self.fallback = _fallback_font(path) if path else None
-            lost = [c for c in missing if self.fallback is None or ord(c) not in self.fallback.cmap]
-            if lost:
-                log.warning("no font has the characters %s; the sheets show them as boxes",
-                            "".join(lost))
-        # the font's own line metrics (OS/2 typo ascender/descender): every line is at least this tall
-        self.asc = regular.typo_ascent / regular.units_per_em
-        self.desc = -regular.typo_descent / regular.units_per_em
-
-    def runs(self, s: str, weight: str) -> list[tuple[Font, str]]:
-        """``s`` split into runs of one font each (the fallback for what the CJK font lacks)."""
-        main = self.fonts.get(weight, self.fonts["normal"])
-        out: list[tuple[Font, str]] = []
-        for ch in s:
-            f = main if (ord(ch) in main.cmap or self.fallback is None
-                         or ord(ch) not in self.fallback.cmap) else self.fallback
-            if out and out[-1][0] is f:
-                out[-1] = (f, out[-1][1] + ch)
-            else:
-                out.append((f, ch))
-        return out
-
-    def measure(self, s: str, size: float, weight: str) -> tuple[float, float, float]:
-        """Width (the advances, kerning included), ascent and descent of the ink (points) of
-        one line."""
-        x = asc = desc = 0.0
-        for f, part in self.runs(s, weight):
-            _, a, d = f.extents(part, size)
-            x += f.advance_pt(part, size)
-            asc, desc = max(asc, a), max(desc, d)
-        return x, asc, desc
-
-    def layout(self, s: str, size: float, weight: str, linespacing: float | None):
-        """The lines of ``s`` with their baselines below the box's top (matplotlib's text layout:
-        each line at least the font's ascent and descent tall, or, with ``linespacing``, exactly
-        ``linespacing`` × the font size); returns (lines [(text, width, baseline offset)],
-        box width, box height, last line's descent)."""
-        lines = s.split("\n")
-        min_a, min_d = self.asc * size, self.desc * size
-        y = 0.0
-        out = []
-        d = 0.0
-        for line in lines:
-            w, a, d = self.measure(line, size, weight) if line else (0.0, 0.0, 0.0)
-            if linespacing is None:
-                a, d = max(a, min_a), max(d, min_d)
-            else:
-                lead = linespacing * (min_a + min_d) - (a + d)
-                a, d = a + lead / 2, d + lead / 2
-            y -= a
-            out.append((line, w, y))
-            y -= d
-        width = max(w for _, w, _ in out)
-        return out, width, -y, d
-
-    def draw(self, page: Page, x: float, y: float, s: str, size: float, *, ha: str = "left",
-             va: str = "baseline", weight: str = "normal", color="#000000", rotation: float = 0.0,
-             linespacing: float | None = None, box=None) -> None:
-        """``s`` placed as matplotlib places text: the box of its lines aligned at (``x``, ``y``)
-        by ``ha``/``va`` after rotating by ``rotation`` (0 or 90 degrees); ``box`` = (colour,
-        alpha, pad in points) paints a rectangle under the text."""
-        lines, width, height, descent = self.layout(s, size, weight, linespacing)
-        # the box in text coordinates: x 0..width, y -height..0 (top at 0)
-        if rotation == 90:  # text upwards: the box's x extent is its height
-            xmin, xmax, ymin, ymax = 0.0, height, 0.0, width  # after rotation, origin at top-left corner
-        else:
-            xmin, xmax, ymin, ymax = 0.0, width, -height, 0.0
-        ox = {"left": xmin, "right": xmax, "center": (xmin + xmax) / 2}[ha]
-        oy = {"bottom": ymin, "top": ymax, "center": (ymin + ymax) / 2,
-              "baseline": ymin + descent}[va]
-        if box is not None:
-            colour, alpha, pad = box
-            r, g, b, _ = rgba(colour)
-            page.rect(x + xmin - ox - pad, y + ymin - oy - pad, xmax - xmin + 2 * pad,
-                      ymax - ymin + 2 * pad, fill=(r, g, b, alpha))
-        for line, w, base in lines:
-            lx = {"left": 0.0, "center": (width - w) / 2, "right": width - w}[ha]
-            if rotation == 90:  # (lx, base) rotated by 90 degrees: (-base, lx)
-                px, py = x - ox - base, y - oy + lx
-            else:
-                px, py = x - ox + lx, y - oy + base
-            self._line(page, px, py, line, size, weight, color, rotation)
-
-    def _line(self, page: Page, x: float, y: float, s: str, size: float, weight: str, color,
-              rotation: float) -> None:
-        c, sn = (0.0, 1.0) if rotation == 90 else (1.0, 0.0)
-        for f, part in self.runs(s, weight):
-            page.text(x, y, part, f, size, color=color, angle=rotation)
-            adv = f.advance_pt(part, size)
-            x, y = x + adv * c, y + adv * sn
-
-
-# --------------------------------------------------------------------------------------------
 # the map frame's content
 # --------------------------------------------------------------------------------------------
 
@@ -337,31 +224,6 @@ def _layers(page: Page, m: _MapFrame, specs: list, lay: Layout, to_work: Transfo
     return out
 
 
-def _marker_kind(key: str) -> str:
-    return "s" if key == "sites" else ("*" if key == "seats" else "o")
-
-
-def _star(outer_r: float) -> np.ndarray:
-    """A five-pointed star pointing up (matplotlib's marker "*": inner radius 0.381966)."""
-    theta = 2 * np.pi / 10 * np.arange(10) + np.pi / 2
-    r = np.where(np.arange(10) % 2 == 0, 1.0, 0.381966) * outer_r
-    return np.column_stack([r * np.cos(theta), r * np.sin(theta)])
-
-
-def _marker_paths(page: Page, kind: str, centres: np.ndarray, size_pt: np.ndarray, face, edge,
-                  lw: float) -> None:
-    """Markers of ``kind`` ("o", "s", "*") whose size is ``size_pt`` (diameter, side, or the
-    star's outer diameter), one by one in order."""
-    for (cx, cy), sz in zip(centres, size_pt):
-        if kind == "o":
-            page.circles(np.array([[cx, cy]]), sz / 2, fill=face, stroke=edge, lw=lw)
-        elif kind == "s":
-            h = sz / 2
-            page.markers(np.array([[cx, cy]]), np.array([[-h, -h], [h, -h], [h, h], [-h, h]]),
-                         fill=face, stroke=edge, lw=lw, join=1)
-        else:
-            page.markers(np.array([[cx, cy]]), _star(sz / 2), fill=face, stroke=edge, lw=lw, join=1)
-
 
 def _markers(page: Page, s, k: int, rows: list, tr: Callable) -> None:
     """The markers of category ``k`` of point layer ``s``; co-located markers side by side."""
@@ -374,9 +236,9 @@ def _markers(page: Page, s, k: int, rows: list, tr: Callable) -> None:
             a = 2 * math.pi * kk / n
             pts[j, 0] += ring * 0.55 * math.sin(a)
             pts[j, 1] += ring * 0.55 * math.cos(a)
-    kind = _marker_kind(s.key)
+    kind = marker_kind(s.key)
     d = sizes * 0.55 * (math.sqrt(3.0) if kind == "*" else 1.0)
-    _marker_paths(page, kind, pts, d, c["color"], c.get("stroke", "#222222"), 0.35)
+    marker_paths(page, kind, pts, d, c["color"], c.get("stroke", "#222222"), 0.35)
 
 
 def _highlight(page: Page, m: _MapFrame, highlight) -> list:
@@ -391,7 +253,7 @@ def _highlight(page: Page, m: _MapFrame, highlight) -> list:
             for r in rings]
 
 
-def _labels(page: Page, m: _MapFrame, ink: _Ink, text: SheetText, lay: Layout,
+def _labels(page: Page, m: _MapFrame, ink: Ink, text: SheetText, lay: Layout,
             to_work: Transformer) -> list:
     """Seat, township and village names inside the frame (vector text on a light box: a stroked
     halo would turn the text into outlines, and labels must stay text)."""
@@ -441,7 +303,7 @@ def _graticule_lines(page: Page, m: _MapFrame, lay: Layout, to_geo: Transformer)
     return out
 
 
-def _graticule_labels(page: Page, m: _MapFrame, ink: _Ink, lay: Layout, to_geo: Transformer) -> list:
+def _graticule_labels(page: Page, m: _MapFrame, ink: Ink, lay: Layout, to_geo: Transformer) -> list:
     """The graticule's labels (degrees, minutes) on the frame."""
     meridians, parallels = _graticule_geometry(lay, to_geo)
     xmin, ymin, xmax, ymax = lay.extent
@@ -475,7 +337,7 @@ def _graticule_labels(page: Page, m: _MapFrame, ink: _Ink, lay: Layout, to_geo: 
 # around the map
 # --------------------------------------------------------------------------------------------
 
-def _true_north(page: Page, ink: _Ink, lay: Layout, to_geo: Transformer, work_crs: str) -> list:
+def _true_north(page: Page, ink: Ink, lay: Layout, to_geo: Transformer, work_crs: str) -> list:
     """North arrow pointing to true north: rotated by the meridian convergence at the centre.
     Draws the arrow; returns the drawing of its letters (drawn with the other words)."""
     fx, fy, fw, fh = lay.frame_mm
@@ -502,7 +364,7 @@ def _true_north(page: Page, ink: _Ink, lay: Layout, to_geo: Transformer, work_cr
                               linespacing=1.0)]
 
 
-def _title_block(page: Page, ink: _Ink, lay: Layout, text: SheetText) -> list:
+def _title_block(page: Page, ink: Ink, lay: Layout, text: SheetText) -> list:
     """The outer neatline (外图廓), drawn; the title (图名), subtitle and data-status banner,
     returned as drawings."""
     pw, ph = lay.page_mm
@@ -520,7 +382,7 @@ def _title_block(page: Page, ink: _Ink, lay: Layout, text: SheetText) -> list:
     return out
 
 
-def _panel(page: Page, ink: _Ink, lay: Layout, text: SheetText, entries: list) -> list:
+def _panel(page: Page, ink: Ink, lay: Layout, text: SheetText, entries: list) -> list:
     """The panel beside (landscape) or under (portrait) the map: the scale bar (drawn), the
     scale's words and the notes (returned as drawings)."""
     k = PT_PER_MM
@@ -536,7 +398,7 @@ def _panel(page: Page, ink: _Ink, lay: Layout, text: SheetText, entries: list) -
     return out
 
 
-def _scale(page: Page, ink: _Ink, lay: Layout) -> tuple[list, float]:
+def _scale(page: Page, ink: Ink, lay: Layout) -> tuple[list, float]:
     """The scale bar at the top of the panel (drawn) and its words (returned as drawings), and
     the bar's height (mm)."""
     k = PT_PER_MM
@@ -559,151 +421,6 @@ def _scale(page: Page, ink: _Ink, lay: Layout) -> tuple[list, float]:
     out.append(functools.partial(ink.draw, page, (px + bar_mm + 2.0) * k, (by + 0.8) * k,
                                  "km" if bar_m >= 1000 else "m", 7.0, va="center"))
     return out, by
-
-
-# --------------------------------------------------------------------------------------------
-# the legend
-# --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LegendEntry:
-    """One line of the legend: a line sample (``marker`` None) or a marker, and its label."""
-
-    label: str
-    color: str
-    lw: float = 1.0
-    dash: bool = False
-    marker: str | None = None  # "o", "s", "*"
-    size: float = 6.0  # marker size (points)
-    edge: str = "#222222"
-
-    def get_label(self) -> str:  # the name matplotlib's legend handles had
-        return self.label
-
-
-def legend_handles(specs: list) -> list[LegendEntry]:
-    """The legend's entries: the visible layers' categories that occur on the sheet."""
-    handles, seen = [], set()
-    for s in specs:
-        if not s.show or not s.data:
-            continue
-        used = sorted({row[1] for row in s.data})
-        for k in used:
-            c = s.cats[k]
-            prefix = PNG_LEGEND_PREFIX.get(s.key)
-            label = f"{prefix} {c['label']}" if prefix else c["label"]
-            if s.key == "townships" and len(s.cats) > 1 and k == 0:
-                continue
-            if label in seen:
-                continue
-            seen.add(label)
-            if s.kind in ("line", "polygon"):
-                handles.append(LegendEntry(label, c.get("stroke", c["color"]),
-                                           lw=max(float(c.get("weight", 1.0)) * 0.7, 0.8),
-                                           dash=bool(c.get("dash"))))
-            else:
-                marker = _marker_kind(s.key)
-                handles.append(LegendEntry(label, c["color"], marker=marker,
-                                           size=6.0 if marker != "*" else 9.0,
-                                           edge=c.get("stroke", "#222222")))
-    return handles
-
-
-def _legend_of(page: Page, ink: _Ink, lay: Layout, entries: list) -> None:
-    """The legend (图例) in the panel: upper left at the anchor, the entries in one column
-    (landscape) or two (portrait), laid out as matplotlib's legend laid them out (padding,
-    spacing and handle length in units of the font size, a rounded frame)."""
-    if not entries:
-        return
-    k = PT_PER_MM
-    px, py, pwid, phgt = lay.panel_mm
-    top = py + phgt
-    if lay.orientation == "landscape":
-        fs, ncol, anchor = 7.2, 1, (px * k, (top - 24.0) * k)
-    else:
-        fs, ncol, anchor = 7.0, 2, ((px + 100.0) * k, top * k)
-    title_fs, pad, sep, hlen, htpad, colsep = 9.0, 0.4 * fs, 0.5 * fs, 2.2 * fs, 0.8 * fs, 2.0 * fs
-    hh = 0.7 * fs  # handle box height (no descent)
-
-    def text_box(s: str, size: float):  # matplotlib's TextArea box: (width, descent, height)
-        _, lp_a, _ = ink.measure("lp", size, "normal")
-        _, w, h, last_d = ink.layout(s, size, "normal", None)
-        return w, last_d, max(lp_a, h - last_d) + last_d
-
-    # entries into columns (the first len % ncol columns one longer)
-    n = len(entries)
-    cols, start = [], 0
-    for c in range(ncol):
-        cnt = n // ncol + (1 if c < n % ncol else 0)
-        if cnt:
-            cols.append(entries[start:start + cnt])
-        start += cnt
-    # each item (handle and label on one baseline, the item's origin): its y span and width;
-    # a column stacks its items from the top, origin at the first item's; columns side by side
-    # with their origins level
-    col_boxes = []
-    for col in cols:
-        items = []
-        for e in col:
-            tw, td, th = text_box(e.label, fs)
-            items.append((e, min(0.0, -td), max(hh, th - td), hlen + htpad + tw))
-        first_top = items[0][2]
-        bases, acc = [], 0.0  # each item's origin above the column's origin
-        for _e, iy0, iy1, _ in items:
-            bases.append(first_top - acc - iy1)
-            acc += (iy1 - iy0) + sep
-        bottom = bases[-1] + items[-1][1]
-        col_boxes.append((items, bases, max(it[3] for it in items), first_top, bottom))
-    tw_title, td_title, th_title = text_box("图例 Legend", title_fs)
-    row_top = max(b[3] for b in col_boxes)
-    row_bottom = min(b[4] for b in col_boxes)
-    width_row = sum(b[2] for b in col_boxes) + colsep * (len(col_boxes) - 1)
-    width = max(width_row, tw_title) + 2 * pad
-    height = th_title + sep + (row_top - row_bottom) + 2 * pad
-    x0, y1 = anchor
-    y0 = y1 - height
-    # the frame: white at 0.8 opacity, edge grey 0.8, corners rounded by 0.2 font sizes
-    _round_box(page, x0, y0, width, height, 0.2 * fs, fill=(1.0, 1.0, 1.0, 0.8),
-               stroke=(0.8, 0.8, 0.8, 0.8), lw=1.0)
-    # the title: its box's top at the padding
-    ink.draw(page, x0 + pad, y1 - pad - (th_title - td_title), "图例 Legend", title_fs,
-             va="baseline")
-    row_origin_y = y1 - pad - th_title - sep - row_top
-    cx = x0 + pad
-    for items, bases, cw, _, _ in col_boxes:
-        for (e, _, _, _), b in zip(items, bases):
-            base = row_origin_y + b
-            _legend_handle(page, e, cx, base, hlen, hh)
-            ink.draw(page, cx + hlen + htpad, base, e.label, fs, va="baseline")
-        cx += cw + colsep
-
-
-def _legend_handle(page: Page, e: LegendEntry, x: float, y: float, length: float, height: float) -> None:
-    """An entry's sample: a line across the handle box, or a marker at its centre."""
-    mid = y + height / 2
-    if e.marker is None:
-        dash = (0.0, [4.0 * e.lw, 3.0 * e.lw]) if e.dash else None
-        page.path([[(x, mid), (x + length, mid)]], stroke=e.color, lw=e.lw, dash=dash,
-                  cap=0 if e.dash else 2, join=1)
-    else:
-        _marker_paths(page, e.marker, np.array([[x + length / 2, mid]]), np.array([e.size]),
-                      e.color, e.edge, 0.5)
-
-
-def _round_box(page: Page, x: float, y: float, w: float, h: float, r: float, *, fill, stroke,
-               lw: float) -> None:
-    """A rectangle with round corners of radius ``r`` (quadratic corners, as cubic Béziers)."""
-    x1, y1 = x + w, y + h
-
-    def corner(p0, c, p2):  # the quadratic Bézier p0-c-p2 as a cubic one
-        return ("c", p0[0] + 2 / 3 * (c[0] - p0[0]), p0[1] + 2 / 3 * (c[1] - p0[1]),
-                p2[0] + 2 / 3 * (c[0] - p2[0]), p2[1] + 2 / 3 * (c[1] - p2[1]), p2[0], p2[1])
-
-    segs = [("l", x1 - r, y), corner((x1 - r, y), (x1, y), (x1, y + r)),
-            ("l", x1, y1 - r), corner((x1, y1 - r), (x1, y1), (x1 - r, y1)),
-            ("l", x + r, y1), corner((x + r, y1), (x, y1), (x, y1 - r)),
-            ("l", x, y + r), corner((x, y + r), (x, y), (x + r, y))]
-    page.curves((x + r, y), segs, fill=fill, stroke=stroke, lw=lw, join=0)
 
 
 # --------------------------------------------------------------------------------------------

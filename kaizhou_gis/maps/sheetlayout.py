@@ -5,6 +5,8 @@ import math
 from dataclasses import dataclass, field
 
 MM_PER_IN = 25.4
+#: Points (1/72 inch, PDF units) per millimetre.
+PT_PER_MM = 72.0 / MM_PER_IN
 A3_MM = (420.0, 297.0)  # landscape (width, height)
 #: Scale denominators that read well on a sheet (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5 × 10^k).
 _NICE = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.5)
