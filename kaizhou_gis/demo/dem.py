@@ -209,38 +209,10 @@ def river_network(grid: Grid, nodes_xy: np.ndarray, nodes_elev: np.ndarray,
     order = np.argsort(d0, kind="stable")
     lo_g, hi_g = params.tributary_grade
     tmin, tmax = float(np.percentile(trend, 5)), float(np.percentile(trend, 95))
-    # the channel points already placed as a few k-d trees (the logarithmic method): the recent
-    # points become a tree every 20,000 points and a tree is merged into the next one while that
-    # one is at most twice its size, so that building costs O(N log^2 N) in all and a spring asks
-    # O(log N) trees. One rebuild of a single whole tree per 20,000 points was quadratic: a 100x
-    # build spent 18 CPU-minutes here. The nearest point does not depend on how the points are
-    # split (a tie is between a channel's first point and the point it starts from: same place,
-    # same height).
-    trees: list[tuple[cKDTree, np.ndarray]] = [(cKDTree(net_xy), net_e)]
-    # channel points added since the last tree was built (a buffer, not a growing stack), and
-    # their positions in the buffer by square bucket, so that a spring looks only at the recent
-    # points that can be nearer than the trees' nearest one (those within d_t on both axes)
-    flush_at = 20_000
-    rbuf_x = np.empty(4 * flush_at)
-    rbuf_y = np.empty(4 * flush_at)
-    rbuf_e = np.empty(4 * flush_at)
-    m = 0
-    bucket_m = params.spring_spacing_m
-    buckets: dict[tuple[int, int], list[np.ndarray]] = {}
+    index = _ChannelIndex(net_xy, net_e, params.spring_spacing_m)
     for k in order:
         sp = springs[k]
-        d_t, j_t, tree, tree_e = np.inf, -1, trees[0][0], trees[0][1]
-        for t, te in trees:
-            d, j = t.query(sp)
-            if d < d_t:
-                d_t, j_t, tree, tree_e = d, j, t, te
-        j_r, d_rj = -1, np.inf
-        if m:
-            j_r, d_rj = _nearest_recent(rbuf_x, rbuf_y, m, buckets, bucket_m, sp, float(d_t))
-        if j_r >= 0 and d_rj < d_t:
-            dj, p0, e0 = float(d_rj), np.array([rbuf_x[j_r], rbuf_y[j_r]]), float(rbuf_e[j_r])
-        else:
-            dj, p0, e0 = float(d_t), tree.data[j_t], float(tree_e[j_t])
+        dj, p0, e0 = index.nearest(sp)
         if dj < 0.45 * params.spring_spacing_m:
             continue
         pts = _meander(np.asarray(p0, float), sp, rng, amplitude=0.15)
@@ -253,30 +225,77 @@ def river_network(grid: Grid, nodes_xy: np.ndarray, nodes_elev: np.ndarray,
         xs.append(pts)
         es.append(bed)
         trunk.append(np.zeros(len(pts), bool))
-        if m + len(pts) > len(rbuf_x):
+        index.add(pts, bed)
+    return Rivers(np.vstack(xs), np.concatenate(es), np.concatenate(trunk))
+
+
+class _ChannelIndex:
+    """The channel points placed so far (positions and bed heights), for the nearest one to a
+    spring.
+
+    The points are kept as a few k-d trees (the logarithmic method): the recent points become a
+    tree every ``FLUSH_AT`` points and a tree is merged into the next one while that one is at
+    most twice its size, so that building costs O(N log^2 N) in all and a spring asks O(log N)
+    trees. One rebuild of a single whole tree per 20,000 points was quadratic: a 100x build spent
+    18 CPU-minutes there. The nearest point does not depend on how the points are split (a tie
+    is between a channel's first point and the point it starts from: same place, same height).
+    The points added since the last tree was built are a buffer, with their positions in it by
+    square bucket of ``bucket_m``, so that a spring looks only at the recent points that can be
+    nearer than the trees' nearest one (those within that distance on both axes).
+    """
+
+    FLUSH_AT = 20_000
+
+    def __init__(self, xy: np.ndarray, e: np.ndarray, bucket_m: float):
+        self.trees: list[tuple[cKDTree, np.ndarray]] = [(cKDTree(xy), e)]
+        self.rx = np.empty(4 * self.FLUSH_AT)
+        self.ry = np.empty(4 * self.FLUSH_AT)
+        self.re = np.empty(4 * self.FLUSH_AT)
+        self.m = 0
+        self.bucket_m = bucket_m
+        self.buckets: dict[tuple[int, int], list[np.ndarray]] = {}
+
+    def nearest(self, sp: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """(distance, position, bed height) of the channel point nearest to ``sp``."""
+        d_t, j_t, tree, tree_e = np.inf, -1, self.trees[0][0], self.trees[0][1]
+        for t, te in self.trees:
+            d, j = t.query(sp)
+            if d < d_t:
+                d_t, j_t, tree, tree_e = d, j, t, te
+        j_r, d_rj = -1, np.inf
+        if self.m:
+            j_r, d_rj = _nearest_recent(self.rx, self.ry, self.m, self.buckets, self.bucket_m, sp,
+                                        float(d_t))
+        if j_r >= 0 and d_rj < d_t:
+            return float(d_rj), np.array([self.rx[j_r], self.ry[j_r]]), float(self.re[j_r])
+        return float(d_t), tree.data[j_t], float(tree_e[j_t])
+
+    def add(self, pts: np.ndarray, bed: np.ndarray) -> None:
+        """Add a channel's points ``pts`` with their bed heights."""
+        m = self.m
+        if m + len(pts) > len(self.rx):
             grow = 2 * (m + len(pts))
-            rbuf_x, rbuf_y, rbuf_e = (np.concatenate([b[:m], np.empty(grow - m)])
-                                      for b in (rbuf_x, rbuf_y, rbuf_e))
-        rbuf_x[m:m + len(pts)] = pts[:, 0]
-        rbuf_y[m:m + len(pts)] = pts[:, 1]
-        rbuf_e[m:m + len(pts)] = bed
-        bx = np.floor(pts[:, 0] / bucket_m).astype(np.int64)
-        by = np.floor(pts[:, 1] / bucket_m).astype(np.int64)
+            self.rx, self.ry, self.re = (np.concatenate([b[:m], np.empty(grow - m)])
+                                         for b in (self.rx, self.ry, self.re))
+        self.rx[m:m + len(pts)] = pts[:, 0]
+        self.ry[m:m + len(pts)] = pts[:, 1]
+        self.re[m:m + len(pts)] = bed
+        bx = np.floor(pts[:, 0] / self.bucket_m).astype(np.int64)
+        by = np.floor(pts[:, 1] / self.bucket_m).astype(np.int64)
         for key in set(zip(bx.tolist(), by.tolist())):
             sel = np.flatnonzero((bx == key[0]) & (by == key[1])) + m
-            buckets.setdefault(key, []).append(sel)
-        m += len(pts)
-        if m > flush_at:
-            new_xy = np.column_stack([rbuf_x[:m], rbuf_y[:m]])
-            new_e = rbuf_e[:m].copy()
-            while trees and len(trees[-1][1]) <= 2 * len(new_e):
-                t, te = trees.pop()
+            self.buckets.setdefault(key, []).append(sel)
+        self.m = m = m + len(pts)
+        if m > self.FLUSH_AT:
+            new_xy = np.column_stack([self.rx[:m], self.ry[:m]])
+            new_e = self.re[:m].copy()
+            while self.trees and len(self.trees[-1][1]) <= 2 * len(new_e):
+                t, te = self.trees.pop()
                 new_xy = np.vstack([t.data, new_xy])
                 new_e = np.concatenate([te, new_e])
-            trees.append((cKDTree(new_xy), new_e))
-            m = 0
-            buckets = {}
-    return Rivers(np.vstack(xs), np.concatenate(es), np.concatenate(trunk))
+            self.trees.append((cKDTree(new_xy), new_e))
+            self.m = 0
+            self.buckets = {}
 
 
 def _calibrated(floor: np.ndarray, base: np.ndarray, inside: np.ndarray, factor: float,

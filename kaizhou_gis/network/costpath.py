@@ -15,6 +15,7 @@ small and the search local.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -213,38 +214,70 @@ def grid_cost_matrix(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
         (np.asarray(cell_sizes[0], dtype="float64"), np.asarray(cell_sizes[1], dtype="float64"))
     if len(dx) != nrow or len(dy) != nrow:
         raise OptionError(f"costpath: cell_sizes give {len(dx)} and {len(dy)} rows for a grid of {nrow}.")
-    max_grade = max_grade_pct / 100.0
+    grid = _CostGrid(z, dx, dy, max_grade_pct / 100.0, step_cost)
     step = max(1, int(rows_per_block))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(grid.edge_counts(step).ravel(), out=indptr[1:])
+    nnz = int(indptr[-1])
+    data = np.empty(nnz, dtype="float64")
+    indices = np.empty(nnz, dtype=np.int32)
+    off = np.array([dr * ncol + dc for dr, dc in _NEIGHBOURS], dtype=np.int32)  # n < 2**31 - 1
+    for r0 in range(0, nrow, step):
+        r1 = min(nrow, r0 + step)
+        b = grid.around(r0, r1).reshape(-1, 8)
+        m = np.isfinite(b)
+        lo, hi = int(indptr[r0 * ncol]), int(indptr[r1 * ncol])
+        if int(m.sum()) != hi - lo:
+            raise OptionError("costpath: step_cost gave a non-finite cost to an edge of the graph.")
+        data[lo:hi] = b[m]
+        indices[lo:hi] = (np.arange(r0 * ncol, r1 * ncol, dtype=np.int32)[:, None] + off[None, :])[m]
+    index_dtype = np.int32 if nnz < 2**31 else np.int64
+    return csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n, n))
 
-    def base(dr: int, dc: int, ra: int, rb: int, cost: bool) -> np.ndarray:
+
+@dataclass
+class _CostGrid:
+    """The grid of :func:`grid_cost_matrix`: elevations ``z``, each row's cell width ``dx`` and
+    height ``dy`` (m), the largest grade (a fraction) and the step cost function."""
+
+    z: np.ndarray
+    dx: np.ndarray
+    dy: np.ndarray
+    max_grade: float
+    step_cost: Callable
+
+    def base(self, dr: int, dc: int, ra: int, rb: int, cost: bool) -> np.ndarray:
         """Edges from the cells of rows ra..rb-1 by offset (dr, dc) (one of ``_OFFSETS``): the
         keep mask, or the cost (NaN: no edge)."""
+        z = self.z
+        nrow, ncol = z.shape
         out = np.full((rb - ra, ncol), np.nan) if cost else np.zeros((rb - ra, ncol), dtype=bool)
         rb_ = min(rb, nrow - dr)
         c0, c1 = max(0, -dc), ncol - max(0, dc)
         if rb_ <= ra or c1 <= c0:
             return out
         za, zb = z[ra:rb_, c0:c1], z[ra + dr:rb_ + dr, c0 + dc:c1 + dc]
-        h2 = np.broadcast_to(step_length(dx, dy, np.arange(ra, rb_), dr, dc)[:, None], za.shape)
+        h2 = np.broadcast_to(step_length(self.dx, self.dy, np.arange(ra, rb_), dr, dc)[:, None], za.shape)
         with np.errstate(invalid="ignore"):
             g = np.abs(zb - za) / h2
-        keep = np.isfinite(za) & np.isfinite(zb) & (g <= max_grade)
+        keep = np.isfinite(za) & np.isfinite(zb) & (g <= self.max_grade)
         if not cost:
             out[:rb_ - ra, c0:c1] = keep
             return out
         part = np.full(za.shape, np.nan)
-        part[keep] = step_cost(h2[keep], g[keep])
+        part[keep] = self.step_cost(h2[keep], g[keep])
         out[:rb_ - ra, c0:c1] = part
         return out
 
-    def around(r0: int, r1: int) -> np.ndarray:
+    def around(self, r0: int, r1: int) -> np.ndarray:
         """(rows r0..r1-1, cols, 8): the costs of the edges towards the eight neighbours (NaN: no
         edge), from the base offsets of these rows and of the row above (the backward
         directions)."""
+        ncol = self.z.shape[1]
         lo = max(0, r0 - 1)
         out = np.full((r1 - r0, ncol, 8), np.nan)
         for dr, dc in _OFFSETS:
-            b = base(dr, dc, lo, r1, True)  # rows lo..r1-1
+            b = self.base(dr, dc, lo, r1, True)  # rows lo..r1-1
             k = _NEIGHBOURS.index((dr, dc))  # forward: stored on this cell
             out[:, :, k] = b[r0 - lo:]
             k = _NEIGHBOURS.index((-dr, -dc))  # backward: stored on the neighbour
@@ -254,40 +287,25 @@ def grid_cost_matrix(dem: np.ndarray, transform: Affine, crs, *, max_grade_pct: 
                 out[ra - r0:rb - r0, ca:cb, k] = b[ra - dr - lo:rb - dr - lo, ca - dc:cb - dc]
         return out
 
-    # edges per cell: each base offset's mask once, counted on its first cell and on the
-    # neighbour it leads to (the backward direction)
-    counts = np.zeros((nrow, ncol), dtype=np.int8)
-    for r0 in range(0, nrow, step):
-        r1 = min(nrow, r0 + step)
-        for dr, dc in _OFFSETS:
-            b = base(dr, dc, r0, r1, False)
-            counts[r0:r1] += b
-            rb = min(r1 + dr, nrow)
-            if rb <= r0 + dr:
-                continue
-            src = b[:rb - r0 - dr]
-            if dc >= 0:
-                counts[r0 + dr:rb, dc:] += src[:, :ncol - dc]
-            else:
-                counts[r0 + dr:rb, :dc] += src[:, -dc:]
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts.ravel(), out=indptr[1:])
-    del counts
-    nnz = int(indptr[-1])
-    data = np.empty(nnz, dtype="float64")
-    indices = np.empty(nnz, dtype=np.int32)
-    off = np.array([dr * ncol + dc for dr, dc in _NEIGHBOURS], dtype=np.int32)  # n < 2**31 - 1
-    for r0 in range(0, nrow, step):
-        r1 = min(nrow, r0 + step)
-        b = around(r0, r1).reshape(-1, 8)
-        m = np.isfinite(b)
-        lo, hi = int(indptr[r0 * ncol]), int(indptr[r1 * ncol])
-        if int(m.sum()) != hi - lo:
-            raise OptionError("costpath: step_cost gave a non-finite cost to an edge of the graph.")
-        data[lo:hi] = b[m]
-        indices[lo:hi] = (np.arange(r0 * ncol, r1 * ncol, dtype=np.int32)[:, None] + off[None, :])[m]
-    index_dtype = np.int32 if nnz < 2**31 else np.int64
-    return csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n, n))
+    def edge_counts(self, step: int) -> np.ndarray:
+        """Edges per cell (int8): each base offset's mask once, ``step`` rows at a time, counted
+        on its first cell and on the neighbour it leads to (the backward direction)."""
+        nrow, ncol = self.z.shape
+        counts = np.zeros((nrow, ncol), dtype=np.int8)
+        for r0 in range(0, nrow, step):
+            r1 = min(nrow, r0 + step)
+            for dr, dc in _OFFSETS:
+                b = self.base(dr, dc, r0, r1, False)
+                counts[r0:r1] += b
+                rb = min(r1 + dr, nrow)
+                if rb <= r0 + dr:
+                    continue
+                src = b[:rb - r0 - dr]
+                if dc >= 0:
+                    counts[r0 + dr:rb, dc:] += src[:, :ncol - dc]
+                else:
+                    counts[r0 + dr:rb, :dc] += src[:, -dc:]
+        return counts
 
 
 def step_attributes(dem: np.ndarray, transform: Affine, crs, cells_a, cells_b) -> tuple[np.ndarray, np.ndarray]:
