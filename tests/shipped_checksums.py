@@ -32,7 +32,7 @@ from pathlib import Path
 RECORD = Path(__file__).parent / "data" / "shipped_outputs.json"
 VOLATILE = {"manifest.json", ".kaizhou-gis.lock"}  # times/command line; the writer's process id
 RENDERED = {".png", ".pdf"}
-RENDERERS = ("matplotlib", "pillow", "numpy", "folium", "pypdfium2", "fonttools")
+RENDERERS = ("matplotlib", "pillow", "numpy", "folium", "pypdfium2", "fonttools", "zlib-ng")
 REPO = Path(__file__).resolve().parents[1]
 TEXT = {".html", ".md", ".json", ".csv", ".txt", ".geojson", ".kml", ".gpx"}
 
