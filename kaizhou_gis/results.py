@@ -100,10 +100,9 @@ class RelocationData:
 
 @dataclass
 class MapsData:
-    """Step ``maps``: the folium maps and the size of each page."""
+    """Step ``maps``: the size of each page (the pages themselves are the step's files)."""
 
     sizes_mb: dict[str, float] = field(default_factory=dict)
-    maps: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -58,7 +58,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     ``files`` holds each page rendered as an :class:`~kaizhou_gis.outputs.writers.HtmlPage`
     (rendered once, as soon as it is built, piece by piece, and kept compressed in a scratch
     file until it is written, so that one page's layers are in memory at a time) and each PNG as
-    bytes; ``data.sizes_mb`` holds the page sizes (``data.maps`` is left empty: the folium objects are not kept).
+    bytes; ``data.sizes_mb`` holds the page sizes (the folium objects are not kept).
     With ``ctx.township`` set only that township's map and PNG are built. This wrapper is the
     only part of the maps that reads the run's context: the parts below get plain data.
     """
@@ -107,7 +107,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     sizes = _collect(files, sheets)
     pool.close()
     summary = _summary(plan.section("maps"), d, files, sizes, basemap, prints=prints)
-    return StepResult("maps", files=files, data=MapsData(sizes_mb=sizes, maps={}),
+    return StepResult("maps", files=files, data=MapsData(sizes_mb=sizes),
                       summary=summary)
 
 

@@ -90,14 +90,17 @@ class HtmlPage:
         ids = StableIds()
         comp = zlib.compressobj(1)
         blocks: list[bytes] = []
-        size = 0
+        held = size = 0
 
         def keep(out: bytes) -> None:
+            nonlocal held
             if out:
                 blocks.append(out)
-                if spool is not None and sum(map(len, blocks)) >= 1 << 20:
+                held += len(out)
+                if spool is not None and held >= 1 << 20:
                     self._parts.append(spool.append(b"".join(blocks)))
                     blocks.clear()
+                    held = 0
 
         self._spool = spool
         self._parts: list[Any] = []  # (offset, length) in the spool, or bytes
