@@ -22,9 +22,11 @@ The manifest is plain JSON, written atomically; nothing here needs the analysis 
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
+import os
 import shlex
 import sys
 from collections.abc import Iterable
@@ -395,6 +397,7 @@ def cache_key(inputs: dict[str, Any]) -> str:
 
 
 _CACHE_INDEX = ".index.json"
+_CACHE_LOCK = ".index.lock"
 #: How many cached results of one step (different inputs) the cache keeps.
 CACHE_KEEP = 3
 
@@ -417,14 +420,31 @@ def store_cached(cache_dir: str | Path, step: str, key: str, result: Any) -> Pat
         return None
     name = f"{step}-{key[:16]}.pickle"
     path = outputs.write_bytes(data, cache_dir / name)
-    idx = _read_index(cache_dir)
-    entries = [e for e in idx.get(step, []) if isinstance(e, dict) and e.get("key") != key]
-    entries.append({"key": key, "file": name, "sha256": _sha(data), "time": now()})
-    for old in entries[:-CACHE_KEEP]:
-        (cache_dir / str(old.get("file"))).unlink(missing_ok=True)
-    idx[step] = entries[-CACHE_KEEP:]
-    outputs.write_text(json.dumps(idx, indent=2, sort_keys=True) + "\n", cache_dir / _CACHE_INDEX)
+    with _index_lock(cache_dir):  # runs in threads (the workbench) or processes sharing the folder
+        idx = _read_index(cache_dir)
+        entries = [e for e in idx.get(step, []) if isinstance(e, dict) and e.get("key") != key]
+        entries.append({"key": key, "file": name, "sha256": _sha(data), "time": now()})
+        for old in entries[:-CACHE_KEEP]:
+            if old.get("file") != name:
+                (cache_dir / str(old.get("file"))).unlink(missing_ok=True)
+        idx[step] = entries[-CACHE_KEEP:]
+        outputs.write_text(json.dumps(idx, indent=2, sort_keys=True) + "\n", cache_dir / _CACHE_INDEX)
     return path
+
+
+@contextlib.contextmanager
+def _index_lock(cache_dir: Path):
+    """Hold an exclusive lock on ``cache_dir``'s index while it is read, changed and written: two
+    writers at once (threads of one process or several processes) would each write the index they
+    read and drop the other's entry."""
+    import fcntl
+
+    fd = os.open(cache_dir / _CACHE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _read_index(cache_dir: Path) -> dict[str, Any]:

@@ -177,3 +177,24 @@ def test_a_township_run_fingerprints_its_inputs_once(monkeypatch):
     assert ctx.inputs is district.inputs
     assert ctx.cache_key("relocation") == district.cache_key("relocation")
     assert len(calls) == 1
+
+
+def test_writers_at_once_keep_every_entry_of_the_cache_index(tmp_path):
+    """Threads (the workbench's runs) storing results into one cache folder at the same time:
+    each writer changes the index under a lock, so no entry is lost and each loads back."""
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    def key(i: int, j: int) -> str:
+        return hashlib.sha256(f"{i} {j}".encode()).hexdigest()
+
+    def store(i: int) -> None:
+        for j in range(manifest.CACHE_KEEP):
+            manifest.store_cached(tmp_path, f"step{i}", key(i, j), {"i": i, "j": j})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(store, range(16)))
+    for i in range(16):
+        for j in range(manifest.CACHE_KEEP):
+            assert manifest.load_cached(tmp_path, f"step{i}", key(i, j)) == {"i": i, "j": j}
+    assert len(list(tmp_path.glob("step*.pickle"))) == 16 * manifest.CACHE_KEEP

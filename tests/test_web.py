@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import openpyxl
+import pandas as pd
 import pytest
 from layerset import DAJIN, layer_frames, write_layerset
 from webserver import raw_get, running, wait_done
@@ -140,6 +141,27 @@ def test_runs_are_keyed_by_inputs_and_reuse_unaffected_steps(bench):
     assert base == 4 and expect == 1  # 820, 900, 940, 1020 m > 800 m; only 1020 m > 950 m
     tables = township_tables(a.ctx.results, a.ctx.layers.villages, a.failures, DAJIN)
     assert len(tables["candidates"]) == expect
+
+
+def test_a_server_started_again_takes_the_district_results_from_its_cache_folder(bench):
+    """The costly district results of the plan's run are kept in ``<cache>/steps`` by what each
+    step reads: a second workbench on the same layers, plan and cache folder (a restarted
+    server) takes access and relocation from there, with the same figures."""
+    wb, _, tmp = bench
+    wait_done(wb)
+    again = Workbench(wb.layers_path, wb.plan_path, cache_dir=tmp / "cache")
+    try:
+        assert again.base_key == wb.base_key
+        wait_done(again)
+        assert {"access", "relocation"} <= set(again.base.reused), again.base.reused
+        assert again.base.failures == {}
+        for code in (None, DAJIN):
+            assert again.counts(again.base, code) == wb.counts(wb.base, code)
+        a = again.base.ctx.results["relocation"].data.settlements
+        b = wb.base.ctx.results["relocation"].data.settlements
+        pd.testing.assert_frame_equal(a, b)
+    finally:
+        again.close()
 
 
 def test_downloads_stay_in_the_cache_folder(bench):

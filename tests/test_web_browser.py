@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ import pytest
 from test_web import INJECTION, JINJA, fast_plan, probe_layers
 from webserver import running, wait_done
 
-from kaizhou_gis.web.workbench import Workbench
+from kaizhou_gis.web.workbench import STEP_CACHE, Workbench
 
 SHIPPED = Path(__file__).resolve().parent.parent / "layers"
 CHROMIUM = "/usr/bin/chromium"
@@ -44,12 +45,18 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def shipped_server(tmp_path_factory):
+def shipped_server(tmp_path_factory, shipped_run):
+    """The workbench on the shipped layers, its cache folder holding the district results of the
+    session's shipped run (the coarser print settings of :func:`fast_plan` leave the analyses'
+    inputs as they are): the plan's run takes access and relocation from there, as a server
+    started again after a `run` on the same layers and plan would."""
     tmp = tmp_path_factory.mktemp("webshipped")
+    shutil.copytree(shipped_run.out / ".cache", tmp / "cache" / STEP_CACHE)
     wb = Workbench(SHIPPED, fast_plan(tmp / "plan.toml"), cache_dir=tmp / "cache")
     assert wb.error is None, wb.error
     with running(wb) as url:
         wait_done(wb)
+        assert {"access", "relocation"} <= set(wb.base.reused), wb.base.reused
         yield wb, url, tmp
 
 

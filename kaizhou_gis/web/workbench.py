@@ -6,7 +6,9 @@ keyed by their inputs (fingerprints of the layers, of the effective plan and of 
 values), computed in a small thread pool and kept while the server runs; two browser tabs asking
 for different values get two runs, and the same values get the same run. A what-if reuses the
 plan run's results of the steps the changed settings cannot affect (a relocation setting leaves
-industry and access as they are).
+industry and access as they are). The district results of the costly steps are also kept in
+``<cache>/steps/``, keyed by what each step reads, as ``run`` keeps them in ``<out>/.cache``: a
+server started again on the same layers and plan takes them from there instead of computing them.
 
 Everything a run offers for download (township map, tables, report, a ZIP of all outputs) is
 written on demand under ``<cache>/runs/<key>/`` and nowhere else (:mod:`kaizhou_gis.web.downloads`:
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 #: Runs kept in memory besides the plan's own (least recently used dropped first; their files stay
 #: in the cache folder).
 MAX_RUNS = 24
+#: Folder of the cache (beside ``runs/``) that keeps the district results of the steps by the
+#: inputs each step reads (:meth:`kaizhou_gis.pipeline.Context.cache_key`).
+STEP_CACHE = "steps"
 _KEY_RE = re.compile(r"[0-9a-f]{20}")
 
 
@@ -189,9 +194,12 @@ class Workbench(RunFiles):
         t0 = time.perf_counter()
         try:
             run.status = "running"
+            # district results (access, relocation) kept in the cache folder by what each step
+            # reads, as `run` keeps them in <out>/.cache: a restarted server, or a what-if that
+            # comes back to values computed before, takes them from there
             ctx = Context(layers=layers, plan=run.plan, options={"header": "both"},
                           overrides=dict(run.overrides), _inputs=run.inputs,
-                          _data_status=self.data_status)
+                          _data_status=self.data_status, cache_dir=self.cache_path(STEP_CACHE))
             base = self.base if run.overrides else None
             if base is not None and base.generation == run.generation:
                 base.done.wait(timeout=900)
@@ -214,6 +222,7 @@ class Workbench(RunFiles):
                     log.exception("workbench: step %s crashed", name)
                     run.failures[name] = f"{type(e).__name__}: {e}"
                     ctx.failed.setdefault(name, run.failures[name])
+            run.reused.extend(n for n in ctx.reused if n not in run.reused)
             run.step, run.current = len(RUN_STEPS), "完成 done"
         except Exception as e:  # never leave a page waiting for a run that died
             log.exception("workbench: run %s failed", run.key)
