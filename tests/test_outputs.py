@@ -74,7 +74,10 @@ def test_stale_temp_files_are_cleaned(tmp_path):
     stale.write_text("partial")
     keep = tmp_path / "maps" / "overview.html"
     keep.write_text("complete")
-    assert outputs.clean_stale_temp(tmp_path) == [stale]
+    removed = outputs.clean_stale_temp(tmp_path)
+    # the sweep of the system temp folder may also remove the scratch folder of a run that a
+    # test in another process killed a moment ago: only what it removed in the folder counts here
+    assert [p for p in removed if p.is_relative_to(tmp_path)] == [stale]
     assert not stale.exists() and keep.exists()
 
 
