@@ -36,9 +36,10 @@ def layers_dir(tmp_path_factory):
 
 
 def _stray_temp_files(out: Path, files: list[str]) -> list[str]:
-    """Temp files left in ``out``: anything named .tmp or hidden, but the lock and the
-    district-results cache's index (written atomically too, so it must be complete JSON)."""
-    allowed = (".kaizhou-gis.lock", ".cache/.index.json")
+    """Temp files left in ``out``: anything named .tmp or hidden, but the locks (the folder's, and
+    the one its writers take to change the district-results cache's index) and that index
+    (written atomically too, so it must be complete JSON)."""
+    allowed = (".kaizhou-gis.lock", ".cache/.index.json", ".cache/.index.lock")
     if ".cache/.index.json" in files:
         json.loads((out / ".cache/.index.json").read_text(encoding="utf-8"))
     return [f for f in files if ".tmp" in f or (Path(f).name.startswith(".") and f not in allowed)]
