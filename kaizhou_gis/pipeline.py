@@ -78,6 +78,11 @@ class Step:
     #: run options it reads (``ctx.options``; an option not given counts as its
     #: :data:`OPTION_DEFAULTS` value), part of its cache key
     options: tuple[str, ...] = ()
+    #: its module has ``prepare(ctx)``, called by :func:`run_steps` before the first step of the
+    #: run: work that needs no other step's result is started there in the background (the
+    #: maps: the print sheets' reliefs, while access and relocation run); it returns a handle
+    #: with ``close()`` (kept in ``ctx.prepared[name]`` for the step) or None
+    prepare: bool = False
 
 
 #: The step graph of the main job, in run order (each step after the steps it needs).
@@ -100,7 +105,7 @@ STEPS: list[Step] = [
          layers=("boundary", "townships", "township_seats", "villages", "settlements", "roads",
                  "dem"),
          plan=("maps", "crs", "meta", "access", "relocation"), returns=MapsData,
-         district_needs=True, options=("basemap", "tianditu_key", "prints")),
+         district_needs=True, options=("basemap", "tianditu_key", "prints"), prepare=True),
     Step("report", "kaizhou_gis.report.step:run", "Plan scorecard / 规划指标",
          needs=("access", "relocation", "industry"),
          layers=("townships", "villages", "settlements"),
@@ -177,6 +182,8 @@ class Context:
     _district: Context | None = field(default=None, repr=False)
     #: the output folder of the run (set by :func:`run_steps`; the report reads its manifest)
     out_dir: Path | None = None
+    #: what :func:`run_steps` started ahead for a step (:attr:`Step.prepare`): ``{step: handle}``
+    prepared: dict[str, Any] = field(default_factory=dict)
     #: plan sections each step function read when it ran here (:meth:`Plan.reading`)
     plan_reads: dict[str, frozenset[str]] = field(default_factory=dict)
     _keys: dict[str, str] = field(default_factory=dict, repr=False)
@@ -466,8 +473,34 @@ def run_steps(ctx: Context, names: list[str], out_dir: str | Path, *,
     ctx.out_dir = Path(out_dir)
 
     with outputs.output_folder(out_dir):
-        return _run_steps(ctx, names, out_dir, on_start=on_start, on_done=on_done,
-                          track_memory=track_memory, command=command)
+        _prepare_steps(ctx, names)
+        try:
+            return _run_steps(ctx, names, out_dir, on_start=on_start, on_done=on_done,
+                              track_memory=track_memory, command=command)
+        finally:
+            for handle in ctx.prepared.values():
+                handle.close()
+            ctx.prepared.clear()
+
+
+def _prepare_steps(ctx: Context, names: list[str]) -> None:
+    """Call ``prepare(ctx)`` of each step in ``names`` that declares one (:attr:`Step.prepare`)
+    and keep its handle in ``ctx.prepared``. Only a head start: a prepare that fails is logged
+    and the step does all its work itself."""
+    for name in names:
+        if name not in {s.name for s in STEPS} or not get_step(name).prepare:
+            continue
+        try:
+            if step_function(name) is None:  # not installed: nothing to prepare
+                continue
+            module = importlib.import_module(get_step(name).target.split(":")[0])
+            handle = module.prepare(ctx)
+        except Exception as e:  # noqa: BLE001 - the step does the work itself
+            log.warning("step %s: could not start its work ahead (%s: %s)", name,
+                        type(e).__name__, e)
+            continue
+        if handle is not None:
+            ctx.prepared[name] = handle
 
 
 def _run_steps(ctx, names, out_dir, *, on_start, on_done, track_memory,

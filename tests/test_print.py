@@ -46,6 +46,80 @@ def test_sheets_from_worker_processes_are_the_bytes_drawn_in_process(sheets):
         assert fut.result()["pdf"] == here["pdf"]
 
 
+def test_sheets_with_their_reliefs_made_ahead_are_the_same_bytes(sheets, monkeypatch):
+    """The maps step's ``prepare`` (called by run_steps before the first step) makes the sheets'
+    reliefs in a worker while the analyses run; the sheets drawn with them are the same files."""
+    from kaizhou_gis.maps import reliefs
+    from kaizhou_gis.maps.step import prepare
+
+    ctx, res = sheets
+    monkeypatch.setenv(sheetpool.WORKERS_ENV, "2")
+    ahead = prepare(ctx)
+    assert isinstance(ahead, reliefs.ReliefPrefetch) and len(ahead) == 3  # district + 2 townships
+    folder = ahead.folder
+    ctx.prepared["maps"] = ahead
+    try:
+        again = maps.run(ctx, ctx.needs_of("maps"))
+        assert ahead.taken == 3 and ahead.made_here == 0
+        assert len(list(folder.glob("*.flate"))) == 3
+    finally:
+        ctx.prepared.pop("maps").close()
+    assert not folder.exists()
+    sheet_files = [f for f in res.files if f.endswith((".pdf", ".png"))]
+    assert len(sheet_files) == 5
+    for f in sheet_files:
+        assert again.files[f] == res.files[f], f
+    # a relief is given only for the arguments it was made for
+    ahead = prepare(ctx)
+    try:
+        d = maps.gather(ctx, ctx.needs_of("maps"))
+        args = printmap.relief_args(ctx.plan, d.work_townships[d.work_townships["township_code"] == T1])
+        assert ahead.take({**args, "hillshade_dpi": args["hillshade_dpi"] + 1}) is None
+        flat = ahead.take(args)
+        assert flat is not None and flat.path is not None and ahead.take(args) is None
+        from kaizhou_gis.maps.sheetrelief import relief_flate
+        here = relief_flate(sheetpool.SheetPool(ctx, workers=1).dem, args["bounds_xy"], args["work_crs"],
+                            args["highlight"], hillshade_dpi=args["hillshade_dpi"],
+                            azimuth_deg=args["azimuth_deg"], altitude_deg=args["altitude_deg"])
+        assert (flat.width, flat.height, flat.stream()) == (here.width, here.height, here.data)
+    finally:
+        ahead.close()
+
+
+def test_run_steps_prepares_the_maps_and_closes_what_it_started(tmp_path, monkeypatch):
+    """run_steps calls each step's ``prepare`` before the first step and closes its handle after
+    the last, also when a step fails; a prepare that fails leaves the step to do its work."""
+    from kaizhou_gis import pipeline
+
+    calls = []
+
+    class Handle:
+        def close(self):
+            calls.append("close")
+
+    def prepare(ctx):
+        calls.append(("prepare", sorted(ctx.results)))
+        return Handle()
+
+    monkeypatch.setattr("kaizhou_gis.maps.step.prepare", prepare)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ctx = make_ctx(tmp_path / "a")
+    names = ["maps"]
+    monkeypatch.setattr("kaizhou_gis.maps.step.run", lambda c, n: (_ for _ in ()).throw(RuntimeError("boom")))
+    out = pipeline.run_steps(ctx, names, tmp_path / "out")
+    assert [o.status for o in out] == ["failed"]
+    assert calls[0][0] == "prepare" and calls[-1] == "close" and ctx.prepared == {}
+
+    def broken(ctx):
+        raise ValueError("no")
+
+    monkeypatch.setattr("kaizhou_gis.maps.step.prepare", broken)
+    calls.clear()
+    out = pipeline.run_steps(make_ctx(tmp_path / "b"), names, tmp_path / "out2")
+    assert calls == [] and [o.status for o in out] == ["failed"]
+
+
 def _page(pdf: bytes):
     reader = pypdf.PdfReader(io.BytesIO(pdf))
     assert len(reader.pages) == 1

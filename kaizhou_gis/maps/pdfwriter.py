@@ -265,9 +265,40 @@ def font_from_file(path: str) -> Font:
 # the page
 # --------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class FlateGrey:
+    """A grey image (``width`` × ``height``, 8 bits) compressed as the PDF holds it (rows PNG
+    "Up"-filtered, then deflated at ``zlib_level``, :func:`flate_grey`): made ahead of the page,
+    e.g. in another process (:mod:`kaizhou_gis.maps.reliefs`), and given to
+    :meth:`Page.grey_image` as it is. ``data`` holds the stream, or ``path`` names the file that
+    holds it (read when the page is written)."""
+
+    width: int
+    height: int
+    zlib_level: int
+    data: bytes | None = None
+    path: str | None = None
+
+    def stream(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None, "a FlateGrey holds its data or names its file"
+        with open(self.path, "rb") as fh:
+            return fh.read()
+
+
+def flate_grey(grey: np.ndarray, zlib_level: int) -> FlateGrey:
+    """``grey`` (uint8, rows top to bottom) compressed as :meth:`Page.grey_image` embeds it."""
+    from kaizhou_gis.maps.sheetpng import deflate, up_filtered
+
+    g = np.ascontiguousarray(grey, dtype=np.uint8)
+    return FlateGrey(int(g.shape[1]), int(g.shape[0]), zlib_level,
+                     data=deflate(up_filtered(g), zlib_level))
+
+
 @dataclass
 class _Image:
-    grey: np.ndarray  # uint8, rows top to bottom
+    image: np.ndarray | FlateGrey  # uint8 rows top to bottom, or already compressed
     zlib_level: int
     interpolate: bool
 
@@ -396,11 +427,13 @@ class Page:
         self.ops.append(f"{_num(x)} {_num(y)} {_num(w)} {_num(h)} re {paint}")
 
     # images ---------------------------------------------------------------------------------
-    def grey_image(self, grey: np.ndarray, x: float, y: float, w: float, h: float, *,
+    def grey_image(self, grey: np.ndarray | FlateGrey, x: float, y: float, w: float, h: float, *,
                    zlib_level: int = 1, interpolate: bool = False) -> None:
         """The grey image ``grey`` (uint8, rows top to bottom) filling the rectangle (``x``,
-        ``y``, ``w``, ``h``): a DeviceGray image, Flate-compressed with the PNG Up predictor."""
-        self.images.append(_Image(np.ascontiguousarray(grey, dtype=np.uint8), zlib_level, interpolate))
+        ``y``, ``w``, ``h``): a DeviceGray image, Flate-compressed with the PNG Up predictor
+        (a :class:`FlateGrey` is that compression made ahead: embedded as it is, its own level)."""
+        image = grey if isinstance(grey, FlateGrey) else np.ascontiguousarray(grey, dtype=np.uint8)
+        self.images.append(_Image(image, zlib_level, interpolate))
         self.ops.append(f"q {_num(w)} 0 0 {_num(h)} {_num(x)} {_num(y)} cm /Im{len(self.images) - 1} Do Q")
 
     # text -----------------------------------------------------------------------------------
@@ -542,10 +575,8 @@ def _to_unicode_cmap(used: dict[int, str]) -> str:
 
 
 def _embed_image(w: _Writer, im: _Image) -> int:
-    from kaizhou_gis.maps.sheetpng import deflate, up_filtered
-
-    h, wd = im.grey.shape
-    data = deflate(up_filtered(im.grey), im.zlib_level)
+    flat = im.image if isinstance(im.image, FlateGrey) else flate_grey(im.image, im.zlib_level)
+    h, wd, data = flat.height, flat.width, flat.stream()
     return w.add_stream(
         (f"/Type /XObject /Subtype /Image /Width {wd} /Height {h} /ColorSpace /DeviceGray "
          f"/BitsPerComponent 8 /Filter /FlateDecode /DecodeParms << /Predictor 10 /Colors 1 "

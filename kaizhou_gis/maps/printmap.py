@@ -146,15 +146,33 @@ def _draw(plan, d, specs: list, text: SheetText, area, layers, *, formats,
     settings and the subset font of :func:`font_chars`: in ``pool`` (a Future) or here, with the
     DEM of ``layers``."""
     cfg = plan.section("maps")
-    kwargs = dict(bounds_xy=_work_bounds(area), work_crs=plan.work_crs,
-                  highlight=area.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
-                  png_dpi=int(cfg["png_dpi"]), azimuth_deg=float(cfg["hillshade_azimuth_deg"]),
-                  altitude_deg=float(cfg["hillshade_altitude_deg"]), formats=formats,
+    kwargs = dict(relief_args(plan, area), png_dpi=int(cfg["png_dpi"]), formats=formats,
                   map_crs=_wgs84_specs(d), font_chars=font_chars(plan, d, text))
     if pool is not None:
         return pool.submit(specs, text, **kwargs)
     with layers.open_dem() as dem:
         return sheet.render_sheet(specs, text, dem=dem, **kwargs)
+
+
+def relief_args(plan, area) -> dict:
+    """The arguments of :func:`kaizhou_gis.maps.sheet.render_sheet` that its relief is made from,
+    for the sheet framing ``area`` (work CRS; drawn highlighted) with the plan's print settings
+    (:data:`kaizhou_gis.maps.reliefs.RELIEF_ARGS` and the highlight)."""
+    cfg = plan.section("maps")
+    return dict(bounds_xy=_work_bounds(area), work_crs=plan.work_crs,
+                highlight=area.geometry.union_all(), hillshade_dpi=int(cfg["print_hillshade_dpi"]),
+                azimuth_deg=float(cfg["hillshade_azimuth_deg"]),
+                altitude_deg=float(cfg["hillshade_altitude_deg"]))
+
+
+def sheet_areas(layers, plan, codes: list[str], *, district: bool) -> list:
+    """The areas (work CRS) the sheets of a run frame, in the order the maps step draws them:
+    the district's boundary (``district``), then each township of ``codes``; as
+    :func:`district_sheet` and :func:`township_sheet` take them."""
+    areas = [layers.boundary.to_crs(plan.work_crs)] if district else []
+    tw = layers.townships
+    tw_codes = tw["township_code"].astype(str)
+    return areas + [tw[tw_codes == code] for code in codes]
 
 
 def font_chars(plan, d, text: SheetText) -> frozenset[str]:

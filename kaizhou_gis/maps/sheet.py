@@ -87,7 +87,7 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
                  work_crs: str, dem=None, highlight=None, hillshade_dpi: int = 300,
                  png_dpi: int = 200, azimuth_deg: float = 315.0, altitude_deg: float = 45.0,
                  legend_entries: list | None = None, formats: tuple[str, ...] = ("pdf", "png"),
-                 map_crs: str = "EPSG:4326", font_chars=None) -> dict[str, bytes]:
+                 map_crs: str = "EPSG:4326", font_chars=None, relief=None) -> dict[str, bytes]:
     """Draw one A3 sheet of ``specs`` (:class:`kaizhou_gis.maps.specs.LayerSpec`, lat/lon in
     ``map_crs``) framing ``bounds_xy`` (work CRS); returns ``{format: bytes}``.
 
@@ -102,6 +102,11 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
     a district's sheets, :func:`kaizhou_gis.maps.printmap.font_chars`) and this sheet's
     characters, embedded as it is: the same ``font_chars`` give the same bytes. The PNG is that
     PDF rasterized (:func:`kaizhou_gis.maps.sheetpng.sheet_png`).
+
+    ``relief``: the sheet's relief made ahead for these arguments
+    (:func:`kaizhou_gis.maps.sheetrelief.relief_flate`, e.g. while earlier steps ran:
+    :mod:`kaizhou_gis.maps.reliefs`), embedded as it is instead of being shaded from ``dem``
+    here: the same bytes.
     """
     lay = plan_layout(bounds_xy)
     to_work = transformer(map_crs, work_crs)
@@ -115,8 +120,7 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
     page.rect(0, 0, pw, ph, fill="#ffffff")  # the paper
     m = _MapFrame(lay)
     page.rect(*m.box, fill="#ffffff")  # the map's background
-    relief = None
-    if dem is not None:  # hillshade raster at the print resolution
+    if relief is None and dem is not None:  # hillshade raster at the print resolution
         relief = frame_relief(dem, lay, work_crs, highlight, hillshade_dpi=hillshade_dpi,
                               azimuth_deg=azimuth_deg, altitude_deg=altitude_deg)
     # inside the frame, clipped to it: by z-order, ties in the order added

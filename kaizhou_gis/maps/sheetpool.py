@@ -78,8 +78,10 @@ class SheetPool:
     Use as a context manager: ``with SheetPool(ctx, workers=2) as pool: fut = pool.submit(...)``.
     """
 
-    def __init__(self, ctx, *, workers: int | None = None):
+    def __init__(self, ctx, *, workers: int | None = None, reliefs=None):
         self.workers = sheet_workers() if workers is None else max(1, int(workers))
+        #: reliefs made ahead (:class:`kaizhou_gis.maps.reliefs.ReliefPrefetch`), or None
+        self.reliefs = reliefs
         with ctx.layers.open_dem() as ds:
             self.dem = DemArray(ds.read(1, masked=False), ds.transform, ds.crs, ds.nodata)
         self._ex = None
@@ -95,6 +97,10 @@ class SheetPool:
     def submit(self, specs, text, **kwargs):
         from concurrent.futures import Future
 
+        if self.reliefs is not None and kwargs.get("relief") is None:
+            relief = self.reliefs.take(kwargs)  # made ahead for exactly these arguments
+            if relief is not None:
+                kwargs["relief"] = relief
         if self._ex is not None:
             if not self._started and kwargs.get("font_chars") is not None:
                 # the subset font is made (and read) here, once, before the workers are

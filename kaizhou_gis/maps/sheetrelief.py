@@ -8,7 +8,7 @@ import numpy as np
 from pyproj import CRS
 
 from kaizhou_gis.crs import transformer
-from kaizhou_gis.maps.sheetlayout import MM_PER_IN, Layout
+from kaizhou_gis.maps.sheetlayout import MM_PER_IN, Layout, plan_layout
 
 
 def grid_transform(extent: tuple[float, float, float, float], width_px: int, height_px: int):
@@ -158,3 +158,17 @@ def frame_relief(dem, lay: Layout, work_crs: str, highlight, *, hillshade_dpi: i
 #: zlib level of the relief image in the PDF (a Flate stream with the PNG "Up" predictor on every
 #: row and zlib's run-length strategy, :func:`kaizhou_gis.maps.sheetpng.deflate`).
 PDF_RELIEF_ZLIB_LEVEL = 1
+
+
+def relief_flate(dem, bounds_xy: tuple[float, float, float, float], work_crs: str, highlight, *,
+                 hillshade_dpi: int, azimuth_deg: float, altitude_deg: float):
+    """The relief of the sheet framing ``bounds_xy`` (:func:`frame_relief` on its layout)
+    compressed as the sheet's PDF holds it (:class:`kaizhou_gis.maps.pdfwriter.FlateGrey`), or
+    None where the DEM does not reach the frame: what :func:`kaizhou_gis.maps.sheet.render_sheet`
+    embeds, made ahead (:mod:`kaizhou_gis.maps.reliefs`)."""
+    from kaizhou_gis.maps.pdfwriter import flate_grey
+
+    grey = frame_relief(dem, plan_layout(bounds_xy), work_crs, highlight,
+                        hillshade_dpi=hillshade_dpi, azimuth_deg=azimuth_deg,
+                        altitude_deg=altitude_deg)
+    return None if grey is None else flate_grey(grey, PDF_RELIEF_ZLIB_LEVEL)

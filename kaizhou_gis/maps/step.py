@@ -52,6 +52,31 @@ def _options(ctx: StepContext) -> tuple[str, str | None]:
     return basemap, key
 
 
+def prepare(ctx: StepContext):
+    """Start making the print sheets' reliefs of this run (:mod:`kaizhou_gis.maps.reliefs`) while
+    the steps before the maps run: the district sheet's and, unless ``--no-prints``, every
+    township sheet's (``--township``: that township's). None (nothing started) where reliefs
+    cannot be made ahead (one CPU, not the main thread), with no DEM, or when the townships
+    cannot be listed: the maps step then makes them itself and reports any problem."""
+    from kaizhou_gis.maps import reliefs
+
+    if not reliefs.available():
+        return None
+    L, plan = ctx.layers, ctx.plan
+    codes = sorted(L.townships["township_code"].astype(str))
+    if ctx.township is not None:
+        codes = [str(ctx.township)] if str(ctx.township) in codes else []
+    elif ctx.options.get("prints", True) is False:
+        codes = []
+    areas = printmap.sheet_areas(L, plan, codes, district=ctx.township is None)
+    jobs = [printmap.relief_args(plan, a) for a in areas if len(a)]
+    if not jobs:
+        return None
+    with L.open_dem() as ds:
+        dem = sheetpool.DemArray(ds.read(1, masked=False), ds.transform, ds.crs, ds.nodata)
+    return reliefs.ReliefPrefetch(dem, jobs)
+
+
 def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     """Build the district maps and the township maps (HTML + PNG) of the run.
 
@@ -72,7 +97,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     codes = sorted(d.townships["township_code"].astype(str))
     # print sheets are drawn in worker processes while this one builds the HTML pages; each file
     # keeps its place in `files` (its future is swapped for the bytes below)
-    pool = sheetpool.SheetPool(ctx)
+    pool = sheetpool.SheetPool(ctx, reliefs=getattr(ctx, "prepared", {}).get("maps"))
     if ctx.township is not None:
         if str(ctx.township) not in codes:
             raise OptionError(f"--township {ctx.township}: not in the townships layer; use one of "
