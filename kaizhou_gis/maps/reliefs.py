@@ -44,11 +44,6 @@ def relief_key(kwargs: dict) -> str:
     return h.hexdigest()
 
 
-def _init_worker(dem) -> None:
-    global _WORKER_DEM
-    _WORKER_DEM = dem
-
-
 def _make(kwargs: dict, path: str):
     """In the worker: the relief of ``kwargs`` written to ``path``; its FlateGrey naming the file."""
     from kaizhou_gis.maps.pdfwriter import FlateGrey
@@ -75,17 +70,25 @@ class ReliefPrefetch:
 
         from kaizhou_gis.outputs.files import _scratch_dir
 
+        global _WORKER_DEM
+
         scratch = _scratch_dir()
         self.folder = Path(tempfile.mkdtemp(prefix="reliefs-", dir=scratch))
         self.taken = self.made_here = 0
         self._futures: dict[str, Future] = {}
         self._ex: Any = ProcessPoolExecutor(max_workers=1,
-                                            mp_context=multiprocessing.get_context("fork"),
-                                            initializer=_init_worker, initargs=(dem,))
-        for i, kw in enumerate(jobs):
-            key = relief_key(kw)
-            if key not in self._futures:
-                self._futures[key] = self._ex.submit(_make, kw, str(self.folder / f"{i}.flate"))
+                                            mp_context=multiprocessing.get_context("fork"))
+        # the worker is forked at the first submit and inherits the DEM through this module's
+        # global; this process lets go of it then (not kept as the pool's initargs: at 100x the
+        # band is some 350 MB that the analyses running meanwhile would have beside them)
+        _WORKER_DEM = dem
+        try:
+            for i, kw in enumerate(jobs):
+                key = relief_key(kw)
+                if key not in self._futures:
+                    self._futures[key] = self._ex.submit(_make, kw, str(self.folder / f"{i}.flate"))
+        finally:
+            _WORKER_DEM = None
 
     def __len__(self) -> int:
         return len(self._futures)
