@@ -72,8 +72,12 @@ def prepare(ctx: StepContext):
     jobs = [printmap.relief_args(plan, a) for a in areas if len(a)]
     if not jobs:
         return None
-    with L.open_dem() as ds:
-        dem = sheetpool.DemArray(ds.read(1, masked=False), ds.transform, ds.crs, ds.nodata)
+    try:
+        with L.open_dem() as ds:
+            dem = sheetpool.DemArray(ds.read(1, masked=False), ds.transform, ds.crs, ds.nodata)
+    except Exception:  # noqa: BLE001 - no DEM to shade: the steps that read it say why
+        log.debug("maps: no reliefs made ahead (the DEM cannot be read)", exc_info=True)
+        return None
     return reliefs.ReliefPrefetch(dem, jobs)
 
 
