@@ -441,7 +441,10 @@ def _index_lock(cache_dir: Path):
 
     fd = os.open(cache_dir / _CACHE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks: one writer at a time is then up to the user
+            pass
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -466,9 +469,10 @@ def load_cached(cache_dir: str | Path, step: str, key: str) -> Any | None:
     if not entry or Path(str(entry.get("file"))).name != entry.get("file"):
         return None
     path = cache_dir / entry["file"]
-    if not path.is_file():
+    try:
+        data = path.read_bytes()
+    except OSError:  # gone (another writer dropped it) or unreadable: not cached
         return None
-    data = path.read_bytes()
     if _sha(data) != entry.get("sha256"):
         return None
     try:

@@ -313,7 +313,11 @@ class Context:
                         ", ".join(undeclared))
             return
         from kaizhou_gis import manifest
-        manifest.store_cached(self.cache_dir, name, self.cache_key(name), res)
+        try:
+            manifest.store_cached(self.cache_dir, name, self.cache_key(name), res)
+        except OSError as e:  # the result stands; a later command computes it again
+            log.warning("step %s: its result could not be kept in the cache %s (%s)", name,
+                        self.cache_dir, e.strerror or e)
 
     @property
     def data_status(self) -> dict:
@@ -473,13 +477,16 @@ def run_steps(ctx: Context, names: list[str], out_dir: str | Path, *,
     ctx.out_dir = Path(out_dir)
 
     with outputs.output_folder(out_dir):
-        _prepare_steps(ctx, names)
         try:
+            _prepare_steps(ctx, names)
             return _run_steps(ctx, names, out_dir, on_start=on_start, on_done=on_done,
                               track_memory=track_memory, command=command)
         finally:
-            for handle in ctx.prepared.values():
-                handle.close()
+            for name, handle in ctx.prepared.items():
+                try:
+                    handle.close()
+                except Exception:  # noqa: BLE001 - the others are closed, the run's error kept
+                    log.warning("step %s: closing the work started ahead failed", name, exc_info=True)
             ctx.prepared.clear()
 
 

@@ -48,7 +48,10 @@ def test_sheets_from_worker_processes_are_the_bytes_drawn_in_process(sheets):
 
 def test_sheets_with_their_reliefs_made_ahead_are_the_same_bytes(sheets, monkeypatch):
     """The maps step's ``prepare`` (called by run_steps before the first step) makes the sheets'
-    reliefs in a worker while the analyses run; the sheets drawn with them are the same files."""
+    reliefs in a worker while the analyses run; the sheets drawn with them are the same files,
+    and each relief's file is removed once its sheet is drawn."""
+    from concurrent.futures import wait
+
     from kaizhou_gis.maps import reliefs
     from kaizhou_gis.maps.step import prepare
 
@@ -56,12 +59,14 @@ def test_sheets_with_their_reliefs_made_ahead_are_the_same_bytes(sheets, monkeyp
     monkeypatch.setenv(sheetpool.WORKERS_ENV, "2")
     ahead = prepare(ctx)
     assert isinstance(ahead, reliefs.ReliefPrefetch) and len(ahead) == 3  # district + 2 townships
+    wait(list(ahead._futures.values()))  # as when the analyses before the maps take longer
     folder = ahead.folder
+    assert len(list(folder.glob("*.flate"))) == 3
     ctx.prepared["maps"] = ahead
     try:
         again = maps.run(ctx, ctx.needs_of("maps"))
         assert ahead.taken == 3 and ahead.made_here == 0
-        assert len(list(folder.glob("*.flate"))) == 3
+        assert list(folder.glob("*.flate")) == []  # each removed once its sheet was drawn
     finally:
         ctx.prepared.pop("maps").close()
     assert not folder.exists()
@@ -69,15 +74,28 @@ def test_sheets_with_their_reliefs_made_ahead_are_the_same_bytes(sheets, monkeyp
     assert len(sheet_files) == 5
     for f in sheet_files:
         assert again.files[f] == res.files[f], f
-    # a relief is given only for the arguments it was made for
+
+
+def test_a_relief_made_ahead_is_given_only_for_its_own_arguments(sheets, monkeypatch):
+    from concurrent.futures import wait
+
+    from kaizhou_gis.maps.sheetrelief import relief_flate
+    from kaizhou_gis.maps.step import prepare
+
+    ctx, _ = sheets
+    monkeypatch.setenv(sheetpool.WORKERS_ENV, "2")
     ahead = prepare(ctx)
     try:
+        wait(list(ahead._futures.values()))
         d = maps.gather(ctx, ctx.needs_of("maps"))
         args = printmap.relief_args(ctx.plan, d.work_townships[d.work_townships["township_code"] == T1])
-        assert ahead.take({**args, "hillshade_dpi": args["hillshade_dpi"] + 1}) is None
+        other = printmap.relief_args(ctx.plan, d.work_townships[d.work_townships["township_code"] == T2])
+        x0, y0, x1, y1 = args["bounds_xy"]
+        for changed in ({"hillshade_dpi": args["hillshade_dpi"] + 1}, {"azimuth_deg": 300.0},
+                        {"bounds_xy": (x0, y0, x1 + 1.0, y1)}, {"highlight": other["highlight"]}):
+            assert ahead.take({**args, **changed}) is None, changed
         flat = ahead.take(args)
         assert flat is not None and flat.path is not None and ahead.take(args) is None
-        from kaizhou_gis.maps.sheetrelief import relief_flate
         here = relief_flate(sheetpool.SheetPool(ctx, workers=1).dem, args["bounds_xy"], args["work_crs"],
                             args["highlight"], hillshade_dpi=args["hillshade_dpi"],
                             azimuth_deg=args["azimuth_deg"], altitude_deg=args["altitude_deg"])
@@ -86,9 +104,102 @@ def test_sheets_with_their_reliefs_made_ahead_are_the_same_bytes(sheets, monkeyp
         ahead.close()
 
 
-def test_run_steps_prepares_the_maps_and_closes_what_it_started(tmp_path, monkeypatch):
+def test_reliefs_made_ahead_for_a_township_run_and_without_prints(sheets, monkeypatch):
+    from kaizhou_gis.maps.step import prepare
+
+    ctx, _ = sheets
+    monkeypatch.setenv(sheetpool.WORKERS_ENV, "2")
+    cases = [({"township": T1}, 1), ({"prints": False}, 1), ({"township": T1, "prints": False}, 0)]
+    base = dict(ctx.options)
+    for options, n in cases:
+        monkeypatch.setattr(ctx, "options", {**base, **options})
+        ahead = prepare(ctx)
+        try:
+            assert (0 if ahead is None else len(ahead)) == n, options
+        finally:
+            if ahead is not None:
+                ahead.close()
+    monkeypatch.setenv(sheetpool.WORKERS_ENV, "1")  # one process: nothing ahead
+    assert prepare(ctx) is None
+
+
+def test_sheets_that_catch_up_with_the_relief_worker_shade_their_own(sheets, monkeypatch):
+    """The first relief not ready stops the worker's queue: the sheets waiting behind it shade
+    their own reliefs side by side instead of one after another in the single relief worker."""
+    from kaizhou_gis.maps import reliefs
+
+    ctx, _ = sheets
+    d = maps.gather(ctx, ctx.needs_of("maps"))
+    base = printmap.relief_args(ctx.plan, d.work_townships[d.work_townships["township_code"] == T1])
+    jobs = [{**base, "hillshade_dpi": 400 + i} for i in range(6)]  # some 0.3 s each
+    ahead = reliefs.ReliefPrefetch(sheetpool.SheetPool(ctx, workers=1).dem, jobs)
+    try:
+        assert ahead.take(jobs[-1]) is None  # not started: dropped, and the queue with it
+        got = [ahead.take(j) for j in jobs[:-1]]
+        assert ahead.made_here >= 3 and ahead.taken + ahead.made_here == 6
+        assert all(g is None for g in got[ahead.taken:])
+    finally:
+        ahead.close()
+
+
+def test_a_worker_of_a_killed_run_lets_go_of_its_locks_and_ends(tmp_path):
+    """A run killed with SIGKILL cannot stop its workers: each lets go of the run's locks when it
+    starts and ends when the run's process is gone, so the next run into --out is not refused."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    script = (
+        "import os, signal, sys, time, multiprocessing\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from kaizhou_gis.outputs import files\n"
+        "from kaizhou_gis.maps.sheetpool import forked_worker_setup\n"
+        "with files.output_folder(sys.argv[1]):\n"
+        "    ex = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('fork'),\n"
+        "                             initializer=forked_worker_setup)\n"
+        "    print(ex.submit(os.getpid).result(), flush=True)\n"
+        "    ex.submit(time.sleep, 120)\n"
+        "    time.sleep(0.5)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    printed = tmp_path / "printed.txt"
+    with open(printed, "w", encoding="utf-8") as fh:  # a file, not a pipe a worker could hold
+        r = subprocess.run([sys.executable, "-c", script, str(out)], stdout=fh,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == -9, r.stderr
+    pid = int(printed.read_text(encoding="utf-8").split()[0])
+
+    def alive(p: int) -> bool:
+        try:
+            with open(f"/proc/{p}/status", encoding="ascii") as f:
+                return not any(line.startswith("State:") and "Z" in line for line in f)
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 20
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert not alive(pid), "the worker outlived the killed run"
+    finally:
+        if alive(pid):
+            os.kill(pid, 9)
+    from kaizhou_gis.outputs.files import LOCK_NAME
+
+    fd = os.open(out / LOCK_NAME, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: the next run may write here
+    finally:
+        os.close(fd)
+
+
+def test_run_steps_prepares_the_maps_and_closes_what_it_started(tmp_path, monkeypatch, caplog):
     """run_steps calls each step's ``prepare`` before the first step and closes its handle after
-    the last, also when a step fails; a prepare that fails leaves the step to do its work."""
+    the last, also when a step fails; a prepare that fails is logged and the step still runs."""
+    import logging
+
     from kaizhou_gis import pipeline
 
     calls = []
@@ -98,26 +209,31 @@ def test_run_steps_prepares_the_maps_and_closes_what_it_started(tmp_path, monkey
             calls.append("close")
 
     def prepare(ctx):
-        calls.append(("prepare", sorted(ctx.results)))
+        calls.append("prepare")
         return Handle()
 
+    def run(ctx, needs):
+        calls.append("run")
+        raise RuntimeError("boom")
+
     monkeypatch.setattr("kaizhou_gis.maps.step.prepare", prepare)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
+    monkeypatch.setattr("kaizhou_gis.maps.step.run", run)
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
     ctx = make_ctx(tmp_path / "a")
-    names = ["maps"]
-    monkeypatch.setattr("kaizhou_gis.maps.step.run", lambda c, n: (_ for _ in ()).throw(RuntimeError("boom")))
-    out = pipeline.run_steps(ctx, names, tmp_path / "out")
-    assert [o.status for o in out] == ["failed"]
-    assert calls[0][0] == "prepare" and calls[-1] == "close" and ctx.prepared == {}
+    out = pipeline.run_steps(ctx, ["maps"], tmp_path / "out")
+    assert [o.status for o in out] == ["failed"] and "boom" in out[0].message
+    assert calls == ["prepare", "run", "close"] and ctx.prepared == {}
 
     def broken(ctx):
-        raise ValueError("no")
+        raise ValueError("no head start")
 
     monkeypatch.setattr("kaizhou_gis.maps.step.prepare", broken)
     calls.clear()
-    out = pipeline.run_steps(make_ctx(tmp_path / "b"), names, tmp_path / "out2")
-    assert calls == [] and [o.status for o in out] == ["failed"]
+    with caplog.at_level(logging.WARNING, logger="kaizhou_gis.pipeline"):
+        out = pipeline.run_steps(make_ctx(tmp_path / "b"), ["maps"], tmp_path / "out2")
+    assert calls == ["run"] and [o.status for o in out] == ["failed"]
+    assert "could not start its work ahead (ValueError: no head start)" in caplog.text
 
 
 def _page(pdf: bytes):

@@ -22,7 +22,7 @@ from webserver import raw_get, running, wait_done
 from kaizhou_gis.errors import OptionError, PlanError
 from kaizhou_gis.plan import default_plan_path, load_plan, with_overrides
 from kaizhou_gis.web.townships import pinyin_keys, search_townships, township_tables
-from kaizhou_gis.web.workbench import Workbench
+from kaizhou_gis.web.workbench import STEP_CACHE, Workbench
 
 INJECTION = "<img src=x onerror=alert(1)>"
 JINJA = "{{ 7*7 }}"
@@ -147,8 +147,15 @@ def test_a_server_started_again_takes_the_district_results_from_its_cache_folder
     """The costly district results of the plan's run are kept in ``<cache>/steps`` by what each
     step reads: a second workbench on the same layers, plan and cache folder (a restarted
     server) takes access and relocation from there, with the same figures."""
+    import json
+
     wb, _, tmp = bench
     wait_done(wb)
+    # what-ifs (run by the tests before) do not store their results: the plan's run is the one
+    # entry of each cached step, not pushed out by them
+    index = json.loads((tmp / "cache" / STEP_CACHE / ".index.json").read_text(encoding="utf-8"))
+    assert {step: len(entries) for step, entries in index.items()} == {"access": 1, "relocation": 1}
+    assert any(r.overrides for r in wb.runs.values())  # there were what-ifs
     again = Workbench(wb.layers_path, wb.plan_path, cache_dir=tmp / "cache")
     try:
         assert again.base_key == wb.base_key

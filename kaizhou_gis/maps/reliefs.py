@@ -3,16 +3,17 @@
 The shaded relief of a sheet (:func:`kaizhou_gis.maps.sheetrelief.relief_flate`) depends only on
 the DEM, the frame (from the area's bounds), the highlighted area and the plan's print settings:
 none of it waits for an analysis. The analyses before the maps (access, relocation) run in one
-process and leave the other CPUs idle; :class:`ReliefPrefetch` uses them. Started by
+process and leave the other CPUs idle; :class:`ReliefPrefetch` uses one of them. Started by
 :func:`kaizhou_gis.maps.step.prepare` before the first step of a run, it shades the district's
 sheet and every township's sheet in one forked worker process, in the order the maps step draws
-them, and keeps each relief compressed as the PDF holds it in a file of this process's scratch
-folder (so a district's hundreds of reliefs do not sit in memory). The maps step's
-:class:`~kaizhou_gis.maps.sheetpool.SheetPool` then gives each sheet its relief
-(:meth:`ReliefPrefetch.take`); a sheet whose relief is not ready yet waits for it if it is being
-made and makes it itself if it was not started. A relief is taken only for exactly the arguments
-it was made for (the key of :func:`relief_key`), so a sheet's bytes are the same with or without
-this.
+them, and writes each relief, compressed as the PDF holds it, to a file of this process's scratch
+folder (in the system temp folder; a district's hundreds of reliefs are not held in memory, and
+each file is removed once its sheet is drawn). The maps step's
+:class:`~kaizhou_gis.maps.sheetpool.SheetPool` gives each sheet its relief
+(:meth:`ReliefPrefetch.take`); once the sheets catch up with the worker, the reliefs it has not
+started are dropped and the sheets shade their own. A relief is taken only for exactly the
+arguments it was made for (the key of :func:`relief_key`), so a sheet's bytes are the same with
+or without this. ``KAIZHOU_GIS_WORKERS=1`` (one process for everything) turns it off.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from pathlib import Path
 from typing import Any
 
@@ -62,31 +63,46 @@ def _make(kwargs: dict, path: str):
 class ReliefPrefetch:
     """Reliefs of the sheets ``jobs`` (``render_sheet`` arguments, each with its ``highlight``)
     made in one forked worker process that holds ``dem`` (a
-    :class:`~kaizhou_gis.maps.sheetpool.DemArray`), in the order given."""
+    :class:`~kaizhou_gis.maps.sheetpool.DemArray`), in the order given.
+
+    The worker ends when its queue is done (and with it its copy of the DEM); it lets go of the
+    run's locks, ignores Ctrl-C and ends if the run's process dies
+    (:func:`~kaizhou_gis.maps.sheetpool.forked_worker_setup`)."""
 
     def __init__(self, dem, jobs: list[dict]):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        from kaizhou_gis.maps.sheetpool import forked_worker_setup
         from kaizhou_gis.outputs.files import _scratch_dir
 
         global _WORKER_DEM
 
-        scratch = _scratch_dir()
+        scratch = _scratch_dir()  # removed with its process (swept by the next run if killed)
         self.folder = Path(tempfile.mkdtemp(prefix="reliefs-", dir=scratch))
         self.taken = self.made_here = 0
         self._futures: dict[str, Future] = {}
-        self._ex: Any = ProcessPoolExecutor(max_workers=1,
-                                            mp_context=multiprocessing.get_context("fork"))
+        self._failed = False
+        self._ex: Any = None
+        self._manager: Any = None
         # the worker is forked at the first submit and inherits the DEM through this module's
         # global; this process lets go of it then (not kept as the pool's initargs: at 100x the
         # band is some 350 MB that the analyses running meanwhile would have beside them)
         _WORKER_DEM = dem
         try:
+            self._ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                                           initializer=forked_worker_setup)
             for i, kw in enumerate(jobs):
                 key = relief_key(kw)
                 if key not in self._futures:
                     self._futures[key] = self._ex.submit(_make, kw, str(self.folder / f"{i}.flate"))
+            # the pool's thread that feeds the worker and collects its results (close() waits
+            # for it: once the pool is shut down, shutdown(wait=True) no longer does)
+            self._manager = getattr(self._ex, "_executor_manager_thread", None)
+            self._ex.shutdown(wait=False)  # the worker ends when the queue is done
+        except BaseException:
+            self.close()
+            raise
         finally:
             _WORKER_DEM = None
 
@@ -94,30 +110,49 @@ class ReliefPrefetch:
         return len(self._futures)
 
     def take(self, kwargs: dict):
-        """The relief made for these ``render_sheet`` arguments (a FlateGrey naming its file;
-        waits while it is being made), or None: not asked for, not started yet (then it is not
-        made here any more: the sheet makes it), no DEM under the frame, or it failed (logged;
-        the sheet makes it again and reports the error if it has one)."""
+        """The relief made for these ``render_sheet`` arguments (a FlateGrey naming its file,
+        which the caller removes when the sheet is drawn), or None: not asked for, not made yet,
+        no DEM under the frame, or the worker failed (logged once). The first time a relief is
+        not ready the sheets have caught up with the worker: the reliefs it has not started are
+        dropped (each sheet then shades its own, in the sheet workers, side by side) and only
+        the one it is making is waited for."""
         fut = self._futures.pop(relief_key(kwargs), None)
         if fut is None:
             return None
-        if fut.cancel():
-            self.made_here += 1
-            return None
+        if not fut.done():
+            self.stop()
+            if fut.cancel() or fut.cancelled():
+                self.made_here += 1
+                return None
         try:
             flat = fut.result()
+        except CancelledError:
+            self.made_here += 1
+            return None
         except Exception as e:  # noqa: BLE001 - the sheet shades it itself
-            log.warning("a print sheet's relief made ahead failed (%s: %s); the sheet shades it",
-                        type(e).__name__, e)
+            if not self._failed:
+                log.warning("the print sheets' reliefs made ahead failed (%s: %s); the sheets "
+                            "shade their own", type(e).__name__, e)
+            self._failed = True
+            self.stop()
             return None
         self.taken += 1
         return flat
 
+    def stop(self) -> None:
+        """Drop the reliefs the worker has not started (it ends after the one it is making)."""
+        if self._ex is not None:
+            self._ex.shutdown(wait=False, cancel_futures=True)
+
     def close(self) -> None:
-        """Stop the worker (reliefs not started are dropped) and remove the files."""
+        """Stop the worker, wait for it to end (after the relief it is making) and remove the
+        files."""
         if self._ex is not None:
             self._ex.shutdown(wait=True, cancel_futures=True)
             self._ex = None
+        if self._manager is not None:
+            self._manager.join(timeout=600)
+            self._manager = None
         self._futures.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
 

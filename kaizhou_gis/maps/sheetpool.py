@@ -2,7 +2,9 @@
 (:class:`SheetPool`)."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +38,32 @@ class DemArray:
 _WORKER_DEM: DemArray | None = None
 
 
+def forked_worker_setup() -> None:
+    """First thing in a worker process forked by a run (the sheet and relief pools): it lets go
+    of the run's locks (:func:`kaizhou_gis.outputs.files.release_inherited_locks`), leaves
+    Ctrl-C to the run (which stops its pools; no traceback from the worker), and ends when the
+    run's process is gone (a run killed with SIGKILL leaves no worker behind)."""
+    import signal
+    import threading
+    import time
+
+    from kaizhou_gis.outputs.files import release_inherited_locks
+
+    release_inherited_locks()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="kz-parent-watch", daemon=True).start()
+
+
 def _init_worker(dem: DemArray | None) -> None:
     global _WORKER_DEM
+    forked_worker_setup()
     _WORKER_DEM = dem
 
 
@@ -45,12 +71,16 @@ def _render_in_worker(specs, text, kwargs) -> dict[str, bytes]:
     return sheet.render_sheet(specs, text, dem=_WORKER_DEM, **kwargs)
 
 
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 def sheet_workers() -> int:
     """How many worker processes draw sheets: ``$KAIZHOU_GIS_WORKERS`` or the usable CPUs; 1 (in
     this process) outside the main thread or in a daemon process (a web request, a dask worker),
     where forking is not safe or not allowed."""
     import multiprocessing
-    import os
     import threading
 
     if threading.current_thread() is not threading.main_thread() or \
@@ -95,12 +125,19 @@ class SheetPool:
                                            initializer=_init_worker, initargs=(self.dem,))
 
     def submit(self, specs, text, **kwargs):
-        from concurrent.futures import Future
-
         if self.reliefs is not None and kwargs.get("relief") is None:
             relief = self.reliefs.take(kwargs)  # made ahead for exactly these arguments
             if relief is not None:
                 kwargs["relief"] = relief
+        fut = self._submit(specs, text, kwargs)
+        path = getattr(kwargs.get("relief"), "path", None)
+        if path is not None:  # the relief's file is read by the sheet: removed once it is drawn
+            fut.add_done_callback(lambda _f, p=path: _remove(p))
+        return fut
+
+    def _submit(self, specs, text, kwargs: dict):
+        from concurrent.futures import Future
+
         if self._ex is not None:
             if not self._started and kwargs.get("font_chars") is not None:
                 # the subset font is made (and read) here, once, before the workers are

@@ -55,19 +55,20 @@ def _options(ctx: StepContext) -> tuple[str, str | None]:
 def prepare(ctx: StepContext):
     """Start making the print sheets' reliefs of this run (:mod:`kaizhou_gis.maps.reliefs`) while
     the steps before the maps run: the district sheet's and, unless ``--no-prints``, every
-    township sheet's (``--township``: that township's). None (nothing started) where reliefs
-    cannot be made ahead (one CPU, not the main thread), with no DEM, or when the townships
-    cannot be listed: the maps step then makes them itself and reports any problem."""
+    township sheet's (``--township``: only that township's, no district sheet). None (nothing
+    started) where reliefs cannot be made ahead (one CPU or ``KAIZHOU_GIS_WORKERS=1``, not the
+    main thread, a daemon process such as a dask worker), when there is no sheet to draw or the
+    DEM cannot be read: the maps step then shades its sheets itself and reports any problem."""
     from kaizhou_gis.maps import reliefs
 
     if not reliefs.available():
         return None
     L, plan = ctx.layers, ctx.plan
     codes = sorted(L.townships["township_code"].astype(str))
-    if ctx.township is not None:
-        codes = [str(ctx.township)] if str(ctx.township) in codes else []
-    elif ctx.options.get("prints", True) is False:
+    if ctx.options.get("prints", True) is False:  # --no-prints: no township sheets
         codes = []
+    elif ctx.township is not None:
+        codes = [str(ctx.township)] if str(ctx.township) in codes else []
     areas = printmap.sheet_areas(L, plan, codes, district=ctx.township is None)
     jobs = [printmap.relief_args(plan, a) for a in areas if len(a)]
     if not jobs:

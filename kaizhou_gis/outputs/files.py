@@ -38,6 +38,21 @@ _scratch: dict[str, Any] = {}  # this process's scratch folder in the system tem
 _held_locks: dict[str, list[int]] = {}  # real path of an output folder -> [lock fd, depth]
 
 
+def release_inherited_locks() -> None:
+    """In a process forked from a run: close the lock files it inherited (the output folders'
+    and the scratch folder's) and forget them. The locks stay with the run that took them; a
+    child that outlived a killed run would otherwise keep ``--out`` locked and its scratch folder
+    from being swept."""
+    fds = [entry[0] for entry in _held_locks.values()]
+    if "fd" in _scratch:
+        fds.append(_scratch["fd"])
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held_locks.clear()
+    _scratch.clear()
+
+
 def _shared_temp() -> Path:
     return Path(tempfile.gettempdir()) / "kaizhou-gis"
 

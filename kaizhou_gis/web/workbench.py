@@ -6,9 +6,10 @@ keyed by their inputs (fingerprints of the layers, of the effective plan and of 
 values), computed in a small thread pool and kept while the server runs; two browser tabs asking
 for different values get two runs, and the same values get the same run. A what-if reuses the
 plan run's results of the steps the changed settings cannot affect (a relocation setting leaves
-industry and access as they are). The district results of the costly steps are also kept in
-``<cache>/steps/``, keyed by what each step reads, as ``run`` keeps them in ``<out>/.cache``: a
-server started again on the same layers and plan takes them from there instead of computing them.
+industry and access as they are). The plan's own run also keeps the district results of the
+costly steps in ``<cache>/steps/``, keyed by what each step reads, as ``run`` keeps them in
+``<out>/.cache``: a server started again on the same layers and plan takes them from there
+instead of computing them (what-ifs do not store theirs, so they cannot push these out).
 
 Everything a run offers for download (township map, tables, report, a ZIP of all outputs) is
 written on demand under ``<cache>/runs/<key>/`` and nowhere else (:mod:`kaizhou_gis.web.downloads`:
@@ -194,12 +195,14 @@ class Workbench(RunFiles):
         t0 = time.perf_counter()
         try:
             run.status = "running"
-            # district results (access, relocation) kept in the cache folder by what each step
-            # reads, as `run` keeps them in <out>/.cache: a restarted server, or a what-if that
-            # comes back to values computed before, takes them from there
+            # the plan's own run keeps its district results (access, relocation) in the cache
+            # folder by what each step reads, as `run` keeps them in <out>/.cache: a restarted
+            # server takes them from there. What-ifs do not store theirs (the cache keeps a few
+            # results per step: they would push the plan's run out)
             ctx = Context(layers=layers, plan=run.plan, options={"header": "both"},
                           overrides=dict(run.overrides), _inputs=run.inputs,
-                          _data_status=self.data_status, cache_dir=self.cache_path(STEP_CACHE))
+                          _data_status=self.data_status,
+                          cache_dir=None if run.overrides else self.cache_path(STEP_CACHE))
             base = self.base if run.overrides else None
             if base is not None and base.generation == run.generation:
                 base.done.wait(timeout=900)
