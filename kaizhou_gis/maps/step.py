@@ -71,6 +71,8 @@ def prepare(ctx: StepContext):
         codes = [str(ctx.township)] if str(ctx.township) in codes else []
     areas = printmap.sheet_areas(L, plan, codes, district=ctx.township is None)
     jobs = [printmap.relief_args(plan, a) for a in areas if len(a)]
+    # an area with no polygon has no frame: its sheet fails in the maps step, which names it
+    jobs = [j for j in jobs if np.all(np.isfinite(j["bounds_xy"]))]
     if not jobs:
         return None
     try:
