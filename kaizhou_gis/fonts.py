@@ -169,14 +169,38 @@ def subset_family(chars, *, register: bool = True) -> str | None:
         return SUBSET_FAMILY
     made = _MADE.get(chars)  # made before in this process (or its parent): the same files
     if made is None or not all(os.path.exists(p) for p in made.values()):
-        made = _MADE[chars] = {w: _font_file(_cached_subset_bytes(name, w, chars), w)
-                               for w in SUBSET_WEIGHTS}
+        made = _MADE[chars] = {w: _font_file(data, w)
+                               for w, data in _subsets_by_weight(name, chars).items()}
     files = made
     if register:
         _register(files)
     _SUBSET.update(chars=chars, files=files, registered=register)
     log.debug("CJK subset font of %d characters: %s", len(chars), files)
     return SUBSET_FAMILY
+
+
+def _subsets_by_weight(family: str, chars) -> dict[str, bytes]:
+    """:func:`_cached_subset_bytes` of every weight of :data:`SUBSET_WEIGHTS`: side by side in
+    forked processes where a run may fork (:func:`kaizhou_gis.forked.worker_count`; making a
+    weight is ~1.3 s of pure-Python work that the print sheets wait for), else one after the
+    other. The same bytes either way."""
+    weights = list(SUBSET_WEIGHTS)
+    from kaizhou_gis.forked import forked_worker_setup, worker_count
+
+    n = min(len(weights), worker_count())
+    if n > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
+                                     initializer=forked_worker_setup) as ex:
+                made = ex.map(_cached_subset_bytes, [family] * len(weights), weights,
+                              [frozenset(chars)] * len(weights))
+                return dict(zip(weights, made))
+        except Exception as e:  # noqa: BLE001 - no process to be had, or it died: made here
+            log.debug("subset fonts made in this process (%s: %s)", type(e).__name__, e)
+    return {w: _cached_subset_bytes(family, w, chars) for w in weights}
 
 
 def sheet_font_files(chars) -> dict[str, str]:

@@ -96,3 +96,32 @@ def test_an_unwritable_cache_costs_time_not_the_run(made, tmp_path, monkeypatch,
     assert data == f"font normal {''.join(sorted(CHARS))}".encode()
     assert "KAIZHOU_GIS_FONT_CACHE" in caplog.text and "not written" in caplog.text
     assert blocker.read_text(encoding="utf-8") == "x"
+
+
+@pytest.mark.skipif(fonts.find_cjk_font() is None, reason="no CJK font (apt-get install fonts-noto-cjk)")
+def test_weights_made_side_by_side_are_the_bytes_made_one_after_the_other(monkeypatch):
+    """With more than one worker allowed the subset font's weights are made in forked processes
+    at the same time (the sheets wait for them); the bytes are those made here in turn."""
+    from kaizhou_gis import forked
+
+    monkeypatch.delenv(fonts.FONT_CACHE_ENV, raising=False)
+    name = fonts.find_cjk_font()
+    monkeypatch.setenv(forked.WORKERS_ENV, "1")
+    here = fonts._subsets_by_weight(name, CHARS)
+    monkeypatch.setenv(forked.WORKERS_ENV, "2")
+    pids = []
+    monkeypatch.setattr(fonts, "_cached_subset_bytes", _noting_pid)
+    side = fonts._subsets_by_weight(name, CHARS)
+    for w, data in side.items():
+        font, pid = data.rsplit(b"|", 1)
+        pids.append(int(pid))
+        assert font == here[w], w
+    assert set(side) == set(fonts.SUBSET_WEIGHTS) and os.getpid() not in pids
+
+
+_REAL_CACHED_SUBSET_BYTES = fonts._cached_subset_bytes
+
+
+def _noting_pid(family, weight, chars):
+    """The font, and the process that made it (a module-level function: sent to the workers)."""
+    return _REAL_CACHED_SUBSET_BYTES(family, weight, chars) + f"|{os.getpid()}".encode()

@@ -156,7 +156,7 @@ def test_a_worker_of_a_killed_run_lets_go_of_its_locks_and_ends(tmp_path):
         "import os, signal, sys, time, multiprocessing\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
         "from kaizhou_gis.outputs import files\n"
-        "from kaizhou_gis.maps.sheetpool import forked_worker_setup\n"
+        "from kaizhou_gis.forked import forked_worker_setup\n"
         "with files.output_folder(sys.argv[1]):\n"
         "    ex = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('fork'),\n"
         "                             initializer=forked_worker_setup)\n"

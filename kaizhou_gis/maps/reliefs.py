@@ -67,13 +67,13 @@ class ReliefPrefetch:
 
     The worker ends when its queue is done (and with it its copy of the DEM); it lets go of the
     run's locks, ignores Ctrl-C and ends if the run's process dies
-    (:func:`~kaizhou_gis.maps.sheetpool.forked_worker_setup`)."""
+    (:func:`kaizhou_gis.forked.forked_worker_setup`)."""
 
     def __init__(self, dem, jobs: list[dict]):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        from kaizhou_gis.maps.sheetpool import forked_worker_setup
+        from kaizhou_gis.forked import forked_worker_setup
         from kaizhou_gis.outputs.files import _scratch_dir
 
         global _WORKER_DEM

@@ -9,17 +9,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kaizhou_gis.forked import WORKERS_ENV, forked_worker_setup, worker_count
 from kaizhou_gis.maps import sheet
 
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # drawing many sheets: the DEM read once, sheets drawn in worker processes
-# --------------------------------------------------------------------------------------------
 
-#: Environment variable: most worker processes drawing print sheets (default: the CPUs this
-#: process may use; ``1`` draws them in the process itself).
-WORKERS_ENV = "KAIZHOU_GIS_WORKERS"
+#: re-exported: the variable that sets how many workers a run forks (tests and callers name it here)
+__all__ = ["WORKERS_ENV", "DemArray", "SheetPool", "sheet_workers"]
 
 
 @dataclass
@@ -38,29 +37,6 @@ class DemArray:
 _WORKER_DEM: DemArray | None = None
 
 
-def forked_worker_setup() -> None:
-    """First thing in a worker process forked by a run (the sheet and relief pools): it lets go
-    of the run's locks (:func:`kaizhou_gis.outputs.files.release_inherited_locks`), leaves
-    Ctrl-C to the run (which stops its pools; no traceback from the worker), and ends when the
-    run's process is gone (a run killed with SIGKILL leaves no worker behind)."""
-    import signal
-    import threading
-    import time
-
-    from kaizhou_gis.outputs.files import release_inherited_locks
-
-    release_inherited_locks()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="kz-parent-watch", daemon=True).start()
-
-
 def _init_worker(dem: DemArray | None) -> None:
     global _WORKER_DEM
     forked_worker_setup()
@@ -77,25 +53,8 @@ def _remove(path: str) -> None:
 
 
 def sheet_workers() -> int:
-    """How many worker processes draw sheets: ``$KAIZHOU_GIS_WORKERS`` or the usable CPUs; 1 (in
-    this process) outside the main thread or in a daemon process (a web request, a dask worker),
-    where forking is not safe or not allowed."""
-    import multiprocessing
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() or \
-            multiprocessing.current_process().daemon or not hasattr(os, "fork"):
-        return 1
-    env = os.environ.get(WORKERS_ENV, "").strip()
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            log.warning("%s=%r is not a whole number; using the CPU count", WORKERS_ENV, env)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
+    """How many worker processes draw sheets (:func:`kaizhou_gis.forked.worker_count`)."""
+    return worker_count()
 
 
 class SheetPool:
