@@ -183,11 +183,12 @@ def _subsets_by_weight(family: str, chars) -> dict[str, bytes]:
     """:func:`_cached_subset_bytes` of every weight of :data:`SUBSET_WEIGHTS`: side by side in
     forked processes where a run may fork (:func:`kaizhou_gis.forked.worker_count`; making a
     weight is ~1.3 s of pure-Python work that the print sheets wait for), else one after the
-    other. The same bytes either way."""
-    weights = list(SUBSET_WEIGHTS)
+    other; those ``$KAIZHOU_GIS_FONT_CACHE`` holds are read here. The same bytes either way."""
     from kaizhou_gis.forked import forked_worker_setup, worker_count
 
-    n = min(len(weights), worker_count())
+    done = _cached_weights(family, chars)  # read here: no process is forked for a cache hit
+    todo = [w for w in SUBSET_WEIGHTS if w not in done]
+    n = min(len(todo), worker_count())
     if n > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -195,12 +196,14 @@ def _subsets_by_weight(family: str, chars) -> dict[str, bytes]:
         try:
             with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
                                      initializer=forked_worker_setup) as ex:
-                made = ex.map(_cached_subset_bytes, [family] * len(weights), weights,
-                              [frozenset(chars)] * len(weights))
-                return dict(zip(weights, made))
+                done.update(zip(todo, ex.map(_cached_subset_bytes, [family] * len(todo), todo,
+                                             [frozenset(chars)] * len(todo))))
         except Exception as e:  # noqa: BLE001 - no process to be had, or it died: made here
             log.debug("subset fonts made in this process (%s: %s)", type(e).__name__, e)
-    return {w: _cached_subset_bytes(family, w, chars) for w in weights}
+    for w in todo:
+        if w not in done:
+            done[w] = _cached_subset_bytes(family, w, chars)
+    return {w: done[w] for w in SUBSET_WEIGHTS}
 
 
 def sheet_font_files(chars) -> dict[str, str]:
@@ -270,16 +273,9 @@ def _cached_subset_bytes(family: str, weight: str, chars) -> bytes:
         return _subset_bytes(family, weight, chars)
     path, face = _source_font(family, weight)
     key = _cache_key(path, face, weight, chars)
-    try:
-        for entry in os.scandir(folder):
-            if entry.name.startswith(f"{key}-") and entry.name.endswith(".ttf"):
-                with open(entry.path, "rb") as fh:
-                    data = fh.read()
-                if entry.name == f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.ttf":
-                    return data
-                log.debug("font cache: %s does not hold what its name says; made again", entry.path)
-    except OSError as e:  # no folder yet, or unreadable: make the font
-        log.debug("font cache %s not read: %s", folder, e)
+    data = _read_cached(folder, key)
+    if data is not None:
+        return data
     data = _subset_bytes(family, weight, chars)
     try:
         os.makedirs(folder, exist_ok=True)
@@ -292,6 +288,38 @@ def _cached_subset_bytes(family: str, weight: str, chars) -> bytes:
         log.warning("font cache %s=%s not written (%s); fonts are made on every run",
                     FONT_CACHE_ENV, folder, e)
     return data
+
+
+def _read_cached(folder: str, key: str) -> bytes | None:
+    """The font of ``key`` in the cache ``folder`` (checked against the SHA-256 in its name), or
+    None."""
+    import hashlib
+
+    try:
+        for entry in os.scandir(folder):
+            if entry.name.startswith(f"{key}-") and entry.name.endswith(".ttf"):
+                with open(entry.path, "rb") as fh:
+                    data = fh.read()
+                if entry.name == f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.ttf":
+                    return data
+                log.debug("font cache: %s does not hold what its name says; made again", entry.path)
+    except OSError as e:  # no folder yet, or unreadable: make the font
+        log.debug("font cache %s not read: %s", folder, e)
+    return None
+
+
+def _cached_weights(family: str, chars) -> dict[str, bytes]:
+    """The weights of the subset font for ``chars`` that ``$KAIZHOU_GIS_FONT_CACHE`` holds."""
+    folder = os.environ.get(FONT_CACHE_ENV, "").strip()
+    if not folder:
+        return {}
+    out = {}
+    for w in SUBSET_WEIGHTS:
+        path, face = _source_font(family, w)
+        data = _read_cached(folder, _cache_key(path, face, w, chars))
+        if data is not None:
+            out[w] = data
+    return out
 
 
 def _cache_key(path: str, face: int, weight: str, chars) -> str:

@@ -125,3 +125,25 @@ _REAL_CACHED_SUBSET_BYTES = fonts._cached_subset_bytes
 def _noting_pid(family, weight, chars):
     """The font, and the process that made it (a module-level function: sent to the workers)."""
     return _REAL_CACHED_SUBSET_BYTES(family, weight, chars) + f"|{os.getpid()}".encode()
+
+
+def test_weights_in_the_cache_are_read_without_forking(made, tmp_path, monkeypatch):
+    import concurrent.futures
+
+    from kaizhou_gis import forked
+
+    monkeypatch.setenv(fonts.FONT_CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(forked.WORKERS_ENV, "1")
+    first = fonts._subsets_by_weight("Noto Sans CJK SC", CHARS)  # made here, stored
+    assert len(made) == len(fonts.SUBSET_WEIGHTS)
+    pools = []
+
+    class Recording(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, *a, **k):
+            pools.append(a)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Recording)
+    monkeypatch.setenv(forked.WORKERS_ENV, "2")
+    again = fonts._subsets_by_weight("Noto Sans CJK SC", CHARS)
+    assert again == first and pools == [] and len(made) == len(fonts.SUBSET_WEIGHTS)
