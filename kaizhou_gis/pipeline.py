@@ -494,14 +494,14 @@ def _prepare_steps(ctx: Context, names: list[str]) -> None:
     """Call ``prepare(ctx)`` of each step in ``names`` that declares one (:attr:`Step.prepare`)
     and keep its handle in ``ctx.prepared``. Only a head start: a prepare that fails is logged
     and the step does all its work itself."""
+    declared = {s.name: s for s in STEPS if s.prepare}
     for name in names:
-        if name not in {s.name for s in STEPS} or not get_step(name).prepare:
+        if name not in declared:
             continue
         try:
             if step_function(name) is None:  # not installed: nothing to prepare
                 continue
-            module = importlib.import_module(get_step(name).target.split(":")[0])
-            handle = module.prepare(ctx)
+            handle = sys.modules[declared[name].target.split(":")[0]].prepare(ctx)
         except Exception as e:  # noqa: BLE001 - the step does the work itself
             log.warning("step %s: could not start its work ahead (%s: %s)", name,
                         type(e).__name__, e)

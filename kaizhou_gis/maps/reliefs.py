@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 from concurrent.futures import CancelledError, Future
@@ -164,8 +163,8 @@ class ReliefPrefetch:
 
 
 def available() -> bool:
-    """Whether reliefs can be made ahead here: more than one CPU for the sheets
-    (:func:`~kaizhou_gis.maps.sheetpool.sheet_workers`) and a fork-able process."""
-    from kaizhou_gis.maps.sheetpool import sheet_workers
+    """Whether reliefs can be made ahead here: a run that may fork a worker
+    (:func:`kaizhou_gis.forked.worker_count`, which also says no where fork is missing)."""
+    from kaizhou_gis.forked import worker_count
 
-    return hasattr(os, "fork") and sheet_workers() > 1
+    return worker_count() > 1
