@@ -37,8 +37,8 @@ def test_sheets_from_worker_processes_are_the_bytes_drawn_in_process(sheets):
     ctx, res = sheets
     d = maps.gather(ctx, ctx.needs_of("maps"))
     here = printmap.township_sheet(ctx, d, maps.map_layers("township", d, maps._settings(ctx.plan), T2), T2)
-    assert here["pdf"] == res.files[f"maps/townships/{T2}.pdf"]
-    assert here["png"] == res.files[f"maps/townships/{T2}.png"]
+    assert here["pdf"] == bytes(res.files[f"maps/townships/{T2}.pdf"])
+    assert here["png"] == bytes(res.files[f"maps/townships/{T2}.png"])
     # a pool of one draws in this process, with the DEM read once: the same bytes again
     with sheetpool.SheetPool(ctx, workers=1) as pool:
         fut = printmap.township_sheet(ctx, d, maps.map_layers("township", d, maps._settings(ctx.plan), T2),
@@ -73,7 +73,7 @@ def test_sheets_with_their_reliefs_made_ahead_are_the_same_bytes(sheets, monkeyp
     sheet_files = [f for f in res.files if f.endswith((".pdf", ".png"))]
     assert len(sheet_files) == 5
     for f in sheet_files:
-        assert again.files[f] == res.files[f], f
+        assert bytes(again.files[f]) == bytes(res.files[f]), f
 
 
 def test_a_relief_made_ahead_is_given_only_for_its_own_arguments(sheets, monkeypatch):
@@ -246,7 +246,7 @@ def _page(pdf: bytes):
 @pytest.mark.parametrize("code, name", [(T1, "甲镇"), (T2, "乙乡")])
 def test_township_pdf_is_a3_with_title_scale_and_notes(sheets, code, name):
     ctx, res = sheets
-    page = _page(res.files[f"maps/townships/{code}.pdf"])
+    page = _page(bytes(res.files[f"maps/townships/{code}.pdf"]))
     w, h = float(page.mediabox.width), float(page.mediabox.height)
     assert sorted((round(w), round(h))) == sorted((round(A3_PT[0]), round(A3_PT[1])))
     text = page.extract_text()
@@ -265,7 +265,7 @@ def test_township_pdf_is_a3_with_title_scale_and_notes(sheets, code, name):
 
 def test_hillshade_raster_is_at_least_300_dpi(sheets):
     ctx, res = sheets
-    page = _page(res.files[f"maps/townships/{T1}.pdf"])
+    page = _page(bytes(res.files[f"maps/townships/{T1}.pdf"]))
     images = list(page.images)
     assert len(images) == 1  # only the hillshade is raster; lines, points and labels are vector
     wpx, hpx = images[0].image.size
@@ -279,7 +279,7 @@ def test_hillshade_raster_is_at_least_300_dpi(sheets):
 
 def test_district_overview_pdf(sheets):
     _, res = sheets
-    page = _page(res.files["maps/overview.pdf"])
+    page = _page(bytes(res.files["maps/overview.pdf"]))
     text = page.extract_text()
     assert "扶贫规划总图" in text and "甲镇" in text and "乙乡" in text
     assert re.search(r"1:\d", text)
@@ -288,7 +288,7 @@ def test_district_overview_pdf(sheets):
 def test_png_sheet_is_200_dpi_a3(sheets):
     from PIL import Image
     _, res = sheets
-    im = Image.open(io.BytesIO(res.files[f"maps/townships/{T2}.png"]))
+    im = Image.open(io.BytesIO(bytes(res.files[f"maps/townships/{T2}.png"])))
     assert im.format == "PNG"
     long_px, short_px = max(im.size), min(im.size)
     assert long_px >= 420 / 25.4 * 200 - 2 and short_px >= 297 / 25.4 * 200 - 2
@@ -387,7 +387,7 @@ def test_sheets_embed_only_the_subset_font(sheets):
     pdfs = [rel for rel in res.files if rel.endswith(".pdf")]
     assert len(pdfs) == 3  # the overview and two townships
     for rel in pdfs:
-        names = _pdf_fonts(res.files[rel])
+        names = _pdf_fonts(bytes(res.files[rel]))
         assert names and all(n.split("+")[-1].startswith(fonts.SUBSET_PS_NAME) for n in names), (rel, names)
 
 
@@ -557,7 +557,7 @@ def test_png_sheet_is_the_pdf_rasterized(sheets):
     from kaizhou_gis.maps import sheetpng
 
     ctx, res = sheets
-    pdf, png = res.files[f"maps/townships/{T1}.pdf"], res.files[f"maps/townships/{T1}.png"]
+    pdf, png = bytes(res.files[f"maps/townships/{T1}.pdf"]), bytes(res.files[f"maps/townships/{T1}.png"])
     im = Image.open(io.BytesIO(png))
     assert im.mode == "RGB" and im.info["dpi"] == pytest.approx((200, 200), abs=0.01)
     assert im.info["Title"] == _page(pdf).pdf.metadata["/Title"] and im.info["Software"] == "kaizhou-gis"

@@ -19,7 +19,7 @@ from kaizhou_gis.maps.data import MapData, gather, gather_wgs84
 from kaizhou_gis.maps.mapassets import render_chunks
 from kaizhou_gis.maps.page import build_map
 from kaizhou_gis.maps.styles import BASEMAPS, DISTRICT_MAPS, MAP_TITLES
-from kaizhou_gis.outputs.writers import HtmlPage, PageSpool
+from kaizhou_gis.outputs.writers import HtmlPage, PageSpool, SpooledBytes
 from kaizhou_gis.results import MapsData, StepContext, StepNeeds, StepResult
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,9 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
             for fmt in ("pdf", "png"):
                 files[f"maps/townships/{code}.{fmt}"] = sheet
                 sheets.append((f"maps/townships/{code}.{fmt}", fmt, sheet))
-    sizes = _collect(files, sheets)
+            sheets = _spool_done(files, sheets, spool)
+    _spool_done(files, sheets, spool, wait=True)
+    sizes = {rel: page.size / 2**20 for rel, page in files.items() if isinstance(page, HtmlPage)}
     pool.close()
     summary = _summary(plan.section("maps"), d, files, sizes, basemap, prints=prints)
     return StepResult("maps", files=files, data=MapsData(sizes_mb=sizes),
@@ -222,12 +224,21 @@ def _check_codes(codes: list[str]) -> None:
                          f"be digits (9-digit 统计用区划代码), fix the townships layer.")
 
 
-def _collect(files: dict[str, Any], sheets: list[tuple[str, str, Any]]) -> dict[str, float]:
-    """Swap each sheet's future for its bytes; returns the sizes of the pages in MB."""
-    sizes = {rel: page.size / 2**20 for rel, page in files.items() if isinstance(page, HtmlPage)}
+def _spool_done(files: dict[str, Any], sheets: list[tuple[str, str, Any]], spool: PageSpool, *,
+                wait: bool = False) -> list[tuple[str, str, Any]]:
+    """Swap the future of each sheet file that is drawn (with ``wait``: of every one, in order)
+    for its bytes kept in ``spool`` (:class:`SpooledBytes`), as soon as it is drawn, so that the
+    sheets drawn while the pages are built do not pile up in memory; returns those not drawn
+    yet. A sheet that failed raises here, with the sheet's own error."""
+    left = []
     for rel, fmt, sheet in sheets:
-        files[rel] = (sheet.result() if hasattr(sheet, "result") else sheet)[fmt]
-    return sizes
+        if not hasattr(sheet, "result"):  # drawn in this process: its dict of bytes
+            files[rel] = SpooledBytes(sheet[fmt], spool)
+        elif wait or sheet.done():
+            files[rel] = SpooledBytes(sheet.result()[fmt], spool)
+        else:
+            left.append((rel, fmt, sheet))
+    return left
 
 
 def _summary(cfg, d: MapData, files: dict[str, Any], sizes: dict[str, float], basemap: str, *,
