@@ -13,11 +13,9 @@ from kaizhou_gis.maps.specs import LayerSpec
 from kaizhou_gis.outputs.writers import (
     HtmlPage,
     PageSpool,
-    SpooledBytes,
     StableIds,
     stable_element_ids,
     write_html,
-    write_product,
 )
 
 
@@ -98,26 +96,6 @@ def test_html_page_holds_the_page_compressed(tmp_path):
     write_html(pages[2], tmp_path / "p.html")
     assert (tmp_path / "p.html").read_text(encoding="utf-8") == image_page
 
-
-def test_sheet_bytes_wait_in_the_spool_not_in_memory(tmp_path):
-    """A print sheet's PDF or PNG is kept in the step's spool from the moment it is drawn
-    (:class:`SpooledBytes`): in the scratch file, read back block by block, written whole."""
-    import gc
-    import sys
-
-    spool = PageSpool()
-    data = [np.random.default_rng(i).bytes(n) for i, n in enumerate((3 * 2**20 + 17, 0, 5))]
-    kept = [SpooledBytes(d, spool) for d in data]
-    assert [k.size for k in kept] == [len(d) for d in data]
-    assert all(sys.getsizeof(k) < 1000 and not any(isinstance(v, bytes) for v in vars(k).values())
-               for k in kept)
-    assert [len(b) for b in kept[0].blocks()] == [2**20] * 3 + [17]
-    assert [bytes(k) for k in kept] == data
-    write_product(tmp_path, "maps/townships/x.png", kept[0])
-    assert (tmp_path / "maps/townships/x.png").read_bytes() == data[0]
-    del data
-    gc.collect()
-    assert bytes(kept[2]) == np.random.default_rng(2).bytes(5)
 
 
 # --------------------------------------------------------------------------------------------

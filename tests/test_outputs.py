@@ -86,3 +86,37 @@ def test_write_product_picks_writer_by_extension(tmp_path, table):
     assert [p.name for p in paths] == ["x.csv", "x.json", "x.md"]
     with pytest.raises(TypeError):
         outputs.write_product(tmp_path, "a/x.bin", object())
+
+
+def test_scratch_file_is_handed_over_and_moved_into_place(tmp_path):
+    """A sheet drawn in a worker waits as a file in the run's scratch folder (ScratchFile): the
+    worker's object does not remove it, the receiving one does unless it is written, and
+    write_product moves it into place with a new file's mode; a second write copies it."""
+    import gc
+    import os
+    import pickle
+    import stat
+
+    from kaizhou_gis.outputs.files import ScratchFile, _scratch_dir
+
+    data = os.urandom(3 * 2**20 + 17)
+    made = ScratchFile.of(data, _scratch_dir(), owned=False)  # as a worker makes it
+    sent = pickle.dumps(made)
+    assert len(sent) < 1000  # only the name travels
+    path = made.path
+    del made
+    gc.collect()
+    assert path.exists()  # the worker's object left it for the receiver
+    got = pickle.loads(sent)
+    assert bytes(got) == data and [len(b) for b in got.blocks()] == [2**20] * 3 + [17]
+    out = outputs.write_product(tmp_path, "maps/townships/x.png", got)
+    assert out.read_bytes() == data and not path.exists()  # moved, not copied
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~outputs.files._UMASK
+    again = outputs.write_product(tmp_path / "b", "x.png", got)  # already placed: copied from there
+    assert again.read_bytes() == data and out.exists()
+    dropped = pickle.loads(pickle.dumps(ScratchFile.of(b"abc", _scratch_dir(), owned=False)))
+    kept_at = dropped.path
+    assert bytes(dropped) == b"abc"
+    del dropped
+    gc.collect()
+    assert not kept_at.exists()  # never written: removed with its object

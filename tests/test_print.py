@@ -12,7 +12,7 @@ import pytest
 
 from kaizhou_gis import fonts, maps
 from kaizhou_gis.maps import printmap, sheetlayout, sheetpool
-from kaizhou_gis.outputs.writers import SpooledBytes
+from kaizhou_gis.outputs.files import ScratchFile
 
 pypdf = pytest.importorskip("pypdf")
 
@@ -39,7 +39,7 @@ def test_sheets_from_worker_processes_are_the_bytes_drawn_in_process(sheets):
     d = maps.gather(ctx, ctx.needs_of("maps"))
     here = printmap.township_sheet(ctx, d, maps.map_layers("township", d, maps._settings(ctx.plan), T2), T2)
     # each sheet file waits in the step's scratch spool, not in memory, until it is written
-    assert all(isinstance(obj, SpooledBytes) for rel, obj in res.files.items()
+    assert all(isinstance(obj, ScratchFile) for rel, obj in res.files.items()
                if rel.endswith((".pdf", ".png")))
     assert here["pdf"] == bytes(res.files[f"maps/townships/{T2}.pdf"])
     assert here["png"] == bytes(res.files[f"maps/townships/{T2}.png"])

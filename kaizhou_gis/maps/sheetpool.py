@@ -11,6 +11,7 @@ import numpy as np
 
 from kaizhou_gis.forked import WORKERS_ENV, forked_worker_setup, worker_count
 from kaizhou_gis.maps import sheet
+from kaizhou_gis.outputs.files import ScratchFile
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,25 @@ class DemArray:
 
 
 _WORKER_DEM: DemArray | None = None
+_WORKER_SCRATCH: str | None = None  # the run's scratch folder, where a worker leaves its files
 
 
-def _init_worker(dem: DemArray | None) -> None:
-    global _WORKER_DEM
+def _init_worker(dem: DemArray | None, scratch: str | None = None) -> None:
+    global _WORKER_DEM, _WORKER_SCRATCH
     forked_worker_setup()
-    _WORKER_DEM = dem
+    _WORKER_DEM, _WORKER_SCRATCH = dem, scratch
 
 
-def _render_in_worker(specs, text, kwargs) -> dict[str, bytes]:
-    return sheet.render_sheet(specs, text, dem=_WORKER_DEM, **kwargs)
+def _render_in_worker(specs, text, kwargs) -> dict[str, bytes] | dict[str, ScratchFile]:
+    """A sheet drawn in a worker: its files left in the run's scratch folder (only their names
+    go back to the run, :class:`ScratchFile`), or its bytes where there is no such folder."""
+    out = sheet.render_sheet(specs, text, dem=_WORKER_DEM, **kwargs)
+    if _WORKER_SCRATCH is None:
+        return out
+    try:
+        return {fmt: ScratchFile.of(data, _WORKER_SCRATCH, owned=False) for fmt, data in out.items()}
+    except OSError:  # the folder is gone or full: the bytes go back instead
+        return out
 
 
 def _remove(path: str) -> None:
@@ -79,9 +89,13 @@ class SheetPool:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            from kaizhou_gis.outputs.files import _scratch_dir
+
+            scratch = _scratch_dir()  # this run's, locked while it lives: the workers' files wait there
             self._ex = ProcessPoolExecutor(max_workers=self.workers,
                                            mp_context=multiprocessing.get_context("fork"),
-                                           initializer=_init_worker, initargs=(self.dem,))
+                                           initializer=_init_worker,
+                                           initargs=(self.dem, None if scratch is None else str(scratch)))
 
     def submit(self, specs, text, **kwargs):
         if self.reliefs is not None and kwargs.get("relief") is None:

@@ -19,7 +19,8 @@ from kaizhou_gis.maps.data import MapData, gather, gather_wgs84
 from kaizhou_gis.maps.mapassets import render_chunks
 from kaizhou_gis.maps.page import build_map
 from kaizhou_gis.maps.styles import BASEMAPS, DISTRICT_MAPS, MAP_TITLES
-from kaizhou_gis.outputs.writers import HtmlPage, PageSpool, SpooledBytes
+from kaizhou_gis.outputs.files import ScratchFile
+from kaizhou_gis.outputs.writers import HtmlPage, PageSpool
 from kaizhou_gis.results import MapsData, StepContext, StepNeeds, StepResult
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,8 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
             for fmt in ("pdf", "png"):
                 files[f"maps/townships/{code}.{fmt}"] = sheet
                 sheets.append((f"maps/townships/{code}.{fmt}", fmt, sheet))
-            sheets = _spool_done(files, sheets, spool)
-    _spool_done(files, sheets, spool, wait=True)
+            sheets = _take_drawn(files, sheets)
+    _take_drawn(files, sheets, wait=True)
     sizes = {rel: page.size / 2**20 for rel, page in files.items() if isinstance(page, HtmlPage)}
     pool.close()
     summary = _summary(plan.section("maps"), d, files, sizes, basemap, prints=prints)
@@ -224,20 +225,25 @@ def _check_codes(codes: list[str]) -> None:
                          f"be digits (9-digit 统计用区划代码), fix the townships layer.")
 
 
-def _spool_done(files: dict[str, Any], sheets: list[tuple[str, str, Any]], spool: PageSpool, *,
+def _take_drawn(files: dict[str, Any], sheets: list[tuple[str, str, Any]], *,
                 wait: bool = False) -> list[tuple[str, str, Any]]:
     """Swap the future of each sheet file that is drawn (with ``wait``: of every one, in order)
-    for its bytes kept in ``spool`` (:class:`SpooledBytes`), as soon as it is drawn, so that the
-    sheets drawn while the pages are built do not pile up in memory; returns those not drawn
-    yet. A sheet that failed raises here, with the sheet's own error."""
+    for the file, as soon as it is drawn, so that the sheets drawn while the pages are built do
+    not pile up in memory: a worker's sheet is already a :class:`ScratchFile`, one drawn here
+    goes into one. Returns those not drawn yet. A sheet that failed raises here, with the
+    sheet's own error."""
     left = []
     for rel, fmt, sheet in sheets:
-        if not hasattr(sheet, "result"):  # drawn in this process: its dict of bytes
-            files[rel] = SpooledBytes(sheet[fmt], spool)
-        elif wait or sheet.done():
-            files[rel] = SpooledBytes(sheet.result()[fmt], spool)
-        else:
+        if hasattr(sheet, "result") and not (wait or sheet.done()):
             left.append((rel, fmt, sheet))
+            continue
+        data = (sheet.result() if hasattr(sheet, "result") else sheet)[fmt]
+        if isinstance(data, bytes):
+            try:
+                data = ScratchFile.of(data)
+            except OSError:  # no scratch folder: kept in memory until written
+                pass
+        files[rel] = data
     return left
 
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,68 @@ def _scratch_dir() -> Path | None:
         return None
     _scratch.update(pid=os.getpid(), dir=d, fd=fd)
     return d
+
+
+class ScratchFile:
+    """A finished file (a print sheet's PDF or PNG) waiting in a run's scratch folder
+    (:func:`_scratch_dir`) until :func:`kaizhou_gis.outputs.write_products` puts it in place
+    (:meth:`move_to`: one rename where the scratch folder and ``--out`` share a filesystem).
+
+    Why: a district's sheets are drawn in worker processes while the main process builds the
+    HTML pages; each worker writes its sheet's files here (:meth:`of`, into the run's own scratch
+    folder, named by the run) and sends back only their names, so the bytes are neither sent
+    through a pipe nor held in memory (at 10x, 400 sheets of some 5 MB each). ``bytes(obj)``
+    reads the data. A file never written is removed when its object is dropped (in the process
+    that received it; the worker that wrote it hands it over)."""
+
+    def __init__(self, path: str | Path, size: int, *, owned: bool = True):
+        self.path = Path(path)
+        self.size = int(size)
+        self._drop = weakref.finalize(self, _unlink_quietly, str(self.path)) if owned else None
+
+    @classmethod
+    def of(cls, data: bytes, folder: str | Path | None = None, *, owned: bool = True) -> ScratchFile:
+        """``data`` written to a new file in ``folder`` (default: this process's scratch folder).
+        ``owned=False`` in a worker that hands the file to the process that sent the work."""
+        folder = folder if folder is not None else _scratch_dir()
+        if folder is None:
+            raise OSError("no scratch folder: the system temp folder cannot be used")
+        fd, name = tempfile.mkstemp(prefix="file-", suffix=".part", dir=folder)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return cls(name, len(data), owned=owned)
+
+    def __reduce__(self):  # unpickled in the receiving process, which then owns the file
+        return (ScratchFile, (str(self.path), self.size))
+
+    def blocks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        """The data, a block at a time."""
+        with open(self.path, "rb") as fh:
+            while block := fh.read(size):
+                yield block
+
+    def __bytes__(self) -> bytes:
+        return self.path.read_bytes()
+
+    def move_to(self, target: str | Path) -> Path:
+        """Put the file at ``target`` atomically (as :func:`atomic_path` does), with the mode a
+        new file gets; afterwards this object reads it there."""
+        target = Path(target)
+        if self._drop is None or not self._drop.alive:  # already placed: copied from there
+            with atomic_path(target) as tmp:
+                shutil.copyfile(self.path, tmp)
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path, 0o666 & ~_UMASK)
+        _move_into_place(self.path, target)
+        self._drop.detach()
+        self.path = target
+        return target
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _sweep_dead_scratch(shared: Path) -> list[Path]:

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from kaizhou_gis.outputs.files import FIXED_DATE, atomic_path
+from kaizhou_gis.outputs.files import FIXED_DATE, ScratchFile, atomic_path
 from kaizhou_gis.outputs.tables import FORMULA_ABOUT_ROW, FORMULA_NOTE_EN, FORMULA_NOTE_ZH, write_csv, write_xlsx
 
 log = logging.getLogger(__name__)
@@ -158,30 +158,6 @@ class HtmlPage:
         return text in str(self)
 
 
-class SpooledBytes:
-    """The bytes of a finished binary file (a print sheet's PDF or PNG) held in a
-    :class:`PageSpool` until it is written, with its size: a district's hundreds of sheets are
-    not all held in memory (at 10x, 400 sheets of some 5 MB each came back from the sheet
-    workers before the first was written). ``bytes(obj)`` gives the data; :func:`write_product`
-    writes it block by block."""
-
-    def __init__(self, data: bytes, spool: PageSpool):
-        self._spool = spool
-        self._offset, self.size = spool.append(data)
-
-    def blocks(self) -> Iterator[bytes]:
-        """The data, a block (1 MB at most) at a time."""
-        for i in range(0, self.size, 1 << 20):
-            yield self._spool.read(self._offset + i, min(1 << 20, self.size - i))
-
-    def __bytes__(self) -> bytes:
-        return b"".join(self.blocks())
-
-    def write_to(self, fh: BinaryIO) -> None:
-        for block in self.blocks():
-            fh.write(block)
-
-
 def _gpkg_ready(gdf):
     gdf = gdf.copy()
     for c in gdf.columns:
@@ -295,10 +271,8 @@ def write_product(out_dir: str | Path, relpath: str, obj: Any, *, header: str = 
     if ext in (".png", ".jpg", ".pdf", ".tif", ".kmz", ".kml", ".gpx"):
         if isinstance(obj, (bytes, bytearray)):
             return write_bytes(bytes(obj), path)
-        if isinstance(obj, SpooledBytes):
-            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                obj.write_to(fh)
-            return path
+        if isinstance(obj, ScratchFile):
+            return obj.move_to(path)
         if isinstance(obj, (str, Path)) and Path(obj).exists():  # a finished temp file to move in
             with atomic_path(path) as tmp:
                 Path(tmp).write_bytes(Path(obj).read_bytes())
