@@ -182,17 +182,25 @@ def font_chars(plan, d, text: SheetText) -> frozenset[str]:
     on which other sheets were drawn. From the plan's names, the township, village and seat
     names, the legend's category labels, the notes (``text``: data status, sources, CRS) and the
     fixed words of a sheet; a character missed here still draws, from the full font."""
-    words: list[str] = [plan.name, str(plan.get("meta.plan_title", "")),
-                        str(plan.get("meta.district_name_en", "")), text.producing_unit, text.date,
-                        text.crs_note, text.banner, *text.status, *text.sources,
-                        *sheet.SHEET_WORDS, "扶贫规划图", "扶贫规划总图",
-                        "".join(map(chr, range(0x21, 0x7F)))]  # printable ASCII
-    words += [str(v) for v in d.township_names.values()]
-    for gdf, col in ((d.seats, "name"), (d.villages, "name"), (d.work_townships, "name"),
-                     (d.townships, "name"), (d.hosts, "category"), (d.hosts, "category_en")):
-        if gdf is not None and col in gdf.columns:
-            words += gdf[col].dropna().astype(str).tolist()
-    words += list(_style_words())
+    key = ("font_chars", id(plan))  # the district's part, the same for every sheet of a run
+    district = d.cache.get(key)
+    if district is None:
+        words: list[str] = [plan.name, str(plan.get("meta.plan_title", "")),
+                            str(plan.get("meta.district_name_en", "")),
+                            *sheet.SHEET_WORDS, "扶贫规划图", "扶贫规划总图",
+                            "".join(map(chr, range(0x21, 0x7F)))]  # printable ASCII
+        words += [str(v) for v in d.township_names.values()]
+        for gdf, col in ((d.seats, "name"), (d.villages, "name"), (d.work_townships, "name"),
+                         (d.townships, "name"), (d.hosts, "category"), (d.hosts, "category_en")):
+            if gdf is not None and col in gdf.columns:
+                words += gdf[col].dropna().astype(str).tolist()
+        words += list(_style_words())
+        district = d.cache[key] = _chars(words)
+    return district | _chars([text.producing_unit, text.date, text.crs_note, text.banner,
+                              *text.status, *text.sources])
+
+
+def _chars(words) -> frozenset[str]:
     return frozenset(ch for w in words for ch in w if not ch.isspace())
 
 
@@ -225,16 +233,16 @@ def _wgs84_specs(d) -> str:
 
 
 def _labels(d, code: str) -> list[tuple[float, float, str, str]]:
-    out = []
-    seats = d.seats[d.seats["township_code"].astype(str) == code]
-    for g, n in zip(seats.geometry, seats["name"].astype(str)):
-        if g is not None and not g.is_empty:
-            out.append((g.x, g.y, n, "seat"))
-    v = d.villages[d.villages["township_code"].astype(str) == code]
-    for g, n in zip(v.geometry, v["name"].astype(str)):
-        if g is not None and not g.is_empty:
-            out.append((g.x, g.y, n, "village"))
-    return out
+    """The labels of township ``code``'s sheet: its seats, then its villages, in layer order
+    (gathered for every township at the first call of a run: ``d.cache``)."""
+    if "sheet_labels" not in d.cache:
+        by_code: dict[str, list[tuple[float, float, str, str]]] = {}
+        for gdf, kind in ((d.seats, "seat"), (d.villages, "village")):
+            for c, g, n in zip(gdf["township_code"].astype(str), gdf.geometry, gdf["name"].astype(str)):
+                if g is not None and not g.is_empty:
+                    by_code.setdefault(c, []).append((g.x, g.y, n, kind))
+        d.cache["sheet_labels"] = by_code
+    return list(d.cache["sheet_labels"].get(code, []))
 
 
 def write_township_pdf(ctx, code: str, path: str | Path, *, png_path: str | Path | None = None) -> Path:
