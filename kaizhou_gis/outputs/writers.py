@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
+from zlib_ng import zlib_ng
 
 from kaizhou_gis.outputs.files import FIXED_DATE, ScratchFile, atomic_path
 from kaizhou_gis.outputs.tables import FORMULA_ABOUT_ROW, FORMULA_NOTE_EN, FORMULA_NOTE_ZH, write_csv, write_xlsx
@@ -77,7 +78,7 @@ class PageSpool:
 
 
 class HtmlPage:
-    """A rendered HTML page held compressed (zlib) until it is written, with its size.
+    """A rendered HTML page held compressed (zlib format, by zlib-ng) until it is written, with its size.
 
     Made from the page's pieces in order (``(text, ids)``; :func:`kaizhou_gis.maps.mapassets.render_chunks`),
     each piece with ``ids`` true passed through :class:`StableIds`: the page is never one string
@@ -88,7 +89,7 @@ class HtmlPage:
 
     def __init__(self, pieces: Iterable[tuple[str, bool]], spool: PageSpool | None = None):
         ids = StableIds()
-        comp = zlib.compressobj(1)
+        comp = zlib_ng.compressobj(1)  # half zlib's time; read back by zlib (one format)
         blocks: list[bytes] = []
         held = size = 0
 
