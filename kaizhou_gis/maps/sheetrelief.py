@@ -100,8 +100,10 @@ def sheet_relief(dem, work_crs: str, extent: tuple[float, float, float, float], 
             valid = np.asarray(Image.fromarray(ok.astype(np.uint8) * 255, mode="L").resize(
                 (width_px, height_px), Image.Resampling.NEAREST)) > 0
             grey = np.where(valid, grey, np.uint8(255))
-    if inside is not None:
-        grey = np.where(inside, grey, _FADE[grey])
+    if inside is not None:  # outside: _FADE of the grey, by Pillow's lookup (a fifth of numpy's time)
+        faded = np.array(Image.fromarray(np.ascontiguousarray(grey), mode="L").point(_FADE_LUT))
+        np.copyto(faded, grey, where=inside)
+        grey = faded
     return grey
 
 
@@ -123,6 +125,7 @@ def _shade_factor(dem_transform, dem_shape: tuple[int, int], dem_crs, work_crs: 
 
 #: The grey outside the highlighted area of a grey inside it (:func:`shade_to_grey`).
 _FADE = (np.arange(256, dtype=np.float32) * np.float32(0.35) + np.float32(255.0 * 0.65)).astype(np.uint8)
+_FADE_LUT = _FADE.tolist()
 
 
 def shade_to_grey(shade: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
