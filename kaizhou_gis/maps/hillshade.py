@@ -210,12 +210,15 @@ def shade_to_rgba(shade: np.ndarray, *, inside: np.ndarray | None = None,
                   outside_alpha: float = 0.45) -> np.ndarray:
     """Grey shaded relief as an RGBA uint8 image: transparent where NaN, faded outside ``inside``."""
     grey = np.nan_to_num(shade, nan=0.0)
+    out = np.empty((*shade.shape, 4), dtype=np.uint8)
     # lift the darks a little so overlays stay readable
-    v = (70 + 185 * grey).astype(np.uint8)
-    alpha = np.where(np.isfinite(shade), 255, 0).astype(np.uint8)
-    if inside is not None:
-        alpha = np.where(inside, alpha, (alpha * outside_alpha).astype(np.uint8))
-    return np.dstack([v, v, v, alpha])
+    out[..., 0] = (70 + 185 * grey).astype(np.uint8)
+    out[..., 1] = out[..., 0]
+    out[..., 2] = out[..., 0]
+    opaque = np.uint8(255) if inside is None else \
+        np.where(inside, np.uint8(255), np.uint8(int(255 * outside_alpha)))
+    out[..., 3] = np.where(np.isfinite(shade), opaque, np.uint8(0))
+    return out
 
 
 def encode_png(rgba: np.ndarray) -> bytes:
