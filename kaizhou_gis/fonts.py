@@ -352,6 +352,10 @@ def _subset_bytes(family: str, weight: str, chars) -> bytes:
                           glyph_names=True, notdef_outline=True, recommended_glyphs=True,
                           font_number=face)
     opts.drop_tables += ["FFTM"]  # FontForge's timestamps (DejaVu Sans): not subsettable, not needed
+    # the CFF outlines become TrueType ones below (_cff_to_truetype) and the CFF table is dropped:
+    # inlining its subroutines costs less than pruning the unused ones (~11 % of the subset's
+    # time), for the same font file
+    opts.desubroutinize = True
     font = TTFont(path, fontNumber=face, lazy=True, recalcTimestamp=False)
     try:
         sub = subset.Subsetter(opts)
