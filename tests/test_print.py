@@ -3,6 +3,7 @@ with vector text, the hillshade at >= 300 dpi, scale, graticule and notes; the P
 and the CJK font lookup (kaizhou_gis.fonts) on a machine whose matplotlib font cache predates the font."""
 from __future__ import annotations
 
+import copy
 import io
 import re
 import warnings
@@ -566,7 +567,7 @@ def test_png_sheet_is_the_pdf_rasterized(sheets):
     assert im.mode == "RGB" and im.info["dpi"] == pytest.approx((200, 200), abs=0.01)
     assert im.info["Title"] == _page(pdf).pdf.metadata["/Title"] and im.info["Software"] == "kaizhou-gis"
     rgb = np.asarray(im)
-    assert np.array_equal(rgb, sheetpng.rasterize_pdf(pdf, im.size, 200))
+    assert np.array_equal(rgb, sheetpng.rasterize_pdf(pdf, im.size, 200, smooth_images=False))
     # the map frame of the PNG shows the PDF's relief (lines, labels and graticule drawn over it)
     lay = sheetlayout.plan_layout(printmap._work_bounds(
         ctx.layers.townships[ctx.layers.townships["township_code"] == T1].to_crs(ctx.plan.work_crs)))
@@ -580,6 +581,45 @@ def test_png_sheet_is_the_pdf_rasterized(sheets):
     d = np.abs(got - want)
     assert np.median(d) == 0 and (d <= 3).mean() > 0.9
     assert d.mean() < 0.7 * np.abs(got - want[::-1]).mean()  # north up, not the relief upside down
+
+
+def test_png_draws_the_relief_unsmoothed_within_a_few_grey_levels(sheets):
+    """The PNG is drawn with PDFium's image smoothing off (a third of its drawing time) when the
+    relief is at least the PNG's resolution (300 dpi and 200): the relief is already smooth, so
+    the page differs from a smoothed drawing by a few grey levels, in a handful of pixels (the
+    fade's edge); a coarser relief is smoothed as it is enlarged."""
+    import pypdfium2
+    import pypdfium2.raw as pdfium_c
+    from PIL import Image
+
+    _, res = sheets
+    pdf, png = bytes(res.files[f"maps/townships/{T1}.pdf"]), bytes(res.files[f"maps/townships/{T1}.png"])
+    got = np.asarray(Image.open(io.BytesIO(png))).astype(int)
+    doc = pypdfium2.PdfDocument(pdf)
+    try:
+        page = doc[0]
+        full_h = page.render(scale=200 / 72, rev_byteorder=True, draw_annots=False,
+                             force_bitmap_format=pdfium_c.FPDFBitmap_BGR).to_numpy().copy()
+        page.close()
+    finally:
+        doc.close()
+    smoothed = full_h[:got.shape[0], :got.shape[1]].astype(int)
+    d = np.abs(got - smoothed).max(axis=2)
+    assert d.max() <= 16 and (d > 2).mean() < 0.001 and d.mean() < 0.05  # edges of the fade
+    assert (d > 0).any()  # the drawings differ: the smoothing is in fact off
+    # a relief coarser than the PNG (100 dpi for a 200-dpi PNG) is smoothed as it is enlarged
+    from kaizhou_gis.maps import sheetpng
+    from kaizhou_gis.plan import with_overrides
+
+    ctx, _ = sheets
+    coarse = copy.copy(ctx)
+    coarse.plan = with_overrides(ctx.plan, {"maps.print_hillshade_dpi": 100})
+    d_maps = maps.gather(coarse, coarse.needs_of("maps"))
+    specs = maps.map_layers("township", d_maps, maps._settings(coarse.plan), T1)
+    sheet = printmap.township_sheet(coarse, d_maps, specs, T1)
+    size = Image.open(io.BytesIO(sheet["png"])).size
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(sheet["png"]))),
+                          sheetpng.rasterize_pdf(sheet["pdf"], size, 200, smooth_images=True))
 
 
 def test_encode_png_round_trip():

@@ -155,7 +155,8 @@ def render_sheet(specs: list, text: SheetText, *, bounds_xy: tuple[float, float,
     for draw in words:
         draw()
     draw_legend(page, ink, lay, entries)
-    return _save(page, lay, text, formats, png_dpi)
+    # the PNG draws the relief unsmoothed where it is at least the PNG's resolution (sheet_png)
+    return _save(page, lay, text, formats, png_dpi, smooth_images=hillshade_dpi < png_dpi)
 
 
 def preload_fonts(font_chars) -> None:
@@ -432,7 +433,7 @@ def _scale(page: Page, ink: Ink, lay: Layout) -> tuple[list, float]:
 # --------------------------------------------------------------------------------------------
 
 def _save(page: Page, lay: Layout, text: SheetText, formats: tuple[str, ...],
-          png_dpi: int) -> dict[str, bytes]:
+          png_dpi: int, *, smooth_images: bool = True) -> dict[str, bytes]:
     """The sheet as PDF (no dates: the same map gives the same bytes) and/or PNG, the PNG
     rasterized from that PDF (:func:`kaizhou_gis.maps.sheetpng.sheet_png`)."""
     out = {}
@@ -445,7 +446,8 @@ def _save(page: Page, lay: Layout, text: SheetText, formats: tuple[str, ...],
         if "png" in formats:
             w_in, h_in = (v / MM_PER_IN for v in lay.page_mm)
             out["png"] = sheet_png(pdf, (int(w_in * png_dpi), int(h_in * png_dpi)), png_dpi,
-                                   {"Title": text.title, "Software": "kaizhou-gis"})
+                                   {"Title": text.title, "Software": "kaizhou-gis"},
+                                   smooth_images=smooth_images)
     return out
 
 
