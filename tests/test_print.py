@@ -522,6 +522,27 @@ def test_sheet_relief_is_the_grey_of_the_hillshade_taken_on_the_shading_grid():
     assert b[~inside].mean() > b[inside].mean() + 20
 
 
+def test_sheet_relief_of_an_integer_dem_is_that_of_its_float_copy():
+    """A 16-bit DEM is warped as it is (no float32 copy of the whole band per sheet): the same
+    relief, pixel for pixel, as from its float32 copy, fade included."""
+    import dataclasses
+
+    from rasterio.features import geometry_mask
+
+    from kaizhou_gis.maps import sheetrelief
+
+    w, h = 900, 700
+    plan, dem, extent, area = _shipped_dem_and_extent(w, h)
+    assert dem.values.dtype == np.int16
+    inside = geometry_mask([area], out_shape=(h, w), transform=sheetrelief.grid_transform(extent, w, h),
+                           invert=True)
+    as_float = dataclasses.replace(dem, values=dem.values.astype(np.float32))
+    kw = dict(azimuth_deg=315.0, altitude_deg=45.0, inside=inside)
+    a = sheetrelief.sheet_relief(dem, plan.work_crs, extent, w, h, **kw)
+    b = sheetrelief.sheet_relief(as_float, plan.work_crs, extent, w, h, **kw)
+    assert a.std() > 20 and np.array_equal(a, b)
+
+
 def test_relief_is_one_lossless_grey_image_in_the_pdf_and_fills_the_frame_in_the_png():
     """The sheet writes the relief's grey itself into the PDF (DeviceGray, decoded back to the
     same bytes through the Up-predictor Flate stream, north up) over the map frame, and PDFium
