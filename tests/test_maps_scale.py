@@ -97,7 +97,6 @@ def test_html_page_holds_the_page_compressed(tmp_path):
     assert (tmp_path / "p.html").read_text(encoding="utf-8") == image_page
 
 
-
 # --------------------------------------------------------------------------------------------
 # a large district's pages: compact layers above MapSettings.detail_max
 # --------------------------------------------------------------------------------------------

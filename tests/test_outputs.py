@@ -120,3 +120,45 @@ def test_scratch_file_is_handed_over_and_moved_into_place(tmp_path):
     del dropped
     gc.collect()
     assert not kept_at.exists()  # never written: removed with its object
+
+
+def test_scratch_file_copied_to_another_filesystem_leaves_no_scratch_copy(tmp_path, monkeypatch):
+    """``--out`` on another filesystem (rename refused: EXDEV): the file is copied into place and
+    its scratch copy removed, so a long-lived process (web workbench, batch worker) does not fill
+    the system temp with sheets; a failed write leaves no half file in the scratch folder."""
+    import errno
+    import os
+
+    from kaizhou_gis.outputs import files
+    from kaizhou_gis.outputs.files import ScratchFile, _scratch_dir
+
+    data = os.urandom(2**20 + 3)
+    f = ScratchFile.of(data)
+    scratch = f.path
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if os.fspath(src) == os.fspath(scratch):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", replace)
+    out = outputs.write_product(tmp_path, "maps/townships/x.pdf", f)
+    assert out.read_bytes() == data and not scratch.exists() and f.path == out
+    monkeypatch.undo()
+
+    class Full:
+        def write(self, _data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    before = set(_scratch_dir().iterdir())
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: (os.close(fd), Full())[1])
+    with pytest.raises(OSError):
+        ScratchFile.of(b"abc")
+    assert set(_scratch_dir().iterdir()) == before

@@ -39,7 +39,7 @@ def test_sheets_from_worker_processes_are_the_bytes_drawn_in_process(sheets):
     ctx, res = sheets
     d = maps.gather(ctx, ctx.needs_of("maps"))
     here = printmap.township_sheet(ctx, d, maps.map_layers("township", d, maps._settings(ctx.plan), T2), T2)
-    # each sheet file waits in the step's scratch spool, not in memory, until it is written
+    # each sheet file waits in the run's scratch folder, not in memory, until it is written
     assert all(isinstance(obj, ScratchFile) for rel, obj in res.files.items()
                if rel.endswith((".pdf", ".png")))
     assert here["pdf"] == bytes(res.files[f"maps/townships/{T2}.pdf"])
@@ -49,6 +49,48 @@ def test_sheets_from_worker_processes_are_the_bytes_drawn_in_process(sheets):
         fut = printmap.township_sheet(ctx, d, maps.map_layers("township", d, maps._settings(ctx.plan), T2),
                                       T2, pool=pool, formats=("pdf",))
         assert fut.result()["pdf"] == here["pdf"]
+
+
+def test_worker_hands_back_files_or_bytes_never_half_of_each(tmp_path, monkeypatch):
+    """A sheet drawn in a worker comes back as files in the run's scratch folder; where a file
+    cannot be written (folder gone or full) the bytes come back and no file is left behind."""
+    from kaizhou_gis.outputs import files
+
+    drawn = {"pdf": b"%PDF-1.7 sheet", "png": b"\x89PNG sheet"}
+    monkeypatch.setattr(sheetpool.sheet, "render_sheet", lambda specs, text, **kw: dict(drawn))
+    monkeypatch.setattr(sheetpool, "_WORKER_SCRATCH", str(tmp_path))
+    got = sheetpool._render_in_worker([], None, {})
+    assert {k: bytes(v) for k, v in got.items()} == drawn and all(isinstance(v, ScratchFile) for v in got.values())
+    assert len(list(tmp_path.iterdir())) == 2
+    for v in got.values():
+        v.discard()
+    real_of = files.ScratchFile.of.__func__
+    calls = []
+
+    def of(cls, data, folder=None, *, owned=True):  # the PDF is written, the PNG is not
+        calls.append(data)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_of(cls, data, folder, owned=owned)
+
+    monkeypatch.setattr(files.ScratchFile, "of", classmethod(of))
+    assert sheetpool._render_in_worker([], None, {}) == drawn
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sheet_gatherings_follow_a_replaced_frame(sheets):
+    """The sheets' character set and labels are gathered once per run (MapData.cache), and again
+    when a layer of the maps' data is replaced."""
+    ctx, _ = sheets
+    d = maps.gather(ctx, ctx.needs_of("maps"))
+    text = printmap.sheet_text(ctx.plan, d, title="t", subtitle="s")
+    first = printmap.font_chars(ctx.plan, d, text)
+    labels = printmap._labels(d, T1)
+    assert printmap.font_chars(ctx.plan, d, text) == first and printmap._labels(d, T1) == labels
+    assert any(lab[2] == "东风村" for lab in labels)
+    d.villages = d.villages.assign(name=d.villages["name"].astype(str).str.replace("东风村", "龘龘村"))
+    assert "龘" in printmap.font_chars(ctx.plan, d, text) and "龘" not in first
+    assert any(lab[2] == "龘龘村" for lab in printmap._labels(d, T1))
 
 
 def test_sheets_with_their_reliefs_made_ahead_are_the_same_bytes(sheets, monkeypatch):
@@ -639,8 +681,9 @@ def test_png_draws_the_relief_unsmoothed_within_a_few_grey_levels(sheets):
     specs = maps.map_layers("township", d_maps, maps._settings(coarse.plan), T1)
     sheet = printmap.township_sheet(coarse, d_maps, specs, T1)
     size = Image.open(io.BytesIO(sheet["png"])).size
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(sheet["png"]))),
-                          sheetpng.rasterize_pdf(sheet["pdf"], size, 200, smooth_images=True))
+    drawn = np.asarray(Image.open(io.BytesIO(sheet["png"])))
+    assert np.array_equal(drawn, sheetpng.rasterize_pdf(sheet["pdf"], size, 200, smooth_images=True))
+    assert not np.array_equal(drawn, sheetpng.rasterize_pdf(sheet["pdf"], size, 200, smooth_images=False))
 
 
 def test_encode_png_round_trip():

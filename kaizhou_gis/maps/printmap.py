@@ -182,8 +182,10 @@ def font_chars(plan, d, text: SheetText) -> frozenset[str]:
     on which other sheets were drawn. From the plan's names, the township, village and seat
     names, the legend's category labels, the notes (``text``: data status, sources, CRS) and the
     fixed words of a sheet; a character missed here still draws, from the full font."""
-    key = ("font_chars", id(plan))  # the district's part, the same for every sheet of a run
-    district = d.cache.get(key)
+    # the district's part, the same for every sheet of a run: made again if a frame is replaced
+    deps = (plan, d.township_names, d.seats, d.villages, d.work_townships, d.townships, d.hosts)
+    cached = d.cache.get("font_chars")
+    district = cached[1] if cached and all(a is b for a, b in zip(cached[0], deps)) else None
     if district is None:
         words: list[str] = [plan.name, str(plan.get("meta.plan_title", "")),
                             str(plan.get("meta.district_name_en", "")),
@@ -195,7 +197,8 @@ def font_chars(plan, d, text: SheetText) -> frozenset[str]:
             if gdf is not None and col in gdf.columns:
                 words += gdf[col].dropna().astype(str).tolist()
         words += list(_style_words())
-        district = d.cache[key] = _chars(words)
+        district = _chars(words)
+        d.cache["font_chars"] = (deps, district)
     return district | _chars([text.producing_unit, text.date, text.crs_note, text.banner,
                               *text.status, *text.sources])
 
@@ -234,15 +237,17 @@ def _wgs84_specs(d) -> str:
 
 def _labels(d, code: str) -> list[tuple[float, float, str, str]]:
     """The labels of township ``code``'s sheet: its seats, then its villages, in layer order
-    (gathered for every township at the first call of a run: ``d.cache``)."""
-    if "sheet_labels" not in d.cache:
+    (gathered for every township at the first call of a run: ``d.cache``; again if either layer
+    is replaced)."""
+    cached = d.cache.get("sheet_labels")
+    if cached is None or cached[0] is not d.seats or cached[1] is not d.villages:
         by_code: dict[str, list[tuple[float, float, str, str]]] = {}
         for gdf, kind in ((d.seats, "seat"), (d.villages, "village")):
             for c, g, n in zip(gdf["township_code"].astype(str), gdf.geometry, gdf["name"].astype(str)):
                 if g is not None and not g.is_empty:
                     by_code.setdefault(c, []).append((g.x, g.y, n, kind))
-        d.cache["sheet_labels"] = by_code
-    return list(d.cache["sheet_labels"].get(code, []))
+        cached = d.cache["sheet_labels"] = (d.seats, d.villages, by_code)
+    return list(cached[2].get(code, []))
 
 
 def write_township_pdf(ctx, code: str, path: str | Path, *, png_path: str | Path | None = None) -> Path:

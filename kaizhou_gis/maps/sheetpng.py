@@ -47,9 +47,10 @@ def sheet_png(pdf: bytes, size_px: tuple[int, int], dpi: int, info: dict[str, st
 
     ``smooth_images=False`` draws the page's images without PDFium's smoothing: for a sheet
     whose one image, its relief, is at least the PNG's resolution and already smooth
-    (:func:`kaizhou_gis.maps.sheetrelief.sheet_relief`), the smoothing cost 30 % of the drawing
-    and changed no pixel of a township sheet by more than 5 grey levels (0.015 % by more than
-    2, mean 0.16); a relief coarser than the PNG is smoothed as it is enlarged."""
+    (:func:`kaizhou_gis.maps.sheetrelief.sheet_relief`), the smoothing cost 30 % of the drawing;
+    over the 40 shipped township sheets the largest pixel difference is 7 grey levels in the
+    median sheet (22 at most, at the fade's edge), with at most 1.2 % of a sheet's pixels beyond
+    2 levels. A relief coarser than the PNG is smoothed as it is enlarged."""
     w, h = size_px
     rows = _render(pdf, size_px, dpi, lambda rgb: up_filtered(rgb.reshape(h, w * 3)),
                    smooth_images=smooth_images)

@@ -51,10 +51,15 @@ def _render_in_worker(specs, text, kwargs) -> dict[str, bytes] | dict[str, Scrat
     out = sheet.render_sheet(specs, text, dem=_WORKER_DEM, **kwargs)
     if _WORKER_SCRATCH is None:
         return out
+    kept: dict[str, ScratchFile] = {}
     try:
-        return {fmt: ScratchFile.of(data, _WORKER_SCRATCH, owned=False) for fmt, data in out.items()}
-    except OSError:  # the folder is gone or full: the bytes go back instead
+        for fmt, data in out.items():
+            kept[fmt] = ScratchFile.of(data, _WORKER_SCRATCH, owned=False)
+    except OSError:  # the folder is gone or full: the bytes go back instead, no file left
+        for f in kept.values():
+            f.discard()
         return out
+    return kept
 
 
 def _remove(path: str) -> None:

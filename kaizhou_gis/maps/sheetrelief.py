@@ -64,7 +64,7 @@ def _coarse_shade(dem, work_crs: str, extent: tuple[float, float, float, float],
     # a 16-bit or float32 DEM goes in as it is: GDAL warps it in float32, the values it would
     # give for a float32 copy of the whole band (which cost more than the warp at 10x: 54 MB a
     # sheet)
-    if src.dtype not in (np.int16, np.uint16, np.float32):
+    if src.dtype not in (np.int16, np.uint16, np.float32) or not _nodata_fits(dem.nodata, src.dtype):
         src = src.astype("float32")
     reproject(source=src, destination=z,
               src_transform=dem.transform, src_crs=src_crs, src_nodata=dem.nodata,
@@ -77,6 +77,18 @@ def _coarse_shade(dem, work_crs: str, extent: tuple[float, float, float, float],
     shade = hillshade(filled, transform, CRS(work_crs), azimuth_deg=azimuth_deg,
                       altitude_deg=altitude_deg).astype("float32")
     return shade, ok
+
+
+def _nodata_fits(nodata, dtype) -> bool:
+    """Whether GDAL takes ``nodata`` as the no-data value of a band of ``dtype`` (rasterio refuses
+    e.g. -9999 for uint16, NaN for int16: such a DEM is warped from a float32 copy)."""
+    from rasterio.dtypes import in_dtype_range
+
+    if nodata is None:
+        return True
+    if np.dtype(dtype).kind in "iu" and not float(nodata).is_integer():
+        return False
+    return bool(in_dtype_range(nodata, np.dtype(dtype).name))
 
 
 def sheet_relief(dem, work_crs: str, extent: tuple[float, float, float, float], width_px: int,

@@ -90,8 +90,10 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
 
     ``files`` holds each page rendered as an :class:`~kaizhou_gis.outputs.writers.HtmlPage`
     (rendered once, as soon as it is built, piece by piece, and kept compressed in a scratch
-    file until it is written, so that one page's layers are in memory at a time) and each PNG as
-    bytes; ``data.sizes_mb`` holds the page sizes (the folium objects are not kept).
+    file until it is written, so that one page's layers are in memory at a time) and each print
+    sheet's PDF and PNG as a :class:`~kaizhou_gis.outputs.files.ScratchFile` (the file a worker
+    left in the run's scratch folder; bytes where there is no such folder); ``data.sizes_mb``
+    holds the page sizes (the folium objects are not kept).
     With ``ctx.township`` set only that township's map and PNG are built. This wrapper is the
     only part of the maps that reads the run's context: the parts below get plain data.
     """
@@ -104,7 +106,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     d_print = d if basemap != "gaode" else gather_wgs84(ctx.district, needs)  # sheets are drawn from WGS84 data
     codes = sorted(d.townships["township_code"].astype(str))
     # print sheets are drawn in worker processes while this one builds the HTML pages; each file
-    # keeps its place in `files` (its future is swapped for the bytes below)
+    # keeps its place in `files` (its future is swapped for the file once drawn: _take_drawn)
     pool = sheetpool.SheetPool(ctx, reliefs=getattr(ctx, "prepared", {}).get("maps"))
     if ctx.township is not None:
         if str(ctx.township) not in codes:
@@ -117,7 +119,7 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
     pages = _Pages(d, st, plan.section("maps"), plan_name=plan.name,
                    plan_title=plan.get("meta.plan_title", ""), boundary=ctx.layers.boundary,
                    open_dem=ctx.layers.open_dem, basemap=basemap, tianditu_key=tianditu_key)
-    with contextlib.closing(pages):
+    with pool, contextlib.closing(pages):  # a failure cancels the sheets not drawn yet
         if ctx.township is None:
             for rel, page in pages.district():
                 files[rel] = HtmlPage(render_chunks(page.get_root()), spool)
@@ -138,9 +140,8 @@ def run(ctx: StepContext, needs: StepNeeds) -> StepResult[MapsData]:
                 files[f"maps/townships/{code}.{fmt}"] = sheet
                 sheets.append((f"maps/townships/{code}.{fmt}", fmt, sheet))
             sheets = _take_drawn(files, sheets)
-    _take_drawn(files, sheets, wait=True)
+        _take_drawn(files, sheets, wait=True)
     sizes = {rel: page.size / 2**20 for rel, page in files.items() if isinstance(page, HtmlPage)}
-    pool.close()
     summary = _summary(plan.section("maps"), d, files, sizes, basemap, prints=prints)
     return StepResult("maps", files=files, data=MapsData(sizes_mb=sizes),
                       summary=summary)
@@ -230,11 +231,11 @@ def _take_drawn(files: dict[str, Any], sheets: list[tuple[str, str, Any]], *,
     """Swap the future of each sheet file that is drawn (with ``wait``: of every one, in order)
     for the file, as soon as it is drawn, so that the sheets drawn while the pages are built do
     not pile up in memory: a worker's sheet is already a :class:`ScratchFile`, one drawn here
-    goes into one. Returns those not drawn yet. A sheet that failed raises here, with the
-    sheet's own error."""
+    goes into one. Returns those not drawn yet. A sheet that failed is left for the pass with
+    ``wait``, which raises the first failure in the order of the sheets, with its own error."""
     left = []
     for rel, fmt, sheet in sheets:
-        if hasattr(sheet, "result") and not (wait or sheet.done()):
+        if hasattr(sheet, "result") and not wait and (not sheet.done() or sheet.exception() is not None):
             left.append((rel, fmt, sheet))
             continue
         data = (sheet.result() if hasattr(sheet, "result") else sheet)[fmt]

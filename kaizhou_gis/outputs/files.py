@@ -108,12 +108,28 @@ class ScratchFile:
         if folder is None:
             raise OSError("no scratch folder: the system temp folder cannot be used")
         fd, name = tempfile.mkstemp(prefix="file-", suffix=".part", dir=folder)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except BaseException:  # disk full, interrupted: no half file left behind
+            _unlink_quietly(name)
+            raise
         return cls(name, len(data), owned=owned)
 
     def __reduce__(self):  # unpickled in the receiving process, which then owns the file
         return (ScratchFile, (str(self.path), self.size))
+
+    def __copy__(self) -> ScratchFile:  # one owner of one file: a copy is the same object
+        return self
+
+    def __deepcopy__(self, memo) -> ScratchFile:
+        return self
+
+    def discard(self) -> None:
+        """Remove the file now (a worker's files when its sheet is sent back as bytes after all)."""
+        _unlink_quietly(str(self.path))
+        if self._drop is not None:
+            self._drop.detach()
 
     def blocks(self, size: int = 1 << 20) -> Iterator[bytes]:
         """The data, a block at a time."""
@@ -135,6 +151,8 @@ class ScratchFile:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self.path, 0o666 & ~_UMASK)
         _move_into_place(self.path, target)
+        # another filesystem: the bytes were copied into place and the scratch file stays
+        _unlink_quietly(str(self.path))
         self._drop.detach()
         self.path = target
         return target
