@@ -11,7 +11,7 @@ import numpy as np
 
 from kaizhou_gis.forked import WORKERS_ENV, forked_worker_setup, worker_count
 from kaizhou_gis.maps import sheet
-from kaizhou_gis.outputs.files import ScratchFile
+from kaizhou_gis.outputs.files import ScratchFile, _scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,6 @@ class SheetPool:
         if self.workers > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
-
-            from kaizhou_gis.outputs.files import _scratch_dir
 
             scratch = _scratch_dir()  # this run's, locked while it lives: the workers' files wait there
             self._ex = ProcessPoolExecutor(max_workers=self.workers,
