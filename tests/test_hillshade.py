@@ -99,3 +99,41 @@ def test_nodata_stays_transparent_at_the_image_size(tmp_path):
     assert h.shade.shape == (800, 800)
     assert not nan_cols[:580].any() and nan_cols[620:].all()  # data ends at 3/4 of the width
     assert np.allclose(h.shade[~np.isnan(h.shade)], np.sin(np.radians(45)), atol=1e-4)  # flat
+
+
+def _whole_grid_shade(z, transform, crs, *, azimuth_deg, altitude_deg, z_factor=1.0):
+    """The shade of the whole grid at once (the formula of hs.hillshade before it went by bands)."""
+    import math
+
+    from kaizhou_gis.terrain import cell_size_m
+
+    z = np.asarray(z, dtype="float64") * z_factor
+    dx, dy = cell_size_m(transform, crs, z.shape[0])
+    p = np.pad(z, 1, mode="edge")
+    dzdx = (p[1:-1, 2:] - p[1:-1, :-2]) / (2.0 * dx[:, None])
+    dzdy = (p[:-2, 1:-1] - p[2:, 1:-1]) / (2.0 * dy[:, None])
+    zen, az = math.radians(90.0 - altitude_deg), math.radians(azimuth_deg)
+    shade = dzdx * (-math.sin(zen) * math.sin(az)) - dzdy * (math.sin(zen) * math.cos(az)) + math.cos(zen)
+    return np.clip(shade / np.sqrt(dzdx * dzdx + dzdy * dzdy + 1.0), 0.0, 1.0)
+
+
+@pytest.mark.parametrize("band_cells", [1, 7, 64, 1 << 15])
+@pytest.mark.parametrize("shape, crs", [((37, 23), "EPSG:4326"), ((1, 9), "EPSG:4326"),
+                                        ((9, 1), "EPSG:4547"), ((50, 41), "EPSG:4547")])
+def test_hillshade_by_bands_is_the_whole_grids_shade(monkeypatch, band_cells, shape, crs):
+    """Shaded band by band (bands of one row to the whole grid), every cell has the value of the
+    whole grid shaded at once, bit for bit, across band edges, at the grid's edges, next to NaN,
+    with a z factor; as float32 it is that value rounded."""
+    monkeypatch.setattr(hs, "HILLSHADE_BAND_CELLS", band_cells)
+    rng = np.random.default_rng(7)
+    z = (np.cumsum(rng.normal(size=shape), axis=0) * 40 + 600).astype("float32")
+    if shape[0] > 5 and shape[1] > 5:
+        z[3:5, 2:4] = np.nan
+    t = (from_origin(108.0, 31.5, 0.0008, 0.0008) if crs == "EPSG:4326"
+         else from_origin(500000.0, 3480000.0, 25.0, 25.0))
+    ref = _whole_grid_shade(z, t, crs, z_factor=1.5, **SUN)
+    got = hs.hillshade(z, t, crs, z_factor=1.5, **SUN)
+    assert got.dtype == np.float64 and np.array_equal(got, ref, equal_nan=True)
+    assert np.isnan(got).any() == (shape[0] > 5 and shape[1] > 5)
+    got32 = hs.hillshade(z, t, crs, z_factor=1.5, dtype="float32", **SUN)
+    assert got32.dtype == np.float32 and np.array_equal(got32, ref.astype("float32"), equal_nan=True)

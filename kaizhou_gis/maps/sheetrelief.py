@@ -75,7 +75,7 @@ def _coarse_shade(dem, work_crs: str, extent: tuple[float, float, float, float],
         return None
     filled = np.where(ok, z, np.float32(np.nanmean(z)))
     shade = hillshade(filled, transform, CRS(work_crs), azimuth_deg=azimuth_deg,
-                      altitude_deg=altitude_deg).astype("float32")
+                      altitude_deg=altitude_deg, dtype="float32")
     return shade, ok
 
 
