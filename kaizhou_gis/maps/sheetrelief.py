@@ -73,7 +73,8 @@ def _coarse_shade(dem, work_crs: str, extent: tuple[float, float, float, float],
     ok = np.isfinite(z)
     if not ok.any():
         return None
-    filled = np.where(ok, z, np.float32(np.nanmean(z)))
+    # the cells without DEM take the mean (only their neighbours' slopes read it)
+    filled = z if ok.all() else np.where(ok, z, np.float32(np.nanmean(z)))
     shade = hillshade(filled, transform, CRS(work_crs), azimuth_deg=azimuth_deg,
                       altitude_deg=altitude_deg, dtype="float32")
     return shade, ok
@@ -109,7 +110,9 @@ def sheet_relief(dem, work_crs: str, extent: tuple[float, float, float, float], 
     if coarse is None:
         return None
     shade, ok = coarse
-    grey = shade_to_grey(np.where(ok, shade, np.float32(1.0)), None)  # 255 where no DEM
+    if not ok.all():
+        shade[~ok] = np.float32(1.0)  # 255 where no DEM
+    grey = shade_to_grey(shade, None)
     if grey.shape != (height_px, width_px):
         grey = np.asarray(Image.fromarray(grey, mode="L").resize(
             (width_px, height_px), Image.Resampling.BICUBIC))
@@ -148,7 +151,9 @@ _FADE_LUT = _FADE.tolist()
 def shade_to_grey(shade: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
     """Grey uint8 relief for print: light (paper stays readable), faded outside ``inside``."""
     # 255 - 0.62 * 255 * (1 - shade), in float32 (a sheet has some ten million pixels)
-    v = np.nan_to_num(shade.astype(np.float32), nan=1.0)
+    v = shade.astype(np.float32)  # a copy, worked in place
+    if np.isnan(v).any():
+        np.copyto(v, np.float32(1.0), where=np.isnan(v))
     v *= np.float32(0.62 * 255.0)
     v += np.float32(255.0 - 0.62 * 255.0)
     np.clip(v, 0, 255, out=v)
