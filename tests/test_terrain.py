@@ -276,3 +276,40 @@ def test_cells_of_is_rowcol_with_the_edge_rule():
     old_r, old_c = rowcol(tr, xs, ys, op=terrain.floor_cells)
     assert np.array_equal(old_r, want_r) and np.array_equal(old_c, want_c)
     assert np.isnan(terrain.floor_cells(float("nan")))
+
+
+def _horn_whole_grid(z, transform, crs):
+    """Horn's slope of the whole grid at once (slope_deg before it went by bands)."""
+    from kaizhou_gis.terrain.sampling import cell_size_m
+
+    z = np.asarray(z, dtype="float64")
+    dx, dy = cell_size_m(transform, crs, z.shape[0])
+    p = np.pad(z, 1, mode="edge")
+    a, b, c = p[:-2, :-2], p[:-2, 1:-1], p[:-2, 2:]
+    d, f = p[1:-1, :-2], p[1:-1, 2:]
+    g, h, i = p[2:, :-2], p[2:, 1:-1], p[2:, 2:]
+    dzdx = ((c + 2 * f + i) - (a + 2 * d + g)) / (8.0 * dx[:, None])
+    dzdy = ((g + 2 * h + i) - (a + 2 * b + c)) / (8.0 * dy[:, None])
+    return np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
+
+
+@pytest.mark.parametrize("band_cells", [1, 5, 100, 1 << 15])
+@pytest.mark.parametrize("shape, crs", [((31, 17), "EPSG:4326"), ((1, 6), "EPSG:4547"),
+                                        ((6, 1), "EPSG:4326"), ((40, 45), "EPSG:4547")])
+def test_slope_by_bands_is_the_whole_grids_slope(monkeypatch, band_cells, shape, crs):
+    """slope_deg worked band by band (bands of one row to the whole grid) gives every cell the
+    whole grid's value, bit for bit: across band edges, at the grid's edges, next to NaN, for an
+    integer DEM."""
+    from rasterio.transform import from_origin
+
+    from kaizhou_gis.terrain import sampling
+
+    monkeypatch.setattr(sampling, "BAND_CELLS", band_cells)
+    rng = np.random.default_rng(3)
+    z = np.cumsum(rng.normal(size=shape), axis=1) * 35 + 700
+    t = (from_origin(108.0, 31.5, 0.0008, 0.0008) if crs == "EPSG:4326"
+         else from_origin(500000.0, 3480000.0, 25.0, 25.0))
+    for grid in (z.astype("int16"), np.where(np.arange(z.size).reshape(shape) % 7 == 3, np.nan, z)):
+        got = sampling.slope_deg(grid, t, crs)
+        assert got.dtype == np.float64 and got.shape == shape
+        assert np.array_equal(got, _horn_whole_grid(grid, t, crs), equal_nan=True)

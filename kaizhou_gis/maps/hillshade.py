@@ -21,6 +21,7 @@ from rasterio.windows import from_bounds as window_from_bounds
 
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.terrain import cell_size_m
+from kaizhou_gis.terrain.sampling import BAND_CELLS, padded_bands
 
 
 @dataclass
@@ -45,42 +46,24 @@ def hillshade(elevation: np.ndarray, transform, crs, *, azimuth_deg: float,
     ``sin(altitude)``. Computed in float64 and returned as ``dtype`` (float32 halves the result's
     memory; the values are float64's, rounded).
 
-    The grid is shaded in bands of rows (about :data:`HILLSHADE_BAND_CELLS` cells), each with the
-    row above and below it (the grid's edge rows and columns repeated at its border): every cell gets the same
-    float64 operations as on the whole grid at once, so the same values, but the temporaries of
-    a band stay in the CPU's cache (a district sheet's ten million cells: 1.3 -> 0.06 s).
+    The grid is shaded in bands of rows (:func:`kaizhou_gis.terrain.sampling.padded_bands`, of
+    about :data:`HILLSHADE_BAND_CELLS` cells): every cell gets the same float64 operations as on
+    the whole grid at once, so the same values, but the temporaries of a band stay in the CPU's
+    cache (a district sheet's ten million cells: 1.3 -> 0.06 s).
     """
     z = np.asarray(elevation)
-    rows, cols = z.shape
-    dx, dy = cell_size_m(transform, crs, rows)
+    dx, dy = cell_size_m(transform, crs, z.shape[0])
     zen = math.radians(90.0 - altitude_deg)
     az = math.radians(azimuth_deg)
     kx, ky, k0 = -math.sin(zen) * math.sin(az), math.sin(zen) * math.cos(az), math.cos(zen)
-    out = np.empty((rows, cols), dtype=dtype)
-    band = max(1, HILLSHADE_BAND_CELLS // (cols + 2))
-    for r0 in range(0, rows, band):
-        r1 = min(rows, r0 + band)
-        # the band's rows with one above and one below (the edge row repeated at the grid's edge)
-        # and one column either side (the edge column repeated): np.pad(z, 1, mode="edge") of
-        # the whole grid, cut to the band
-        p = np.empty((r1 - r0 + 2, cols + 2), dtype="float64")
-        src = np.asarray(z[max(r0 - 1, 0):min(r1 + 1, rows)], dtype="float64") * z_factor
-        top = 1 if r0 > 0 else 0
-        p[1 - top:1 - top + len(src), 1:-1] = src
-        if r0 == 0:
-            p[0, 1:-1] = src[0]
-        if r1 == rows:
-            p[-1, 1:-1] = src[-1]
-        p[:, 0] = p[:, 1]
-        p[:, -1] = p[:, -2]
+    out = np.empty(z.shape, dtype=dtype)
+    for r0, r1, p in padded_bands(z, scale=z_factor, band_cells=HILLSHADE_BAND_CELLS):
         _shade_band(p, dx[r0:r1, None], dy[r0:r1, None], kx, ky, k0, out[r0:r1])
     return out
 
 
-#: Cells of a band of :func:`hillshade`: its float64 temporaries (256 KB each) stay in a core's
-#: cache (bands of 25-50 thousand cells were fastest on the benchmark machine; 80 thousand and
-#: more three times slower).
-HILLSHADE_BAND_CELLS = 1 << 15
+#: Cells of a band of :func:`hillshade` (:data:`kaizhou_gis.terrain.sampling.BAND_CELLS`).
+HILLSHADE_BAND_CELLS = BAND_CELLS
 
 
 def _shade_band(p: np.ndarray, dx: np.ndarray, dy: np.ndarray, kx: float, ky: float, k0: float,

@@ -78,17 +78,52 @@ def cell_size_m(transform: Affine, crs, height: int) -> tuple[np.ndarray, np.nda
 def slope_deg(elevation: np.ndarray, transform: Affine, crs) -> np.ndarray:
     """Slope in degrees of a north-up elevation grid (Horn's 3x3 method, metres on both axes).
 
-    NaN cells propagate to their neighbours; edge cells use the nearest interior values.
+    NaN cells propagate to their neighbours; edge cells use the nearest interior values. Worked
+    band by band (:func:`padded_bands`): the same values as on the whole grid at once.
     """
-    z = np.asarray(elevation, dtype="float64")
+    z = np.asarray(elevation)
     dx, dy = cell_size_m(transform, crs, z.shape[0])
-    p = np.pad(z, 1, mode="edge")
-    a, b, c = p[:-2, :-2], p[:-2, 1:-1], p[:-2, 2:]
-    d, f = p[1:-1, :-2], p[1:-1, 2:]
-    g, h, i = p[2:, :-2], p[2:, 1:-1], p[2:, 2:]
-    dzdx = ((c + 2 * f + i) - (a + 2 * d + g)) / (8.0 * dx[:, None])
-    dzdy = ((g + 2 * h + i) - (a + 2 * b + c)) / (8.0 * dy[:, None])
-    return np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
+    out = np.empty(z.shape, dtype="float64")
+    for r0, r1, p in padded_bands(z):
+        a, b, c = p[:-2, :-2], p[:-2, 1:-1], p[:-2, 2:]
+        d, f = p[1:-1, :-2], p[1:-1, 2:]
+        g, h, i = p[2:, :-2], p[2:, 1:-1], p[2:, 2:]
+        dzdx = ((c + 2 * f + i) - (a + 2 * d + g)) / (8.0 * dx[r0:r1, None])
+        dzdy = ((g + 2 * h + i) - (a + 2 * b + c)) / (8.0 * dy[r0:r1, None])
+        out[r0:r1] = np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
+    return out
+
+
+#: Cells of a band of :func:`padded_bands`: a band's float64 temporaries (256 KB each) stay in a
+#: core's cache. Bands of 25-50 thousand cells were fastest on the benchmark machine; the whole
+#: ten-million-cell grid of a print sheet at once was some seven times slower.
+BAND_CELLS = 1 << 15
+
+
+def padded_bands(z: np.ndarray, *, scale: float = 1.0, band_cells: int | None = None):
+    """The grid ``z`` in bands of whole rows (about ``band_cells`` cells, :data:`BAND_CELLS`), for
+    3x3 neighbourhood arithmetic that keeps its temporaries in the CPU's cache: yields
+    ``(r0, r1, p)`` for rows ``r0:r1``, where ``p`` is those rows of
+    ``np.pad(z.astype("float64") * scale, 1, mode="edge")`` with the padded row above and below
+    (rows ``r0:r1 + 2`` of it): a cell's neighbours are the whole grid's, the grid's edge rows
+    and columns repeated at its border, so a band computes what the whole grid would."""
+    rows, cols = z.shape
+    n = max(1, (BAND_CELLS if band_cells is None else band_cells) // (cols + 2))
+    for r0 in range(0, rows, n):
+        r1 = min(rows, r0 + n)
+        src = np.asarray(z[max(r0 - 1, 0):min(r1 + 1, rows)], dtype="float64")
+        if scale != 1.0:
+            src = src * scale
+        p = np.empty((r1 - r0 + 2, cols + 2), dtype="float64")
+        top = 1 if r0 > 0 else 0  # src starts with the row above the band
+        p[1 - top:1 - top + len(src), 1:-1] = src
+        if r0 == 0:
+            p[0, 1:-1] = src[0]
+        if r1 == rows:
+            p[-1, 1:-1] = src[-1]
+        p[:, 0] = p[:, 1]
+        p[:, -1] = p[:, -2]
+        yield r0, r1, p
 
 
 # --------------------------------------------------------------------------------------------
