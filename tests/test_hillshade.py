@@ -124,7 +124,9 @@ def test_hillshade_by_bands_is_the_whole_grids_shade(monkeypatch, band_cells, sh
     """Shaded band by band (bands of one row to the whole grid), every cell has the value of the
     whole grid shaded at once, bit for bit, across band edges, at the grid's edges, next to NaN,
     with a z factor; as float32 it is that value rounded."""
-    monkeypatch.setattr(hs, "HILLSHADE_BAND_CELLS", band_cells)
+    from kaizhou_gis.terrain import sampling
+
+    monkeypatch.setattr(sampling, "BAND_CELLS", band_cells)
     rng = np.random.default_rng(7)
     z = (np.cumsum(rng.normal(size=shape), axis=0) * 40 + 600).astype("float32")
     if shape[0] > 5 and shape[1] > 5:

@@ -21,7 +21,7 @@ from rasterio.windows import from_bounds as window_from_bounds
 
 from kaizhou_gis.crs import transformer
 from kaizhou_gis.terrain import cell_size_m
-from kaizhou_gis.terrain.sampling import BAND_CELLS, padded_bands
+from kaizhou_gis.terrain.sampling import padded_bands
 
 
 @dataclass
@@ -47,7 +47,7 @@ def hillshade(elevation: np.ndarray, transform, crs, *, azimuth_deg: float,
     memory; the values are float64's, rounded).
 
     The grid is shaded in bands of rows (:func:`kaizhou_gis.terrain.sampling.padded_bands`, of
-    about :data:`HILLSHADE_BAND_CELLS` cells): every cell gets the same float64 operations as on
+    about :data:`kaizhou_gis.terrain.sampling.BAND_CELLS` cells): every cell gets the same float64 operations as on
     the whole grid at once, so the same values, but the temporaries of a band stay in the CPU's
     cache (a district sheet's ten million cells: 1.3 -> 0.1 s).
     """
@@ -57,13 +57,9 @@ def hillshade(elevation: np.ndarray, transform, crs, *, azimuth_deg: float,
     az = math.radians(azimuth_deg)
     kx, ky, k0 = -math.sin(zen) * math.sin(az), math.sin(zen) * math.cos(az), math.cos(zen)
     out = np.empty(z.shape, dtype=dtype)
-    for r0, r1, p in padded_bands(z, scale=z_factor, band_cells=HILLSHADE_BAND_CELLS):
+    for r0, r1, p in padded_bands(z, scale=z_factor):
         _shade_band(p, dx[r0:r1, None], dy[r0:r1, None], kx, ky, k0, out[r0:r1])
     return out
-
-
-#: Cells of a band of :func:`hillshade` (:data:`kaizhou_gis.terrain.sampling.BAND_CELLS`).
-HILLSHADE_BAND_CELLS = BAND_CELLS
 
 
 def _shade_band(p: np.ndarray, dx: np.ndarray, dy: np.ndarray, kx: float, ky: float, k0: float,
@@ -85,8 +81,7 @@ def _shade_band(p: np.ndarray, dx: np.ndarray, dy: np.ndarray, kx: float, ky: fl
     norm += dzdy
     norm += 1.0
     shade /= np.sqrt(norm, out=norm)
-    np.clip(shade, 0.0, 1.0, out=shade)
-    out[...] = shade
+    np.clip(shade, 0.0, 1.0, out=out)  # clipped in float64, stored as out's dtype
 
 
 #: An HTML background is shaded on a grid whose cells are this many times finer than the DEM's

@@ -152,8 +152,9 @@ def shade_to_grey(shade: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
     """Grey uint8 relief for print: light (paper stays readable), faded outside ``inside``."""
     # 255 - 0.62 * 255 * (1 - shade), in float32 (a sheet has some ten million pixels)
     v = shade.astype(np.float32)  # a copy, worked in place
-    if np.isnan(v).any():
-        np.copyto(v, np.float32(1.0), where=np.isnan(v))
+    nan = np.isnan(v)
+    if nan.any():
+        np.copyto(v, np.float32(1.0), where=nan)
     v *= np.float32(0.62 * 255.0)
     v += np.float32(255.0 - 0.62 * 255.0)
     np.clip(v, 0, 255, out=v)

@@ -100,15 +100,15 @@ def slope_deg(elevation: np.ndarray, transform: Affine, crs) -> np.ndarray:
 BAND_CELLS = 1 << 15
 
 
-def padded_bands(z: np.ndarray, *, scale: float = 1.0, band_cells: int | None = None):
-    """The grid ``z`` in bands of whole rows (about ``band_cells`` cells, :data:`BAND_CELLS`), for
+def padded_bands(z: np.ndarray, *, scale: float = 1.0):
+    """The grid ``z`` in bands of whole rows (about :data:`BAND_CELLS` cells), for
     3x3 neighbourhood arithmetic that keeps its temporaries in the CPU's cache: yields
     ``(r0, r1, p)`` for rows ``r0:r1``, where ``p`` is those rows of
     ``np.pad(z.astype("float64") * scale, 1, mode="edge")`` with the padded row above and below
     (rows ``r0:r1 + 2`` of it): a cell's neighbours are the whole grid's, the grid's edge rows
     and columns repeated at its border, so a band computes what the whole grid would."""
     rows, cols = z.shape
-    n = max(1, (BAND_CELLS if band_cells is None else band_cells) // (cols + 2))
+    n = max(1, BAND_CELLS // (cols + 2))
     for r0 in range(0, rows, n):
         r1 = min(rows, r0 + n)
         src = np.asarray(z[max(r0 - 1, 0):min(r1 + 1, rows)], dtype="float64")
