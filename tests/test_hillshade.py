@@ -101,6 +101,41 @@ def test_nodata_stays_transparent_at_the_image_size(tmp_path):
     assert np.allclose(h.shade[~np.isnan(h.shade)], np.sin(np.radians(45)), atol=1e-4)  # flat
 
 
+@pytest.mark.parametrize("with_inside", [False, True])
+def test_background_png_holds_the_nearest_grey_of_each_pixel(with_inside):
+    """The overlay PNG (hs.shade_to_png), decoded by Pillow: in Web-Mercator rows, each pixel the
+    grey of the palette nearest its shade (within half a step of the exact grey), transparent
+    where no DEM, at 45 % opacity outside the highlighted area and opaque inside."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    shade = rng.random((301, 47)).astype("float32")
+    shade[0, 0], shade[1, 1] = 0.0, 1.0
+    shade[5:9, 3:6] = np.nan
+    inside = np.zeros(shade.shape, dtype=bool)
+    inside[20:, 10:] = True
+    bounds = (108.0, 25.0, 110.0, 35.0)  # ten degrees of latitude: Mercator rows are not lon/lat rows
+    png = hs.shade_to_png(shade, bounds, inside=inside if with_inside else None)
+    im = Image.open(io.BytesIO(png))
+    assert im.mode == "P" and im.size == (47, 301)
+    rgba = np.asarray(im.convert("RGBA")).astype(float)
+    rows = hs.to_web_mercator_rows(np.arange(301), bounds)
+    assert not np.array_equal(rows, np.arange(301))
+    exact = 70.0 + 185.0 * shade[rows]
+    ok = ~np.isnan(exact)
+    step = 185.0 / (hs.BACKGROUND_GREYS - 1)
+    assert np.abs(rgba[..., 0] - exact)[ok].max() <= step / 2 + 0.5
+    assert (rgba[..., 0] == rgba[..., 1]).all() and (rgba[..., 0] == rgba[..., 2]).all()
+    assert len(np.unique(rgba[..., 0][ok])) == hs.BACKGROUND_GREYS  # the whole range, 70 to 255
+    assert rgba[..., 0][ok].min() == 70 and rgba[..., 0][ok].max() == 255
+    alpha = rgba[..., 3]
+    assert (alpha[~ok] == 0).all()
+    want = np.where(inside[rows], 255, 114) if with_inside else np.full(alpha.shape, 255)
+    assert (alpha[ok] == want[ok]).all()
+
+
 def _whole_grid_shade(z, transform, crs, *, azimuth_deg, altitude_deg, z_factor=1.0):
     """The shade of the whole grid at once (the formula of hs.hillshade before it went by bands)."""
     import math

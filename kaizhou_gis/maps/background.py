@@ -48,8 +48,7 @@ def make_background(dem, bounds_lonlat: tuple[float, float, float, float], *, wi
         geoms = [g for g in inside.to_crs(4326).geometry if g is not None and not g.is_empty]
         if geoms:
             mask = geometry_mask(geoms, out_shape=h.shade.shape, transform=t, invert=True)
-    rgba = hs.shade_to_rgba(h.shade, inside=mask)
-    png = hs.encode_png(hs.to_web_mercator_rows(rgba, h.bounds))
+    png = hs.shade_to_png(h.shade, h.bounds, inside=mask)
     b = h.bounds
     if basemap == "gaode":
         from kaizhou_gis.terrain.coords import wgs84_to_gcj02

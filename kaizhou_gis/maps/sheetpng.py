@@ -120,19 +120,38 @@ def encode_png(rgb: np.ndarray, *, dpi: int, info: dict[str, str]) -> bytes:
     return _png(up_filtered(np.ascontiguousarray(rgb).reshape(h, w * 3)), w, h, dpi=dpi, info=info)
 
 
-def _png(rows: np.ndarray, w: int, h: int, *, dpi: int, info: dict[str, str]) -> bytes:
-    """The PNG of ``w`` × ``h`` RGB pixels whose filtered rows are ``rows``."""
-    ppm = int(dpi / 0.0254 + 0.5)  # pixels per metre
-    chunks = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)),
-              (b"pHYs", struct.pack(">IIB", ppm, ppm, 1))]
-    for key, value in info.items():
+def encode_indexed_png(index: np.ndarray, palette: list[tuple[int, int, int, int]]) -> bytes:
+    """``index`` (rows × columns, uint8) as an 8-bit indexed-colour PNG with the RGBA colours
+    ``palette`` (at most 256; their alpha in a ``tRNS`` chunk up to the last colour not fully
+    opaque): the Up filter on every row and zlib (:func:`deflate`), as the RGB PNGs."""
+    if not 0 < len(palette) <= 256:
+        raise ValueError(f"a PNG palette has 1-256 colours, not {len(palette)}")
+    h, w = index.shape
+    alpha = bytes(c[3] for c in palette)
+    chunks = [(b"PLTE", b"".join(bytes(c[:3]) for c in palette))]
+    if alpha.rstrip(b"\xff"):
+        chunks.append((b"tRNS", alpha.rstrip(b"\xff")))
+    return _png(up_filtered(np.ascontiguousarray(index, dtype=np.uint8)), w, h, color_type=3,
+                chunks=chunks)
+
+
+def _png(rows: np.ndarray, w: int, h: int, *, dpi: int | None = None, info: dict[str, str] | None = None,
+         color_type: int = 2, chunks: list[tuple[bytes, bytes]] | None = None) -> bytes:
+    """The PNG of ``w`` × ``h`` pixels (8 bits a sample; ``color_type`` 2: RGB, 3: indexed, with
+    its ``PLTE`` and ``tRNS`` among ``chunks``) whose filtered rows are ``rows``; the resolution
+    ``dpi`` and the text chunks ``info`` where given."""
+    head = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)), *(chunks or [])]
+    if dpi is not None:
+        ppm = int(dpi / 0.0254 + 0.5)  # pixels per metre
+        head.append((b"pHYs", struct.pack(">IIB", ppm, ppm, 1)))
+    for key, value in (info or {}).items():
         try:
-            chunks.append((b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1")))
+            head.append((b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1")))
         except UnicodeEncodeError:
-            chunks.append((b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")))
-    chunks += [(b"IDAT", deflate(rows)), (b"IEND", b"")]
+            head.append((b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")))
+    head += [(b"IDAT", deflate(rows)), (b"IEND", b"")]
     out = [b"\x89PNG\r\n\x1a\n"]
-    for tag, data in chunks:
+    for tag, data in head:
         out += [struct.pack(">I", len(data)), tag, data,
                 struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)) & 0xFFFFFFFF)]
     return b"".join(out)
