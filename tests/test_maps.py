@@ -484,3 +484,31 @@ def test_layer_loader_notes_are_on_the_page(tmp_path):
     page = str(maps.run(ctx, ctx.needs_of("maps")).files[f"maps/townships/{T1}.html"])
     assert "villages.poverty_village: no column" in page
     assert "villages.name: &lt;img src=x onerror=alert(1)&gt;" in page
+
+
+@pytest.mark.parametrize("url, kwargs", [
+    ("https://tile.openstreetmap.org/{z}/{x}/{y}.png", dict(overlay=False, show=False, max_zoom=19)),
+    ("https://t{s}.tianditu.gov.cn/DataServer?T=vec_w&x={x}&y={y}&l={z}&tk=KEY12345",
+     dict(subdomains="01234567", overlay=True, show=True, max_zoom=18)),
+    ("https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
+     dict(subdomains="1234", overlay=False, show=True, max_zoom=18)),
+])
+def test_tile_layer_is_folium_s_own_layer_for_the_url(url, kwargs):
+    """The online base layers are made without folium's search of provider names
+    (page._tile_layer): the same URL template, options, name and HTML as folium's TileLayer."""
+    import folium
+
+    from kaizhou_gis.maps.page import _tile_layer
+
+    mine = _tile_layer(url, attr="© 测试 <b>", name="底图 Base", **kwargs)
+    theirs = folium.TileLayer(url, attr="© 测试 <b>", name="底图 Base", **kwargs)
+    assert mine.tiles == theirs.tiles == url
+    assert mine.options == theirs.options and mine.tile_name == theirs.tile_name
+    assert (mine.overlay, mine.control, mine.show) == (theirs.overlay, theirs.control, theirs.show)
+    pages = []
+    for layer in (mine, theirs):
+        m = folium.Map(tiles=None)
+        layer._id = "fixed"
+        layer.add_to(m)
+        pages.append(layer._template.module.script(layer, {}))
+    assert pages[0] == pages[1] and "L.tileLayer(" in pages[0]
