@@ -564,6 +564,36 @@ def test_sheet_relief_is_the_grey_of_the_hillshade_taken_on_the_shading_grid():
     assert b[~inside].mean() > b[inside].mean() + 20
 
 
+def test_sheet_relief_is_white_where_the_dem_has_no_data_and_the_same_for_either_mask():
+    """A DEM whose eastern half is no-data: the printed relief is white (255, faded or not) where
+    the nearest shading cell has no DEM, relief elsewhere; a bool mask and a 0/255 mask print
+    the same pixels."""
+    from rasterio.features import geometry_mask
+
+    from kaizhou_gis.maps import sheetrelief
+
+    w, h = 1200, 900
+    plan, dem, extent, area = _shipped_dem_and_extent(w, h)
+    z = dem.read(1).copy()
+    nodata = -32768 if dem.nodata is None else dem.nodata
+    # no data east of the frame's centre (its longitude in the DEM's grid)
+    from pyproj import Transformer
+    lon, _ = Transformer.from_crs(plan.work_crs, dem.crs, always_xy=True).transform(
+        (extent[0] + extent[2]) / 2, (extent[1] + extent[3]) / 2)
+    col = int((lon - dem.transform.c) / dem.transform.a)
+    z[:, col:] = nodata
+    half = sheetpool.DemArray(z, dem.transform, dem.crs, nodata)
+    inside = geometry_mask([area], out_shape=(h, w), transform=sheetrelief.grid_transform(extent, w, h),
+                           invert=True)
+    kw = dict(azimuth_deg=315.0, altitude_deg=45.0)
+    a = sheetrelief.sheet_relief(half, plan.work_crs, extent, w, h, inside=inside, **kw)
+    b = sheetrelief.sheet_relief(half, plan.work_crs, extent, w, h, inside=inside.astype(np.uint8) * 255, **kw)
+    assert np.array_equal(a, b)
+    east, west = a[:, w // 2 + 30:], a[:, : w // 2 - 30]
+    assert (east == 255).all()
+    assert west.std() > 10 and (west < 250).mean() > 0.5
+
+
 def test_sheet_relief_of_an_integer_dem_is_that_of_its_float_copy():
     """A 16-bit DEM is warped as it is (no float32 copy of the whole band per sheet): the same
     relief, pixel for pixel, as from its float32 copy, fade included."""

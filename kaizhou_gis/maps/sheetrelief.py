@@ -96,8 +96,8 @@ def sheet_relief(dem, work_crs: str, extent: tuple[float, float, float, float], 
                  height_px: int, *, azimuth_deg: float, altitude_deg: float,
                  inside=None) -> np.ndarray | None:
     """The printed grey relief (uint8, :func:`shade_to_grey`) on a ``width_px`` × ``height_px``
-    grid over ``extent``, faded where ``inside`` (bool, that grid) is False; None where the
-    DEM does not reach ``extent``.
+    grid over ``extent``, faded where ``inside`` (that grid: bool, or uint8 0 outside and 255
+    inside) is False or 0; None where the DEM does not reach ``extent``.
 
     The grey of :func:`shade_to_grey` is a linear function of the shade, so it is taken on the
     shading grid of :func:`sheet_hillshade` and that grey is resampled (bicubic, 8-bit) to the
@@ -113,18 +113,22 @@ def sheet_relief(dem, work_crs: str, extent: tuple[float, float, float, float], 
     if not ok.all():
         shade[~ok] = np.float32(1.0)  # 255 where no DEM
     grey = shade_to_grey(shade, None)
+    im = Image.fromarray(grey, mode="L")
     if grey.shape != (height_px, width_px):
-        grey = np.asarray(Image.fromarray(grey, mode="L").resize(
-            (width_px, height_px), Image.Resampling.BICUBIC))
+        im = im.resize((width_px, height_px), Image.Resampling.BICUBIC)
         if not ok.all():  # no DEM: white, where the nearest shading cell had none
-            valid = np.asarray(Image.fromarray(ok.astype(np.uint8) * 255, mode="L").resize(
-                (width_px, height_px), Image.Resampling.NEAREST)) > 0
-            grey = np.where(valid, grey, np.uint8(255))
-    if inside is not None:  # outside: _FADE of the grey, by Pillow's lookup (a fifth of numpy's time)
-        faded = np.array(Image.fromarray(np.ascontiguousarray(grey), mode="L").point(_FADE_LUT))
-        np.copyto(faded, grey, where=inside)
-        grey = faded
-    return grey
+            no_dem = Image.fromarray(np.where(ok, np.uint8(0), np.uint8(255)), mode="L").resize(
+                (width_px, height_px), Image.Resampling.NEAREST)
+            im.paste(255, mask=no_dem)
+    if inside is not None:
+        # outside: _FADE of the grey, by Pillow's lookup table; inside: the grey, pasted through
+        # the mask (a 0/255 mask pastes exactly). The picture stays Pillow's until the end: each
+        # conversion to numpy and back was a copy of its ten million pixels
+        mask = inside if inside.dtype == np.uint8 else np.multiply(inside, 255, dtype=np.uint8)
+        faded = im.point(_FADE_LUT)
+        faded.paste(im, mask=Image.fromarray(np.ascontiguousarray(mask), mode="L"))
+        im = faded
+    return np.asarray(im)
 
 
 def _shade_factor(dem_transform, dem_shape: tuple[int, int], dem_crs, work_crs: str,
@@ -174,9 +178,10 @@ def frame_relief(dem, lay: Layout, work_crs: str, highlight, *, hillshade_dpi: i
     hpx = int(round(fh / MM_PER_IN * hillshade_dpi))
     inside = None
     if highlight is not None and not highlight.is_empty:
-        from rasterio.features import geometry_mask
-        inside = geometry_mask([highlight], out_shape=(hpx, wpx),
-                               transform=grid_transform(lay.extent, wpx, hpx), invert=True)
+        from rasterio.features import rasterize
+        # 255 inside, 0 outside (what geometry_mask gives, without its pass to bool)
+        inside = rasterize([(highlight, 255)], out_shape=(hpx, wpx), fill=0, dtype="uint8",
+                           transform=grid_transform(lay.extent, wpx, hpx))
     return sheet_relief(dem, work_crs, lay.extent, wpx, hpx, azimuth_deg=azimuth_deg,
                         altitude_deg=altitude_deg, inside=inside)
 
