@@ -131,10 +131,26 @@ def _clean(v: Any) -> str:
 
 
 def township_points(reloc: RelocationData, code: str, *, coords: str, last_year: int | None) -> dict:
-    """The candidates (by village) and sites of one township as plain records with lon/lat."""
+    """The candidates (by village) and sites of one township as plain records with lon/lat
+    (:func:`points_by_township` for one code)."""
+    return points_by_township(reloc, [code], coords=coords, last_year=last_year)[code]
+
+
+def points_by_township(reloc: RelocationData, codes: list[str], *, coords: str,
+                       last_year: int | None) -> dict[str, dict]:
+    """For each township of ``codes``: its candidate settlements (by village, then priority,
+    highest first) and the sites they may go to (the township's own and those its candidates
+    are assigned to, by site id), as plain records with lon/lat: ``{code: {"candidates": [...],
+    "sites": [...]}}``.
+
+    Each table is read once for all the townships (sorted, projected to lon/lat and turned into
+    records in one pass, then dealt out by township code); a stable sort before the split gives
+    each township's rows in the order sorting them alone gives. Done township by township, the
+    selections, sorts and projections cost ~17 ms a township (7 s of a 400-township district)."""
+    out: dict[str, dict] = {str(c): {"candidates": [], "sites": []} for c in codes}
     s = reloc.settlements
     assert s is not None  # a relocation result always holds its settlements
-    cand = s[(s["township_code"].astype(str) == code) & s["relocation_candidate"].astype(bool)]
+    cand = s[s["relocation_candidate"].astype(bool) & s["township_code"].astype(str).isin(out)]
     cand = cand.sort_values(["village_code", "priority", "settlement_id"], ascending=[True, False, True],
                             kind="mergesort")
     asg = reloc.assignment
@@ -144,23 +160,25 @@ def township_points(reloc: RelocationData, code: str, *, coords: str, last_year:
     if sites is not None and len(sites):
         site_names = dict(zip(sites["site_id"].astype(str),
                               (sites["name"] if "name" in sites else sites["site_id"]).astype(str)))
-    # the assignment rows of this township's candidates, in table order (one pass over the
-    # table: grouping the whole district's assignment for each township was quadratic)
+    cand_sid = cand["settlement_id"].astype(str)
+    # the assignment rows of the candidates, in table order
     per_s: dict[str, list] = {}
     if len(asg) and len(cand):
         a_sid = asg["settlement_id"].astype(str)
-        mine = a_sid.isin(set(cand["settlement_id"].astype(str))).to_numpy()
+        mine = a_sid.isin(set(cand_sid)).to_numpy()
         for sid, site, hh in zip(a_sid[mine], asg["site_id"][mine], asg["households"][mine]):
             per_s.setdefault(sid, []).append((site, hh))
     lon, lat = _lonlat(cand, coords) if len(cand) else (np.array([]), np.array([]))
-    candidates = []
-    for i, r in enumerate(_records(cand, _CAND_COLUMNS)):
+    used: dict[str, set[str]] = {}  # the sites each township's candidates are assigned to
+    for i, (t, r) in enumerate(zip(cand["township_code"].astype(str), _records(cand, _CAND_COLUMNS))):
         sid = str(r["settlement_id"])
         a = per_s.get(sid)
         assigned = ("; ".join(f"{site_names.get(str(site), site)} ({site}) {int(hh)} 户"
                               for site, hh in a) if a is not None else "")
+        if a is not None:
+            used.setdefault(t, set()).update(str(site) for site, _ in a)
         key, zh, en = priority_class(r.get("priority"))
-        candidates.append({
+        out[t]["candidates"].append({
             "lon": float(lon[i]), "lat": float(lat[i]), "settlement_id": sid, "name": _clean(r.get("name")),
             "village_code": _clean(r.get("village_code")), "village_name": _clean(r.get("village_name")),
             "households": _clean(r.get("households")), "population": _clean(r.get("population")),
@@ -172,23 +190,31 @@ def township_points(reloc: RelocationData, code: str, *, coords: str, last_year:
             "assigned_households": _clean(r.get("assigned_households")),
             "elevation_m": _clean(round(float(r["elevation_m"])) if pd.notna(r.get("elevation_m")) else None),
         })
-    site_rows = []
-    if sites is not None and len(sites):
-        used = set(asg.loc[asg["settlement_id"].astype(str).isin(set(cand["settlement_id"].astype(str))),
-                           "site_id"].astype(str)) if len(asg) else set()
-        keep = sites[(sites["township_code"].astype(str) == code) | sites["site_id"].astype(str).isin(used)]
-        keep = keep.sort_values("site_id", kind="mergesort")
-        slon, slat = _lonlat(keep, coords) if len(keep) else (np.array([]), np.array([]))
-        for i, r in enumerate(_records(keep, _SITE_COLUMNS)):
-            site_rows.append({
-                "lon": float(slon[i]), "lat": float(slat[i]), "site_id": _clean(r.get("site_id")),
-                "name": _clean(r.get("name") or r.get("site_id")),
-                "township_code": _clean(r.get("township_code")),
-                "capacity_households": _clean(r.get("capacity_households")),
-                "assigned_households": _clean(r.get("assigned_households")),
-                "elevation_m": _clean(round(float(r["elevation_m"])) if pd.notna(r.get("elevation_m")) else None),
-            })
-    return {"candidates": candidates, "sites": site_rows}
+    if sites is None or not len(sites):
+        return out
+    keep = sites.sort_values("site_id", kind="mergesort")
+    slon, slat = _lonlat(keep, coords)
+    rows = []
+    at_township: dict[str, list[int]] = {}
+    at_site: dict[str, list[int]] = {}
+    for i, (t, site, r) in enumerate(zip(keep["township_code"].astype(str), keep["site_id"].astype(str),
+                                         _records(keep, _SITE_COLUMNS))):
+        at_township.setdefault(t, []).append(i)
+        at_site.setdefault(site, []).append(i)
+        rows.append({
+            "lon": float(slon[i]), "lat": float(slat[i]), "site_id": _clean(r.get("site_id")),
+            "name": _clean(r.get("name") or r.get("site_id")),
+            "township_code": _clean(r.get("township_code")),
+            "capacity_households": _clean(r.get("capacity_households")),
+            "assigned_households": _clean(r.get("assigned_households")),
+            "elevation_m": _clean(round(float(r["elevation_m"])) if pd.notna(r.get("elevation_m")) else None),
+        })
+    for t, pts in out.items():
+        mine = set(at_township.get(t, ()))
+        for site in used.get(t, ()):
+            mine.update(at_site.get(site, ()))
+        pts["sites"] = [rows[i] for i in sorted(mine)]
+    return out
 
 
 #: the columns of the settlements and sites that the field files read
@@ -310,40 +336,6 @@ def build_gpx(points: dict, *, title: str, description: str) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(gpx, encoding="utf-8")
 
 
-def _split_by_township(reloc: RelocationData) -> dict[str, RelocationData]:
-    """For each township code, ``reloc`` cut down to the rows :func:`township_points` reads
-    for it (its candidate settlements, their assignment rows, the township's sites and the
-    sites its candidates are assigned to), in table order: one pass over each table instead
-    of one per township (filtering the whole district's tables per township grew with
-    townships x settlements)."""
-    s, asg, sites = reloc.settlements, reloc.assignment, reloc.sites
-    if s is None or not isinstance(asg, pd.DataFrame):
-        return {}
-    cand = s[s["relocation_candidate"].astype(bool)]
-    cand_by = dict(tuple(cand.groupby(cand["township_code"].astype(str), sort=False)))
-    empty_s = cand.iloc[:0]
-    asg_by: dict[str, pd.DataFrame] = {}
-    if len(asg):
-        asg_by = dict(tuple(asg.groupby(asg["township_code"].astype(str), sort=False)))
-    sites_by: dict[str, Any] = {}
-    if sites is not None and len(sites):
-        rows: dict[str, set[int]] = {}
-        at: dict[str, list[int]] = {}
-        for i, (t, sid) in enumerate(zip(sites["township_code"].astype(str), sites["site_id"].astype(str))):
-            rows.setdefault(t, set()).add(i)
-            at.setdefault(sid, []).append(i)
-        for code, a in asg_by.items():
-            mine = rows.setdefault(code, set())
-            for sid in set(a["site_id"].astype(str)):
-                mine.update(at.get(sid, ()))
-        sites_by = {code: sites.iloc[sorted(r)] for code, r in rows.items()}
-    codes = set(cand_by) | set(asg_by) | set(sites_by)
-    return {c: dataclasses.replace(reloc, settlements=cand_by.get(c, empty_s),
-                                   assignment=asg_by.get(c, asg.iloc[:0]),
-                                   sites=sites_by.get(c, sites.iloc[:0] if sites is not None else None))
-            for c in codes}
-
-
 def field_files(ctx: StepContext, reloc: RelocationData, *, coords: str = "wgs84",
                 codes: list[str] | None = None) -> dict[str, bytes]:
     """``{"field/<code>_<coords>.kmz": bytes, "field/<code>_<coords>.gpx": bytes}`` for each
@@ -375,13 +367,12 @@ def build_field_files(reloc: RelocationData, *, plan, township_names: dict[str, 
     # every row of to_dict: read once per run instead of once per township and row
     reloc = dataclasses.replace(reloc, settlements=_without_attrs(reloc.settlements),
                                 sites=_without_attrs(reloc.sites), assignment=_without_attrs(reloc.assignment))
-    per_township = _split_by_township(reloc) if len(codes) > 1 else {}
+    # maps reject codes that cannot name a file with a message; file names come from codes only
+    codes = [c for c in codes if re.fullmatch(r"[0-9A-Za-z_-]{1,32}", c)]
+    points = points_by_township(reloc, codes, coords=coords, last_year=last_year)
     out = {}
     for code in codes:
-        if not re.fullmatch(r"[0-9A-Za-z_-]{1,32}", code):
-            continue  # maps reject such codes with a message; file names come from codes only
-        pts = township_points(per_township.get(code, reloc) if per_township else reloc, code,
-                              coords=coords, last_year=last_year)
+        pts = points[code]
         if not pts["candidates"] and not pts["sites"]:
             continue
         name = township_names.get(code, code)
