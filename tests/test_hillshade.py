@@ -14,7 +14,7 @@ SUN = dict(azimuth_deg=315.0, altitude_deg=45.0)
 
 
 def _grey(shade: np.ndarray) -> np.ndarray:
-    return 70.0 + 185.0 * shade  # the grey levels of the page's image (shade_to_rgba)
+    return 70.0 + 185.0 * shade  # the grey levels of the page's image (hs.shade_to_png draws the nearest of its greys)
 
 
 @pytest.fixture(scope="module")
