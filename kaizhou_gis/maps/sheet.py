@@ -216,8 +216,8 @@ def _layers(page: Page, m: _MapFrame, specs: list, lay: Layout, to_work: Transfo
         if s.kind in ("line", "polygon"):
             for k in used:
                 c = s.cats[k]
-                segs = [tr(np.asarray(q, dtype=float)) for row in s.data if row[1] == k
-                        for q in _flatten(row[0]) if len(q) >= 2]
+                segs = _each_transformed(tr, [np.asarray(q, dtype=float) for row in s.data if row[1] == k
+                                              for q in _flatten(row[0]) if len(q) >= 2])
                 lw = float(c.get("weight", 1.0)) * (0.55 if s.kind == "line" else 0.6)
                 dash = (0.0, [4.0 * lw, 3.0 * lw]) if c.get("dash") else None  # scaled by width
                 out.append((z, functools.partial(page.path, segs, stroke=c.get("stroke", c["color"]),
@@ -228,6 +228,16 @@ def _layers(page: Page, m: _MapFrame, specs: list, lay: Layout, to_work: Transfo
                                                  [row for row in s.data if row[1] == k], tr)))
     return out
 
+
+
+def _each_transformed(tr: Callable, parts: list[np.ndarray]) -> list[np.ndarray]:
+    """``[tr(p) for p in parts]`` (each an n × 2 array of lat/lon) in one call of ``tr``: the
+    transform works point by point, so the points are the same; a call per road cost a
+    township sheet some 15 ms in the transformer's overhead."""
+    if len(parts) < 2:
+        return [tr(p) for p in parts]
+    ends = np.cumsum([len(p) for p in parts])[:-1]
+    return np.split(tr(np.concatenate(parts)), ends)
 
 
 def _markers(page: Page, s, k: int, rows: list, tr: Callable) -> None:
