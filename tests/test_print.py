@@ -767,3 +767,25 @@ def test_rasterize_pdf_from_several_threads():
     assert all(np.array_equal(m, one) for m in many)
     with pytest.raises(ValueError, match="less than"):
         sheetpng.rasterize_pdf(pdf, (301, 200), 100)
+
+
+@pytest.mark.parametrize("lengths", [[], [3], [2, 5, 1, 4], [7, 2]])
+def test_lines_projected_together_are_each_lines_projection(lengths):
+    """sheet._each_transformed: one transformer call for a category's lines gives each line the
+    points its own call gives, bit for bit, in order."""
+    from pyproj import Transformer
+
+    from kaizhou_gis.maps import sheet
+
+    to_work = Transformer.from_crs(4326, 4547, always_xy=True)
+
+    def tr(latlon):
+        x, y = to_work.transform(latlon[:, 1], latlon[:, 0])
+        return np.column_stack([x, y])
+
+    rng = np.random.default_rng(3)
+    parts = [rng.random((n, 2)) * 0.5 + [31.0, 108.0] for n in lengths]
+    got = sheet._each_transformed(tr, parts)
+    assert len(got) == len(parts)
+    for g, p in zip(got, parts):
+        assert g.shape == (len(p), 2) and np.array_equal(g, tr(p))
