@@ -265,8 +265,9 @@ def shade_to_png(shade: np.ndarray, bounds: tuple[float, float, float, float], *
     no_dem = np.isnan(k)
     k[no_dem] = -1.0
     index = (k + np.float32(1.0)).astype(np.uint8)  # 0: transparent, 1..: the greys
-    faded = inside is not None and not bool(np.all(inside))
-    if inside is not None and faded:
+    faded = False
+    if inside is not None and not inside.all():
+        faded = True
         index[~inside & ~no_dem] += np.uint8(BACKGROUND_GREYS)
     return encode_indexed_png(to_web_mercator_rows(index, bounds),
                               background_palette(faded=faded, outside_alpha=outside_alpha))

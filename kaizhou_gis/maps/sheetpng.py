@@ -1,6 +1,7 @@
 """The PNG of a print sheet: its PDF rasterized by PDFium (:func:`sheet_png`) and written as an
 RGB PNG whose rows carry the PNG "Up" filter (:func:`up_filtered`, also the predictor of the
-relief image in the PDF, :mod:`kaizhou_gis.maps.sheetrelief`)."""
+relief image in the PDF, :mod:`kaizhou_gis.maps.sheetrelief`). The same writer makes the HTML
+maps' indexed-colour hillshade overlays (:func:`encode_indexed_png`)."""
 from __future__ import annotations
 
 import math
